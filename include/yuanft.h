@@ -1,0 +1,20 @@
+/* yuanft: fine-tuning and inference for Yuan 2.0 models, in C.
+ * Public API: the module headers below (compile with -Iinclude -Isrc).
+ * Conventions: functions return 0 on success, -1 on error with a message from
+ * yf_last_error(); sizes are int64_t / size_t; weights are [out, in]. */
+#ifndef YUANFT_H
+#define YUANFT_H
+
+#define YUANFT_VERSION "0.1.0"
+
+#include "util.h"
+#include "tensor.h"
+#include "config.h"
+#include "safetensors.h"
+#include "torch_pickle.h"
+#include "checkpoint.h"
+#include "tokenizer.h"
+#include "lora.h"
+#include "model.h"
+
+#endif

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian packages yuanft needs to build and test, once.
+# Guarded: a second run only checks dpkg and returns at once.
+# usage: scripts/deps.sh [build|test|bench]
+set -e
+want="gcc make libc6-dev libcjson-dev zlib1g-dev"
+case "${1:-build}" in
+  test)  want="$want python3-numpy python3-sentencepiece libopenmpi-dev openmpi-bin" ;;
+  bench) want="$want python3-numpy python3-sentencepiece python3-torch python3-venv libopenmpi-dev openmpi-bin" ;;
+esac
+missing=""
+for p in $want; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >/dev/null || true
+$SUDO apt-get install -y -q --no-install-recommends $missing >/dev/null

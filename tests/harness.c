@@ -1,0 +1,176 @@
+#include "harness.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <math.h>
+
+typedef struct { const char *name, *file; yt_fn fn; } yt_case;
+static yt_case *g_cases;
+static int g_n, g_cap;
+static int g_failures;
+static char g_tmp[512];
+
+void yt_register(const char *name, const char *file, yt_fn fn) {
+    if (g_n == g_cap) {
+        g_cap = g_cap ? 2 * g_cap : 64;
+        g_cases = realloc(g_cases, (size_t)g_cap * sizeof *g_cases);
+    }
+    g_cases[g_n++] = (yt_case){name, file, fn};
+}
+
+void yt_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...) {
+    if (ok) return;
+    g_failures++;
+    fprintf(stderr, "    FAIL %s:%d: %s", file, line, expr);
+    if (fmt && fmt[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(stderr, " -- ");
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+    }
+    fprintf(stderr, "\n");
+}
+
+void yt_check_near(const char *file, int line, const char *what, double err, double tol) {
+    bool ok = err <= tol && !isnan(err);
+    fprintf(stderr, "    %s %s: error %.3g (tolerance %.3g)\n", ok ? "ok  " : "FAIL", what, err, tol);
+    if (!ok) {
+        g_failures++;
+        fprintf(stderr, "    FAIL at %s:%d\n", file, line);
+    }
+}
+
+void yt_skip(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "    SKIP: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fflush(stderr);
+    _exit(77);
+}
+
+const char *yt_shared(void) {
+    static char buf[512];
+    const char *env = getenv("YF_SHARED");
+    snprintf(buf, sizeof buf, "%s", env && env[0] ? env : "../shared");
+    struct stat st;
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+const char *yt_shared_path(const char *rel) {
+    static char buf[1024];
+    const char *s = yt_shared();
+    if (!s) yt_skip("../shared is absent: golden reference files not available (set YF_SHARED)");
+    snprintf(buf, sizeof buf, "%s/%s", s, rel);
+    return buf;
+}
+
+const char *yt_tmpdir(void) { return g_tmp; }
+
+const char *yt_cli(void) {
+    const char *env = getenv("YF_CLI");
+    return env && env[0] ? env : "build/yuanft";
+}
+
+int yt_sh(char *out, size_t cap, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[8300];
+    snprintf(full, sizeof full, "( %s ) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = 0;
+    char buf[4096];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, p)) > 0) {
+        if (out && n + 1 < cap) {
+            size_t k = got < cap - 1 - n ? got : cap - 1 - n;
+            memcpy(out + n, buf, k);
+            n += k;
+        }
+    }
+    if (out && cap) out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+double yt_max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || isnan(d)) m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+double yt_max_abs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(a[i]) > m) m = fabs(a[i]);
+    return m;
+}
+
+static int cmp_case(const void *a, const void *b) {
+    const yt_case *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+/* usage: yuanft-tests [substring filters...]; a filter matches name or file. */
+int main(int argc, char **argv) {
+    qsort(g_cases, (size_t)g_n, sizeof *g_cases, cmp_case);
+    int passed = 0, failed = 0, skipped = 0;
+    char root[256];
+    snprintf(root, sizeof root, "/tmp/yuanft-tests.%d", (int)getpid());
+    mkdir(root, 0755);
+    for (int i = 0; i < g_n; i++) {
+        yt_case *c = &g_cases[i];
+        bool match = argc < 2;
+        for (int a = 1; a < argc; a++)
+            if (strstr(c->name, argv[a]) || strstr(c->file, argv[a])) match = true;
+        if (!match) continue;
+        fprintf(stderr, "[ RUN  ] %s (%s)\n", c->name, c->file);
+        fflush(stderr);
+        snprintf(g_tmp, sizeof g_tmp, "%s/%s", root, c->name);
+        mkdir(g_tmp, 0755);
+        pid_t pid = fork();
+        if (pid == 0) {
+            g_failures = 0;
+            c->fn();
+            fflush(stdout);
+            fflush(stderr);
+            _exit(g_failures ? 1 : 0);
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+            passed++;
+            fprintf(stderr, "[  OK  ] %s\n", c->name);
+        } else if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+            skipped++;
+            fprintf(stderr, "[ SKIP ] %s\n", c->name);
+        } else {
+            failed++;
+            if (WIFSIGNALED(st))
+                fprintf(stderr, "[ FAIL ] %s (crashed: signal %d)\n", c->name, WTERMSIG(st));
+            else
+                fprintf(stderr, "[ FAIL ] %s\n", c->name);
+        }
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", root);
+    fflush(stderr);
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,41 @@
+/* A tiny test harness: TEST(name) registers a test; the runner forks one
+ * process per test (a crash is a failure, not the end of the run) and ends
+ * with "N passed, N failed, N skipped". */
+#ifndef YF_HARNESS_H
+#define YF_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef void (*yt_fn)(void);
+void yt_register(const char *name, const char *file, yt_fn fn);
+
+#define TEST(name)                                                                   \
+    static void name(void);                                                          \
+    __attribute__((constructor)) static void yt_reg_##name(void) { yt_register(#name, __FILE__, name); } \
+    static void name(void)
+
+/* Records a failure (the test goes on) when cond is false. */
+#define CHECK(cond, ...) yt_check((cond), __FILE__, __LINE__, #cond, "" __VA_ARGS__)
+void yt_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...);
+/* Numerical check: prints the error seen and the tolerance either way. */
+#define CHECK_NEAR(what, err, tol) yt_check_near(__FILE__, __LINE__, (what), (double)(err), (double)(tol))
+void yt_check_near(const char *file, int line, const char *what, double err, double tol);
+/* Marks the test skipped (with a loud reason) and leaves it. */
+void yt_skip(const char *fmt, ...) __attribute__((noreturn));
+
+/* Paths: repo root (cwd of `make test`), ../shared beside it, build dir. */
+const char *yt_shared(void);          /* NULL when ../shared is absent */
+const char *yt_shared_path(const char *rel); /* static buffer; skips the test if shared is absent */
+const char *yt_tmpdir(void);          /* a fresh per-test directory */
+const char *yt_cli(void);             /* path to the yuanft binary (YF_CLI env or build/yuanft) */
+/* Runs a shell command; returns its exit status; output (stdout+stderr,
+ * truncated to cap) into out when out != NULL. */
+int yt_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Max |a-b| and max |b| over n floats. */
+double yt_max_abs_diff(const float *a, const float *b, size_t n);
+double yt_max_abs(const float *a, size_t n);
+
+#endif
