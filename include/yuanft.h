@@ -13,6 +13,7 @@
 #include "safetensors.h"
 #include "torch_pickle.h"
 #include "checkpoint.h"
+#include "weights.h"
 #include "tokenizer.h"
 #include "lora.h"
 #include "model.h"

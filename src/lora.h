@@ -39,4 +39,25 @@ static inline yf_lora_mod *yf_lora_get(const yf_lora *lo, int64_t layer, yf_proj
     return m->A ? m : NULL;
 }
 
+struct yf_model;
+
+/* Parses "q_proj,k_proj,..." (also "all-linear"/"all") into a target mask;
+ * unknown module names are an error naming them. */
+int yf_lora_parse_targets(const char *list, unsigned *mask);
+/* Allocates the adapter tensors for cfg (A, B zero; m zero). r > 0 required. */
+int yf_lora_create(yf_lora *lo, const yf_config *cfg, const yf_lora_cfg *lc);
+/* PEFT init: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, DoRA m = row norms of W. */
+int yf_lora_init(yf_lora *lo, struct yf_model *m, yf_rng *rng);
+/* Reads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors);
+ * shapes are checked against cfg (error names the tensor). */
+int yf_lora_load(const char *dir, const yf_config *cfg, yf_lora *lo);
+/* Writes a PEFT adapter directory (files written atomically). */
+int yf_lora_save(const yf_lora *lo, const char *dir, const char *base_model_name_or_path);
+void yf_lora_alloc_grads(yf_lora *lo);
+void yf_lora_zero_grads(yf_lora *lo);
+/* The trainable tensors with their PEFT key names
+ * (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight, ...). */
+void yf_lora_params(yf_lora *lo, yf_param_list *out);
+void yf_lora_free(yf_lora *lo);
+
 #endif

@@ -8,19 +8,6 @@
 #include "lora.h"
 #include "tensor.h"
 
-/* A trainable fp32 tensor and its gradient, for the optimiser. */
-typedef struct yf_param {
-    const char *name;   /* checkpoint / adapter key */
-    float *w;           /* [numel] */
-    float *g;           /* [numel], accumulated with += */
-    int64_t numel;
-} yf_param;
-
-typedef struct yf_param_list {
-    yf_param *p;
-    int n;
-} yf_param_list;
-
 typedef struct yf_model_opts {
     bool full_finetune;  /* every weight trainable: fp32 copies + gradients */
     bool force_f32;      /* convert bf16/f16 weights to fp32 at load */

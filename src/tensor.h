@@ -63,4 +63,19 @@ yf_tensor *yf_table_find(const yf_table *tab, const char *name);
 /* Moves every entry and resource of src into dst (src left empty). */
 void yf_table_merge(yf_table *dst, yf_table *src);
 
+/* A trainable fp32 tensor and its gradient, for the optimiser. */
+typedef struct yf_param {
+    const char *name;   /* checkpoint / adapter key */
+    float *w;           /* [numel] */
+    float *g;           /* [numel], accumulated with += */
+    int64_t numel;
+    int ndim;
+    int64_t shape[YF_MAX_DIMS];
+} yf_param;
+
+typedef struct yf_param_list {
+    yf_param *p; /* malloc'd array; free(list.p) */
+    int n;
+} yf_param_list;
+
 #endif
