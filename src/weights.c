@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void add(yf_wspec **s, int64_t *n, int64_t *cap, yf_wkind kind, int ndim, const int64_t *shape,
