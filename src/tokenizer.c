@@ -29,7 +29,7 @@ static const char *const k_special[] = {
 #define WS "\xE2\x96\x81" /* U+2581, SentencePiece's space symbol */
 
 typedef struct {
-    uint32_t off; /* text in arena, NUL-terminated */
+    uint32_t off; /* text in arena: NUL-terminated, its length in the 4 bytes before */
     uint32_t len;
     float score;
     uint8_t type;
@@ -39,7 +39,8 @@ typedef struct {
 /* Hash slot: a piece string may be both a "normal" piece (mergeable) and a
  * reserved one (control/unknown/byte), as SentencePiece keeps two maps. */
 typedef struct {
-    uint32_t tag;
+    uint32_t tag; /* high hash bits, to skip most string compares */
+    uint32_t off; /* the text, in arena (saves a look at pieces[]) */
     int32_t normal;
     int32_t reserved;
 } tk_slot;
@@ -66,9 +67,17 @@ struct yf_tokenizer {
 
 /* ---- hashing ------------------------------------------------------------ */
 
-static uint64_t hash_bytes(const char *s, size_t n) {
+static inline uint64_t load32(const char *s) {
+    uint32_t v;
+    memcpy(&v, s, 4);
+    return v;
+}
+
+/* Pieces are short (most 3-9 bytes): the tail is read with two overlapping
+ * 4-byte loads (or three single bytes) rather than a variable-length copy. */
+static inline uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xC2B2AE3D27D4EB4Full);
-    while (n >= 8) {
+    while (n > 8) {
         uint64_t w;
         memcpy(&w, s, 8);
         h = (h ^ w) * 0xFF51AFD7ED558CCDull;
@@ -76,8 +85,10 @@ static uint64_t hash_bytes(const char *s, size_t n) {
         s += 8;
         n -= 8;
     }
-    uint64_t w = 0;
-    memcpy(&w, s, n);
+    uint64_t w;
+    if (n >= 4) w = load32(s) | load32(s + n - 4) << 32;
+    else if (n > 0) w = (uint64_t)(uint8_t)s[0] | (uint64_t)(uint8_t)s[n / 2] << 8 | (uint64_t)(uint8_t)s[n - 1] << 16;
+    else w = 0;
     h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
     h ^= h >> 29;
     h *= 0x94D049BB133111EBull;
@@ -87,15 +98,15 @@ static uint64_t hash_bytes(const char *s, size_t n) {
 static const char *piece_text(const yf_tokenizer *t, int32_t id) { return t->arena + t->pieces[id].off; }
 
 /* The slot holding string s, or the empty slot where it would go. */
-static tk_slot *find_slot(const yf_tokenizer *t, const char *s, size_t n) {
+static inline tk_slot *find_slot(const yf_tokenizer *t, const char *s, size_t n) {
     uint64_t h = hash_bytes(s, n);
     uint32_t tag = (uint32_t)(h >> 32);
     for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
         tk_slot *sl = &t->slots[i];
         if (sl->normal < 0 && sl->reserved < 0) return sl;
         if (sl->tag != tag) continue;
-        int32_t id = sl->normal >= 0 ? sl->normal : sl->reserved;
-        if (t->pieces[id].len == n && memcmp(piece_text(t, id), s, n) == 0) return sl;
+        const char *key = t->arena + sl->off;
+        if (load32(key - 4) == n && memcmp(key, s, n) == 0) return sl;
     }
 }
 
@@ -266,14 +277,16 @@ static int parse_piece(pb_reader *r, tk_raw *raw) {
         raw->cap = raw->cap ? raw->cap * 2 : 1024;
         raw->pieces = yf_realloc(raw->pieces, raw->cap * sizeof *raw->pieces);
     }
-    if (raw->arena_len + len + 1 > raw->arena_cap) {
-        while (raw->arena_len + len + 1 > raw->arena_cap) raw->arena_cap = raw->arena_cap ? raw->arena_cap * 2 : 1 << 16;
+    if (raw->arena_len + len + 5 > raw->arena_cap) {
+        while (raw->arena_len + len + 5 > raw->arena_cap) raw->arena_cap = raw->arena_cap ? raw->arena_cap * 2 : 1 << 16;
         raw->arena = yf_realloc(raw->arena, raw->arena_cap);
     }
-    memcpy(raw->arena + raw->arena_len, text, len);
-    raw->arena[raw->arena_len + len] = 0;
-    raw->pieces[raw->n++] = (tk_piece){(uint32_t)raw->arena_len, (uint32_t)len, score, (uint8_t)type, 0};
-    raw->arena_len += len + 1;
+    uint32_t len32 = (uint32_t)len;
+    memcpy(raw->arena + raw->arena_len, &len32, 4);
+    memcpy(raw->arena + raw->arena_len + 4, text, len);
+    raw->arena[raw->arena_len + 4 + len] = 0;
+    raw->pieces[raw->n++] = (tk_piece){(uint32_t)raw->arena_len + 4, len32, score, (uint8_t)type, 0};
+    raw->arena_len += len + 5;
     return 0;
 }
 
@@ -383,7 +396,7 @@ static int build(yf_tokenizer *t, const char *path, tk_raw *raw) {
     size_t nslots = 1024;
     while (nslots < 2 * raw->n) nslots *= 2;
     t->slots = yf_malloc(nslots * sizeof *t->slots);
-    for (size_t i = 0; i < nslots; i++) t->slots[i] = (tk_slot){0, -1, -1};
+    for (size_t i = 0; i < nslots; i++) t->slots[i] = (tk_slot){0, 0, -1, -1};
     t->mask = nslots - 1;
     t->unk_id = -1;
     for (int i = 0; i < 256; i++) t->byte_id[i] = -1;
@@ -398,6 +411,7 @@ static int build(yf_tokenizer *t, const char *path, tk_raw *raw) {
             return yf_errorf("%s: piece '%s' is defined twice (ids %d and %d): the model is corrupt", path, s, *dst,
                              id);
         sl->tag = (uint32_t)(hash_bytes(s, p->len) >> 32);
+        sl->off = p->off;
         *dst = id;
         if (p->type == PT_UNKNOWN) {
             if (t->unk_id >= 0) return yf_errorf("%s: more than one unknown piece (ids %d and %d)", path, t->unk_id, id);
