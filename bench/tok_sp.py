@@ -5,7 +5,7 @@ other piece encoded on its own, no BOS/EOS).
 
 usage:
   tok_sp.py MODEL encode  < strings.jsonl      one JSON array of ids a line
-  tok_sp.py MODEL bmes FILE...                 ids of each sentence of Resume NER .char.bmes files
+  tok_sp.py MODEL bmes FILE...                 {"text", "ids"} of each sentence of Resume NER .char.bmes files
   tok_sp.py MODEL time REPS FILE...            best-of-REPS seconds to encode those sentences
 """
 import json
@@ -71,7 +71,7 @@ def main():
             print(json.dumps(encode(sp, ids, pat, json.loads(line)), separators=(",", ":")))
     elif cmd == "bmes":
         for s in sentences(sys.argv[3:]):
-            print(json.dumps(encode(sp, ids, pat, s), separators=(",", ":")))
+            print(json.dumps({"text": s, "ids": encode(sp, ids, pat, s)}, ensure_ascii=False))
     elif cmd == "time":
         sents = sentences(sys.argv[4:])
         best = float("inf")

@@ -248,6 +248,7 @@ typedef struct {
     size_t unk_surface_len;
     bool add_dummy_prefix, remove_extra_ws, escape_ws;
     size_t charsmap_len, denorm_charsmap_len;
+    bool has_trainer, has_normalizer;
 } tk_raw;
 
 static int parse_piece(pb_reader *r, tk_raw *raw) {
@@ -349,6 +350,8 @@ static int parse_model(const char *path, const uint8_t *buf, size_t len, tk_raw 
             size_t n;
             if (pb_bytes(&r, &d, &n)) return -1;
             pb_reader sub = {d, d + n, buf, path};
+            if (f == 2) raw->has_trainer = true;
+            if (f == 3) raw->has_normalizer = true;
             int rc = f == 1 ? parse_piece(&sub, raw)
                      : f == 2 ? parse_trainer(&sub, raw)
                               : parse_normalizer(&sub, raw, f == 5);
@@ -370,6 +373,11 @@ static int byte_piece_value(const char *s, size_t n) {
 static int build(yf_tokenizer *t, const char *path, tk_raw *raw) {
     if (raw->n == 0) return yf_errorf("%s: not a SentencePiece model (no pieces found)", path);
     if (raw->n > (1u << 26)) return yf_errorf("%s: %zu pieces is more than any SentencePiece model holds", path, raw->n);
+    /* real models always hold both; without them a truncated file could load
+     * as a valid model with default (wrong) settings */
+    if (!raw->has_trainer || !raw->has_normalizer)
+        return yf_errorf("%s: no %s in the model: the file is truncated or not a SentencePiece model", path,
+                         raw->has_trainer ? "normalizer_spec" : "trainer_spec");
     if (raw->model_type != 2)
         return yf_errorf("%s: SentencePiece model type %lld is not BPE (2): only BPE models are supported", path,
                          (long long)raw->model_type);
