@@ -1,11 +1,155 @@
-/* yuanft data: not built yet (stub). */
+/* yuanft data: prepare training data.
+ *   data resume-ner --bmes FILE --out FILE.jsonl   the Resume NER corpus → records
+ *   data check --data FILE                          read and check a records file
+ *   data tokenize --data FILE --tokenizer MODEL [--template T] [--max-length N] [--out FILE.safetensors]
+ *                                                   tokenise as training does (and save) */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "bmes.h"
+#include "cli.h"
 #include "commands.h"
+#include "data.h"
+#include "tokenizer.h"
+
+static int data_resume_ner(int argc, char **argv) {
+    const char *bmes = NULL, *out = NULL;
+    yc_opt opts[] = {
+        {"bmes", YC_STR, &bmes, "Resume NER file (*.char.bmes: CHARACTER TAG a line, blank line between sentences)"},
+        {"out", YC_STR, &out, "JSON Lines to write: {\"input\": sentence, \"output\": answer JSON} a line"},
+    };
+    int rc = yc_parse("data resume-ner", "Converts the Resume NER corpus into the recipe's training records.", argc, argv,
+                      opts, 2);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!bmes || !out) {
+        fprintf(stderr, "yuanft data resume-ner: --bmes and --out are required\n");
+        return 2;
+    }
+    yf_bmes_corpus c;
+    if (yf_bmes_read(bmes, &c)) return yc_fail("data resume-ner");
+    if (yf_bmes_write_jsonl(&c, out)) {
+        yf_bmes_free(&c);
+        return yc_fail("data resume-ner");
+    }
+    if (c.n_cut) {
+        fprintf(stderr, "warning: %s: %lld entities cut in two by a blank line were left out (lines", bmes, (long long)c.n_cut);
+        for (int64_t i = 0; i < c.n_cut && i < 8; i++) fprintf(stderr, " %lld", (long long)c.cut_lines[i]);
+        fprintf(stderr, "%s)\n", c.n_cut > 8 ? " ..." : "");
+    }
+    int64_t total = 0, with = 0;
+    for (int t = 0; t < YF_N_TYPES; t++) total += c.n_entities[t];
+    for (size_t i = 0; i < c.n; i++) with += c.s[i].n_spans > 0;
+    printf("%s: %zu sentences (%lld with entities), %lld characters, %lld entities -> %s\n", bmes, c.n, (long long)with,
+           (long long)c.n_chars, (long long)total, out);
+    for (int t = 0; t < YF_N_TYPES; t++) {
+        char label[64];
+        snprintf(label, sizeof label, "%s %s", yf_type_names[t], yf_type_tags[t]);
+        /* CJK characters are two columns wide but three bytes: pad by columns */
+        int cols = (int)(strlen(yf_type_names[t]) / 3 * 2 + 1 + strlen(yf_type_tags[t]));
+        printf("  %s%*s %7lld\n", label, 16 - cols, "", (long long)c.n_entities[t]);
+    }
+    yf_bmes_free(&c);
+    return 0;
+}
+
+static int data_check(int argc, char **argv) {
+    const char *path = NULL;
+    yc_opt opts[] = {{"data", YC_STR, &path, "records: a JSON array or JSON Lines of {\"input\", \"output\"}"}};
+    int rc = yc_parse("data check", "Reads a training data file and reports its records or its first error.", argc, argv,
+                      opts, 1);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!path) {
+        fprintf(stderr, "yuanft data check: --data is required\n");
+        return 2;
+    }
+    yf_records r;
+    if (yf_data_load(path, &r)) return yc_fail("data check");
+    size_t in = 0, out = 0;
+    for (size_t i = 0; i < r.n; i++) {
+        in += strlen(r.r[i].input);
+        out += strlen(r.r[i].output);
+    }
+    printf("%s: %zu records, %zu input bytes, %zu output bytes\n", path, r.n, in, out);
+    yf_records_free(&r);
+    return 0;
+}
+
+static int data_tokenize(int argc, char **argv) {
+    const char *path = NULL, *tokp = NULL, *tmpl = "resume", *out = NULL;
+    int64_t max_length = YF_DEFAULT_MAX_LENGTH;
+    yc_opt opts[] = {
+        {"data", YC_STR, &path, "records: a JSON array or JSON Lines of {\"input\", \"output\"}"},
+        {"tokenizer", YC_STR, &tokp, "tokenizer.model (or a model directory holding it)"},
+        {"template", YC_STR, &tmpl, "prompt template: resume (default), none, or a file with an {input} placeholder"},
+        {"max-length", YC_INT, &max_length, "truncate input_ids and labels to this many tokens (default 384; 0: no limit)"},
+        {"out", YC_STR, &out, "write the pre-tokenised data here (safetensors: input_ids, labels [N, T], lengths [N])"},
+    };
+    int rc = yc_parse("data tokenize", "Tokenises training records as training does: prompt = template(input) + <sep> "
+                      "(labels -100), answer = output + <eod>.", argc, argv, opts, 5);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!path || !tokp) {
+        fprintf(stderr, "yuanft data tokenize: --data and --tokenizer are required\n");
+        return 2;
+    }
+    char *tpath = yf_dir_exists(tokp) ? yf_path_join(tokp, "tokenizer.model") : yf_strdup(tokp);
+    yf_records recs = {0};
+    yf_template t = {0};
+    yf_tokenizer *tok = NULL;
+    yf_encoder enc;
+    yf_dataset ds = {0};
+    rc = yf_data_load(path, &recs);
+    if (rc == 0) rc = yf_template_load(tmpl, &t);
+    if (rc == 0) rc = yf_tokenizer_load(tpath, &tok);
+    if (rc == 0) rc = yf_encoder_from_tokenizer(tok, &enc);
+    double t0 = yf_time();
+    if (rc == 0) rc = yf_dataset_build(&recs, &t, &enc, max_length, &ds);
+    double dt = yf_time() - t0;
+    if (rc == 0 && out) rc = yf_dataset_save(&ds, out);
+    if (rc == 0) {
+        int64_t tokens = 0, scored = 0;
+        for (size_t i = 0; i < ds.n; i++) {
+            tokens += ds.ex[i].len;
+            scored += ds.ex[i].len - ds.ex[i].prompt_len;
+        }
+        printf("%s: %zu examples, %lld tokens (%lld answer tokens), longest %lld, %lld truncated to %lld, %lld with no "
+               "answer left; %.2f s%s%s\n",
+               path, ds.n, (long long)tokens, (long long)scored, (long long)ds.longest, (long long)ds.n_truncated,
+               (long long)max_length, (long long)ds.n_no_answer, dt, out ? " -> " : "", out ? out : "");
+        if (ds.n_no_answer)
+            fprintf(stderr, "warning: %lld examples have no answer token left after truncation (raise --max-length)\n",
+                    (long long)ds.n_no_answer);
+    }
+    yf_dataset_free(&ds);
+    if (tok) yf_tokenizer_free(tok);
+    yf_template_free(&t);
+    yf_records_free(&recs);
+    free(tpath);
+    return rc ? yc_fail("data tokenize") : 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: yuanft data SUBCOMMAND [options]\n\n"
+               "subcommands:\n"
+               "  resume-ner   convert the Resume NER corpus (--bmes FILE --out FILE.jsonl)\n"
+               "  check        read and check a training data file (--data FILE)\n"
+               "  tokenize     tokenise training data as training does, optionally saving it (--out FILE.safetensors)\n"
+               "\n'yuanft data SUBCOMMAND --help' shows its options.\n");
+}
 
 int cmd_data(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "yuanft data: not implemented yet\n");
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(sub, "resume-ner")) return data_resume_ner(argc - 1, argv + 1);
+    if (!strcmp(sub, "check")) return data_check(argc - 1, argv + 1);
+    if (!strcmp(sub, "tokenize")) return data_tokenize(argc - 1, argv + 1);
+    fprintf(stderr, "yuanft data: unknown subcommand '%s' (see yuanft data --help)\n", sub);
     return 2;
 }
