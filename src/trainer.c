@@ -192,8 +192,10 @@ static void progress(run *r, bool final) {
         fflush(stderr);
     } else {
         /* plain lines: about every 5% of the run, at least every 60 s, and at the end */
-        int64_t every = tot / 20 > 0 ? tot / 20 : 1;
-        if (!final && done - r->last_progress_step < every && now - r->last_progress_t < 60) return;
+        int64_t every = (tot + 19) / 20 > 0 ? (tot + 19) / 20 : 1;
+        if (final ? done == r->last_progress_step
+                  : done - r->last_progress_step < every && now - r->last_progress_t < 60)
+            return;
         fprintf(stderr, "step %lld/%lld (%d%%) elapsed %s eta %s loss %.4f\n", (long long)done, (long long)tot,
                 tot > 0 ? (int)(100 * done / tot) : 100, es, rs, r->last_loss);
         r->last_progress_step = done;
@@ -566,7 +568,7 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     yf_rng_seed(&r->dropout_rng, a->seed ^ 0x5bd1e995ull);
     r->log_history = cJSON_CreateArray();
     r->tty = isatty(2);
-    r->progress = a->progress < 0 ? (r->tty ? 1 : 0) : a->progress;
+    r->progress = a->progress < 0 ? 1 : a->progress; /* a bar on a terminal, plain lines otherwise */
     int64_t *perm = yf_malloc((size_t)r->n * sizeof *perm);
     int rc = -1;
 

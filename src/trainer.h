@@ -54,7 +54,6 @@ typedef struct yf_train_hooks {
                             double *loss_sum, int64_t *ntok, int64_t *n_input);
     /* Writes the trainable weights (adapter directory or model directory) into dir. */
     int (*save)(void *ctx, const char *dir);
-    /* Extra fields for the final JSON line / notes (may be NULL). */
 } yf_train_hooks;
 
 typedef struct yf_train_result {
