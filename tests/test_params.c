@@ -40,3 +40,21 @@ TEST(params_bad_rank) {
     yf_param_counts n;
     CHECK(yf_count_params(&c, &lc, &n) == -1 && strstr(yf_last_error(), "rank"), "%s", yf_last_error());
 }
+
+TEST(params_cli_prints_peft_line) {
+    char out[512];
+    int st = yt_sh(out, sizeof out, "%s params --config %s", yt_cli(), yt_shared_path("yuan/config-2b.json"));
+    CHECK(st == 0, "exit %d: %s", st, out);
+    CHECK(!strcmp(out, "trainable params: 9,043,968 || all params: 2,097,768,448 || trainable%: 0.4311\n"), "got: %s", out);
+}
+
+TEST(params_cli_bad_target_module) {
+    char out[512];
+    int st = yt_sh(out, sizeof out, "%s params --config %s --target-modules q_proj,qkv_proj 2>&1", yt_cli(),
+                   yt_shared_path("yuan/config-2b.json"));
+    CHECK(st != 0 && strstr(out, "qkv_proj"), "exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "%s params --config %s --lora-r 0 2>&1", yt_cli(), yt_shared_path("yuan/config-2b.json"));
+    CHECK(st != 0 && strstr(out, "rank"), "exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "%s params --config /nonexistent/config.json 2>&1", yt_cli());
+    CHECK(st != 0 && strstr(out, "/nonexistent/config.json"), "exit %d: %s", st, out);
+}

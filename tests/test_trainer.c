@@ -377,3 +377,172 @@ TEST(trainer_python_float_repr) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         CHECK(!strcmp(yf_py_float(cases[i].x, b, sizeof b), cases[i].s), "%.17g -> %s, want %s", cases[i].x, b, cases[i].s);
 }
+
+/* ---- yuanft train on the tiny golden model -------------------------------- */
+
+/* Max over tensors of max|a-b| / max|b|, every tensor of `want` present in `got`. */
+static double adapter_rel_err(const char *got_path, const char *want_path) {
+    yf_table g, w;
+    yf_table_init(&g);
+    yf_table_init(&w);
+    double worst = INFINITY;
+    if (yf_st_load(got_path, &g) || yf_st_load(want_path, &w)) {
+        fprintf(stderr, "    %s\n", yf_last_error());
+        goto out;
+    }
+    worst = 0;
+    if (g.n != w.n) fprintf(stderr, "    %d tensors, golden has %d\n", g.n, w.n), worst = INFINITY;
+    for (int i = 0; i < w.n && isfinite(worst); i++) {
+        const yf_tensor *b = &w.t[i], *a = yf_table_find(&g, b->name);
+        if (!a || yf_tensor_numel(a) != yf_tensor_numel(b) || a->dtype != YF_F32) {
+            fprintf(stderr, "    tensor %s missing or mis-shaped\n", b->name);
+            worst = INFINITY;
+            break;
+        }
+        int64_t n = yf_tensor_numel(b);
+        float *bf = malloc((size_t)n * sizeof *bf);
+        yf_tensor_to_f32(b, bf);
+        double d = yt_max_abs_diff(a->data, bf, (size_t)n), s = yt_max_abs(bf, (size_t)n);
+        worst = fmax(worst, d / fmax(s, 1e-30));
+        free(bf);
+    }
+out:
+    yf_table_free(&g);
+    yf_table_free(&w);
+    return worst;
+}
+
+static void need_model(void) {
+    if (!yf_dir_exists(yt_shared_path("golden/yuan-tiny"))) yt_skip("golden/yuan-tiny not available");
+}
+
+static void golden_train(const char *kind) {
+    need_model();
+    char tiny[600], adapter[700], data[700], traj[700], want[700];
+    snprintf(tiny, sizeof tiny, "%s", yt_shared_path("golden/yuan-tiny"));
+    snprintf(adapter, sizeof adapter, "%s/%s", tiny, kind);
+    snprintf(data, sizeof data, "%s/forward.safetensors", tiny);
+    snprintf(traj, sizeof traj, "%s/%s/train/trajectory.json", tiny, kind);
+    snprintf(want, sizeof want, "%s/%s/train/adapter_model.safetensors", tiny, kind);
+    char out[16384];
+    int st = yt_sh(out, sizeof out,
+                   "%s train --model %s --data %s --adapter %s --output-dir %s --per-device-train-batch-size 2 --no-shuffle "
+                   "--learning-rate 1e-2 --max-steps 3 --lora-dropout 0 --logging-steps 1 --save-strategy no",
+                   yt_cli(), tiny, data, adapter, sub("out"));
+    CHECK(st == 0, "exit %d:\n%s", st, out);
+    if (st) return;
+    /* the reference trajectory against trainer_state.json (unrounded step losses,
+     * and the logged grad_norm / learning_rate of every step) */
+    char *tj = slurp(traj), *sj = slurp(sub("out/trainer_state.json"));
+    cJSON *T = tj ? cJSON_Parse(tj) : NULL, *S = sj ? cJSON_Parse(sj) : NULL;
+    CHECK(T && S, "cannot read trajectory.json / trainer_state.json");
+    if (T && S) {
+        const cJSON *lh = cJSON_GetObjectItem(S, "log_history");
+        const cJSON *sl = cJSON_GetObjectItem(cJSON_GetObjectItem(S, "yuanft"), "step_losses");
+        double el = 0, eg = 0, er = 0;
+        for (int s = 0; s < 3; s++) {
+            double wl = cJSON_GetArrayItem(cJSON_GetObjectItem(T, "loss_per_step"), s)->valuedouble;
+            double wg = cJSON_GetArrayItem(cJSON_GetObjectItem(T, "grad_norm_before_clip"), s)->valuedouble;
+            double wr = cJSON_GetArrayItem(cJSON_GetObjectItem(T, "lr_per_step"), s)->valuedouble;
+            const cJSON *e = cJSON_GetArrayItem(lh, s), *l = cJSON_GetArrayItem(sl, s);
+            if (!e || !l) {
+                CHECK(0, "step %d missing from trainer_state.json", s + 1);
+                break;
+            }
+            el = fmax(el, fabs(l->valuedouble - wl) / fabs(wl));
+            eg = fmax(eg, fabs(cJSON_GetObjectItem(e, "grad_norm")->valuedouble - wg) / fabs(wg));
+            er = fmax(er, fabs(cJSON_GetObjectItem(e, "learning_rate")->valuedouble - wr) / fabs(wr));
+        }
+        CHECK_NEAR("loss per step (relative)", el, 1e-4);
+        CHECK_NEAR("grad norm before clipping per step (relative)", eg, 1e-4);
+        CHECK_NEAR("learning rate per step (relative)", er, 1e-4);
+    }
+    cJSON_Delete(T);
+    cJSON_Delete(S);
+    free(tj);
+    free(sj);
+    CHECK_NEAR("final adapter vs golden (max |d| / max |ref| per tensor)",
+               adapter_rel_err(sub("out/adapter_model.safetensors"), want), 1e-4);
+    CHECK(yf_file_exists(sub("out/adapter_config.json")) && yf_file_exists(sub("out/loss_curve.svg")));
+    /* the last line of the run is one JSON object */
+    char *last = strrchr(out, '{');
+    cJSON *j = last ? cJSON_Parse(last) : NULL;
+    CHECK(j && cJSON_GetObjectItem(j, "train_tokens_per_second") && cJSON_GetObjectItem(j, "peak_rss_mb"), "last line: %s",
+          last ? last : "(none)");
+    cJSON_Delete(j);
+}
+
+TEST(train_golden_lora_three_steps) { golden_train("lora"); }
+TEST(train_golden_dora_three_steps) { golden_train("dora"); }
+
+TEST(train_resume_after_epoch_cli) {
+    need_model();
+    char tiny[600], cmd[2048], out[16384];
+    snprintf(tiny, sizeof tiny, "%s", yt_shared_path("golden/yuan-tiny"));
+    /* fresh adapter (r 4, dropout on), batch 1, shuffled, 3 epochs of 2 steps */
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s --data %s/forward.safetensors --per-device-train-batch-size 1 --num-train-epochs 3 "
+             "--learning-rate 1e-2 --lora-r 4 --lora-alpha 8 --lora-dropout 0.1 --warmup-steps 1 --weight-decay 0.01 "
+             "--save-strategy epoch --seed 7",
+             yt_cli(), tiny, tiny);
+    int st = yt_sh(out, sizeof out, "%s --output-dir %s", cmd, sub("full"));
+    CHECK(st == 0, "exit %d:\n%s", st, out);
+    CHECK(yf_dir_exists(sub("full/checkpoint-2")) && yf_dir_exists(sub("full/checkpoint-6")));
+    /* a run that stopped after epoch 1: only checkpoint-2 in its output dir */
+    st = yt_sh(out, sizeof out, "mkdir -p %s && cp -r %s %s/", sub("part"), sub("full/checkpoint-2"), sub("part"));
+    CHECK(st == 0, "%s", out);
+    st = yt_sh(out, sizeof out, "%s --output-dir %s --resume-from-checkpoint true", cmd, sub("part"));
+    CHECK(st == 0 && strstr(out, "resuming from"), "exit %d:\n%s", st, out);
+    CHECK_NEAR("resumed final adapter vs uninterrupted (exact)",
+               adapter_rel_err(sub("part/adapter_model.safetensors"), sub("full/adapter_model.safetensors")), 0);
+}
+
+static void expect_train_failure(const char *extra, const char *needle) {
+    char tiny[600], out[16384];
+    snprintf(tiny, sizeof tiny, "%s", yt_shared_path("golden/yuan-tiny"));
+    int st = yt_sh(out, sizeof out, "%s train --model %s --output-dir %s %s", yt_cli(), tiny, sub("bad"), extra);
+    CHECK(st != 0 && st != 139 && strstr(out, needle), "exit %d, want a message with '%s':\n%s", st, needle, out);
+}
+
+TEST(train_bad_unknown_target_module) {
+    char a[800];
+    snprintf(a, sizeof a, "--data %s --target-modules q_proj,attn_proj", yt_shared_path("golden/yuan-tiny/forward.safetensors"));
+    expect_train_failure(a, "attn_proj");
+}
+
+TEST(train_bad_rank_zero_and_negative_lr) {
+    char a[800];
+    snprintf(a, sizeof a, "--data %s --lora-r 0", yt_shared_path("golden/yuan-tiny/forward.safetensors"));
+    expect_train_failure(a, "lora-r");
+    snprintf(a, sizeof a, "--data %s --learning-rate -0.001", yt_shared_path("golden/yuan-tiny/forward.safetensors"));
+    expect_train_failure(a, "learning-rate");
+}
+
+TEST(train_bad_missing_data_file) { expect_train_failure("--data /nonexistent/train.safetensors", "/nonexistent/train.safetensors"); }
+
+TEST(train_bad_rows_longer_than_max_positions) {
+    /* the tiny model allows 256 positions; one row of 300 scored tokens */
+    const int64_t T = 300;
+    int64_t *ids = calloc((size_t)T, sizeof *ids), *lab = calloc((size_t)T, sizeof *lab);
+    for (int64_t t = 0; t < T; t++) ids[t] = lab[t] = 5 + t % 100;
+    yf_tensor ts[2] = {{.name = "input_ids", .dtype = YF_I64, .ndim = 2, .shape = {1, T}, .data = ids, .nbytes = T * 8},
+                       {.name = "labels", .dtype = YF_I64, .ndim = 2, .shape = {1, T}, .data = lab, .nbytes = T * 8}};
+    CHECK(yf_st_save(sub("long.safetensors"), ts, 2, NULL) == 0, "%s", yf_last_error());
+    free(ids);
+    free(lab);
+    char a[800];
+    snprintf(a, sizeof a, "--data %s", sub("long.safetensors"));
+    expect_train_failure(a, "max_position_embeddings");
+    /* and a file without labels */
+    yf_tensor one = {.name = "input_ids", .dtype = YF_I64, .ndim = 2, .shape = {1, 1}, .data = (int64_t[]){5}, .nbytes = 8};
+    CHECK(yf_st_save(sub("nolabels.safetensors"), &one, 1, NULL) == 0);
+    snprintf(a, sizeof a, "--data %s", sub("nolabels.safetensors"));
+    expect_train_failure(a, "labels");
+}
+
+TEST(train_bad_resume_checkpoint_missing) {
+    char a[800];
+    snprintf(a, sizeof a, "--data %s --resume-from-checkpoint %s", yt_shared_path("golden/yuan-tiny/forward.safetensors"),
+             sub("no-such-ckpt"));
+    expect_train_failure(a, "no-such-ckpt");
+}
