@@ -53,11 +53,17 @@ int yf_lora_init(yf_lora *lo, struct yf_model *m, yf_rng *rng);
 int yf_lora_load(const char *dir, const yf_config *cfg, yf_lora *lo);
 /* Writes a PEFT adapter directory (files written atomically). */
 int yf_lora_save(const yf_lora *lo, const char *dir, const char *base_model_name_or_path);
+/* Allocates (zeroed) gradients for every adapted module; a no-op for those
+ * already allocated. */
 void yf_lora_alloc_grads(yf_lora *lo);
 void yf_lora_zero_grads(yf_lora *lo);
 /* The trainable tensors with their PEFT key names
  * (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight, ...). */
 void yf_lora_params(yf_lora *lo, yf_param_list *out);
 void yf_lora_free(yf_lora *lo);
+/* merge_and_unload on a table of checkpoint tensors (any float dtype): every
+ * adapted projection weight is replaced by W + s B A (DoRA: scaled to the
+ * magnitude per row), in its own dtype, in a new buffer owned by tab. */
+int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab);
 
 #endif

@@ -1,11 +1,299 @@
-/* yuanft train: not built yet (stub). */
+/* yuanft train: fine-tune a Yuan model (LoRA, DoRA or full) with the HF
+ * Trainer's semantics. Wires the generic loop (src/trainer.h) to the model,
+ * the adapter and a pre-tokenised data file. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "cli.h"
 #include "commands.h"
+#include "config.h"
+#include "lora.h"
+#include "model.h"
+#include "safetensors.h"
+#include "trainer.h"
+
+/* ---- the data set: input_ids / labels [N, T] int64 ------------------------- */
+
+typedef struct trainset {
+    yf_table tab;
+    const int64_t *ids, *labels; /* [N, T] */
+    int64_t N, T;
+    int64_t *len;                /* [N] positions that matter: up to the last scored label */
+} trainset;
+
+/* Loads and checks the data file; rows longer than max_pos are an error. */
+static int trainset_load(trainset *d, const char *path, const yf_config *cfg) {
+    memset(d, 0, sizeof *d);
+    yf_table_init(&d->tab);
+    if (!yf_file_exists(path)) return yf_errorf("%s: data file not found (--data takes a .safetensors file with input_ids and labels)", path);
+    if (yf_st_load(path, &d->tab)) return -1;
+    const yf_tensor *ti = yf_table_find(&d->tab, "input_ids"), *tl = yf_table_find(&d->tab, "labels");
+    if (!ti || !tl) return yf_errorf("%s: needs tensors 'input_ids' and 'labels' [N, T] (I64)", path);
+    if (ti->dtype != YF_I64 || tl->dtype != YF_I64 || ti->ndim != 2 || tl->ndim != 2 || ti->shape[0] != tl->shape[0] ||
+        ti->shape[1] != tl->shape[1]) {
+        char a[64], b[64];
+        return yf_errorf("%s: input_ids %s %s and labels %s %s must both be I64 [N, T]", path, yf_dtype_name(ti->dtype),
+                         yf_shape_str(ti, a, sizeof a), yf_dtype_name(tl->dtype), yf_shape_str(tl, b, sizeof b));
+    }
+    d->N = ti->shape[0], d->T = ti->shape[1];
+    if (d->N <= 0 || d->T <= 0) return yf_errorf("%s: the data set is empty", path);
+    d->ids = ti->data, d->labels = tl->data;
+    d->len = yf_malloc((size_t)d->N * sizeof *d->len);
+    const yf_tensor *tm = yf_table_find(&d->tab, "attention_mask");
+    if (tm && (tm->dtype != YF_I64 || tm->ndim != 2 || tm->shape[0] != d->N || tm->shape[1] != d->T))
+        return yf_errorf("%s: attention_mask must be I64 [N, T] like input_ids", path);
+    for (int64_t i = 0; i < d->N; i++) {
+        int64_t last = 0;
+        for (int64_t t = 0; t < d->T; t++) {
+            int64_t id = d->ids[i * d->T + t], lb = d->labels[i * d->T + t];
+            if (id < 0 || id >= cfg->vocab_size)
+                return yf_errorf("%s: input_ids[%lld, %lld] = %lld is outside the vocabulary [0, %lld)", path, (long long)i,
+                                 (long long)t, (long long)id, (long long)cfg->vocab_size);
+            if (lb != -100 && (lb < 0 || lb >= cfg->vocab_size))
+                return yf_errorf("%s: labels[%lld, %lld] = %lld is neither -100 nor a token id below %lld", path, (long long)i,
+                                 (long long)t, (long long)lb, (long long)cfg->vocab_size);
+            if (lb != -100) last = t + 1;
+            if (tm && ((const int64_t *)tm->data)[i * d->T + t] && t + 1 > last) last = t + 1;
+        }
+        /* positions after the last scored label cannot change the loss (causal
+         * model), so batches are cut there: HF's pad-to-longest, recovered */
+        d->len[i] = last > 0 ? last : 1;
+        if (cfg->max_position_embeddings > 0 && d->len[i] > cfg->max_position_embeddings)
+            return yf_errorf("%s: row %lld has %lld tokens, more than the model's max_position_embeddings %lld "
+                             "(truncate the data, e.g. to 384 as the recipe does)",
+                             path, (long long)i, (long long)d->len[i], (long long)cfg->max_position_embeddings);
+    }
+    return 0;
+}
+
+static void trainset_free(trainset *d) {
+    free(d->len);
+    yf_table_free(&d->tab);
+}
+
+/* ---- hooks ---------------------------------------------------------------------- */
+
+typedef struct ctx {
+    yf_model *model;
+    yf_lora *lora;        /* NULL in full fine-tuning */
+    trainset *data;
+    bool grad_ckpt;
+    float dropout;
+    const char *model_dir;
+    int64_t *bids, *blab; /* [batch * T] gather buffers */
+    yf_param_list params;
+} ctx;
+
+static int64_t hook_count(void *vc, const int64_t *rows, int64_t n) {
+    const trainset *d = ((ctx *)vc)->data;
+    int64_t c = 0;
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t *lb = d->labels + rows[k] * d->T;
+        for (int64_t t = 1; t < d->T; t++) c += lb[t] != -100; /* labels[t] is scored against logits[t-1] */
+    }
+    return c;
+}
+
+static int hook_fb(void *vc, const int64_t *rows, int64_t n, float scale, yf_rng *rng, double *loss_sum, int64_t *ntok,
+                   int64_t *n_input) {
+    ctx *c = vc;
+    const trainset *d = c->data;
+    int64_t Tb = 1;
+    for (int64_t k = 0; k < n; k++) Tb = d->len[rows[k]] > Tb ? d->len[rows[k]] : Tb;
+    for (int64_t k = 0; k < n; k++) {
+        memcpy(c->bids + k * Tb, d->ids + rows[k] * d->T, (size_t)Tb * sizeof(int64_t));
+        memcpy(c->blab + k * Tb, d->labels + rows[k] * d->T, (size_t)Tb * sizeof(int64_t));
+    }
+    yf_backward_opts o = {.loss_scale = scale, .gradient_checkpointing = c->grad_ckpt,
+                          .dropout_rng = c->dropout > 0 ? rng : NULL};
+    *n_input = n * Tb;
+    return yf_model_forward_backward(c->model, c->lora, c->bids, c->blab, n, Tb, &o, loss_sum, ntok);
+}
+
+static int hook_save(void *vc, const char *dir) {
+    ctx *c = vc;
+    if (c->lora) return yf_lora_save(c->lora, dir, c->model_dir);
+    /* full fine-tuning: every weight in fp32, with the config */
+    yf_tensor *ts = yf_calloc((size_t)c->params.n + 1, sizeof *ts);
+    for (int i = 0; i < c->params.n; i++) {
+        const yf_param *p = &c->params.p[i];
+        ts[i].name = (char *)p->name;
+        ts[i].dtype = YF_F32;
+        ts[i].ndim = p->ndim;
+        memcpy(ts[i].shape, p->shape, sizeof ts[i].shape);
+        ts[i].data = p->w;
+        ts[i].nbytes = (size_t)p->numel * sizeof(float);
+    }
+    char *wpath = yf_path_join(dir, "model.safetensors"), *cpath = yf_path_join(dir, "config.json");
+    const char *meta[] = {"format", "pt", NULL};
+    yf_config cfg = *yf_model_config(c->model);
+    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "float32");
+    int rc = yf_st_save(wpath, ts, c->params.n, meta);
+    if (rc == 0) rc = yf_config_save(cpath, &cfg);
+    free(wpath);
+    free(cpath);
+    free(ts);
+    return rc;
+}
+
+/* ---- the command ---------------------------------------------------------------- */
 
 int cmd_train(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "yuanft train: not implemented yet\n");
-    return 2;
+    const char *model_dir = NULL, *data = NULL, *out_dir = NULL, *adapter = NULL, *resume = NULL;
+    const char *sched = "linear", *save = "steps", *targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
+    int64_t bs = 8, accum = 1, max_steps = -1, warmup_steps = 0, logging_steps = 500, save_steps = 500, seed = 42;
+    int64_t lora_r = 8;
+    double epochs = 3, lr = 5e-5, wd = 0, warmup_ratio = 0, max_grad_norm = 1.0, lora_alpha = 32, lora_dropout = NAN;
+    double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
+    bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false;
+    const yc_opt opts[] = {
+        {"model", YC_STR, &model_dir, "base model directory (config.json + weights) [required]"},
+        {"data", YC_STR, &data, "training data: .safetensors with input_ids and labels [N, T] I64 (-100 = not scored) [required]"},
+        {"output-dir", YC_STR, &out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go [required]"},
+        {"adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are used)"},
+        {"per-device-train-batch-size", YC_INT, &bs, "examples per micro-batch (8)"},
+        {"gradient-accumulation-steps", YC_INT, &accum, "micro-batches per optimizer step (1)"},
+        {"num-train-epochs", YC_FLOAT, &epochs, "epochs (3)"},
+        {"max-steps", YC_INT, &max_steps, "optimizer steps; > 0 overrides --num-train-epochs (-1)"},
+        {"learning-rate", YC_FLOAT, &lr, "peak AdamW learning rate (5e-5)"},
+        {"weight-decay", YC_FLOAT, &wd, "AdamW decoupled weight decay (0); full fine-tuning skips bias/norm weights"},
+        {"adam-beta1", YC_FLOAT, &beta1, "(0.9)"},
+        {"adam-beta2", YC_FLOAT, &beta2, "(0.999)"},
+        {"adam-epsilon", YC_FLOAT, &adam_eps, "(1e-8)"},
+        {"lr-scheduler-type", YC_STR, &sched, "linear, cosine, constant or constant_with_warmup (linear)"},
+        {"warmup-steps", YC_INT, &warmup_steps, "linear warmup steps (0)"},
+        {"warmup-ratio", YC_FLOAT, &warmup_ratio, "warmup as a fraction of all steps, used when --warmup-steps is 0 (0)"},
+        {"max-grad-norm", YC_FLOAT, &max_grad_norm, "clip the global gradient norm to this; 0 disables (1.0)"},
+        {"logging-steps", YC_INT, &logging_steps, "print the mean loss every N optimizer steps (500)"},
+        {"save-strategy", YC_STR, &save, "no, epoch or steps (steps)"},
+        {"save-steps", YC_INT, &save_steps, "checkpoint every N steps with --save-strategy steps (500)"},
+        {"seed", YC_INT, &seed, "shuffling, adapter init and dropout (42)"},
+        {"no-shuffle", YC_FLAG, &no_shuffle, "keep the data file's order"},
+        {"gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"},
+        {"bf16", YC_FLAG, &bf16, "keep bf16 base weights as bf16 (otherwise they are converted to fp32)"},
+        {"lora-r", YC_INT, &lora_r, "LoRA rank (8; recipe value, as PEFT's default)"},
+        {"lora-alpha", YC_FLOAT, &lora_alpha, "LoRA alpha (32; the recipe's value, PEFT's default is 8)"},
+        {"lora-dropout", YC_FLOAT, &lora_dropout, "dropout on the LoRA input (0.1, the recipe's; PEFT's default is 0; "
+                                                  "with --adapter: the adapter's)"},
+        {"target-modules", YC_STR, &targets, "comma-separated projections, or all-linear (the seven projections)"},
+        {"use-dora", YC_FLAG, &dora, "DoRA: also train a magnitude per output row"},
+        {"use-rslora", YC_FLAG, &rslora, "scaling alpha/sqrt(r) instead of alpha/r"},
+        {"full-finetune", YC_FLAG, &full, "train every weight instead of an adapter"},
+        {"resume-from-checkpoint", YC_STR, &resume, "a checkpoint directory, or true for the latest in --output-dir"},
+    };
+    int prc = yc_parse("train", "Fine-tunes a Yuan model with the Hugging Face Trainer's semantics (AdamW, linear schedule,\n"
+                                "gradient clipping, token-averaged accumulation). LoRA by default; the LoRA defaults are\n"
+                                "the fine-tuning recipe's (r 8, alpha 32, dropout 0.1, the seven projections).",
+                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
+    if (prc == 1) return 0;
+    if (prc) return 2;
+    if (!model_dir || !data || !out_dir) {
+        fprintf(stderr, "yuanft train: --model, --data and --output-dir are required (see yuanft train --help)\n");
+        return 2;
+    }
+
+    /* everything that can be checked before loading the weights */
+    yf_train_args a = yf_train_args_defaults();
+    a.batch_size = bs, a.grad_accum = accum, a.num_epochs = epochs, a.max_steps = max_steps, a.lr = lr;
+    a.adam = (yf_adamw_cfg){beta1, beta2, adam_eps, wd};
+    a.warmup_steps = warmup_steps, a.warmup_ratio = warmup_ratio, a.max_grad_norm = max_grad_norm;
+    a.logging_steps = logging_steps, a.save_steps = save_steps, a.seed = (uint64_t)seed, a.shuffle = !no_shuffle;
+    a.output_dir = out_dir, a.decay_all = !full;
+    if (!(lr >= 0)) return yf_errorf("--learning-rate must be >= 0 (got %g)", lr), yc_fail("train");
+    if (bs <= 0 || accum <= 0)
+        return yf_errorf("--per-device-train-batch-size and --gradient-accumulation-steps must be positive"), yc_fail("train");
+    if (wd < 0 || warmup_steps < 0 || warmup_ratio < 0 || warmup_ratio > 1 || logging_steps < 0)
+        return yf_errorf("--weight-decay, --warmup-steps and --logging-steps must be >= 0, --warmup-ratio in [0, 1]"),
+               yc_fail("train");
+    if (yf_sched_parse(sched, &a.sched) || yf_save_strategy_parse(save, &a.save_strategy)) return yc_fail("train");
+    if (!(isnan(lora_dropout) || (lora_dropout >= 0 && lora_dropout < 1)))
+        return yf_errorf("--lora-dropout must be in [0, 1) (got %g)", lora_dropout), yc_fail("train");
+    yf_lora_cfg lc = {.r = (int)lora_r, .alpha = (float)lora_alpha, .dropout = isnan(lora_dropout) ? 0.1f : (float)lora_dropout,
+                      .use_rslora = rslora, .use_dora = dora};
+    if (!full && !adapter) {
+        if (lora_r <= 0 || lora_r > 65536) return yf_errorf("--lora-r must be a positive rank (got %lld)", (long long)lora_r), yc_fail("train");
+        if (yf_lora_parse_targets(targets, &lc.targets)) return yc_fail("train");
+    }
+    char *cfg_path = yf_path_join(model_dir, "config.json");
+    yf_config cfg;
+    int crc = yf_config_load(cfg_path, &cfg);
+    free(cfg_path);
+    if (crc) return yc_fail("train");
+    trainset ds;
+    if (trainset_load(&ds, data, &cfg)) {
+        trainset_free(&ds);
+        return yc_fail("train");
+    }
+    char *resume_dir = NULL;
+    if (resume && (!strcmp(resume, "true") || !strcmp(resume, "True"))) {
+        if (yf_latest_checkpoint(out_dir, &resume_dir)) {
+            trainset_free(&ds);
+            return yc_fail("train");
+        }
+    } else if (resume) {
+        resume_dir = yf_strdup(resume);
+    }
+    if (resume_dir && !yf_dir_exists(resume_dir)) {
+        yf_errorf("%s: checkpoint directory not found (--resume-from-checkpoint)", resume_dir);
+        free(resume_dir);
+        trainset_free(&ds);
+        return yc_fail("train");
+    }
+    a.resume_dir = resume_dir;
+
+    /* model and trainable tensors */
+    int rc = 1;
+    yf_model *m = NULL;
+    yf_lora lora, *lo = NULL;
+    memset(&lora, 0, sizeof lora);
+    ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir};
+    yf_model_opts mo = {.full_finetune = full, .force_f32 = !bf16};
+    /* full fine-tuning resumes from the checkpoint's weights */
+    if (yf_model_load(full && resume_dir ? resume_dir : model_dir, &mo, &m)) goto done;
+    c.model = m;
+    if (!full) {
+        const char *from = resume_dir ? resume_dir : adapter;
+        if (from) {
+            if (yf_lora_load(from, yf_model_config(m), &lora)) goto done;
+            if (!isnan(lora_dropout)) lora.cfg.dropout = (float)lora_dropout;
+        } else {
+            yf_rng init;
+            yf_rng_seed(&init, (uint64_t)seed);
+            if (yf_lora_create(&lora, yf_model_config(m), &lc) || yf_lora_init(&lora, m, &init)) goto done;
+        }
+        lo = &lora;
+        yf_lora_alloc_grads(lo);
+        yf_lora_params(lo, &c.params);
+        c.dropout = lo->cfg.dropout;
+    } else {
+        yf_model_params(m, &c.params);
+        if (c.params.n == 0) {
+            yf_errorf("%s: the model exposes no trainable parameters for full fine-tuning", model_dir);
+            goto done;
+        }
+    }
+    c.lora = lo;
+    c.bids = yf_malloc((size_t)(bs * ds.T) * sizeof(int64_t));
+    c.blab = yf_malloc((size_t)(bs * ds.T) * sizeof(int64_t));
+
+    int64_t trainable = 0;
+    for (int i = 0; i < c.params.n; i++) trainable += c.params.p[i].numel;
+    fprintf(stderr, "yuanft train: %s, %lld trainable parameters in %d tensors\n",
+            full ? "full fine-tuning" : lo->cfg.use_dora ? "DoRA" : "LoRA", (long long)trainable, c.params.n);
+    yf_train_hooks h = {&c, ds.N, hook_count, hook_fb, hook_save};
+    yf_train_result res;
+    if (yf_train(&a, &h, &c.params, &res)) goto done;
+    rc = 0;
+done:
+    if (rc) yc_fail("train");
+    free(c.params.p);
+    free(c.bids);
+    free(c.blab);
+    if (lo) yf_lora_free(lo);
+    if (m) yf_model_free(m);
+    trainset_free(&ds);
+    free(resume_dir);
+    return rc;
 }

@@ -1,0 +1,853 @@
+/* model: loading a Yuan checkpoint into compute-ready weights, the layer
+ * forward/backward (with LoRA/DoRA projections) and the loss drivers.
+ * The exact computation is shared/docs/yuan-architecture.md; the structs and
+ * the per-layer API are in model_internal.h. */
+#include "model_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+#include "kernels.h"
+#include "ops.h"
+#include "weights.h"
+
+/* ---- loading ---------------------------------------------------------------- */
+
+static bool is_vector_kind(yf_wkind k) { return k == YF_W_NORM || k == YF_W_CONV1_B || k == YF_W_CONV2_B; }
+
+/* Points w at t (converting to an owned fp32 copy when needed) and allocates
+ * its gradient in full-finetune mode. */
+static void bind(yf_model *m, yf_mw *w, const yf_tensor *t, const yf_wspec *s) {
+    memset(w, 0, sizeof *w);
+    char *name = yf_strdup(s->name);
+    yf_table_own(&m->own, name);
+    w->name = name;
+    w->ndim = s->ndim;
+    for (int i = 0; i < s->ndim; i++) w->shape[i] = s->shape[i];
+    w->numel = yf_tensor_numel(t);
+    bool to_f32 = m->opts.full_finetune || m->opts.force_f32 || is_vector_kind(s->kind) || t->dtype != YF_BF16;
+    if (to_f32 && t->dtype != YF_F32) {
+        float *buf = yf_aligned_alloc((size_t)w->numel * sizeof(float));
+        yf_tensor_to_f32(t, buf);
+        yf_table_own(&m->own, buf);
+        w->data = buf;
+        w->dt = YF_F32;
+    } else if (to_f32 && m->opts.full_finetune) {
+        /* trainable: a private copy, the mapping is read-only */
+        float *buf = yf_aligned_alloc((size_t)w->numel * sizeof(float));
+        memcpy(buf, t->data, (size_t)w->numel * sizeof(float));
+        yf_table_own(&m->own, buf);
+        w->data = buf;
+        w->dt = YF_F32;
+    } else {
+        w->data = t->data;
+        w->dt = t->dtype;
+    }
+    if (m->opts.full_finetune) {
+        w->g = yf_aligned_alloc((size_t)w->numel * sizeof(float));
+        yf_table_own(&m->own, w->g);
+    }
+}
+
+static int check_tensor(const yf_tensor *t, const yf_wspec *s, const yf_config *cfg, const char *what) {
+    char have[128], want[128];
+    yf_tensor tmp = {.ndim = s->ndim};
+    for (int i = 0; i < s->ndim; i++) tmp.shape[i] = s->shape[i];
+    bool ok = t->ndim == s->ndim;
+    for (int i = 0; ok && i < s->ndim; i++) ok = t->shape[i] == s->shape[i];
+    if (!ok)
+        return yf_errorf("%s: tensor %s has shape %s but config.json (hidden_size %lld, intermediate_size %lld, "
+                         "vocab_size %lld) needs %s: the weights do not match the config",
+                         what, s->name, yf_shape_str(t, have, sizeof have), (long long)cfg->hidden_size,
+                         (long long)cfg->intermediate_size, (long long)cfg->vocab_size,
+                         yf_shape_str(&tmp, want, sizeof want));
+    if (t->dtype != YF_F32 && t->dtype != YF_BF16 && t->dtype != YF_F16)
+        return yf_errorf("%s: tensor %s has dtype %s; weights must be F32, BF16 or F16", what, s->name,
+                         yf_dtype_name(t->dtype));
+    return 0;
+}
+
+static void build_params(yf_model *m) {
+    int cap = 4 + (int)m->L * 14, n = 0;
+    m->params = yf_calloc((size_t)cap, sizeof *m->params);
+#define ADD(W)                                                                          \
+    do {                                                                                \
+        yf_param *pp_ = &m->params[n++];                                                  \
+        pp_->name = (W).name;                                                             \
+        pp_->w = (float *)(W).data;                                                       \
+        pp_->g = (W).g;                                                                   \
+        pp_->numel = (W).numel;                                                           \
+        pp_->ndim = (W).ndim;                                                             \
+        for (int i_ = 0; i_ < (W).ndim; i_++) pp_->shape[i_] = (W).shape[i_];             \
+    } while (0)
+    ADD(m->embed);
+    for (int64_t l = 0; l < m->L; l++) {
+        yf_layer_w *lw = &m->layers[l];
+        ADD(lw->ln1);
+        ADD(lw->conv1);
+        ADD(lw->conv1_b);
+        ADD(lw->conv2);
+        ADD(lw->conv2_b);
+        ADD(lw->lf_ln);
+        for (int p = 0; p < YF_NPROJ; p++) {
+            if (p == YF_GATE) ADD(lw->ln2); /* checkpoint order: post_attention_layernorm before the MLP */
+            ADD(lw->proj[p]);
+        }
+    }
+    ADD(m->norm);
+    if (!m->tied) ADD(m->head);
+#undef ADD
+    m->nparams = n;
+}
+
+int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts *opts, const char *what,
+                        yf_model **out) {
+    *out = NULL;
+    int64_t D = cfg->hidden_size, H = cfg->num_attention_heads;
+    if (D <= 0 || H <= 0 || D % H != 0 || (D / H) % 2 != 0 || D % 2 != 0 || cfg->vocab_size <= 0 ||
+        cfg->intermediate_size <= 0 || cfg->num_hidden_layers <= 0 || cfg->max_position_embeddings <= 0) {
+        yf_table_free(tab);
+        return yf_errorf("%s: config needs positive sizes, hidden_size divisible by num_attention_heads "
+                         "and an even head dimension (hidden_size %lld, heads %lld)",
+                         what, (long long)D, (long long)H);
+    }
+    yf_model *m = yf_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    if (opts) m->opts = *opts;
+    m->D = D;
+    m->H = H;
+    m->hd = D / H;
+    m->I = cfg->intermediate_size;
+    m->V = cfg->vocab_size;
+    m->L = cfg->num_hidden_layers;
+    m->tied = cfg->tie_word_embeddings;
+    m->tab = *tab;
+    yf_table_init(tab);
+    yf_table_init(&m->own);
+    m->layers = yf_calloc((size_t)m->L, sizeof *m->layers);
+
+    yf_wspec *specs;
+    int64_t ns = yf_weight_specs(cfg, &specs);
+    int rc = 0;
+    for (int64_t i = 0; i < ns && rc == 0; i++) {
+        yf_wspec *s = &specs[i];
+        yf_tensor *t = yf_table_find(&m->tab, s->name);
+        if (!t && s->kind == YF_W_EMBED && m->tied) t = yf_table_find(&m->tab, "lm_head.weight");
+        if (!t) {
+            rc = yf_errorf("%s: tensor %s is missing (an incomplete checkpoint, or not a Yuan model for this "
+                           "config.json)", what, s->name);
+            break;
+        }
+        if ((rc = check_tensor(t, s, cfg, what)) != 0) break;
+        yf_mw *w = NULL;
+        long long l = -1;
+        char sub[96];
+        if (!strcmp(s->name, "model.embed_tokens.weight")) w = &m->embed;
+        else if (!strcmp(s->name, "model.norm.weight")) w = &m->norm;
+        else if (!strcmp(s->name, "lm_head.weight")) w = &m->head;
+        else if (sscanf(s->name, "model.layers.%lld.%95s", &l, sub) == 2 && l >= 0 && l < m->L) {
+            yf_layer_w *lw = &m->layers[l];
+            static const char *const pn[YF_NPROJ] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                                     "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                                                     "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+                                                     "mlp.down_proj.weight"};
+            if (!strcmp(sub, "input_layernorm.weight")) w = &lw->ln1;
+            else if (!strcmp(sub, "self_attn.lf_gate.conv1.weight")) w = &lw->conv1;
+            else if (!strcmp(sub, "self_attn.lf_gate.conv1.bias")) w = &lw->conv1_b;
+            else if (!strcmp(sub, "self_attn.lf_gate.conv2.weight")) w = &lw->conv2;
+            else if (!strcmp(sub, "self_attn.lf_gate.conv2.bias")) w = &lw->conv2_b;
+            else if (!strcmp(sub, "self_attn.lf_gate.output_layernorm.weight")) w = &lw->lf_ln;
+            else if (!strcmp(sub, "post_attention_layernorm.weight")) w = &lw->ln2;
+            for (int p = 0; p < YF_NPROJ && !w; p++)
+                if (!strcmp(sub, pn[p])) w = &lw->proj[p];
+        }
+        YF_CHECK(w != NULL); /* every spec name is handled above */
+        bind(m, w, t, s);
+    }
+    if (rc == 0 && m->tied) {
+        m->head = m->embed;
+        char *hn = yf_strdup("lm_head.weight");
+        yf_table_own(&m->own, hn);
+        m->head.name = hn;
+    }
+    free(specs);
+    if (rc) {
+        yf_model_free(m);
+        return -1;
+    }
+    int64_t P = cfg->max_position_embeddings, half = m->hd / 2;
+    m->rope_cos = yf_aligned_alloc((size_t)(P * half) * sizeof(float));
+    m->rope_sin = yf_aligned_alloc((size_t)(P * half) * sizeof(float));
+    yf_table_own(&m->own, m->rope_cos);
+    yf_table_own(&m->own, m->rope_sin);
+    yf_rope_tables(m->rope_cos, m->rope_sin, P, m->hd, cfg->rope_theta > 0 ? cfg->rope_theta : 10000.0);
+    if (m->opts.full_finetune) build_params(m);
+    *out = m;
+    return 0;
+}
+
+/* Until checkpoint.c lands: config.json + model.safetensors or its sharded index. */
+static int open_dir(const char *dir, yf_config *cfg, yf_table *tab) {
+    char *c = yf_path_join(dir, "config.json"), *st = yf_path_join(dir, "model.safetensors"),
+         *ix = yf_path_join(dir, "model.safetensors.index.json");
+    int rc = yf_config_load(c, cfg);
+    if (rc == 0) {
+        if (yf_file_exists(st)) rc = yf_st_load(st, tab);
+        else if (yf_file_exists(ix)) rc = yf_st_load_index(ix, tab);
+        else rc = yf_errorf("%s: no model.safetensors or model.safetensors.index.json", dir);
+    }
+    free(c);
+    free(st);
+    free(ix);
+    return rc;
+}
+
+int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out) {
+    yf_config cfg;
+    yf_table tab;
+    yf_table_init(&tab);
+    *out = NULL;
+    if (open_dir(dir, &cfg, &tab) != 0) {
+        yf_table_free(&tab);
+        return -1;
+    }
+    return yf_model_from_table(&cfg, &tab, opts, dir, out);
+}
+
+void yf_model_free(yf_model *m) {
+    if (!m) return;
+    yf_table_free(&m->tab);
+    yf_table_free(&m->own);
+    free(m->layers);
+    free(m->params);
+    free(m);
+}
+
+const yf_config *yf_model_config(const yf_model *m) { return &m->cfg; }
+
+void yf_model_params(yf_model *m, yf_param_list *out) {
+    out->n = m->opts.full_finetune ? m->nparams : 0;
+    out->p = NULL;
+    if (out->n) {
+        out->p = yf_malloc((size_t)out->n * sizeof *out->p);
+        memcpy(out->p, m->params, (size_t)out->n * sizeof *out->p);
+    }
+}
+
+const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p) { return &m->layers[layer].proj[p]; }
+
+/* ---- run context, activations ------------------------------------------------- */
+
+/* Buffers are carved out of one block; a first pass with base == NULL only
+ * counts. Offsets stay multiples of 16 floats (64 bytes). */
+typedef struct carver {
+    float *base;
+    int64_t off;
+} carver;
+
+static float *carve(carver *c, int64_t n) {
+    float *p = c->base ? c->base + c->off : NULL;
+    c->off += (n + 15) & ~(int64_t)15;
+    return p;
+}
+
+static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int64_t R, bool adapters,
+                      bool backward) {
+    int64_t Dm = D > I ? D : I;
+    w->x2 = carve(c, 2 * N * D);
+    w->qp = carve(c, N * D);
+    w->kp = carve(c, N * D);
+    w->e = carve(c, N * D);
+    w->hh = carve(c, N * D);
+    w->z = carve(c, N * I);
+    w->lt = carve(c, N * R + 1);
+    w->dlt = carve(c, N * R + 1);
+    if (adapters) {
+        w->xd = carve(c, N * Dm);
+        w->t1 = carve(c, N * Dm);
+        w->t2 = carve(c, N * Dm);
+        w->t3 = carve(c, N * Dm);
+    }
+    if (backward) {
+        w->dz = carve(c, N * I);
+        w->dg = carve(c, N * I);
+        w->du = carve(c, N * I);
+        w->dm = carve(c, N * D);
+        w->dh2 = carve(c, N * D);
+        w->datt = carve(c, N * D);
+        w->da = carve(c, N * D);
+        w->df = carve(c, N * D);
+        w->ds = carve(c, N * D);
+        w->dx2 = carve(c, 2 * N * D);
+        w->dq = carve(c, N * D);
+        w->dk = carve(c, N * D);
+        w->dv = carve(c, N * D);
+        w->dc = carve(c, N * D / 2);
+    }
+}
+
+void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
+                 const int64_t *start, yf_rng *dropout_rng, bool backward) {
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->lo = lo;
+    r->B = B;
+    r->T = T;
+    r->N = B * T;
+    r->pos0 = pos0;
+    r->start = start;
+    if (lo) {
+        r->dora_n = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *r->dora_n);
+        for (int64_t l = 0; l < m->L; l++)
+            for (int p = 0; p < YF_NPROJ; p++) {
+                yf_lora_mod *md = yf_lora_get(lo, l, (yf_proj)p);
+                if (!md || !md->m) continue;
+                const yf_mw *w = yf_model_proj(m, l, (yf_proj)p);
+                float *n = yf_malloc((size_t)md->out * sizeof(float));
+                yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
+                r->dora_n[l * YF_NPROJ + p] = n;
+            }
+        if (dropout_rng && lo->cfg.dropout > 0) {
+            r->drop_p = lo->cfg.dropout;
+            r->drop_seed = yf_malloc((size_t)(m->L * YF_NPROJ) * sizeof(uint64_t));
+            for (int64_t i = 0; i < m->L * YF_NPROJ; i++) r->drop_seed[i] = yf_rng_u64(dropout_rng);
+        }
+    }
+    int64_t R = lo ? lo->cfg.r : 0;
+    carver c = {NULL, 0};
+    ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
+    r->ws.block = yf_aligned_alloc((size_t)c.off * sizeof(float));
+    c = (carver){r->ws.block, 0};
+    ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
+}
+
+void yf_run_free(yf_run *r) {
+    if (r->dora_n) {
+        for (int64_t i = 0; i < r->m->L * YF_NPROJ; i++) free(r->dora_n[i]);
+        free(r->dora_n);
+    }
+    free(r->drop_seed);
+    free(r->ws.block);
+    memset(r, 0, sizeof *r);
+}
+
+static void act_layout(yf_act *a, carver *c, int64_t B, int64_t T, int64_t D, int64_t I, int64_t H, bool with_x) {
+    int64_t N = B * T;
+    a->x = with_x ? carve(c, N * D) : NULL;
+    a->a = carve(c, N * D);
+    a->rs1 = carve(c, N);
+    a->c = carve(c, N * D / 2);
+    a->s = carve(c, N * D);
+    a->rslf = carve(c, N);
+    a->f = carve(c, N * D);
+    a->q = carve(c, N * D);
+    a->k = carve(c, N * D);
+    a->v = carve(c, N * D);
+    a->lse = carve(c, B * H * T);
+    a->att = carve(c, N * D);
+    a->h2 = carve(c, N * D);
+    a->rs2 = carve(c, N);
+    a->mm = carve(c, N * D);
+    a->g = carve(c, N * I);
+    a->u = carve(c, N * I);
+}
+
+void yf_act_alloc(yf_act *a, const yf_model *m, int64_t B, int64_t T, bool with_x) {
+    memset(a, 0, sizeof *a);
+    carver c = {NULL, 0};
+    act_layout(a, &c, B, T, m->D, m->I, m->H, with_x);
+    a->block = yf_aligned_alloc((size_t)c.off * sizeof(float));
+    c = (carver){a->block, 0};
+    act_layout(a, &c, B, T, m->D, m->I, m->H, with_x);
+}
+
+void yf_act_free(yf_act *a) {
+    free(a->block);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- projections with adapters --------------------------------------------------- */
+
+static void scale_cols(float *y, const float *c, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < C; i++) y[n * C + i] *= c[i];
+}
+
+static void scale(float *y, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] *= s;
+}
+
+/* magnitude / norm per output row of a DoRA module */
+static void dora_ratio(float *mn, const yf_lora_mod *md, const float *n) {
+    for (int64_t o = 0; o < md->out; o++) mn[o] = md->m[o] / n[o];
+}
+
+void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
+    const yf_mw *W = &r->m->layers[l].proj[p];
+    int64_t N = r->N, out = W->shape[0], in = W->shape[1];
+    yf_matmul_xwt(y, x, W->data, W->dt, N, out, in, false);
+    const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
+    if (!md) return;
+    yf_ws *ws = &r->ws;
+    int64_t R = r->lo->cfg.r;
+    float s = r->lo->scaling;
+    const float *xin = x;
+    if (r->drop_p > 0) {
+        yf_dropout(ws->xd, x, N * in, r->drop_p, r->drop_seed[l * YF_NPROJ + p]);
+        xin = ws->xd;
+    }
+    yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
+    scale(ws->lt, s, N * R);
+    if (!md->m) {
+        yf_matmul_xwt(y, ws->lt, md->B, YF_F32, N, out, R, true); /* y = Wx + s B A x' */
+        return;
+    }
+    float *mn = yf_malloc((size_t)out * sizeof(float));
+    dora_ratio(mn, md, r->dora_n[l * YF_NPROJ + p]);
+    if (r->drop_p == 0) {
+        /* y = (m/n) (W x + s B A x) */
+        yf_matmul_xwt(y, ws->lt, md->B, YF_F32, N, out, R, true);
+        scale_cols(y, mn, N, out);
+    } else {
+        /* y = W x - W x' + (m/n) (W x' + s B A x') */
+        float *wx = ws->t3;
+        yf_matmul_xwt(wx, xin, W->data, W->dt, N, out, in, false);
+        for (int64_t i = 0; i < N * out; i++) y[i] -= wx[i];
+        yf_matmul_xwt(wx, ws->lt, md->B, YF_F32, N, out, R, true);
+        scale_cols(wx, mn, N, out);
+        for (int64_t i = 0; i < N * out; i++) y[i] += wx[i];
+    }
+    free(mn);
+}
+
+void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float *dy, float *dx, bool acc) {
+    const yf_mw *W = &r->m->layers[l].proj[p];
+    int64_t N = r->N, out = W->shape[0], in = W->shape[1];
+    if (W->g) yf_matmul_dw(W->g, dy, x, N, out, in);
+    const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
+    if (!md) {
+        if (dx) yf_matmul_xw(dx, dy, W->data, W->dt, N, out, in, acc);
+        return;
+    }
+    yf_lora_mod *gmd = r->glo ? yf_lora_get(r->glo, l, p) : NULL;
+    yf_ws *ws = &r->ws;
+    int64_t R = r->lo->cfg.r;
+    float s = r->lo->scaling;
+    bool drop = r->drop_p > 0;
+    uint64_t seed = drop ? r->drop_seed[l * YF_NPROJ + p] : 0;
+    const float *xin = x;
+    if (drop) {
+        yf_dropout(ws->xd, x, N * in, r->drop_p, seed);
+        xin = ws->xd;
+    }
+    yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false); /* A x' */
+    const float *dya = dy;  /* the gradient the adapter branch sees */
+    float *mn = NULL;
+    if (md->m) {
+        mn = yf_malloc((size_t)out * sizeof(float));
+        const float *n = r->dora_n[l * YF_NPROJ + p];
+        dora_ratio(mn, md, n);
+        if (gmd) {
+            /* dm_o = sum_rows dy_o (W x' + s B A x')_o / n_o */
+            float *t = ws->t3;
+            yf_matmul_xwt(t, xin, W->data, W->dt, N, out, in, false);
+            float *lts = ws->dlt;
+            for (int64_t i = 0; i < N * R; i++) lts[i] = s * ws->lt[i];
+            yf_matmul_xwt(t, lts, md->B, YF_F32, N, out, R, true);
+#pragma omp parallel for schedule(static)
+            for (int64_t o = 0; o < out; o++) {
+                double acc_m = 0;
+                for (int64_t i = 0; i < N; i++) acc_m += (double)dy[i * out + o] * t[i * out + o];
+                gmd->gm[o] += (float)(acc_m / n[o]);
+            }
+        }
+        float *t2 = ws->t2;
+        memcpy(t2, dy, (size_t)(N * out) * sizeof(float));
+        scale_cols(t2, mn, N, out);
+        dya = t2;
+    }
+    if (gmd) {
+        /* gB += s dya^T (A x') */
+        scale(ws->lt, s, N * R);
+        yf_matmul_dw(gmd->gB, dya, ws->lt, N, out, R);
+    }
+    /* dlt = s dya B */
+    yf_matmul_xw(ws->dlt, dya, md->B, YF_F32, N, out, R, false);
+    scale(ws->dlt, s, N * R);
+    if (gmd) yf_matmul_dw(gmd->gA, ws->dlt, xin, N, R, in);
+    if (!dx) {
+        free(mn);
+        return;
+    }
+    if (!drop) {
+        /* x' = x: LoRA dx = W^T dy + A^T dlt; DoRA dx = W^T (m/n dy) + A^T dlt */
+        yf_matmul_xw(dx, dya, W->data, W->dt, N, out, in, acc);
+        yf_matmul_xw(dx, ws->dlt, md->A, YF_F32, N, R, in, true);
+    } else {
+        /* gradient wrt x': A^T dlt (+ W^T ((m/n - 1) dy) for DoRA), then through the mask */
+        float *gx = ws->t1;
+        yf_matmul_xw(gx, ws->dlt, md->A, YF_F32, N, R, in, false);
+        if (mn) {
+            float *t2 = ws->t2; /* = (m/n) dy: turn into (m/n - 1) dy */
+            for (int64_t i = 0; i < N * out; i++) t2[i] -= dy[i];
+            yf_matmul_xw(gx, t2, W->data, W->dt, N, out, in, true);
+        }
+        yf_dropout(gx, gx, N * in, r->drop_p, seed);
+        yf_matmul_xw(dx, dy, W->data, W->dt, N, out, in, acc);
+        for (int64_t i = 0; i < N * in; i++) dx[i] += gx[i];
+    }
+    free(mn);
+}
+
+/* ---- one layer ------------------------------------------------------------------ */
+
+static void add_into(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static const float *F(const yf_mw *w) { return (const float *)w->data; }
+
+void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state *st) {
+    yf_model *m = r->m;
+    yf_layer_w *lw = &m->layers[l];
+    yf_ws *ws = &r->ws;
+    int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
+    float eps = m->cfg.rms_norm_eps;
+
+    yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
+    /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
+    yf_conv_pack(ws->x2, act->a, st ? st->a_prev : NULL, B, T, D);
+    yf_matmul_xwt(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, N, D / 2, 2 * D, false);
+    yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
+    yf_conv_pack(ws->x2, act->c, st ? st->c_prev : NULL, B, T, D / 2);
+    yf_matmul_xwt(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, N, D, D, false);
+    yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
+    add_into(act->s, ws->e, act->a, N * D);
+    yf_rmsnorm_fwd(act->f, act->rslf, act->s, F(&lw->lf_ln), N, D, eps);
+    if (st)
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(st->a_prev + b * D, act->a + (b * T + T - 1) * D, (size_t)D * sizeof(float));
+            memcpy(st->c_prev + b * D / 2, act->c + (b * T + T - 1) * D / 2, (size_t)(D / 2) * sizeof(float));
+        }
+
+    /* queries and keys from the filtered f, values from a */
+    yf_linear_fwd(r, l, YF_Q, act->f, ws->qp);
+    yf_linear_fwd(r, l, YF_K, act->f, ws->kp);
+    yf_qk_rope_fwd(act->q, act->k, ws->qp, ws->kp, m->rope_cos, m->rope_sin, B, T, H, hd, r->pos0);
+    yf_linear_fwd(r, l, YF_V, act->a, ws->e);
+    yf_heads_split(act->v, ws->e, B, T, H, hd);
+    if (st) {
+        for (int64_t bh = 0; bh < B * H; bh++) {
+            memcpy(st->k + (bh * st->cap + r->pos0) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+            memcpy(st->v + (bh * st->cap + r->pos0) * hd, act->v + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+        }
+        yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0);
+    } else {
+        yf_attention_fwd(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, T, hd, 0);
+    }
+    yf_heads_merge(act->att, ws->hh, B, T, H, hd);
+    yf_linear_fwd(r, l, YF_O, act->att, ws->e);
+    add_into(act->h2, act->x, ws->e, N * D);
+
+    /* MLP: (m Wg^T) * silu(m Wu^T), then down */
+    yf_rmsnorm_fwd(act->mm, act->rs2, act->h2, F(&lw->ln2), N, D, eps);
+    yf_linear_fwd(r, l, YF_GATE, act->mm, act->g);
+    yf_linear_fwd(r, l, YF_UP, act->mm, act->u);
+    yf_swiglu_fwd(ws->z, act->g, act->u, N * I);
+    yf_linear_fwd(r, l, YF_DOWN, ws->z, ws->e);
+    add_into(out, act->h2, ws->e, N * D);
+}
+
+void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *dx) {
+    yf_model *m = r->m;
+    yf_layer_w *lw = &m->layers[l];
+    yf_ws *ws = &r->ws;
+    int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
+
+    /* MLP */
+    yf_swiglu_fwd(ws->z, act->g, act->u, N * I); /* recomputed: cheaper than keeping it */
+    yf_linear_bwd(r, l, YF_DOWN, ws->z, dout, ws->dz, false);
+    yf_swiglu_bwd(ws->dg, ws->du, ws->dz, act->g, act->u, N * I);
+    yf_linear_bwd(r, l, YF_GATE, act->mm, ws->dg, ws->dm, false);
+    yf_linear_bwd(r, l, YF_UP, act->mm, ws->du, ws->dm, true);
+    memcpy(ws->dh2, dout, (size_t)(N * D) * sizeof(float));
+    yf_rmsnorm_bwd(ws->dh2, lw->ln2.g, ws->dm, act->h2, act->rs2, F(&lw->ln2), N, D, true);
+
+    /* attention */
+    yf_linear_bwd(r, l, YF_O, act->att, ws->dh2, ws->datt, false);
+    yf_heads_split(ws->hh, ws->datt, B, T, H, hd);
+    yf_attention_bwd(ws->dq, ws->dk, ws->dv, ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
+    yf_heads_merge(ws->datt, ws->dv, B, T, H, hd);
+    yf_linear_bwd(r, l, YF_V, act->a, ws->datt, ws->da, false);
+    yf_qk_rope_bwd(ws->qp, ws->kp, ws->dq, ws->dk, m->rope_cos, m->rope_sin, B, T, H, hd, 0);
+    yf_linear_bwd(r, l, YF_Q, act->f, ws->qp, ws->df, false);
+    yf_linear_bwd(r, l, YF_K, act->f, ws->kp, ws->df, true);
+
+    /* localized filtering */
+    yf_rmsnorm_bwd(ws->ds, lw->lf_ln.g, ws->df, act->s, act->rslf, F(&lw->lf_ln), N, D, false);
+    for (int64_t i = 0; i < N * D; i++) ws->da[i] += ws->ds[i]; /* s = e + a */
+    if (lw->conv2.g) {
+        yf_bias_bwd(lw->conv2_b.g, ws->ds, N, D);
+        yf_conv_pack(ws->x2, act->c, NULL, B, T, D / 2);
+        yf_matmul_dw(lw->conv2.g, ws->ds, ws->x2, N, D, D);
+    }
+    yf_matmul_xw(ws->dx2, ws->ds, lw->conv2.data, lw->conv2.dt, N, D, D, false);
+    yf_conv_unpack_bwd(ws->dc, ws->dx2, B, T, D / 2, false);
+    if (lw->conv1.g) {
+        yf_bias_bwd(lw->conv1_b.g, ws->dc, N, D / 2);
+        yf_conv_pack(ws->x2, act->a, NULL, B, T, D);
+        yf_matmul_dw(lw->conv1.g, ws->dc, ws->x2, N, D / 2, 2 * D);
+    }
+    yf_matmul_xw(ws->dx2, ws->dc, lw->conv1.data, lw->conv1.dt, N, D / 2, 2 * D, false);
+    yf_conv_unpack_bwd(ws->da, ws->dx2, B, T, D, true);
+
+    /* input norm and the residual */
+    if (dx) {
+        memcpy(dx, ws->dh2, (size_t)(N * D) * sizeof(float));
+        yf_rmsnorm_bwd(dx, lw->ln1.g, ws->da, act->x, act->rs1, F(&lw->ln1), N, D, true);
+    } else if (lw->ln1.g) {
+        yf_rmsnorm_bwd(ws->df, lw->ln1.g, ws->da, act->x, act->rs1, F(&lw->ln1), N, D, false);
+    }
+}
+
+/* ---- whole-model drivers ------------------------------------------------------------ */
+
+static int check_inputs(const yf_model *m, const yf_lora *lo, const int64_t *ids, const int64_t *labels, int64_t B,
+                        int64_t T, int64_t pos0) {
+    if (B <= 0 || T <= 0) return yf_errorf("model: empty batch (B=%lld, T=%lld)", (long long)B, (long long)T);
+    if (pos0 + T > m->cfg.max_position_embeddings)
+        return yf_errorf("model: sequence length %lld exceeds max_position_embeddings %lld of config.json",
+                         (long long)(pos0 + T), (long long)m->cfg.max_position_embeddings);
+    for (int64_t i = 0; i < B * T; i++) {
+        if (ids[i] < 0 || ids[i] >= m->V)
+            return yf_errorf("model: input_ids[%lld][%lld] = %lld is outside the vocabulary [0, %lld)",
+                             (long long)(i / T), (long long)(i % T), (long long)ids[i], (long long)m->V);
+        if (labels && labels[i] != -100 && (labels[i] < 0 || labels[i] >= m->V))
+            return yf_errorf("model: labels[%lld][%lld] = %lld is neither -100 nor a token id in [0, %lld)",
+                             (long long)(i / T), (long long)(i % T), (long long)labels[i], (long long)m->V);
+    }
+    if (lo && yf_lora_check_fits(lo, &m->cfg) != 0) return -1;
+    return 0;
+}
+
+/* The head and the loss over the final hidden states hn [N, D], in chunks of
+ * rows so that [N, V] logits never exist at once unless the caller wants
+ * them. Rows whose target < 0 are skipped unless logits are wanted. With
+ * dhn != NULL, writes d(loss_scale * loss)/d hn there (rows not scored: 0)
+ * and accumulates the head's gradient in full-finetune mode. */
+static double head_loss(yf_model *m, const float *hn, const int64_t *target, int64_t N, float *logits, float *dhn,
+                        float loss_scale) {
+    int64_t D = m->D, V = m->V;
+    int64_t *rows = yf_malloc((size_t)N * sizeof(int64_t));
+    int64_t nr = 0;
+    for (int64_t i = 0; i < N; i++)
+        if (logits || target[i] >= 0) rows[nr++] = i;
+    int64_t R = ((int64_t)1 << 23) / V; /* about 32 MB of logits per chunk */
+    if (R < 1) R = 1;
+    if (R > nr) R = nr;
+    float *hc = yf_aligned_alloc((size_t)(R * D + 1) * sizeof(float));
+    float *lbuf = yf_aligned_alloc((size_t)(R * V + 1) * sizeof(float));
+    float *dl = (dhn && logits) ? yf_aligned_alloc((size_t)(R * V + 1) * sizeof(float)) : lbuf;
+    float *dhc = dhn ? yf_aligned_alloc((size_t)(R * D + 1) * sizeof(float)) : NULL;
+    int64_t *tc = yf_malloc((size_t)(R + 1) * sizeof(int64_t));
+    if (dhn) memset(dhn, 0, (size_t)(N * D) * sizeof(float));
+    double loss = 0;
+    for (int64_t c0 = 0; c0 < nr; c0 += R) {
+        int64_t n = nr - c0 < R ? nr - c0 : R;
+        for (int64_t i = 0; i < n; i++) {
+            memcpy(hc + i * D, hn + rows[c0 + i] * D, (size_t)D * sizeof(float));
+            tc[i] = target ? target[rows[c0 + i]] : -1;
+        }
+        /* with logits wanted every row is in `rows`, in order, so the chunk is contiguous */
+        float *lg = logits ? logits + rows[c0] * V : lbuf;
+        yf_matmul_xwt(lg, hc, m->head.data, m->head.dt, n, V, D, false);
+        if (!target) continue;
+        loss += yf_xent(dhn ? dl : NULL, lg, tc, n, V, loss_scale);
+        if (!dhn) continue;
+        yf_matmul_xw(dhc, dl, m->head.data, m->head.dt, n, V, D, false);
+        for (int64_t i = 0; i < n; i++) memcpy(dhn + rows[c0 + i] * D, dhc + i * D, (size_t)D * sizeof(float));
+        if (m->head.g) yf_matmul_dw(m->head.g, dl, hc, n, V, D);
+    }
+    free(rows);
+    free(hc);
+    free(lbuf);
+    if (dl != lbuf) free(dl);
+    free(dhc);
+    free(tc);
+    return loss;
+}
+
+/* One call: forward (and backward when bo != NULL). */
+static int model_run(yf_model *m, const yf_lora *lo, yf_lora *glo, const int64_t *ids, const int64_t *labels,
+                     int64_t B, int64_t T, float *logits, const yf_backward_opts *bo, double *loss_sum,
+                     int64_t *ntok) {
+    if (check_inputs(m, lo, ids, labels, B, T, 0) != 0) return -1;
+    if (bo && !labels) return yf_errorf("model: the backward needs labels");
+    if (bo && m->opts.full_finetune && lo)
+        return yf_errorf("model: full fine-tuning and an adapter at once are not supported");
+    int64_t N = B * T, D = m->D, L = m->L;
+    int64_t *start = yf_malloc((size_t)N * sizeof(int64_t));
+    yf_doc_starts(start, ids, B, T, m->cfg.eod_token, m->cfg.reset_attention_mask);
+    int64_t *target = NULL, nt = 0;
+    if (labels) {
+        target = yf_malloc((size_t)N * sizeof(int64_t));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < T; t++) {
+                int64_t y = t + 1 < T ? labels[b * T + t + 1] : -100;
+                target[b * T + t] = y == -100 ? -1 : y;
+                nt += y != -100;
+            }
+    }
+    if (glo) yf_lora_alloc_grads(glo); /* no-op when allocated */
+    bool bwd = bo != NULL, ckpt = bwd && bo->gradient_checkpointing;
+    yf_run r;
+    yf_run_init(&r, m, lo, B, T, 0, start, bwd ? bo->dropout_rng : NULL, bwd);
+    r.glo = glo;
+
+    /* activations: forward only: one act, two x buffers in turn; backward: an
+     * act per layer; checkpointing: the layer inputs plus one act to recompute */
+    int64_t nacts = bwd && !ckpt ? L : 1;
+    yf_act *acts = yf_calloc((size_t)nacts, sizeof *acts);
+    for (int64_t i = 0; i < nacts; i++) yf_act_alloc(&acts[i], m, B, T, !ckpt);
+    int64_t nx = ckpt ? L + 1 : (bwd ? 1 : 2);
+    float **xs = yf_calloc((size_t)nx, sizeof *xs);
+    for (int64_t i = 0; i < nx; i++) xs[i] = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    float *x0 = ckpt || !bwd ? xs[0] : acts[0].x;
+    yf_embed_fwd(x0, m->embed.data, m->embed.dt, ids, N, D);
+    float *hL = NULL;
+    for (int64_t l = 0; l < L; l++) {
+        yf_act *a;
+        float *out;
+        if (!bwd) {
+            a = &acts[0];
+            a->x = xs[l % 2];
+            out = xs[(l + 1) % 2];
+        } else if (!ckpt) {
+            a = &acts[l];
+            out = l + 1 < L ? acts[l + 1].x : xs[0];
+        } else {
+            a = &acts[0];
+            a->x = xs[l];
+            out = xs[l + 1];
+        }
+        yf_layer_fwd(&r, l, a, out, NULL);
+        hL = out;
+    }
+    float *hn = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    float *rsF = yf_malloc((size_t)N * sizeof(float));
+    yf_rmsnorm_fwd(hn, rsF, hL, (const float *)m->norm.data, N, D, m->cfg.rms_norm_eps);
+    float *dh = bwd ? yf_aligned_alloc((size_t)(N * D) * sizeof(float)) : NULL;
+    float *dh2 = bwd ? yf_aligned_alloc((size_t)(N * D) * sizeof(float)) : NULL;
+    double loss = 0;
+    if (labels || logits) loss = head_loss(m, hn, target, N, logits, dh2, bwd ? bo->loss_scale : 1.0f);
+    if (bwd) {
+        yf_rmsnorm_bwd(dh, m->norm.g, dh2, hL, rsF, (const float *)m->norm.data, N, D, false);
+        float *trash = hn; /* the recomputed layer's output is not needed */
+        for (int64_t l = L - 1; l >= 0; l--) {
+            yf_act *a = ckpt ? &acts[0] : &acts[l];
+            if (ckpt) {
+                a->x = xs[l];
+                yf_layer_fwd(&r, l, a, trash, NULL);
+            }
+            bool need_dx = l > 0 || m->embed.g;
+            yf_layer_bwd(&r, l, a, dh, need_dx ? dh2 : NULL);
+            float *t = dh;
+            dh = dh2;
+            dh2 = t;
+        }
+        if (m->embed.g) yf_embed_bwd(m->embed.g, dh, ids, N, D);
+    }
+    if (loss_sum) *loss_sum = loss;
+    if (ntok) *ntok = nt;
+    for (int64_t i = 0; i < nacts; i++) yf_act_free(&acts[i]);
+    free(acts);
+    for (int64_t i = 0; i < nx; i++) free(xs[i]);
+    free(xs);
+    free(hn);
+    free(rsF);
+    free(dh);
+    free(dh2);
+    free(start);
+    free(target);
+    yf_run_free(&r);
+    return 0;
+}
+
+int yf_model_forward(yf_model *m, const yf_lora *lora, const int64_t *ids, const int64_t *labels, int64_t B,
+                     int64_t T, float *logits, double *loss_sum, int64_t *ntok) {
+    return model_run(m, lora, NULL, ids, labels, B, T, logits, NULL, loss_sum, ntok);
+}
+
+int yf_model_forward_backward(yf_model *m, yf_lora *lora, const int64_t *ids, const int64_t *labels, int64_t B,
+                              int64_t T, const yf_backward_opts *o, double *loss_sum, int64_t *ntok) {
+    yf_backward_opts def = {.loss_scale = 1.0f};
+    return model_run(m, lora, lora, ids, labels, B, T, NULL, o ? o : &def, loss_sum, ntok);
+}
+
+/* ---- incremental forward (the generation path's building block) ---------------------- */
+
+yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap) {
+    yf_layer_state *s = yf_calloc((size_t)m->L, sizeof *s);
+    for (int64_t l = 0; l < m->L; l++) {
+        s[l].cap = cap;
+        s[l].k = yf_aligned_alloc((size_t)(B * m->H * cap * m->hd) * sizeof(float));
+        s[l].v = yf_aligned_alloc((size_t)(B * m->H * cap * m->hd) * sizeof(float));
+        s[l].a_prev = yf_aligned_alloc((size_t)(B * m->D) * sizeof(float));
+        s[l].c_prev = yf_aligned_alloc((size_t)(B * m->D / 2) * sizeof(float));
+    }
+    return s;
+}
+
+void yf_layer_states_free(yf_layer_state *s, const yf_model *m) {
+    if (!s) return;
+    for (int64_t l = 0; l < m->L; l++) {
+        free(s[l].k);
+        free(s[l].v);
+        free(s[l].a_prev);
+        free(s[l].c_prev);
+    }
+    free(s);
+}
+
+int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
+                           int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits) {
+    if (check_inputs(m, lo, ids, NULL, B, T, pos0) != 0) return -1;
+    if (pos0 + T > states[0].cap)
+        return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(pos0 + T),
+                         (long long)states[0].cap);
+    int64_t N = B * T, D = m->D;
+    int64_t *start = yf_malloc((size_t)N * sizeof(int64_t));
+    for (int64_t b = 0; b < B; b++) {
+        int64_t s = doc_start[b];
+        for (int64_t t = 0; t < T; t++) {
+            start[b * T + t] = s;
+            if (m->cfg.reset_attention_mask && ids[b * T + t] == m->cfg.eod_token) s = pos0 + t + 1;
+        }
+        doc_start[b] = s;
+    }
+    yf_run r;
+    yf_run_init(&r, m, lo, B, T, pos0, start, NULL, false);
+    yf_act act;
+    yf_act_alloc(&act, m, B, T, false);
+    float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    yf_embed_fwd(xa, m->embed.data, m->embed.dt, ids, N, D);
+    for (int64_t l = 0; l < m->L; l++) {
+        act.x = xa;
+        yf_layer_fwd(&r, l, &act, xb, &states[l]);
+        float *t = xa;
+        xa = xb;
+        xb = t;
+    }
+    yf_rmsnorm_fwd(xb, NULL, xa, (const float *)m->norm.data, N, D, m->cfg.rms_norm_eps);
+    if (logits) head_loss(m, xb, NULL, N, logits, NULL, 1.0f);
+    free(xa);
+    free(xb);
+    free(start);
+    yf_act_free(&act);
+    yf_run_free(&r);
+    return 0;
+}

@@ -1,0 +1,369 @@
+/* ops: per-op forward/backward kernels (see ops.h). Plain loops, OpenMP over
+ * rows or (batch, head); the matrix products live in backend/cpu. */
+#include "ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- RMSNorm -------------------------------------------------------------- */
+
+void yf_rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * D;
+        float *yr = y + n * D;
+        double ss = 0;
+        for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+        float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
+        if (rs) rs[n] = r;
+        for (int64_t i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * r);
+    }
+}
+
+void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rs, const float *w,
+                    int64_t N, int64_t D, bool acc) {
+    /* y_i = w_i x_i r with r = (mean(x^2)+eps)^-1/2, dr/dx_i = -r^3 x_i / D:
+     * dx_i = r w_i dy_i - r^3 x_i / D * sum_j w_j dy_j x_j */
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const float *xr = x + n * D, *dyr = dy + n * D;
+        float *dxr = dx + n * D;
+        float r = rs[n];
+        double dot = 0;
+        for (int64_t i = 0; i < D; i++) dot += (double)w[i] * dyr[i] * xr[i];
+        float c = (float)(dot * r * r * r / (double)D);
+        for (int64_t i = 0; i < D; i++) {
+            float g = r * w[i] * dyr[i] - c * xr[i];
+            dxr[i] = acc ? dxr[i] + g : g;
+        }
+    }
+    if (dw) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < D; i++) {
+            double s = 0;
+            for (int64_t n = 0; n < N; n++) s += (double)dy[n * D + i] * x[n * D + i] * rs[n];
+            dw[i] += (float)s;
+        }
+    }
+}
+
+/* ---- convolution helpers ---------------------------------------------------- */
+
+void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64_t T, int64_t C) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            int64_t n = b * T + t;
+            const float *cur = a + n * C;
+            const float *before = t > 0 ? a + (n - 1) * C : (prev ? prev + b * C : NULL);
+            float *o = x2 + n * 2 * C;
+            for (int64_t i = 0; i < C; i++) {
+                o[2 * i] = before ? before[i] : 0.0f;
+                o[2 * i + 1] = cur[i];
+            }
+        }
+}
+
+void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64_t C, bool acc) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            int64_t n = b * T + t;
+            const float *g = dx2 + n * 2 * C;
+            const float *gnext = t + 1 < T ? dx2 + (n + 1) * 2 * C : NULL; /* a[t] is x2[t+1]'s "before" */
+            float *o = da + n * C;
+            for (int64_t i = 0; i < C; i++) {
+                float v = g[2 * i + 1] + (gnext ? gnext[2 * i] : 0.0f);
+                o[i] = acc ? o[i] + v : v;
+            }
+        }
+}
+
+void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < C; i++) y[n * C + i] += b[i];
+}
+
+void yf_bias_bwd(float *db, const float *dy, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < C; i++) {
+        double s = 0;
+        for (int64_t n = 0; n < N; n++) s += dy[n * C + i];
+        db[i] += (float)s;
+    }
+}
+
+/* ---- RoPE + query/key interleave ------------------------------------------------ */
+
+void yf_rope_tables(float *cos_t, float *sin_t, int64_t P, int64_t hd, double theta) {
+    /* As the reference: inv_freq, positions and their product in fp32, so the
+     * angles round the same way; cos/sin of that fp32 angle. */
+    int64_t half = hd / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)hd);
+        for (int64_t p = 0; p < P; p++) {
+            float ang = (float)p * inv;
+            cos_t[p * half + i] = (float)cos((double)ang);
+            sin_t[p * half + i] = (float)sin((double)ang);
+        }
+    }
+}
+
+/* element idx of the row's [q' | k'] concatenation */
+static inline float cat_get(const float *qr, const float *kr, int64_t D, int64_t idx) {
+    return idx < D ? qr[idx] : kr[idx - D];
+}
+static inline float *cat_ptr(float *qr, float *kr, int64_t D, int64_t idx) {
+    return idx < D ? &qr[idx] : &kr[idx - D];
+}
+
+void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const float *cos_t, const float *sin_t,
+                    int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0) {
+    int64_t D = H * hd, half = hd / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            const float *qr = qp + (b * T + t) * D, *kr = kp + (b * T + t) * D;
+            const float *cs = cos_t + (pos0 + t) * half, *sn = sin_t + (pos0 + t) * half;
+            for (int64_t h = 0; h < H; h++) {
+                int64_t base = 2 * hd * h;
+                float *oq = q + ((b * H + h) * T + t) * hd, *ok = k + ((b * H + h) * T + t) * hd;
+                for (int64_t i = 0; i < half; i++) {
+                    float q1 = cat_get(qr, kr, D, base + i), q2 = cat_get(qr, kr, D, base + i + half);
+                    float k1 = cat_get(qr, kr, D, base + hd + i), k2 = cat_get(qr, kr, D, base + hd + i + half);
+                    oq[i] = q1 * cs[i] - q2 * sn[i];
+                    oq[i + half] = q2 * cs[i] + q1 * sn[i];
+                    ok[i] = k1 * cs[i] - k2 * sn[i];
+                    ok[i + half] = k2 * cs[i] + k1 * sn[i];
+                }
+            }
+        }
+}
+
+void yf_qk_rope_bwd(float *dqp, float *dkp, const float *dq, const float *dk, const float *cos_t,
+                    const float *sin_t, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0) {
+    int64_t D = H * hd, half = hd / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            float *qr = dqp + (b * T + t) * D, *kr = dkp + (b * T + t) * D;
+            const float *cs = cos_t + (pos0 + t) * half, *sn = sin_t + (pos0 + t) * half;
+            for (int64_t h = 0; h < H; h++) {
+                int64_t base = 2 * hd * h;
+                const float *gq = dq + ((b * H + h) * T + t) * hd, *gk = dk + ((b * H + h) * T + t) * hd;
+                for (int64_t i = 0; i < half; i++) {
+                    /* the rotation's transpose */
+                    *cat_ptr(qr, kr, D, base + i) = gq[i] * cs[i] + gq[i + half] * sn[i];
+                    *cat_ptr(qr, kr, D, base + i + half) = gq[i + half] * cs[i] - gq[i] * sn[i];
+                    *cat_ptr(qr, kr, D, base + hd + i) = gk[i] * cs[i] + gk[i + half] * sn[i];
+                    *cat_ptr(qr, kr, D, base + hd + i + half) = gk[i + half] * cs[i] - gk[i] * sn[i];
+                }
+            }
+        }
+}
+
+void yf_heads_split(float *xh, const float *x, int64_t B, int64_t T, int64_t H, int64_t hd) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++)
+                memcpy(xh + ((b * H + h) * T + t) * hd, x + (b * T + t) * H * hd + h * hd, (size_t)hd * sizeof(float));
+}
+
+void yf_heads_merge(float *x, const float *xh, int64_t B, int64_t T, int64_t H, int64_t hd) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++)
+                memcpy(x + (b * T + t) * H * hd + h * hd, xh + ((b * H + h) * T + t) * hd, (size_t)hd * sizeof(float));
+}
+
+/* ---- attention ---------------------------------------------------------------- */
+
+void yf_doc_starts(int64_t *start, const int64_t *ids, int64_t B, int64_t T, int64_t eod, bool reset) {
+    for (int64_t b = 0; b < B; b++) {
+        int64_t s = 0;
+        for (int64_t t = 0; t < T; t++) {
+            start[b * T + t] = s;
+            /* tokens after an <eod> at t see nothing at <= t; the <eod> itself keeps its document */
+            if (reset && ids[b * T + t] == eod) s = t + 1;
+        }
+    }
+}
+
+static inline float dot(const float *a, const float *b, int64_t n) {
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
+                      int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0) {
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel
+    {
+        float *p = malloc((size_t)(pos0 + Tq) * sizeof(float));
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < H; h++) {
+                const float *kb = k + (b * H + h) * ld * hd, *vb = v + (b * H + h) * ld * hd;
+                for (int64_t t = 0; t < Tq; t++) {
+                    const float *qt = q + ((b * H + h) * Tq + t) * hd;
+                    float *ot = out + ((b * H + h) * Tq + t) * hd;
+                    int64_t j0 = start[b * Tq + t], j1 = pos0 + t;
+                    float mx = -INFINITY;
+                    for (int64_t j = j0; j <= j1; j++) {
+                        p[j] = dot(qt, kb + j * hd, hd) * scale;
+                        if (p[j] > mx) mx = p[j];
+                    }
+                    double sum = 0;
+                    for (int64_t j = j0; j <= j1; j++) {
+                        p[j] = expf(p[j] - mx);
+                        sum += p[j];
+                    }
+                    float inv = (float)(1.0 / sum);
+                    memset(ot, 0, (size_t)hd * sizeof(float));
+                    for (int64_t j = j0; j <= j1; j++) {
+                        float w = p[j] * inv;
+                        const float *vj = vb + j * hd;
+                        for (int64_t i = 0; i < hd; i++) ot[i] += w * vj[i];
+                    }
+                    if (lse) lse[(b * H + h) * Tq + t] = mx + (float)log(sum);
+                }
+            }
+        free(p);
+    }
+}
+
+void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                      const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
+                      int64_t hd) {
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel
+    {
+        float *p = malloc((size_t)T * sizeof(float)), *dp = malloc((size_t)T * sizeof(float));
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < H; h++) {
+                int64_t off = (b * H + h) * T * hd;
+                const float *qb = q + off, *kb = k + off, *vb = v + off, *gb = dout + off;
+                float *dqb = dq + off, *dkb = dk + off, *dvb = dv + off;
+                memset(dkb, 0, (size_t)(T * hd) * sizeof(float));
+                memset(dvb, 0, (size_t)(T * hd) * sizeof(float));
+                for (int64_t t = 0; t < T; t++) {
+                    const float *qt = qb + t * hd, *gt = gb + t * hd;
+                    float *dqt = dqb + t * hd;
+                    float l = lse[(b * H + h) * T + t];
+                    int64_t j0 = start[b * T + t], j1 = t;
+                    double dsum = 0;
+                    for (int64_t j = j0; j <= j1; j++) {
+                        p[j] = expf(dot(qt, kb + j * hd, hd) * scale - l); /* the forward's softmax */
+                        dp[j] = dot(gt, vb + j * hd, hd);
+                        dsum += (double)p[j] * dp[j];
+                    }
+                    memset(dqt, 0, (size_t)hd * sizeof(float));
+                    for (int64_t j = j0; j <= j1; j++) {
+                        float ds = p[j] * (dp[j] - (float)dsum) * scale; /* d score (pre-scale) */
+                        const float *kj = kb + j * hd;
+                        float *dkj = dkb + j * hd, *dvj = dvb + j * hd;
+                        for (int64_t i = 0; i < hd; i++) {
+                            dqt[i] += ds * kj[i];
+                            dkj[i] += ds * qt[i];
+                            dvj[i] += p[j] * gt[i];
+                        }
+                    }
+                }
+            }
+        free(p);
+        free(dp);
+    }
+}
+
+/* ---- SwiGLU -------------------------------------------------------------------- */
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void yf_swiglu_fwd(float *z, const float *g, const float *u, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) z[i] = g[i] * (u[i] * sigmoidf(u[i]));
+}
+
+void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const float *u, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float s = sigmoidf(u[i]);
+        float d = dz[i];
+        dg[i] = d * u[i] * s;
+        du[i] = d * g[i] * s * (1.0f + u[i] * (1.0f - s));
+    }
+}
+
+/* ---- cross-entropy -------------------------------------------------------------- */
+
+double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
+    double total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        const float *x = logits + r * V;
+        float *d = dlogits ? dlogits + r * V : NULL;
+        int64_t tg = target[r];
+        if (tg < 0) {
+            if (d) memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+        double sum = 0;
+        for (int64_t i = 0; i < V; i++) sum += exp((double)(x[i] - mx));
+        double lse = (double)mx + log(sum);
+        total += lse - (double)x[tg];
+        if (d) {
+            for (int64_t i = 0; i < V; i++) d[i] = scale * (float)exp((double)x[i] - lse);
+            d[tg] -= scale;
+        }
+    }
+    return total;
+}
+
+/* ---- embedding ------------------------------------------------------------------ */
+
+void yf_embed_fwd(float *h, const void *w, yf_dtype wdtype, const int64_t *ids, int64_t N, int64_t D) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        float *o = h + n * D;
+        if (wdtype == YF_F32) {
+            memcpy(o, (const float *)w + ids[n] * D, (size_t)D * sizeof(float));
+        } else {
+            const uint16_t *r = (const uint16_t *)w + ids[n] * D;
+            for (int64_t i = 0; i < D; i++) o[i] = yf_bf16_to_f32(r[i]);
+        }
+    }
+}
+
+void yf_embed_bwd(float *dw, const float *dh, const int64_t *ids, int64_t N, int64_t D) {
+    for (int64_t n = 0; n < N; n++) {
+        float *o = dw + ids[n] * D;
+        const float *g = dh + n * D;
+        for (int64_t i = 0; i < D; i++) o[i] += g[i];
+    }
+}
+
+/* ---- dropout --------------------------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed) {
+    float keep_scale = 1.0f / (1.0f - p);
+    double thr = (double)p;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        double u = (double)(mix64(seed + (uint64_t)i * 0x9e3779b97f4a7c15ull) >> 11) * (1.0 / 9007199254740992.0);
+        y[i] = u >= thr ? x[i] * keep_scale : 0.0f;
+    }
+}
