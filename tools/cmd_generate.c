@@ -1,11 +1,134 @@
-/* yuanft generate: not built yet (stub). */
+/* yuanft generate: text or ids from a prompt, through the cache. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "cli.h"
 #include "commands.h"
+#include "session.h"
+
+typedef struct stream {
+    yc_session *s;
+    int64_t *ids;
+    int64_t n;
+    size_t printed; /* bytes of the decoded text already written */
+    bool text;
+} stream;
+
+/* Prints the text that the new token completes: decoding the whole answer so
+ * far keeps byte-fallback pieces of one character together. */
+static void on_token(void *ctx, int64_t seq, int64_t id) {
+    stream *st = ctx;
+    st->ids[st->n++] = yf_vocab_to_orig(&st->s->vmap, id);
+    if (!st->text) return;
+    char *txt = NULL;
+    size_t len = 0;
+    if (yf_tokenizer_decode_n(st->s->tok, st->ids, (size_t)st->n, true, &txt, &len)) return;
+    /* hold back an incomplete UTF-8 tail (U+FFFD while a character is split) */
+    if (len >= 3 && (unsigned char)txt[len - 3] == 0xEF && (unsigned char)txt[len - 2] == 0xBF &&
+        (unsigned char)txt[len - 1] == 0xBD)
+        len -= 3;
+    if (len > st->printed) {
+        fwrite(txt + st->printed, 1, len - st->printed, stdout);
+        fflush(stdout);
+        st->printed = len;
+    }
+    free(txt);
+}
 
 int cmd_generate(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "yuanft generate: not implemented yet\n");
-    return 2;
+    const char *model = NULL, *adapter = NULL, *prompt = NULL, *prompt_ids = NULL, *tokenizer = NULL;
+    int64_t max_new = 64, max_length = 0, top_k = 0, seed = 42;
+    double temperature = 0, top_p = 1, rep = 1;
+    bool json = false, keep_special = false;
+    yc_opt opts[] = {
+        {"model", YC_STR, &model, "model directory (config.json + weights) [required]"},
+        {"adapter", YC_STR, &adapter, "PEFT adapter directory applied without merging"},
+        {"prompt", YC_STR, &prompt, "prompt text (encoded with the tokenizer)"},
+        {"prompt-ids", YC_STR, &prompt_ids, "prompt as token ids: 1,2,3"},
+        {"tokenizer", YC_STR, &tokenizer, "tokenizer.model (default: MODEL/tokenizer.model)"},
+        {"max-new-tokens", YC_INT, &max_new, "new tokens at most (default 64)"},
+        {"max-length", YC_INT, &max_length, "prompt + new tokens at most (default: the model's maximum)"},
+        {"temperature", YC_FLOAT, &temperature, "0 = greedy (default), > 0 samples"},
+        {"top-k", YC_INT, &top_k, "sample among the k most likely (0 = off)"},
+        {"top-p", YC_FLOAT, &top_p, "nucleus sampling mass (1 = off)"},
+        {"repetition-penalty", YC_FLOAT, &rep, "penalty for repeated tokens (1 = off)"},
+        {"seed", YC_INT, &seed, "sampling seed (default 42)"},
+        {"json", YC_FLAG, &json, "print the new ids as one JSON array"},
+        {"keep-special-tokens", YC_FLAG, &keep_special, "text mode: keep <eod> and other special tokens"},
+    };
+    int pr = yc_parse("generate", "Generate from a prompt: greedy by default, stopping at <eod>.", argc, argv, opts,
+                      sizeof opts / sizeof *opts);
+    if (pr) return pr == 1 ? 0 : 2;
+    if (!model || (!prompt == !prompt_ids)) {
+        fprintf(stderr, "yuanft generate: needs --model and one of --prompt / --prompt-ids (see --help)\n");
+        return 2;
+    }
+    yf_gen_opts go;
+    yf_gen_opts_default(&go);
+    go.max_new_tokens = max_new;
+    go.max_length = max_length;
+    go.samp.temperature = (float)temperature;
+    go.samp.top_k = top_k;
+    go.samp.top_p = (float)top_p;
+    go.samp.repetition_penalty = (float)rep;
+    go.seed = (uint64_t)seed;
+    go.batch = 1;
+    if (yf_sampling_check(&go.samp)) return yc_fail("generate");
+
+    yc_session s;
+    if (yc_session_open(&s, model, adapter, tokenizer, prompt != NULL)) return yc_fail("generate");
+    int64_t *ids = NULL, n = 0;
+    int rc = 0;
+    if (prompt) {
+        size_t nn = 0;
+        if (yf_tokenizer_encode(s.tok, prompt, strlen(prompt), &ids, &nn)) {
+            yc_session_close(&s);
+            return yc_fail("generate");
+        }
+        n = (int64_t)nn;
+    } else if (yc_parse_ids(prompt_ids, &ids, &n)) {
+        yc_session_close(&s);
+        return yc_fail("generate");
+    }
+    int64_t eod = s.tok ? yf_tokenizer_piece_id(s.tok, "<eod>") : yf_model_config(s.model)->eod_token;
+    yf_vocab_map_ids(&s.vmap, ids, n);
+    go.stop_id = yf_vocab_to_model(&s.vmap, eod >= 0 ? eod : yf_model_config(s.model)->eod_token);
+    stream st = {.s = &s, .ids = yf_malloc((size_t)max_new * sizeof(int64_t)), .text = prompt && !json};
+    go.on_token = on_token;
+    go.ctx = &st;
+    const int64_t *pp = ids;
+    yf_gen_out out;
+    yf_gen_stats stats;
+    if (yf_generate(s.model, s.has_lora ? &s.lora : NULL, &pp, &n, 1, &go, &out, &stats)) {
+        rc = yc_fail("generate");
+    } else {
+        if (json || !prompt) {
+            printf("[");
+            for (int64_t i = 0; i < st.n; i++) printf("%s%lld", i ? "," : "", (long long)st.ids[i]);
+            printf("]\n");
+        } else {
+            if (keep_special) { /* re-print with the special tokens */
+                char *txt = NULL;
+                size_t len = 0;
+                if (yf_tokenizer_decode_n(s.tok, st.ids, (size_t)st.n, false, &txt, &len) == 0) {
+                    printf("\r");
+                    fwrite(txt, 1, len, stdout);
+                    free(txt);
+                }
+            }
+            printf("\n");
+        }
+        fflush(stdout);
+        fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s (%.2f tokens/s)\n",
+                (long long)stats.prefill_tokens, stats.prefill_s,
+                stats.prefill_s > 0 ? stats.prefill_tokens / stats.prefill_s : 0.0, (long long)stats.decode_tokens,
+                stats.decode_s, stats.decode_s > 0 ? stats.decode_tokens / stats.decode_s : 0.0);
+        yf_gen_out_free(&out, 1);
+    }
+    free(st.ids);
+    free(ids);
+    yc_session_close(&s);
+    return rc;
 }

@@ -1,0 +1,80 @@
+#include "session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
+                    bool need_tok) {
+    memset(s, 0, sizeof *s);
+    if (!model_dir) return yf_errorf("--model DIR is required");
+    yf_model_opts mo = {0};
+    if (yf_model_load(model_dir, &mo, &s->model)) return -1;
+    if (adapter_dir) {
+        if (yf_lora_load(adapter_dir, yf_model_config(s->model), &s->lora)) goto fail;
+        s->has_lora = true;
+    }
+    if (yf_vocab_map_load(model_dir, &s->vmap)) goto fail;
+    if (s->vmap.n && s->vmap.n != yf_model_config(s->model)->vocab_size) {
+        yf_errorf("%s/%s: maps %lld ids but the model has vocab_size %lld", model_dir, YF_VOCAB_MAP_FILE,
+                  (long long)s->vmap.n, (long long)yf_model_config(s->model)->vocab_size);
+        goto fail;
+    }
+    char *tp = tokenizer ? yf_strdup(tokenizer) : yf_path_join(model_dir, "tokenizer.model");
+    if (tokenizer || yf_file_exists(tp)) {
+        int rc = yf_tokenizer_load(tp, &s->tok);
+        free(tp);
+        if (rc) goto fail;
+    } else {
+        free(tp);
+        if (need_tok) {
+            yf_errorf("%s has no tokenizer.model: pass --tokenizer FILE", model_dir);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    yc_session_close(s);
+    return -1;
+}
+
+void yc_session_close(yc_session *s) {
+    if (s->has_lora) yf_lora_free(&s->lora);
+    if (s->model) yf_model_free(s->model);
+    if (s->tok) yf_tokenizer_free(s->tok);
+    yf_vocab_map_free(&s->vmap);
+    memset(s, 0, sizeof *s);
+}
+
+int yc_parse_ids(const char *s, int64_t **ids, int64_t *n) {
+    size_t cap = 16;
+    *n = 0;
+    *ids = yf_malloc(cap * sizeof(int64_t));
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno) {
+            free(*ids);
+            *ids = NULL;
+            return yf_errorf("--prompt-ids: expected comma-separated integers, got '%s'", s);
+        }
+        if ((size_t)*n == cap) *ids = yf_realloc(*ids, (cap *= 2) * sizeof(int64_t));
+        (*ids)[(*n)++] = v;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+        else if (*p) {
+            free(*ids);
+            *ids = NULL;
+            return yf_errorf("--prompt-ids: expected comma-separated integers, got '%s'", s);
+        }
+    }
+    if (*n == 0) {
+        free(*ids);
+        *ids = NULL;
+        return yf_errorf("--prompt-ids: no ids given");
+    }
+    return 0;
+}

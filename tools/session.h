@@ -1,0 +1,28 @@
+/* session: what the inference commands (generate, extract, eval) load: the
+ * model, an optional adapter, the tokenizer and the vocabulary map. */
+#ifndef YF_SESSION_H
+#define YF_SESSION_H
+
+#include "generate.h"
+#include "lora.h"
+#include "model.h"
+#include "tokenizer.h"
+#include "vocab_map.h"
+
+typedef struct yc_session {
+    yf_model *model;
+    yf_lora lora;
+    bool has_lora;
+    yf_tokenizer *tok;   /* NULL when not asked for */
+    yf_vocab_map vmap;   /* identity when the model has none */
+} yc_session;
+
+/* tokenizer: a path, or NULL for DIR/tokenizer.model (need_tok: fail if absent). */
+int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
+                    bool need_tok);
+void yc_session_close(yc_session *s);
+
+/* Parses "1,2,3" into ids (malloc'd). */
+int yc_parse_ids(const char *s, int64_t **ids, int64_t *n);
+
+#endif
