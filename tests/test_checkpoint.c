@@ -154,3 +154,68 @@ TEST(ckpt_bad_directories) {
         CHECK(yt_sh(NULL, 0, "chmod 755 '%s'", dir) == 0);
     }
 }
+
+/* ---- yuanft init ------------------------------------------------------------ */
+
+TEST(init_writes_loadable_model_equal_to_weights_init) {
+    const char *cfgpath = yt_shared_path(GOLDEN "config.json");
+    char cfgcopy[600];
+    snprintf(cfgcopy, sizeof cfgcopy, "%s", cfgpath);
+    yf_dtype dts[] = {YF_F32, YF_BF16};
+    for (int k = 0; k < 2; k++) {
+        char out[700], log[2048];
+        snprintf(out, sizeof out, "%s/init-%s", yt_tmpdir(), k ? "bf16" : "f32");
+        int rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s' --seed 7 --dtype %s", yt_cli(), cfgcopy, out,
+                       k ? "bf16" : "f32");
+        CHECK(rc == 0, "yuanft init failed (%d): %s", rc, log);
+        CHECK(strstr(log, "wrote ") && strstr(log, "30 tensors"), "output: %s", log);
+        yf_config cfg;
+        yf_table got, want;
+        yf_table_init(&got);
+        CHECK(yf_checkpoint_open(out, &cfg, &got) == 0, "%s", yf_last_error());
+        CHECK(strcmp(cfg.torch_dtype, k ? "bfloat16" : "float32") == 0, "config torch_dtype %s", cfg.torch_dtype);
+        CHECK(yf_weights_init_random(&cfg, 7, dts[k], &want) == 0);
+        CHECK(got.n == want.n, "%d vs %d tensors", got.n, want.n);
+        for (int i = 0; i < want.n && i < got.n; i++) {
+            yf_tensor *a = &want.t[i], *b = &got.t[i];
+            CHECK(!strcmp(a->name, b->name) && a->dtype == b->dtype && a->nbytes == b->nbytes &&
+                      !memcmp(a->data, b->data, a->nbytes),
+                  "%s differs from yf_weights_init_random", a->name);
+        }
+        /* the streamed file is byte for byte what yf_st_save writes */
+        char ref[700];
+        snprintf(ref, sizeof ref, "%s/ref.safetensors", yt_tmpdir());
+        const char *meta[] = {"format", "pt", NULL};
+        CHECK(yf_st_save(ref, want.t, want.n, meta) == 0);
+        CHECK(yt_sh(NULL, 0, "cmp '%s' '%s/model.safetensors'", ref, out) == 0, "streamed file differs");
+        yf_table_free(&got);
+        yf_table_free(&want);
+    }
+}
+
+TEST(init_bad_config_and_arguments) {
+    char log[2048], dir[700], cfg[700];
+    snprintf(dir, sizeof dir, "%s/out", yt_tmpdir());
+    snprintf(cfg, sizeof cfg, "%s/broken-config.json", yt_tmpdir());
+    CHECK(yt_sh(NULL, 0, "grep -v num_attention_heads '%s' > '%s'", yt_shared_path(GOLDEN "config.json"), cfg) == 0);
+    int rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s'", yt_cli(), cfg, dir);
+    CHECK(rc == 1, "exit %d: %s", rc, log);
+    CHECK(strstr(log, "broken-config.json: missing required field \"num_attention_heads\""), "output: %s", log);
+    CHECK(strchr(log, '\n') == strrchr(log, '\n'), "more than one line: %s", log);
+    CHECK(!yf_file_exists(dir) || yt_sh(NULL, 0, "test -e '%s/model.safetensors'", dir) != 0,
+          "weights written for a bad config");
+    /* heads that do not divide hidden_size */
+    CHECK(yt_sh(NULL, 0, "sed 's/\"num_attention_heads\": 4/\"num_attention_heads\": 5/' '%s' > '%s'",
+                yt_shared_path(GOLDEN "config.json"), cfg) == 0);
+    rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s'", yt_cli(), cfg, dir);
+    CHECK(rc == 1 && strstr(log, "not divisible"), "exit %d: %s", rc, log);
+    rc = yt_sh(log, sizeof log, "%s init --config '%s'", yt_cli(), yt_shared_path(GOLDEN "config.json"));
+    CHECK(rc == 2 && strstr(log, "--out"), "exit %d: %s", rc, log);
+    rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s' --dtype f64", yt_cli(),
+               yt_shared_path(GOLDEN "config.json"), dir);
+    CHECK(rc == 2 && strstr(log, "f64"), "exit %d: %s", rc, log);
+    /* an output directory that cannot be created */
+    rc = yt_sh(log, sizeof log, "%s init --config '%s' --out /proc/no/such/dir", yt_cli(),
+               yt_shared_path(GOLDEN "config.json"));
+    CHECK(rc == 1 && strstr(log, "/proc/no/such/dir"), "exit %d: %s", rc, log);
+}

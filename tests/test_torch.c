@@ -1,6 +1,7 @@
 #include "harness.h"
 #include "safetensors.h"
 #include "torch_pickle.h"
+#include "zip.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -451,5 +452,68 @@ TEST(torch_bad_corrupt_zip) {
     CHECK(yf_write_file_atomic(p, m, len) == 0);
     expect_torch_fails(p, "storage 0 is missing");
     free(m);
+    free(raw);
+}
+
+/* Random damage to data.pkl (re-zipped with a valid CRC so the pickle machine
+ * sees it): every load must either succeed or fail with a message naming the
+ * file; never crash (this test also runs under ASan/UBSan). */
+TEST(torch_bad_random_pickle_mutations) {
+    char *raw = NULL;
+    size_t len = 0;
+    CHECK(yf_read_file(yt_shared_path(GOLDEN "pytorch_model.bin"), &raw, &len) == 0, "%s", yf_last_error());
+    if (!raw) return;
+    yf_zip z;
+    CHECK(yf_zip_open(&z, "golden", (const uint8_t *)raw, len) == 0, "%s", yf_last_error());
+    zent *es = yf_calloc((size_t)z.n, sizeof *es);
+    int pk = -1;
+    for (int i = 0; i < z.n; i++) {
+        es[i].name = z.e[i].name;
+        es[i].data = raw + z.e[i].data_off;
+        es[i].len = (size_t)z.e[i].usize;
+        if (strstr(z.e[i].name, "data.pkl")) pk = i;
+    }
+    CHECK(pk >= 0);
+    if (pk < 0) return;
+    size_t plen = es[pk].len;
+    uint8_t *orig = yf_malloc(plen), *mut = yf_malloc(plen);
+    memcpy(orig, es[pk].data, plen);
+    yf_rng rng;
+    yf_rng_seed(&rng, 1234);
+    const char *path = tmp_path("fuzz.bin");
+    int ok = 0, failed = 0;
+    for (int iter = 0; iter < 150; iter++) {
+        memcpy(mut, orig, plen);
+        size_t n = plen;
+        int kind = (int)(yf_rng_u64(&rng) % 3);
+        if (kind == 0) {
+            n = (size_t)(yf_rng_u64(&rng) % plen); /* truncate */
+        } else {
+            int flips = 1 + (int)(yf_rng_u64(&rng) % 4);
+            for (int f = 0; f < flips; f++) {
+                size_t at = (size_t)(yf_rng_u64(&rng) % plen);
+                mut[at] = kind == 1 ? (uint8_t)yf_rng_u64(&rng) : (uint8_t)(mut[at] ^ (1u << (yf_rng_u64(&rng) % 8)));
+            }
+        }
+        es[pk].data = mut;
+        es[pk].len = n;
+        write_zip(path, es, z.n, iter % 2);
+        yf_table t;
+        yf_table_init(&t);
+        yf_clear_error();
+        if (yf_torch_load(path, &t) == 0) ok++;
+        else {
+            failed++;
+            CHECK(strstr(yf_last_error(), "fuzz.bin") != NULL, "iteration %d: %s", iter, yf_last_error());
+            CHECK(t.n == 0, "iteration %d left %d tensors", iter, t.n);
+        }
+        yf_table_free(&t);
+    }
+    printf("  %d mutated pickles loaded, %d rejected\n", ok, failed);
+    CHECK(failed > 0);
+    free(orig);
+    free(mut);
+    free(es);
+    yf_zip_close(&z);
     free(raw);
 }
