@@ -87,3 +87,12 @@ bool yf_utf8_valid(const char *str, size_t n) {
     }
     return true;
 }
+
+void yf_fput_json_line(FILE *f, const char *s) {
+    yf_sbuf b = {0};
+    yf_sbuf_json_string(&b, s, strlen(s));
+    yf_sbuf_puts(&b, "\n");
+    char *t = yf_sbuf_take(&b);
+    fputs(t, f);
+    free(t);
+}

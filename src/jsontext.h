@@ -5,6 +5,7 @@
 #ifndef YF_JSONTEXT_H
 #define YF_JSONTEXT_H
 
+#include <stdio.h>
 #include "util.h"
 
 typedef struct yf_sbuf {
@@ -24,5 +25,8 @@ void yf_sbuf_free(yf_sbuf *b);
 
 /* True when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates). */
 bool yf_utf8_valid(const char *s, size_t n);
+
+/* Writes s as one JSON string (Python json.dumps, ensure_ascii=False) and a newline. */
+void yf_fput_json_line(FILE *f, const char *s);
 
 #endif

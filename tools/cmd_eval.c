@@ -8,26 +8,72 @@
 #include "commands.h"
 #include "data.h"
 #include "eval.h"
+#include "jsontext.h"
+#include "extract.h"
+#include "session.h"
 
 int cmd_eval(int argc, char **argv) {
     const char *pred_path = NULL, *data_path = NULL, *report = NULL;
+    const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *tpl = "resume", *save_pred = NULL;
+    int64_t max_new = 128, batch = 16, limit = 0;
     yc_opt opts[] = {
+        {"data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"} [required]"},
         {"predictions", YC_STR, &pred_path, "answers, one a line in the data's order: a JSON string (the model's text) or the JSON object"},
-        {"data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"}"},
+        {"model", YC_STR, &model, "or: a model directory to extract with (greedy, batched)"},
+        {"adapter", YC_STR, &adapter, "with --model: a PEFT adapter directory"},
+        {"tokenizer", YC_STR, &tokenizer, "with --model: tokenizer.model (default: MODEL/tokenizer.model)"},
+        {"prompt-template", YC_STR, &tpl, "with --model: resume, none or a file with {input}; as in training (resume)"},
+        {"max-new-tokens", YC_INT, &max_new, "with --model: answer length cap (128)"},
+        {"batch", YC_INT, &batch, "with --model: prompts decoded together (16)"},
+        {"limit", YC_INT, &limit, "score only the first N records (0 = all)"},
+        {"save-predictions", YC_STR, &save_pred, "with --model: write the answers here, one JSON string a line"},
         {"report", YC_STR, &report, "also write the scores as JSON here (keys micro, per_type, ...)"},
     };
-    int rc = yc_parse("eval", "Scores extraction answers: entity-level precision, recall and F1 per type and micro-averaged.",
-                      argc, argv, opts, 3);
+    int rc = yc_parse("eval", "Scores extraction answers: entity-level precision, recall and F1 per type and micro-averaged,\n"
+                              "from a predictions file or by running a model (and adapter) over the data's inputs.",
+                      argc, argv, opts, sizeof opts / sizeof *opts);
     if (rc) return rc == 1 ? 0 : 2;
-    if (!pred_path || !data_path) {
-        fprintf(stderr, "yuanft eval: --predictions and --data are required\n");
+    if (!data_path || !pred_path == !model) {
+        fprintf(stderr, "yuanft eval: needs --data and one of --predictions / --model (see --help)\n");
         return 2;
     }
     yf_records recs;
     if (yf_data_load(data_path, &recs)) return yc_fail("eval");
+    if (limit > 0 && (size_t)limit < recs.n) {
+        for (size_t i = (size_t)limit; i < recs.n; i++) free(recs.r[i].input), free(recs.r[i].output);
+        recs.n = (size_t)limit;
+    }
     char **pred = NULL;
     size_t np = 0;
-    if (yf_eval_read_predictions(pred_path, &pred, &np)) {
+    if (model) {
+        yc_session s;
+        if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+            yf_records_free(&recs);
+            return yc_fail("eval");
+        }
+        yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
+                          .max_new_tokens = max_new, .max_length = 384, .batch = batch, .progress = true};
+        const char **in = yf_malloc((recs.n ? recs.n : 1) * sizeof *in);
+        for (size_t i = 0; i < recs.n; i++) in[i] = recs.r[i].input;
+        int xrc = yf_template_load(tpl, &x.tpl);
+        if (xrc == 0) xrc = yf_extract_run(&x, in, recs.n, &pred);
+        np = recs.n;
+        free(in);
+        yf_template_free(&x.tpl);
+        yc_session_close(&s);
+        if (xrc) {
+            yf_records_free(&recs);
+            return yc_fail("eval");
+        }
+        if (save_pred) {
+            FILE *f = fopen(save_pred, "w");
+            for (size_t i = 0; f && i < np; i++) {
+                yf_fput_json_line(f, pred[i]);
+            }
+            if (f) fclose(f);
+            else fprintf(stderr, "yuanft eval: cannot write %s\n", save_pred);
+        }
+    } else if (yf_eval_read_predictions(pred_path, &pred, &np)) {
         yf_records_free(&recs);
         return yc_fail("eval");
     }

@@ -1,11 +1,113 @@
-/* yuanft extract: not built yet (stub). */
+/* yuanft extract: one résumé a line in, one JSON object a line out. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "cli.h"
 #include "commands.h"
+#include "eval.h"
+#include "jsontext.h"
+#include "extract.h"
+#include "session.h"
+
+/* Reads lines (without their newline); a final line without newline counts. */
+static int read_lines(FILE *f, const char *name, char ***lines, size_t *n) {
+    size_t cap = 64;
+    *n = 0;
+    *lines = yf_malloc(cap * sizeof **lines);
+    char *buf = NULL;
+    size_t bcap = 0;
+    ssize_t len;
+    while ((len = getline(&buf, &bcap, f)) >= 0) {
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = 0;
+        if (*n == cap) *lines = yf_realloc(*lines, (cap *= 2) * sizeof **lines);
+        (*lines)[(*n)++] = yf_strdup(buf);
+    }
+    free(buf);
+    if (ferror(f)) {
+        yf_strv_free(*lines, *n);
+        return yf_errorf("%s: read error", name);
+    }
+    return 0;
+}
 
 int cmd_extract(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "yuanft extract: not implemented yet\n");
-    return 2;
+    const char *model = NULL, *adapter = NULL, *input = NULL, *tokenizer = NULL, *tpl = "resume", *raw_out = NULL;
+    int64_t max_new = 128, batch = 16, max_length = 384;
+    yc_opt opts[] = {
+        {"model", YC_STR, &model, "model directory [required]"},
+        {"adapter", YC_STR, &adapter, "PEFT adapter directory (applied without merging)"},
+        {"input", YC_STR, &input, "résumé text, one a line (default: stdin)"},
+        {"tokenizer", YC_STR, &tokenizer, "tokenizer.model (default: MODEL/tokenizer.model)"},
+        {"prompt-template", YC_STR, &tpl, "resume (the recipe's), none, or a file with {input}; as in training (resume)"},
+        {"max-new-tokens", YC_INT, &max_new, "answer length cap in tokens (128)"},
+        {"max-length", YC_INT, &max_length, "prompt length cap in tokens (384)"},
+        {"batch", YC_INT, &batch, "prompts decoded together (16)"},
+        {"raw", YC_STR, &raw_out, "also write the model's raw answer texts here, one JSON string a line"},
+    };
+    int pr = yc_parse("extract", "Extracts named entities from résumés: one line in, one JSON object out, greedy decoding.\n"
+                                 "Answers that are not valid JSON are recovered as far as possible (noted on stderr);\n"
+                                 "a hopeless answer gives {}. Every input line gives exactly one output line.",
+                      argc, argv, opts, sizeof opts / sizeof *opts);
+    if (pr) return pr == 1 ? 0 : 2;
+    if (!model) {
+        fprintf(stderr, "yuanft extract: --model is required (see --help)\n");
+        return 2;
+    }
+    if (batch < 1 || max_new < 1) {
+        fprintf(stderr, "yuanft extract: --batch and --max-new-tokens must be positive\n");
+        return 2;
+    }
+    char **lines = NULL;
+    size_t n = 0;
+    FILE *f = input ? fopen(input, "r") : stdin;
+    if (!f) {
+        yf_errorf("%s: cannot open", input);
+        return yc_fail("extract");
+    }
+    int rrc = read_lines(f, input ? input : "stdin", &lines, &n);
+    if (input) fclose(f);
+    if (rrc) return yc_fail("extract");
+
+    yc_session s;
+    if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+        yf_strv_free(lines, n);
+        return yc_fail("extract");
+    }
+    yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
+                      .max_new_tokens = max_new, .max_length = max_length, .batch = batch, .progress = true};
+    int rc = 0;
+    char **ans = NULL;
+    if (yf_template_load(tpl, &x.tpl) || yf_extract_run(&x, (const char *const *)lines, n, &ans)) {
+        rc = yc_fail("extract");
+    } else {
+        int64_t recovered = 0, hopeless = 0;
+        FILE *raw = raw_out ? fopen(raw_out, "w") : NULL;
+        for (size_t i = 0; i < n; i++) {
+            yf_answer a;
+            yf_answer_parse(ans[i], strlen(ans[i]), &a);
+            if (a.status == YF_ANS_RECOVERED) {
+                recovered++;
+                fprintf(stderr, "line %zu: answer was not valid JSON; recovered what could be\n", i + 1);
+            } else if (a.status == YF_ANS_UNPARSABLE) {
+                hopeless++;
+                fprintf(stderr, "line %zu: answer could not be parsed; writing {}\n", i + 1);
+            }
+            char *js = yf_answer_format(&a);
+            printf("%s\n", js);
+            free(js);
+            yf_answer_free(&a);
+            if (raw) {
+                yf_fput_json_line(raw, ans[i]);
+            }
+        }
+        if (raw) fclose(raw);
+        fprintf(stderr, "extract: %zu lines, %lld answers recovered, %lld unparsable\n", n, (long long)recovered,
+                (long long)hopeless);
+        yf_strv_free(ans, n);
+    }
+    yf_template_free(&x.tpl);
+    yc_session_close(&s);
+    yf_strv_free(lines, n);
+    return rc;
 }

@@ -10,16 +10,74 @@
 #include "commands.h"
 #include "config.h"
 #include "safetensors.h"
+#include "data.h"
+#include "tokenizer.h"
+#include "vocab_map.h"
 #include "weights.h"
 
+/* The tokenizer ids that text data uses: every record's prompt (through the
+ * template) and answer, plus the special tokens the recipe relies on. */
+static int collect_vocab(const char *files, const char *tok_path, const char *template_spec, yf_vocab_map *vm) {
+    yf_tokenizer *tok = NULL;
+    yf_template tpl = {0};
+    yf_encoder enc;
+    int rc = -1;
+    int64_t n = 0, cap = 1 << 16;
+    int64_t *ids = yf_malloc((size_t)cap * sizeof(int64_t));
+    char *list = yf_strdup(files), *save = NULL;
+    if (yf_tokenizer_load(tok_path, &tok) || yf_template_load(template_spec, &tpl) || yf_encoder_from_tokenizer(tok, &enc))
+        goto out;
+    static const char *specials[] = {"<unk>", "<eod>", "<sep>", "<pad>"};
+    for (size_t i = 0; i < sizeof specials / sizeof *specials; i++) {
+        int64_t id = yf_tokenizer_piece_id(tok, specials[i]);
+        if (id >= 0) ids[n++] = id;
+    }
+    for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        yf_records recs;
+        yf_dataset ds;
+        if (yf_data_load(f, &recs)) goto out;
+        int brc = yf_dataset_build(&recs, &tpl, &enc, 0, &ds);
+        yf_records_free(&recs);
+        if (brc) goto out;
+        for (size_t e = 0; e < ds.n; e++)
+            for (int64_t t = 0; t < ds.ex[e].len; t++) {
+                if (n == cap) ids = yf_realloc(ids, (size_t)(cap *= 2) * sizeof(int64_t));
+                ids[n++] = ds.ex[e].ids[t];
+            }
+        yf_dataset_free(&ds);
+    }
+    yf_vocab_map_build(vm, ids, n);
+    rc = 0;
+out:
+    free(list);
+    free(ids);
+    yf_template_free(&tpl);
+    if (tok) yf_tokenizer_free(tok);
+    return rc;
+}
+
+static int copy_file(const char *from, const char *to) {
+    char *buf = NULL;
+    size_t len = 0;
+    if (yf_read_file(from, &buf, &len)) return -1;
+    int rc = yf_write_file_atomic(to, buf, len);
+    free(buf);
+    return rc;
+}
+
 int cmd_init(int argc, char **argv) {
-    const char *config = NULL, *out = NULL, *dtype_s = NULL;
+    const char *config = NULL, *out = NULL, *dtype_s = NULL, *tokenizer = NULL, *vocab_from = NULL;
+    const char *template_spec = "resume";
     int64_t seed = 42;
     yc_opt opts[] = {
         {"config", YC_STR, &config, "config.json to initialise (required)"},
         {"out", YC_STR, &out, "output model directory, created if needed (required)"},
         {"seed", YC_INT, &seed, "random seed (default 42)"},
         {"dtype", YC_STR, &dtype_s, "bf16 or f32 (default: the config's torch_dtype; bf16 for bfloat16)"},
+        {"tokenizer", YC_STR, &tokenizer, "tokenizer.model to copy into the model directory"},
+        {"vocab-from", YC_STR, &vocab_from, "prune the vocabulary to the ids these record files (.jsonl, comma-separated) "
+                                            "use; writes vocab_map.safetensors (needs --tokenizer)"},
+        {"prompt-template", YC_STR, &template_spec, "with --vocab-from: the template the prompts use (resume)"},
     };
     int pr = yc_parse("init", "Writes config.json and model.safetensors with the HF model's random initialisation.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
@@ -40,7 +98,29 @@ int cmd_init(int argc, char **argv) {
         return 2;
     }
     strcpy(cfg.torch_dtype, dt == YF_BF16 ? "bfloat16" : "float32");
+    if (vocab_from && !tokenizer) {
+        fprintf(stderr, "yuanft init: --vocab-from needs --tokenizer\n");
+        return 2;
+    }
+    yf_vocab_map vm = {0};
+    if (vocab_from) {
+        if (collect_vocab(vocab_from, tokenizer, template_spec, &vm)) return yc_fail("init");
+        /* the model works in its own ids: the special tokens of the config follow */
+        cfg.vocab_size = vm.n;
+        cfg.eod_token = yf_vocab_to_model(&vm, cfg.eod_token);
+        cfg.sep_token = yf_vocab_to_model(&vm, cfg.sep_token);
+        cfg.pad_token_id = yf_vocab_to_model(&vm, cfg.pad_token_id);
+        printf("vocabulary pruned to %lld ids used by %s\n", (long long)vm.n, vocab_from);
+    }
     if (yf_mkdir_p(out)) return yc_fail("init");
+    if (vm.n && yf_vocab_map_save(&vm, out)) return yc_fail("init");
+    yf_vocab_map_free(&vm);
+    if (tokenizer) {
+        char *tdst = yf_path_join(out, "tokenizer.model");
+        int trc = copy_file(tokenizer, tdst);
+        free(tdst);
+        if (trc) return yc_fail("init");
+    }
 
     double t0 = yf_time();
     yf_wspec *specs;

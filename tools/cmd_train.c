@@ -12,7 +12,10 @@
 #include "lora.h"
 #include "model.h"
 #include "safetensors.h"
+#include "data.h"
+#include "tokenizer.h"
 #include "trainer.h"
+#include "vocab_map.h"
 
 /* ---- the data set: input_ids / labels [N, T] int64 ------------------------- */
 
@@ -23,12 +26,83 @@ typedef struct trainset {
     int64_t *len;                /* [N] positions that matter: up to the last scored label */
 } trainset;
 
+static int trainset_check(trainset *d, const char *path, const yf_config *cfg);
+
+/* How text data (.jsonl / .json records) becomes token ids. */
+typedef struct text_opts {
+    const char *tokenizer;  /* NULL: MODEL/tokenizer.model */
+    const char *template_spec;
+    int64_t max_length;
+    const char *model_dir;
+} text_opts;
+
+static bool is_text_data(const char *path) {
+    size_t n = strlen(path);
+    return (n > 6 && !strcmp(path + n - 6, ".jsonl")) || (n > 5 && !strcmp(path + n - 5, ".json"));
+}
+
+/* Records {"input", "output"} → prompt/answer ids through the tokenizer,
+ * the template and the model's vocabulary map, padded into [N, T]. */
+static int trainset_from_text(trainset *d, const char *path, const text_opts *to, const yf_config *cfg) {
+    yf_records recs = {0};
+    yf_template tpl = {0};
+    yf_tokenizer *tok = NULL;
+    yf_encoder enc;
+    yf_dataset ds = {0};
+    yf_vocab_map vm = {0};
+    int rc = -1;
+    char *tp = to->tokenizer ? yf_strdup(to->tokenizer) : yf_path_join(to->model_dir, "tokenizer.model");
+    if (!yf_file_exists(tp)) {
+        yf_errorf("%s: tokenizer not found (text data needs --tokenizer FILE or MODEL/tokenizer.model)", tp);
+        goto out;
+    }
+    if (yf_data_load(path, &recs) || yf_template_load(to->template_spec, &tpl) || yf_tokenizer_load(tp, &tok) ||
+        yf_encoder_from_tokenizer(tok, &enc) || yf_dataset_build(&recs, &tpl, &enc, to->max_length, &ds) ||
+        yf_vocab_map_load(to->model_dir, &vm))
+        goto out;
+    if (ds.n == 0) {
+        yf_errorf("%s: no records", path);
+        goto out;
+    }
+    int64_t T = ds.longest > 0 ? ds.longest : 1, N = (int64_t)ds.n;
+    yf_tensor *ti = yf_table_alloc(&d->tab, "input_ids", YF_I64, 2, (int64_t[]){N, T});
+    yf_tensor *tl = yf_table_alloc(&d->tab, "labels", YF_I64, 2, (int64_t[]){N, T});
+    int64_t *ids = ti->data, *lab = tl->data;
+    for (int64_t i = 0; i < N; i++) {
+        const yf_example *ex = &ds.ex[i];
+        for (int64_t t = 0; t < T; t++) {
+            ids[i * T + t] = t < ex->len ? ex->ids[t] : ds.pad_id;
+            lab[i * T + t] = t < ex->len ? ex->labels[t] : -100;
+        }
+    }
+    yf_vocab_map_ids(&vm, ids, N * T);
+    yf_vocab_map_ids(&vm, lab, N * T);
+    fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", path, (long long)N,
+            (long long)T, (long long)ds.n_truncated, (long long)to->max_length,
+            vm.n ? " (ids mapped through the model's vocab_map)" : "");
+    rc = 0;
+out:
+    free(tp);
+    yf_dataset_free(&ds);
+    yf_records_free(&recs);
+    yf_template_free(&tpl);
+    if (tok) yf_tokenizer_free(tok);
+    yf_vocab_map_free(&vm);
+    return rc ? rc : trainset_check(d, path, cfg);
+}
+
 /* Loads and checks the data file; rows longer than max_pos are an error. */
-static int trainset_load(trainset *d, const char *path, const yf_config *cfg) {
+static int trainset_load(trainset *d, const char *path, const yf_config *cfg, const text_opts *to) {
     memset(d, 0, sizeof *d);
     yf_table_init(&d->tab);
-    if (!yf_file_exists(path)) return yf_errorf("%s: data file not found (--data takes a .safetensors file with input_ids and labels)", path);
+    if (!yf_file_exists(path))
+        return yf_errorf("%s: data file not found (--data takes .jsonl/.json records or a .safetensors file with input_ids and labels)", path);
+    if (is_text_data(path)) return trainset_from_text(d, path, to, cfg);
     if (yf_st_load(path, &d->tab)) return -1;
+    return trainset_check(d, path, cfg);
+}
+
+static int trainset_check(trainset *d, const char *path, const yf_config *cfg) {
     const yf_tensor *ti = yf_table_find(&d->tab, "input_ids"), *tl = yf_table_find(&d->tab, "labels");
     if (!ti || !tl) return yf_errorf("%s: needs tensors 'input_ids' and 'labels' [N, T] (I64)", path);
     if (ti->dtype != YF_I64 || tl->dtype != YF_I64 || ti->ndim != 2 || tl->ndim != 2 || ti->shape[0] != tl->shape[0] ||
@@ -132,6 +206,20 @@ static int hook_save(void *vc, const char *dir) {
     snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "float32");
     int rc = yf_st_save(wpath, ts, c->params.n, meta);
     if (rc == 0) rc = yf_config_save(cpath, &cfg);
+    /* a model directory is complete with its tokenizer and vocabulary map */
+    static const char *const extra[] = {"tokenizer.model", YF_VOCAB_MAP_FILE};
+    for (size_t k = 0; rc == 0 && k < sizeof extra / sizeof *extra; k++) {
+        char *from = yf_path_join(c->model_dir, extra[k]), *to = yf_path_join(dir, extra[k]);
+        char *buf = NULL;
+        size_t len = 0;
+        if (yf_file_exists(from)) {
+            rc = yf_read_file(from, &buf, &len);
+            if (rc == 0) rc = yf_write_file_atomic(to, buf, len);
+        }
+        free(buf);
+        free(from);
+        free(to);
+    }
     free(wpath);
     free(cpath);
     free(ts);
@@ -142,6 +230,8 @@ static int hook_save(void *vc, const char *dir) {
 
 int cmd_train(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *out_dir = NULL, *adapter = NULL, *resume = NULL;
+    const char *tokenizer = NULL, *template_spec = "resume";
+    int64_t max_length = 384;
     const char *sched = "linear", *save = "steps", *targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
     int64_t bs = 8, accum = 1, max_steps = -1, warmup_steps = 0, logging_steps = 500, save_steps = 500, seed = 42;
     int64_t lora_r = 8;
@@ -150,7 +240,11 @@ int cmd_train(int argc, char **argv) {
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false;
     const yc_opt opts[] = {
         {"model", YC_STR, &model_dir, "base model directory (config.json + weights) [required]"},
-        {"data", YC_STR, &data, "training data: .safetensors with input_ids and labels [N, T] I64 (-100 = not scored) [required]"},
+        {"data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors with "
+                                "input_ids and labels [N, T] I64 (-100 = not scored) [required]"},
+        {"tokenizer", YC_STR, &tokenizer, "text data: tokenizer.model (default: MODEL/tokenizer.model)"},
+        {"prompt-template", YC_STR, &template_spec, "text data: resume (the recipe's), none, or a file with {input} (resume)"},
+        {"max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens (384)"},
         {"output-dir", YC_STR, &out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go [required]"},
         {"adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are used)"},
         {"per-device-train-batch-size", YC_INT, &bs, "examples per micro-batch (8)"},
@@ -222,7 +316,8 @@ int cmd_train(int argc, char **argv) {
     free(cfg_path);
     if (crc) return yc_fail("train");
     trainset ds;
-    if (trainset_load(&ds, data, &cfg)) {
+    text_opts to = {tokenizer, template_spec, max_length, model_dir};
+    if (trainset_load(&ds, data, &cfg, &to)) {
         trainset_free(&ds);
         return yc_fail("train");
     }
