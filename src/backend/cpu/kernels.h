@@ -17,6 +17,38 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
 /* dW[N,K] += dy[M,N]^T · x[M,K]         (its weight gradient, f32) */
 void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t N, int64_t K);
 
+/* ---- paths and precision --------------------------------------------------
+ * Paths, slowest first. The default is the fastest one this CPU (and this
+ * compiler) supports; the environment variable YF_KERNELS=ref|scalar|avx2|
+ * avx512|amx caps it (a path the CPU lacks falls back to the next one below,
+ * with one note on stderr). "ref" runs the naive single-threaded references. */
+typedef enum yf_kpath {
+    YF_KPATH_REF = 0,
+    YF_KPATH_SCALAR, /* plain C loops, OpenMP */
+    YF_KPATH_AVX2,   /* AVX2 + FMA, fp32 */
+    YF_KPATH_AVX512, /* AVX-512 FMA, fp32 (AVX512-BF16 dot products in bf16 mode) */
+    YF_KPATH_AMX,    /* AMX bf16 tiles */
+    YF_KPATH_COUNT
+} yf_kpath;
+
+/* Precision of the products with bf16 tensor-core style hardware:
+ * EXACT (default): fp32-level results. With bf16 weights the activations are
+ *   split into three bf16 parts (hi + mid + lo carry all 24 mantissa bits) and
+ *   multiplied on AMX, so the only rounding left is fp32 accumulation; f32
+ *   weights and yf_matmul_dw use fp32 FMA.
+ * BF16: activations (and f32 weights) are rounded to bf16 before the product,
+ *   accumulation stays fp32 (what torch autocast does); ~3x faster on AMX. */
+typedef enum yf_precision { YF_PREC_EXACT = 0, YF_PREC_BF16 = 1 } yf_precision;
+
+void yf_kernels_set_precision(yf_precision p); /* process-wide */
+yf_precision yf_kernels_precision(void);
+/* The path in use (after YF_KERNELS), whether one is usable here, its name. */
+yf_kpath yf_kernels_path(void);
+bool yf_kernels_path_supported(yf_kpath p);
+const char *yf_kpath_name(yf_kpath p);
+/* Forces a path (tests, benchmarks); returns -1 with a message if unsupported. */
+int yf_kernels_set_path(yf_kpath p);
+
 void yf_matmul_xwt_ref(float *y, const float *x, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
                        bool accumulate);
 void yf_matmul_xw_ref(float *dx, const float *dy, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
