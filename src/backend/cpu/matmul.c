@@ -230,11 +230,13 @@ static void run(const yf_gemm *g) {
     int nt = omp_get_max_threads();
     double work = (double)g->M * (double)g->N * (double)g->K;
     if (work < 1 << 18 || omp_in_parallel()) nt = 1;
-    /* Split C into nt pieces along N (each thread packs only its own columns
-     * of B, the weights) unless N is too narrow, then along M. Pieces are
-     * multiples of 32 columns / rows so tiles do not straddle threads. */
+    /* Split C into nt pieces. Along M when there are enough rows: each thread
+     * then reads (and packs) only its share of A, the activations, which are
+     * f32 and usually larger than the bf16 weights; the gemv kernels and short
+     * products split along N. Pieces are multiples of 32 rows / columns so
+     * tiles do not straddle threads. */
     int64_t unit = 32;
-    bool split_n = ceil_div(g->N, unit) >= nt || g->N >= g->M;
+    bool split_n = k == K_GEMV_AVX2 || k == K_GEMV_AVX512 || g->M < 64 * nt;
     int64_t len = split_n ? g->N : g->M;
     int64_t chunk = ceil_div(ceil_div(len, unit), nt) * unit;
     nt = (int)ceil_div(len, chunk);

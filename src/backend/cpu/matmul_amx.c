@@ -108,8 +108,12 @@ AMX_TARGET static void pack_b_tile(const yf_gemm *g, int64_t k0, int64_t nk, int
         /* column n of B is contiguous along k: row c of r is column n0+c as 16
          * (k,k+1) pairs; transposing 32-bit words gives the VNNI rows */
         __m512i r[16];
-        for (int c = 0; c < 16; c++)
+        size_t esz = g->bt == YF_BF16 ? 2 : 4;
+        for (int c = 0; c < 16; c++) {
+            if (c < nn) /* the same rows 4 tiles further along k: the next calls' data */
+                _mm_prefetch((const char *)g->b + (k0 + 128 + (n0 + c) * g->bcs) * esz, _MM_HINT_T0);
             r[c] = c < nn ? load_b_k32(g, k0 + (n0 + c) * g->bcs, nk) : _mm512_setzero_si512();
+        }
         transpose16(r, t);
         for (int kp = 0; kp < 16; kp++) _mm512_storeu_si512(dst + kp * 32, r[kp]);
     } else {
@@ -134,16 +138,16 @@ AMX_TARGET static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
                                     uint16_t *dst, const tr_tables *t) {
     int64_t nks = (nk + 31) / 32, pstride = 2 * TILE_U16;
     if (g->acs == 1) {
-        for (int64_t s = 0; s < nks; s++) {
-            int64_t kk = k0 + 32 * s, kleft = nk - 32 * s;
-            uint16_t *base = dst + s * nparts * pstride;
-            for (int r = 0; r < 32; r++) {
-                uint16_t *d = base + (r / 16) * TILE_U16 + (r % 16) * 32;
+        /* row by row: each row of the panel is one contiguous read */
+        for (int r = 0; r < 32; r++) {
+            const float *src = g->a + (m0 + r) * g->ars + k0;
+            uint16_t *d = dst + (r / 16) * TILE_U16 + (r % 16) * 32;
+            for (int64_t s = 0; s < nks; s++, d += nparts * pstride) {
+                int64_t kleft = nk - 32 * s;
                 __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
                 if (r < nm) {
-                    const float *src = g->a + (m0 + r) * g->ars + kk;
-                    x0 = _mm512_maskz_loadu_ps(mask16(kleft), src);
-                    x1 = _mm512_maskz_loadu_ps(mask16(kleft - 16), src + 16);
+                    x0 = _mm512_maskz_loadu_ps(mask16(kleft), src + 32 * s);
+                    x1 = _mm512_maskz_loadu_ps(mask16(kleft - 16), src + 32 * s + 16);
                 }
                 emit_parts(x0, d, pstride, nparts);
                 emit_parts(x1, d + 16, pstride, nparts);
@@ -174,11 +178,34 @@ AMX_TARGET static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
 
 /* ---- micro-kernel ------------------------------------------------------- */
 
+/* Cache lines to prefetch while the tiles compute: lines l0..l1 of a block of
+ * rows (stride bytes apart, lpr lines per row). The kernel spreads them over
+ * its K steps, so the next C block and the next A panel arrive during the
+ * arithmetic instead of stalling the tile loads. */
+typedef struct pf_job {
+    const char *base;
+    int64_t stride;
+    int64_t lpr, l0, l1;
+} pf_job;
+
+static inline void pf_lines(pf_job *j, int64_t n, int hint_l2) {
+    for (; n > 0 && j->l0 < j->l1; n--, j->l0++) {
+        const char *p = j->base + (j->l0 / j->lpr) * j->stride + (j->l0 % j->lpr) * 64;
+        if (hint_l2)
+            _mm_prefetch(p, _MM_HINT_T1);
+        else
+            _mm_prefetch(p, _MM_HINT_T0);
+    }
+}
+
+
 /* C[32x32] (ldc floats apart) (+)= packed A panel · two packed B column groups. */
-AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const uint16_t *ap, const uint16_t *b0,
-                                                                          const uint16_t *b1, int64_t nks, int np,
-                                                                          float *c, int64_t ldc, bool loadc) {
+AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const uint16_t *ap, const uint16_t *bp,
+                                                                          int64_t nks, int np,
+                                                                          float *c, int64_t ldc, bool loadc,
+                                                                          pf_job *pc, pf_job *pa) {
     size_t cs = (size_t)ldc * sizeof(float);
+    int64_t npc = pc ? (pc->l1 - pc->l0 + nks - 1) / nks : 0, npa = pa ? (pa->l1 - pa->l0 + nks - 1) / nks : 0;
     if (loadc) {
         _tile_loadd(0, c, cs);
         _tile_loadd(1, c + 16, cs);
@@ -191,8 +218,10 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
         _tile_zero(3);
     }
     for (int64_t s = 0; s < nks; s++) {
-        _tile_loadd(6, b0 + s * TILE_U16, 64);
-        _tile_loadd(7, b1 + s * TILE_U16, 64);
+        if (pc) pf_lines(pc, npc, 0);
+        if (pa) pf_lines(pa, npa, 1);
+        _tile_loadd(6, bp + s * 2 * TILE_U16, 64);
+        _tile_loadd(7, bp + s * 2 * TILE_U16 + TILE_U16, 64);
         const uint16_t *a = ap + s * np * 2 * TILE_U16;
         for (int p = 0; p < np; p++, a += 2 * TILE_U16) {
             _tile_loadd(4, a, 64);
@@ -209,37 +238,47 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_stored(3, c + 16 * ldc + 16, cs);
 }
 
-AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *b0, const uint16_t *b1, int64_t nks, int np,
-                              float *c, int64_t ldc, bool loadc) {
+AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np,
+                              float *c, int64_t ldc, bool loadc, pf_job *pc, pf_job *pa) {
     switch (np) { /* constant part counts let the compiler unroll the part loop */
-    case 1: kernel_body(ap, b0, b1, nks, 1, c, ldc, loadc); break;
-    case 2: kernel_body(ap, b0, b1, nks, 2, c, ldc, loadc); break;
-    default: kernel_body(ap, b0, b1, nks, 3, c, ldc, loadc); break;
+    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc, pc, pa); break;
+    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc, pc, pa); break;
+    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc, pc, pa); break;
     }
 }
 
 /* A partial 32x32 block of C: through a local buffer. */
-AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *b0, const uint16_t *b1, int64_t nks, int np,
+AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np,
                                    float *c, int64_t ldc, bool loadc, int64_t rows, int64_t cols) {
     float tmp[32 * 32] __attribute__((aligned(64)));
     memset(tmp, 0, sizeof tmp);
     if (loadc)
         for (int64_t r = 0; r < rows; r++) memcpy(tmp + r * 32, c + r * ldc, (size_t)cols * sizeof(float));
-    kernel(ap, b0, b1, nks, np, tmp, 32, true);
+    kernel(ap, bp, nks, np, tmp, 32, true, NULL, NULL);
     for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, tmp + r * 32, (size_t)cols * sizeof(float));
 }
 
 AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
     if (m1 <= m0 || n1 <= n0) return;
     YF_CHECK(nparts >= 1 && nparts <= 3);
-    /* KC keeps the A panel (nparts x 2 tiles per 32 of K) within L1; NC keeps
-     * the packed B block (KC x NC bf16) around 1 MiB of the 2 MiB L2 */
-    const int64_t KC = nparts == 1 ? 512 : 256;
-    const int64_t NC = ((int64_t)1 << 20) / (KC * 2);
+    /* KC: as long as possible (C is read and written once per KC; a kernel
+     * call runs KC/32 steps), K split evenly into blocks of <= 2048.
+     * NC: the packed B block (KC x NC bf16) is ~1 MiB of the 2 MiB L2.
+     * MC: the packed A chunk (MC x KC x nparts bf16, <= 12 MiB, in L3) is packed
+     * once per K block, so each element of A is read from memory once; B is
+     * packed once per chunk, i.e. its cost is spread over MC rows. */
+    int64_t nkb = (g->K + 2047) / 2048;
+    const int64_t KC = ((g->K + nkb - 1) / nkb + 31) / 32 * 32;
+    const int64_t NC = ((((int64_t)1 << 20) / (KC * 2)) / 32 > 1 ? (((int64_t)1 << 20) / (KC * 2)) / 32 : 1) * 32;
+    int64_t mc_max = ((int64_t)12 << 20) / (KC * 2 * nparts) / 32 * 32, nchunks;
+    if (mc_max < 32) mc_max = 32;
+    nchunks = (m1 - m0 + mc_max - 1) / mc_max; /* equal chunks: no short last one */
+    const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
+    const int64_t panel_u16 = (KC / 32) * nparts * 2 * TILE_U16; /* one 32-row panel at full KC */
     tr_tables tt;
     tr_tables_init(&tt);
     uint16_t *bp = yf_scratch(0, (size_t)NC * KC * 2);
-    uint16_t *ap = yf_scratch(1, (size_t)32 * KC * 2 * nparts);
+    uint16_t *ap = yf_scratch(1, (size_t)((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32 * panel_u16 * 2);
 
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -250,27 +289,46 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     }
     _tile_loadconfig(&cfg);
 
-    for (int64_t jc = n0; jc < n1; jc += NC) {
-        int64_t nb = n1 - jc < NC ? n1 - jc : NC;
-        int64_t ngroups = 2 * ((nb + 31) / 32); /* 16-column groups, padded to pairs */
-        for (int64_t pc = 0; pc < g->K; pc += KC) {
-            int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
-            for (int64_t gi = 0; gi < ngroups; gi++)
-                for (int64_t s = 0; s < nks; s++)
-                    pack_b_tile(g, pc + 32 * s, kb - 32 * s, jc + 16 * gi, nb - 16 * gi,
-                                bp + (gi * nks + s) * TILE_U16, &tt);
-            bool loadc = g->accumulate || pc > 0;
-            for (int64_t ic = m0; ic < m1; ic += 32) {
-                int64_t rows = m1 - ic < 32 ? m1 - ic : 32;
-                pack_a_panel(g, ic, rows, pc, kb, nparts, ap, &tt);
-                for (int64_t jr = 0; jr < nb; jr += 32) {
-                    int64_t cols = nb - jr < 32 ? nb - jr : 32;
-                    const uint16_t *b0 = bp + (jr / 16) * nks * TILE_U16, *b1 = b0 + nks * TILE_U16;
-                    float *c = g->c + ic * g->ldc + jc + jr;
-                    if (rows == 32 && cols == 32)
-                        kernel(ap, b0, b1, nks, nparts, c, g->ldc, loadc);
-                    else
-                        kernel_edge(ap, b0, b1, nks, nparts, c, g->ldc, loadc, rows, cols);
+    for (int64_t pc = 0; pc < g->K; pc += KC) {
+        int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
+        int64_t pstride = nks * nparts * 2 * TILE_U16; /* panels of this K block */
+        bool loadc = g->accumulate || pc > 0;
+        for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
+            int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
+            for (int64_t ip = 0; ip < npanels; ip++) {
+                int64_t ic = ic0 + 32 * ip;
+                pack_a_panel(g, ic, m1 - ic < 32 ? m1 - ic : 32, pc, kb, nparts, ap + ip * pstride, &tt);
+            }
+            for (int64_t jc = n0; jc < n1; jc += NC) {
+                int64_t nb = n1 - jc < NC ? n1 - jc : NC;
+                int64_t ngroups = 2 * ((nb + 31) / 32); /* 16-column groups, padded to pairs */
+                for (int64_t gi = 0; gi < ngroups; gi++)
+                    for (int64_t s = 0; s < nks; s++)
+                        pack_b_tile(g, pc + 32 * s, kb - 32 * s, jc + 16 * gi, nb - 16 * gi,
+                                    bp + (((gi / 2) * nks + s) * 2 + gi % 2) * TILE_U16, &tt);
+                int64_t njr = (nb + 31) / 32, plines = pstride * 2 / 64;
+                for (int64_t ip = 0; ip < npanels; ip++) {
+                    int64_t ic = ic0 + 32 * ip, rows = m1 - ic < 32 ? m1 - ic : 32;
+                    const uint16_t *apanel = ap + ip * pstride;
+                    /* the next packed panel is brought into L2 over this one's calls */
+                    pf_job pa = {(const char *)(apanel + pstride), plines * 64, plines, 0, 0};
+                    bool has_next = ip + 1 < npanels;
+                    for (int64_t jr = 0, j = 0; jr < nb; jr += 32, j++) {
+                        int64_t cols = nb - jr < 32 ? nb - jr : 32;
+                        const uint16_t *b0 = bp + (jr / 32) * nks * 2 * TILE_U16;
+                        float *c = g->c + ic * g->ldc + jc + jr;
+                        /* the next C block: 32 columns on, or the next panel's first */
+                        bool last = jr + 32 >= nb;
+                        const float *cn = !last ? c + 32 : g->c + (ic + 32) * g->ldc + jc;
+                        int64_t cn_rows = !last ? rows : (has_next ? (m1 - ic - 32 < 32 ? m1 - ic - 32 : 32) : 0);
+                        pf_job pcj = {(const char *)cn, g->ldc * 4, 2, 0, cn_rows * 2};
+                        pa.l0 = has_next ? plines * j / njr : 0;
+                        pa.l1 = has_next ? plines * (j + 1) / njr : 0;
+                        if (rows == 32 && cols == 32)
+                            kernel(apanel, b0, nks, nparts, c, g->ldc, loadc, &pcj, &pa);
+                        else
+                            kernel_edge(apanel, b0, nks, nparts, c, g->ldc, loadc, rows, cols);
+                    }
                 }
             }
         }
