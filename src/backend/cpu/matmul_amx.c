@@ -178,34 +178,15 @@ AMX_TARGET static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
 
 /* ---- micro-kernel ------------------------------------------------------- */
 
-/* Cache lines to prefetch while the tiles compute: lines l0..l1 of a block of
- * rows (stride bytes apart, lpr lines per row). The kernel spreads them over
- * its K steps, so the next C block and the next A panel arrive during the
- * arithmetic instead of stalling the tile loads. */
-typedef struct pf_job {
-    const char *base;
-    int64_t stride;
-    int64_t lpr, l0, l1;
-} pf_job;
-
-static inline void pf_lines(pf_job *j, int64_t n, int hint_l2) {
-    for (; n > 0 && j->l0 < j->l1; n--, j->l0++) {
-        const char *p = j->base + (j->l0 / j->lpr) * j->stride + (j->l0 % j->lpr) * 64;
-        if (hint_l2)
-            _mm_prefetch(p, _MM_HINT_T1);
-        else
-            _mm_prefetch(p, _MM_HINT_T0);
-    }
-}
-
-
-/* C[32x32] (ldc floats apart) (+)= packed A panel · two packed B column groups. */
+/* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
+ * groups, over nks steps of 32 along K. Tiles: 0-3 C, 4-5 A, 6-7 B. Tiles are
+ * not renamed, so each load waits until the products reading the old value
+ * have started: loading the next operands right after their last use (not all
+ * at the top of the step) hides most of the load latency (~6% measured). */
 AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const uint16_t *ap, const uint16_t *bp,
-                                                                          int64_t nks, int np,
-                                                                          float *c, int64_t ldc, bool loadc,
-                                                                          pf_job *pc, pf_job *pa) {
+                                                                          int64_t nks, int np, float *c,
+                                                                          int64_t ldc, bool loadc) {
     size_t cs = (size_t)ldc * sizeof(float);
-    int64_t npc = pc ? (pc->l1 - pc->l0 + nks - 1) / nks : 0, npa = pa ? (pa->l1 - pa->l0 + nks - 1) / nks : 0;
     if (loadc) {
         _tile_loadd(0, c, cs);
         _tile_loadd(1, c + 16, cs);
@@ -217,19 +198,29 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
         _tile_zero(2);
         _tile_zero(3);
     }
+    /* A is [step][part][2 tiles], B is [step][2 tiles]: walk both as (step,
+     * part) pairs, the A pointer advancing one part at a time */
+    const uint16_t *a = ap, *b = bp, *a_end = ap + (nks * np - 1) * 2 * TILE_U16;
+    const uint16_t *b_end = bp + (nks - 1) * 2 * TILE_U16;
+    _tile_loadd(4, a, 64);
+    _tile_loadd(6, b, 64);
+    _tile_loadd(7, b + TILE_U16, 64);
+    _tile_loadd(5, a + TILE_U16, 64);
     for (int64_t s = 0; s < nks; s++) {
-        if (pc) pf_lines(pc, npc, 0);
-        if (pa) pf_lines(pa, npa, 1);
-        _tile_loadd(6, bp + s * 2 * TILE_U16, 64);
-        _tile_loadd(7, bp + s * 2 * TILE_U16 + TILE_U16, 64);
-        const uint16_t *a = ap + s * np * 2 * TILE_U16;
-        for (int p = 0; p < np; p++, a += 2 * TILE_U16) {
-            _tile_loadd(4, a, 64);
-            _tile_loadd(5, a + TILE_U16, 64);
+        for (int p = 0; p < np; p++) {
+            bool last_part = p == np - 1;
+            const uint16_t *an = a < a_end ? a + 2 * TILE_U16 : a; /* past the end: reload (harmless) */
+            const uint16_t *bn = last_part && b < b_end ? b + 2 * TILE_U16 : b;
             _tile_dpbf16ps(0, 4, 6);
             _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(4, an, 64);
             _tile_dpbf16ps(2, 5, 6);
+            if (last_part) _tile_loadd(6, bn, 64);
             _tile_dpbf16ps(3, 5, 7);
+            _tile_loadd(5, an + TILE_U16, 64);
+            if (last_part) _tile_loadd(7, bn + TILE_U16, 64);
+            a = an;
+            b = bn;
         }
     }
     _tile_stored(0, c, cs);
@@ -238,23 +229,23 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_stored(3, c + 16 * ldc + 16, cs);
 }
 
-AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np,
-                              float *c, int64_t ldc, bool loadc, pf_job *pc, pf_job *pa) {
+AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c, int64_t ldc,
+                              bool loadc) {
     switch (np) { /* constant part counts let the compiler unroll the part loop */
-    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc, pc, pa); break;
-    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc, pc, pa); break;
-    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc, pc, pa); break;
+    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc); break;
+    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc); break;
+    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc); break;
     }
 }
 
 /* A partial 32x32 block of C: through a local buffer. */
-AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np,
-                                   float *c, int64_t ldc, bool loadc, int64_t rows, int64_t cols) {
+AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c,
+                                   int64_t ldc, bool loadc, int64_t rows, int64_t cols) {
     float tmp[32 * 32] __attribute__((aligned(64)));
     memset(tmp, 0, sizeof tmp);
     if (loadc)
         for (int64_t r = 0; r < rows; r++) memcpy(tmp + r * 32, c + r * ldc, (size_t)cols * sizeof(float));
-    kernel(ap, bp, nks, np, tmp, 32, true, NULL, NULL);
+    kernel(ap, bp, nks, np, tmp, 32, true);
     for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, tmp + r * 32, (size_t)cols * sizeof(float));
 }
 
@@ -266,10 +257,13 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
      * NC: the packed B block (KC x NC bf16) is ~1 MiB of the 2 MiB L2.
      * MC: the packed A chunk (MC x KC x nparts bf16, <= 12 MiB, in L3) is packed
      * once per K block, so each element of A is read from memory once; B is
-     * packed once per chunk, i.e. its cost is spread over MC rows. */
+     * packed once per chunk, i.e. its cost is spread over MC rows.
+     * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
+     * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
     int64_t nkb = (g->K + 2047) / 2048;
     const int64_t KC = ((g->K + nkb - 1) / nkb + 31) / 32 * 32;
-    const int64_t NC = ((((int64_t)1 << 20) / (KC * 2)) / 32 > 1 ? (((int64_t)1 << 20) / (KC * 2)) / 32 : 1) * 32;
+    int64_t nc = (((int64_t)1 << 20) / (KC * 2)) / 32 * 32;
+    const int64_t NC = nc < 32 ? 32 : nc;
     int64_t mc_max = ((int64_t)12 << 20) / (KC * 2 * nparts) / 32 * 32, nchunks;
     if (mc_max < 32) mc_max = 32;
     nchunks = (m1 - m0 + mc_max - 1) / mc_max; /* equal chunks: no short last one */
@@ -278,7 +272,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     tr_tables tt;
     tr_tables_init(&tt);
     uint16_t *bp = yf_scratch(0, (size_t)NC * KC * 2);
-    uint16_t *ap = yf_scratch(1, (size_t)((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32 * panel_u16 * 2);
+    uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * panel_u16 * 2);
 
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -300,34 +294,24 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
                 pack_a_panel(g, ic, m1 - ic < 32 ? m1 - ic : 32, pc, kb, nparts, ap + ip * pstride, &tt);
             }
             for (int64_t jc = n0; jc < n1; jc += NC) {
-                int64_t nb = n1 - jc < NC ? n1 - jc : NC;
-                int64_t ngroups = 2 * ((nb + 31) / 32); /* 16-column groups, padded to pairs */
-                for (int64_t gi = 0; gi < ngroups; gi++)
+                int64_t nb = n1 - jc < NC ? n1 - jc : NC, npairs = (nb + 31) / 32;
+                /* B block: [pair of 16-column groups][step][2 tiles]; both groups of
+                 * a pair together, so each row of B is read a whole line at a time */
+                for (int64_t j = 0; j < npairs; j++)
                     for (int64_t s = 0; s < nks; s++)
-                        pack_b_tile(g, pc + 32 * s, kb - 32 * s, jc + 16 * gi, nb - 16 * gi,
-                                    bp + (((gi / 2) * nks + s) * 2 + gi % 2) * TILE_U16, &tt);
-                int64_t njr = (nb + 31) / 32, plines = pstride * 2 / 64;
+                        for (int h = 0; h < 2; h++)
+                            pack_b_tile(g, pc + 32 * s, kb - 32 * s, jc + 32 * j + 16 * h, nb - 32 * j - 16 * h,
+                                        bp + ((j * nks + s) * 2 + h) * TILE_U16, &tt);
                 for (int64_t ip = 0; ip < npanels; ip++) {
                     int64_t ic = ic0 + 32 * ip, rows = m1 - ic < 32 ? m1 - ic : 32;
-                    const uint16_t *apanel = ap + ip * pstride;
-                    /* the next packed panel is brought into L2 over this one's calls */
-                    pf_job pa = {(const char *)(apanel + pstride), plines * 64, plines, 0, 0};
-                    bool has_next = ip + 1 < npanels;
-                    for (int64_t jr = 0, j = 0; jr < nb; jr += 32, j++) {
-                        int64_t cols = nb - jr < 32 ? nb - jr : 32;
-                        const uint16_t *b0 = bp + (jr / 32) * nks * 2 * TILE_U16;
-                        float *c = g->c + ic * g->ldc + jc + jr;
-                        /* the next C block: 32 columns on, or the next panel's first */
-                        bool last = jr + 32 >= nb;
-                        const float *cn = !last ? c + 32 : g->c + (ic + 32) * g->ldc + jc;
-                        int64_t cn_rows = !last ? rows : (has_next ? (m1 - ic - 32 < 32 ? m1 - ic - 32 : 32) : 0);
-                        pf_job pcj = {(const char *)cn, g->ldc * 4, 2, 0, cn_rows * 2};
-                        pa.l0 = has_next ? plines * j / njr : 0;
-                        pa.l1 = has_next ? plines * (j + 1) / njr : 0;
+                    for (int64_t j = 0; j < npairs; j++) {
+                        int64_t cols = nb - 32 * j < 32 ? nb - 32 * j : 32;
+                        const uint16_t *bpair = bp + j * nks * 2 * TILE_U16;
+                        float *c = g->c + ic * g->ldc + jc + 32 * j;
                         if (rows == 32 && cols == 32)
-                            kernel(apanel, b0, nks, nparts, c, g->ldc, loadc, &pcj, &pa);
+                            kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
                         else
-                            kernel_edge(apanel, b0, nks, nparts, c, g->ldc, loadc, rows, cols);
+                            kernel_edge(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
                     }
                 }
             }
