@@ -142,3 +142,30 @@ TEST(kernels_set_path_rejects_unsupported) {
     CHECK(yf_kernels_set_path(p) == -1);
     CHECK(strstr(yf_last_error(), "not supported") != NULL, "message: %s", yf_last_error());
 }
+
+/* The runner forks a process per test, so the path is not chosen yet here. */
+TEST(kernels_env_caps_path) {
+    if (!yf_kernels_path_supported(YF_KPATH_AVX2)) yt_skip("this CPU (or build) has no avx2 path");
+    setenv("YF_KERNELS", "avx2", 1);
+    CHECK(yf_kernels_path() == YF_KPATH_AVX2, "path %s", yf_kpath_name(yf_kernels_path()));
+}
+
+/* Empty products: K = 0 writes zeros (or leaves C when accumulating); M or N
+ * = 0 touches nothing. */
+TEST(kernels_empty_dims) {
+    float y[6] = {1, 2, 3, 4, 5, 6}, x[1] = {7};
+    uint16_t w[1] = {0};
+    for (int p = YF_KPATH_SCALAR; p < YF_KPATH_COUNT; p++) {
+        if (!yf_kernels_path_supported(p)) continue;
+        CHECK(yf_kernels_set_path(p) == 0);
+        for (int i = 0; i < 6; i++) y[i] = (float)i + 1;
+        yf_matmul_xwt(y, x, w, YF_BF16, 2, 3, 0, true);
+        CHECK(y[5] == 6, "%s: accumulate with K=0 changed C", yf_kpath_name(p));
+        yf_matmul_xwt(y, x, w, YF_BF16, 2, 3, 0, false);
+        CHECK(y[0] == 0 && y[5] == 0, "%s: K=0 did not zero C", yf_kpath_name(p));
+        y[0] = 9;
+        yf_matmul_xw(y, x, w, YF_BF16, 0, 3, 2, false);
+        yf_matmul_dw(y, x, x, 4, 0, 1);
+        CHECK(y[0] == 9, "%s: M=0 or N=0 touched C", yf_kpath_name(p));
+    }
+}
