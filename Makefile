@@ -20,7 +20,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
 .PHONY: all deps test test-asan asan demo bench clean
-all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests
+all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels
 
 deps:
 	@sh scripts/deps.sh build
@@ -37,6 +37,9 @@ $(BUILD)/yuanft: $(TOOLOBJ) $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/yuanft-tests: $(TESTOBJ) $(CMDOBJ) $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench-kernels: $(BUILD)/obj/bench/bench_kernels.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # AddressSanitizer + UBSan build of the same sources, in build/asan.
@@ -60,4 +63,4 @@ bench: all
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d)
+-include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d

@@ -17,6 +17,49 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
 /* dW[N,K] += dy[M,N]^T · x[M,K]         (its weight gradient, f32) */
 void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t N, int64_t K);
 
+/* ---- paths and precision --------------------------------------------------
+ * Paths, slowest first. The default is the fastest one this CPU (and this
+ * compiler) supports; the environment variable YF_KERNELS=ref|scalar|avx2|
+ * avx512|amx caps it (a path the CPU lacks falls back to the next one below,
+ * with one note on stderr). "ref" runs the naive single-threaded references.
+ * Products with M <= 4 rows (decode) use unpacked AVX-512/AVX2 kernels that
+ * stream the weights once; AMX needs M >= 16. Work is split between the
+ * OpenMP threads (along M when M >= 64 x threads, else along N); a call made
+ * from inside a parallel region runs on the calling thread. Each thread keeps
+ * up to ~14 MiB of packing scratch for its life (no packed weight copies). */
+typedef enum yf_kpath {
+    YF_KPATH_REF = 0,
+    YF_KPATH_SCALAR, /* plain C loops, OpenMP */
+    YF_KPATH_AVX2,   /* AVX2 + FMA, fp32 */
+    YF_KPATH_AVX512, /* AVX-512 FMA, fp32 (a vdpbf16ps kernel measured 100 vs 143
+                        GFLOP/s/core here: AVX512-BF16 is not used) */
+    YF_KPATH_AMX,    /* AMX bf16 tiles */
+    YF_KPATH_COUNT
+} yf_kpath;
+
+/* Precision of the products on bf16 hardware (AMX):
+ * EXACT (default): fp32-level results. With bf16 weights the activations are
+ *   split into three bf16 parts (hi + mid + lo carry all 24 mantissa bits)
+ *   and each part is multiplied on AMX; bf16 x bf16 products are exact in
+ *   fp32, so what is left is fp32 accumulation error (measured on 64x96x2048,
+ *   |y| ~ 8: 4.7e-6 vs fp64, fp32 FMA 3.2e-6; two parts gave 2.4e-5, too
+ *   close to the 1e-4 logit tolerance). Costs 3 tile products per product.
+ *   f32 weights and yf_matmul_dw use fp32 FMA.
+ * BF16: activations (and f32 weights, and both operands of yf_matmul_dw) are
+ *   rounded to bf16 (relative error 2^-9 each) before the product, fp32
+ *   accumulation, as torch autocast does; ~2.3x the exact mode's speed on AMX.
+ *   Paths without AMX compute in fp32 either way. */
+typedef enum yf_precision { YF_PREC_EXACT = 0, YF_PREC_BF16 = 1 } yf_precision;
+
+void yf_kernels_set_precision(yf_precision p); /* process-wide */
+yf_precision yf_kernels_precision(void);
+/* The path in use (after YF_KERNELS), whether one is usable here, its name. */
+yf_kpath yf_kernels_path(void);
+bool yf_kernels_path_supported(yf_kpath p);
+const char *yf_kpath_name(yf_kpath p);
+/* Forces a path (tests, benchmarks); returns -1 with a message if unsupported. */
+int yf_kernels_set_path(yf_kpath p);
+
 void yf_matmul_xwt_ref(float *y, const float *x, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
                        bool accumulate);
 void yf_matmul_xw_ref(float *dx, const float *dy, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,

@@ -1,56 +1,294 @@
-/* Dispatching matrix products. For now: OpenMP-parallel loops in a cache-
- * friendly order; fast AMX / AVX512-BF16 paths come in the kernels work. */
-#include "kernels.h"
+/* matmul: the dispatching matrix products. Each public product becomes one
+ * strided general product (yf_gemm, see matmul_impl.h); run() picks the path
+ * (AMX, AVX-512, AVX2, scalar; few-row products go to the unpacked "gemv"
+ * kernels), splits C between the OpenMP threads and calls the path on each
+ * piece. Paths are detected at run time (cpu.c) and capped by YF_KERNELS. */
+#include "matmul_impl.h"
 
+#include "cpu.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-static inline float wget(const void *w, yf_dtype wt, int64_t i) {
-    return wt == YF_BF16 ? yf_bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+/* ---- path and precision ------------------------------------------------- */
+
+static const char *const g_names[YF_KPATH_COUNT] = {"ref", "scalar", "avx2", "avx512", "amx"};
+static yf_kpath g_path;
+static yf_precision g_prec = YF_PREC_EXACT;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+bool yf_kernels_path_supported(yf_kpath p) {
+    const yf_cpu_features *f = yf_cpu();
+    switch (p) {
+    case YF_KPATH_REF:
+    case YF_KPATH_SCALAR: return true;
+    case YF_KPATH_AVX2: return YF_CC_AVX2 && f->avx2_fma;
+    case YF_KPATH_AVX512: return YF_CC_AVX512 && f->avx512;
+    case YF_KPATH_AMX: return YF_CC_AMX && f->amx_bf16 && YF_CC_AVX512 && f->avx512;
+    default: return false;
+    }
+}
+
+const char *yf_kpath_name(yf_kpath p) { return p >= 0 && p < YF_KPATH_COUNT ? g_names[p] : "?"; }
+
+static void init_path(void) {
+    yf_kpath best = YF_KPATH_AMX;
+    while (!yf_kernels_path_supported(best)) best--;
+    g_path = best;
+    const char *env = getenv("YF_KERNELS");
+    if (!env || !*env) return;
+    int want = -1;
+    for (int i = 0; i < YF_KPATH_COUNT; i++)
+        if (strcmp(env, g_names[i]) == 0) want = i;
+    if (want < 0) {
+        fprintf(stderr, "yuanft: YF_KERNELS=%s is not one of ref|scalar|avx2|avx512|amx; using %s\n", env,
+                g_names[best]);
+        return;
+    }
+    if (want > (int)best)
+        fprintf(stderr, "yuanft: YF_KERNELS=%s but this CPU (or build) lacks it; using %s\n", env, g_names[best]);
+    else
+        g_path = (yf_kpath)want;
+}
+
+yf_kpath yf_kernels_path(void) {
+    pthread_once(&g_once, init_path);
+    return g_path;
+}
+
+int yf_kernels_set_path(yf_kpath p) {
+    pthread_once(&g_once, init_path);
+    if (!yf_kernels_path_supported(p))
+        return yf_errorf("kernels: path '%s' is not supported on this CPU or build", yf_kpath_name(p));
+    g_path = p;
+    return 0;
+}
+
+void yf_kernels_set_precision(yf_precision p) { g_prec = p; }
+yf_precision yf_kernels_precision(void) { return g_prec; }
+
+/* ---- per-thread scratch ------------------------------------------------- */
+
+static _Thread_local struct {
+    void *p;
+    size_t n;
+} t_scratch[4];
+
+void *yf_scratch(int slot, size_t bytes) {
+    YF_CHECK(slot >= 0 && slot < 4);
+    if (t_scratch[slot].n < bytes) {
+        free(t_scratch[slot].p);
+        t_scratch[slot].p = yf_aligned_alloc(bytes);
+        t_scratch[slot].n = bytes;
+    }
+    return t_scratch[slot].p;
+}
+
+/* ---- the packed fp32 driver (AVX2 / AVX-512 micro-kernels) -------------- */
+
+static inline float aget(const yf_gemm *g, int64_t m, int64_t k) { return g->a[m * g->ars + k * g->acs]; }
+
+/* Ap[k*MR + r] = A(m0+r, k0+k), zero beyond nm rows. */
+static void pack_a_f32(const yf_gemm *g, int64_t m0, int64_t nm, int64_t k0, int64_t kb, int MR, float *ap) {
+    if (g->ars == 1 && nm == MR) { /* columns of A contiguous: copy runs */
+        for (int64_t k = 0; k < kb; k++) memcpy(ap + k * MR, g->a + m0 + (k0 + k) * g->acs, MR * sizeof(float));
+        return;
+    }
+    for (int64_t r = 0; r < MR; r++)
+        for (int64_t k = 0; k < kb; k++) ap[k * MR + r] = r < nm ? aget(g, m0 + r, k0 + k) : 0.0f;
+}
+
+/* Bp[k*NR + c] = B(k0+k, n0+c) as f32, zero beyond nn columns. */
+static void pack_b_f32(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, int NR, float *bp) {
+    if (nn < NR) memset(bp, 0, (size_t)kb * NR * sizeof(float));
+    if (g->bcs == 1) {
+        for (int64_t k = 0; k < kb; k++) {
+            float *d = bp + k * NR;
+            if (g->bt == YF_F32)
+                memcpy(d, (const float *)g->b + (k0 + k) * g->brs + n0, (size_t)nn * sizeof(float));
+            else {
+                const uint16_t *s = (const uint16_t *)g->b + (k0 + k) * g->brs + n0;
+                for (int64_t c = 0; c < nn; c++) d[c] = yf_bf16_to_f32(s[c]);
+            }
+        }
+    } else {
+        for (int64_t c = 0; c < nn; c++) {
+            int64_t base = (n0 + c) * g->bcs + k0 * g->brs;
+            if (g->bt == YF_F32) {
+                const float *s = (const float *)g->b + base;
+                for (int64_t k = 0; k < kb; k++) bp[k * NR + c] = s[k * g->brs];
+            } else {
+                const uint16_t *s = (const uint16_t *)g->b + base;
+                for (int64_t k = 0; k < kb; k++) bp[k * NR + c] = yf_bf16_to_f32(s[k * g->brs]);
+            }
+        }
+    }
+}
+
+void yf_gemm_packed(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int MR, int NR,
+                    yf_ukernel uk) {
+    if (m1 <= m0 || n1 <= n0) return;
+    /* the A panel (MR x KC) stays in L1, the B block (KC x NC) in L2 */
+    const int64_t KC = 256, NC = ((int64_t)1 << 20) / (KC * 4) / NR * NR;
+    float *bp = yf_scratch(2, (size_t)KC * NC * sizeof(float));
+    float *ap = yf_scratch(3, (size_t)KC * MR * sizeof(float));
+    for (int64_t jc = n0; jc < n1; jc += NC) {
+        int64_t nb = n1 - jc < NC ? n1 - jc : NC;
+        for (int64_t pc = 0; pc < g->K; pc += KC) {
+            int64_t kb = g->K - pc < KC ? g->K - pc : KC;
+            for (int64_t jr = 0; jr < nb; jr += NR)
+                pack_b_f32(g, pc, kb, jc + jr, nb - jr < NR ? nb - jr : NR, NR, bp + jr * kb);
+            bool loadc = g->accumulate || pc > 0;
+            for (int64_t ic = m0; ic < m1; ic += MR) {
+                int64_t rows = m1 - ic < MR ? m1 - ic : MR;
+                pack_a_f32(g, ic, rows, pc, kb, MR, ap);
+                for (int64_t jr = 0; jr < nb; jr += NR)
+                    uk(kb, ap, bp + jr * kb, g->c + ic * g->ldc + jc + jr, g->ldc, loadc, rows,
+                       nb - jr < NR ? nb - jr : NR);
+            }
+        }
+    }
+}
+
+/* ---- scalar path (CPUs without AVX2, other architectures) --------------- */
+
+static void gemm_scalar(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    for (int64_t m = m0; m < m1; m++) {
+        float *cr = g->c + m * g->ldc;
+        if (!g->accumulate)
+            for (int64_t n = n0; n < n1; n++) cr[n] = 0;
+        if (g->bcs == 1) { /* rows of B contiguous: axpy order */
+            for (int64_t k = 0; k < g->K; k++) {
+                float a = aget(g, m, k);
+                if (a == 0) continue;
+                for (int64_t n = n0; n < n1; n++) cr[n] += a * yf_gemm_bget(g, k, n);
+            }
+        } else {
+            for (int64_t n = n0; n < n1; n++) {
+                float s = 0;
+                for (int64_t k = 0; k < g->K; k++) s += aget(g, m, k) * yf_gemm_bget(g, k, n);
+                cr[n] += s;
+            }
+        }
+    }
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512 } kind;
+
+/* AMX pays for packing B and for 32-row tiles: below this many rows the
+ * fp32 kernels are as fast. */
+#define AMX_MIN_M 16
+/* Exact mode: parts of the split of A (see kernels.h, matmul_amx.c). */
+#define EXACT_PARTS 3
+
+static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {
+    bool gemv_ok = g->M <= YF_GEMV_MAX_M && (g->bcs == 1 || (g->brs == 1 && g->acs == 1));
+    if (gemv_ok && path >= YF_KPATH_AVX512) return K_GEMV_AVX512;
+    if (gemv_ok && path >= YF_KPATH_AVX2) return K_GEMV_AVX2;
+    if (path >= YF_KPATH_AMX && g->M >= AMX_MIN_M) {
+        if (g_prec == YF_PREC_BF16) {
+            *nparts = 1;
+            return K_AMX;
+        }
+        if (g->bt == YF_BF16) { /* bf16 B times the split parts of A is exact */
+            *nparts = EXACT_PARTS;
+            return K_AMX;
+        }
+    }
+    if (path >= YF_KPATH_AVX512) return K_AVX512;
+    if (path >= YF_KPATH_AVX2) return K_AVX2;
+    return K_SCALAR;
+}
+
+static void run_block(const yf_gemm *g, kind k, int nparts, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    switch (k) {
+    case K_AMX: yf_gemm_amx(g, m0, m1, n0, n1, nparts); break;
+    case K_AVX512: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX512_MR, YF_AVX512_NR, yf_ukernel_avx512); break;
+    case K_AVX2: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX2_MR, YF_AVX2_NR, yf_ukernel_avx2); break;
+    case K_GEMV_AVX512: yf_gemv_avx512(g, m0, m1, n0, n1); break;
+    case K_GEMV_AVX2: yf_gemv_avx2(g, m0, m1, n0, n1); break;
+    default: gemm_scalar(g, m0, m1, n0, n1); break;
+    }
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static void run(const yf_gemm *g) {
+    if (g->M <= 0 || g->N <= 0) return;
+    if (g->K <= 0) {
+        if (!g->accumulate)
+            for (int64_t m = 0; m < g->M; m++) memset(g->c + m * g->ldc, 0, (size_t)g->N * sizeof(float));
+        return;
+    }
+    int nparts = 1;
+    kind k = choose(g, yf_kernels_path(), &nparts);
+    /* threads: not worth waking for tiny products */
+    int nt = omp_get_max_threads();
+    double work = (double)g->M * (double)g->N * (double)g->K;
+    if (work < 1 << 18 || omp_in_parallel()) nt = 1;
+    /* Split C into nt pieces. Along M when there are enough rows: each thread
+     * then reads (and packs) only its share of A, the activations, which are
+     * f32 and usually larger than the bf16 weights; the gemv kernels and short
+     * products split along N. Pieces are multiples of 32 rows / columns so
+     * tiles do not straddle threads. */
+    int64_t unit = 32;
+    bool split_n = k == K_GEMV_AVX2 || k == K_GEMV_AVX512 || g->M < 64 * nt;
+    int64_t len = split_n ? g->N : g->M;
+    int64_t chunk = ceil_div(ceil_div(len, unit), nt) * unit;
+    nt = (int)ceil_div(len, chunk);
+    if (nt <= 1) {
+        run_block(g, k, nparts, 0, g->M, 0, g->N);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t t = omp_get_thread_num(), lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
+        if (lo < hi) {
+            if (split_n)
+                run_block(g, k, nparts, 0, g->M, lo, hi);
+            else
+                run_block(g, k, nparts, lo, hi, 0, g->N);
+        }
+    }
 }
 
 void yf_matmul_xwt(float *y, const float *x, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
                    bool accumulate) {
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            const float *xr = x + i * K;
-            float s = 0;
-            if (wt == YF_F32) {
-                const float *wr = (const float *)w + j * K;
-                for (int64_t k = 0; k < K; k++) s += xr[k] * wr[k];
-            } else {
-                const uint16_t *wr = (const uint16_t *)w + j * K;
-                for (int64_t k = 0; k < K; k++) s += xr[k] * yf_bf16_to_f32(wr[k]);
-            }
-            y[i * N + j] = accumulate ? y[i * N + j] + s : s;
-        }
+    if (yf_kernels_path() == YF_KPATH_REF) {
+        yf_matmul_xwt_ref(y, x, w, wt, M, N, K, accumulate);
+        return;
+    }
+    /* A = x [M,K]; B(k,n) = W[n,k]; C = y [M,N] */
+    yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
+                 .M = M, .N = N, .K = K, .accumulate = accumulate};
+    run(&g);
 }
 
 void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
                   bool accumulate) {
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < M; i++) {
-        float *dxr = dx + i * K;
-        if (!accumulate) memset(dxr, 0, (size_t)K * sizeof(float));
-        for (int64_t j = 0; j < N; j++) {
-            float d = dy[i * N + j];
-            if (d == 0) continue;
-            for (int64_t k = 0; k < K; k++) dxr[k] += d * wget(w, wt, j * K + k);
-        }
+    if (yf_kernels_path() == YF_KPATH_REF) {
+        yf_matmul_xw_ref(dx, dy, w, wt, M, N, K, accumulate);
+        return;
     }
+    /* A = dy [M,N]; B(j,k) = W[j,k]; C = dx [M,K]; the sum runs over N */
+    yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
+                 .M = M, .N = K, .K = N, .accumulate = accumulate};
+    run(&g);
 }
 
 void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t N, int64_t K) {
-#pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < N; j++) {
-        float *dwr = dw + j * K;
-        for (int64_t i = 0; i < M; i++) {
-            float d = dy[i * N + j];
-            if (d == 0) continue;
-            const float *xr = x + i * K;
-            for (int64_t k = 0; k < K; k++) dwr[k] += d * xr[k];
-        }
+    if (yf_kernels_path() == YF_KPATH_REF) {
+        yf_matmul_dw_ref(dw, dy, x, M, N, K);
+        return;
     }
+    /* A(n,i) = dy[i,n]; B(i,k) = x[i,k]; C = dW [N,K]; the sum runs over M */
+    yf_gemm g = {.c = dw, .ldc = K, .a = dy, .ars = 1, .acs = N, .b = x, .bt = YF_F32, .brs = K, .bcs = 1,
+                 .M = N, .N = K, .K = M, .accumulate = true};
+    run(&g);
 }

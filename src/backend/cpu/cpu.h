@@ -1,0 +1,20 @@
+/* cpu: run-time detection of the x86 features the kernels can use.
+ * Checked once (cpuid, xgetbv for the OS-enabled register state, and for AMX
+ * the Linux permission request for the tile data state); every answer is
+ * false on other architectures or compilers that cannot emit the code. */
+#ifndef YF_CPU_H
+#define YF_CPU_H
+
+#include <stdbool.h>
+
+typedef struct yf_cpu_features {
+    bool avx2_fma;    /* AVX2 + FMA + OS saves ymm */
+    bool avx512;      /* AVX-512 F/BW/VL/DQ + OS saves zmm */
+    bool avx512_bf16; /* vdpbf16ps, vcvtne2ps2bf16 */
+    bool amx_bf16;    /* AMX tiles + bf16, and the kernel granted the tile state */
+} yf_cpu_features;
+
+/* The features of this CPU (computed on first call, thread-safe). */
+const yf_cpu_features *yf_cpu(void);
+
+#endif

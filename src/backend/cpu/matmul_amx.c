@@ -1,0 +1,332 @@
+/* matmul_amx: C (+)= A·B on Intel AMX bf16 tiles.
+ *
+ * A tile register holds 16 rows x 64 bytes. TDPBF16PS multiplies a 16x32 bf16
+ * tile of A by a 32x16 bf16 tile of B kept in "VNNI" order (row kp holds the
+ * pairs B(2kp,n), B(2kp+1,n) side by side) and adds into a 16x16 fp32 tile.
+ * The micro-kernel keeps a 32x32 block of C in 4 tiles and loads 2 A + 2 B
+ * tiles per 32-wide step of K (8 tiles, all of them).
+ *
+ * Blocking (per thread; details and measurements at yf_gemm_amx): K in
+ * blocks of up to 2048 (a kernel call runs the whole block, so C is read and
+ * written once per block); per K block, a chunk of A rows (up to 12 MiB
+ * packed) is converted once into tile layout, then B is packed ~1 MiB at a
+ * time (the weights, converted/transposed on the fly into a per-thread buffer
+ * that stays in L2: no packed copy of any weight is kept) and every 32-row
+ * panel of the chunk is swept across that B block. Both operands of a call
+ * come from L2; the measured rate is 25-30% of the register-resident peak
+ * (AVX-512 FMA kernels reach 55-65% of theirs).
+ *
+ * Precision: A is f32. In bf16 mode it is rounded to bf16 (1 part). In exact
+ * mode it is split x = p0 + p1 (+ p2), each part the bf16 rounding of what the
+ * previous ones left, and every part is multiplied by the same B tile: with
+ * bf16 B each product is exact in fp32, so with 3 parts the result carries
+ * fp32 accumulation error only. Edges (M, N, K not multiples of 32) are zero
+ * padded in the packed buffers; partial C blocks go through a small buffer. */
+#include "matmul_impl.h"
+
+#include <string.h>
+
+#if YF_CC_AMX
+#include <immintrin.h>
+
+#define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
+
+enum { TILE_U16 = 512 }; /* one 16x64-byte tile, in bf16 elements */
+
+typedef struct tile_config {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* Permutation tables for the 16x16 32-bit transpose: stage b swaps bit b of the
+ * row index with bit b of the column index (pairs of rows i, i+2^b). */
+typedef struct tr_tables {
+    int32_t lo[4][16], hi[4][16];
+} tr_tables;
+
+static void tr_tables_init(tr_tables *t) {
+    for (int b = 0; b < 4; b++) {
+        int d = 1 << b;
+        for (int j = 0; j < 16; j++) {
+            t->lo[b][j] = (j & d) ? 16 + j - d : j;
+            t->hi[b][j] = (j & d) ? 16 + j : j + d;
+        }
+    }
+}
+
+AMX_TARGET static inline void transpose16(__m512i r[16], const tr_tables *t) {
+    for (int b = 0; b < 4; b++) {
+        int d = 1 << b;
+        __m512i ilo = _mm512_loadu_si512(t->lo[b]), ihi = _mm512_loadu_si512(t->hi[b]);
+        for (int i = 0; i < 16; i++) {
+            if (i & d) continue;
+            __m512i x = r[i], y = r[i + d];
+            r[i] = _mm512_permutex2var_epi32(x, ilo, y);
+            r[i + d] = _mm512_permutex2var_epi32(x, ihi, y);
+        }
+    }
+}
+
+static inline __mmask16 mask16(int64_t n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+static inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
+
+/* 16 floats -> 16 bf16 (round to nearest even) */
+AMX_TARGET static inline __m256i to_bf16(__m512 x) { return (__m256i)_mm512_cvtneps_pbh(x); }
+AMX_TARGET static inline __m512 from_bf16(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Writes the nparts bf16 parts of 16 values: part p to dst + p*pstride. */
+AMX_TARGET static inline void emit_parts(__m512 x, uint16_t *dst, int64_t pstride, int nparts) {
+    for (int p = 0; p < nparts; p++) {
+        __m256i h = to_bf16(x);
+        _mm256_storeu_si256((__m256i *)(dst + p * pstride), h);
+        if (p + 1 < nparts) x = _mm512_sub_ps(x, from_bf16(h));
+    }
+}
+
+/* ---- packing B ---------------------------------------------------------- */
+
+/* Loads 32 consecutive elements of B along k (the brs == 1 case) starting at
+ * element index i, the first nk valid, as 32 bf16. */
+AMX_TARGET static inline __m512i load_b_k32(const yf_gemm *g, int64_t i, int64_t nk) {
+    if (g->bt == YF_BF16)
+        return _mm512_maskz_loadu_epi16(mask32(nk), (const uint16_t *)g->b + i);
+    const float *f = (const float *)g->b + i;
+    __m512 x0 = _mm512_maskz_loadu_ps(mask16(nk), f), x1 = _mm512_maskz_loadu_ps(mask16(nk - 16), f + 16);
+    return (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+}
+
+/* Loads 16 consecutive elements of B along n (the bcs == 1 case) as bf16. */
+AMX_TARGET static inline __m256i load_b_n16(const yf_gemm *g, int64_t i, int64_t nn) {
+    if (g->bt == YF_BF16) return _mm256_maskz_loadu_epi16(mask16(nn), (const uint16_t *)g->b + i);
+    return to_bf16(_mm512_maskz_loadu_ps(mask16(nn), (const float *)g->b + i));
+}
+
+/* One VNNI tile of B: rows k0..k0+31 (nk valid), columns n0..n0+15 (nn valid). */
+AMX_TARGET static void pack_b_tile(const yf_gemm *g, int64_t k0, int64_t nk, int64_t n0, int64_t nn,
+                                   uint16_t *dst, const tr_tables *t) {
+    if (g->brs == 1) {
+        /* column n of B is contiguous along k: row c of r is column n0+c as 16
+         * (k,k+1) pairs; transposing 32-bit words gives the VNNI rows */
+        __m512i r[16];
+        size_t esz = g->bt == YF_BF16 ? 2 : 4;
+        for (int c = 0; c < 16; c++) {
+            if (c < nn) /* the same rows 4 tiles further along k: the next calls' data */
+                _mm_prefetch((const char *)g->b + (k0 + 128 + (n0 + c) * g->bcs) * esz, _MM_HINT_T0);
+            r[c] = c < nn ? load_b_k32(g, k0 + (n0 + c) * g->bcs, nk) : _mm512_setzero_si512();
+        }
+        transpose16(r, t);
+        for (int kp = 0; kp < 16; kp++) _mm512_storeu_si512(dst + kp * 32, r[kp]);
+    } else {
+        /* rows of B are contiguous along n: interleave rows 2kp and 2kp+1 */
+        const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                             22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        for (int kp = 0; kp < 16; kp++) {
+            int64_t ka = 2 * kp, kb = 2 * kp + 1;
+            __m256i ra = ka < nk ? load_b_n16(g, (k0 + ka) * g->brs + n0, nn) : _mm256_setzero_si256();
+            __m256i rb = kb < nk ? load_b_n16(g, (k0 + kb) * g->brs + n0, nn) : _mm256_setzero_si256();
+            __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(ra), rb, 1);
+            _mm512_storeu_si512(dst + kp * 32, _mm512_permutexvar_epi16(idx, both));
+        }
+    }
+}
+
+/* ---- packing A ---------------------------------------------------------- */
+
+/* The 32-row panel of A starting at row m0 (nm valid rows), k0..k0+nk:
+ * layout [step s][part p][half h][row r][32 k], each [h] a 16-row tile. */
+AMX_TARGET static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int64_t k0, int64_t nk, int nparts,
+                                    uint16_t *dst, const tr_tables *t) {
+    int64_t nks = (nk + 31) / 32, pstride = 2 * TILE_U16;
+    if (g->acs == 1) {
+        /* row by row: each row of the panel is one contiguous read */
+        for (int r = 0; r < 32; r++) {
+            const float *src = g->a + (m0 + r) * g->ars + k0;
+            uint16_t *d = dst + (r / 16) * TILE_U16 + (r % 16) * 32;
+            for (int64_t s = 0; s < nks; s++, d += nparts * pstride) {
+                int64_t kleft = nk - 32 * s;
+                __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+                if (r < nm) {
+                    x0 = _mm512_maskz_loadu_ps(mask16(kleft), src + 32 * s);
+                    x1 = _mm512_maskz_loadu_ps(mask16(kleft - 16), src + 32 * s + 16);
+                }
+                emit_parts(x0, d, pstride, nparts);
+                emit_parts(x1, d + 16, pstride, nparts);
+            }
+        }
+    } else {
+        /* A is stored transposed (columns contiguous along m): load 16 k-columns
+         * of 16 rows, transpose, then split each row */
+        for (int64_t s = 0; s < nks; s++) {
+            uint16_t *base = dst + s * nparts * pstride;
+            for (int h = 0; h < 2; h++)
+                for (int kh = 0; kh < 2; kh++) {
+                    __m512i v[16];
+                    int64_t kk = k0 + 32 * s + 16 * kh, kleft = nk - 32 * s - 16 * kh;
+                    __mmask16 mm = mask16(nm - 16 * h);
+                    for (int j = 0; j < 16; j++)
+                        v[j] = j < kleft ? _mm512_castps_si512(_mm512_maskz_loadu_ps(
+                                               mm, g->a + (m0 + 16 * h) * g->ars + (kk + j) * g->acs))
+                                         : _mm512_setzero_si512();
+                    transpose16(v, t);
+                    for (int r = 0; r < 16; r++)
+                        emit_parts(_mm512_castsi512_ps(v[r]), base + h * TILE_U16 + r * 32 + 16 * kh, pstride,
+                                   nparts);
+                }
+        }
+    }
+}
+
+/* ---- micro-kernel ------------------------------------------------------- */
+
+/* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
+ * groups, over nks steps of 32 along K. Tiles: 0-3 C, 4-5 A, 6-7 B. Tiles are
+ * not renamed, so each load waits until the products reading the old value
+ * have started: loading the next operands right after their last use (not all
+ * at the top of the step) hides most of the load latency (~6% measured). */
+AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const uint16_t *ap, const uint16_t *bp,
+                                                                          int64_t nks, int np, float *c,
+                                                                          int64_t ldc, bool loadc) {
+    size_t cs = (size_t)ldc * sizeof(float);
+    if (loadc) {
+        _tile_loadd(0, c, cs);
+        _tile_loadd(1, c + 16, cs);
+        _tile_loadd(2, c + 16 * ldc, cs);
+        _tile_loadd(3, c + 16 * ldc + 16, cs);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    /* A is [step][part][2 tiles], B is [step][2 tiles]: walk both as (step,
+     * part) pairs, the A pointer advancing one part at a time */
+    const uint16_t *a = ap, *b = bp, *a_end = ap + (nks * np - 1) * 2 * TILE_U16;
+    const uint16_t *b_end = bp + (nks - 1) * 2 * TILE_U16;
+    _tile_loadd(4, a, 64);
+    _tile_loadd(6, b, 64);
+    _tile_loadd(7, b + TILE_U16, 64);
+    _tile_loadd(5, a + TILE_U16, 64);
+    for (int64_t s = 0; s < nks; s++) {
+        for (int p = 0; p < np; p++) {
+            bool last_part = p == np - 1;
+            const uint16_t *an = a < a_end ? a + 2 * TILE_U16 : a; /* past the end: reload (harmless) */
+            const uint16_t *bn = last_part && b < b_end ? b + 2 * TILE_U16 : b;
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_loadd(4, an, 64);
+            _tile_dpbf16ps(2, 5, 6);
+            if (last_part) _tile_loadd(6, bn, 64);
+            _tile_dpbf16ps(3, 5, 7);
+            _tile_loadd(5, an + TILE_U16, 64);
+            if (last_part) _tile_loadd(7, bn + TILE_U16, 64);
+            a = an;
+            b = bn;
+        }
+    }
+    _tile_stored(0, c, cs);
+    _tile_stored(1, c + 16, cs);
+    _tile_stored(2, c + 16 * ldc, cs);
+    _tile_stored(3, c + 16 * ldc + 16, cs);
+}
+
+AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c, int64_t ldc,
+                              bool loadc) {
+    switch (np) { /* constant part counts let the compiler unroll the part loop */
+    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc); break;
+    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc); break;
+    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc); break;
+    }
+}
+
+/* A partial 32x32 block of C: through a local buffer. */
+AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c,
+                                   int64_t ldc, bool loadc, int64_t rows, int64_t cols) {
+    float tmp[32 * 32] __attribute__((aligned(64)));
+    memset(tmp, 0, sizeof tmp);
+    if (loadc)
+        for (int64_t r = 0; r < rows; r++) memcpy(tmp + r * 32, c + r * ldc, (size_t)cols * sizeof(float));
+    kernel(ap, bp, nks, np, tmp, 32, true);
+    for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, tmp + r * 32, (size_t)cols * sizeof(float));
+}
+
+AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
+    if (m1 <= m0 || n1 <= n0) return;
+    YF_CHECK(nparts >= 1 && nparts <= 3);
+    /* KC: as long as possible (C is read and written once per KC; a kernel
+     * call runs KC/32 steps), K split evenly into blocks of <= 2048.
+     * NC: the packed B block (KC x NC bf16) is ~1 MiB of the 2 MiB L2.
+     * MC: the packed A chunk (MC x KC x nparts bf16, <= 12 MiB, in L3) is packed
+     * once per K block, so each element of A is read from memory once; B is
+     * packed once per chunk, i.e. its cost is spread over MC rows.
+     * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
+     * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
+    int64_t nkb = (g->K + 2047) / 2048;
+    const int64_t KC = ((g->K + nkb - 1) / nkb + 31) / 32 * 32;
+    int64_t nc = (((int64_t)1 << 20) / (KC * 2)) / 32 * 32;
+    const int64_t NC = nc < 32 ? 32 : nc;
+    int64_t mc_max = ((int64_t)12 << 20) / (KC * 2 * nparts) / 32 * 32, nchunks;
+    if (mc_max < 32) mc_max = 32;
+    nchunks = (m1 - m0 + mc_max - 1) / mc_max; /* equal chunks: no short last one */
+    const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
+    const int64_t panel_u16 = (KC / 32) * nparts * 2 * TILE_U16; /* one 32-row panel at full KC */
+    tr_tables tt;
+    tr_tables_init(&tt);
+    uint16_t *bp = yf_scratch(0, (size_t)NC * KC * 2);
+    uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * panel_u16 * 2);
+
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
+    }
+    _tile_loadconfig(&cfg);
+
+    for (int64_t pc = 0; pc < g->K; pc += KC) {
+        int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
+        int64_t pstride = nks * nparts * 2 * TILE_U16; /* panels of this K block */
+        bool loadc = g->accumulate || pc > 0;
+        for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
+            int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
+            for (int64_t ip = 0; ip < npanels; ip++) {
+                int64_t ic = ic0 + 32 * ip;
+                pack_a_panel(g, ic, m1 - ic < 32 ? m1 - ic : 32, pc, kb, nparts, ap + ip * pstride, &tt);
+            }
+            for (int64_t jc = n0; jc < n1; jc += NC) {
+                int64_t nb = n1 - jc < NC ? n1 - jc : NC, npairs = (nb + 31) / 32;
+                /* B block: [pair of 16-column groups][step][2 tiles]; both groups of
+                 * a pair together, so each row of B is read a whole line at a time */
+                for (int64_t j = 0; j < npairs; j++)
+                    for (int64_t s = 0; s < nks; s++)
+                        for (int h = 0; h < 2; h++)
+                            pack_b_tile(g, pc + 32 * s, kb - 32 * s, jc + 32 * j + 16 * h, nb - 32 * j - 16 * h,
+                                        bp + ((j * nks + s) * 2 + h) * TILE_U16, &tt);
+                for (int64_t ip = 0; ip < npanels; ip++) {
+                    int64_t ic = ic0 + 32 * ip, rows = m1 - ic < 32 ? m1 - ic : 32;
+                    for (int64_t j = 0; j < npairs; j++) {
+                        int64_t cols = nb - 32 * j < 32 ? nb - 32 * j : 32;
+                        const uint16_t *bpair = bp + j * nks * 2 * TILE_U16;
+                        float *c = g->c + ic * g->ldc + jc + 32 * j;
+                        if (rows == 32 && cols == 32)
+                            kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
+                        else
+                            kernel_edge(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
+                    }
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
+#else
+void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1, (void)nparts;
+    YF_CHECK(!"AMX path not compiled in");
+}
+#endif

@@ -1,0 +1,81 @@
+/* matmul_impl: what the dispatcher (matmul.c) and the per-ISA files
+ * (matmul_avx2.c, matmul_avx512.c, matmul_amx.c) share. Not a public header.
+ *
+ * Every public product is one general product C[M,N] (+)= A[M,K] · B[K,N]
+ * whose operands are strided views, so one packing/blocking scheme serves the
+ * forward (x·W^T), the input gradient (dy·W) and the weight gradient (dy^T·x):
+ *   A(m,k) = a[m*ars + k*acs]   (f32; ars or acs is 1)
+ *   B(k,n) = b[k*brs + n*bcs]   (f32 or bf16; brs or bcs is 1)
+ *   C(m,n) = c[m*ldc + n]       (f32) */
+#ifndef YF_MATMUL_IMPL_H
+#define YF_MATMUL_IMPL_H
+
+#include "kernels.h"
+
+typedef struct yf_gemm {
+    float *c;
+    int64_t ldc;
+    const float *a;
+    int64_t ars, acs;
+    const void *b;
+    yf_dtype bt;
+    int64_t brs, bcs;
+    int64_t M, N, K;
+    bool accumulate; /* false: C = A·B; true: C += A·B */
+} yf_gemm;
+
+/* What the compiler can emit (function-level target attributes), so a build
+ * with an older compiler still links: missing paths are reported unsupported. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__clang__)
+#define YF_CC_AVX2 1
+#define YF_CC_AVX512 (__clang_major__ >= 9)
+#define YF_CC_AMX (__clang_major__ >= 12)
+#else
+#define YF_CC_AVX2 (__GNUC__ >= 5)
+#define YF_CC_AVX512 (__GNUC__ >= 10)
+#define YF_CC_AMX (__GNUC__ >= 11)
+#endif
+#else
+#define YF_CC_AVX2 0
+#define YF_CC_AVX512 0
+#define YF_CC_AMX 0
+#endif
+
+/* Each path computes the sub-block C[m0:m1, n0:n1] of g (all of K) on the
+ * calling thread; the dispatcher splits C between OpenMP threads. */
+/* The fp32 FMA paths share one packed driver (matmul.c) and differ in the
+ * micro-kernel: C[rows x cols] (+)= Ap[kc x MR] · Bp[kc x NR] where Ap holds
+ * MR values per k and Bp NR values per k (zero padded); rows <= MR, cols <= NR
+ * say how much of the block is real. */
+typedef void (*yf_ukernel)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                           int64_t rows, int64_t cols);
+void yf_gemm_packed(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int MR, int NR,
+                    yf_ukernel uk);
+#define YF_AVX512_MR 12
+#define YF_AVX512_NR 32
+#define YF_AVX2_MR 6
+#define YF_AVX2_NR 16
+void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                       int64_t rows, int64_t cols);
+void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                     int64_t rows, int64_t cols);
+/* nparts: A is split into 1 (bf16 mode), 2 or 3 bf16 parts (exact mode). */
+void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts);
+/* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
+ * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
+ * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
+#define YF_GEMV_MAX_M 4
+void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
+/* A per-thread scratch buffer (64-byte aligned), grown as needed and kept for
+ * the thread's life; slot 0..3 are independent buffers. */
+void *yf_scratch(int slot, size_t bytes);
+
+static inline float yf_gemm_bget(const yf_gemm *g, int64_t k, int64_t n) {
+    int64_t i = k * g->brs + n * g->bcs;
+    return g->bt == YF_BF16 ? yf_bf16_to_f32(((const uint16_t *)g->b)[i]) : ((const float *)g->b)[i];
+}
+
+#endif

@@ -1,0 +1,171 @@
+/* Every fast matmul path this CPU has, against the naive references, on odd
+ * sizes (rows 1..64, N and K not multiples of 16/32/64, blocks crossing the
+ * cache-blocking sizes), f32 and bf16 weights, accumulate on and off, both
+ * precision modes. The error is measured relative to the magnitude of the
+ * terms summed: err = max |fast - ref| / max sum_k |A(m,k) B(k,n)|. */
+#include "harness.h"
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t g_rng = 88172645463325252ull;
+static float frand(void) { /* xorshift, uniform in [-1, 1) */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float)((g_rng >> 40) * (1.0 / (1 << 23)) - 1.0);
+}
+
+typedef enum { OP_XWT, OP_XW, OP_DW } op_t;
+static const char *op_name[] = {"x.W^T", "dy.W", "dy^T.x"};
+
+/* One product on the current path and on the reference; returns the relative
+ * error (see the top). */
+static double check_one(op_t op, int64_t M, int64_t N, int64_t K, yf_dtype wt, bool acc) {
+    int64_t na, nb, nc; /* A, weight/second operand, output sizes */
+    if (op == OP_XWT) na = M * K, nb = N * K, nc = M * N;
+    else if (op == OP_XW) na = M * N, nb = N * K, nc = M * K;
+    else na = M * N, nb = M * K, nc = N * K;
+    float *a = malloc(na * sizeof(float)), *bf = malloc(nb * sizeof(float));
+    uint16_t *bh = malloc(nb * sizeof(uint16_t));
+    float *c0 = malloc(nc * sizeof(float)), *c1 = malloc(nc * sizeof(float)), *cref = malloc(nc * sizeof(float));
+    float *aa = malloc(na * sizeof(float)), *ba = malloc(nb * sizeof(float)), *scale = malloc(nc * sizeof(float));
+    for (int64_t i = 0; i < na; i++) aa[i] = fabsf(a[i] = frand());
+    for (int64_t i = 0; i < nb; i++) {
+        bh[i] = yf_f32_to_bf16(frand());
+        bf[i] = wt == YF_BF16 ? yf_bf16_to_f32(bh[i]) : frand();
+        ba[i] = fabsf(bf[i]);
+    }
+    for (int64_t i = 0; i < nc; i++) c0[i] = frand();
+    memcpy(c1, c0, nc * sizeof(float));
+    memcpy(cref, c0, nc * sizeof(float));
+    const void *w = wt == YF_BF16 ? (const void *)bh : (const void *)bf;
+    if (op == OP_XWT) {
+        yf_matmul_xwt(c1, a, w, wt, M, N, K, acc);
+        yf_matmul_xwt_ref(cref, a, w, wt, M, N, K, acc);
+        yf_matmul_xwt_ref(scale, aa, ba, YF_F32, M, N, K, false);
+    } else if (op == OP_XW) {
+        yf_matmul_xw(c1, a, w, wt, M, N, K, acc);
+        yf_matmul_xw_ref(cref, a, w, wt, M, N, K, acc);
+        yf_matmul_xw_ref(scale, aa, ba, YF_F32, M, N, K, false);
+    } else {
+        yf_matmul_dw(c1, a, bf, M, N, K);
+        yf_matmul_dw_ref(cref, a, bf, M, N, K);
+        memset(scale, 0, nc * sizeof(float));
+        yf_matmul_dw_ref(scale, aa, ba, M, N, K);
+    }
+    double err = yt_max_abs_diff(c1, cref, nc), mag = yt_max_abs(scale, nc);
+    for (int64_t i = 0; i < nc; i++)
+        if (!isfinite(c1[i])) err = INFINITY; /* NaN would slip through a max */
+    free(a), free(bf), free(bh), free(c0), free(c1), free(cref), free(aa), free(ba), free(scale);
+    return mag > 0 ? err / mag : err;
+}
+
+static const int64_t shapes[][3] = {
+    {1, 75, 130}, {3, 33, 600}, {4, 1, 7}, {5, 40, 33}, {17, 75, 130},
+    {17, 1100, 70}, {64, 33, 600}, {64, 75, 130}, {100, 50, 40}, {33, 16, 1},
+};
+
+/* Runs every shape, op, dtype and accumulate flag on the given path and
+ * precision; checks the worst error per (op, dtype). */
+static void sweep(yf_kpath path, yf_precision prec) {
+    if (!yf_kernels_path_supported(path)) yt_skip("this CPU (or build) has no %s path", yf_kpath_name(path));
+    CHECK(yf_kernels_set_path(path) == 0);
+    yf_kernels_set_precision(prec);
+    /* exact: fp32 accumulation error only (K <= 1100 terms); bf16: A (and f32
+     * weights) rounded to bf16, relative error 2^-9 per factor */
+    double tol = prec == YF_PREC_EXACT ? 1e-5 : 8e-3;
+    for (int op = OP_XWT; op <= OP_DW; op++)
+        for (int d = 0; d < 2; d++) {
+            yf_dtype wt = d ? YF_BF16 : YF_F32;
+            if (op == OP_DW && wt == YF_BF16) continue; /* dW and x are f32 */
+            double worst = 0;
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+                for (int acc = 0; acc < 2; acc++) {
+                    if (op == OP_DW && !acc) continue; /* dw always accumulates */
+                    double e = check_one(op, shapes[s][0], shapes[s][1], shapes[s][2], wt, acc);
+                    CHECK(e <= tol, "%s %s [%ld,%ld,%ld] acc=%d: rel err %g", op_name[op], yf_dtype_name(wt),
+                          (long)shapes[s][0], (long)shapes[s][1], (long)shapes[s][2], acc, e);
+                    if (e > worst) worst = e;
+                }
+            char what[160];
+            snprintf(what, sizeof what, "%s %s %s weights %s: max rel err", yf_kpath_name(path),
+                     prec == YF_PREC_EXACT ? "exact" : "bf16", yf_dtype_name(wt), op_name[op]);
+            CHECK_NEAR(what, worst, tol);
+        }
+}
+
+TEST(kernels_scalar_matches_ref) { sweep(YF_KPATH_SCALAR, YF_PREC_EXACT); }
+TEST(kernels_avx2_matches_ref) { sweep(YF_KPATH_AVX2, YF_PREC_EXACT); }
+TEST(kernels_avx512_matches_ref) { sweep(YF_KPATH_AVX512, YF_PREC_EXACT); }
+TEST(kernels_amx_exact_matches_ref) { sweep(YF_KPATH_AMX, YF_PREC_EXACT); }
+TEST(kernels_amx_bf16_matches_ref) { sweep(YF_KPATH_AMX, YF_PREC_BF16); }
+
+/* Exact mode with bf16 weights must be as good as fp32 arithmetic: compare the
+ * AMX split product and the fp32 FMA path against a double-precision sum. */
+TEST(kernels_amx_exact_is_fp32_level) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no AMX path");
+    const int64_t M = 64, N = 96, K = 2048;
+    float *x = malloc(M * K * sizeof(float)), *y = malloc(M * N * sizeof(float));
+    uint16_t *w = malloc(N * K * sizeof(uint16_t));
+    double *yd = malloc(M * N * sizeof(double));
+    for (int64_t i = 0; i < M * K; i++) x[i] = frand() * 3;
+    for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand() * 0.05f);
+    double mag = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += (double)x[i * K + k] * yf_bf16_to_f32(w[j * K + k]);
+            yd[i * N + j] = s;
+            if (fabs(s) > mag) mag = fabs(s);
+        }
+    double err[2];
+    yf_kpath paths[2] = {YF_KPATH_AMX, YF_KPATH_AVX512};
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    for (int p = 0; p < 2; p++) {
+        CHECK(yf_kernels_set_path(paths[p]) == 0);
+        yf_matmul_xwt(y, x, w, YF_BF16, M, N, K, false);
+        err[p] = 0;
+        for (int64_t i = 0; i < M * N; i++) err[p] = fmax(err[p], fabs(y[i] - yd[i]));
+    }
+    printf("    |y| max %.3g; error vs fp64: amx exact %.3g, avx512 fp32 %.3g\n", mag, err[0], err[1]);
+    /* at most a few times the fp32 path's rounding, and far below 1e-4 */
+    CHECK_NEAR("amx exact abs err (|y| ~ 5)", err[0], fmax(4 * err[1], 1e-6));
+    free(x), free(y), free(w), free(yd);
+}
+
+TEST(kernels_set_path_rejects_unsupported) {
+    yf_kpath p = YF_KPATH_AMX;
+    if (yf_kernels_path_supported(p)) yt_skip("every path is supported here");
+    CHECK(yf_kernels_set_path(p) == -1);
+    CHECK(strstr(yf_last_error(), "not supported") != NULL, "message: %s", yf_last_error());
+}
+
+/* The runner forks a process per test, so the path is not chosen yet here. */
+TEST(kernels_env_caps_path) {
+    if (!yf_kernels_path_supported(YF_KPATH_AVX2)) yt_skip("this CPU (or build) has no avx2 path");
+    setenv("YF_KERNELS", "avx2", 1);
+    CHECK(yf_kernels_path() == YF_KPATH_AVX2, "path %s", yf_kpath_name(yf_kernels_path()));
+}
+
+/* Empty products: K = 0 writes zeros (or leaves C when accumulating); M or N
+ * = 0 touches nothing. */
+TEST(kernels_empty_dims) {
+    float y[6] = {1, 2, 3, 4, 5, 6}, x[1] = {7};
+    uint16_t w[1] = {0};
+    for (int p = YF_KPATH_SCALAR; p < YF_KPATH_COUNT; p++) {
+        if (!yf_kernels_path_supported(p)) continue;
+        CHECK(yf_kernels_set_path(p) == 0);
+        for (int i = 0; i < 6; i++) y[i] = (float)i + 1;
+        yf_matmul_xwt(y, x, w, YF_BF16, 2, 3, 0, true);
+        CHECK(y[5] == 6, "%s: accumulate with K=0 changed C", yf_kpath_name(p));
+        yf_matmul_xwt(y, x, w, YF_BF16, 2, 3, 0, false);
+        CHECK(y[0] == 0 && y[5] == 0, "%s: K=0 did not zero C", yf_kpath_name(p));
+        y[0] = 9;
+        yf_matmul_xw(y, x, w, YF_BF16, 0, 3, 2, false);
+        yf_matmul_dw(y, x, x, 4, 0, 1);
+        CHECK(y[0] == 9, "%s: M=0 or N=0 touched C", yf_kpath_name(p));
+    }
+}
