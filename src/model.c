@@ -238,6 +238,8 @@ void yf_model_params(yf_model *m, yf_param_list *out) {
 
 const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p) { return &m->layers[layer].proj[p]; }
 
+float *const *yf_dora_norms_override = NULL;
+
 /* ---- run context, activations ------------------------------------------------- */
 
 /* Buffers are carved out of one block; a first pass with base == NULL only
@@ -306,7 +308,10 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
                 if (!md || !md->m) continue;
                 const yf_mw *w = yf_model_proj(m, l, (yf_proj)p);
                 float *n = yf_malloc((size_t)md->out * sizeof(float));
-                yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
+                if (yf_dora_norms_override && yf_dora_norms_override[l * YF_NPROJ + p])
+                    memcpy(n, yf_dora_norms_override[l * YF_NPROJ + p], (size_t)md->out * sizeof(float));
+                else
+                    yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
                 r->dora_n[l * YF_NPROJ + p] = n;
             }
         if (dropout_rng && lo->cfg.dropout > 0) {
