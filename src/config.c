@@ -211,9 +211,15 @@ int yf_config_save(const char *path, const yf_config *c) {
     char *text = cJSON_Print(r);
     cJSON_Delete(r);
     YF_CHECK(text != NULL);
-    size_t n = strlen(text);
-    char *withnl = yf_malloc(n + 2);
-    memcpy(withnl, text, n);
+    /* cJSON indents with tabs and writes "key":<tab>value; HF's files use two
+     * spaces and ": ". No value here contains a tab, so a rewrite is safe. */
+    size_t n = 0, cap = strlen(text) * 2 + 2;
+    char *withnl = yf_malloc(cap);
+    for (const char *p = text; *p; p++) {
+        if (*p == '\t' && p > text && p[-1] == ':') withnl[n++] = ' ';
+        else if (*p == '\t') { withnl[n++] = ' '; withnl[n++] = ' '; }
+        else withnl[n++] = *p;
+    }
     withnl[n] = '\n';
     withnl[n + 1] = 0;
     cJSON_free(text);

@@ -9,6 +9,7 @@
  * JSON valid, dtype known, offsets inside the data area, not overlapping, and
  * sized shape*dtype; names unique. `__metadata__` is ignored. A tensor whose
  * bytes are not aligned to its element size is copied to an aligned buffer.
+ * The mapping is read-only: copy a tensor before writing to it.
  * Errors name the file and the tensor; on error tab is left unchanged. */
 int yf_st_load(const char *path, yf_table *tab);
 /* Loads a sharded checkpoint through its model.safetensors.index.json (see

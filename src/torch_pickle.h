@@ -8,7 +8,10 @@
  * (protocol 2: rebuilt tensors, float/bfloat16/half storages, OrderedDict,
  * shared storages) and appends every tensor to tab. Tensor data is read
  * lazily: stored zip entries are mmapped, never the whole file read twice.
- * Errors name the file and the problem (corrupt zip, unsupported opcode). */
+ * Stored entries are mapped read-only: copy a tensor before writing to it.
+ * Tensors must be contiguous; two names may share one storage (tied weights).
+ * Errors name the file and the problem (corrupt zip, unsupported opcode,
+ * with its offset in ARCHIVE/data.pkl); on error tab is left unchanged. */
 int yf_torch_load(const char *path, yf_table *tab);
 
 #endif

@@ -44,6 +44,31 @@ int64_t yf_weight_specs(const yf_config *c, yf_wspec **specs) {
     return n;
 }
 
+void yf_weight_fill_random(const yf_config *cfg, const yf_wspec *s, yf_rng *rng, yf_dtype dtype, void *data) {
+    YF_CHECK(dtype == YF_F32 || dtype == YF_BF16);
+    int64_t numel = 1;
+    for (int d = 0; d < s->ndim; d++) numel *= s->shape[d];
+    /* fan_in of a width-2 convolution: in_channels * 2 */
+    double bound = 0;
+    if (s->kind == YF_W_CONV1 || s->kind == YF_W_CONV2) bound = 1.0 / sqrt((double)s->shape[1] * 2);
+    if (s->kind == YF_W_CONV1_B) bound = 1.0 / sqrt((double)cfg->hidden_size * 2);
+    if (s->kind == YF_W_CONV2_B) bound = 1.0 / sqrt((double)(cfg->hidden_size / 2) * 2);
+    for (int64_t k = 0; k < numel; k++) {
+        float v;
+        switch (s->kind) {
+        case YF_W_NORM: v = 1.0f; break;
+        case YF_W_EMBED:
+        case YF_W_LINEAR:
+        case YF_W_LM_HEAD: v = 0.02f * yf_rng_normal(rng); break;
+        default: v = (float)((2 * yf_rng_uniform(rng) - 1) * bound); break;
+        }
+        if (dtype == YF_F32)
+            ((float *)data)[k] = v;
+        else
+            ((uint16_t *)data)[k] = yf_f32_to_bf16(v);
+    }
+}
+
 int yf_weights_init_random(const yf_config *cfg, uint64_t seed, yf_dtype dtype, yf_table *tab) {
     if (dtype != YF_F32 && dtype != YF_BF16) return yf_errorf("init: dtype must be f32 or bf16");
     yf_wspec *specs;
@@ -52,28 +77,8 @@ int yf_weights_init_random(const yf_config *cfg, uint64_t seed, yf_dtype dtype, 
     yf_rng_seed(&rng, seed);
     yf_table_init(tab);
     for (int64_t i = 0; i < n; i++) {
-        yf_wspec *s = &specs[i];
-        yf_tensor *t = yf_table_alloc(tab, s->name, dtype, s->ndim, s->shape);
-        int64_t numel = yf_tensor_numel(t);
-        /* fan_in of a width-2 convolution: in_channels * 2 */
-        double bound = 0;
-        if (s->kind == YF_W_CONV1 || s->kind == YF_W_CONV2) bound = 1.0 / sqrt((double)s->shape[1] * 2);
-        if (s->kind == YF_W_CONV1_B) bound = 1.0 / sqrt((double)cfg->hidden_size * 2);
-        if (s->kind == YF_W_CONV2_B) bound = 1.0 / sqrt((double)(cfg->hidden_size / 2) * 2);
-        for (int64_t k = 0; k < numel; k++) {
-            float v;
-            switch (s->kind) {
-            case YF_W_NORM: v = 1.0f; break;
-            case YF_W_EMBED:
-            case YF_W_LINEAR:
-            case YF_W_LM_HEAD: v = 0.02f * yf_rng_normal(&rng); break;
-            default: v = (float)((2 * yf_rng_uniform(&rng) - 1) * bound); break;
-            }
-            if (dtype == YF_F32)
-                ((float *)t->data)[k] = v;
-            else
-                ((uint16_t *)t->data)[k] = yf_f32_to_bf16(v);
-        }
+        yf_tensor *t = yf_table_alloc(tab, specs[i].name, dtype, specs[i].ndim, specs[i].shape);
+        yf_weight_fill_random(cfg, &specs[i], &rng, dtype, t->data);
     }
     free(specs);
     return 0;

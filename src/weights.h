@@ -35,5 +35,10 @@ int64_t yf_weight_specs(const yf_config *cfg, yf_wspec **specs);
  * N(0, 0.02), norms 1, convolutions U(±1/sqrt(fan_in)). Returns a table of
  * tensors in dtype (F32 or BF16) owning its buffers. */
 int yf_weights_init_random(const yf_config *cfg, uint64_t seed, yf_dtype dtype, yf_table *tab);
+/* One tensor of the same initialisation: fills data (numel of s, in dtype F32
+ * or BF16) drawing from rng. Calling it for every spec in order with one rng
+ * seeded with seed gives exactly yf_weights_init_random's values; lets a
+ * writer stream a large model one tensor at a time. */
+void yf_weight_fill_random(const yf_config *cfg, const yf_wspec *s, yf_rng *rng, yf_dtype dtype, void *data);
 
 #endif

@@ -62,9 +62,9 @@ TEST(config_save_round_trip) {
     char *text = NULL;
     CHECK(yf_read_file(path, &text, NULL) == 0);
     if (text) {
-        CHECK(strstr(text, "\"model_type\":\t\"yuan\"") != NULL, "%s", text);
+        CHECK(strstr(text, "\"model_type\": \"yuan\"") != NULL, "%s", text);
         CHECK(strstr(text, "YuanForCausalLM") != NULL);
-        CHECK(strstr(text, "\"rms_norm_eps\":\t1e-06") != NULL, "eps written as %s", strstr(text, "rms_norm_eps"));
+        CHECK(strstr(text, "\"rms_norm_eps\": 1e-06") != NULL, "eps written as %s", strstr(text, "rms_norm_eps"));
     }
     free(text);
 }
