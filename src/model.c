@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "checkpoint.h"
 #include "kernels.h"
 #include "ops.h"
 #include "weights.h"
@@ -188,28 +188,12 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
     return 0;
 }
 
-/* Until checkpoint.c lands: config.json + model.safetensors or its sharded index. */
-static int open_dir(const char *dir, yf_config *cfg, yf_table *tab) {
-    char *c = yf_path_join(dir, "config.json"), *st = yf_path_join(dir, "model.safetensors"),
-         *ix = yf_path_join(dir, "model.safetensors.index.json");
-    int rc = yf_config_load(c, cfg);
-    if (rc == 0) {
-        if (yf_file_exists(st)) rc = yf_st_load(st, tab);
-        else if (yf_file_exists(ix)) rc = yf_st_load_index(ix, tab);
-        else rc = yf_errorf("%s: no model.safetensors or model.safetensors.index.json", dir);
-    }
-    free(c);
-    free(st);
-    free(ix);
-    return rc;
-}
-
 int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out) {
     yf_config cfg;
     yf_table tab;
     yf_table_init(&tab);
     *out = NULL;
-    if (open_dir(dir, &cfg, &tab) != 0) {
+    if (yf_checkpoint_open(dir, &cfg, &tab) != 0) {
         yf_table_free(&tab);
         return -1;
     }

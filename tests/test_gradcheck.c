@@ -327,7 +327,7 @@ static void model_lora_fd(const yf_config *cfg, bool dora, bool rslora, float dr
     if (!m) return;
     yf_lora lo;
     yf_lora_cfg lc = {.r = 3, .alpha = 5, .dropout = dropout, .use_rslora = rslora, .use_dora = dora, .targets = targets};
-    CHECK(yf_lora_create(&lo, cfg, &lc) == 0, "%s", yf_last_error());
+    CHECK_OK(yf_lora_create(&lo, cfg, &lc));
     yt_randomize_lora(&lo, seed + 1, 0.3f);
     int64_t B = 2, T = 7;
     int64_t ids[14], labels[14];

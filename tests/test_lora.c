@@ -21,20 +21,20 @@ static int64_t count_scored(const int64_t *labels, int64_t B, int64_t T) {
 static void check_golden_adapter(const char *kind, bool ckpt) {
     char rel[128];
     yf_model *m = NULL;
-    CHECK(yf_model_load(yt_shared_path("golden/yuan-tiny"), NULL, &m) == 0, "%s", yf_last_error());
+    CHECK_OK(yf_model_load(yt_shared_path("golden/yuan-tiny"), NULL, &m));
     if (!m) return;
     yt_batch bt;
-    CHECK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")) == 0, "%s", yf_last_error());
+    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
     yf_lora lo;
     snprintf(rel, sizeof rel, "golden/yuan-tiny/%s", kind);
-    CHECK(yf_lora_load(yt_shared_path(rel), &m->cfg, &lo) == 0, "%s", yf_last_error());
+    CHECK_OK(yf_lora_load(yt_shared_path(rel), &m->cfg, &lo));
     yf_table fw, gr;
     yf_table_init(&fw);
     yf_table_init(&gr);
     snprintf(rel, sizeof rel, "golden/yuan-tiny/%s/forward.safetensors", kind);
-    CHECK(yf_st_load(yt_shared_path(rel), &fw) == 0, "%s", yf_last_error());
+    CHECK_OK(yf_st_load(yt_shared_path(rel), &fw));
     snprintf(rel, sizeof rel, "golden/yuan-tiny/%s/grads.safetensors", kind);
-    CHECK(yf_st_load(yt_shared_path(rel), &gr) == 0, "%s", yf_last_error());
+    CHECK_OK(yf_st_load(yt_shared_path(rel), &gr));
     const yf_tensor *ref = yf_table_find(&fw, "logits"), *lref = yf_table_find(&fw, "loss_next_token");
     CHECK(ref && lref);
     if (!ref || !lref || !lo.mods) goto done;
@@ -43,7 +43,7 @@ static void check_golden_adapter(const char *kind, bool ckpt) {
     float *logits = malloc((size_t)n * sizeof(float));
     double ls;
     int64_t nt;
-    CHECK(yf_model_forward(m, &lo, bt.ids, bt.labels, bt.B, bt.T, logits, &ls, &nt) == 0, "%s", yf_last_error());
+    CHECK_OK(yf_model_forward(m, &lo, bt.ids, bt.labels, bt.B, bt.T, logits, &ls, &nt));
     CHECK_NEAR("max |logits - reference|", yt_max_abs_diff(logits, ref->data, (size_t)n), 1e-4);
     CHECK_NEAR("|loss - reference|", fabs(ls / nt - ((float *)lref->data)[0]), 1e-5);
     free(logits);
@@ -53,8 +53,7 @@ static void check_golden_adapter(const char *kind, bool ckpt) {
     yf_lora_alloc_grads(&lo);
     yf_lora_zero_grads(&lo);
     double ls2;
-    CHECK(yf_model_forward_backward(m, &lo, bt.ids, bt.labels, bt.B, bt.T, &bo, &ls2, &nt) == 0, "%s",
-          yf_last_error());
+    CHECK_OK(yf_model_forward_backward(m, &lo, bt.ids, bt.labels, bt.B, bt.T, &bo, &ls2, &nt));
     CHECK(fabs(ls2 - ls) < 1e-9 * fabs(ls), "forward_backward loss %.9g differs from forward %.9g", ls2, ls);
     yf_param_list pl;
     yf_lora_params(&lo, &pl);

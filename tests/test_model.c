@@ -6,6 +6,7 @@
 #include "test_model_util.h"
 #include "weights.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +16,14 @@ static yf_model *golden_model(const char *rel, bool force_f32) {
     yf_model *m = NULL;
     yf_model_opts o = {.force_f32 = force_f32};
     int rc = yf_model_load(yt_shared_path(rel), &o, &m);
-    CHECK(rc == 0, "load %s: %s", rel, yf_last_error());
+    CHECK(rc == 0, "load %s: %s", rel, rc ? yf_last_error() : "");
     return m;
 }
 
-static void check_golden_forward(const char *dir, const char *logits_key, const char *loss_key) {
-    yf_model *m = golden_model(dir, false);
+static void check_golden_forward_at(const char *path, const char *logits_key, const char *loss_key) {
+    yf_model *m = NULL;
+    int rc = yf_model_load(path, NULL, &m);
+    CHECK(rc == 0, "load %s: %s", path, rc ? yf_last_error() : "");
     if (!m) return;
     yt_batch bt;
     if (yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")) != 0) {
@@ -32,7 +35,7 @@ static void check_golden_forward(const char *dir, const char *logits_key, const 
     float *logits = malloc((size_t)(bt.B * bt.T * V) * sizeof(float));
     double ls;
     int64_t nt;
-    CHECK(yf_model_forward(m, NULL, bt.ids, bt.labels, bt.B, bt.T, logits, &ls, &nt) == 0, "%s", yf_last_error());
+    CHECK_OK(yf_model_forward(m, NULL, bt.ids, bt.labels, bt.B, bt.T, logits, &ls, &nt));
     const yf_tensor *ref = yf_table_find(&bt.tab, logits_key);
     const yf_tensor *lref = yf_table_find(&bt.tab, loss_key);
     const yf_tensor *unsh = yf_table_find(&bt.tab, "loss_unshifted");
@@ -50,10 +53,47 @@ static void check_golden_forward(const char *dir, const char *logits_key, const 
     yf_model_free(m);
 }
 
+static void check_golden_forward(const char *rel, const char *logits_key, const char *loss_key) {
+    char path[800];
+    snprintf(path, sizeof path, "%s", yt_shared_path(rel));
+    check_golden_forward_at(path, logits_key, loss_key);
+}
+
 TEST(model_golden_fp32_safetensors) {
     check_golden_forward("golden/yuan-tiny", "logits", "loss_next_token");
 }
 
 TEST(model_golden_bf16_shards) {
+    check_golden_forward("golden/yuan-tiny/bf16", "logits_bf16_weights", "loss_next_token_bf16_weights");
+}
+
+/* A directory holding only config.json and pytorch_model.bin (links to the golden ones). */
+static const char *bin_only_dir(const char *rel) {
+    static char dir[700];
+    char src[PATH_MAX];
+    if (!realpath(yt_shared_path(rel), src)) yt_skip("cannot resolve %s", rel); /* links must be absolute */
+    snprintf(dir, sizeof dir, "%s/bin", yt_tmpdir());
+    CHECK(yt_sh(NULL, 0, "mkdir -p '%s' && ln -sf '%s/config.json' '%s/pytorch_model.bin' '%s/'", dir, src, src, dir) == 0);
+    return dir;
+}
+
+static void check_bin(const char *rel, const char *logits_key, const char *loss_key) {
+    check_golden_forward_at(bin_only_dir(rel), logits_key, loss_key);
+}
+
+TEST(model_golden_fp32_pytorch_bin) {
+    check_bin("golden/yuan-tiny", "logits", "loss_next_token");
+}
+
+TEST(model_golden_bf16_pytorch_bin) {
+    check_bin("golden/yuan-tiny/bf16", "logits_bf16_weights", "loss_next_token_bf16_weights");
+}
+
+/* bf16 weights converted to f32 at load give the same numbers */
+TEST(model_golden_bf16_force_f32) {
+    yf_model *m = golden_model("golden/yuan-tiny/bf16", true);
+    if (!m) return;
+    CHECK(m->layers[0].proj[YF_Q].dt == YF_F32);
+    yf_model_free(m);
     check_golden_forward("golden/yuan-tiny/bf16", "logits_bf16_weights", "loss_next_token_bf16_weights");
 }
