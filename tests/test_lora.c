@@ -362,3 +362,101 @@ TEST(lora_bad_adapter_for_other_model) {
     yf_lora_free(&lo);
     yf_model_free(m);
 }
+
+/* ---- the CLI: score and merge ---------------------------------------------------------- */
+
+static double file_max_diff(const char *path, const char *key, const char *refpath, const char *refkey, bool rel) {
+    yf_table a, b;
+    yf_table_init(&a);
+    yf_table_init(&b);
+    double d = INFINITY;
+    if (yf_st_load(path, &a) == 0 && yf_st_load(refpath, &b) == 0) {
+        const yf_tensor *x = yf_table_find(&a, key), *y = yf_table_find(&b, refkey);
+        if (x && y && x->nbytes == y->nbytes && x->dtype == YF_F32) {
+            d = yt_max_abs_diff(x->data, y->data, x->nbytes / 4);
+            if (rel) d /= yt_max_abs(y->data, y->nbytes / 4);
+        }
+    }
+    yf_table_free(&a);
+    yf_table_free(&b);
+    return d;
+}
+
+static void cli_golden_score(const char *kind) {
+    char g[600], out[700], gr[700], msg[4096], ref[800];
+    snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+    snprintf(out, sizeof out, "%s/out.safetensors", yt_tmpdir());
+    snprintf(gr, sizeof gr, "%s/grads.safetensors", yt_tmpdir());
+    int rc = yt_sh(msg, sizeof msg, "%s score --model %s --adapter %s/%s --batch %s/forward.safetensors --out %s --grads %s",
+                   yt_cli(), g, g, kind, g, out, gr);
+    CHECK(rc == 0, "score failed: %s", msg);
+    CHECK(strstr(msg, "peak RSS") != NULL, "score must print its peak RSS: %s", msg);
+    snprintf(ref, sizeof ref, "%s/%s/forward.safetensors", g, kind);
+    CHECK_NEAR("score: max |logits - reference|", file_max_diff(out, "logits", ref, "logits", false), 1e-4);
+    CHECK_NEAR("score: |loss - reference|", file_max_diff(out, "loss", ref, "loss_next_token", false), 1e-5);
+    snprintf(ref, sizeof ref, "%s/%s/grads.safetensors", g, kind);
+    yf_table a, b;
+    yf_table_init(&a);
+    yf_table_init(&b);
+    CHECK_OK(yf_st_load(gr, &a));
+    CHECK_OK(yf_st_load(ref, &b));
+    CHECK(a.n == b.n, "%d gradient tensors, reference %d", a.n, b.n);
+    double worst = 0;
+    for (int i = 0; i < b.n; i++) {
+        const yf_tensor *x = yf_table_find(&a, b.t[i].name);
+        CHECK(x != NULL, "score --grads lacks %s", b.t[i].name);
+        if (x && x->nbytes == b.t[i].nbytes)
+            worst = fmax(worst, yt_max_abs_diff(x->data, b.t[i].data, x->nbytes / 4) / yt_max_abs(b.t[i].data, x->nbytes / 4));
+    }
+    CHECK_NEAR("score --grads: worst max|dg|/max|g| per tensor", worst, 1e-3);
+    yf_table_free(&a);
+    yf_table_free(&b);
+    /* determinism: the same command writes the same bytes */
+    rc = yt_sh(msg, sizeof msg, "%s score --model %s --adapter %s/%s --batch %s/forward.safetensors --out %s.2 --grads %s.2 "
+               "&& cmp %s %s.2 && cmp %s %s.2", yt_cli(), g, g, kind, g, out, gr, out, out, gr, gr);
+    CHECK(rc == 0, "two score runs differ: %s", msg);
+}
+
+TEST(cli_score_lora_golden) { cli_golden_score("lora"); }
+TEST(cli_score_dora_golden) { cli_golden_score("dora"); }
+
+TEST(cli_merge_golden) {
+    const char *kinds[2] = {"lora", "dora"};
+    for (int k = 0; k < 2; k++) {
+        char g[600], dir[700], out[800], msg[4096], ref[800];
+        snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+        snprintf(dir, sizeof dir, "%s/merged-%s", yt_tmpdir(), kinds[k]);
+        snprintf(out, sizeof out, "%s/out.safetensors", dir);
+        int rc = yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/%s --out %s && %s score --model %s --batch "
+                       "%s/forward.safetensors --out %s", yt_cli(), g, g, kinds[k], dir, yt_cli(), dir, g, out);
+        CHECK(rc == 0, "merge + score failed: %s", msg);
+        snprintf(ref, sizeof ref, "%s/%s/forward.safetensors", g, kinds[k]);
+        char what[128];
+        snprintf(what, sizeof what, "%s merged: max |logits - logits(base + adapter)|", kinds[k]);
+        CHECK_NEAR(what, file_max_diff(out, "logits", ref, "logits", false), 1e-4);
+    }
+    /* a bf16 base stays bf16 */
+    char g[600], dir[700], msg[4096];
+    snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+    snprintf(dir, sizeof dir, "%s/merged-bf16", yt_tmpdir());
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s/bf16 --adapter %s/lora --out %s", yt_cli(), g, g, dir) == 0, "%s", msg);
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(dir, NULL, &m));
+    if (m) CHECK(m->layers[1].proj[YF_DOWN].dt == YF_BF16, "merged weights must keep the base dtype");
+    yf_model_free(m);
+}
+
+TEST(cli_score_merge_bad_arguments) {
+    char msg[4096], g[600];
+    snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s", yt_cli(), g) == 2, "missing --batch: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --batch %s/forward.safetensors --grads x", yt_cli(), g, g) == 2,
+          "--grads without --adapter: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --batch %s/lora/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
+    CHECK(strstr(msg, "input_ids") != NULL, "a batch without input_ids must be named: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s/lora --batch %s/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s --out %s/m", yt_cli(), g, g, yt_tmpdir()) == 1,
+          "a model dir is not an adapter: %s", msg);
+    CHECK(strstr(msg, "adapter_config.json") != NULL, "%s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/lora", yt_cli(), g, g) == 2, "missing --out: %s", msg);
+}
