@@ -104,7 +104,7 @@ static void merged_row(double *row, const yf_lora_mod *md, int r, float s, const
 }
 
 void yf_lora_row_norms(const yf_lora_mod *md, int r, float s, const void *w, yf_dtype wt, float *n) {
-#pragma omp parallel
+#pragma omp parallel if (md->out * md->in >= 32768)
     {
         double *row = yf_malloc((size_t)md->in * sizeof(double));
 #pragma omp for schedule(static)
@@ -466,7 +466,7 @@ int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab) 
             const void *w = t->data;
             yf_dtype dt = t->dtype;
             int rc = 0;
-#pragma omp parallel
+#pragma omp parallel if (md->out * md->in >= 32768)
             {
                 double *row = yf_malloc((size_t)md->in * sizeof(double));
 #pragma omp for schedule(static)

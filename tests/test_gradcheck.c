@@ -9,6 +9,7 @@
 #include "test_model_util.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -322,6 +323,7 @@ static double fd_check_params(fd_case *c, yf_param_list *pl, double eps, const c
 
 static void model_lora_fd(const yf_config *cfg, bool dora, bool rslora, float dropout, bool ckpt, unsigned targets,
                           uint64_t seed, const char *what) {
+    omp_set_num_threads(1); /* thousands of tiny forwards: threads would only add overhead */
     yf_model *m = yt_random_model(cfg, seed, YF_F32, 6.0f, NULL);
     CHECK(m != NULL, "%s", yf_last_error());
     if (!m) return;
@@ -381,6 +383,7 @@ TEST(gradcheck_dora_dropout_checkpointed) {
 }
 
 static void full_fd(const yf_config *cfg, uint64_t seed, bool ckpt, const char *what) {
+    omp_set_num_threads(1); /* thousands of tiny forwards: threads would only add overhead */
     yf_model_opts o = {.full_finetune = true};
     yf_model *m = yt_random_model(cfg, seed, YF_F32, 6.0f, &o);
     CHECK(m != NULL, "%s", yf_last_error());
