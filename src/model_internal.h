@@ -30,6 +30,7 @@ typedef struct yf_mw {
     const char *name; /* checkpoint name */
     const void *data; /* YF_F32 or YF_BF16 (small vectors are always F32) */
     yf_dtype dt;
+    yf_dtype src_dt;  /* dtype in the checkpoint (what yf_model_save writes by default) */
     float *g;         /* gradient [numel] in full-finetune mode, else NULL */
     int64_t numel;
     int ndim;

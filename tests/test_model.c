@@ -288,3 +288,52 @@ TEST(model_bad_inputs) {
     free(longer);
     yf_model_free(m);
 }
+
+/* ---- full fine-tuning: a step, then save and reload ------------------------------------ */
+
+TEST(model_full_finetune_step_save_reload) {
+    yf_model_opts o = {.full_finetune = true};
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(yt_shared_path("golden/yuan-tiny/bf16"), &o, &m));
+    if (!m) return;
+    yt_batch bt;
+    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
+    yf_param_list pl;
+    yf_model_params(m, &pl);
+    CHECK(pl.n == 1 + 14 * 2 + 1, "%d parameters (tied head counted once)", pl.n);
+    double l0, l1;
+    int64_t nt;
+    yf_backward_opts bo = {.loss_scale = 1.0f / 13};
+    CHECK_OK(yf_model_forward_backward(m, NULL, bt.ids, bt.labels, bt.B, bt.T, &bo, &l0, &nt));
+    for (int i = 0; i < pl.n; i++)
+        for (int64_t k = 0; k < pl.p[i].numel; k++) pl.p[i].w[k] -= 0.05f * pl.p[i].g[k];
+    CHECK_OK(yf_model_forward(m, NULL, bt.ids, bt.labels, bt.B, bt.T, NULL, &l1, &nt));
+    CHECK(l1 < l0, "a gradient step must lower the loss (%.6f -> %.6f)", l0 / nt, l1 / nt);
+    int64_t n = bt.B * bt.T * m->V;
+    float *a = malloc((size_t)n * sizeof(float)), *b = malloc((size_t)n * sizeof(float));
+    CHECK_OK(yf_model_forward(m, NULL, bt.ids, NULL, bt.B, bt.T, a, NULL, NULL));
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/saved-f32", yt_tmpdir());
+    CHECK_OK(yf_model_save(m, dir, YF_F32));
+    yf_model *r = NULL;
+    CHECK_OK(yf_model_load(dir, NULL, &r));
+    if (r) {
+        CHECK_OK(yf_model_forward(r, NULL, bt.ids, NULL, bt.B, bt.T, b, NULL, NULL));
+        CHECK_NEAR("f32 save/reload: max |logits - logits before|", yt_max_abs_diff(a, b, (size_t)n), 0);
+        yf_model_free(r);
+    }
+    snprintf(dir, sizeof dir, "%s/saved-bf16", yt_tmpdir());
+    CHECK_OK(yf_model_save(m, dir, YF_DTYPE_COUNT)); /* the checkpoint's dtype: bf16 */
+    CHECK_OK(yf_model_load(dir, NULL, &r));
+    if (r) {
+        CHECK(r->layers[0].proj[YF_Q].dt == YF_BF16 && !strcmp(r->cfg.torch_dtype, "bfloat16"));
+        CHECK_OK(yf_model_forward(r, NULL, bt.ids, NULL, bt.B, bt.T, b, NULL, NULL));
+        CHECK_NEAR("bf16 save/reload: max |logits - logits before| (bf16 rounding)", yt_max_abs_diff(a, b, (size_t)n), 0.1);
+        yf_model_free(r);
+    }
+    free(a);
+    free(b);
+    free(pl.p);
+    yt_batch_free(&bt);
+    yf_model_free(m);
+}
