@@ -416,7 +416,6 @@ void yf_lora_params(yf_lora *lo, yf_param_list *out) {
     yf_lora_alloc_grads(lo);
     out->p = yf_calloc((size_t)lo->store.n + 1, sizeof *out->p);
     out->n = 0;
-    int r = lo->cfg.r;
     for (int64_t i = 0; i < lo->n_layers * YF_NPROJ; i++) {
         yf_lora_mod *md = &lo->mods[i];
         if (!md->A) continue;
@@ -434,7 +433,6 @@ void yf_lora_params(yf_lora *lo, yf_param_list *out) {
             YF_CHECK(p->w == (j == 0 ? md->A : j == 1 ? md->B : md->m));
         }
     }
-    (void)r;
 }
 
 void yf_lora_free(yf_lora *lo) {
@@ -465,7 +463,6 @@ int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab) 
             yf_table_own(tab, nb);
             const void *w = t->data;
             yf_dtype dt = t->dtype;
-            int rc = 0;
 #pragma omp parallel if (md->out * md->in >= 32768)
             {
                 double *row = yf_malloc((size_t)md->in * sizeof(double));
@@ -488,7 +485,6 @@ int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab) 
                 }
                 free(row);
             }
-            if (rc) return rc;
             t->data = nb;
         }
     return 0;
