@@ -104,7 +104,7 @@ static void merged_row(double *row, const yf_lora_mod *md, int r, float s, const
 }
 
 void yf_lora_row_norms(const yf_lora_mod *md, int r, float s, const void *w, yf_dtype wt, float *n) {
-#pragma omp parallel
+#pragma omp parallel if (md->out * md->in >= 32768)
     {
         double *row = yf_malloc((size_t)md->in * sizeof(double));
 #pragma omp for schedule(static)
@@ -233,7 +233,12 @@ static int parse_adapter_config(const char *path, yf_lora_cfg *lc) {
     lc->dropout = (float)drop;
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
     if (cJSON_IsString(tm)) {
-        if (yf_lora_parse_targets(tm->valuestring, &lc->targets) != 0) goto done;
+        if (yf_lora_parse_targets(tm->valuestring, &lc->targets) != 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", yf_last_error());
+            yf_errorf("%s: %s", path, msg);
+            goto done;
+        }
     } else if (cJSON_IsArray(tm)) {
         const cJSON *it;
         cJSON_ArrayForEach(it, tm) {
@@ -243,7 +248,9 @@ static int parse_adapter_config(const char *path, yf_lora_cfg *lc) {
                 goto done;
             }
             if (yf_lora_parse_targets(it->valuestring, &one) != 0) {
-                yf_errorf("%s: %s", path, yf_last_error());
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", yf_last_error()); /* yf_errorf reuses that buffer */
+                yf_errorf("%s: %s", path, msg);
                 goto done;
             }
             lc->targets |= one;
@@ -318,14 +325,25 @@ done:
     return rc;
 }
 
+/* the shortest decimal that reads back as f, so 0.05f is written 0.05 */
+static double short_double(float f) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.9g", (double)f);
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
+        if ((float)strtod(buf, NULL) == f) break;
+    }
+    return strtod(buf, NULL);
+}
+
 int yf_lora_save(const yf_lora *lo, const char *dir, const char *base_model_name_or_path) {
     if (yf_mkdir_p(dir) != 0) return -1;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "peft_type", "LORA");
     cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
     cJSON_AddNumberToObject(root, "r", lo->cfg.r);
-    cJSON_AddNumberToObject(root, "lora_alpha", lo->cfg.alpha);
-    cJSON_AddNumberToObject(root, "lora_dropout", lo->cfg.dropout);
+    cJSON_AddNumberToObject(root, "lora_alpha", short_double(lo->cfg.alpha));
+    cJSON_AddNumberToObject(root, "lora_dropout", short_double(lo->cfg.dropout));
     cJSON *tm = cJSON_AddArrayToObject(root, "target_modules");
     for (int p = 0; p < YF_NPROJ; p++)
         if (lo->cfg.targets & (1u << p)) cJSON_AddItemToArray(tm, cJSON_CreateString(yf_proj_names[p]));
@@ -340,8 +358,20 @@ int yf_lora_save(const yf_lora *lo, const char *dir, const char *base_model_name
     cJSON_AddBoolToObject(root, "inference_mode", true); /* as PEFT's save_pretrained writes it */
     cJSON_AddNullToObject(root, "modules_to_save");
     cJSON_AddBoolToObject(root, "init_lora_weights", true);
-    char *json = cJSON_Print(root);
+    char *raw = cJSON_Print(root);
     cJSON_Delete(root);
+    /* HF/PEFT files are indented with two spaces and "key": value; cJSON uses
+     * tabs (never inside strings, where it escapes them) */
+    char *json = yf_malloc(2 * strlen(raw) + 2);
+    size_t n = 0;
+    for (const char *q = raw; *q; q++) {
+        if (*q == '\t' && q > raw && q[-1] == ':') json[n++] = ' ';
+        else if (*q == '\t') json[n++] = ' ', json[n++] = ' ';
+        else json[n++] = *q;
+    }
+    json[n++] = '\n';
+    json[n] = 0;
+    cJSON_free(raw);
     char *cpath = yf_path_join(dir, "adapter_config.json");
     char *wpath = yf_path_join(dir, "adapter_model.safetensors");
     int rc = yf_write_file_atomic(cpath, json, strlen(json));
@@ -386,7 +416,6 @@ void yf_lora_params(yf_lora *lo, yf_param_list *out) {
     yf_lora_alloc_grads(lo);
     out->p = yf_calloc((size_t)lo->store.n + 1, sizeof *out->p);
     out->n = 0;
-    int r = lo->cfg.r;
     for (int64_t i = 0; i < lo->n_layers * YF_NPROJ; i++) {
         yf_lora_mod *md = &lo->mods[i];
         if (!md->A) continue;
@@ -404,7 +433,6 @@ void yf_lora_params(yf_lora *lo, yf_param_list *out) {
             YF_CHECK(p->w == (j == 0 ? md->A : j == 1 ? md->B : md->m));
         }
     }
-    (void)r;
 }
 
 void yf_lora_free(yf_lora *lo) {
@@ -435,8 +463,7 @@ int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab) 
             yf_table_own(tab, nb);
             const void *w = t->data;
             yf_dtype dt = t->dtype;
-            int rc = 0;
-#pragma omp parallel
+#pragma omp parallel if (md->out * md->in >= 32768)
             {
                 double *row = yf_malloc((size_t)md->in * sizeof(double));
 #pragma omp for schedule(static)
@@ -458,7 +485,6 @@ int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab) 
                 }
                 free(row);
             }
-            if (rc) return rc;
             t->data = nb;
         }
     return 0;

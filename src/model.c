@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "safetensors.h"
 #include "kernels.h"
 #include "ops.h"
@@ -27,6 +28,7 @@ static void bind(yf_model *m, yf_mw *w, const yf_tensor *t, const yf_wspec *s) {
     w->ndim = s->ndim;
     for (int i = 0; i < s->ndim; i++) w->shape[i] = s->shape[i];
     w->numel = yf_tensor_numel(t);
+    w->src_dt = t->dtype;
     bool to_f32 = m->opts.full_finetune || m->opts.force_f32 || is_vector_kind(s->kind) || t->dtype != YF_BF16;
     if (to_f32 && t->dtype != YF_F32) {
         float *buf = yf_aligned_alloc((size_t)w->numel * sizeof(float));
@@ -188,28 +190,12 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
     return 0;
 }
 
-/* Until checkpoint.c lands: config.json + model.safetensors or its sharded index. */
-static int open_dir(const char *dir, yf_config *cfg, yf_table *tab) {
-    char *c = yf_path_join(dir, "config.json"), *st = yf_path_join(dir, "model.safetensors"),
-         *ix = yf_path_join(dir, "model.safetensors.index.json");
-    int rc = yf_config_load(c, cfg);
-    if (rc == 0) {
-        if (yf_file_exists(st)) rc = yf_st_load(st, tab);
-        else if (yf_file_exists(ix)) rc = yf_st_load_index(ix, tab);
-        else rc = yf_errorf("%s: no model.safetensors or model.safetensors.index.json", dir);
-    }
-    free(c);
-    free(st);
-    free(ix);
-    return rc;
-}
-
 int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out) {
     yf_config cfg;
     yf_table tab;
     yf_table_init(&tab);
     *out = NULL;
-    if (open_dir(dir, &cfg, &tab) != 0) {
+    if (yf_checkpoint_open(dir, &cfg, &tab) != 0) {
         yf_table_free(&tab);
         return -1;
     }
@@ -237,6 +223,8 @@ void yf_model_params(yf_model *m, yf_param_list *out) {
 }
 
 const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p) { return &m->layers[layer].proj[p]; }
+
+float *const *yf_dora_norms_override = NULL;
 
 /* ---- run context, activations ------------------------------------------------- */
 
@@ -306,7 +294,10 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
                 if (!md || !md->m) continue;
                 const yf_mw *w = yf_model_proj(m, l, (yf_proj)p);
                 float *n = yf_malloc((size_t)md->out * sizeof(float));
-                yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
+                if (yf_dora_norms_override && yf_dora_norms_override[l * YF_NPROJ + p])
+                    memcpy(n, yf_dora_norms_override[l * YF_NPROJ + p], (size_t)md->out * sizeof(float));
+                else
+                    yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
                 r->dora_n[l * YF_NPROJ + p] = n;
             }
         if (dropout_rng && lo->cfg.dropout > 0) {
@@ -371,7 +362,7 @@ void yf_act_free(yf_act *a) {
 /* ---- projections with adapters --------------------------------------------------- */
 
 static void scale_cols(float *y, const float *c, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if ((int64_t)(N * C) >= 32768) schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < C; i++) y[n * C + i] *= c[i];
 }
@@ -457,7 +448,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
             float *lts = ws->dlt;
             for (int64_t i = 0; i < N * R; i++) lts[i] = s * ws->lt[i];
             yf_matmul_xwt(t, lts, md->B, YF_F32, N, out, R, true);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if ((int64_t)(N * out) >= 32768) schedule(static)
             for (int64_t o = 0; o < out; o++) {
                 double acc_m = 0;
                 for (int64_t i = 0; i < N; i++) acc_m += (double)dy[i * out + o] * t[i * out + o];
@@ -505,7 +496,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
 /* ---- one layer ------------------------------------------------------------------ */
 
 static void add_into(float *y, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if ((int64_t)(n) >= 32768) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
@@ -612,6 +603,71 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     } else if (lw->ln1.g) {
         yf_rmsnorm_bwd(ws->df, lw->ln1.g, ws->da, act->x, act->rs1, F(&lw->ln1), N, D, false);
     }
+}
+
+/* ---- saving ------------------------------------------------------------------------ */
+
+int yf_model_save(const yf_model *m, const char *dir, yf_dtype dt) {
+    if (dt != YF_DTYPE_COUNT && dt != YF_F32 && dt != YF_BF16 && dt != YF_F16)
+        return yf_errorf("model save: dtype must be F32, BF16 or F16");
+    /* every tensor in checkpoint order; a tied head is the embedding, written once */
+    int64_t cap = 3 + m->L * 14, n = 0;
+    const yf_mw **ws = yf_malloc((size_t)cap * sizeof *ws);
+    ws[n++] = &m->embed;
+    for (int64_t l = 0; l < m->L; l++) {
+        const yf_layer_w *lw = &m->layers[l];
+        const yf_mw *order[14] = {&lw->ln1,          &lw->conv1,          &lw->conv1_b,        &lw->conv2,
+                                  &lw->conv2_b,      &lw->lf_ln,          &lw->proj[YF_Q],     &lw->proj[YF_K],
+                                  &lw->proj[YF_V],   &lw->proj[YF_O],     &lw->ln2,            &lw->proj[YF_GATE],
+                                  &lw->proj[YF_UP],  &lw->proj[YF_DOWN]};
+        for (int i = 0; i < 14; i++) ws[n++] = order[i];
+    }
+    ws[n++] = &m->norm;
+    if (!m->tied) ws[n++] = &m->head;
+    yf_tensor *ts = yf_calloc((size_t)n, sizeof *ts);
+    size_t maxbytes = 1;
+    for (int64_t i = 0; i < n; i++) {
+        ts[i].name = (char *)ws[i]->name;
+        ts[i].dtype = dt == YF_DTYPE_COUNT ? ws[i]->src_dt : dt;
+        ts[i].ndim = ws[i]->ndim;
+        for (int d = 0; d < ws[i]->ndim; d++) ts[i].shape[d] = ws[i]->shape[d];
+        ts[i].nbytes = (size_t)ws[i]->numel * yf_dtype_size(ts[i].dtype);
+        if (ts[i].nbytes > maxbytes) maxbytes = ts[i].nbytes;
+    }
+    int rc = yf_mkdir_p(dir);
+    char *wpath = yf_path_join(dir, "model.safetensors"), *cpath = yf_path_join(dir, "config.json");
+    static const char *const meta[] = {"format", "pt", NULL};
+    yf_st_writer wr;
+    if (rc == 0) rc = yf_st_writer_open(&wr, wpath, ts, (int)n, meta);
+    void *buf = rc ? NULL : yf_aligned_alloc(maxbytes);
+    for (int64_t i = 0; rc == 0 && i < n; i++) {
+        const yf_mw *w = ws[i];
+        const void *src = w->data;
+        if (ts[i].dtype != w->dt) {
+            for (int64_t k = 0; k < w->numel; k++) {
+                float v = w->dt == YF_F32 ? ((const float *)w->data)[k] : yf_bf16_to_f32(((const uint16_t *)w->data)[k]);
+                if (ts[i].dtype == YF_F32) ((float *)buf)[k] = v;
+                else if (ts[i].dtype == YF_BF16) ((uint16_t *)buf)[k] = yf_f32_to_bf16(v);
+                else ((uint16_t *)buf)[k] = yf_f32_to_f16(v);
+            }
+            src = buf;
+        }
+        rc = yf_st_writer_put(&wr, src, ts[i].nbytes);
+    }
+    if (rc == 0) rc = yf_st_writer_close(&wr);
+    if (rc == 0) {
+        yf_config c = m->cfg;
+        yf_dtype d0 = ts[0].dtype;
+        snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
+                 d0 == YF_BF16 ? "bfloat16" : d0 == YF_F16 ? "float16" : "float32");
+        rc = yf_config_save(cpath, &c);
+    }
+    free(buf);
+    free(ts);
+    free(ws);
+    free(wpath);
+    free(cpath);
+    return rc;
 }
 
 /* ---- whole-model drivers ------------------------------------------------------------ */

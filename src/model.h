@@ -40,7 +40,15 @@ int yf_model_forward_backward(yf_model *m, yf_lora *lora, const int64_t *ids, co
                               int64_t B, int64_t T, const yf_backward_opts *o,
                               double *loss_sum, int64_t *ntok);
 
-/* Trainable model parameters (full-finetune mode only; else n = 0). */
+/* Trainable model parameters (full-finetune mode only; else n = 0), with
+ * their checkpoint names, in checkpoint order. A tied head is not listed:
+ * its gradient goes to model.embed_tokens.weight. free(out->p) when done. */
 void yf_model_params(yf_model *m, yf_param_list *out);
+
+/* Writes DIR/config.json + DIR/model.safetensors (HF layout, a tied head
+ * written once as the embedding) with the current weights (the trained fp32
+ * copies in full-finetune mode), each tensor in dtype dt (F32, BF16, F16) or,
+ * with dt == YF_DTYPE_COUNT, in its checkpoint dtype. */
+int yf_model_save(const yf_model *m, const char *dir, yf_dtype dt);
 
 #endif

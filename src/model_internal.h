@@ -30,6 +30,7 @@ typedef struct yf_mw {
     const char *name; /* checkpoint name */
     const void *data; /* YF_F32 or YF_BF16 (small vectors are always F32) */
     yf_dtype dt;
+    yf_dtype src_dt;  /* dtype in the checkpoint (what yf_model_save writes by default) */
     float *g;         /* gradient [numel] in full-finetune mode, else NULL */
     int64_t numel;
     int ndim;
@@ -148,6 +149,10 @@ const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p);
 /* Adapter math shared by model.c and lora.c (lora.c):
  * n[o] = || W[o,:] + s * (B A)[o,:] || for a module (double accumulation). */
 void yf_lora_row_norms(const yf_lora_mod *md, int r, float s, const void *w, yf_dtype wt, float *n);
+/* Test hook: when set, DoRA row norms are copied from here ([l*YF_NPROJ+p],
+ * `out` floats each) instead of computed from the adapter, so that finite
+ * differences can hold n constant as PEFT's gradient does. NULL normally. */
+extern float *const *yf_dora_norms_override;
 /* Fails (message) when lo does not fit the model's config. */
 int yf_lora_check_fits(const yf_lora *lo, const yf_config *cfg);
 

@@ -6,10 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Threads only pay off above some work: a parallel region costs microseconds
+ * (far more when the cores are busy), and small models run thousands of them. */
+#define PAR(work) ((int64_t)(work) >= 32768)
+
 /* ---- RMSNorm -------------------------------------------------------------- */
 
 void yf_rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(N * D)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * D;
         float *yr = y + n * D;
@@ -25,7 +29,7 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
                     int64_t N, int64_t D, bool acc) {
     /* y_i = w_i x_i r with r = (mean(x^2)+eps)^-1/2, dr/dx_i = -r^3 x_i / D:
      * dx_i = r w_i dy_i - r^3 x_i / D * sum_j w_j dy_j x_j */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(N * D)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         const float *xr = x + n * D, *dyr = dy + n * D;
         float *dxr = dx + n * D;
@@ -39,7 +43,7 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
         }
     }
     if (dw) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(N * D)) schedule(static)
         for (int64_t i = 0; i < D; i++) {
             double s = 0;
             for (int64_t n = 0; n < N; n++) s += (double)dy[n * D + i] * x[n * D + i] * rs[n];
@@ -51,7 +55,7 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
 /* ---- convolution helpers ---------------------------------------------------- */
 
 void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64_t T, int64_t C) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for if (PAR(B * T * C)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             int64_t n = b * T + t;
@@ -66,7 +70,7 @@ void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64
 }
 
 void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64_t C, bool acc) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for if (PAR(B * T * C)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             int64_t n = b * T + t;
@@ -81,13 +85,13 @@ void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64
 }
 
 void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(N * C)) schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < C; i++) y[n * C + i] += b[i];
 }
 
 void yf_bias_bwd(float *db, const float *dy, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(N * C)) schedule(static)
     for (int64_t i = 0; i < C; i++) {
         double s = 0;
         for (int64_t n = 0; n < N; n++) s += dy[n * C + i];
@@ -122,7 +126,7 @@ static inline float *cat_ptr(float *qr, float *kr, int64_t D, int64_t idx) {
 void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const float *cos_t, const float *sin_t,
                     int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0) {
     int64_t D = H * hd, half = hd / 2;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             const float *qr = qp + (b * T + t) * D, *kr = kp + (b * T + t) * D;
@@ -145,7 +149,7 @@ void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const 
 void yf_qk_rope_bwd(float *dqp, float *dkp, const float *dq, const float *dk, const float *cos_t,
                     const float *sin_t, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0) {
     int64_t D = H * hd, half = hd / 2;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             float *qr = dqp + (b * T + t) * D, *kr = dkp + (b * T + t) * D;
@@ -165,7 +169,7 @@ void yf_qk_rope_bwd(float *dqp, float *dkp, const float *dq, const float *dk, co
 }
 
 void yf_heads_split(float *xh, const float *x, int64_t B, int64_t T, int64_t H, int64_t hd) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++)
@@ -173,7 +177,7 @@ void yf_heads_split(float *xh, const float *x, int64_t B, int64_t T, int64_t H, 
 }
 
 void yf_heads_merge(float *x, const float *xh, int64_t B, int64_t T, int64_t H, int64_t hd) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++)
@@ -202,7 +206,7 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
                       int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0) {
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel
+#pragma omp parallel if (PAR(B * H * Tq * (pos0 + Tq) * hd))
     {
         float *p = malloc((size_t)(pos0 + Tq) * sizeof(float));
 #pragma omp for collapse(2) schedule(dynamic)
@@ -241,7 +245,7 @@ void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const 
                       const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
                       int64_t hd) {
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel
+#pragma omp parallel if (PAR(B * H * T * T * hd))
     {
         float *p = malloc((size_t)T * sizeof(float)), *dp = malloc((size_t)T * sizeof(float));
 #pragma omp for collapse(2) schedule(dynamic)
@@ -286,12 +290,12 @@ void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void yf_swiglu_fwd(float *z, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(n)) schedule(static)
     for (int64_t i = 0; i < n; i++) z[i] = g[i] * (u[i] * sigmoidf(u[i]));
 }
 
 void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(n)) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float s = sigmoidf(u[i]);
         float d = dz[i];
@@ -304,7 +308,7 @@ void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const 
 
 double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
     double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
+#pragma omp parallel for if (PAR(R * V)) reduction(+ : total) schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const float *x = logits + r * V;
         float *d = dlogits ? dlogits + r * V : NULL;
@@ -330,7 +334,7 @@ double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64
 /* ---- embedding ------------------------------------------------------------------ */
 
 void yf_embed_fwd(float *h, const void *w, yf_dtype wdtype, const int64_t *ids, int64_t N, int64_t D) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(N * D)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         float *o = h + n * D;
         if (wdtype == YF_F32) {
@@ -361,7 +365,7 @@ static inline uint64_t mix64(uint64_t z) {
 void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed) {
     float keep_scale = 1.0f / (1.0f - p);
     double thr = (double)p;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for if (PAR(n)) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         double u = (double)(mix64(seed + (uint64_t)i * 0x9e3779b97f4a7c15ull) >> 11) * (1.0 / 9007199254740992.0);
         y[i] = u >= thr ? x[i] * keep_scale : 0.0f;

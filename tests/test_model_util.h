@@ -5,6 +5,14 @@
 #include "lora.h"
 #include "model.h"
 
+/* Checks that a library call returned 0, printing its error message (the call
+ * is made before the message is read). */
+#define CHECK_OK(expr)                                                  \
+    do {                                                                \
+        int rc_ = (expr);                                               \
+        CHECK(rc_ == 0, "%s -> %s", #expr, rc_ ? yf_last_error() : ""); \
+    } while (0)
+
 /* A batch file: input_ids and labels (I64 [B, T]); the table keeps any other tensors. */
 typedef struct yt_batch {
     yf_table tab;

@@ -1,11 +1,56 @@
-/* yuanft merge: not built yet (stub). */
+/* yuanft merge: PEFT's merge_and_unload: writes a model directory whose
+ * projection weights include the adapter (W + s B A; DoRA rescaled per row
+ * to its magnitude), in the base model's dtype. */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "checkpoint.h"
+#include "cli.h"
 #include "commands.h"
+#include "lora.h"
+#include "safetensors.h"
 
 int cmd_merge(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "yuanft merge: not implemented yet\n");
-    return 2;
+    const char *model = NULL, *adapter = NULL, *out = NULL;
+    yc_opt opts[] = {
+        {"model", YC_STR, &model, "base model directory (required)"},
+        {"adapter", YC_STR, &adapter, "PEFT adapter directory (required)"},
+        {"out", YC_STR, &out, "output model directory: config.json + model.safetensors (required)"},
+    };
+    int pr = yc_parse("merge", "Merge an adapter into the base weights (merge_and_unload).", argc, argv, opts,
+                      (int)(sizeof opts / sizeof *opts));
+    if (pr == 1) return 0;
+    if (pr) return 2;
+    if (!model || !adapter || !out) {
+        fprintf(stderr, "yuanft merge: --model, --adapter and --out are required (see yuanft merge --help)\n");
+        return 2;
+    }
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(model, a) && realpath(out, b) && !strcmp(a, b)) {
+        fprintf(stderr, "yuanft merge: --out must not be the base model directory (%s)\n", model);
+        return 2;
+    }
+    double t0 = yf_time();
+    yf_config cfg;
+    yf_table tab;
+    yf_table_init(&tab);
+    yf_lora lo = {0};
+    int rc = yf_checkpoint_open(model, &cfg, &tab);
+    if (rc == 0) rc = yf_lora_load(adapter, &cfg, &lo);
+    if (rc == 0) rc = yf_lora_merge_table(&lo, &cfg, &tab);
+    if (rc == 0) rc = yf_mkdir_p(out);
+    char *wpath = yf_path_join(out, "model.safetensors"), *cpath = yf_path_join(out, "config.json");
+    static const char *const meta[] = {"format", "pt", NULL};
+    if (rc == 0) rc = yf_st_save(wpath, tab.t, tab.n, meta);
+    if (rc == 0) rc = yf_config_save(cpath, &cfg);
+    if (rc == 0)
+        printf("merged %s (r=%d%s) into %s: %d tensors, %.1f s, peak RSS %zu MB\n", adapter, lo.cfg.r,
+               lo.cfg.use_dora ? ", DoRA" : "", out, tab.n, yf_time() - t0, yf_peak_rss_mb());
+    free(wpath);
+    free(cpath);
+    yf_lora_free(&lo);
+    yf_table_free(&tab);
+    return rc ? yc_fail("merge") : 0;
 }

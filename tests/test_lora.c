@@ -1,0 +1,462 @@
+/* LoRA / DoRA against the golden PEFT adapters (forward and gradients),
+ * adapter files, merge, dropout, and bad adapters. */
+#include "harness.h"
+#include "model_internal.h"
+#include "ops.h"
+#include "safetensors.h"
+#include "test_model_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t count_scored(const int64_t *labels, int64_t B, int64_t T) {
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 1; t < T; t++) n += labels[b * T + t] != -100;
+    return n;
+}
+
+/* Forward with the adapter vs forward.safetensors, gradients vs grads.safetensors. */
+static void check_golden_adapter(const char *kind, bool ckpt) {
+    char rel[128];
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(yt_shared_path("golden/yuan-tiny"), NULL, &m));
+    if (!m) return;
+    yt_batch bt;
+    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
+    yf_lora lo;
+    snprintf(rel, sizeof rel, "golden/yuan-tiny/%s", kind);
+    CHECK_OK(yf_lora_load(yt_shared_path(rel), &m->cfg, &lo));
+    yf_table fw, gr;
+    yf_table_init(&fw);
+    yf_table_init(&gr);
+    snprintf(rel, sizeof rel, "golden/yuan-tiny/%s/forward.safetensors", kind);
+    CHECK_OK(yf_st_load(yt_shared_path(rel), &fw));
+    snprintf(rel, sizeof rel, "golden/yuan-tiny/%s/grads.safetensors", kind);
+    CHECK_OK(yf_st_load(yt_shared_path(rel), &gr));
+    const yf_tensor *ref = yf_table_find(&fw, "logits"), *lref = yf_table_find(&fw, "loss_next_token");
+    CHECK(ref && lref);
+    if (!ref || !lref || !lo.mods) goto done;
+
+    int64_t n = bt.B * bt.T * m->V;
+    float *logits = malloc((size_t)n * sizeof(float));
+    double ls;
+    int64_t nt;
+    CHECK_OK(yf_model_forward(m, &lo, bt.ids, bt.labels, bt.B, bt.T, logits, &ls, &nt));
+    CHECK_NEAR("max |logits - reference|", yt_max_abs_diff(logits, ref->data, (size_t)n), 1e-4);
+    CHECK_NEAR("|loss - reference|", fabs(ls / nt - ((float *)lref->data)[0]), 1e-5);
+    free(logits);
+
+    yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(bt.labels, bt.B, bt.T),
+                           .gradient_checkpointing = ckpt};
+    yf_lora_alloc_grads(&lo);
+    yf_lora_zero_grads(&lo);
+    double ls2;
+    CHECK_OK(yf_model_forward_backward(m, &lo, bt.ids, bt.labels, bt.B, bt.T, &bo, &ls2, &nt));
+    CHECK(fabs(ls2 - ls) < 1e-9 * fabs(ls), "forward_backward loss %.9g differs from forward %.9g", ls2, ls);
+    yf_param_list pl;
+    yf_lora_params(&lo, &pl);
+    CHECK(pl.n == gr.n, "adapter has %d tensors, reference grads %d", pl.n, gr.n);
+    double worst = 0;
+    for (int i = 0; i < pl.n; i++) {
+        const yf_tensor *g = yf_table_find(&gr, pl.p[i].name);
+        CHECK(g != NULL, "no reference gradient for %s", pl.p[i].name);
+        if (!g || yf_tensor_numel(g) != pl.p[i].numel) continue;
+        double rel = yt_max_abs_diff(pl.p[i].g, g->data, (size_t)g->nbytes / 4) / yt_max_abs(g->data, g->nbytes / 4);
+        if (rel > worst) worst = rel;
+        if (rel > 1e-3) fprintf(stderr, "    %s: relative error %.3g\n", pl.p[i].name, rel);
+    }
+    CHECK_NEAR("worst per-tensor max|dg|/max|g|", worst, 1e-3);
+    free(pl.p);
+done:
+    yf_table_free(&fw);
+    yf_table_free(&gr);
+    yf_lora_free(&lo);
+    yt_batch_free(&bt);
+    yf_model_free(m);
+}
+
+TEST(lora_golden_forward_and_grads) { check_golden_adapter("lora", false); }
+TEST(lora_golden_grads_checkpointed) { check_golden_adapter("lora", true); }
+TEST(dora_golden_forward_and_grads) { check_golden_adapter("dora", false); }
+TEST(dora_golden_grads_checkpointed) { check_golden_adapter("dora", true); }
+
+/* ---- dropout ----------------------------------------------------------------------- */
+
+/* With A = B = identity (r = D, alpha = r: scaling 1) the branch output of
+ * q_proj, y - W x, is exactly the dropped-out input x'. */
+TEST(lora_dropout_branch_statistics) {
+    int64_t D = 16, B = 4, T = 32, N = B * T;
+    yf_config cfg = yt_config(19, D, 2, 24, 1, 64, true);
+    yf_model *m = yt_random_model(&cfg, 61, YF_F32, 1.0f, NULL);
+    yf_lora lo;
+    float p = 0.25f;
+    yf_lora_cfg lc = {.r = (int)D, .alpha = (float)D, .dropout = p, .targets = 1u << YF_Q};
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    yf_lora_mod *md = yf_lora_get(&lo, 0, YF_Q);
+    for (int64_t i = 0; i < D; i++) md->A[i * D + i] = md->B[i * D + i] = 1;
+    float *x = malloc((size_t)(N * D) * sizeof(float)), *y = malloc((size_t)(N * D) * sizeof(float));
+    float *wx = malloc((size_t)(N * D) * sizeof(float));
+    for (int64_t i = 0; i < N * D; i++) x[i] = 1.0f + (float)(i % 7);
+    yf_rng rng;
+    yf_rng_seed(&rng, 5);
+    int64_t start[128] = {0};
+    yf_run r;
+    yf_run_init(&r, m, &lo, B, T, 0, start, &rng, false);
+    yf_linear_fwd(&r, 0, YF_Q, x, y);
+    yf_run_free(&r);
+    yf_run_init(&r, m, NULL, B, T, 0, start, NULL, false);
+    yf_linear_fwd(&r, 0, YF_Q, x, wx);
+    yf_run_free(&r);
+    int64_t zeros = 0, bad = 0;
+    for (int64_t i = 0; i < N * D; i++) {
+        float br = y[i] - wx[i];
+        if (fabsf(br) < 1e-4f) zeros++;
+        else if (fabsf(br - x[i] / (1 - p)) > 1e-4f * x[i]) bad++;
+    }
+    double rate = (double)zeros / (double)(N * D), sigma = sqrt(p * (1 - p) / (double)(N * D));
+    fprintf(stderr, "    dropped fraction %.4f (p = %.2f, sigma %.4f)\n", rate, p, sigma);
+    CHECK_NEAR("|dropped fraction - p| in standard deviations", fabs(rate - p) / sigma, 4.5);
+    CHECK(bad == 0, "%lld kept inputs are not scaled by 1/(1-p)", (long long)bad);
+    /* eval (no rng): no dropout at all */
+    yf_run_init(&r, m, &lo, B, T, 0, start, NULL, false);
+    yf_linear_fwd(&r, 0, YF_Q, x, y);
+    yf_run_free(&r);
+    double e = 0;
+    for (int64_t i = 0; i < N * D; i++) e = fmax(e, fabs(y[i] - wx[i] - x[i]));
+    CHECK_NEAR("no dropout without an rng: branch = x", e, 1e-4);
+    free(x), free(y), free(wx);
+    yf_lora_free(&lo);
+    yf_model_free(m);
+}
+
+/* Dropout acts on the adapter branch only: with B = 0 (fresh init) the loss
+ * with dropout is the loss without; with B != 0 it differs, reproducibly. */
+TEST(lora_dropout_only_on_branch) {
+    yf_config cfg = yt_config(29, 16, 4, 24, 2, 64, true);
+    yf_model *m = yt_random_model(&cfg, 71, YF_BF16, 1.0f, NULL);
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .dropout = 0.5f, .targets = (1u << YF_NPROJ) - 1};
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    yf_rng rng;
+    yf_rng_seed(&rng, 1);
+    CHECK_OK(yf_lora_init(&lo, m, &rng));
+    int64_t B = 2, T = 16, ids[32], labels[32];
+    yt_random_batch(ids, labels, B, T, cfg.vocab_size, 72);
+    double l0, l1, l2, l3;
+    CHECK_OK(yf_model_forward(m, &lo, ids, labels, B, T, NULL, &l0, NULL));
+    yf_backward_opts bo = {.loss_scale = 1, .dropout_rng = &rng};
+    CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &l1, NULL));
+    CHECK(l0 == l1, "B = 0: dropout changed the loss (%.9g vs %.9g)", l0, l1);
+    yt_randomize_lora(&lo, 73, 0.5f);
+    CHECK_OK(yf_model_forward(m, &lo, ids, labels, B, T, NULL, &l0, NULL));
+    yf_rng_seed(&rng, 2);
+    CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &l1, NULL));
+    yf_rng_seed(&rng, 2);
+    CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &l2, NULL));
+    CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &l3, NULL));
+    CHECK(l1 != l0, "dropout had no effect on a non-zero adapter");
+    CHECK(l1 == l2, "the same rng state must give the same masks");
+    CHECK(l3 != l2, "a new rng state must give new masks");
+    yf_lora_free(&lo);
+    yf_model_free(m);
+}
+
+/* ---- init, files, parameters -------------------------------------------------------- */
+
+TEST(lora_init_and_trainable_count_yuan2b) {
+    /* Yuan2-2B shapes, r = 8, the seven projections: PEFT reports 9,043,968 trainable */
+    yf_config cfg = yt_config(135040, 2048, 32, 8192, 24, 4096, true);
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 8, .alpha = 32, .dropout = 0.1f, .targets = (1u << YF_NPROJ) - 1};
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    yf_param_list pl;
+    yf_lora_params(&lo, &pl);
+    int64_t n = 0;
+    for (int i = 0; i < pl.n; i++) n += pl.p[i].numel;
+    CHECK(n == 9043968, "trainable %lld", (long long)n);
+    CHECK(pl.n == 24 * 7 * 2);
+    CHECK(!strcmp(pl.p[0].name, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"), "%s", pl.p[0].name);
+    CHECK(!strcmp(pl.p[13].name, "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"), "%s", pl.p[13].name);
+    CHECK(fabsf(lo.scaling - 4.0f) < 1e-7f);
+    free(pl.p);
+    yf_lora_free(&lo);
+    lc.use_rslora = true;
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    CHECK(fabsf(lo.scaling - 32.0f / sqrtf(8.0f)) < 1e-6f, "rslora scaling %g", lo.scaling);
+    yf_lora_free(&lo);
+}
+
+TEST(lora_init_peft) {
+    yf_config cfg = yt_config(29, 16, 4, 24, 2, 64, true);
+    yf_model *m = yt_random_model(&cfg, 81, YF_BF16, 1.0f, NULL);
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .use_dora = true, .targets = (1u << YF_NPROJ) - 1};
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    yf_rng rng;
+    yf_rng_seed(&rng, 3);
+    CHECK_OK(yf_lora_init(&lo, m, &rng));
+    yf_lora_mod *md = yf_lora_get(&lo, 1, YF_DOWN);
+    float amax = 0;
+    for (int64_t i = 0; i < 4 * md->in; i++) amax = fmaxf(amax, fabsf(md->A[i]));
+    CHECK(amax <= 1 / sqrtf((float)md->in) && amax > 0.8f / sqrtf((float)md->in), "A bound %g", amax);
+    CHECK(yt_max_abs(md->B, (size_t)(md->out * 4)) == 0, "B must start at zero");
+    const yf_mw *w = yf_model_proj(m, 1, YF_DOWN);
+    double ss = 0;
+    for (int64_t i = 0; i < md->in; i++) {
+        double v = yf_bf16_to_f32(((const uint16_t *)w->data)[i]);
+        ss += v * v;
+    }
+    CHECK_NEAR("DoRA m[0] - ||W[0,:]||", fabs(md->m[0] - sqrt(ss)), 1e-6);
+    /* a fresh adapter does not change the model */
+    int64_t ids[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    double a, b;
+    CHECK_OK(yf_model_forward(m, NULL, ids, ids, 1, 10, NULL, &a, NULL));
+    CHECK_OK(yf_model_forward(m, &lo, ids, ids, 1, 10, NULL, &b, NULL));
+    CHECK_NEAR("loss(fresh DoRA) - loss(base)", fabs(a - b), 1e-5 * a);
+    yf_lora_free(&lo);
+    yf_model_free(m);
+}
+
+TEST(lora_save_load_round_trip) {
+    yf_config cfg = yt_config(29, 16, 4, 24, 2, 64, true);
+    yf_lora lo, back;
+    yf_lora_cfg lc = {.r = 3, .alpha = 7, .dropout = 0.05f, .use_rslora = true, .use_dora = true,
+                      .targets = (1u << YF_K) | (1u << YF_GATE)};
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    yt_randomize_lora(&lo, 91, 1);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/adapter", yt_tmpdir());
+    CHECK_OK(yf_lora_save(&lo, dir, "some/base"));
+    CHECK_OK(yf_lora_load(dir, &cfg, &back));
+    if (!back.mods) return;
+    CHECK(back.cfg.r == 3 && back.cfg.alpha == 7 && fabsf(back.cfg.dropout - 0.05f) < 1e-7f && back.cfg.use_rslora &&
+          back.cfg.use_dora && back.cfg.targets == lc.targets);
+    CHECK(back.store.n == lo.store.n);
+    for (int i = 0; i < lo.store.n && i < back.store.n; i++) {
+        const yf_tensor *t = yf_table_find(&back.store, lo.store.t[i].name);
+        CHECK(t && memcmp(t->data, lo.store.t[i].data, t->nbytes) == 0, "%s", lo.store.t[i].name);
+    }
+    char out[4096];
+    yt_sh(out, sizeof out, "cat '%s/adapter_config.json'", dir);
+    CHECK(strstr(out, "\"peft_type\": \"LORA\"") && strstr(out, "\"task_type\": \"CAUSAL_LM\"") &&
+          strstr(out, "\"base_model_name_or_path\": \"some/base\""), "%s", out);
+    yf_lora_free(&lo);
+    yf_lora_free(&back);
+}
+
+/* ---- merge ---------------------------------------------------------------------------- */
+
+static void merge_equals_adapter(const yf_config *cfg, bool dora, uint64_t seed, const char *what) {
+    yf_table tab;
+    yt_random_table(cfg, seed, YF_F32, 1.0f, &tab);
+    yf_table copy;
+    yt_random_table(cfg, seed, YF_F32, 1.0f, &copy);
+    yf_model *base = NULL, *merged = NULL;
+    CHECK_OK(yf_model_from_table(cfg, &tab, NULL, "base", &base));
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 4, .alpha = 6, .use_dora = dora, .targets = (1u << YF_NPROJ) - 1};
+    CHECK_OK(yf_lora_create(&lo, cfg, &lc));
+    yt_randomize_lora(&lo, seed + 1, 0.05f);
+    CHECK_OK(yf_lora_merge_table(&lo, cfg, &copy));
+    CHECK_OK(yf_model_from_table(cfg, &copy, NULL, "merged", &merged));
+    if (!base || !merged) return;
+    int64_t B = 2, T = 13, ids[26], labels[26], V = cfg->vocab_size;
+    yt_random_batch(ids, labels, B, T, V, seed + 2);
+    float *a = malloc((size_t)(B * T * V) * sizeof(float)), *b = malloc((size_t)(B * T * V) * sizeof(float));
+    CHECK_OK(yf_model_forward(base, &lo, ids, NULL, B, T, a, NULL, NULL));
+    CHECK_OK(yf_model_forward(merged, NULL, ids, NULL, B, T, b, NULL, NULL));
+    CHECK_NEAR(what, yt_max_abs_diff(a, b, (size_t)(B * T * V)) / yt_max_abs(a, (size_t)(B * T * V)), 1e-5);
+    free(a);
+    free(b);
+    yf_lora_free(&lo);
+    yf_model_free(base);
+    yf_model_free(merged);
+}
+
+TEST(lora_merge_equals_adapter) {
+    yf_config c1 = yt_config(29, 16, 4, 24, 2, 64, true);
+    merge_equals_adapter(&c1, false, 100, "LoRA: max|logits(merged) - logits(base+adapter)| / max|logits|");
+    yf_config c2 = yt_config(31, 24, 3, 40, 3, 64, false);
+    merge_equals_adapter(&c2, true, 200, "DoRA (D=24 H=3 L=3): relative max|logits(merged) - logits(adapter)|");
+}
+
+/* ---- bad adapters -------------------------------------------------------------------- */
+
+TEST(lora_bad_targets_and_rank) {
+    unsigned mask;
+    CHECK(yf_lora_parse_targets("q_proj, lf_gate", &mask) != 0);
+    CHECK(strstr(yf_last_error(), "lf_gate") != NULL, "%s", yf_last_error());
+    CHECK_OK(yf_lora_parse_targets("q_proj,v_proj", &mask));
+    CHECK(mask == ((1u << YF_Q) | (1u << YF_V)));
+    CHECK_OK(yf_lora_parse_targets("all-linear", &mask));
+    CHECK(mask == (1u << YF_NPROJ) - 1);
+    yf_config cfg = yt_config(29, 16, 4, 24, 2, 64, true);
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 0, .alpha = 8, .targets = 1};
+    CHECK(yf_lora_create(&lo, &cfg, &lc) != 0);
+    CHECK(strstr(yf_last_error(), "r must be") != NULL, "%s", yf_last_error());
+}
+
+/* Writes an adapter dir with the given config JSON and the golden adapter's tensors. */
+static const char *adapter_with_config(const char *json) {
+    static char dir[700];
+    char src[1024];
+    snprintf(src, sizeof src, "%s", yt_shared_path("golden/yuan-tiny/lora/adapter_model.safetensors"));
+    snprintf(dir, sizeof dir, "%s/ad", yt_tmpdir());
+    yt_sh(NULL, 0, "mkdir -p '%s' && cp '%s' '%s/' && chmod u+w '%s/adapter_model.safetensors'", dir, src, dir, dir);
+    char *p = yf_path_join(dir, "adapter_config.json");
+    yf_write_file_atomic(p, json, strlen(json));
+    free(p);
+    return dir;
+}
+
+TEST(lora_bad_adapter_config) {
+    yf_config cfg;
+    CHECK_OK(yf_config_load(yt_shared_path("golden/yuan-tiny/config.json"), &cfg));
+    yf_lora lo;
+    const char *d = adapter_with_config("{\"r\": 0, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"]}");
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "r must be") != NULL, "%s", yf_last_error());
+    d = adapter_with_config("{\"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\", \"conv1\"]}");
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "unknown target module 'conv1'") != NULL, "%s", yf_last_error());
+    /* fewer targets than the file holds: the extra tensors are reported */
+    d = adapter_with_config("{\"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"]}");
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "unexpected tensor") != NULL, "%s", yf_last_error());
+    /* DoRA claimed but no magnitude vectors: a missing tensor */
+    d = adapter_with_config("{\"r\": 4, \"lora_alpha\": 8, \"use_dora\": true, \"target_modules\": \"all-linear\"}");
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "lora_magnitude_vector is missing") != NULL, "%s", yf_last_error());
+    /* wrong rank: shapes do not fit */
+    d = adapter_with_config("{\"r\": 8, \"lora_alpha\": 8, \"target_modules\": \"all-linear\"}");
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "[4, 64]") && strstr(yf_last_error(), "does not fit"), "%s", yf_last_error());
+    d = adapter_with_config("[1, 2]");
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    d = adapter_with_config("{\"r\": 4, \"lora_alpha\": 8, \"target_modules\": \"all-linear\"}");
+    CHECK_OK(yf_lora_load(d, &cfg, &lo));
+    yf_lora_free(&lo);
+}
+
+TEST(lora_bad_adapter_for_other_model) {
+    /* the golden adapter (D=64, L=2) against a model with D=32, and one with L=3 */
+    yf_config small = yt_config(320, 32, 4, 96, 2, 256, true);
+    yf_lora lo;
+    CHECK(yf_lora_load(yt_shared_path("golden/yuan-tiny/lora"), &small, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "does not fit") != NULL, "%s", yf_last_error());
+    yf_config deep = yt_config(320, 64, 4, 96, 3, 256, true);
+    CHECK(yf_lora_load(yt_shared_path("golden/yuan-tiny/lora"), &deep, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "layers.2.") && strstr(yf_last_error(), "missing"), "%s", yf_last_error());
+    /* an adapter created for one config used with a model of another */
+    yf_config shallow = yt_config(320, 64, 4, 96, 1, 256, true);
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(yt_shared_path("golden/yuan-tiny"), NULL, &m));
+    yf_lora_cfg lc = {.r = 2, .alpha = 2, .targets = 1};
+    CHECK_OK(yf_lora_create(&lo, &shallow, &lc));
+    int64_t ids[3] = {1, 2, 3};
+    CHECK(yf_model_forward(m, &lo, ids, NULL, 1, 3, NULL, NULL, NULL) != 0);
+    CHECK(strstr(yf_last_error(), "1 layers but the model has 2") != NULL, "%s", yf_last_error());
+    yf_lora_free(&lo);
+    yf_model_free(m);
+}
+
+/* ---- the CLI: score and merge ---------------------------------------------------------- */
+
+static double file_max_diff(const char *path, const char *key, const char *refpath, const char *refkey, bool rel) {
+    yf_table a, b;
+    yf_table_init(&a);
+    yf_table_init(&b);
+    double d = INFINITY;
+    if (yf_st_load(path, &a) == 0 && yf_st_load(refpath, &b) == 0) {
+        const yf_tensor *x = yf_table_find(&a, key), *y = yf_table_find(&b, refkey);
+        if (x && y && x->nbytes == y->nbytes && x->dtype == YF_F32) {
+            d = yt_max_abs_diff(x->data, y->data, x->nbytes / 4);
+            if (rel) d /= yt_max_abs(y->data, y->nbytes / 4);
+        }
+    }
+    yf_table_free(&a);
+    yf_table_free(&b);
+    return d;
+}
+
+static void cli_golden_score(const char *kind) {
+    char g[600], out[700], gr[700], msg[4096], ref[800];
+    snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+    snprintf(out, sizeof out, "%s/out.safetensors", yt_tmpdir());
+    snprintf(gr, sizeof gr, "%s/grads.safetensors", yt_tmpdir());
+    int rc = yt_sh(msg, sizeof msg, "%s score --model %s --adapter %s/%s --batch %s/forward.safetensors --out %s --grads %s",
+                   yt_cli(), g, g, kind, g, out, gr);
+    CHECK(rc == 0, "score failed: %s", msg);
+    CHECK(strstr(msg, "peak RSS") != NULL, "score must print its peak RSS: %s", msg);
+    snprintf(ref, sizeof ref, "%s/%s/forward.safetensors", g, kind);
+    CHECK_NEAR("score: max |logits - reference|", file_max_diff(out, "logits", ref, "logits", false), 1e-4);
+    CHECK_NEAR("score: |loss - reference|", file_max_diff(out, "loss", ref, "loss_next_token", false), 1e-5);
+    snprintf(ref, sizeof ref, "%s/%s/grads.safetensors", g, kind);
+    yf_table a, b;
+    yf_table_init(&a);
+    yf_table_init(&b);
+    CHECK_OK(yf_st_load(gr, &a));
+    CHECK_OK(yf_st_load(ref, &b));
+    CHECK(a.n == b.n, "%d gradient tensors, reference %d", a.n, b.n);
+    double worst = 0;
+    for (int i = 0; i < b.n; i++) {
+        const yf_tensor *x = yf_table_find(&a, b.t[i].name);
+        CHECK(x != NULL, "score --grads lacks %s", b.t[i].name);
+        if (x && x->nbytes == b.t[i].nbytes)
+            worst = fmax(worst, yt_max_abs_diff(x->data, b.t[i].data, x->nbytes / 4) / yt_max_abs(b.t[i].data, x->nbytes / 4));
+    }
+    CHECK_NEAR("score --grads: worst max|dg|/max|g| per tensor", worst, 1e-3);
+    yf_table_free(&a);
+    yf_table_free(&b);
+    /* determinism: the same command writes the same bytes */
+    rc = yt_sh(msg, sizeof msg, "%s score --model %s --adapter %s/%s --batch %s/forward.safetensors --out %s.2 --grads %s.2 "
+               "&& cmp %s %s.2 && cmp %s %s.2", yt_cli(), g, g, kind, g, out, gr, out, out, gr, gr);
+    CHECK(rc == 0, "two score runs differ: %s", msg);
+}
+
+TEST(cli_score_lora_golden) { cli_golden_score("lora"); }
+TEST(cli_score_dora_golden) { cli_golden_score("dora"); }
+
+TEST(cli_merge_golden) {
+    const char *kinds[2] = {"lora", "dora"};
+    for (int k = 0; k < 2; k++) {
+        char g[600], dir[700], out[800], msg[4096], ref[800];
+        snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+        snprintf(dir, sizeof dir, "%s/merged-%s", yt_tmpdir(), kinds[k]);
+        snprintf(out, sizeof out, "%s/out.safetensors", dir);
+        int rc = yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/%s --out %s && %s score --model %s --batch "
+                       "%s/forward.safetensors --out %s", yt_cli(), g, g, kinds[k], dir, yt_cli(), dir, g, out);
+        CHECK(rc == 0, "merge + score failed: %s", msg);
+        snprintf(ref, sizeof ref, "%s/%s/forward.safetensors", g, kinds[k]);
+        char what[128];
+        snprintf(what, sizeof what, "%s merged: max |logits - logits(base + adapter)|", kinds[k]);
+        CHECK_NEAR(what, file_max_diff(out, "logits", ref, "logits", false), 1e-4);
+    }
+    /* a bf16 base stays bf16 */
+    char g[600], dir[700], msg[4096];
+    snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+    snprintf(dir, sizeof dir, "%s/merged-bf16", yt_tmpdir());
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s/bf16 --adapter %s/lora --out %s", yt_cli(), g, g, dir) == 0, "%s", msg);
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(dir, NULL, &m));
+    if (m) CHECK(m->layers[1].proj[YF_DOWN].dt == YF_BF16, "merged weights must keep the base dtype");
+    yf_model_free(m);
+}
+
+TEST(cli_score_merge_bad_arguments) {
+    char msg[4096], g[600];
+    snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s", yt_cli(), g) == 2, "missing --batch: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --batch %s/forward.safetensors --grads x", yt_cli(), g, g) == 2,
+          "--grads without --adapter: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --batch %s/lora/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
+    CHECK(strstr(msg, "input_ids") != NULL, "a batch without input_ids must be named: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s/lora --batch %s/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s --out %s/m", yt_cli(), g, g, yt_tmpdir()) == 1,
+          "a model dir is not an adapter: %s", msg);
+    CHECK(strstr(msg, "adapter_config.json") != NULL, "%s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/lora", yt_cli(), g, g) == 2, "missing --out: %s", msg);
+}
