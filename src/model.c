@@ -285,6 +285,7 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
     r->T = T;
     r->N = B * T;
     r->pos0 = pos0;
+    r->posb = NULL;
     r->start = start;
     if (lo) {
         r->dora_n = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *r->dora_n);
@@ -528,17 +529,18 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     /* queries and keys from the filtered f, values from a */
     yf_linear_fwd(r, l, YF_Q, act->f, ws->qp);
     yf_linear_fwd(r, l, YF_K, act->f, ws->kp);
-    yf_qk_rope_fwd(act->q, act->k, ws->qp, ws->kp, m->rope_cos, m->rope_sin, B, T, H, hd, r->pos0);
+    yf_qk_rope_fwd(act->q, act->k, ws->qp, ws->kp, m->rope_cos, m->rope_sin, B, T, H, hd, r->pos0, r->posb);
     yf_linear_fwd(r, l, YF_V, act->a, ws->e);
     yf_heads_split(act->v, ws->e, B, T, H, hd);
     if (st) {
         for (int64_t bh = 0; bh < B * H; bh++) {
-            memcpy(st->k + (bh * st->cap + r->pos0) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
-            memcpy(st->v + (bh * st->cap + r->pos0) * hd, act->v + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+            int64_t p = r->pos0 + (r->posb ? r->posb[bh / H] : 0);
+            memcpy(st->k + (bh * st->cap + p) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+            memcpy(st->v + (bh * st->cap + p) * hd, act->v + bh * T * hd, (size_t)(T * hd) * sizeof(float));
         }
-        yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0);
+        yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0, r->posb);
     } else {
-        yf_attention_fwd(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, T, hd, 0);
+        yf_attention_fwd(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, T, hd, 0, NULL);
     }
     yf_heads_merge(act->att, ws->hh, B, T, H, hd);
     yf_linear_fwd(r, l, YF_O, act->att, ws->e);
@@ -871,22 +873,32 @@ void yf_layer_states_free(yf_layer_state *s, const yf_model *m) {
 
 int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                            int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits) {
-    if (check_inputs(m, lo, ids, NULL, B, T, pos0) != 0) return -1;
-    if (pos0 + T > states[0].cap)
-        return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(pos0 + T),
+    return yf_model_forward_cached(m, lo, states, pos0, NULL, doc_start, ids, B, T, logits, false);
+}
+
+int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
+                            const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
+                            float *logits, bool last_only) {
+    int64_t maxpos = pos0;
+    for (int64_t b = 0; posb && b < B; b++)
+        if (pos0 + posb[b] > maxpos) maxpos = pos0 + posb[b];
+    if (check_inputs(m, lo, ids, NULL, B, T, maxpos) != 0) return -1;
+    if (maxpos + T > states[0].cap)
+        return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(maxpos + T),
                          (long long)states[0].cap);
     int64_t N = B * T, D = m->D;
     int64_t *start = yf_malloc((size_t)N * sizeof(int64_t));
     for (int64_t b = 0; b < B; b++) {
-        int64_t s = doc_start[b];
+        int64_t s = doc_start[b], p0 = pos0 + (posb ? posb[b] : 0);
         for (int64_t t = 0; t < T; t++) {
             start[b * T + t] = s;
-            if (m->cfg.reset_attention_mask && ids[b * T + t] == m->cfg.eod_token) s = pos0 + t + 1;
+            if (m->cfg.reset_attention_mask && ids[b * T + t] == m->cfg.eod_token) s = p0 + t + 1;
         }
         doc_start[b] = s;
     }
     yf_run r;
     yf_run_init(&r, m, lo, B, T, pos0, start, NULL, false);
+    r.posb = posb;
     yf_act act;
     yf_act_alloc(&act, m, B, T, false);
     float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
@@ -897,6 +909,10 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
         float *t = xa;
         xa = xb;
         xb = t;
+    }
+    if (last_only) { /* only each sequence's last row feeds the head */
+        for (int64_t b = 0; b < B; b++) memmove(xa + b * D, xa + (b * T + T - 1) * D, (size_t)D * sizeof(float));
+        N = B;
     }
     yf_rmsnorm_fwd(xb, NULL, xa, (const float *)m->norm.data, N, D, m->cfg.rms_norm_eps);
     if (logits) head_loss(m, xb, NULL, N, logits, NULL, 1.0f);

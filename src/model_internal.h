@@ -103,6 +103,7 @@ typedef struct yf_run {
     yf_lora *glo;          /* where adapter gradients go (backward), or NULL */
     int64_t B, T, N;       /* N = B*T rows */
     int64_t pos0;          /* absolute position of each sequence's first row */
+    const int64_t *posb;   /* [B] or NULL: sequence b starts at pos0 + posb[b] (batched decoding) */
     const int64_t *start;  /* [N] first position each row may attend to */
     float drop_p;          /* LoRA dropout probability, 0 = none */
     uint64_t *drop_seed;   /* [L*YF_NPROJ] per-module mask seeds (drop_p > 0) */
@@ -163,6 +164,12 @@ int yf_lora_check_fits(const yf_lora *lo, const yf_config *cfg);
  * logits [B, T, V] or NULL. */
 int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                            int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits);
+/* The same with sequence b starting at position pos0 + posb[b] (posb [B] or
+ * NULL), so that sequences of different lengths decode together; with
+ * last_only, logits is [B, V]: each sequence's last row only. */
+int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
+                            const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
+                            float *logits, bool last_only);
 yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap);
 void yf_layer_states_free(yf_layer_state *s, const yf_model *m);
 

@@ -124,13 +124,14 @@ static inline float *cat_ptr(float *qr, float *kr, int64_t D, int64_t idx) {
 }
 
 void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const float *cos_t, const float *sin_t,
-                    int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0) {
+                    int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0, const int64_t *posb) {
     int64_t D = H * hd, half = hd / 2;
 #pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) {
             const float *qr = qp + (b * T + t) * D, *kr = kp + (b * T + t) * D;
-            const float *cs = cos_t + (pos0 + t) * half, *sn = sin_t + (pos0 + t) * half;
+            int64_t p = pos0 + (posb ? posb[b] : 0) + t;
+            const float *cs = cos_t + p * half, *sn = sin_t + p * half;
             for (int64_t h = 0; h < H; h++) {
                 int64_t base = 2 * hd * h;
                 float *oq = q + ((b * H + h) * T + t) * hd, *ok = k + ((b * H + h) * T + t) * hd;
@@ -204,11 +205,11 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 }
 
 void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
-                      int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0) {
+                      int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0, const int64_t *posb) {
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel if (PAR(B * H * Tq * (pos0 + Tq) * hd))
     {
-        float *p = malloc((size_t)(pos0 + Tq) * sizeof(float));
+        float *p = malloc((size_t)(ld > pos0 + Tq ? ld : pos0 + Tq) * sizeof(float));
 #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < H; h++) {
@@ -216,7 +217,7 @@ void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, co
                 for (int64_t t = 0; t < Tq; t++) {
                     const float *qt = q + ((b * H + h) * Tq + t) * hd;
                     float *ot = out + ((b * H + h) * Tq + t) * hd;
-                    int64_t j0 = start[b * Tq + t], j1 = pos0 + t;
+                    int64_t j0 = start[b * Tq + t], j1 = pos0 + (posb ? posb[b] : 0) + t;
                     float mx = -INFINITY;
                     for (int64_t j = j0; j <= j1; j++) {
                         p[j] = dot(qt, kb + j * hd, hd) * scale;

@@ -39,7 +39,7 @@ void yf_rope_tables(float *cos_t, float *sin_t, int64_t P, int64_t hd, double th
  * Both are rotated (rotate-half) at position pos0 + t and written to
  * q, k [B, H, T, hd]. */
 void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const float *cos_t, const float *sin_t,
-                    int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0);
+                    int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0, const int64_t *posb);
 /* Overwrites dqp, dkp [B*T, D] from dq, dk [B, H, T, hd]. */
 void yf_qk_rope_bwd(float *dqp, float *dkp, const float *dq, const float *dk, const float *cos_t,
                     const float *sin_t, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0);
@@ -57,7 +57,7 @@ void yf_doc_starts(int64_t *start, const int64_t *ids, int64_t B, int64_t T, int
  * keys start[b*Tq+t] .. pos0+t. lse [B,H,Tq] gets the log-sum-exp of the
  * scaled scores (may be NULL), used by the backward to rebuild the weights. */
 void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
-                      int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0);
+                      int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0, const int64_t *posb);
 /* Training shape (pos0 = 0, ld = T). Overwrites dq, dk, dv [B,H,T,hd]. */
 void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse,
                       const float *q, const float *k, const float *v, const int64_t *start, int64_t B, int64_t H,

@@ -98,7 +98,7 @@ TEST(gradcheck_rope_interleave_adjoint) {
     fill(kp, B * T * D, &rng, 1);
     fill(gq, B * T * D, &rng, 1);
     fill(gk, B * T * D, &rng, 1);
-    yf_qk_rope_fwd(q, k, qp, kp, cs, sn, B, T, H, hd, pos0);
+    yf_qk_rope_fwd(q, k, qp, kp, cs, sn, B, T, H, hd, pos0, NULL);
     yf_qk_rope_bwd(dqp, dkp, gq, gk, cs, sn, B, T, H, hd, pos0);
     double l = dotd(q, gq, B * T * D) + dotd(k, gk, B * T * D);
     double r = dotd(qp, dqp, B * T * D) + dotd(kp, dkp, B * T * D);
@@ -119,7 +119,7 @@ TEST(gradcheck_rope_interleave_adjoint) {
 static double att_obj(const float *q, const float *k, const float *v, const int64_t *st, const float *r, int64_t B,
                       int64_t H, int64_t T, int64_t hd) {
     float *o = fa(B * H * T * hd);
-    yf_attention_fwd(o, NULL, q, k, v, st, B, H, T, T, hd, 0);
+    yf_attention_fwd(o, NULL, q, k, v, st, B, H, T, T, hd, 0, NULL);
     double s = dotd(o, r, B * H * T * hd);
     free(o);
     return s;
@@ -139,7 +139,7 @@ TEST(gradcheck_attention_with_reset) {
     fill(k, n, &rng, 1);
     fill(v, n, &rng, 1);
     fill(r, n, &rng, 1);
-    yf_attention_fwd(o, lse, q, k, v, st, B, H, T, T, hd, 0);
+    yf_attention_fwd(o, lse, q, k, v, st, B, H, T, T, hd, 0, NULL);
     yf_attention_bwd(dq, dk, dv, r, lse, q, k, v, st, B, H, T, hd);
     double eps = 1e-3, err = 0, mx = 0;
     float *ps[3] = {q, k, v}, *gs[3] = {dq, dk, dv};
