@@ -23,12 +23,15 @@ ifeq ($(MPI_OK),yes)
 CC      := $(MPICC)
 CFLAGS  += -DYF_HAVE_MPI
 MPI_STATE := mpi
-$(info yuanft build: MPI yes ($(MPICC)); MPI=0 builds without)
+MPI_MSG := MPI yes ($(MPICC)); MPI=0 builds without
 else ifeq ($(MPI),1)
 $(error MPI=1 but $(MPICC) cannot build an MPI program: install libopenmpi-dev, or build with MPI=0)
 else
 MPI_STATE := nompi
-$(info yuanft build: MPI no ($(if $(filter 0,$(MPI)),MPI=0,$(MPICC) not found or not working)): single-process training only)
+MPI_MSG := MPI no ($(if $(filter 0,$(MPI)),MPI=0,$(MPICC) not found or not working)): single-process training only
+endif
+ifeq ($(MAKELEVEL),0)
+$(info yuanft build: $(MPI_MSG))
 endif
 
 SRC     := $(wildcard src/*.c src/backend/cpu/*.c)
