@@ -37,15 +37,15 @@ mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREA
     build/yuanft train $COMMON --output-dir "$TMP/two" --per-device-train-batch-size $((GB / 2)) "$@" \
     >"$TMP/two.log" 2>&1 || { cat "$TMP/two.log" >&2; exit 1; }
 
-s1=$(field "$TMP/one.log" train_steps_per_second)
-s2=$(field "$TMP/two.log" train_steps_per_second)
+r1=$(field "$TMP/one.log" train_runtime)
+r2=$(field "$TMP/two.log" train_runtime)
 mb=$(field "$TMP/two.log" grad_allreduce_mb_per_step)
 ar=$(field "$TMP/two.log" grad_allreduce_s_per_step)
 wait=$(field "$TMP/two.log" rank_wait_s_per_step)
 mode=LoRA
 case " $* " in *" --full-finetune "*) mode="full" ;; esac
-awk -v m="$(basename "$MODEL")" -v mode="$mode" -v gb="$GB" -v s1="$s1" -v s2="$s2" -v mb="$mb" -v ar="$ar" -v w="$wait" 'BEGIN {
-    t1 = 1 / s1; t2 = 1 / s2
+awk -v m="$(basename "$MODEL")" -v mode="$mode" -v gb="$GB" -v n="$STEPS" -v r1="$r1" -v r2="$r2" -v mb="$mb" -v ar="$ar" -v w="$wait" 'BEGIN {
+    t1 = r1 / n; t2 = r2 / n
     printf("| %s | %s, global batch %d | %.3f s/step | %.3f s/step | %.2fx | %.2f MB in %.1f ms (%.1f%% of the step; rank wait %.1f ms) |\n",
            m, mode, gb, t1, t2, t1 / t2, mb, ar * 1000, 100 * ar / t2, w * 1000)
 }'
