@@ -10,6 +10,30 @@ CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp -
 LDLIBS  += -lcjson -lz -lm -fopenmp
 BUILD   ?= build
 
+# MPI (data-parallel `mpirun -np N yuanft train`): MPI=auto builds with mpicc
+# when it compiles and links an MPI program, MPI=1 requires that, MPI=0 builds
+# without (yuanft then refuses to run as one of several ranks).
+MPI     ?= auto
+MPICC   ?= mpicc
+ifneq ($(MPI),0)
+MPI_OK  := $(shell printf '\043include <mpi.h>\nint main(void) { return MPI_Init(0, 0); }\n' | \
+             $(MPICC) -x c - -o /dev/null >/dev/null 2>&1 && echo yes)
+endif
+ifeq ($(MPI_OK),yes)
+CC      := $(MPICC)
+CFLAGS  += -DYF_HAVE_MPI
+MPI_STATE := mpi
+MPI_MSG := MPI yes ($(MPICC)); MPI=0 builds without
+else ifeq ($(MPI),1)
+$(error MPI=1 but $(MPICC) cannot build an MPI program: install libopenmpi-dev, or build with MPI=0)
+else
+MPI_STATE := nompi
+MPI_MSG := MPI no ($(if $(filter 0,$(MPI)),MPI=0,$(MPICC) not found or not working)): single-process training only
+endif
+ifeq ($(MAKELEVEL),0)
+$(info yuanft build: $(MPI_MSG))
+endif
+
 SRC     := $(wildcard src/*.c src/backend/cpu/*.c)
 TOOLS   := $(wildcard tools/*.c)
 TESTS   := $(wildcard tests/*.c)
@@ -28,6 +52,13 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# dist.o is the one object that differs with MPI: rebuild it when MPI= changes
+$(BUILD)/obj/src/dist.o: $(BUILD)/$(MPI_STATE).flag
+$(BUILD)/$(MPI_STATE).flag:
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/mpi.flag $(BUILD)/nompi.flag
+	@touch $@
 
 $(BUILD)/libyuanft.a: $(OBJ)
 	@rm -f $@

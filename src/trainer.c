@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "safetensors.h"
 #include "svg.h"
 
@@ -111,6 +112,10 @@ typedef struct run {
     const yf_train_hooks *h;
     const yf_param_list *pl;
     FILE *out;
+    yf_dist *dist;           /* NULL: one process */
+    int rank, world;
+    int64_t gbs;             /* rows in a global micro-batch: batch_size * world */
+    bool logger, writer;     /* this rank prints / writes files */
     yf_adamw opt;
     yf_sched sched;
     int64_t n, micro_per_epoch, steps_per_epoch, total_steps, n_epochs;
@@ -215,8 +220,8 @@ static cJSON *state_json(const run *r) {
     cJSON_AddNumberToObject(o, "eval_steps", 500);
     cJSON_AddNumberToObject(o, "global_step", (double)r->global_step);
     cJSON_AddFalseToObject(o, "is_hyper_param_search");
-    cJSON_AddTrueToObject(o, "is_local_process_zero");
-    cJSON_AddTrueToObject(o, "is_world_process_zero");
+    cJSON_AddBoolToObject(o, "is_local_process_zero", !r->dist || r->dist->local_rank == 0);
+    cJSON_AddBoolToObject(o, "is_world_process_zero", r->rank == 0);
     cJSON_AddItemToObject(o, "log_history", cJSON_Duplicate(r->log_history, 1));
     cJSON_AddNumberToObject(o, "logging_steps", (double)a->logging_steps);
     cJSON_AddNumberToObject(o, "max_steps", (double)r->total_steps);
@@ -234,6 +239,8 @@ static cJSON *state_json(const run *r) {
     cJSON_AddNumberToObject(y, "num_examples", (double)r->n);
     cJSON_AddNumberToObject(y, "per_device_train_batch_size", (double)a->batch_size);
     cJSON_AddNumberToObject(y, "gradient_accumulation_steps", (double)a->grad_accum);
+    /* micro_batches_done_in_epoch counts global micro-batches of batch * world_size rows */
+    cJSON_AddNumberToObject(y, "world_size", (double)r->world);
     char *seed = hex_u64(a->seed);
     cJSON_AddStringToObject(y, "seed", seed);
     free(seed);
@@ -408,7 +415,7 @@ static int resume(run *r, const char *dir) {
         yf_errorf("%s: no 'yuanft' resume section (not written by yuanft train?)", spath);
         goto done;
     }
-    int64_t n_ex, bs, acc, opt_step;
+    int64_t n_ex, bs, acc, opt_step, world = 1;
     if (json_int(st, "global_step", spath, &r->global_step) || json_num(st, "epoch", spath, &r->epoch) ||
         json_int(y, "epoch_index", spath, &r->epoch_index) ||
         json_int(y, "micro_batches_done_in_epoch", spath, &r->micro_in_epoch) ||
@@ -418,11 +425,23 @@ static int resume(run *r, const char *dir) {
         json_int(y, "last_logged_step", spath, &r->last_logged_step) ||
         json_int(sch, "optimizer_step", "scheduler.json", &opt_step))
         goto done;
-    if (n_ex != r->n || bs != r->a->batch_size || acc != r->a->grad_accum)
-        fprintf(stderr, "yuanft train: warning: %s was written with %lld examples, batch %lld, accumulation %lld; now %lld, "
-                        "%lld, %lld: the data order will not continue exactly\n",
-                dir, (long long)n_ex, (long long)bs, (long long)acc, (long long)r->n, (long long)r->a->batch_size,
-                (long long)r->a->grad_accum);
+    if (cJSON_GetObjectItemCaseSensitive(y, "world_size") && json_int(y, "world_size", spath, &world)) goto done;
+    if (world < 1) world = 1;
+    /* the position in rows of the epoch's order, re-counted in this run's global
+     * micro-batches: exact whenever the global batch (batch x ranks x
+     * accumulation) is unchanged, whatever the number of ranks */
+    int64_t rows_done = r->micro_in_epoch * bs * world;
+    if (rows_done > r->n) rows_done = r->n;
+    r->micro_in_epoch = (rows_done + r->gbs - 1) / r->gbs;
+    if (n_ex != r->n || bs * world * acc != r->gbs * r->a->grad_accum || (rows_done < r->n && rows_done % r->gbs != 0)) {
+        if (r->logger)
+            fprintf(stderr,
+                    "yuanft train: warning: %s was written with %lld examples, global batch %lld (batch %lld x %lld ranks x "
+                    "accumulation %lld); now %lld, %lld (%lld x %lld x %lld): the data order will not continue exactly\n",
+                    dir, (long long)n_ex, (long long)(bs * world * acc), (long long)bs, (long long)world, (long long)acc,
+                    (long long)r->n, (long long)(r->gbs * r->a->grad_accum), (long long)r->a->batch_size,
+                    (long long)r->world, (long long)r->a->grad_accum);
+    }
     const cJSON *lh = cJSON_GetObjectItemCaseSensitive(st, "log_history");
     if (cJSON_IsArray(lh)) {
         cJSON_Delete(r->log_history);
@@ -490,33 +509,59 @@ static void log_step(run *r, double grad_norm, double lr) {
     cJSON_AddNumberToObject(e, "learning_rate", lr);
     cJSON_AddNumberToObject(e, "epoch", r->epoch);
     cJSON_AddNumberToObject(e, "step", (double)r->global_step);
-    if (r->tty && r->progress) fputc('\n', stderr); /* keep the bar off the log line */
-    print_py_dict(r->out, e, "step");
+    if (r->logger) {
+        if (r->tty && r->progress) fputc('\n', stderr); /* keep the bar off the log line */
+        print_py_dict(r->out, e, "step");
+    }
     cJSON_AddItemToArray(r->log_history, e);
     r->loss_since_log = 0;
     r->last_logged_step = r->global_step;
 }
 
-/* One optimizer step over micro-batches [m0, m0+nm) of the epoch's order. */
+/* This rank's rows of global micro-batch k: *lo into the order, returns the
+ * count (0 when the epoch's last micro-batch ends before this rank's share). */
+static int64_t rank_rows(const run *r, int64_t k, int64_t *lo) {
+    int64_t a = k * r->gbs + (int64_t)r->rank * r->a->batch_size, b = a + r->a->batch_size;
+    if (b > r->n) b = r->n;
+    if (a > b) a = b;
+    *lo = a;
+    return b - a;
+}
+
+/* One optimizer step over global micro-batches [m0, m0+nm) of the epoch's order. */
 static int train_step(run *r, const int64_t *perm, int64_t m0, int64_t nm) {
-    const int64_t bs = r->a->batch_size;
-    int64_t ntok = 0;
-    for (int64_t k = m0; k < m0 + nm; k++) {
-        int64_t lo = k * bs, hi = lo + bs < r->n ? lo + bs : r->n;
-        ntok += r->h->count_tokens(r->h->ctx, perm + lo, hi - lo);
-    }
-    /* the window's loss is its token-loss sum over its scored-token count */
+    yf_dist_set_step(r->dist, r->global_step + 1);
+    yf_dist_fault_point(r->dist, r->global_step + 1);
+    int64_t ntok = 0, lo, n;
+    for (int64_t k = m0; k < m0 + nm; k++)
+        if ((n = rank_rows(r, k, &lo)) > 0) ntok += r->h->count_tokens(r->h->ctx, perm + lo, n);
+    /* the window spans every rank: its loss is the token-loss sum over all its
+     * scored tokens, so each rank scales by the job-wide count */
+    if (yf_dist_sum_i64(r->dist, &ntok, 1, "all-reduce token count")) return -1;
     float scale = ntok > 0 ? (float)(1.0 / (double)ntok) : 0.0f;
-    double loss_sum = 0;
+    /* rank 0 draws dropout from the checkpointed stream (a single process is
+     * unchanged); other ranks from their own stream, re-seeded every step so that
+     * a resumed run draws the same masks */
+    yf_rng rank_rng, *drng = &r->dropout_rng;
+    if (r->rank > 0) {
+        yf_rng_seed(&rank_rng, (r->a->seed ^ 0x5bd1e995ull) + 0x9e3779b97f4a7c15ull * (uint64_t)r->rank +
+                                   0xbf58476d1ce4e5b9ull * (uint64_t)r->global_step);
+        drng = &rank_rng;
+    }
+    double stats[3] = {0, 0, 0}; /* loss sum, rows, input positions */
     for (int64_t k = m0; k < m0 + nm; k++) {
-        int64_t lo = k * bs, hi = lo + bs < r->n ? lo + bs : r->n;
+        if ((n = rank_rows(r, k, &lo)) == 0) continue;
         double ls = 0;
         int64_t nt = 0, nin = 0;
-        if (r->h->forward_backward(r->h->ctx, perm + lo, hi - lo, scale, &r->dropout_rng, &ls, &nt, &nin)) return -1;
-        loss_sum += ls;
-        r->samples_run += hi - lo;
-        r->tokens_run += nin;
+        if (r->h->forward_backward(r->h->ctx, perm + lo, n, scale, drng, &ls, &nt, &nin)) return -1;
+        stats[0] += ls, stats[1] += (double)n, stats[2] += (double)nin;
     }
+    /* the sum of every rank's gradients is the single-process gradient; clipping
+     * and AdamW then run on identical numbers everywhere */
+    if (yf_dist_sum_grads(r->dist, r->pl) || yf_dist_sum_f64(r->dist, stats, 3, "all-reduce loss")) return -1;
+    double loss_sum = stats[0];
+    r->samples_run += (int64_t)stats[1];
+    r->tokens_run += (int64_t)stats[2];
     double loss = ntok > 0 ? loss_sum / (double)ntok : 0.0;
     double norm = yf_clip_grad_norm(r->pl, r->a->max_grad_norm);
     if (!isfinite(loss) || !isfinite(norm))
@@ -547,14 +592,20 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     if (h->n_examples <= 0) return yf_errorf("the training data has no examples");
     if (a->max_steps <= 0 && !(a->num_epochs > 0)) return yf_errorf("num_train_epochs must be positive (got %g)", a->num_epochs);
     if (a->save_strategy == YF_SAVE_STEPS && a->save_steps <= 0) return yf_errorf("save_steps must be positive with save_strategy steps");
-    if (yf_mkdir_p(a->output_dir)) return -1;
+    if (yf_dist_writes(a->dist, a->save_on_each_node) && yf_mkdir_p(a->output_dir)) return -1;
 
     run R, *r = &R;
     memset(r, 0, sizeof R);
     r->a = a, r->h = h, r->pl = pl;
     r->out = a->out ? a->out : stdout;
+    r->dist = a->dist;
+    r->rank = a->dist ? a->dist->rank : 0;
+    r->world = a->dist ? a->dist->size : 1;
+    r->logger = r->rank == 0;
+    r->writer = yf_dist_writes(a->dist, a->save_on_each_node);
+    r->gbs = a->batch_size * r->world;
     r->n = h->n_examples;
-    r->micro_per_epoch = (r->n + a->batch_size - 1) / a->batch_size;
+    r->micro_per_epoch = (r->n + r->gbs - 1) / r->gbs;
     r->steps_per_epoch = (r->micro_per_epoch + a->grad_accum - 1) / a->grad_accum;
     if (a->max_steps > 0) {
         r->total_steps = a->max_steps;
@@ -569,18 +620,23 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     r->log_history = cJSON_CreateArray();
     r->tty = isatty(2);
     r->progress = a->progress < 0 ? 1 : a->progress; /* a bar on a terminal, plain lines otherwise */
+    if (!r->logger) r->progress = 0;
     int64_t *perm = yf_malloc((size_t)r->n * sizeof *perm);
     int rc = -1;
 
     if (a->resume_dir) {
         if (resume(r, a->resume_dir)) goto done;
-        fprintf(stderr, "yuanft train: resuming from %s at step %lld (epoch %.2f)\n", a->resume_dir,
-                (long long)r->global_step, r->epoch);
+        if (r->logger)
+            fprintf(stderr, "yuanft train: resuming from %s at step %lld (epoch %.2f)\n", a->resume_dir,
+                    (long long)r->global_step, r->epoch);
     }
-    fprintf(stderr,
-            "yuanft train: %lld examples, %lld epochs, batch %lld x accumulation %lld, %lld steps per epoch, %lld steps\n",
-            (long long)r->n, (long long)r->n_epochs, (long long)a->batch_size, (long long)a->grad_accum,
-            (long long)r->steps_per_epoch, (long long)r->total_steps);
+    char ranks[48] = "";
+    if (r->world > 1) snprintf(ranks, sizeof ranks, " x %d ranks", r->world);
+    if (r->logger)
+        fprintf(stderr,
+                "yuanft train: %lld examples, %lld epochs, batch %lld%s x accumulation %lld, %lld steps per epoch, %lld steps\n",
+                (long long)r->n, (long long)r->n_epochs, (long long)a->batch_size, ranks, (long long)a->grad_accum,
+                (long long)r->steps_per_epoch, (long long)r->total_steps);
     yf_zero_grads(pl);
     r->t0 = yf_time();
     r->last_progress_t = r->t0;
@@ -598,15 +654,15 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
             if (train_step(r, perm, m, nm)) goto done;
             stop = r->global_step >= r->total_steps;
             if (a->save_strategy == YF_SAVE_STEPS && (r->global_step % a->save_steps == 0 || stop))
-                if (save_checkpoint(r)) goto done;
+                if (r->writer && save_checkpoint(r)) goto done;
         }
-        if (a->save_strategy == YF_SAVE_EPOCH && save_checkpoint(r)) goto done;
+        if (a->save_strategy == YF_SAVE_EPOCH && r->writer && save_checkpoint(r)) goto done;
     }
     progress(r, true);
 
     /* final weights, state and curve in the output directory itself */
     double runtime = yf_time() - r->t0;
-    if (h->save(h->ctx, a->output_dir)) goto done;
+    if (r->writer && h->save(h->ctx, a->output_dir)) goto done;
     res->global_step = r->global_step;
     res->epoch = r->epoch;
     res->train_loss = r->global_step > 0 ? r->total_loss / (double)r->global_step : 0;
@@ -626,17 +682,24 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     cJSON_AddNumberToObject(sum, "epoch", r->epoch);
     cJSON_AddNumberToObject(sum, "step", (double)r->global_step);
     cJSON_AddItemToArray(r->log_history, sum);
-    cJSON *st = state_json(r);
-    int wrc = write_json(a->output_dir, "trainer_state.json", st);
-    cJSON_Delete(st);
-    if (wrc) goto done;
-    double *xs = yf_malloc((size_t)(r->global_step + 1) * sizeof *xs);
-    for (int64_t i = 0; i < r->global_step; i++) xs[i] = (double)(i + 1);
-    char *svg = yf_path_join(a->output_dir, "loss_curve.svg");
-    wrc = yf_svg_line_chart(svg, xs, r->step_loss ? r->step_loss : xs, r->global_step, "training loss", "optimizer step", "loss");
-    free(svg);
-    free(xs);
-    if (wrc) goto done;
+    if (r->writer) {
+        cJSON *st = state_json(r);
+        int wrc = write_json(a->output_dir, "trainer_state.json", st);
+        cJSON_Delete(st);
+        if (wrc) goto done;
+        double *xs = yf_malloc((size_t)(r->global_step + 1) * sizeof *xs);
+        for (int64_t i = 0; i < r->global_step; i++) xs[i] = (double)(i + 1);
+        char *svg = yf_path_join(a->output_dir, "loss_curve.svg");
+        wrc = yf_svg_line_chart(svg, xs, r->step_loss ? r->step_loss : xs, r->global_step, "training loss", "optimizer step",
+                                "loss");
+        free(svg);
+        free(xs);
+        if (wrc) goto done;
+    }
+    if (!r->logger) {
+        rc = 0;
+        goto done;
+    }
 
     /* HF's summary line (without total_flos), then one machine-readable JSON line */
     cJSON *hf = cJSON_CreateObject();
@@ -647,13 +710,27 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     cJSON_AddNumberToObject(hf, "epoch", r->epoch);
     print_py_dict(r->out, hf, NULL);
     cJSON_Delete(hf);
-    char b[6][64];
+    char b[6][64], dist[256] = "";
+    if (r->world > 1) {
+        /* what the all-reduces cost rank 0 (waiting for slower ranks included) */
+        const yf_dist *d = r->dist;
+        double steps = r->steps_run > 0 ? (double)r->steps_run : 1;
+        snprintf(dist, sizeof dist,
+                 ", \"world_size\": %d, \"comm_s_per_step\": %.6f, \"grad_allreduce_s_per_step\": %.6f, "
+                 "\"grad_allreduce_mb_per_step\": %.3f, \"rank_wait_s_per_step\": %.6f",
+                 r->world, d->comm_s / steps, d->grad_s / steps, (double)d->grad_bytes / steps / 1e6, d->sync_s / steps);
+        fprintf(stderr,
+                "yuanft train: %d ranks: per step %.3f MB of gradients all-reduced in %.2f ms; %.2f ms in collectives "
+                "in all (%.1f%% of the step time)\n",
+                r->world, (double)d->grad_bytes / steps / 1e6, 1e3 * d->grad_s / steps, 1e3 * d->comm_s / steps,
+                runtime > 0 ? 100.0 * d->comm_s / runtime : 0.0);
+    }
     fprintf(r->out,
             "{\"train_runtime\": %s, \"train_samples_per_second\": %s, \"train_steps_per_second\": %s, "
-            "\"train_tokens_per_second\": %s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu}\n",
+            "\"train_tokens_per_second\": %s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s}\n",
             yf_py_float(round_to(runtime, 4), b[0], 64), yf_py_float(round_to(res->samples_per_s, 3), b[1], 64),
             yf_py_float(round_to(res->steps_per_s, 3), b[2], 64), yf_py_float(round_to(res->tokens_per_s, 1), b[3], 64),
-            yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb());
+            yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), dist);
     fflush(r->out);
     rc = 0;
 done:

@@ -37,6 +37,14 @@ typedef struct yf_train_args {
     const char *resume_dir;   /* a checkpoint directory to continue from, or NULL */
     FILE *out;                /* log lines and summary (stdout when NULL) */
     int progress;             /* -1 auto (bar when stderr is a terminal), 0 off, 1 plain lines */
+    /* Data parallelism (dist.h): NULL or one rank = a single process. With N
+     * ranks, global micro-batch k is rows [k*N*batch, (k+1)*N*batch) of the
+     * epoch's order and rank r computes the r-th run of `batch` rows; token
+     * counts and gradients are summed over the ranks, so the update is the one
+     * a single process with batch N*batch (same accumulation) makes. Rank 0
+     * logs; rank 0 writes (every node's first rank with save_on_each_node). */
+    struct yf_dist *dist;
+    bool save_on_each_node;
 } yf_train_args;
 
 /* HF defaults (the CLI overrides some with the recipe's values). */

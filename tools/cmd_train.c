@@ -13,9 +13,13 @@
 #include "model.h"
 #include "safetensors.h"
 #include "data.h"
+#include "dist.h"
 #include "tokenizer.h"
 #include "trainer.h"
 #include "vocab_map.h"
+
+/* Information lines come from rank 0 only when several MPI ranks run this. */
+static bool g_log = true;
 
 /* ---- the data set: input_ids / labels [N, T] int64 ------------------------- */
 
@@ -77,9 +81,10 @@ static int trainset_from_text(trainset *d, const char *path, const text_opts *to
     }
     yf_vocab_map_ids(&vm, ids, N * T);
     yf_vocab_map_ids(&vm, lab, N * T);
-    fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", path, (long long)N,
-            (long long)T, (long long)ds.n_truncated, (long long)to->max_length,
-            vm.n ? " (ids mapped through the model's vocab_map)" : "");
+    if (g_log)
+        fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", path,
+                (long long)N, (long long)T, (long long)ds.n_truncated, (long long)to->max_length,
+                vm.n ? " (ids mapped through the model's vocab_map)" : "");
     rc = 0;
 out:
     free(tp);
@@ -228,7 +233,7 @@ static int hook_save(void *vc, const char *dir) {
 
 /* ---- the command ---------------------------------------------------------------- */
 
-int cmd_train(int argc, char **argv) {
+static int train(int argc, char **argv, yf_dist *dist) {
     const char *model_dir = NULL, *data = NULL, *out_dir = NULL, *adapter = NULL, *resume = NULL;
     const char *tokenizer = NULL, *template_spec = "resume";
     int64_t max_length = 384;
@@ -237,7 +242,7 @@ int cmd_train(int argc, char **argv) {
     int64_t lora_r = 8;
     double epochs = 3, lr = 5e-5, wd = 0, warmup_ratio = 0, max_grad_norm = 1.0, lora_alpha = 32, lora_dropout = NAN;
     double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
-    bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false;
+    bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
     const yc_opt opts[] = {
         {"model", YC_STR, &model_dir, "base model directory (config.json + weights) [required]"},
         {"data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors with "
@@ -276,6 +281,8 @@ int cmd_train(int argc, char **argv) {
         {"use-rslora", YC_FLAG, &rslora, "scaling alpha/sqrt(r) instead of alpha/r"},
         {"full-finetune", YC_FLAG, &full, "train every weight instead of an adapter"},
         {"resume-from-checkpoint", YC_STR, &resume, "a checkpoint directory, or true for the latest in --output-dir"},
+        {"save-on-each-node", YC_FLAG, &each_node, "under mpirun/srun: write checkpoints and the result on the first rank "
+                                                   "of every node (node-local disks), not only on rank 0"},
     };
     int prc = yc_parse("train", "Fine-tunes a Yuan model with the Hugging Face Trainer's semantics (AdamW, linear schedule,\n"
                                 "gradient clipping, token-averaged accumulation). LoRA by default; the LoRA defaults are\n"
@@ -295,6 +302,7 @@ int cmd_train(int argc, char **argv) {
     a.warmup_steps = warmup_steps, a.warmup_ratio = warmup_ratio, a.max_grad_norm = max_grad_norm;
     a.logging_steps = logging_steps, a.save_steps = save_steps, a.seed = (uint64_t)seed, a.shuffle = !no_shuffle;
     a.output_dir = out_dir, a.decay_all = !full;
+    a.dist = dist, a.save_on_each_node = each_node;
     if (!(lr >= 0)) return yf_errorf("--learning-rate must be >= 0 (got %g)", lr), yc_fail("train");
     if (bs <= 0 || accum <= 0)
         return yf_errorf("--per-device-train-batch-size and --gradient-accumulation-steps must be positive"), yc_fail("train");
@@ -375,8 +383,9 @@ int cmd_train(int argc, char **argv) {
 
     int64_t trainable = 0;
     for (int i = 0; i < c.params.n; i++) trainable += c.params.p[i].numel;
-    fprintf(stderr, "yuanft train: %s, %lld trainable parameters in %d tensors\n",
-            full ? "full fine-tuning" : lo->cfg.use_dora ? "DoRA" : "LoRA", (long long)trainable, c.params.n);
+    if (g_log)
+        fprintf(stderr, "yuanft train: %s, %lld trainable parameters in %d tensors\n",
+                full ? "full fine-tuning" : lo->cfg.use_dora ? "DoRA" : "LoRA", (long long)trainable, c.params.n);
     yf_train_hooks h = {&c, ds.N, hook_count, hook_fb, hook_save};
     yf_train_result res;
     if (yf_train(&a, &h, &c.params, &res)) goto done;
@@ -390,5 +399,18 @@ done:
     if (m) yf_model_free(m);
     trainset_free(&ds);
     free(resume_dir);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    /* Under mpirun / srun every rank runs this command. MPI is joined first so
+     * that a failure on any one rank ends the whole job (MPI_Abort) instead of
+     * leaving its peers waiting in a collective. */
+    yf_dist dist;
+    if (yf_dist_init(&dist)) return yc_fail("train");
+    g_log = dist.rank == 0;
+    int rc = train(argc, argv, &dist);
+    if (rc) yf_dist_abort(&dist, rc);
+    yf_dist_finalize(&dist);
     return rc;
 }
