@@ -36,11 +36,11 @@ $Y init --config scripts/demo-config.json --out "$OUT/base" --seed 1 --tokenizer
    --vocab-from "$OUT/train.jsonl,$OUT/dev.jsonl,$OUT/test.jsonl" --prompt-template none
 echo "== 3/5 full-parameter training from scratch: $EPOCHS epochs"
 $Y train --model "$OUT/base" --data "$OUT/train.jsonl" --prompt-template none --output-dir "$OUT/full" \
-   --full-finetune --num-train-epochs "$EPOCHS" --per-device-train-batch-size 32 --learning-rate 2e-3 \
+   --full-finetune --group-by-length --num-train-epochs "$EPOCHS" --per-device-train-batch-size 32 --learning-rate 2e-3 \
    --warmup-ratio 0.03 --weight-decay 0.01 --logging-steps 20 --save-strategy epoch --seed 1
 echo "== 4/5 LoRA fine-tuning (r=8, alpha 32, dropout 0.1, the seven projections): $LORA_EPOCHS epoch"
 $Y train --model "$OUT/full" --data "$OUT/train.jsonl" --prompt-template none --output-dir "$OUT/lora" \
-   --num-train-epochs "$LORA_EPOCHS" --per-device-train-batch-size 16 --learning-rate 1e-3 \
+   --group-by-length --num-train-epochs "$LORA_EPOCHS" --per-device-train-batch-size 16 --learning-rate 1e-3 \
    --lora-r 8 --lora-alpha 32 --lora-dropout 0.1 --logging-steps 20 --save-strategy epoch --seed 1
 echo "== 5/5 extraction of the test split and scoring"
 $Y eval --model "$OUT/full" --adapter "$OUT/lora" --data "$OUT/test.jsonl" --prompt-template none \

@@ -499,6 +499,19 @@ static void epoch_order(const run *r, int64_t e, int64_t *perm) {
         perm[i] = perm[j];
         perm[j] = t;
     }
+    if (!r->a->lengths) return;
+    /* group_by_length (HF's LengthGroupedSampler): megabatches of 50 global
+     * batches, each sorted longest first, so a batch pads little */
+    int64_t mb = 50 * r->gbs;
+    const int64_t *len = r->a->lengths;
+    for (int64_t m0 = 0; m0 < r->n; m0 += mb) {
+        int64_t m1 = m0 + mb < r->n ? m0 + mb : r->n;
+        for (int64_t i = m0 + 1; i < m1; i++) { /* insertion sort: stable, deterministic */
+            int64_t v = perm[i], j = i;
+            while (j > m0 && len[perm[j - 1]] < len[v]) perm[j] = perm[j - 1], j--;
+            perm[j] = v;
+        }
+    }
 }
 
 static void log_step(run *r, double grad_norm, double lr) {

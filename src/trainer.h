@@ -33,6 +33,8 @@ typedef struct yf_train_args {
     int64_t save_steps;       /* (500) */
     uint64_t seed;            /* (42) shuffling and dropout */
     bool shuffle;             /* (true) */
+    const int64_t *lengths;   /* [n_examples] or NULL: with shuffle, group_by_length
+                               * (megabatches of 50 global batches sorted by length) */
     const char *output_dir;   /* checkpoints, final weights, trainer_state.json, loss_curve.svg */
     const char *resume_dir;   /* a checkpoint directory to continue from, or NULL */
     FILE *out;                /* log lines and summary (stdout when NULL) */

@@ -211,6 +211,32 @@ TEST(trainer_shuffles_reproducibly_per_epoch) {
     for (int i = 0; i < TOY_N; i++) CHECK(m.seen[i] == i);
 }
 
+TEST(trainer_group_by_length_sorts_megabatches) {
+    /* lengths 0..TOY_N-1 shuffled by a fixed rule; one megabatch (50 batches)
+     * covers the toy data, so each epoch must be a permutation sorted longest first */
+    int64_t len[TOY_N];
+    for (int i = 0; i < TOY_N; i++) len[i] = (i * 7) % TOY_N;
+    toy m;
+    yf_param p;
+    yf_param_list pl;
+    yf_train_hooks h;
+    toy_init(&m, &p, &pl, &h);
+    FILE *out = fopen("/dev/null", "w");
+    yf_train_args a = toy_args(sub("grouped"), out);
+    a.lengths = len;
+    CHECK(yf_train(&a, &h, &pl, &(yf_train_result){0}) == 0, "%s", yf_last_error());
+    fclose(out);
+    for (int e = 0; e < 3; e++) {
+        int count[TOY_N] = {0}, unsorted = 0;
+        for (int i = 0; i < TOY_N; i++) {
+            count[m.seen[e * TOY_N + i]]++;
+            if (i && len[m.seen[e * TOY_N + i - 1]] < len[m.seen[e * TOY_N + i]]) unsorted++;
+        }
+        for (int i = 0; i < TOY_N; i++) CHECK(count[i] == 1, "epoch %d is not a permutation", e);
+        CHECK(unsorted == 0, "epoch %d: %d places where a shorter example comes before a longer one", e, unsorted);
+    }
+}
+
 /* Reads a whole file (test helper). */
 static char *slurp(const char *path) {
     char *s = NULL;

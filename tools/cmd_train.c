@@ -242,6 +242,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
     int64_t lora_r = 8;
     double epochs = 3, lr = 5e-5, wd = 0, warmup_ratio = 0, max_grad_norm = 1.0, lora_alpha = 32, lora_dropout = NAN;
     double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
+    bool group_by_length = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
     const yc_opt opts[] = {
         {"model", YC_STR, &model_dir, "base model directory (config.json + weights) [required]"},
@@ -270,6 +271,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
         {"save-steps", YC_INT, &save_steps, "checkpoint every N steps with --save-strategy steps (500)"},
         {"seed", YC_INT, &seed, "shuffling, adapter init and dropout (42)"},
         {"no-shuffle", YC_FLAG, &no_shuffle, "keep the data file's order"},
+        {"group-by-length", YC_FLAG, &group_by_length, "batch examples of similar length together (less padding), as HF's flag"},
         {"gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"},
         {"bf16", YC_FLAG, &bf16, "keep bf16 base weights as bf16 (otherwise they are converted to fp32)"},
         {"lora-r", YC_INT, &lora_r, "LoRA rank (8; recipe value, as PEFT's default)"},
@@ -345,6 +347,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
         return yc_fail("train");
     }
     a.resume_dir = resume_dir;
+    if (group_by_length) a.lengths = ds.len;
 
     /* model and trainable tensors */
     int rc = 1;
