@@ -432,7 +432,7 @@ def selftest(gold):
         tag = " (gradient checkpointing)" if ckpt else ""
         if not ckpt:
             check("LoRA logits (max abs)", float((lo.detach() - lf["logits"]).abs().max()), 1e-4)
-            check("LoRA loss (abs)", abs(float(loss) - float(lf["loss_next_token"])), 1e-4)
+            check("LoRA loss (abs)", abs(loss.item() - float(lf["loss_next_token"])), 1e-4)
         worst = 0.0
         for n in range(m.L):
             for p in PROJ:
@@ -455,7 +455,7 @@ def selftest(gold):
         loss = loss_next_token(m.forward(ids), labels)
         loss.backward()
         gn = float(torch.nn.utils.clip_grad_norm_(params, traj["max_grad_norm"]))
-        check(f"train step {s + 1}: loss", abs(float(loss) - traj["loss_per_step"][s]), 1e-4)
+        check(f"train step {s + 1}: loss", abs(loss.item() - traj["loss_per_step"][s]), 1e-4)
         check(f"train step {s + 1}: grad norm before clipping (relative)",
               abs(gn - traj["grad_norm_before_clip"][s]) / traj["grad_norm_before_clip"][s], 1e-4)
         opt.step()
@@ -533,7 +533,7 @@ def bench(args):
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(round(float(loss), 4))
+            losses.append(round(loss.item(), 4))
             if s >= args.warmup:
                 step_times.append(time.time() - t)
             log(f"  step {s + 1}: loss {losses[-1]} {time.time() - t:.2f}s")
@@ -589,6 +589,8 @@ def main():
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--write-data", metavar="FILE", help="write the benchmark batch (input_ids, labels) "
                     "for --config/--batch/--seq as safetensors, for yuanft train, and exit")
+    ap.add_argument("--print-ids", action="store_true", help="print the first row of the benchmark batch "
+                    "(--config/--seq) as comma-separated ids, for yuanft generate --prompt-ids, and exit")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.selftest:
@@ -597,6 +599,9 @@ def main():
             log(f"torch_ref.py: golden folder {gold} not found (pass --golden DIR)")
             return 2
         return selftest(gold)
+    if args.print_ids:
+        print(",".join(str(int(i)) for i in random_batch(CONFIGS[args.config], 1, args.seq)[0][0]))
+        return 0
     if args.write_data:
         ids, labels = random_batch(CONFIGS[args.config], args.batch, args.seq)
         write_safetensors(args.write_data, {"input_ids": ids, "labels": labels})
