@@ -20,6 +20,7 @@
 #                          exceeds this many seconds (default 600)
 #   BENCH_NO_VENV=1        do not create bench/venv (its rows become n/a)
 #   BENCH_FRESH=1          re-create the yuanft model folders in bench/.work
+#   BENCH_QUICK=1          only the tiny-model rows (a check of this script, a minute)
 set -u
 cd "$(dirname "$0")/.." || exit 2
 START=$(date +%s)
@@ -34,6 +35,7 @@ YF=build/yuanft
 SHARED=${YF_SHARED:-../shared}
 GOLD=$SHARED/golden/yuan-tiny
 TORCH_24_MAX_S=${BENCH_TORCH_24_MAX_S:-600}
+QUICK=${BENCH_QUICK:-0}
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { echo "bench: $*" >&2; }
@@ -76,10 +78,12 @@ torch_suite() {
   st=$(torch_selftest "$py" "$name")
   say "$name: $st"
   for dt in bf16 fp32; do
-    torch_row "$py" "$name" "2-layer train B1 T384" $dt "$st" --config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 1 --steps 3
-    torch_row "$py" "$name" "2-layer prefill T384" $dt "" --config yuan2b-2layer --mode prefill --seq 384 --warmup 1 --steps 3
-    torch_row "$py" "$name" "2-layer decode 32 after 384" $dt "" --config yuan2b-2layer --mode decode --seq 384 --new-tokens 32 --warmup 1 --steps 2
-    torch_row "$py" "$name" "tiny train B4 T64" $dt "" --config tiny --mode train --batch 4 --seq 64 --warmup 3 --steps 20
+    if [ "$QUICK" != 1 ]; then
+      torch_row "$py" "$name" "2-layer train B1 T384" $dt "$st" --config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 1 --steps 3
+      torch_row "$py" "$name" "2-layer prefill T384" $dt "" --config yuan2b-2layer --mode prefill --seq 384 --warmup 1 --steps 3
+      torch_row "$py" "$name" "2-layer decode 32 after 384" $dt "" --config yuan2b-2layer --mode decode --seq 384 --new-tokens 32 --warmup 1 --steps 2
+    fi
+    torch_row "$py" "$name" "tiny train B4 T64" $dt "$st" --config tiny --mode train --batch 4 --seq 64 --warmup 3 --steps 20
     torch_row "$py" "$name" "tiny prefill T64" $dt "" --config tiny --mode prefill --seq 64 --warmup 3 --steps 20
     torch_row "$py" "$name" "tiny decode 32 after 64" $dt "" --config tiny --mode decode --seq 64 --new-tokens 32 --warmup 2 --steps 5
   done
@@ -190,18 +194,22 @@ yf_suite() {
   "$PY" bench/torch_ref.py --config yuan2b-2layer --batch 8 --seq 384 --write-data "$W/data-2layer.safetensors"
   "$PY" bench/torch_ref.py --config tiny --batch 128 --seq 64 --write-data "$W/data-tiny.safetensors"
   "$PY" bench/torch_ref.py --config yuan2b --batch 12 --seq 384 --write-data "$W/data-24layer.safetensors"
-  yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
-  yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-f32" f32
+  if [ "$QUICK" != 1 ]; then
+    yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
+    yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-f32" f32
+  fi
   for dt in bf16 fp32; do
     m=$W/m-2layer-bf16; tiny=$GOLD/bf16
     [ $dt = fp32 ] && m=$W/m-2layer-f32 && tiny=$GOLD
-    yf_train "2-layer train B1 T384" "$m" "$W/data-2layer.safetensors" 1 4 $dt
-    yf_generate "2-layer prefill T384" "2-layer decode 32 after 384" "$m" $dt yuan2b-2layer 384 32
+    if [ "$QUICK" != 1 ]; then
+      yf_train "2-layer train B1 T384" "$m" "$W/data-2layer.safetensors" 1 4 $dt
+      yf_generate "2-layer prefill T384" "2-layer decode 32 after 384" "$m" $dt yuan2b-2layer 384 32
+    fi
     # the golden tiny model: its fp32 weights, and the bf16-rounded copy for the bf16 rows
     yf_train "tiny train B4 T64" "$tiny" "$W/data-tiny.safetensors" 4 24 $dt
     yf_generate "tiny prefill T64" "tiny decode 32 after 64" "$tiny" $dt tiny 64 32
   done
-  yf_mpi
+  [ "$QUICK" != 1 ] && yf_mpi
 }
 
 yf_24() {
@@ -227,21 +235,25 @@ fi
 yf_suite
 torch_suite "$PY" "Debian"
 torch_suite "$PYNEW" "PyPI"
-if [ "${BENCH_SKIP_24:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
   yf_24
   torch_24 "$PY" "Debian"
   torch_24 "$PYNEW" "PyPI"
 fi
 
 # tokenizer and kernel benchmarks, when their programs exist
-if [ -f bench/tokenizer_bench.sh ]; then
+if [ "$QUICK" = 1 ]; then
+  echo "n/a (BENCH_QUICK=1)" > "$L/tokenizer.md"
+elif [ -f bench/tokenizer_bench.sh ]; then
   say "tokenizer bench [$(elapsed) s]"
   { echo "| what | yuanft | sentencepiece | speed-up |"; echo "| --- | ---: | ---: | ---: |"
     timeout 900 sh bench/tokenizer_bench.sh 2> "$L/tokenizer.err" || echo "tokenizer_bench.sh failed: $(tail -1 "$L/tokenizer.err")"; } > "$L/tokenizer.md"
 else
   echo "n/a (bench/tokenizer_bench.sh not present yet)" > "$L/tokenizer.md"
 fi
-if [ -x build/bench-kernels ]; then
+if [ "$QUICK" = 1 ]; then
+  echo "n/a (BENCH_QUICK=1)" > "$L/kernels.md"
+elif [ -x build/bench-kernels ]; then
   say "kernel bench [$(elapsed) s]"
   { echo '```'; timeout 600 build/bench-kernels --quick 2>&1; echo '```'; } > "$L/kernels.md"
 else
