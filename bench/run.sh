@@ -271,7 +271,7 @@ T=$(elapsed)
   echo "PyPI $("$PYNEW" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "n/a: $venv_note") (bench/venv); both with torch.set_num_threads($(nproc)),"
   echo "bf16 = bf16 weights under torch.autocast('cpu', bfloat16) (faster than pure bf16 here), fp32 adapters."
   echo "Same random token ids for yuanft and PyTorch (random weights, N(0, 0.02)); tokens/s: train = B x T a step"
-  echo "(PyTorch: mean of the timed steps after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
+  echo "(PyTorch: the median timed step after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
   echo
 } > "$L/head.md"
 rep table "$R" bench/results.md --head "$L/head.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md"

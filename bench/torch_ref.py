@@ -559,9 +559,12 @@ def bench(args):
         res.update(batch=1, seq=args.seq)
         if args.mode == "decode":
             res.update(new_tokens=args.new_tokens)
-    mean = sum(step_times) / len(step_times)
-    res.update(steps_timed=len(step_times), warmup=args.warmup, seconds_per_step=round(mean, 4),
-               tokens_per_second=round(tokens / mean, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+    # the median step: on a machine shared with other jobs a single disturbed step would move a mean
+    med = sorted(step_times)[len(step_times) // 2] if len(step_times) % 2 else \
+        sum(sorted(step_times)[len(step_times) // 2 - 1: len(step_times) // 2 + 1]) / 2
+    res.update(steps_timed=len(step_times), warmup=args.warmup, seconds_per_step=round(med, 4),
+               seconds_all_steps=[round(t, 4) for t in step_times],
+               tokens_per_second=round(tokens / med, 2), peak_rss_mb=round(peak_rss_mb(), 1))
     print(json.dumps(res), flush=True)
     return 0
 
