@@ -193,7 +193,7 @@ yf_mpi() {
 yf_suite() {
   "$PY" bench/torch_ref.py --config yuan2b-2layer --batch 8 --seq 384 --write-data "$W/data-2layer.safetensors"
   "$PY" bench/torch_ref.py --config tiny --batch 128 --seq 64 --write-data "$W/data-tiny.safetensors"
-  "$PY" bench/torch_ref.py --config yuan2b --batch 12 --seq 384 --write-data "$W/data-24layer.safetensors"
+  "$PY" bench/torch_ref.py --config yuan2b --batch 6 --seq 384 --write-data "$W/data-24layer.safetensors"
   if [ "$QUICK" != 1 ]; then
     yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
     yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-f32" f32
@@ -215,7 +215,8 @@ yf_suite() {
 yf_24() {
   wl="24-layer train B6 T384 ckpt"
   if yf_init bench/configs/yuan2b.json "$W/m-24layer-bf16" bf16; then
-    yf_train "$wl" "$W/m-24layer-bf16" "$W/data-24layer.safetensors" 6 2 bf16 --gradient-checkpointing
+    # one optimizer step (~ minutes): the Trainer's tokens/s is that step's
+    yf_train "$wl" "$W/m-24layer-bf16" "$W/data-24layer.safetensors" 6 1 bf16 --gradient-checkpointing
   else
     rep row "$R" --workload "$wl" --impl yuanft --dtype bf16 --na "$(yf_missing init) (or init failed: $L/)"
   fi
@@ -264,7 +265,7 @@ T=$(elapsed)
 {
   echo "# yuanft benchmarks"
   echo
-  echo "\`make bench\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
+  echo "\`make bench\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null || echo '?') ($(git rev-parse --abbrev-ref HEAD 2>/dev/null))."
   echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;"
   echo "load average $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; the whole run took $T s."
   echo "PyTorch: Debian $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo n/a) (/usr/bin/python3),"
