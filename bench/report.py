@@ -2,8 +2,8 @@
 """Helpers of bench/run.sh: run a command measuring its peak RSS, turn each measurement's output
 into one result row, and render the rows as the Markdown table of bench/results.md.
 
-  report.py run PREFIX -- CMD...     CMD's stdout/stderr to PREFIX.out/.err; writes PREFIX.rss
-                                     (peak RSS of CMD and its children, MiB) and PREFIX.wall;
+  report.py run PREFIX -- CMD...     CMD's stdout/stderr to PREFIX.out/.err; writes PREFIX.meta
+                                     (JSON: rc, wall_s, peak_rss_mb of CMD and its children);
                                      exits with CMD's status
   report.py row RESULTS.jsonl --workload W --impl I --dtype D (--torch PREFIX | --train PREFIX
                 | --generate PREFIX --kind prefill|decode | --na REASON) [--note N]
@@ -30,15 +30,18 @@ def run(prefix, cmd):
         except OSError as e:
             err.write(f"{cmd[0]}: {e}\n".encode())
             rc = 127
-    wall = time.time() - t
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    with open(prefix + ".rss", "w") as f:
-        f.write(f"{rss:.1f}\n")
-    with open(prefix + ".wall", "w") as f:
-        f.write(f"{wall:.3f}\n")
-    with open(prefix + ".rc", "w") as f:
-        f.write(f"{rc}\n")
+    meta = dict(rc=rc, wall_s=round(time.time() - t, 3),
+                peak_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1))
+    with open(prefix + ".meta", "w") as f:
+        f.write(json.dumps(meta) + "\n")
     return rc
+
+
+def meta(prefix):
+    try:
+        return json.loads(read(prefix + ".meta"))
+    except ValueError:
+        return dict(rc="?", wall_s=0.0, peak_rss_mb=None)
 
 
 def read(path, default=""):
@@ -62,9 +65,10 @@ def json_lines(text):
 
 
 def why_failed(prefix):
-    rc = read(prefix + ".rc", "?").strip()
-    if rc in ("124", "137"):
-        return f"timed out after {float(read(prefix + '.wall', '0')):.0f} s"
+    m = meta(prefix)
+    rc = m["rc"]
+    if rc in (124, 137):
+        return f"timed out after {m['wall_s']:.0f} s"
     err = [l.strip() for l in read(prefix + ".err").splitlines() if l.strip()]
     # the most telling line: an error message if there is one, else the last line
     for l in err:
@@ -78,15 +82,20 @@ def parse_generate(prefix, kind):
     Accepts a JSON object with a key naming the phase and 'per_second' / 'tok_s' / 'tps', or a text
     line naming the phase ('prefill'/'prompt' or 'decode'/'generat') with 'N tok/s' or 'N tokens/s'."""
     text = read(prefix + ".err") + "\n" + read(prefix + ".out")
-    words = ("prefill", "prompt") if kind == "prefill" else ("decode", "generat", "new")
+    pre, dec = ("prefill", "prompt"), ("decode", "generat", "new")
+    words, other = (pre, dec) if kind == "prefill" else (dec, pre)
+
+    def names(s):   # names this phase and not the other one ("yuanft generate: prefill ..." is prefill)
+        return any(w in s for w in words) and not any(w in s for w in other)
+
     for obj in json_lines(text):
         for k, v in obj.items():
             kl = k.lower()
-            if any(w in kl for w in words) and re.search(r"per_second|tok_s|tps|tokens_s", kl) and isinstance(v, (int, float)):
+            if names(kl) and re.search(r"per_second|tok_s|tps|tokens_s", kl) and isinstance(v, (int, float)):
                 return float(v)
     for line in text.splitlines():
-        ll = line.lower()
-        if any(w in ll for w in words):
+        ll = re.sub(r"^\s*yuanft generate:\s*", "", line.lower())     # the program's own name is no phase
+        if names(ll):
             m = re.search(r"([0-9]+(?:\.[0-9]+)?)\s*(?:tokens?|tok)\s*/\s*s", ll)
             if m:
                 return float(m.group(1))
@@ -131,12 +140,12 @@ def row(argv):
         else:
             notes.append(why_failed(a.train))
     elif a.generate:
-        tps = parse_generate(a.generate, a.kind) if read(a.generate + ".rc").strip() == "0" else None
+        m = meta(a.generate)
+        tps = parse_generate(a.generate, a.kind) if m["rc"] == 0 else None
         if tps is not None:
-            r.update(tokens_per_second=tps, peak_rss_mb=float(read(a.generate + ".rss", "0")))
+            r.update(tokens_per_second=tps, peak_rss_mb=m["peak_rss_mb"])
         else:
-            notes.append(why_failed(a.generate) if read(a.generate + ".rc").strip() != "0"
-                         else "no tokens/s found in yuanft generate's output")
+            notes.append(why_failed(a.generate) if m["rc"] != 0 else "no tokens/s found in yuanft generate's output")
     r["note"] = "; ".join(n for n in notes if n)
     with open(a.results, "a") as f:
         f.write(json.dumps(r, ensure_ascii=False) + "\n")

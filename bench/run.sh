@@ -40,9 +40,10 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { echo "bench: $*" >&2; }
 rep() { "$PY" bench/report.py "$@"; }
-# run PREFIX TIMEOUT CMD...: output to PREFIX.out/.err, peak RSS to PREFIX.rss
+# run PREFIX TIMEOUT CMD...: output to PREFIX.out/.err; exit status, wall time, peak RSS to PREFIX.meta
 run() { p=$1; t=$2; shift 2; rep run "$p" -- timeout "$t" "$@"; }
 elapsed() { echo $(( $(date +%s) - START )); }
+slug() { printf '%s' "$1" | tr -c 'a-zA-Z0-9-' '_'; }
 
 # ---------------------------------------------------------------- PyTorch side
 
@@ -62,7 +63,7 @@ torch_selftest() {
 # torch_row PY NAME WORKLOAD DTYPE NOTE ARGS...: one measurement in a fresh process
 torch_row() {
   py=$1; name=$2; wl=$3; dt=$4; note=$5; shift 5
-  tag=torch-$name-$(echo "$wl-$dt" | tr -c 'a-zA-Z0-9-' '_')
+  tag=torch-$name-$(slug "$wl-$dt")
   if ! torch_py_ok "$py"; then
     rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" --na "$py has no torch"
     return
@@ -133,7 +134,7 @@ yf_init() {
 # yf_train WORKLOAD MODEL DATA B STEPS DTYPE [EXTRA...]: a LoRA training run of STEPS optimizer steps
 yf_train() {
   wl=$1; model=$2; data=$3; b=$4; steps=$5; dt=$6; shift 6
-  tag=yuanft-$(echo "$wl-$dt" | tr -c 'a-zA-Z0-9-' '_')
+  tag=yuanft-$(slug "$wl-$dt")
   if ! yf_has train; then rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --na "$(yf_missing train)"; return; fi
   if [ ! -f "$model/config.json" ]; then rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --na "no model folder (yuanft init failed: $L/)"; return; fi
   flag=""; [ "$dt" = bf16 ] && flag=--bf16
@@ -150,7 +151,7 @@ yf_train() {
 # generation; its prefill and decode tokens/s (printed on stderr) make two rows
 yf_generate() {
   wlp=$1; wld=$2; model=$3; dt=$4; cfgname=$5; plen=$6; new=$7
-  tag=yuanft-gen-$(echo "$wlp-$dt" | tr -c 'a-zA-Z0-9-' '_')
+  tag=yuanft-gen-$(slug "$wlp-$dt")
   if ! yf_has generate; then
     for wl in "$wlp" "$wld"; do rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --na "$(yf_missing generate)"; done
     return
