@@ -1,0 +1,281 @@
+#!/bin/sh
+# `make bench`: yuanft against our PyTorch reference of the same model and LoRA
+# (bench/torch_ref.py) on the same configs, under Debian's PyTorch 1.13
+# (/usr/bin/python3) and the current PyTorch from PyPI (bench/venv, made once by
+# bench/venv.sh). Prints a table of tokens/s and peak RSS with the ratios and
+# writes it to bench/results.md. Logs of every command: bench/.work/log/.
+#
+# Each yuanft measurement is one function (yf_*); when a command does not exist
+# yet or fails, its row says n/a and why, never a made-up number.
+#
+# Workloads (B batch, T tokens a row):
+#   2-layer Yuan2-2B width (D 2048, H 32, I 8192, V 135040): train step with
+#     LoRA r8/alpha 32/dropout 0.1 on the seven projections, B 1, T 384;
+#     prefill of 384 tokens; decode of 32 tokens after it.
+#   24-layer Yuan2-2B: train step B 6, T 384, gradient checkpointing, bf16.
+#   golden tiny model (V 320, D 64, L 2): train B 4, T 64; prefill 64; decode 32.
+# Environment knobs:
+#   BENCH_SKIP_24=1        leave out the 24-layer rows (the long part)
+#   BENCH_TORCH_24_MAX_S   skip the 24-layer PyTorch run when its predicted time
+#                          exceeds this many seconds (default 600)
+#   BENCH_NO_VENV=1        do not create bench/venv (its rows become n/a)
+#   BENCH_FRESH=1          re-create the yuanft model folders in bench/.work
+#   BENCH_QUICK=1          only the tiny-model rows (a check of this script, a minute)
+set -u
+cd "$(dirname "$0")/.." || exit 2
+START=$(date +%s)
+W=bench/.work
+L=$W/log
+mkdir -p "$L"
+R=$W/results.jsonl
+: > "$R"
+PY=/usr/bin/python3
+PYNEW=bench/venv/bin/python
+YF=build/yuanft
+SHARED=${YF_SHARED:-../shared}
+GOLD=$SHARED/golden/yuan-tiny
+TORCH_24_MAX_S=${BENCH_TORCH_24_MAX_S:-600}
+QUICK=${BENCH_QUICK:-0}
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+say() { echo "bench: $*" >&2; }
+rep() { "$PY" bench/report.py "$@"; }
+# run PREFIX TIMEOUT CMD...: output to PREFIX.out/.err; exit status, wall time, peak RSS to PREFIX.meta
+run() { p=$1; t=$2; shift 2; rep run "$p" -- timeout "$t" "$@"; }
+elapsed() { echo $(( $(date +%s) - START )); }
+slug() { printf '%s' "$1" | tr -c 'a-zA-Z0-9-' '_'; }
+
+# ---------------------------------------------------------------- PyTorch side
+
+# torch_py_ok PY: does this interpreter have torch and numpy?
+torch_py_ok() { [ -x "$1" ] && "$1" -c 'import torch, numpy' 2>/dev/null; }
+
+# torch_selftest PY NAME: the reference must reproduce the golden files before we time it
+torch_selftest() {
+  if [ ! -d "$GOLD" ]; then echo "golden files not found ($GOLD)"; return; fi
+  if "$1" bench/torch_ref.py --selftest --golden "$GOLD" > "$L/selftest-$2.out" 2>&1; then
+    echo "selftest passed"
+  else
+    echo "selftest FAILED (see $L/selftest-$2.out)"
+  fi
+}
+
+# torch_row PY NAME WORKLOAD DTYPE NOTE ARGS...: one measurement in a fresh process
+torch_row() {
+  py=$1; name=$2; wl=$3; dt=$4; note=$5; shift 5
+  tag=torch-$name-$(slug "$wl-$dt")
+  if ! torch_py_ok "$py"; then
+    rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" --na "$py has no torch"
+    return
+  fi
+  say "$name: $wl ($dt) [$(elapsed) s]"
+  run "$L/$tag" 1500 "$py" bench/torch_ref.py --dtype "$dt" "$@"
+  rep row "$R" --workload "$wl" --impl "$name" --dtype "$dt" --torch "$L/$tag" --note "$note"
+}
+
+# torch_suite PY NAME: every PyTorch measurement under one interpreter
+torch_suite() {
+  py=$1; name=$2
+  st=$(torch_selftest "$py" "$name")
+  say "$name: $st"
+  for dt in bf16 fp32; do
+    if [ "$QUICK" != 1 ]; then
+      torch_row "$py" "$name" "2-layer train B1 T384" $dt "$st" --config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 1 --steps 3
+      torch_row "$py" "$name" "2-layer prefill T384" $dt "" --config yuan2b-2layer --mode prefill --seq 384 --warmup 1 --steps 3
+      torch_row "$py" "$name" "2-layer decode 32 after 384" $dt "" --config yuan2b-2layer --mode decode --seq 384 --new-tokens 32 --warmup 1 --steps 2
+    fi
+    torch_row "$py" "$name" "tiny train B4 T64" $dt "$st" --config tiny --mode train --batch 4 --seq 64 --warmup 3 --steps 20
+    torch_row "$py" "$name" "tiny prefill T64" $dt "" --config tiny --mode prefill --seq 64 --warmup 3 --steps 20
+    torch_row "$py" "$name" "tiny decode 32 after 64" $dt "" --config tiny --mode decode --seq 64 --new-tokens 32 --warmup 2 --steps 5
+  done
+}
+
+# torch_24 PY NAME: one warm-up step and one timed 24-layer step, only when predicted to fit
+# the time budget. Prediction: 2 x (the 2-layer bf16 train step x 120) + 40 s of init. The FLOP
+# ratio is ~40x (6x the tokens, ~6.6x the work a token with recomputation); measured on the
+# shared 2-core machine: ~160x with PyTorch 1.13, ~75x with 2.15 (its first step 1.7x slower).
+torch_24() {
+  py=$1; name=$2; wl="24-layer train B6 T384 ckpt"
+  torch_py_ok "$py" || { rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype bf16 --na "$py has no torch"; return; }
+  s2=$("$PY" -c "import json,sys
+for l in open(sys.argv[1]):
+    try: o=json.loads(l)
+    except ValueError: continue
+    print(o.get('seconds_per_step', ''))" "$L/torch-$name-2-layer_train_B1_T384-bf16.out" 2>/dev/null | tail -1)
+  pred=$("$PY" -c "import sys; s=sys.argv[1]; print(int(float(s)*240+40) if s else 99999)" "${s2:-}")
+  if [ "$pred" -gt "$TORCH_24_MAX_S" ]; then
+    rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype bf16 \
+      --na "skipped: predicted ${pred} s > ${TORCH_24_MAX_S} s (BENCH_TORCH_24_MAX_S)"
+    return
+  fi
+  torch_row "$py" "$name" "$wl" bf16 "predicted ${pred} s" --config yuan2b --mode train --batch 6 --seq 384 --grad-ckpt --warmup 1 --steps 1
+}
+
+# ---------------------------------------------------------------- yuanft side
+
+# yf_has CMD: is the subcommand implemented (its --help succeeds)?
+yf_has() { [ -x "$YF" ] && "$YF" "$1" --help > /dev/null 2>&1; }
+yf_missing() { if [ -x "$YF" ]; then echo "yuanft $1 not available yet"; else echo "$YF not built"; fi; }
+
+# yf_init CONFIG DIR DTYPE: a random model folder, kept between runs (BENCH_FRESH=1 re-creates)
+yf_init() {
+  cfg=$1; dir=$2; dt=$3
+  stamp="$("$YF" --version 2>/dev/null) $(cksum < "$cfg") $dt"
+  if [ "${BENCH_FRESH:-0}" != 1 ] && [ -f "$dir/.bench-stamp" ] && [ "$(cat "$dir/.bench-stamp")" = "$stamp" ]; then
+    return 0
+  fi
+  yf_has init || return 1
+  rm -rf "$dir"
+  say "yuanft init $cfg -> $dir ($dt) [$(elapsed) s]"
+  run "$L/init-$(basename "$dir")" 900 "$YF" init --config "$cfg" --out "$dir" --dtype "$dt" || return 1
+  echo "$stamp" > "$dir/.bench-stamp"
+}
+
+# yf_train WORKLOAD MODEL DATA B STEPS DTYPE [EXTRA...]: a LoRA training run of STEPS optimizer steps
+yf_train() {
+  wl=$1; model=$2; data=$3; b=$4; steps=$5; dt=$6; shift 6
+  tag=yuanft-$(slug "$wl-$dt")
+  if ! yf_has train; then rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --na "$(yf_missing train)"; return; fi
+  if [ ! -f "$model/config.json" ]; then rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --na "no model folder (yuanft init failed: $L/)"; return; fi
+  flag=""; [ "$dt" = bf16 ] && flag=--bf16
+  say "yuanft: $wl ($dt) [$(elapsed) s]"
+  rm -rf "$W/out/$tag"
+  # shellcheck disable=SC2086
+  run "$L/$tag" 1500 "$YF" train --model "$model" --data "$data" --output-dir "$W/out/$tag" \
+    --max-steps "$steps" --per-device-train-batch-size "$b" --save-strategy no --logging-steps 1 \
+    --no-shuffle --lora-r 8 --lora-alpha 32 --lora-dropout 0.1 $flag "$@"
+  rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --train "$L/$tag"
+}
+
+# yf_generate WORKLOAD_PREFILL WORKLOAD_DECODE MODEL DTYPE CONFIG PROMPT_LEN NEW: one greedy
+# generation; its prefill and decode tokens/s (printed on stderr) make two rows
+yf_generate() {
+  wlp=$1; wld=$2; model=$3; dt=$4; cfgname=$5; plen=$6; new=$7
+  tag=yuanft-gen-$(slug "$wlp-$dt")
+  if ! yf_has generate; then
+    for wl in "$wlp" "$wld"; do rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --na "$(yf_missing generate)"; done
+    return
+  fi
+  if [ ! -f "$model/config.json" ]; then
+    for wl in "$wlp" "$wld"; do rep row "$R" --workload "$wl" --impl yuanft --dtype "$dt" --na "no model folder"; done
+    return
+  fi
+  flag=""
+  [ "$dt" = bf16 ] && "$YF" generate --help 2>&1 | grep -q -- '--bf16' && flag=--bf16
+  ids=$("$PY" bench/torch_ref.py --config "$cfgname" --seq "$plen" --print-ids)
+  say "yuanft: generate $plen + $new ($dt) [$(elapsed) s]"
+  # shellcheck disable=SC2086
+  run "$L/$tag" 900 "$YF" generate --model "$model" --prompt-ids "$ids" --max-new-tokens "$new" --json $flag
+  rep row "$R" --workload "$wlp" --impl yuanft --dtype "$dt" --generate "$L/$tag" --kind prefill
+  rep row "$R" --workload "$wld" --impl yuanft --dtype "$dt" --generate "$L/$tag" --kind decode
+}
+
+# yf_mpi: data-parallel training, 1 process x 2 threads against 2 processes x 1 thread
+# (placeholder until yuanft has MPI: detected by 'mpi' in yuanft train --help)
+yf_mpi() {
+  wl="MPI: 2-layer train B2 T384"
+  if ! yf_has train || ! "$YF" train --help 2>&1 | grep -qi mpi || ! command -v mpirun > /dev/null; then
+    for impl in "yuanft 1 process x 2 threads" "yuanft 2 processes x 1 thread"; do
+      rep row "$R" --workload "$wl" --impl "$impl" --dtype bf16 --na "yuanft has no MPI support yet (or mpirun is missing)"
+    done
+    return
+  fi
+  say "yuanft: $wl [$(elapsed) s]"
+  data=$W/data-2layer.safetensors
+  run "$L/mpi-1x2" 1500 env OMP_NUM_THREADS=2 "$YF" train --model "$W/m-2layer-bf16" --data "$data" --output-dir "$W/out/mpi-1x2" \
+    --max-steps 2 --per-device-train-batch-size 2 --save-strategy no --no-shuffle --bf16
+  rep row "$R" --workload "$wl" --impl "yuanft 1 process x 2 threads" --dtype bf16 --train "$L/mpi-1x2"
+  run "$L/mpi-2x1" 1500 mpirun --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 \
+    "$YF" train --model "$W/m-2layer-bf16" --data "$data" --output-dir "$W/out/mpi-2x1" \
+    --max-steps 2 --per-device-train-batch-size 1 --save-strategy no --no-shuffle --bf16
+  rep row "$R" --workload "$wl" --impl "yuanft 2 processes x 1 thread" --dtype bf16 --train "$L/mpi-2x1" \
+    --note "per-process batch 1 (global 2)"
+}
+
+yf_suite() {
+  "$PY" bench/torch_ref.py --config yuan2b-2layer --batch 8 --seq 384 --write-data "$W/data-2layer.safetensors"
+  "$PY" bench/torch_ref.py --config tiny --batch 128 --seq 64 --write-data "$W/data-tiny.safetensors"
+  "$PY" bench/torch_ref.py --config yuan2b --batch 6 --seq 384 --write-data "$W/data-24layer.safetensors"
+  if [ "$QUICK" != 1 ]; then
+    yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
+    yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-f32" f32
+  fi
+  for dt in bf16 fp32; do
+    m=$W/m-2layer-bf16; tiny=$GOLD/bf16
+    [ $dt = fp32 ] && m=$W/m-2layer-f32 && tiny=$GOLD
+    if [ "$QUICK" != 1 ]; then
+      yf_train "2-layer train B1 T384" "$m" "$W/data-2layer.safetensors" 1 4 $dt
+      yf_generate "2-layer prefill T384" "2-layer decode 32 after 384" "$m" $dt yuan2b-2layer 384 32
+    fi
+    # the golden tiny model: its fp32 weights, and the bf16-rounded copy for the bf16 rows
+    yf_train "tiny train B4 T64" "$tiny" "$W/data-tiny.safetensors" 4 24 $dt
+    yf_generate "tiny prefill T64" "tiny decode 32 after 64" "$tiny" $dt tiny 64 32
+  done
+  [ "$QUICK" != 1 ] && yf_mpi
+}
+
+yf_24() {
+  wl="24-layer train B6 T384 ckpt"
+  if yf_init bench/configs/yuan2b.json "$W/m-24layer-bf16" bf16; then
+    # one optimizer step (~ minutes): the Trainer's tokens/s is that step's
+    yf_train "$wl" "$W/m-24layer-bf16" "$W/data-24layer.safetensors" 6 1 bf16 --gradient-checkpointing
+  else
+    rep row "$R" --workload "$wl" --impl yuanft --dtype bf16 --na "$(yf_missing init) (or init failed: $L/)"
+  fi
+}
+
+# ---------------------------------------------------------------- the run
+
+say "start; load average $LOAD0 (the machine may be shared: numbers move with it)"
+venv_note=""
+if [ "${BENCH_NO_VENV:-0}" != 1 ]; then
+  sh bench/venv.sh > "$L/venv.log" 2>&1 || venv_note="bench/venv could not be created (see $L/venv.log)"
+else
+  venv_note="BENCH_NO_VENV=1"
+fi
+[ -n "$venv_note" ] && say "$venv_note"
+
+yf_suite
+torch_suite "$PY" "Debian"
+torch_suite "$PYNEW" "PyPI"
+if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
+  yf_24
+  torch_24 "$PY" "Debian"
+  torch_24 "$PYNEW" "PyPI"
+fi
+
+# tokenizer and kernel benchmarks, when their programs exist
+if [ "$QUICK" = 1 ]; then
+  echo "n/a (BENCH_QUICK=1)" > "$L/tokenizer.md"
+elif [ -f bench/tokenizer_bench.sh ]; then
+  say "tokenizer bench [$(elapsed) s]"
+  { echo "| what | yuanft | sentencepiece | speed-up |"; echo "| --- | ---: | ---: | ---: |"
+    timeout 900 sh bench/tokenizer_bench.sh 2> "$L/tokenizer.err" || echo "tokenizer_bench.sh failed: $(tail -1 "$L/tokenizer.err")"; } > "$L/tokenizer.md"
+else
+  echo "n/a (bench/tokenizer_bench.sh not present yet)" > "$L/tokenizer.md"
+fi
+if [ "$QUICK" = 1 ]; then
+  echo "n/a (BENCH_QUICK=1)" > "$L/kernels.md"
+elif [ -x build/bench-kernels ]; then
+  say "kernel bench [$(elapsed) s]"
+  { echo '```'; timeout 600 build/bench-kernels --quick 2>&1; echo '```'; } > "$L/kernels.md"
+else
+  echo "n/a (build/bench-kernels not built yet)" > "$L/kernels.md"
+fi
+
+T=$(elapsed)
+{
+  echo "# yuanft benchmarks"
+  echo
+  echo "\`make bench\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null || echo '?') ($(git rev-parse --abbrev-ref HEAD 2>/dev/null))."
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;"
+  echo "load average $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; the whole run took $T s."
+  echo "PyTorch: Debian $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo n/a) (/usr/bin/python3),"
+  echo "PyPI $("$PYNEW" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "n/a: $venv_note") (bench/venv); both with torch.set_num_threads($(nproc)),"
+  echo "bf16 = bf16 weights under torch.autocast('cpu', bfloat16) (faster than pure bf16 here), fp32 adapters."
+  echo "Same random token ids for yuanft and PyTorch (random weights, N(0, 0.02)); tokens/s: train = B x T a step"
+  echo "(PyTorch: the median timed step after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
+  echo
+} > "$L/head.md"
+rep table "$R" bench/results.md --head "$L/head.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md"
+say "done in $T s; table written to bench/results.md"
