@@ -1,6 +1,7 @@
 /* ops: per-op forward/backward kernels (see ops.h). Plain loops, OpenMP over
  * rows or (batch, head); the matrix products live in backend/cpu. */
 #include "ops.h"
+#include "vecmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -241,9 +242,9 @@ void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, co
     }
 }
 
-void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
-                      const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
-                      int64_t hd) {
+void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                          const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
+                          int64_t hd) {
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel if (PAR(B * H * T * T * hd))
     {
@@ -308,25 +309,30 @@ void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const 
 
 double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
     double total = 0;
-#pragma omp parallel for if (PAR(R * V)) reduction(+ : total) schedule(static)
-    for (int64_t r = 0; r < R; r++) {
-        const float *x = logits + r * V;
-        float *d = dlogits ? dlogits + r * V : NULL;
-        int64_t tg = target[r];
-        if (tg < 0) {
-            if (d) memset(d, 0, (size_t)V * sizeof(float));
-            continue;
+#pragma omp parallel if (PAR(R * V)) reduction(+ : total)
+    {
+        /* the exponentials go to the gradient row (softmax = them / sum), else to a scratch row */
+        float *row = dlogits ? NULL : malloc((size_t)V * sizeof(float));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < R; r++) {
+            const float *x = logits + r * V;
+            float *d = dlogits ? dlogits + r * V : row;
+            int64_t tg = target[r];
+            if (tg < 0) {
+                if (dlogits) memset(d, 0, (size_t)V * sizeof(float));
+                continue;
+            }
+            float xt = x[tg], mx = yf_max_of(x, V);
+            double sum = yf_exp_affine_sum(d, x, V, 1.0f, mx); /* may overwrite x when d == x */
+            double lse = (double)mx + log(sum);
+            total += lse - (double)xt;
+            if (dlogits) {
+                float k = (float)(scale / sum);
+                for (int64_t i = 0; i < V; i++) d[i] *= k;
+                d[tg] -= scale;
+            }
         }
-        float mx = -INFINITY;
-        for (int64_t i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
-        double sum = 0;
-        for (int64_t i = 0; i < V; i++) sum += exp((double)(x[i] - mx));
-        double lse = (double)mx + log(sum);
-        total += lse - (double)x[tg];
-        if (d) {
-            for (int64_t i = 0; i < V; i++) d[i] = scale * (float)exp((double)x[i] - lse);
-            d[tg] -= scale;
-        }
+        free(row);
     }
     return total;
 }
