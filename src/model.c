@@ -363,7 +363,7 @@ void yf_act_free(yf_act *a) {
 /* ---- projections with adapters --------------------------------------------------- */
 
 static void scale_cols(float *y, const float *c, int64_t N, int64_t C) {
-#pragma omp parallel for if ((int64_t)(N * C) >= 32768) schedule(static)
+#pragma omp parallel for if ((int64_t)(N * C) >= ((int64_t)1 << 21)) schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < C; i++) y[n * C + i] *= c[i];
 }
@@ -449,7 +449,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
             float *lts = ws->dlt;
             for (int64_t i = 0; i < N * R; i++) lts[i] = s * ws->lt[i];
             yf_matmul_xwt(t, lts, md->B, YF_F32, N, out, R, true);
-#pragma omp parallel for if ((int64_t)(N * out) >= 32768) schedule(static)
+#pragma omp parallel for if ((int64_t)(N * out) >= ((int64_t)1 << 21)) schedule(static)
             for (int64_t o = 0; o < out; o++) {
                 double acc_m = 0;
                 for (int64_t i = 0; i < N; i++) acc_m += (double)dy[i * out + o] * t[i * out + o];
@@ -497,7 +497,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
 /* ---- one layer ------------------------------------------------------------------ */
 
 static void add_into(float *y, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for if ((int64_t)(n) >= 32768) schedule(static)
+#pragma omp parallel for if ((int64_t)(n) >= ((int64_t)1 << 21)) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 

@@ -171,3 +171,18 @@ TEST(fastops_bufcache_recycles) {
     yf_buf_put(c), yf_buf_put(d), yf_buf_put(e), yf_buf_put(NULL);
     yf_buf_trim();
 }
+
+/* ---- dropout: the vector and scalar forms give the same mask ------------------- */
+
+TEST(fastops_dropout_vector_equals_scalar) {
+    float x[37], a[37], b[7];
+    for (int i = 0; i < 37; i++) x[i] = 1.0f + (float)i;
+    yf_dropout(a, x, 37, 0.4f, 0x123456789abcull); /* 32 in vector form + 5 scalar */
+    yf_dropout(b, x, 7, 0.4f, 0x123456789abcull);  /* all scalar */
+    int diff = 0, kept = 0;
+    for (int i = 0; i < 7; i++) diff += a[i] != b[i];
+    for (int i = 0; i < 37; i++) kept += a[i] != 0;
+    CHECK(diff == 0, "%d of the first 7 mask entries differ between the vector and scalar forms", diff);
+    CHECK(kept > 8 && kept < 34, "kept %d of 37 at p = 0.4", kept);
+    CHECK(a[0] == 0 || fabsf(a[0] - x[0] / 0.6f) < 1e-6f, "kept entries are scaled by 1/(1-p)");
+}

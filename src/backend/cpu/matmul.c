@@ -6,6 +6,7 @@
 #include "matmul_impl.h"
 
 #include "cpu.h"
+#include "pool.h"
 
 #include <omp.h>
 #include <pthread.h>
@@ -238,6 +239,24 @@ static void run_block(const yf_gemm *g, kind k, int nparts, int64_t m0, int64_t 
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+typedef struct split_job {
+    const yf_gemm *g;
+    kind k;
+    int nparts;
+    bool split_n;
+    int64_t chunk, len;
+} split_job;
+
+static void split_piece(void *ctx, int64_t i) {
+    const split_job *j = ctx;
+    int64_t lo = i * j->chunk, hi = lo + j->chunk < j->len ? lo + j->chunk : j->len;
+    if (lo >= hi) return;
+    if (j->split_n)
+        run_block(j->g, j->k, j->nparts, 0, j->g->M, lo, hi);
+    else
+        run_block(j->g, j->k, j->nparts, lo, hi, 0, j->g->N);
+}
+
 static void run(const yf_gemm *g) {
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0) {
@@ -247,42 +266,32 @@ static void run(const yf_gemm *g) {
     }
     int nparts = 1;
     kind k = choose(g, yf_kernels_path(), &nparts);
-    int nt = omp_get_max_threads();
     double work = (double)g->M * (double)g->N * (double)g->K;
-    if (work < MT_MIN_WORK || omp_in_parallel()) nt = 1;
+    int nt = work < MT_MIN_WORK ? 1 : yf_par_threads();
     if (nt <= 1) {
         run_block(g, k, nparts, 0, g->M, 0, g->N);
         return;
     }
-    /* Split C into nt pieces. Each thread packs all of the operand that is
-     * not split and its share of the other, so the bigger one is split: along
-     * M when A (f32 activations, M x K) is larger than B (often bf16 weights,
-     * K x N; the LM head's is 135040 x 2048), along N otherwise or when there
-     * are few rows; the gemv products split along N unless N is tiny. Pieces
-     * are multiples of 32 rows / columns so tiles do not straddle threads
-     * (4 rows for gemv's row blocks). */
+    /* Split C into pieces for the pool. Each piece packs all of the operand
+     * that is not split and its share of the other, so the bigger one is
+     * split: along M when A (f32 activations, M x K) is larger than B (often
+     * bf16 weights, K x N; the LM head's is 135040 x 2048), along N otherwise
+     * or when there are few rows; the gemv products split along N unless N is
+     * tiny. Two pieces per thread when they stay >= 128 wide (a late or
+     * descheduled thread then leaves less behind), else one. Pieces are
+     * multiples of 32 rows / columns so tiles do not straddle them (4 rows for
+     * gemv's row blocks). */
     bool gemv = k == K_GEMV_AVX2 || k == K_GEMV_AVX512;
     double a_bytes = (double)g->M * (double)g->K * 4;
     double b_bytes = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
     bool split_n = gemv ? g->N > SMALL_DIM : (g->M < 64 * nt || (b_bytes > a_bytes && g->N >= 64 * nt));
     int64_t unit = gemv && !split_n ? YF_GEMV_MAX_M : 32;
-    int64_t len = split_n ? g->N : g->M;
-    int64_t chunk = ceil_div(ceil_div(len, unit), nt) * unit;
-    nt = (int)ceil_div(len, chunk);
-    if (nt <= 1) {
-        run_block(g, k, nparts, 0, g->M, 0, g->N);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-        int64_t t = omp_get_thread_num(), lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
-        if (lo < hi) {
-            if (split_n)
-                run_block(g, k, nparts, 0, g->M, lo, hi);
-            else
-                run_block(g, k, nparts, lo, hi, 0, g->N);
-        }
-    }
+    int64_t len = split_n ? g->N : g->M, units = ceil_div(len, unit);
+    int64_t pieces = units >= 8 * nt ? 2 * nt : nt;
+    int64_t chunk = ceil_div(units, pieces) * unit;
+    pieces = ceil_div(len, chunk);
+    split_job j = {g, k, nparts, split_n, chunk, len};
+    yf_par_for(pieces, split_piece, &j);
 }
 
 void yf_matmul_xwt(float *y, const float *x, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
