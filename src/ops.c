@@ -51,12 +51,16 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
         }
     }
     if (dw) {
-#pragma omp parallel for if (PAR(N * D)) schedule(static)
-        for (int64_t i = 0; i < D; i++) {
-            double s = 0;
-            for (int64_t n = 0; n < N; n++) s += (double)dy[n * D + i] * x[n * D + i] * rs[n];
-            dw[i] += (float)s;
+        /* row by row (a column walk was 8% of a small model's step); each
+         * column still sums its rows in order, in double */
+        double *s = yf_calloc((size_t)D, sizeof(double));
+        for (int64_t n = 0; n < N; n++) {
+            const float *dyr = dy + n * D, *xr = x + n * D;
+            double r = rs[n];
+            for (int64_t i = 0; i < D; i++) s[i] += (double)dyr[i] * xr[i] * r;
         }
+        for (int64_t i = 0; i < D; i++) dw[i] += (float)s[i];
+        free(s);
     }
 }
 
@@ -99,12 +103,11 @@ void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C) {
 }
 
 void yf_bias_bwd(float *db, const float *dy, int64_t N, int64_t C) {
-#pragma omp parallel for if (PAR(N * C)) schedule(static)
-    for (int64_t i = 0; i < C; i++) {
-        double s = 0;
-        for (int64_t n = 0; n < N; n++) s += dy[n * C + i];
-        db[i] += (float)s;
-    }
+    double *s = yf_calloc((size_t)C, sizeof(double)); /* row by row, each column in row order */
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < C; i++) s[i] += dy[n * C + i];
+    for (int64_t i = 0; i < C; i++) db[i] += (float)s[i];
+    free(s);
 }
 
 /* ---- RoPE + query/key interleave ------------------------------------------------ */

@@ -14,6 +14,7 @@
 #include "safetensors.h"
 #include "data.h"
 #include "kernels.h"
+#include "pool.h"
 #include "tokenizer.h"
 #include "trainer.h"
 #include "vocab_map.h"
@@ -349,6 +350,7 @@ int cmd_train(int argc, char **argv) {
     ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir};
     yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
     yf_kernels_set_precision(bf16 ? YF_PREC_BF16 : YF_PREC_EXACT);
+    yf_par_adapt_to_load();
     /* full fine-tuning resumes from the checkpoint's weights */
     if (yf_model_load(full && resume_dir ? resume_dir : model_dir, &mo, &m)) goto done;
     c.model = m;

@@ -11,6 +11,8 @@
 #include <omp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/syscall.h>
@@ -120,4 +122,17 @@ void yf_par_for(int64_t n, yf_par_fn fn, void *ctx) {
             sched_yield(); /* a worker holding a chunk was descheduled */
     }
     pthread_mutex_unlock(&P.mu);
+}
+
+int yf_par_adapt_to_load(void) {
+    int nt = omp_get_max_threads();
+    const char *env = getenv("OMP_NUM_THREADS");
+    double load[1];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (nt <= 1 || (env && *env) || ncpu < 1 || getloadavg(load, 1) != 1) return nt;
+    if (load[0] + 0.5 < (double)ncpu) return nt;
+    fprintf(stderr, "yuanft: load average %.1f on %ld CPUs: the cores are busy, using 1 thread "
+                    "(set OMP_NUM_THREADS to choose)\n", load[0], ncpu);
+    omp_set_num_threads(1);
+    return 1;
 }

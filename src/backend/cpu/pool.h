@@ -25,5 +25,12 @@ typedef void (*yf_par_fn)(void *ctx, int64_t i);
 void yf_par_for(int64_t n, yf_par_fn fn, void *ctx);
 /* Threads a yf_par_for may use now (1 = inline). */
 int yf_par_threads(void);
+/* For long runs (training): when OMP_NUM_THREADS is not set and the 1-minute
+ * load average already reaches the number of CPUs (every core busy before we
+ * start), use one thread: a second one cannot get a core of its own, and
+ * measured here (2 cores, load 4-6) 2 threads trained 1.5-1.8x slower than 1.
+ * Like libgomp's OMP_DYNAMIC. Returns the thread count chosen; writes a one-
+ * line note to stderr when it lowers it. Call before the first product. */
+int yf_par_adapt_to_load(void);
 
 #endif
