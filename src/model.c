@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bufcache.h"
 #include "checkpoint.h"
 #include "safetensors.h"
 #include "kernels.h"
@@ -310,7 +311,7 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
     int64_t R = lo ? lo->cfg.r : 0;
     carver c = {NULL, 0};
     ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
-    r->ws.block = yf_aligned_alloc((size_t)c.off * sizeof(float));
+    r->ws.block = yf_buf_get((size_t)c.off * sizeof(float)); /* recycled, not zeroed */
     c = (carver){r->ws.block, 0};
     ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
 }
@@ -321,7 +322,7 @@ void yf_run_free(yf_run *r) {
         free(r->dora_n);
     }
     free(r->drop_seed);
-    free(r->ws.block);
+    yf_buf_put(r->ws.block);
     memset(r, 0, sizeof *r);
 }
 
@@ -350,20 +351,20 @@ void yf_act_alloc(yf_act *a, const yf_model *m, int64_t B, int64_t T, bool with_
     memset(a, 0, sizeof *a);
     carver c = {NULL, 0};
     act_layout(a, &c, B, T, m->D, m->I, m->H, with_x);
-    a->block = yf_aligned_alloc((size_t)c.off * sizeof(float));
+    a->block = yf_buf_get((size_t)c.off * sizeof(float));
     c = (carver){a->block, 0};
     act_layout(a, &c, B, T, m->D, m->I, m->H, with_x);
 }
 
 void yf_act_free(yf_act *a) {
-    free(a->block);
+    yf_buf_put(a->block);
     memset(a, 0, sizeof *a);
 }
 
 /* ---- projections with adapters --------------------------------------------------- */
 
 static void scale_cols(float *y, const float *c, int64_t N, int64_t C) {
-#pragma omp parallel for if ((int64_t)(N * C) >= 32768) schedule(static)
+#pragma omp parallel for if ((int64_t)(N * C) >= ((int64_t)1 << 21)) schedule(static)
     for (int64_t n = 0; n < N; n++)
         for (int64_t i = 0; i < C; i++) y[n * C + i] *= c[i];
 }
@@ -449,7 +450,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
             float *lts = ws->dlt;
             for (int64_t i = 0; i < N * R; i++) lts[i] = s * ws->lt[i];
             yf_matmul_xwt(t, lts, md->B, YF_F32, N, out, R, true);
-#pragma omp parallel for if ((int64_t)(N * out) >= 32768) schedule(static)
+#pragma omp parallel for if ((int64_t)(N * out) >= ((int64_t)1 << 21)) schedule(static)
             for (int64_t o = 0; o < out; o++) {
                 double acc_m = 0;
                 for (int64_t i = 0; i < N; i++) acc_m += (double)dy[i * out + o] * t[i * out + o];
@@ -497,7 +498,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
 /* ---- one layer ------------------------------------------------------------------ */
 
 static void add_into(float *y, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for if ((int64_t)(n) >= 32768) schedule(static)
+#pragma omp parallel for if ((int64_t)(n) >= ((int64_t)1 << 21)) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
@@ -540,7 +541,7 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
         }
         yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0, r->posb);
     } else {
-        yf_attention_fwd(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, T, hd, 0, NULL);
+        yf_attention_fwd_train(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
     }
     yf_heads_merge(act->att, ws->hh, B, T, H, hd);
     yf_linear_fwd(r, l, YF_O, act->att, ws->e);
@@ -704,13 +705,17 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
     int64_t nr = 0;
     for (int64_t i = 0; i < N; i++)
         if (logits || target[i] >= 0) rows[nr++] = i;
-    int64_t R = ((int64_t)1 << 23) / V; /* about 32 MB of logits per chunk */
+    /* about 256 MB of logits per chunk: each chunk streams the whole [V, D]
+     * head through the products (twice with the backward), so chunks of a few
+     * dozen rows made the head weight-bandwidth bound (at V = 135040, 62-row
+     * chunks ran at a third of the rate of 384-row ones) */
+    int64_t R = ((int64_t)1 << 26) / V;
     if (R < 1) R = 1;
     if (R > nr) R = nr;
-    float *hc = yf_aligned_alloc((size_t)(R * D + 1) * sizeof(float));
-    float *lbuf = yf_aligned_alloc((size_t)(R * V + 1) * sizeof(float));
-    float *dl = (dhn && logits) ? yf_aligned_alloc((size_t)(R * V + 1) * sizeof(float)) : lbuf;
-    float *dhc = dhn ? yf_aligned_alloc((size_t)(R * D + 1) * sizeof(float)) : NULL;
+    float *hc = yf_buf_get((size_t)(R * D + 1) * sizeof(float));
+    float *lbuf = yf_buf_get((size_t)(R * V + 1) * sizeof(float));
+    float *dl = (dhn && logits) ? yf_buf_get((size_t)(R * V + 1) * sizeof(float)) : lbuf;
+    float *dhc = dhn ? yf_buf_get((size_t)(R * D + 1) * sizeof(float)) : NULL;
     int64_t *tc = yf_malloc((size_t)(R + 1) * sizeof(int64_t));
     if (dhn) memset(dhn, 0, (size_t)(N * D) * sizeof(float));
     double loss = 0;
@@ -731,10 +736,10 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
         if (m->head.g) yf_matmul_dw(m->head.g, dl, hc, n, V, D);
     }
     free(rows);
-    free(hc);
-    free(lbuf);
-    if (dl != lbuf) free(dl);
-    free(dhc);
+    yf_buf_put(hc);
+    yf_buf_put(lbuf);
+    if (dl != lbuf) yf_buf_put(dl);
+    yf_buf_put(dhc);
     free(tc);
     return loss;
 }
@@ -773,7 +778,7 @@ static int model_run(yf_model *m, const yf_lora *lo, yf_lora *glo, const int64_t
     for (int64_t i = 0; i < nacts; i++) yf_act_alloc(&acts[i], m, B, T, !ckpt);
     int64_t nx = ckpt ? L + 1 : (bwd ? 1 : 2);
     float **xs = yf_calloc((size_t)nx, sizeof *xs);
-    for (int64_t i = 0; i < nx; i++) xs[i] = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    for (int64_t i = 0; i < nx; i++) xs[i] = yf_buf_get((size_t)(N * D) * sizeof(float));
     float *x0 = ckpt || !bwd ? xs[0] : acts[0].x;
     yf_embed_fwd(x0, m->embed.data, m->embed.dt, ids, N, D);
     float *hL = NULL;
@@ -795,11 +800,11 @@ static int model_run(yf_model *m, const yf_lora *lo, yf_lora *glo, const int64_t
         yf_layer_fwd(&r, l, a, out, NULL);
         hL = out;
     }
-    float *hn = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    float *hn = yf_buf_get((size_t)(N * D) * sizeof(float));
     float *rsF = yf_malloc((size_t)N * sizeof(float));
     yf_rmsnorm_fwd(hn, rsF, hL, (const float *)m->norm.data, N, D, m->cfg.rms_norm_eps);
-    float *dh = bwd ? yf_aligned_alloc((size_t)(N * D) * sizeof(float)) : NULL;
-    float *dh2 = bwd ? yf_aligned_alloc((size_t)(N * D) * sizeof(float)) : NULL;
+    float *dh = bwd ? yf_buf_get((size_t)(N * D) * sizeof(float)) : NULL;
+    float *dh2 = bwd ? yf_buf_get((size_t)(N * D) * sizeof(float)) : NULL;
     double loss = 0;
     if (labels || logits) loss = head_loss(m, hn, target, N, logits, dh2, bwd ? bo->loss_scale : 1.0f);
     if (bwd) {
@@ -823,12 +828,12 @@ static int model_run(yf_model *m, const yf_lora *lo, yf_lora *glo, const int64_t
     if (ntok) *ntok = nt;
     for (int64_t i = 0; i < nacts; i++) yf_act_free(&acts[i]);
     free(acts);
-    for (int64_t i = 0; i < nx; i++) free(xs[i]);
+    for (int64_t i = 0; i < nx; i++) yf_buf_put(xs[i]);
     free(xs);
-    free(hn);
+    yf_buf_put(hn);
     free(rsF);
-    free(dh);
-    free(dh2);
+    yf_buf_put(dh);
+    yf_buf_put(dh2);
     free(start);
     free(target);
     yf_run_free(&r);

@@ -58,10 +58,18 @@ void yf_doc_starts(int64_t *start, const int64_t *ids, int64_t B, int64_t T, int
  * scaled scores (may be NULL), used by the backward to rebuild the weights. */
 void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
                       int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0, const int64_t *posb);
-/* Training shape (pos0 = 0, ld = T). Overwrites dq, dk, dv [B,H,T,hd]. */
+/* Training shape (pos0 = 0, ld = T). Overwrites dq, dk, dv [B,H,T,hd].
+ * Blocked on the matmul kernels (attention.c); _ref: the scalar reference. */
 void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse,
                       const float *q, const float *k, const float *v, const int64_t *start, int64_t B, int64_t H,
                       int64_t T, int64_t hd);
+void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, const float *lse,
+                          const float *q, const float *k, const float *v, const int64_t *start, int64_t B,
+                          int64_t H, int64_t T, int64_t hd);
+/* yf_attention_fwd for the training shape (pos0 = 0, ld = T), blocked on the
+ * matmul kernels (attention.c); the same results up to rounding. */
+void yf_attention_fwd_train(float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int64_t *start, int64_t B, int64_t H, int64_t T, int64_t hd);
 
 /* ---- SwiGLU with silu on the up projection: z = g * silu(u) --------------- */
 void yf_swiglu_fwd(float *z, const float *g, const float *u, int64_t n);

@@ -14,6 +14,8 @@
 #include "safetensors.h"
 #include "data.h"
 #include "dist.h"
+#include "kernels.h"
+#include "pool.h"
 #include "tokenizer.h"
 #include "trainer.h"
 #include "vocab_map.h"
@@ -273,7 +275,9 @@ static int train(int argc, char **argv, yf_dist *dist) {
         {"no-shuffle", YC_FLAG, &no_shuffle, "keep the data file's order"},
         {"group-by-length", YC_FLAG, &group_by_length, "batch examples of similar length together (less padding), as HF's flag"},
         {"gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"},
-        {"bf16", YC_FLAG, &bf16, "keep bf16 base weights as bf16 (otherwise they are converted to fp32)"},
+        {"bf16", YC_FLAG, &bf16, "bf16 compute (like torch autocast): activations rounded to bf16 for the "
+                                 "matrix products, fp32 accumulation; default: fp32-exact products. Weights "
+                                 "keep their stored dtype either way (fp32 copies only with --full-finetune)"},
         {"lora-r", YC_INT, &lora_r, "LoRA rank (8; recipe value, as PEFT's default)"},
         {"lora-alpha", YC_FLOAT, &lora_alpha, "LoRA alpha (32; the recipe's value, PEFT's default is 8)"},
         {"lora-dropout", YC_FLOAT, &lora_dropout, "dropout on the LoRA input (0.1, the recipe's; PEFT's default is 0; "
@@ -355,7 +359,9 @@ static int train(int argc, char **argv, yf_dist *dist) {
     yf_lora lora, *lo = NULL;
     memset(&lora, 0, sizeof lora);
     ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir};
-    yf_model_opts mo = {.full_finetune = full, .force_f32 = !bf16};
+    yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
+    yf_kernels_set_precision(bf16 ? YF_PREC_BF16 : YF_PREC_EXACT);
+    yf_par_adapt_to_load();
     /* full fine-tuning resumes from the checkpoint's weights */
     if (yf_model_load(full && resume_dir ? resume_dir : model_dir, &mo, &m)) goto done;
     c.model = m;

@@ -22,10 +22,12 @@ void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t
  * compiler) supports; the environment variable YF_KERNELS=ref|scalar|avx2|
  * avx512|amx caps it (a path the CPU lacks falls back to the next one below,
  * with one note on stderr). "ref" runs the naive single-threaded references.
- * Products with M <= 4 rows (decode) use unpacked AVX-512/AVX2 kernels that
- * stream the weights once; AMX needs M >= 16. Work is split between the
- * OpenMP threads (along M when M >= 64 x threads, else along N); a call made
- * from inside a parallel region runs on the calling thread. Each thread keeps
+ * Products with M <= 4 rows (decode) or N <= 16 columns (LoRA's rank side)
+ * use unpacked AVX-512/AVX2 kernels that stream the big operand once; AMX
+ * needs M >= 16. Products of 16M+ multiply-adds are split between the threads
+ * of pool.h (OMP_NUM_THREADS of them; the bigger operand is split, 1-2
+ * pieces per thread claimed dynamically); a call made from a pool job or an
+ * OpenMP parallel region runs on the calling thread. Each thread keeps
  * up to ~14 MiB of packing scratch for its life (no packed weight copies). */
 typedef enum yf_kpath {
     YF_KPATH_REF = 0,

@@ -6,6 +6,7 @@
 #include "matmul_impl.h"
 
 #include "cpu.h"
+#include "pool.h"
 
 #include <omp.h>
 #include <pthread.h>
@@ -184,11 +185,23 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512 } k
 #define AMX_MIN_M 16
 /* Exact mode: parts of the split of A (see kernels.h, matmul_amx.c). */
 #define EXACT_PARTS 3
+/* Products with at most this many columns (LoRA's rank-r factors) go to the
+ * unpacked gemv kernels, a few rows of C at a time: packing would pad them to
+ * 32-wide blocks and copy the big operand once more. (Not by row count above
+ * YF_GEMV_MAX_M: the kernel, hence the rounding, of a row must not depend on
+ * how many rows the product has, e.g. scored rows only in a backward.) */
+#define SMALL_DIM 16
+/* Threads only for products of at least this many multiply-adds (~0.05 ms on
+ * AMX, ~0.3 ms in fp32 on one core): a parallel region costs microseconds on
+ * idle cores and up to a scheduler time slice (milliseconds) when the cores
+ * are shared with other processes, which made small products 10-30x slower. */
+#define MT_MIN_WORK ((double)(1 << 24))
 
 static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {
-    bool gemv_ok = g->M <= YF_GEMV_MAX_M && (g->bcs == 1 || (g->brs == 1 && g->acs == 1));
-    if (gemv_ok && path >= YF_KPATH_AVX512) return K_GEMV_AVX512;
-    if (gemv_ok && path >= YF_KPATH_AVX2) return K_GEMV_AVX2;
+    bool layout_ok = g->bcs == 1 || (g->brs == 1 && g->acs == 1);
+    bool small = g->M <= YF_GEMV_MAX_M || g->N <= SMALL_DIM;
+    if (small && layout_ok && path >= YF_KPATH_AVX512) return K_GEMV_AVX512;
+    if (small && layout_ok && path >= YF_KPATH_AVX2) return K_GEMV_AVX2;
     if (path >= YF_KPATH_AMX && g->M >= AMX_MIN_M) {
         if (g_prec == YF_PREC_BF16) {
             *nparts = 1;
@@ -209,13 +222,40 @@ static void run_block(const yf_gemm *g, kind k, int nparts, int64_t m0, int64_t 
     case K_AMX: yf_gemm_amx(g, m0, m1, n0, n1, nparts); break;
     case K_AVX512: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX512_MR, YF_AVX512_NR, yf_ukernel_avx512); break;
     case K_AVX2: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX2_MR, YF_AVX2_NR, yf_ukernel_avx2); break;
-    case K_GEMV_AVX512: yf_gemv_avx512(g, m0, m1, n0, n1); break;
-    case K_GEMV_AVX2: yf_gemv_avx2(g, m0, m1, n0, n1); break;
+    case K_GEMV_AVX512:
+    case K_GEMV_AVX2:
+        int64_t step = k == K_GEMV_AVX512 && g->bcs == 1 && n1 - n0 <= 16 ? YF_NARROW_MAX_M : YF_GEMV_MAX_M;
+        for (int64_t m = m0; m < m1; m += step) {
+            int64_t me = m1 - m < step ? m1 : m + step;
+            if (k == K_GEMV_AVX512)
+                yf_gemv_avx512(g, m, me, n0, n1);
+            else
+                yf_gemv_avx2(g, m, me, n0, n1);
+        }
+        break;
     default: gemm_scalar(g, m0, m1, n0, n1); break;
     }
 }
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+typedef struct split_job {
+    const yf_gemm *g;
+    kind k;
+    int nparts;
+    bool split_n;
+    int64_t chunk, len;
+} split_job;
+
+static void split_piece(void *ctx, int64_t i) {
+    const split_job *j = ctx;
+    int64_t lo = i * j->chunk, hi = lo + j->chunk < j->len ? lo + j->chunk : j->len;
+    if (lo >= hi) return;
+    if (j->split_n)
+        run_block(j->g, j->k, j->nparts, 0, j->g->M, lo, hi);
+    else
+        run_block(j->g, j->k, j->nparts, lo, hi, 0, j->g->N);
+}
 
 static void run(const yf_gemm *g) {
     if (g->M <= 0 || g->N <= 0) return;
@@ -226,34 +266,32 @@ static void run(const yf_gemm *g) {
     }
     int nparts = 1;
     kind k = choose(g, yf_kernels_path(), &nparts);
-    /* threads: not worth waking for tiny products */
-    int nt = omp_get_max_threads();
     double work = (double)g->M * (double)g->N * (double)g->K;
-    if (work < 1 << 18 || omp_in_parallel()) nt = 1;
-    /* Split C into nt pieces. Along M when there are enough rows: each thread
-     * then reads (and packs) only its share of A, the activations, which are
-     * f32 and usually larger than the bf16 weights; the gemv kernels and short
-     * products split along N. Pieces are multiples of 32 rows / columns so
-     * tiles do not straddle threads. */
-    int64_t unit = 32;
-    bool split_n = k == K_GEMV_AVX2 || k == K_GEMV_AVX512 || g->M < 64 * nt;
-    int64_t len = split_n ? g->N : g->M;
-    int64_t chunk = ceil_div(ceil_div(len, unit), nt) * unit;
-    nt = (int)ceil_div(len, chunk);
+    int nt = work < MT_MIN_WORK ? 1 : yf_par_threads();
     if (nt <= 1) {
         run_block(g, k, nparts, 0, g->M, 0, g->N);
         return;
     }
-#pragma omp parallel num_threads(nt)
-    {
-        int64_t t = omp_get_thread_num(), lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
-        if (lo < hi) {
-            if (split_n)
-                run_block(g, k, nparts, 0, g->M, lo, hi);
-            else
-                run_block(g, k, nparts, lo, hi, 0, g->N);
-        }
-    }
+    /* Split C into pieces for the pool. Each piece packs all of the operand
+     * that is not split and its share of the other, so the bigger one is
+     * split: along M when A (f32 activations, M x K) is larger than B (often
+     * bf16 weights, K x N; the LM head's is 135040 x 2048), along N otherwise
+     * or when there are few rows; the gemv products split along N unless N is
+     * tiny. Two pieces per thread when they stay >= 128 wide (a late or
+     * descheduled thread then leaves less behind), else one. Pieces are
+     * multiples of 32 rows / columns so tiles do not straddle them (4 rows for
+     * gemv's row blocks). */
+    bool gemv = k == K_GEMV_AVX2 || k == K_GEMV_AVX512;
+    double a_bytes = (double)g->M * (double)g->K * 4;
+    double b_bytes = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
+    bool split_n = gemv ? g->N > SMALL_DIM : (g->M < 64 * nt || (b_bytes > a_bytes && g->N >= 64 * nt));
+    int64_t unit = gemv && !split_n ? YF_GEMV_MAX_M : 32;
+    int64_t len = split_n ? g->N : g->M, units = ceil_div(len, unit);
+    int64_t pieces = units >= 8 * nt ? 2 * nt : nt;
+    int64_t chunk = ceil_div(units, pieces) * unit;
+    pieces = ceil_div(len, chunk);
+    split_job j = {g, k, nparts, split_n, chunk, len};
+    yf_par_for(pieces, split_piece, &j);
 }
 
 void yf_matmul_xwt(float *y, const float *x, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,

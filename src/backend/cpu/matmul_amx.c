@@ -134,6 +134,38 @@ AMX_TARGET static void pack_b_tile(const yf_gemm *g, int64_t k0, int64_t nk, int
     }
 }
 
+/* The whole B block, rows k0..k0+kb-1 (nks steps of 32) by columns
+ * n0..n0+nb-1, when rows of B are contiguous along n (dy·W: the weight's
+ * rows): packed row pair by row pair, so each row is read front to back and
+ * the rows a step ahead are prefetched. Walking it tile by tile instead (32
+ * rows, 64 bytes each, a page apart) left the loads waiting on memory: half
+ * of the packing time on the LM head. Layout as pack_b_tile's, per pair j of
+ * 16-column groups: [j][step][2 tiles]. */
+AMX_TARGET static void pack_b_block_rows(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nb,
+                                         int64_t nks, uint16_t *bp) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    int64_t ngroups = (nb + 31) / 32 * 2; /* 16-column groups, a whole number of pairs */
+    size_t esz = g->bt == YF_BF16 ? 2 : 4, row_bytes = (size_t)nb * esz;
+    for (int64_t s = 0; s < nks; s++)
+        for (int kp = 0; kp < 16; kp++) {
+            int64_t ka = 32 * s + 2 * kp;
+            for (int64_t r = ka + 32; r < ka + 34 && r < kb; r++) { /* a step ahead */
+                const char *row = (const char *)g->b + ((k0 + r) * g->brs + n0) * esz;
+                for (size_t o = 0; o < row_bytes; o += 64) _mm_prefetch(row + o, _MM_HINT_T0);
+            }
+            for (int64_t gi = 0; gi < ngroups; gi++) {
+                int64_t nn = nb - 16 * gi, col = n0 + 16 * gi;
+                __m256i ra = ka < kb && nn > 0 ? load_b_n16(g, (k0 + ka) * g->brs + col, nn) : _mm256_setzero_si256();
+                __m256i rb = ka + 1 < kb && nn > 0 ? load_b_n16(g, (k0 + ka + 1) * g->brs + col, nn)
+                                                   : _mm256_setzero_si256();
+                __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(ra), rb, 1);
+                uint16_t *dst = bp + (((gi / 2) * nks + s) * 2 + gi % 2) * TILE_U16 + kp * 32;
+                _mm512_storeu_si512(dst, _mm512_permutexvar_epi16(idx, both));
+            }
+        }
+}
+
 /* ---- packing A ---------------------------------------------------------- */
 
 /* The 32-row panel of A starting at row m0 (nm valid rows), k0..k0+nk:
@@ -301,11 +333,14 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
                 int64_t nb = n1 - jc < NC ? n1 - jc : NC, npairs = (nb + 31) / 32;
                 /* B block: [pair of 16-column groups][step][2 tiles]; both groups of
                  * a pair together, so each row of B is read a whole line at a time */
-                for (int64_t j = 0; j < npairs; j++)
-                    for (int64_t s = 0; s < nks; s++)
-                        for (int h = 0; h < 2; h++)
-                            pack_b_tile(g, pc + 32 * s, kb - 32 * s, jc + 32 * j + 16 * h, nb - 32 * j - 16 * h,
-                                        bp + ((j * nks + s) * 2 + h) * TILE_U16, &tt);
+                if (g->bcs == 1)
+                    pack_b_block_rows(g, pc, kb, jc, nb, nks, bp);
+                else
+                    for (int64_t j = 0; j < npairs; j++)
+                        for (int64_t s = 0; s < nks; s++)
+                            for (int h = 0; h < 2; h++)
+                                pack_b_tile(g, pc + 32 * s, kb - 32 * s, jc + 32 * j + 16 * h, nb - 32 * j - 16 * h,
+                                            bp + ((j * nks + s) * 2 + h) * TILE_U16, &tt);
                 for (int64_t ip = 0; ip < npanels; ip++) {
                     int64_t ic = ic0 + 32 * ip, rows = m1 - ic < 32 ? m1 - ic : 32;
                     for (int64_t j = 0; j < npairs; j++) {

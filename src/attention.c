@@ -1,0 +1,136 @@
+/* attention: the training-shape causal attention (whole sequences, pos0 = 0)
+ * as blocked matrix products, so that it runs on the matmul kernels (AMX /
+ * AVX-512) instead of scalar dot products. For each (sequence, head) and
+ * block of BR query rows t0..t1-1, only keys 0..t1-1 can be seen:
+ *   forward   S = Q_blk K^T, P = softmax(scale S) over the allowed keys,
+ *             O_blk = P V, lse = log-sum-exp of the scaled scores;
+ *   backward  P rebuilt from lse, dP = dO_blk V^T, dS = P (dP - rowsum(P dP)),
+ *             dQ_blk = scale dS K, dK += scale dS^T Q_blk, dV += P^T dO_blk.
+ * In bf16 mode the products round their operands to bf16 (as torch autocast
+ * does for attention's batched products); in exact mode they are fp32.
+ * The scalar versions in ops.c (yf_attention_fwd with pos0 = 0, and
+ * yf_attention_bwd_ref) are the references these are tested against. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "ops.h"
+#include "pool.h"
+#include "vecmath.h"
+
+enum { BR = 64 }; /* query rows per block: S is BR x T floats */
+
+/* Threads only above this much work (multiply-adds of the products). */
+#define PAR_WORK(w) ((double)(w) >= (double)(1 << 22))
+
+/* Row i of s (nk keys, row t = t0 + i of its sequence) becomes the softmax
+ * weights over keys st[i]..t (others 0); returns the log-sum-exp. */
+static float softmax_row(float *s, int64_t nk, int64_t j0, int64_t t, float scale) {
+    int64_t n = t + 1 - j0;
+    float *r = s + j0;
+    float mx = yf_max_of(r, n) * scale;
+    double sum = yf_exp_affine_sum(r, r, n, scale, mx);
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n; j++) r[j] *= inv;
+    if (j0 > 0) memset(s, 0, (size_t)j0 * sizeof(float));
+    if (t + 1 < nk) memset(s + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
+    return mx + (float)log(sum);
+}
+
+/* per-thread score buffers, grown as needed */
+static _Thread_local struct {
+    float *p;
+    size_t n;
+} t_buf[2];
+
+static float *thread_buf(int i, size_t n) {
+    if (t_buf[i].n < n) {
+        free(t_buf[i].p);
+        t_buf[i].p = yf_malloc(n * sizeof(float));
+        t_buf[i].n = n;
+    }
+    return t_buf[i].p;
+}
+
+typedef struct attn_job {
+    float *out, *lse, *dq, *dk, *dv;
+    const float *dout, *q, *k, *v;
+    const int64_t *start;
+    int64_t B, H, T, hd, nblk;
+    float scale;
+} attn_job;
+
+static void fwd_block(void *ctx, int64_t i) {
+    const attn_job *j = ctx;
+    int64_t T = j->T, hd = j->hd, bh = i / j->nblk, blk = i % j->nblk;
+    int64_t b = bh / j->H, t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = t0 + rows;
+    float *s = thread_buf(0, (size_t)(BR * T));
+    const float *qb = j->q + (bh * T + t0) * hd, *kb = j->k + bh * T * hd, *vb = j->v + bh * T * hd;
+    yf_matmul_xwt(s, qb, kb, YF_F32, rows, nk, hd, false);
+    for (int64_t r = 0; r < rows; r++) {
+        float l = softmax_row(s + r * nk, nk, j->start[b * T + t0 + r], t0 + r, j->scale);
+        if (j->lse) j->lse[bh * T + t0 + r] = l;
+    }
+    yf_matmul_xw(j->out + (bh * T + t0) * hd, s, vb, YF_F32, rows, nk, hd, false);
+}
+
+void yf_attention_fwd_train(float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int64_t *start, int64_t B, int64_t H, int64_t T, int64_t hd) {
+    attn_job j = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .start = start, .B = B, .H = H, .T = T,
+                  .hd = hd, .nblk = (T + BR - 1) / BR, .scale = 1.0f / sqrtf((float)hd)};
+    int64_t n = B * H * j.nblk;
+    if (PAR_WORK((double)B * H * T * T * hd) && n < 65536)
+        yf_par_for(n, fwd_block, &j);
+    else
+        for (int64_t i = 0; i < n; i++) fwd_block(&j, i);
+}
+
+static void bwd_head(void *ctx, int64_t bh) {
+    const attn_job *j = ctx;
+    int64_t T = j->T, hd = j->hd, b = bh / j->H, off = bh * T * hd;
+    float scale = j->scale;
+    const float *kb = j->k + off, *vb = j->v + off;
+    float *dkb = j->dk + off, *dvb = j->dv + off;
+    float *p = thread_buf(0, (size_t)(BR * T)), *dp = thread_buf(1, (size_t)(BR * T));
+    memset(dkb, 0, (size_t)(T * hd) * sizeof(float));
+    memset(dvb, 0, (size_t)(T * hd) * sizeof(float));
+    for (int64_t blk = 0; blk < j->nblk; blk++) {
+        int64_t t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = t0 + rows;
+        const float *qb = j->q + off + t0 * hd, *gb = j->dout + off + t0 * hd;
+        yf_matmul_xwt(p, qb, kb, YF_F32, rows, nk, hd, false);
+        yf_matmul_xwt(dp, gb, vb, YF_F32, rows, nk, hd, false);
+        for (int64_t i = 0; i < rows; i++) {
+            int64_t t = t0 + i, j0 = j->start[b * T + t], n = t + 1 - j0;
+            float *pr = p + i * nk, *dr = dp + i * nk;
+            /* the forward's weights, from its log-sum-exp */
+            yf_exp_affine_sum(pr + j0, pr + j0, n, scale, j->lse[bh * T + t]);
+            double dsum = 0;
+            for (int64_t c = j0; c <= t; c++) dsum += (double)pr[c] * dr[c];
+            float ds = (float)dsum;
+            for (int64_t c = j0; c <= t; c++) dr[c] = pr[c] * (dr[c] - ds) * scale; /* d score (pre-scale) */
+            if (j0 > 0) {
+                memset(pr, 0, (size_t)j0 * sizeof(float));
+                memset(dr, 0, (size_t)j0 * sizeof(float));
+            }
+            if (t + 1 < nk) {
+                memset(pr + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
+                memset(dr + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
+            }
+        }
+        yf_matmul_xw(j->dq + off + t0 * hd, dp, kb, YF_F32, rows, nk, hd, false);
+        yf_matmul_dw(dkb, dp, qb, rows, nk, hd);
+        yf_matmul_dw(dvb, p, gb, rows, nk, hd);
+    }
+}
+
+void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                      const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
+                      int64_t hd) {
+    attn_job j = {.lse = (float *)lse, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v,
+                  .start = start, .B = B, .H = H, .T = T, .hd = hd, .nblk = (T + BR - 1) / BR,
+                  .scale = 1.0f / sqrtf((float)hd)};
+    if (PAR_WORK((double)B * H * T * T * hd) && B * H < 65536)
+        yf_par_for(B * H, bwd_head, &j);
+    else
+        for (int64_t bh = 0; bh < B * H; bh++) bwd_head(&j, bh);
+}
