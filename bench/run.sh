@@ -263,6 +263,28 @@ else
   echo "n/a (build/bench-kernels not built yet)" > "$L/kernels.md"
 fi
 
+# decoding reads every weight once a token: memory bandwidth bounds it
+if [ "$QUICK" != 1 ] && [ -x build/bench-membw ]; then
+  say "memory bandwidth [$(elapsed) s]"
+  bw=$(build/bench-membw 1024 2>/dev/null | sed -n 's/.*"read_gb_s": \([0-9.]*\).*/\1/p')
+  {
+    echo "Measured read bandwidth (build/bench-membw, 1 GiB, all cores): ${bw:-n/a} GB/s; compare the bound"
+    echo "with the decode rows of the table (batch 1: every token reads all the weights once)."
+    echo
+    echo "| model folder | weight bytes read a token | decode bound (tokens/s) |"
+    echo "| --- | ---: | ---: |"
+    for m in "$W"/*/; do
+      [ -f "$m/model.safetensors" ] || continue
+      bytes=$(stat -c %s "$m/model.safetensors")
+      name=$(basename "$m")
+      [ -n "$bw" ] && bound=$("$PY" -c "print(f'{$bw*1e9/$bytes:.1f}')") || bound=n/a
+      echo "| $name | $bytes | $bound |"
+    done
+  } > "$L/membw.md"
+else
+  echo "n/a" > "$L/membw.md"
+fi
+
 T=$(elapsed)
 {
   echo "# yuanft benchmarks"
@@ -277,5 +299,5 @@ T=$(elapsed)
   echo "(PyTorch: the median timed step after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
   echo
 } > "$L/head.md"
-rep table "$R" bench/results.md --head "$L/head.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md"
+rep table "$R" bench/results.md --head "$L/head.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md"
 say "done in $T s; table written to bench/results.md"

@@ -14,7 +14,7 @@ set -e
 cd "$(dirname "$0")/.."
 SHARED=${YF_SHARED:-../shared}
 OUT=${DEMO_OUT:-out/demo}
-EPOCHS=${DEMO_EPOCHS:-6}
+EPOCHS=${DEMO_EPOCHS:-20}
 LORA_EPOCHS=${DEMO_LORA_EPOCHS:-1}
 LIMIT=${DEMO_LIMIT:-0}
 Y=build/yuanft
@@ -37,11 +37,11 @@ $Y init --config scripts/demo-config.json --out "$OUT/base" --seed 1 --tokenizer
 echo "== 3/5 full-parameter training from scratch: $EPOCHS epochs"
 $Y train --model "$OUT/base" --data "$OUT/train.jsonl" --prompt-template none --output-dir "$OUT/full" \
    --full-finetune --group-by-length --num-train-epochs "$EPOCHS" --per-device-train-batch-size 32 --learning-rate 2e-3 \
-   --warmup-ratio 0.03 --weight-decay 0.01 --logging-steps 20 --save-strategy epoch --seed 1
+   --warmup-ratio 0.03 --weight-decay 0.01 --logging-steps 20 --save-strategy epoch --seed 1 --bf16
 echo "== 4/5 LoRA fine-tuning (r=8, alpha 32, dropout 0.1, the seven projections): $LORA_EPOCHS epoch"
 $Y train --model "$OUT/full" --data "$OUT/train.jsonl" --prompt-template none --output-dir "$OUT/lora" \
    --group-by-length --num-train-epochs "$LORA_EPOCHS" --per-device-train-batch-size 16 --learning-rate 1e-3 \
-   --lora-r 8 --lora-alpha 32 --lora-dropout 0.1 --logging-steps 20 --save-strategy epoch --seed 1
+   --lora-r 8 --lora-alpha 32 --lora-dropout 0.1 --logging-steps 20 --save-strategy epoch --seed 1 --bf16
 echo "== 5/5 extraction of the test split and scoring"
 $Y eval --model "$OUT/full" --adapter "$OUT/lora" --data "$OUT/test.jsonl" --prompt-template none \
    --max-new-tokens 96 --batch 32 --limit "$LIMIT" --report "$OUT/test-report.json" \

@@ -10,13 +10,16 @@
 #include "eval.h"
 #include "jsontext.h"
 #include "extract.h"
+#include "kernels.h"
 #include "session.h"
 
 int cmd_eval(int argc, char **argv) {
     const char *pred_path = NULL, *data_path = NULL, *report = NULL;
     const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *tpl = "resume", *save_pred = NULL;
     int64_t max_new = 128, batch = 16, limit = 0;
+    bool bf16 = false;
     yc_opt opts[] = {
+        {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"} [required]"},
         {"predictions", YC_STR, &pred_path, "answers, one a line in the data's order: a JSON string (the model's text) or the JSON object"},
         {"model", YC_STR, &model, "or: a model directory to extract with (greedy, batched)"},
@@ -33,6 +36,7 @@ int cmd_eval(int argc, char **argv) {
                               "from a predictions file or by running a model (and adapter) over the data's inputs.",
                       argc, argv, opts, sizeof opts / sizeof *opts);
     if (rc) return rc == 1 ? 0 : 2;
+    if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     if (!data_path || !pred_path == !model) {
         fprintf(stderr, "yuanft eval: needs --data and one of --predictions / --model (see --help)\n");
         return 2;

@@ -8,6 +8,7 @@
 #include "eval.h"
 #include "jsontext.h"
 #include "extract.h"
+#include "kernels.h"
 #include "session.h"
 
 /* Reads lines (without their newline); a final line without newline counts. */
@@ -34,7 +35,9 @@ static int read_lines(FILE *f, const char *name, char ***lines, size_t *n) {
 int cmd_extract(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *input = NULL, *tokenizer = NULL, *tpl = "resume", *raw_out = NULL;
     int64_t max_new = 128, batch = 16, max_length = 384;
+    bool bf16 = false;
     yc_opt opts[] = {
+        {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"model", YC_STR, &model, "model directory [required]"},
         {"adapter", YC_STR, &adapter, "PEFT adapter directory (applied without merging)"},
         {"input", YC_STR, &input, "résumé text, one a line (default: stdin)"},
@@ -50,6 +53,7 @@ int cmd_extract(int argc, char **argv) {
                                  "a hopeless answer gives {}. Every input line gives exactly one output line.",
                       argc, argv, opts, sizeof opts / sizeof *opts);
     if (pr) return pr == 1 ? 0 : 2;
+    if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     if (!model) {
         fprintf(stderr, "yuanft extract: --model is required (see --help)\n");
         return 2;

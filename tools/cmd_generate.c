@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "kernels.h"
 #include "session.h"
 
 typedef struct stream {
@@ -42,7 +43,9 @@ int cmd_generate(int argc, char **argv) {
     int64_t max_new = 64, max_length = 0, top_k = 0, seed = 42;
     double temperature = 0, top_p = 1, rep = 1;
     bool json = false, keep_special = false;
+    bool bf16 = false;
     yc_opt opts[] = {
+        {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"model", YC_STR, &model, "model directory (config.json + weights) [required]"},
         {"adapter", YC_STR, &adapter, "PEFT adapter directory applied without merging"},
         {"prompt", YC_STR, &prompt, "prompt text (encoded with the tokenizer)"},
@@ -61,6 +64,7 @@ int cmd_generate(int argc, char **argv) {
     int pr = yc_parse("generate", "Generate from a prompt: greedy by default, stopping at <eod>.", argc, argv, opts,
                       sizeof opts / sizeof *opts);
     if (pr) return pr == 1 ? 0 : 2;
+    if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     if (!model || (!prompt == !prompt_ids)) {
         fprintf(stderr, "yuanft generate: needs --model and one of --prompt / --prompt-ids (see --help)\n");
         return 2;
