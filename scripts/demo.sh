@@ -8,7 +8,7 @@
 # Needs ../shared (the Yuan tokenizer and the Resume NER corpus; outside this
 # workspace: tokenizer/tokenizer.model of the IEIT-Yuan/Yuan-2.0 repository
 # and ResumeNER/ of the jiesutd/LatticeLSTM repository). Override with
-# YF_SHARED=DIR. Output in out/demo (DEMO_OUT). Knobs: DEMO_EPOCHS (full
+# YF_SHARED=DIR. Output in out/demo (DEMO_OUT). Knobs: DEMO_CONFIG, DEMO_EPOCHS (full
 # training epochs), DEMO_LORA_EPOCHS, DEMO_LIMIT (test records scored, 0 = all).
 set -e
 cd "$(dirname "$0")/.."
@@ -17,6 +17,7 @@ OUT=${DEMO_OUT:-out/demo}
 EPOCHS=${DEMO_EPOCHS:-20}
 LORA_EPOCHS=${DEMO_LORA_EPOCHS:-1}
 LIMIT=${DEMO_LIMIT:-0}
+CONFIG=${DEMO_CONFIG:-scripts/demo-config.json}
 Y=build/yuanft
 TOK=$SHARED/yuan/tokenizer.model
 BMES=$SHARED/data/resume-ner
@@ -32,7 +33,7 @@ done
 wc -l "$OUT"/train.jsonl "$OUT"/test.jsonl | head -2
 echo "== 2/5 model: a small Yuan (scripts/demo-config.json), vocabulary pruned to the corpus' ids"
 rm -rf "$OUT/base" "$OUT/full" "$OUT/lora"
-$Y init --config scripts/demo-config.json --out "$OUT/base" --seed 1 --tokenizer "$TOK" \
+$Y init --config "$CONFIG" --out "$OUT/base" --seed 1 --tokenizer "$TOK" \
    --vocab-from "$OUT/train.jsonl,$OUT/dev.jsonl,$OUT/test.jsonl" --prompt-template none
 echo "== 3/5 full-parameter training from scratch: $EPOCHS epochs"
 $Y train --model "$OUT/base" --data "$OUT/train.jsonl" --prompt-template none --output-dir "$OUT/full" \
