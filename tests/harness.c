@@ -1,4 +1,5 @@
 #include "harness.h"
+#include "safetensors.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -118,6 +119,37 @@ double yt_max_abs(const float *a, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (fabs(a[i]) > m) m = fabs(a[i]);
     return m;
+}
+
+double yt_st_rel_err(const char *got_path, const char *want_path) {
+    yf_table g, w;
+    yf_table_init(&g);
+    yf_table_init(&w);
+    double worst = INFINITY;
+    if (yf_st_load(got_path, &g) || yf_st_load(want_path, &w)) {
+        fprintf(stderr, "    %s\n", yf_last_error());
+        goto out;
+    }
+    worst = 0;
+    if (g.n != w.n || w.n == 0) fprintf(stderr, "    %d tensors, want %d\n", g.n, w.n), worst = INFINITY;
+    for (int i = 0; i < w.n && isfinite(worst); i++) {
+        const yf_tensor *b = &w.t[i], *a = yf_table_find(&g, b->name);
+        if (!a || yf_tensor_numel(a) != yf_tensor_numel(b) || a->dtype != YF_F32) {
+            fprintf(stderr, "    tensor %s missing or mis-shaped\n", b->name);
+            worst = INFINITY;
+            break;
+        }
+        int64_t n = yf_tensor_numel(b);
+        float *bf = malloc((size_t)n * sizeof *bf);
+        yf_tensor_to_f32(b, bf);
+        double d = yt_max_abs_diff(a->data, bf, (size_t)n), m = yt_max_abs(bf, (size_t)n);
+        worst = fmax(worst, d / fmax(m, 1e-30));
+        free(bf);
+    }
+out:
+    yf_table_free(&g);
+    yf_table_free(&w);
+    return worst;
 }
 
 static int cmp_case(const void *a, const void *b) {

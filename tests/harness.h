@@ -34,6 +34,11 @@ const char *yt_cli(void);             /* path to the yuanft binary (YF_CLI env o
  * truncated to cap) into out when out != NULL. */
 int yt_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Two safetensors files of f32 tensors: max over want's tensors of
+ * max|got-want| / max|want| (want may be any float dtype); INFINITY when a
+ * file, a tensor or a shape does not match (the reason printed). */
+double yt_st_rel_err(const char *got_path, const char *want_path);
+
 /* Max |a-b| and max |b| over n floats. */
 double yt_max_abs_diff(const float *a, const float *b, size_t n);
 double yt_max_abs(const float *a, size_t n);

@@ -66,33 +66,6 @@ static const char *make_data(void) {
     return path;
 }
 
-/* Max over tensors of max|a-b| / max|b|; INFINITY when a file or tensor is missing. */
-static double rel_err(const char *got_path, const char *want_path) {
-    yf_table g, w;
-    yf_table_init(&g);
-    yf_table_init(&w);
-    double worst = INFINITY;
-    if (yf_st_load(got_path, &g) || yf_st_load(want_path, &w)) {
-        fprintf(stderr, "    %s\n", yf_last_error());
-        goto out;
-    }
-    worst = g.n == w.n && w.n > 0 ? 0 : INFINITY;
-    for (int i = 0; i < w.n && isfinite(worst); i++) {
-        const yf_tensor *b = &w.t[i], *a = yf_table_find(&g, b->name);
-        if (!a || a->dtype != YF_F32 || b->dtype != YF_F32 || yf_tensor_numel(a) != yf_tensor_numel(b)) {
-            fprintf(stderr, "    tensor %s missing or mis-shaped\n", b->name);
-            worst = INFINITY;
-            break;
-        }
-        int64_t n = yf_tensor_numel(b);
-        double d = yt_max_abs_diff(a->data, b->data, (size_t)n), s = yt_max_abs(b->data, (size_t)n);
-        worst = fmax(worst, d / fmax(s, 1e-30));
-    }
-out:
-    yf_table_free(&g);
-    yf_table_free(&w);
-    return worst;
-}
 
 /* ---- the rank layout (no MPI needed) -------------------------------------------- */
 
@@ -157,9 +130,9 @@ TEST(dist_lora_two_ranks_match_one_process_and_resume_across_rank_counts) {
     st = train(out, sizeof out, 0, sub("np1"), args);
     CHECK(st == 0, "one process: exit %d:\n%s", st, out);
     CHECK_NEAR("adapter: 2 ranks x batch 2 vs 1 process x batch 4 (max |d| / max |ref|)",
-               rel_err(sub("np2/adapter_model.safetensors"), sub("np1/adapter_model.safetensors")), 1e-5);
+               yt_st_rel_err(sub("np2/adapter_model.safetensors"), sub("np1/adapter_model.safetensors")), 1e-5);
     CHECK_NEAR("checkpoint-2 adapter: 2 ranks vs 1 process",
-               rel_err(sub("np2/checkpoint-2/adapter_model.safetensors"), sub("np1/checkpoint-2/adapter_model.safetensors")),
+               yt_st_rel_err(sub("np2/checkpoint-2/adapter_model.safetensors"), sub("np1/checkpoint-2/adapter_model.safetensors")),
                1e-5);
 
     /* resume the 2-rank checkpoint with 1 process, and the 1-process one with 2 ranks */
@@ -175,9 +148,9 @@ TEST(dist_lora_two_ranks_match_one_process_and_resume_across_rank_counts) {
     st = train(out, sizeof out, 2, sub("r2"), args);
     CHECK(st == 0 && !strstr(out, "will not continue exactly"), "2-rank resume: exit %d:\n%s", st, out);
     CHECK_NEAR("adapter: 2 ranks resumed by 1 process vs uninterrupted",
-               rel_err(sub("r1/adapter_model.safetensors"), sub("np1/adapter_model.safetensors")), 1e-5);
+               yt_st_rel_err(sub("r1/adapter_model.safetensors"), sub("np1/adapter_model.safetensors")), 1e-5);
     CHECK_NEAR("adapter: 1 process resumed by 2 ranks vs uninterrupted",
-               rel_err(sub("r2/adapter_model.safetensors"), sub("np1/adapter_model.safetensors")), 1e-5);
+               yt_st_rel_err(sub("r2/adapter_model.safetensors"), sub("np1/adapter_model.safetensors")), 1e-5);
 }
 
 TEST(dist_full_finetune_two_ranks_match_one_process) {
@@ -193,7 +166,7 @@ TEST(dist_full_finetune_two_ranks_match_one_process) {
     st = train(out, sizeof out, 0, sub("np1"), args);
     CHECK(st == 0, "one process: exit %d:\n%s", st, out);
     CHECK_NEAR("full model: 2 ranks x batch 3 vs 1 process x batch 6 (max |d| / max |ref|)",
-               rel_err(sub("np2/model.safetensors"), sub("np1/model.safetensors")), 1e-5);
+               yt_st_rel_err(sub("np2/model.safetensors"), sub("np1/model.safetensors")), 1e-5);
 }
 
 /* ---- failures end the job -------------------------------------------------------- */

@@ -409,37 +409,6 @@ TEST(trainer_python_float_repr) {
 
 /* ---- yuanft train on the tiny golden model -------------------------------- */
 
-/* Max over tensors of max|a-b| / max|b|, every tensor of `want` present in `got`. */
-static double adapter_rel_err(const char *got_path, const char *want_path) {
-    yf_table g, w;
-    yf_table_init(&g);
-    yf_table_init(&w);
-    double worst = INFINITY;
-    if (yf_st_load(got_path, &g) || yf_st_load(want_path, &w)) {
-        fprintf(stderr, "    %s\n", yf_last_error());
-        goto out;
-    }
-    worst = 0;
-    if (g.n != w.n) fprintf(stderr, "    %d tensors, golden has %d\n", g.n, w.n), worst = INFINITY;
-    for (int i = 0; i < w.n && isfinite(worst); i++) {
-        const yf_tensor *b = &w.t[i], *a = yf_table_find(&g, b->name);
-        if (!a || yf_tensor_numel(a) != yf_tensor_numel(b) || a->dtype != YF_F32) {
-            fprintf(stderr, "    tensor %s missing or mis-shaped\n", b->name);
-            worst = INFINITY;
-            break;
-        }
-        int64_t n = yf_tensor_numel(b);
-        float *bf = malloc((size_t)n * sizeof *bf);
-        yf_tensor_to_f32(b, bf);
-        double d = yt_max_abs_diff(a->data, bf, (size_t)n), s = yt_max_abs(bf, (size_t)n);
-        worst = fmax(worst, d / fmax(s, 1e-30));
-        free(bf);
-    }
-out:
-    yf_table_free(&g);
-    yf_table_free(&w);
-    return worst;
-}
 
 static void need_model(void) {
     if (!yf_dir_exists(yt_shared_path("golden/yuan-tiny"))) yt_skip("golden/yuan-tiny not available");
@@ -491,7 +460,7 @@ static void golden_train(const char *kind) {
     free(tj);
     free(sj);
     CHECK_NEAR("final adapter vs golden (max |d| / max |ref| per tensor)",
-               adapter_rel_err(sub("out/adapter_model.safetensors"), want), 1e-4);
+               yt_st_rel_err(sub("out/adapter_model.safetensors"), want), 1e-4);
     CHECK(yf_file_exists(sub("out/adapter_config.json")) && yf_file_exists(sub("out/loss_curve.svg")));
     /* the last line of the run is one JSON object */
     char *last = strrchr(out, '{');
@@ -523,7 +492,7 @@ TEST(train_resume_after_epoch_cli) {
     st = yt_sh(out, sizeof out, "%s --output-dir %s --resume-from-checkpoint true", cmd, sub("part"));
     CHECK(st == 0 && strstr(out, "resuming from"), "exit %d:\n%s", st, out);
     CHECK_NEAR("resumed final adapter vs uninterrupted (exact)",
-               adapter_rel_err(sub("part/adapter_model.safetensors"), sub("full/adapter_model.safetensors")), 0);
+               yt_st_rel_err(sub("part/adapter_model.safetensors"), sub("full/adapter_model.safetensors")), 0);
 }
 
 static void expect_train_failure(const char *extra, const char *needle) {
@@ -593,7 +562,7 @@ TEST(train_accumulation_cli_matches_one_batch) {
         CHECK(st == 0, "exit %d:\n%s", st, out);
     }
     CHECK_NEAR("adapter, batch 1 x accumulation 2 vs batch 2 (relative)",
-               adapter_rel_err(sub("acc2/adapter_model.safetensors"), sub("acc1/adapter_model.safetensors")), 1e-5);
+               yt_st_rel_err(sub("acc2/adapter_model.safetensors"), sub("acc1/adapter_model.safetensors")), 1e-5);
 }
 
 TEST(train_full_finetune_saves_model_and_resumes) {
@@ -632,5 +601,5 @@ TEST(train_full_finetune_saves_model_and_resumes) {
     st = st || yt_sh(out, sizeof out, "%s --output-dir %s --resume-from-checkpoint true", cmd, sub("part"));
     CHECK(st == 0, "exit %d:\n%s", st, out);
     CHECK_NEAR("resumed full model vs uninterrupted (exact)",
-               adapter_rel_err(sub("part/model.safetensors"), sub("full/model.safetensors")), 0);
+               yt_st_rel_err(sub("part/model.safetensors"), sub("full/model.safetensors")), 0);
 }
