@@ -77,6 +77,10 @@ TEST(extract_bad_input) {
     CHECK(rc == 1 && strstr(out, "missing.txt"), "missing input: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s eval --data %s/missing.jsonl --model x", yt_cli(), d);
     CHECK(rc == 1 && strstr(out, "missing.jsonl"), "missing data: exit %d: %s", rc, out);
+    rc = yt_sh(out, sizeof out, "%s extract --model x --batch 0 --input /dev/null", yt_cli());
+    CHECK(rc == 2 && strstr(out, "--batch"), "batch 0: exit %d: %s", rc, out);
+    rc = yt_sh(out, sizeof out, "%s eval --data x.jsonl --model y --max-new-tokens 0", yt_cli());
+    CHECK(rc == 2 && strstr(out, "--max-new-tokens"), "eval max-new-tokens 0: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s eval --data x.jsonl", yt_cli());
     CHECK(rc == 2, "neither --model nor --predictions: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s init --config %s --out %s/m --vocab-from x.jsonl", yt_cli(),

@@ -185,6 +185,8 @@ TEST(generate_cli_bad_input) {
     CHECK(rc != 0 && strstr(out, "vocabulary"), "exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s generate --model %s --prompt-ids 1 --top-p 0", yt_cli(), model);
     CHECK(rc != 0 && strstr(out, "top-p"), "exit %d: %s", rc, out);
+    rc = yt_sh(out, sizeof out, "%s generate --model %s --prompt-ids 1 --max-new-tokens 0", yt_cli(), model);
+    CHECK(rc == 2 && strstr(out, "max-new-tokens"), "zero new tokens: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s generate --model %s --prompt hello", yt_cli(), model);
     CHECK(rc != 0 && strstr(out, "tokenizer"), "no tokenizer: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s generate --model %s/nope --prompt-ids 1", yt_cli(), yt_tmpdir());

@@ -41,6 +41,10 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "yuanft eval: needs --data and one of --predictions / --model (see --help)\n");
         return 2;
     }
+    if (model && (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536)) {
+        fprintf(stderr, "yuanft eval: --batch must be in [1, 4096] and --max-new-tokens in [1, 65536]\n");
+        return 2;
+    }
     yf_records recs;
     if (yf_data_load(data_path, &recs)) return yc_fail("eval");
     if (limit > 0 && (size_t)limit < recs.n) {

@@ -58,8 +58,8 @@ int cmd_extract(int argc, char **argv) {
         fprintf(stderr, "yuanft extract: --model is required (see --help)\n");
         return 2;
     }
-    if (batch < 1 || max_new < 1) {
-        fprintf(stderr, "yuanft extract: --batch and --max-new-tokens must be positive\n");
+    if (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536) {
+        fprintf(stderr, "yuanft extract: --batch must be in [1, 4096] and --max-new-tokens in [1, 65536]\n");
         return 2;
     }
     char **lines = NULL;

@@ -65,6 +65,10 @@ int cmd_generate(int argc, char **argv) {
                       sizeof opts / sizeof *opts);
     if (pr) return pr == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    if (max_new < 1 || max_new > (1 << 24)) {
+        fprintf(stderr, "yuanft generate: --max-new-tokens must be between 1 and %d\n", 1 << 24);
+        return 2;
+    }
     if (!model || (!prompt == !prompt_ids)) {
         fprintf(stderr, "yuanft generate: needs --model and one of --prompt / --prompt-ids (see --help)\n");
         return 2;
