@@ -155,6 +155,15 @@ int yf_write_file_atomic(const char *path, const void *data, size_t len) {
     return yf_atomic_commit(&af);
 }
 
+int yf_copy_file(const char *from, const char *to) {
+    char *buf = NULL;
+    size_t len = 0;
+    if (yf_read_file(from, &buf, &len)) return -1;
+    int rc = yf_write_file_atomic(to, buf, len);
+    free(buf);
+    return rc;
+}
+
 bool yf_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);

@@ -46,6 +46,8 @@ typedef struct yf_atomic_file {
 int yf_atomic_open(yf_atomic_file *af, const char *path);
 int yf_atomic_commit(yf_atomic_file *af);
 void yf_atomic_abort(yf_atomic_file *af);
+/* Copies a (small) file, writing the copy atomically. */
+int yf_copy_file(const char *from, const char *to);
 bool yf_file_exists(const char *path);
 bool yf_dir_exists(const char *path);
 int yf_mkdir_p(const char *path);

@@ -56,15 +56,6 @@ out:
     return rc;
 }
 
-static int copy_file(const char *from, const char *to) {
-    char *buf = NULL;
-    size_t len = 0;
-    if (yf_read_file(from, &buf, &len)) return -1;
-    int rc = yf_write_file_atomic(to, buf, len);
-    free(buf);
-    return rc;
-}
-
 int cmd_init(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *dtype_s = NULL, *tokenizer = NULL, *vocab_from = NULL;
     const char *template_spec = "resume";
@@ -117,7 +108,7 @@ int cmd_init(int argc, char **argv) {
     yf_vocab_map_free(&vm);
     if (tokenizer) {
         char *tdst = yf_path_join(out, "tokenizer.model");
-        int trc = copy_file(tokenizer, tdst);
+        int trc = yf_copy_file(tokenizer, tdst);
         free(tdst);
         if (trc) return yc_fail("init");
     }

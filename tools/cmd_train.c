@@ -217,13 +217,7 @@ static int hook_save(void *vc, const char *dir) {
     static const char *const extra[] = {"tokenizer.model", YF_VOCAB_MAP_FILE};
     for (size_t k = 0; rc == 0 && k < sizeof extra / sizeof *extra; k++) {
         char *from = yf_path_join(c->model_dir, extra[k]), *to = yf_path_join(dir, extra[k]);
-        char *buf = NULL;
-        size_t len = 0;
-        if (yf_file_exists(from)) {
-            rc = yf_read_file(from, &buf, &len);
-            if (rc == 0) rc = yf_write_file_atomic(to, buf, len);
-        }
-        free(buf);
+        if (yf_file_exists(from)) rc = yf_copy_file(from, to);
         free(from);
         free(to);
     }
