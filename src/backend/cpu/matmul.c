@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- path and precision ------------------------------------------------- */
 
@@ -257,7 +258,70 @@ static void split_piece(void *ctx, int64_t i) {
         run_block(j->g, j->k, j->nparts, lo, hi, 0, j->g->N);
 }
 
-static void run(const yf_gemm *g) {
+/* ---- YF_KPROF=1: time per product shape, printed at exit ------------- */
+
+typedef struct kprof_row {
+    int64_t M, N, K;
+    char op;
+    int64_t calls;
+    double s;
+} kprof_row;
+static kprof_row g_kprof[256];
+static int g_nkprof = -1; /* -1: not yet read YF_KPROF; -2: off */
+static pthread_mutex_t g_kprof_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void kprof_print(void) {
+    double tot = 0;
+    for (int i = 0; i < g_nkprof; i++) tot += g_kprof[i].s;
+    fprintf(stderr, "YF_KPROF: %d product shapes, %.3f s in all\n   op        M        N        K  calls    total ms  GFLOP/s\n",
+            g_nkprof, tot);
+    for (int i = 0; i < g_nkprof; i++) {
+        const kprof_row *r = &g_kprof[i];
+        fprintf(stderr, "   %c %8lld %8lld %8lld %6lld %11.1f %8.0f\n", r->op, (long long)r->M, (long long)r->N,
+                (long long)r->K, (long long)r->calls, r->s * 1e3, 2.0 * r->M * r->N * r->K * r->calls / r->s / 1e9);
+    }
+}
+
+static double kprof_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static bool kprof_on(void) {
+    if (g_nkprof == -1) {
+        const char *e = getenv("YF_KPROF");
+        g_nkprof = e && *e && strcmp(e, "0") != 0 ? 0 : -2;
+        if (g_nkprof == 0) atexit(kprof_print);
+    }
+    return g_nkprof >= 0 && !yf_par_in_job();
+}
+
+static void kprof_add(char op, const yf_gemm *g, double s) {
+    pthread_mutex_lock(&g_kprof_mu);
+    int i = 0;
+    while (i < g_nkprof && !(g_kprof[i].op == op && g_kprof[i].M == g->M && g_kprof[i].N == g->N && g_kprof[i].K == g->K)) i++;
+    if (i < 256) {
+        if (i == g_nkprof) g_kprof[g_nkprof++] = (kprof_row){g->M, g->N, g->K, op, 0, 0};
+        g_kprof[i].calls++;
+        g_kprof[i].s += s;
+    }
+    pthread_mutex_unlock(&g_kprof_mu);
+}
+
+static void run_inner(const yf_gemm *g);
+
+static void run_op(char op, const yf_gemm *g) {
+    if (!kprof_on()) {
+        run_inner(g);
+        return;
+    }
+    double t0 = kprof_now();
+    run_inner(g);
+    kprof_add(op, g, kprof_now() - t0);
+}
+
+static void run_inner(const yf_gemm *g) {
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0) {
         if (!g->accumulate)
@@ -304,7 +368,7 @@ void yf_matmul_xwt(float *y, const float *x, const void *w, yf_dtype wt, int64_t
     /* A = x [M,K]; B(k,n) = W[n,k]; C = y [M,N] */
     yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
                  .M = M, .N = N, .K = K, .accumulate = accumulate};
-    run(&g);
+    run_op('f', &g);
 }
 
 void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
@@ -317,7 +381,7 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
     /* A = dy [M,N]; B(j,k) = W[j,k]; C = dx [M,K]; the sum runs over N */
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
                  .M = M, .N = K, .K = N, .accumulate = accumulate};
-    run(&g);
+    run_op('b', &g);
 }
 
 void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t N, int64_t K) {
@@ -328,5 +392,5 @@ void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t
     /* A(n,i) = dy[i,n]; B(i,k) = x[i,k]; C = dW [N,K]; the sum runs over M */
     yf_gemm g = {.c = dw, .ldc = K, .a = dy, .ars = 1, .acs = N, .b = x, .bt = YF_F32, .brs = K, .bcs = 1,
                  .M = N, .N = K, .K = M, .accumulate = true};
-    run(&g);
+    run_op('w', &g);
 }

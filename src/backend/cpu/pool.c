@@ -92,6 +92,8 @@ static void start_workers(void) {
     pthread_attr_destroy(&at);
 }
 
+bool yf_par_in_job(void) { return t_in_job || omp_in_parallel(); }
+
 int yf_par_threads(void) {
     if (t_in_job || omp_in_parallel() || omp_get_max_threads() <= 1) return 1;
     pthread_once(&g_once, start_workers);

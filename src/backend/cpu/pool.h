@@ -16,6 +16,7 @@
 #ifndef YF_POOL_H
 #define YF_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef void (*yf_par_fn)(void *ctx, int64_t i);
@@ -25,6 +26,8 @@ typedef void (*yf_par_fn)(void *ctx, int64_t i);
 void yf_par_for(int64_t n, yf_par_fn fn, void *ctx);
 /* Threads a yf_par_for may use now (1 = inline). */
 int yf_par_threads(void);
+/* True on a thread running a pool job or inside an OpenMP parallel region. */
+bool yf_par_in_job(void);
 /* For long runs (training): when OMP_NUM_THREADS is not set and the 1-minute
  * load average already reaches the number of CPUs (every core busy before we
  * start), use one thread: a second one cannot get a core of its own, and
