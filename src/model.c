@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bufcache.h"
 #include "checkpoint.h"
@@ -117,6 +118,7 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
                          what, (long long)D, (long long)H);
     }
     yf_model *m = yf_calloc(1, sizeof *m);
+    m->pack_budget = (size_t)-1; /* set on first use */
     m->cfg = *cfg;
     if (opts) m->opts = *opts;
     m->D = D;
@@ -203,8 +205,53 @@ int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out) {
     return yf_model_from_table(&cfg, &tab, opts, dir, out);
 }
 
+/* ---- pre-packed weights ----------------------------------------------------------- */
+
+static size_t default_pack_budget(void) {
+    const char *e = getenv("YF_PACK_MB");
+    if (e && *e) {
+        char *end;
+        double mb = strtod(e, &end);
+        if (end != e && mb >= 0) return (size_t)(mb * 1048576.0);
+        fprintf(stderr, "yuanft: YF_PACK_MB=%s is not a number of MiB; using the default\n", e);
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+    double quarter = pages > 0 && psz > 0 ? (double)pages * (double)psz / 4 : 0;
+    double cap = 4.0 * 1073741824.0;
+    return (size_t)(quarter < cap ? quarter : cap);
+}
+
+const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M) {
+    if (W->pk[kind]) return W->pk[kind];
+    if (W->dt != YF_BF16 || W->g || W->ndim != 2 || m->pack_failed || !yf_wpack_pays(M)) return NULL;
+    if (m->pack_budget == (size_t)-1) m->pack_budget = default_pack_budget();
+    size_t need = (size_t)((W->shape[0] + 31) / 32 * 32) * (size_t)((W->shape[1] + 31) / 32 * 32) * 2;
+    if (m->pack_bytes + need > m->pack_budget) return NULL;
+    W->pk[kind] = yf_wpack_new(W->data, W->dt, W->shape[0], W->shape[1], kind);
+    if (!W->pk[kind]) {
+        m->pack_failed = true; /* out of memory: the products pack per call, as without */
+        return NULL;
+    }
+    m->pack_bytes += yf_wpack_bytes(W->pk[kind]);
+    return W->pk[kind];
+}
+
+static void mw_unpack(yf_mw *W) {
+    for (int k = 0; k < 2; k++) {
+        yf_wpack_free(W->pk[k]);
+        W->pk[k] = NULL;
+    }
+}
+
 void yf_model_free(yf_model *m) {
     if (!m) return;
+    for (int64_t l = 0; m->layers && l < m->L; l++) {
+        yf_layer_w *lw = &m->layers[l];
+        mw_unpack(&lw->conv1);
+        mw_unpack(&lw->conv2);
+        for (int p = 0; p < YF_NPROJ; p++) mw_unpack(&lw->proj[p]);
+    }
+    mw_unpack(&m->head);
     yf_table_free(&m->tab);
     yf_table_free(&m->own);
     free(m->layers);
@@ -379,9 +426,9 @@ static void dora_ratio(float *mn, const yf_lora_mod *md, const float *n) {
 }
 
 void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
-    const yf_mw *W = &r->m->layers[l].proj[p];
+    yf_mw *W = &r->m->layers[l].proj[p];
     int64_t N = r->N, out = W->shape[0], in = W->shape[1];
-    yf_matmul_xwt(y, x, W->data, W->dt, N, out, in, false);
+    yf_matmul_xwt_pk(y, x, W->data, W->dt, yf_model_wpack(r->m, W, YF_PACK_XWT, N), N, out, in, false);
     const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
     if (!md) return;
     yf_ws *ws = &r->ws;
@@ -407,7 +454,7 @@ void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
     } else {
         /* y = W x - W x' + (m/n) (W x' + s B A x') */
         float *wx = ws->t3;
-        yf_matmul_xwt(wx, xin, W->data, W->dt, N, out, in, false);
+        yf_matmul_xwt_pk(wx, xin, W->data, W->dt, yf_model_wpack(r->m, W, YF_PACK_XWT, N), N, out, in, false);
         for (int64_t i = 0; i < N * out; i++) y[i] -= wx[i];
         yf_matmul_xwt(wx, ws->lt, md->B, YF_F32, N, out, R, true);
         scale_cols(wx, mn, N, out);
@@ -417,12 +464,13 @@ void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
 }
 
 void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float *dy, float *dx, bool acc) {
-    const yf_mw *W = &r->m->layers[l].proj[p];
+    yf_mw *W = &r->m->layers[l].proj[p];
     int64_t N = r->N, out = W->shape[0], in = W->shape[1];
+    const yf_wpack *pkb = dx ? yf_model_wpack(r->m, W, YF_PACK_XW, N) : NULL;
     if (W->g) yf_matmul_dw(W->g, dy, x, N, out, in);
     const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
     if (!md) {
-        if (dx) yf_matmul_xw(dx, dy, W->data, W->dt, N, out, in, acc);
+        if (dx) yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, acc);
         return;
     }
     yf_lora_mod *gmd = r->glo ? yf_lora_get(r->glo, l, p) : NULL;
@@ -446,7 +494,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
         if (gmd) {
             /* dm_o = sum_rows dy_o (W x' + s B A x')_o / n_o */
             float *t = ws->t3;
-            yf_matmul_xwt(t, xin, W->data, W->dt, N, out, in, false);
+            yf_matmul_xwt_pk(t, xin, W->data, W->dt, yf_model_wpack(r->m, W, YF_PACK_XWT, N), N, out, in, false);
             float *lts = ws->dlt;
             for (int64_t i = 0; i < N * R; i++) lts[i] = s * ws->lt[i];
             yf_matmul_xwt(t, lts, md->B, YF_F32, N, out, R, true);
@@ -477,7 +525,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
     }
     if (!drop) {
         /* x' = x: LoRA dx = W^T dy + A^T dlt; DoRA dx = W^T (m/n dy) + A^T dlt */
-        yf_matmul_xw(dx, dya, W->data, W->dt, N, out, in, acc);
+        yf_matmul_xw_pk(dx, dya, W->data, W->dt, pkb, N, out, in, acc);
         yf_matmul_xw(dx, ws->dlt, md->A, YF_F32, N, R, in, true);
     } else {
         /* gradient wrt x': A^T dlt (+ W^T ((m/n - 1) dy) for DoRA), then through the mask */
@@ -486,10 +534,10 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
         if (mn) {
             float *t2 = ws->t2; /* = (m/n) dy: turn into (m/n - 1) dy */
             for (int64_t i = 0; i < N * out; i++) t2[i] -= dy[i];
-            yf_matmul_xw(gx, t2, W->data, W->dt, N, out, in, true);
+            yf_matmul_xw_pk(gx, t2, W->data, W->dt, pkb, N, out, in, true);
         }
         yf_dropout(gx, gx, N * in, r->drop_p, seed);
-        yf_matmul_xw(dx, dy, W->data, W->dt, N, out, in, acc);
+        yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, acc);
         for (int64_t i = 0; i < N * in; i++) dx[i] += gx[i];
     }
     free(mn);
@@ -514,10 +562,12 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
     /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
     yf_conv_pack(ws->x2, act->a, st ? st->a_prev : NULL, B, T, D);
-    yf_matmul_xwt(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, N, D / 2, 2 * D, false);
+    yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, yf_model_wpack(r->m, &lw->conv1, YF_PACK_XWT, N), N,
+                     D / 2, 2 * D, false);
     yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
     yf_conv_pack(ws->x2, act->c, st ? st->c_prev : NULL, B, T, D / 2);
-    yf_matmul_xwt(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, N, D, D, false);
+    yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, yf_model_wpack(r->m, &lw->conv2, YF_PACK_XWT, N), N, D,
+                     D, false);
     yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
     add_into(act->s, ws->e, act->a, N * D);
     yf_rmsnorm_fwd(act->f, act->rslf, act->s, F(&lw->lf_ln), N, D, eps);
@@ -576,10 +626,17 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     yf_heads_split(ws->hh, ws->datt, B, T, H, hd);
     yf_attention_bwd(ws->dq, ws->dk, ws->dv, ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
     yf_heads_merge(ws->datt, ws->dv, B, T, H, hd);
-    yf_linear_bwd(r, l, YF_V, act->a, ws->datt, ws->da, false);
+    /* Below q, k, v only the input gradient and the gradients of the
+     * localized filter and input norm remain. The first layer of a LoRA run
+     * needs none of them: its q, k, v adapters take their gradients from
+     * dq, dk, dv alone, so the products with Wq, Wk, Wv, the convolutions'
+     * and the norms' backward are skipped (~1/6 of the layer's backward). */
+    bool need_below = dx || lw->ln1.g || lw->lf_ln.g || lw->conv1.g || lw->conv1_b.g || lw->conv2.g || lw->conv2_b.g;
+    yf_linear_bwd(r, l, YF_V, act->a, ws->datt, need_below ? ws->da : NULL, false);
     yf_qk_rope_bwd(ws->qp, ws->kp, ws->dq, ws->dk, m->rope_cos, m->rope_sin, B, T, H, hd, 0);
-    yf_linear_bwd(r, l, YF_Q, act->f, ws->qp, ws->df, false);
-    yf_linear_bwd(r, l, YF_K, act->f, ws->kp, ws->df, true);
+    yf_linear_bwd(r, l, YF_Q, act->f, ws->qp, need_below ? ws->df : NULL, false);
+    yf_linear_bwd(r, l, YF_K, act->f, ws->kp, need_below ? ws->df : NULL, true);
+    if (!need_below) return;
 
     /* localized filtering */
     yf_rmsnorm_bwd(ws->ds, lw->lf_ln.g, ws->df, act->s, act->rslf, F(&lw->lf_ln), N, D, false);
@@ -589,14 +646,16 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
         yf_conv_pack(ws->x2, act->c, NULL, B, T, D / 2);
         yf_matmul_dw(lw->conv2.g, ws->ds, ws->x2, N, D, D);
     }
-    yf_matmul_xw(ws->dx2, ws->ds, lw->conv2.data, lw->conv2.dt, N, D, D, false);
+    yf_matmul_xw_pk(ws->dx2, ws->ds, lw->conv2.data, lw->conv2.dt, yf_model_wpack(r->m, &lw->conv2, YF_PACK_XW, N), N, D,
+                    D, false);
     yf_conv_unpack_bwd(ws->dc, ws->dx2, B, T, D / 2, false);
     if (lw->conv1.g) {
         yf_bias_bwd(lw->conv1_b.g, ws->dc, N, D / 2);
         yf_conv_pack(ws->x2, act->a, NULL, B, T, D);
         yf_matmul_dw(lw->conv1.g, ws->dc, ws->x2, N, D / 2, 2 * D);
     }
-    yf_matmul_xw(ws->dx2, ws->dc, lw->conv1.data, lw->conv1.dt, N, D / 2, 2 * D, false);
+    yf_matmul_xw_pk(ws->dx2, ws->dc, lw->conv1.data, lw->conv1.dt, yf_model_wpack(r->m, &lw->conv1, YF_PACK_XW, N), N,
+                    D / 2, 2 * D, false);
     yf_conv_unpack_bwd(ws->da, ws->dx2, B, T, D, true);
 
     /* input norm and the residual */
@@ -727,11 +786,11 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
         }
         /* with logits wanted every row is in `rows`, in order, so the chunk is contiguous */
         float *lg = logits ? logits + rows[c0] * V : lbuf;
-        yf_matmul_xwt(lg, hc, m->head.data, m->head.dt, n, V, D, false);
+        yf_matmul_xwt_pk(lg, hc, m->head.data, m->head.dt, yf_model_wpack(m, &m->head, YF_PACK_XWT, n), n, V, D, false);
         if (!target) continue;
         loss += yf_xent(dhn ? dl : NULL, lg, tc, n, V, loss_scale);
         if (!dhn) continue;
-        yf_matmul_xw(dhc, dl, m->head.data, m->head.dt, n, V, D, false);
+        yf_matmul_xw_pk(dhc, dl, m->head.data, m->head.dt, yf_model_wpack(m, &m->head, YF_PACK_XW, n), n, V, D, false);
         for (int64_t i = 0; i < n; i++) memcpy(dhn + rows[c0 + i] * D, dhc + i * D, (size_t)D * sizeof(float));
         if (m->head.g) yf_matmul_dw(m->head.g, dl, hc, n, V, D);
     }

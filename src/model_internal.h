@@ -24,6 +24,7 @@
 #define YF_MODEL_INTERNAL_H
 
 #include "model.h"
+#include "kernels.h"
 
 /* One model tensor as the compute sees it. */
 typedef struct yf_mw {
@@ -35,6 +36,7 @@ typedef struct yf_mw {
     int64_t numel;
     int ndim;
     int64_t shape[4];
+    yf_wpack *pk[2];  /* pre-packed tiles for x·W^T / dy·W (yf_model_wpack), or NULL */
 } yf_mw;
 
 typedef struct yf_layer_w {
@@ -60,7 +62,16 @@ struct yf_model {
     yf_table own;          /* converted copies, gradients, tables */
     yf_param *params;      /* full-finetune parameter list */
     int nparams;
+    size_t pack_bytes, pack_budget; /* pre-packed weight tiles: made so far, allowed */
+    bool pack_failed;               /* a pack could not be made: no more tries */
 };
+
+/* W's pre-packed tiles for a product of M rows (kind YF_PACK_XWT: x·W^T,
+ * YF_PACK_XW: dy·W), made on first use when they pay (a frozen bf16 weight,
+ * the AMX path, at most a few hundred rows: yf_wpack_pays) and fit the
+ * model's budget (YF_PACK_MB, default a quarter of RAM up to 4 GiB); else NULL,
+ * and the product packs W itself. Same results either way. */
+const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M);
 
 /* Scratch buffers of one call, sized for N rows. */
 typedef struct yf_ws {

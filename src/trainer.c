@@ -131,6 +131,7 @@ typedef struct run {
     int64_t cap_step_loss;
     /* this session */
     int64_t steps_run, samples_run, tokens_run;
+    double *step_tps;        /* [steps_run] input tokens / wall second of each step */
     double t0;
     double last_loss, last_grad_norm;
     bool tty;
@@ -138,6 +139,11 @@ typedef struct run {
     int64_t last_progress_step;
     double last_progress_t;
 } run;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
 
 static void push_step_loss(run *r, double loss) {
     if (r->global_step >= r->cap_step_loss) {
@@ -561,6 +567,7 @@ static int train_step(run *r, const int64_t *perm, int64_t m0, int64_t nm) {
                                    0xbf58476d1ce4e5b9ull * (uint64_t)r->global_step);
         drng = &rank_rng;
     }
+    double t_step = yf_time();
     double stats[3] = {0, 0, 0}; /* loss sum, rows, input positions */
     for (int64_t k = m0; k < m0 + nm; k++) {
         if ((n = rank_rows(r, k, &lo)) == 0) continue;
@@ -585,6 +592,9 @@ static int train_step(run *r, const int64_t *perm, int64_t m0, int64_t nm) {
     yf_zero_grads(r->pl);
 
     push_step_loss(r, loss);
+    double dt = yf_time() - t_step;
+    r->step_tps = yf_realloc(r->step_tps, (size_t)(r->steps_run + 1) * sizeof(double));
+    r->step_tps[r->steps_run] = dt > 0 ? stats[2] / dt : 0;
     r->global_step++;
     r->steps_run++;
     r->micro_in_epoch = m0 + nm;
@@ -723,7 +733,20 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     cJSON_AddNumberToObject(hf, "epoch", r->epoch);
     print_py_dict(r->out, hf, NULL);
     cJSON_Delete(hf);
-    char b[6][64], dist[256] = "";
+    /* steady state: the median step after the first (which also pays for
+     * faulting in the weights and packing them), as a benchmark that times
+     * steps after a warm-up step reports */
+    char b[6][64], dist[256] = "", steady[96] = "";
+    if (r->steps_run >= 2) {
+        int64_t n = r->steps_run - 1;
+        double *v = yf_malloc((size_t)n * sizeof(double));
+        memcpy(v, r->step_tps + 1, (size_t)n * sizeof(double));
+        qsort(v, (size_t)n, sizeof(double), cmp_double);
+        double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+        free(v);
+        char mb[64];
+        snprintf(steady, sizeof steady, ", \"steady_tokens_per_second\": %s", yf_py_float(round_to(med, 1), mb, sizeof mb));
+    }
     if (r->world > 1) {
         /* what the all-reduces cost rank 0 (waiting for slower ranks included) */
         const yf_dist *d = r->dist;
@@ -740,15 +763,16 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     }
     fprintf(r->out,
             "{\"train_runtime\": %s, \"train_samples_per_second\": %s, \"train_steps_per_second\": %s, "
-            "\"train_tokens_per_second\": %s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s}\n",
+            "\"train_tokens_per_second\": %s%s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s}\n",
             yf_py_float(round_to(runtime, 4), b[0], 64), yf_py_float(round_to(res->samples_per_s, 3), b[1], 64),
             yf_py_float(round_to(res->steps_per_s, 3), b[2], 64), yf_py_float(round_to(res->tokens_per_s, 1), b[3], 64),
-            yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), dist);
+            steady, yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), dist);
     fflush(r->out);
     rc = 0;
 done:
     free(perm);
     free(r->step_loss);
+    free(r->step_tps);
     cJSON_Delete(r->log_history);
     yf_adamw_free(&r->opt);
     return rc;

@@ -169,3 +169,41 @@ TEST(kernels_empty_dims) {
         CHECK(y[0] == 9, "%s: M=0 or N=0 touched C", yf_kpath_name(p));
     }
 }
+
+/* A pre-packed weight gives the same products bit for bit as packing it per
+ * call: both precisions, both products, shapes with edges in every dimension,
+ * K over one K block (2048), enough work to be split between threads. */
+TEST(kernels_amx_prepacked_weight_is_bitwise_identical) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
+    CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
+    static const int64_t pk_shapes[][3] = {{17, 75, 130}, {64, 33, 600}, {300, 1000, 70}, {40, 96, 2100}, {384, 512, 512}};
+    for (int prec = 0; prec < 2; prec++) {
+        yf_kernels_set_precision(prec ? YF_PREC_BF16 : YF_PREC_EXACT);
+        for (size_t s = 0; s < sizeof pk_shapes / sizeof *pk_shapes; s++)
+            for (int kind = 0; kind < 2; kind++) {
+                int64_t M = pk_shapes[s][0], N = pk_shapes[s][1], K = pk_shapes[s][2];
+                int64_t na = kind == YF_PACK_XWT ? M * K : M * N, nc = kind == YF_PACK_XWT ? M * N : M * K;
+                float *a = malloc(na * sizeof(float)), *c0 = malloc(nc * sizeof(float)), *c1 = malloc(nc * sizeof(float));
+                uint16_t *w = malloc(N * K * sizeof(uint16_t));
+                for (int64_t i = 0; i < na; i++) a[i] = frand();
+                for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
+                for (int64_t i = 0; i < nc; i++) c0[i] = c1[i] = frand();
+                yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, (yf_pack_kind)kind);
+                CHECK(pk != NULL, "%s", yf_last_error());
+                bool acc = s % 2 == 1;
+                if (kind == YF_PACK_XWT) {
+                    yf_matmul_xwt(c0, a, w, YF_BF16, M, N, K, acc);
+                    yf_matmul_xwt_pk(c1, a, w, YF_BF16, pk, M, N, K, acc);
+                } else {
+                    yf_matmul_xw(c0, a, w, YF_BF16, M, N, K, acc);
+                    yf_matmul_xw_pk(c1, a, w, YF_BF16, pk, M, N, K, acc);
+                }
+                CHECK(memcmp(c0, c1, nc * sizeof(float)) == 0, "%s %s [%ld,%ld,%ld]: max diff %g",
+                      kind == YF_PACK_XWT ? "x.W^T" : "dy.W", prec ? "bf16" : "exact", (long)M, (long)N, (long)K,
+                      yt_max_abs_diff(c0, c1, nc));
+                yf_wpack_free(pk);
+                free(a), free(c0), free(c1), free(w);
+            }
+    }
+    yf_kernels_set_precision(YF_PREC_EXACT);
+}

@@ -17,6 +17,29 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
 /* dW[N,K] += dy[M,N]^T · x[M,K]         (its weight gradient, f32) */
 void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t N, int64_t K);
 
+/* ---- pre-packed weights ---------------------------------------------------
+ * A bf16 weight W[N,K] that is multiplied many times (a frozen base weight
+ * in LoRA training) can be converted once into the AMX tile layout of one of
+ * its products: YF_PACK_XWT for y = x·W^T, YF_PACK_XW for dx = dy·W (two
+ * different layouts, each as big as W). The *_pk products then read the
+ * tiles instead of packing W on every call, which at a few hundred rows
+ * costs about as much as the tile products themselves. Results are the same
+ * bit for bit as without the pack; paths other than AMX ignore it. */
+typedef struct yf_wpack yf_wpack;
+typedef enum yf_pack_kind { YF_PACK_XWT = 0, YF_PACK_XW = 1 } yf_pack_kind;
+/* Whether products of M rows would use a pack now (AMX path; M rows enough
+ * for AMX and few enough that packing W per call is a real cost). */
+bool yf_wpack_pays(int64_t M);
+/* NULL (with yf_errorf) when W is not bf16, AMX is not in use, or memory is short. */
+yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind);
+size_t yf_wpack_bytes(const yf_wpack *p);
+void yf_wpack_free(yf_wpack *p);
+/* As yf_matmul_xwt / yf_matmul_xw; pk (YF_PACK_XWT / YF_PACK_XW of w) may be NULL. */
+void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                      int64_t N, int64_t K, bool accumulate);
+void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                     int64_t N, int64_t K, bool accumulate);
+
 /* ---- paths and precision --------------------------------------------------
  * Paths, slowest first. The default is the fastest one this CPU (and this
  * compiler) supports; the environment variable YF_KERNELS=ref|scalar|avx2|

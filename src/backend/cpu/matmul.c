@@ -360,6 +360,94 @@ static void run_inner(const yf_gemm *g) {
 
 void yf_matmul_xwt(float *y, const float *x, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
                    bool accumulate) {
+    yf_matmul_xwt_pk(y, x, w, wt, NULL, M, N, K, accumulate);
+}
+
+void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
+                  bool accumulate) {
+    yf_matmul_xw_pk(dx, dy, w, wt, NULL, M, N, K, accumulate);
+}
+
+/* ---- pre-packed weights ------------------------------------------------- */
+
+struct yf_wpack {
+    const void *w;
+    int64_t N, K; /* W's shape */
+    yf_pack_kind kind;
+    uint16_t *tiles;
+    size_t bytes;
+};
+
+/* The B operand of the product a pack is for (no A or C). */
+static yf_gemm weight_gemm(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind) {
+    if (kind == YF_PACK_XWT) return (yf_gemm){.b = w, .bt = wt, .brs = 1, .bcs = K, .N = N, .K = K};
+    return (yf_gemm){.b = w, .bt = wt, .brs = K, .bcs = 1, .N = K, .K = N};
+}
+
+/* Packs above this many rows gain little: packing W per call is then spread
+ * over enough rows (the 24-layer B=6 T=384 step has 2304). */
+#define PACK_MAX_M 1536
+
+bool yf_wpack_pays(int64_t M) {
+    return yf_kernels_path() == YF_KPATH_AMX && M >= AMX_MIN_M && M <= PACK_MAX_M;
+}
+
+typedef struct pack_job {
+    const yf_gemm *g;
+    int64_t pairs_per_piece, npairs, nks;
+    uint16_t *tiles;
+} pack_job;
+
+static void pack_piece(void *ctx, int64_t i) {
+    const pack_job *j = ctx;
+    int64_t j0 = i * j->pairs_per_piece, j1 = j0 + j->pairs_per_piece < j->npairs ? j0 + j->pairs_per_piece : j->npairs;
+    if (j0 < j1) yf_amx_pack_b(j->g, j0, j1, j->tiles + j0 * j->nks * 1024);
+}
+
+yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind) {
+    if (wt != YF_BF16) {
+        yf_errorf("kernels: only bf16 weights are pre-packed");
+        return NULL;
+    }
+    if (yf_kernels_path() != YF_KPATH_AMX) {
+        yf_errorf("kernels: weights are pre-packed only for the AMX path");
+        return NULL;
+    }
+    yf_gemm g = weight_gemm(w, wt, N, K, kind);
+    int64_t npairs = (g.N + 31) / 32, nks = (g.K + 31) / 32;
+    size_t bytes = (size_t)npairs * (size_t)nks * 1024 * sizeof(uint16_t);
+    yf_wpack *p = calloc(1, sizeof *p);
+    uint16_t *tiles = aligned_alloc(64, bytes);
+    if (!p || !tiles) {
+        free(p);
+        free(tiles);
+        yf_errorf("kernels: out of memory packing a %lld x %lld weight (%.0f MiB)", (long long)N, (long long)K,
+                  bytes / 1048576.0);
+        return NULL;
+    }
+    *p = (yf_wpack){.w = w, .N = N, .K = K, .kind = kind, .tiles = tiles, .bytes = bytes};
+    int64_t pieces = npairs < 64 ? npairs : 64;
+    pack_job j = {&g, (npairs + pieces - 1) / pieces, npairs, nks, tiles};
+    yf_par_for(pieces, pack_piece, &j);
+    return p;
+}
+
+size_t yf_wpack_bytes(const yf_wpack *p) { return p ? p->bytes : 0; }
+
+void yf_wpack_free(yf_wpack *p) {
+    if (!p) return;
+    free(p->tiles);
+    free(p);
+}
+
+static const uint16_t *pack_tiles(const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind) {
+    if (!pk) return NULL;
+    YF_CHECK(pk->w == w && pk->N == N && pk->K == K && pk->kind == kind);
+    return pk->tiles;
+}
+
+void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                      int64_t N, int64_t K, bool accumulate) {
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
     if (yf_kernels_path() == YF_KPATH_REF) {
         yf_matmul_xwt_ref(y, x, w, wt, M, N, K, accumulate);
@@ -367,12 +455,13 @@ void yf_matmul_xwt(float *y, const float *x, const void *w, yf_dtype wt, int64_t
     }
     /* A = x [M,K]; B(k,n) = W[n,k]; C = y [M,N] */
     yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
-                 .M = M, .N = N, .K = K, .accumulate = accumulate};
+                 .M = M, .N = N, .K = K, .accumulate = accumulate,
+                 .bpk = pack_tiles(pk, w, N, K, YF_PACK_XWT)};
     run_op('f', &g);
 }
 
-void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_t M, int64_t N, int64_t K,
-                  bool accumulate) {
+void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                     int64_t N, int64_t K, bool accumulate) {
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
     if (yf_kernels_path() == YF_KPATH_REF) {
         yf_matmul_xw_ref(dx, dy, w, wt, M, N, K, accumulate);
@@ -380,7 +469,8 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
     }
     /* A = dy [M,N]; B(j,k) = W[j,k]; C = dx [M,K]; the sum runs over N */
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
-                 .M = M, .N = K, .K = N, .accumulate = accumulate};
+                 .M = M, .N = K, .K = N, .accumulate = accumulate,
+                 .bpk = pack_tiles(pk, w, N, K, YF_PACK_XW)};
     run_op('b', &g);
 }
 

@@ -16,6 +16,9 @@
  * come from L2; the measured rate is 25-30% of the register-resident peak
  * (AVX-512 FMA kernels reach 55-65% of theirs).
  *
+ * A weight pre-packed once (yf_wpack, g->bpk) skips the B packing; its loops
+ * (gemm_prepacked) keep a smaller A chunk in L2 and prefetch B ahead.
+ *
  * Precision: A is f32. In bf16 mode it is rounded to bf16 (1 part). In exact
  * mode it is split x = p0 + p1 (+ p2), each part the bf16 rounding of what the
  * previous ones left, and every part is multiplied by the same B tile: with
@@ -24,6 +27,7 @@
  * padded in the packed buffers; partial C blocks go through a small buffer. */
 #include "matmul_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if YF_CC_AMX
@@ -214,6 +218,15 @@ AMX_TARGET static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
 
 /* ---- micro-kernel ------------------------------------------------------- */
 
+/* Lines the kernel prefetches into L2 while it runs (a pre-packed B's next
+ * block: tile loads do not start the hardware prefetchers well, so without
+ * this the first panel to touch a block waits on memory). */
+static _Thread_local const char *t_pf, *t_pf_end;
+/* lines per 32-step of K: 4 x 64 B per 4 tile products covers a pair's next
+ * slice over the panels of a chunk (2 and 8 measured slower) */
+enum { PF_LINES = 4 };
+AMX_TARGET static void set_tiles(void);
+
 /* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
  * groups, over nks steps of 32 along K. Tiles: 0-3 C, 4-5 A, 6-7 B. Tiles are
  * not renamed, so each load waits until the products reading the old value
@@ -242,7 +255,9 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_loadd(6, b, 64);
     _tile_loadd(7, b + TILE_U16, 64);
     _tile_loadd(5, a + TILE_U16, 64);
+    const char *pf = t_pf, *pf_end = t_pf_end;
     for (int64_t s = 0; s < nks; s++) {
+        for (int q = 0; q < PF_LINES && pf < pf_end; q++, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
         for (int p = 0; p < np; p++) {
             bool last_part = p == np - 1;
             const uint16_t *an = a < a_end ? a + 2 * TILE_U16 : a; /* past the end: reload (harmless) */
@@ -285,6 +300,75 @@ AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64
     for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, tmp + r * 32, (size_t)cols * sizeof(float));
 }
 
+AMX_TARGET static void set_tiles(void) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* yf_gemm_amx with B pre-packed (g->bpk). No B block to pack, so the loops
+ * are arranged for the memory system instead: A in chunks of rows small
+ * enough (<= 768 KiB packed) to stay in L2 next to the B tiles in flight;
+ * per chunk, B is walked one column pair at a time and every panel of the
+ * chunk multiplies it while it is in L2, the kernel calls prefetching the
+ * next pair (tile loads alone leave the first panel waiting on memory). B is
+ * read once per chunk; a few hundred rows make one or two chunks. The kernel
+ * calls per C block, hence the results, are the same as yf_gemm_amx's. */
+AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts,
+                                      int64_t KC) {
+    const int64_t amax = 768 << 10; /* 400 KiB and 1.6 MiB measured slower */
+    const int64_t nks_all = (g->K + 31) / 32, pair_u16 = nks_all * 2 * TILE_U16;
+    int64_t mc_max = amax / (KC * 2 * nparts) / 32 * 32;
+    if (mc_max < 32) mc_max = 32;
+    int64_t nchunks = (m1 - m0 + mc_max - 1) / mc_max;
+    const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
+    tr_tables tt;
+    tr_tables_init(&tt);
+    uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * (KC / 32) * nparts * 2 *
+                                     TILE_U16 * 2);
+    set_tiles();
+    int64_t j0 = n0 / 32, j1 = (n1 + 31) / 32;
+    for (int64_t pc = 0; pc < g->K; pc += KC) {
+        int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
+        int64_t pstride = nks * nparts * 2 * TILE_U16;
+        bool loadc = g->accumulate || pc > 0;
+        int64_t pf_bytes = nks * 2 * TILE_U16 * 2; /* one pair's slice of this K block */
+        for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
+            int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
+            int64_t pf_share = (pf_bytes / 64 + npanels - 1) / npanels * 64;
+            for (int64_t ip = 0; ip < npanels; ip++) {
+                int64_t ic = ic0 + 32 * ip;
+                pack_a_panel(g, ic, m1 - ic < 32 ? m1 - ic : 32, pc, kb, nparts, ap + ip * pstride, &tt);
+            }
+            for (int64_t j = j0; j < j1; j++) {
+                const uint16_t *bpair = g->bpk + j * pair_u16 + (pc / 32) * 2 * TILE_U16;
+                const char *next = j + 1 < j1 ? (const char *)(bpair + pair_u16) : NULL;
+                int64_t cols = n1 - 32 * j < 32 ? n1 - 32 * j : 32;
+                for (int64_t ip = 0; ip < npanels; ip++) {
+                    int64_t ic = ic0 + 32 * ip, rows = m1 - ic < 32 ? m1 - ic : 32;
+                    if (next) {
+                        int64_t lo = ip * pf_share, hi = lo + pf_share < pf_bytes ? lo + pf_share : pf_bytes;
+                        t_pf = next + lo;
+                        t_pf_end = next + (hi > lo ? hi : lo);
+                    }
+                    float *c = g->c + ic * g->ldc + 32 * j;
+                    if (rows == 32 && cols == 32)
+                        kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
+                    else
+                        kernel_edge(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
+                    t_pf = t_pf_end = NULL;
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
 AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
     if (m1 <= m0 || n1 <= n0) return;
     YF_CHECK(nparts >= 1 && nparts <= 3);
@@ -305,20 +389,18 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     nchunks = (m1 - m0 + mc_max - 1) / mc_max; /* equal chunks: no short last one */
     const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
     const int64_t panel_u16 = (KC / 32) * nparts * 2 * TILE_U16; /* one 32-row panel at full KC */
+    const int64_t nks_all = (g->K + 31) / 32;
+    YF_CHECK(!g->bpk || n0 % 32 == 0);
+    if (g->bpk) {
+        gemm_prepacked(g, m0, m1, n0, n1, nparts, KC);
+        return;
+    }
     tr_tables tt;
     tr_tables_init(&tt);
-    uint16_t *bp = yf_scratch(0, (size_t)NC * KC * 2);
+    uint16_t *bp = g->bpk ? NULL : yf_scratch(0, (size_t)NC * KC * 2);
     uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * panel_u16 * 2);
 
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        cfg.colsb[i] = 64;
-        cfg.rows[i] = 16;
-    }
-    _tile_loadconfig(&cfg);
-
+    set_tiles();
     for (int64_t pc = 0; pc < g->K; pc += KC) {
         int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
         int64_t pstride = nks * nparts * 2 * TILE_U16; /* panels of this K block */
@@ -332,8 +414,14 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
             for (int64_t jc = n0; jc < n1; jc += NC) {
                 int64_t nb = n1 - jc < NC ? n1 - jc : NC, npairs = (nb + 31) / 32;
                 /* B block: [pair of 16-column groups][step][2 tiles]; both groups of
-                 * a pair together, so each row of B is read a whole line at a time */
-                if (g->bcs == 1)
+                 * a pair together, so each row of B is read a whole line at a time.
+                 * A pre-packed B has the same layout over all of K and N. */
+                const uint16_t *bblock = bp;
+                int64_t pair_u16 = nks * 2 * TILE_U16;
+                if (g->bpk) {
+                    pair_u16 = nks_all * 2 * TILE_U16;
+                    bblock = g->bpk + (jc / 32) * pair_u16 + (pc / 32) * 2 * TILE_U16;
+                } else if (g->bcs == 1)
                     pack_b_block_rows(g, pc, kb, jc, nb, nks, bp);
                 else
                     for (int64_t j = 0; j < npairs; j++)
@@ -345,7 +433,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
                     int64_t ic = ic0 + 32 * ip, rows = m1 - ic < 32 ? m1 - ic : 32;
                     for (int64_t j = 0; j < npairs; j++) {
                         int64_t cols = nb - 32 * j < 32 ? nb - 32 * j : 32;
-                        const uint16_t *bpair = bp + j * nks * 2 * TILE_U16;
+                        const uint16_t *bpair = bblock + j * pair_u16;
                         float *c = g->c + ic * g->ldc + jc + 32 * j;
                         if (rows == 32 && cols == 32)
                             kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
@@ -359,7 +447,29 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     _tile_release();
 }
 
+AMX_TARGET void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst) {
+    int64_t nks = (g->K + 31) / 32;
+    if (g->bcs == 1) {
+        int64_t n0 = 32 * j0, nb = (32 * j1 < g->N ? 32 * j1 : g->N) - n0;
+        if (nb > 0) pack_b_block_rows(g, 0, g->K, n0, nb, nks, dst);
+        return;
+    }
+    tr_tables tt;
+    tr_tables_init(&tt);
+    for (int64_t j = j0; j < j1; j++)
+        for (int64_t s = 0; s < nks; s++)
+            for (int h = 0; h < 2; h++) {
+                int64_t n = 32 * j + 16 * h;
+                pack_b_tile(g, 32 * s, g->K - 32 * s, n, g->N - n, dst + (((j - j0) * nks + s) * 2 + h) * TILE_U16, &tt);
+            }
+}
+
 #else
+void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst) {
+    (void)g, (void)j0, (void)j1, (void)dst;
+    YF_CHECK(!"AMX path not compiled in");
+}
+
 void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
     (void)g, (void)m0, (void)m1, (void)n0, (void)n1, (void)nparts;
     YF_CHECK(!"AMX path not compiled in");

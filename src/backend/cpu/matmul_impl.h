@@ -22,6 +22,9 @@ typedef struct yf_gemm {
     int64_t brs, bcs;
     int64_t M, N, K;
     bool accumulate; /* false: C = A·B; true: C += A·B */
+    /* B already in AMX tile layout (yf_wpack), or NULL: [pair of 16-column
+     * groups][32-step of K][2 tiles], all of K, zero padded */
+    const uint16_t *bpk;
 } yf_gemm;
 
 /* What the compiler can emit (function-level target attributes), so a build
@@ -62,6 +65,9 @@ void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int
                      int64_t rows, int64_t cols);
 /* nparts: A is split into 1 (bf16 mode), 2 or 3 bf16 parts (exact mode). */
 void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts);
+/* Packs column pairs j0..j1-1 (32 columns each) of g's B, all of K, into dst
+ * in the bpk layout (dst points at pair j0). */
+void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst);
 /* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
