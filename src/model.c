@@ -236,6 +236,31 @@ const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t
     return W->pk[kind];
 }
 
+/* x·W^T's pack for a forward of N rows. In a training run also dy·W's when
+ * the backward multiplies by W, and W's own pages are released: only
+ * products of other row counts (none in a training step) read it. */
+static const yf_wpack *fwd_pack(yf_model *m, yf_mw *W, int64_t N, bool backward, bool with_xw) {
+    bool had = W->pk[YF_PACK_XWT] != NULL;
+    const yf_wpack *pk = yf_model_wpack(m, W, YF_PACK_XWT, N);
+    if (backward && pk && !had) {
+        /* released between the two packs too: the second reads W again from
+         * the page cache, but W and both packs are never resident at once */
+        size_t bytes = (size_t)W->numel * yf_dtype_size(W->dt);
+        yf_release_resident(W->data, bytes);
+        if (with_xw && yf_model_wpack(m, W, YF_PACK_XW, N)) yf_release_resident(W->data, bytes);
+    }
+    return pk;
+}
+
+/* Whether the backward multiplies by layer l's weight of projection p (the
+ * input gradient): not for the first layer's q, k, v in a LoRA run (see
+ * yf_layer_bwd). */
+static bool bwd_uses_w(const yf_run *r, int64_t l, yf_proj p) {
+    if (l > 0 || (p != YF_Q && p != YF_K && p != YF_V)) return true;
+    const yf_layer_w *lw = &r->m->layers[0];
+    return r->m->embed.g || lw->ln1.g || lw->lf_ln.g || lw->conv1.g || lw->conv1_b.g || lw->conv2.g || lw->conv2_b.g;
+}
+
 static void mw_unpack(yf_mw *W) {
     for (int k = 0; k < 2; k++) {
         yf_wpack_free(W->pk[k]);
@@ -335,6 +360,7 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
     r->pos0 = pos0;
     r->posb = NULL;
     r->start = start;
+    r->backward = backward;
     if (lo) {
         r->dora_n = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *r->dora_n);
         for (int64_t l = 0; l < m->L; l++)
@@ -428,7 +454,7 @@ static void dora_ratio(float *mn, const yf_lora_mod *md, const float *n) {
 void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
     yf_mw *W = &r->m->layers[l].proj[p];
     int64_t N = r->N, out = W->shape[0], in = W->shape[1];
-    yf_matmul_xwt_pk(y, x, W->data, W->dt, yf_model_wpack(r->m, W, YF_PACK_XWT, N), N, out, in, false);
+    yf_matmul_xwt_pk(y, x, W->data, W->dt, fwd_pack(r->m, W, N, r->backward, bwd_uses_w(r, l, p)), N, out, in, false);
     const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
     if (!md) return;
     yf_ws *ws = &r->ws;
@@ -562,11 +588,11 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
     /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
     yf_conv_pack(ws->x2, act->a, st ? st->a_prev : NULL, B, T, D);
-    yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, yf_model_wpack(r->m, &lw->conv1, YF_PACK_XWT, N), N,
+    yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, fwd_pack(r->m, &lw->conv1, N, r->backward, bwd_uses_w(r, l, YF_Q)), N,
                      D / 2, 2 * D, false);
     yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
     yf_conv_pack(ws->x2, act->c, st ? st->c_prev : NULL, B, T, D / 2);
-    yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, yf_model_wpack(r->m, &lw->conv2, YF_PACK_XWT, N), N, D,
+    yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, fwd_pack(r->m, &lw->conv2, N, r->backward, bwd_uses_w(r, l, YF_Q)), N, D,
                      D, false);
     yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
     add_into(act->s, ws->e, act->a, N * D);
@@ -786,7 +812,7 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
         }
         /* with logits wanted every row is in `rows`, in order, so the chunk is contiguous */
         float *lg = logits ? logits + rows[c0] * V : lbuf;
-        yf_matmul_xwt_pk(lg, hc, m->head.data, m->head.dt, yf_model_wpack(m, &m->head, YF_PACK_XWT, n), n, V, D, false);
+        yf_matmul_xwt_pk(lg, hc, m->head.data, m->head.dt, fwd_pack(m, &m->head, n, dhn != NULL, true), n, V, D, false);
         if (!target) continue;
         loss += yf_xent(dhn ? dl : NULL, lg, tc, n, V, loss_scale);
         if (!dhn) continue;

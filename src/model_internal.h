@@ -119,6 +119,7 @@ typedef struct yf_run {
     float drop_p;          /* LoRA dropout probability, 0 = none */
     uint64_t *drop_seed;   /* [L*YF_NPROJ] per-module mask seeds (drop_p > 0) */
     float **dora_n;        /* [L*YF_NPROJ] DoRA row norms ||W + s B A|| (NULL where not DoRA) */
+    bool backward;         /* a backward follows this forward */
     yf_ws ws;
 } yf_run;
 

@@ -1,5 +1,7 @@
 #include "util.h"
 
+#include <sys/mman.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -68,6 +70,18 @@ char *yf_strdup(const char *s) {
     char *d = yf_malloc(n);
     memcpy(d, s, n);
     return d;
+}
+
+void yf_release_resident(const void *p, size_t bytes) {
+#ifdef MADV_PAGEOUT
+    long psz = sysconf(_SC_PAGE_SIZE);
+    if (psz <= 0 || !p) return;
+    uintptr_t lo = ((uintptr_t)p + (uintptr_t)psz - 1) & ~(uintptr_t)(psz - 1);
+    uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)(psz - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_PAGEOUT); /* advice only: failure changes nothing */
+#else
+    (void)p, (void)bytes;
+#endif
 }
 
 size_t yf_peak_rss_mb(void) {

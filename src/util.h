@@ -29,7 +29,13 @@ void *yf_calloc(size_t n, size_t sz);
 void *yf_realloc(void *p, size_t n);
 void *yf_aligned_alloc(size_t n);      /* 64-byte aligned, zeroed; free with free() */
 char *yf_strdup(const char *s);
-size_t yf_peak_rss_mb(void);           /* VmHWM of this process, MiB */
+size_t yf_peak_rss_mb(void); /* VmHWM of this process, MiB */
+/* Asks the kernel to reclaim the resident pages inside [p, p + bytes)
+ * (MADV_PAGEOUT): pages of a mapped file are dropped from this process and
+ * read again if touched; anonymous pages are swapped out or kept. Never
+ * changes the contents. For weights that have been copied into another
+ * layout and are no longer read. */
+void yf_release_resident(const void *p, size_t bytes);
 
 /* ---- files -------------------------------------------------------------- */
 /* Reads a whole (small) file; *out is NUL-terminated and owned by the caller. */

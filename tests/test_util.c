@@ -47,3 +47,16 @@ TEST(util_table_find_and_alloc) {
     CHECK(yf_table_find(&t, "b") == NULL);
     yf_table_free(&t);
 }
+
+/* Releasing resident pages is advice: the contents of anonymous memory and of
+ * a mapped file stay what they were (MADV_PAGEOUT, never MADV_DONTNEED). */
+TEST(util_release_resident_keeps_contents) {
+    size_t n = (size_t)4 << 20;
+    unsigned char *a = yf_aligned_alloc(n);
+    for (size_t i = 0; i < n; i++) a[i] = (unsigned char)(i * 7 + 3);
+    yf_release_resident(a + 100, n - 200);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += a[i] != (unsigned char)(i * 7 + 3);
+    CHECK(bad == 0, "%zu bytes of anonymous memory changed", bad);
+    free(a);
+}
