@@ -136,8 +136,15 @@ def row(argv):
     elif a.train:
         objs = [o for o in json_lines(read(a.train + ".out")) if "train_tokens_per_second" in o]
         if objs:
-            r.update(tokens_per_second=objs[-1]["train_tokens_per_second"], peak_rss_mb=objs[-1].get("peak_rss_mb"))
-            notes.append("Trainer tokens/s over all steps, first included")
+            o = objs[-1]
+            r.update(peak_rss_mb=o.get("peak_rss_mb"))
+            if "steady_tokens_per_second" in o:
+                # timed like the PyTorch rows: the median step after the first
+                r.update(tokens_per_second=o["steady_tokens_per_second"])
+                notes.append(f"median step after 1 warm-up; {fmt(o['train_tokens_per_second'])} over all steps, first included")
+            else:
+                r.update(tokens_per_second=o["train_tokens_per_second"])
+                notes.append("Trainer tokens/s over all steps, first included (1 step)")
         else:
             notes.append(why_failed(a.train))
     elif a.generate:
