@@ -1,6 +1,8 @@
 /* bench-ops: CPU time per call of the non-matmul ops on the Yuan2-2B LoRA
  * training shapes (T = 384, D = 2048, I = 8192, H = 32, V = 135040).
- * usage: OMP_NUM_THREADS=1 build/bench-ops [reps [name-part]]
+ * usage: OMP_NUM_THREADS=1 build/bench-ops [reps [name-part [ref]]]
+ * (name-part "" = all; "ref" times the plain C reference loops instead of the
+ * AVX-512 forms, yf_ops_set_reference).
  * Prints the best of `reps` runs (default 7) of each op in CPU milliseconds of
  * the process (what to compare on a machine shared with other jobs). */
 #include "ops.h"
@@ -43,7 +45,10 @@ static const char *g_only; /* argv[2]: run only the ops whose name contains it *
 
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 7;
-    g_only = argc > 2 ? argv[2] : NULL;
+    g_only = argc > 2 && argv[2][0] ? argv[2] : NULL;
+#ifndef BENCH_OPS_BASE /* (for timing an older build that lacks the switch) */
+    yf_ops_set_reference(argc > 3 && strcmp(argv[3], "ref") == 0);
+#endif
     const int64_t T = 384, D = 2048, I = 8192, H = 32, hd = 64, V = 135040, R = 383;
     float *x = rnd(T * I, 2), *g = rnd(T * I, 2), *u = rnd(T * I, 4), *y = rnd(T * I, 1), *dz = rnd(T * I, 1);
     float *dg = rnd(T * I, 1), *du = rnd(T * I, 1), *w = rnd(D, 1), *rs = rnd(T, 1), *dw = rnd(D, 1);
@@ -70,6 +75,10 @@ int main(int argc, char **argv) {
     TIME("rmsnorm_bwd 384x2048 (+dw)", reps, yf_rmsnorm_bwd(dg, dw, dz, x, rs, w, T, D, true));
     TIME("qk_rope_fwd 384 H32 hd64", reps, yf_qk_rope_fwd(y, dg, q, k, ct, st, 1, T, H, hd, 0, NULL));
     TIME("qk_rope_bwd 384 H32 hd64", reps, yf_qk_rope_bwd(q, k, y, dg, ct, st, 1, T, H, hd, 0));
+    TIME("conv_pack 384x2048", reps, yf_conv_pack(y, x, NULL, 1, T, D));
+    TIME("conv_unpack_bwd 384x2048 acc", reps, yf_conv_unpack_bwd(dg, y, 1, T, D, true));
+    TIME("heads_split 384 H32 hd64", reps, yf_heads_split(y, q, 1, T, H, hd));
+    TIME("heads_merge 384 H32 hd64", reps, yf_heads_merge(q, y, 1, T, H, hd));
     printf("(sink %g)\n", (double)sink);
     return 0;
 }

@@ -113,9 +113,18 @@ void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64
             const float *cur = a + n * C;
             const float *before = t > 0 ? a + (n - 1) * C : (prev ? prev + b * C : NULL);
             float *o = x2 + n * 2 * C;
-            for (int64_t i = 0; i < C; i++) {
-                o[2 * i] = before ? before[i] : 0.0f;
-                o[2 * i + 1] = cur[i];
+            if (before) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) {
+                    o[2 * i] = before[i];
+                    o[2 * i + 1] = cur[i];
+                }
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) {
+                    o[2 * i] = 0.0f;
+                    o[2 * i + 1] = cur[i];
+                }
             }
         }
 }
@@ -126,25 +135,41 @@ void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64
         for (int64_t t = 0; t < T; t++) {
             int64_t n = b * T + t;
             const float *g = dx2 + n * 2 * C;
-            const float *gnext = t + 1 < T ? dx2 + (n + 1) * 2 * C : NULL; /* a[t] is x2[t+1]'s "before" */
+            /* a[t] is x2[t+1]'s "before"; the last row has none (+ 0.0f keeps the sums' signed zeros) */
+            const float *gnext = t + 1 < T ? dx2 + (n + 1) * 2 * C : NULL;
             float *o = da + n * C;
-            for (int64_t i = 0; i < C; i++) {
-                float v = g[2 * i + 1] + (gnext ? gnext[2 * i] : 0.0f);
-                o[i] = acc ? o[i] + v : v;
+            if (gnext && acc) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + gnext[2 * i];
+            } else if (gnext) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + gnext[2 * i];
+            } else if (acc) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + 0.0f;
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + 0.0f;
             }
         }
 }
 
 void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C) {
 #pragma omp parallel for if (PAR(N * C)) schedule(static)
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < C; i++) y[n * C + i] += b[i];
+    for (int64_t n = 0; n < N; n++) {
+        float *yr = y + n * C;
+#pragma omp simd
+        for (int64_t i = 0; i < C; i++) yr[i] += b[i];
+    }
 }
 
 void yf_bias_bwd(float *db, const float *dy, int64_t N, int64_t C) {
     double *s = yf_calloc((size_t)C, sizeof(double)); /* row by row, each column in row order */
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < C; i++) s[i] += dy[n * C + i];
+    for (int64_t n = 0; n < N; n++) {
+        const float *g = dy + n * C;
+#pragma omp simd
+        for (int64_t i = 0; i < C; i++) s[i] += g[i];
+    }
     for (int64_t i = 0; i < C; i++) db[i] += (float)s[i];
     free(s);
 }
@@ -227,16 +252,24 @@ void yf_heads_split(float *xh, const float *x, int64_t B, int64_t T, int64_t H, 
 #pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++)
-                memcpy(xh + ((b * H + h) * T + t) * hd, x + (b * T + t) * H * hd + h * hd, (size_t)hd * sizeof(float));
+            for (int64_t t = 0; t < T; t++) { /* rows of hd floats: a loop, not a call to memcpy per row */
+                float *o = xh + ((b * H + h) * T + t) * hd;
+                const float *in = x + (b * T + t) * H * hd + h * hd;
+#pragma omp simd
+                for (int64_t i = 0; i < hd; i++) o[i] = in[i];
+            }
 }
 
 void yf_heads_merge(float *x, const float *xh, int64_t B, int64_t T, int64_t H, int64_t hd) {
 #pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++)
-                memcpy(x + (b * T + t) * H * hd + h * hd, xh + ((b * H + h) * T + t) * hd, (size_t)hd * sizeof(float));
+            for (int64_t t = 0; t < T; t++) {
+                float *o = x + (b * T + t) * H * hd + h * hd;
+                const float *in = xh + ((b * H + h) * T + t) * hd;
+#pragma omp simd
+                for (int64_t i = 0; i < hd; i++) o[i] = in[i];
+            }
 }
 
 /* ---- attention ---------------------------------------------------------------- */
@@ -422,18 +455,19 @@ static void xent_row(void *ctx, int64_t r) {
         return;
     }
 #endif
-    /* the exponentials go to the gradient row (softmax = them / sum), else to a scratch row */
-    float *e = d ? d : yf_malloc((size_t)V * sizeof(float));
     float xt = x[tg], mx = yf_max_of(x, V);
-    double sum = yf_exp_affine_sum(e, x, V, 1.0f, mx); /* may overwrite x when d == x */
-    j->loss[r] = (double)mx + log(sum) - (double)xt;
+    double sum = 0;
     if (d) {
+        /* the exponentials go to the gradient row (softmax = them / sum); may overwrite x when d == x */
+        sum = yf_exp_affine_sum(d, x, V, 1.0f, mx);
         float k = (float)(j->scale / sum);
         for (int64_t i = 0; i < V; i++) d[i] *= k;
         d[tg] -= j->scale;
     } else {
-        free(e);
+        float e[1024]; /* else to a scratch piece */
+        for (int64_t i = 0; i < V; i += 1024) sum += yf_exp_affine_sum(e, x + i, V - i < 1024 ? V - i : 1024, 1.0f, mx);
     }
+    j->loss[r] = (double)mx + log(sum) - (double)xt;
 }
 
 double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
