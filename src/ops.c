@@ -1,14 +1,18 @@
 /* ops: per-op forward/backward kernels (see ops.h). Plain loops, OpenMP over
- * rows or (batch, head); the matrix products live in backend/cpu. */
+ * rows or (batch, head); the matrix products live in backend/cpu. The
+ * elementwise loops carry `omp simd`: gcc -O2 vectorises no loop whose trip
+ * count or aliasing it cannot prove (its "very cheap" cost model), and without
+ * reductions or fp contraction (-std=c11) the vector loop computes the same
+ * bits. Exp-heavy ops and the double sums have AVX-512 forms (ops_avx512.c). */
 #include "ops.h"
+#include "cpu.h"
+#include "ops_fast.h"
+#include "pool.h"
 #include "vecmath.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 /* Threads only pay off above some work: a parallel region costs microseconds
  * on idle cores, but on cores shared with other processes its closing barrier
@@ -18,6 +22,26 @@
  * parallel work. */
 #define PAR(work) ((int64_t)(work) >= ((int64_t)1 << 21))
 
+static bool g_reference;
+void yf_ops_set_reference(bool on) { g_reference = on; }
+
+/* the AVX-512 forms (ops_avx512.c) */
+static bool fast(void) { return YF_OPS_AVX512 && !g_reference && yf_cpu()->avx512; }
+
+/* Elementwise ops above PAR's size run in chunks of CHUNK elements (a multiple
+ * of 16, so the vector forms see aligned counters) on the thread pool: chunks
+ * are handed out dynamically, so a descheduled thread does not hold the others
+ * at a barrier as an OpenMP region's does. */
+#define CHUNK ((int64_t)1 << 16)
+static void chunked(int64_t n, yf_par_fn fn, void *ctx) {
+    int64_t nc = (n + CHUNK - 1) / CHUNK;
+    if (PAR(n) && nc < 65536)
+        yf_par_for(nc, fn, ctx);
+    else
+        for (int64_t c = 0; c < nc; c++) fn(ctx, c);
+}
+static inline int64_t chunk_len(int64_t n, int64_t c) { return n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK; }
+
 /* ---- RMSNorm -------------------------------------------------------------- */
 
 void yf_rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps) {
@@ -26,9 +50,15 @@ void yf_rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int64_t
         const float *xr = x + n * D;
         float *yr = y + n * D;
         double ss = 0;
-        for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+#if YF_OPS_AVX512
+        if (fast())
+            ss = yf_sumsq_avx512(xr, D);
+        else
+#endif
+            for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
         float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
         if (rs) rs[n] = r;
+#pragma omp simd
         for (int64_t i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * r);
     }
 }
@@ -43,11 +73,19 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
         float *dxr = dx + n * D;
         float r = rs[n];
         double dot = 0;
-        for (int64_t i = 0; i < D; i++) dot += (double)w[i] * dyr[i] * xr[i];
+#if YF_OPS_AVX512
+        if (fast())
+            dot = yf_dot3_avx512(w, dyr, xr, D);
+        else
+#endif
+            for (int64_t i = 0; i < D; i++) dot += (double)w[i] * dyr[i] * xr[i];
         float c = (float)(dot * r * r * r / (double)D);
-        for (int64_t i = 0; i < D; i++) {
-            float g = r * w[i] * dyr[i] - c * xr[i];
-            dxr[i] = acc ? dxr[i] + g : g;
+        if (acc) {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++) dxr[i] += r * w[i] * dyr[i] - c * xr[i];
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < D; i++) dxr[i] = r * w[i] * dyr[i] - c * xr[i];
         }
     }
     if (dw) {
@@ -57,6 +95,7 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
         for (int64_t n = 0; n < N; n++) {
             const float *dyr = dy + n * D, *xr = x + n * D;
             double r = rs[n];
+#pragma omp simd
             for (int64_t i = 0; i < D; i++) s[i] += (double)dyr[i] * xr[i] * r;
         }
         for (int64_t i = 0; i < D; i++) dw[i] += (float)s[i];
@@ -74,9 +113,18 @@ void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64
             const float *cur = a + n * C;
             const float *before = t > 0 ? a + (n - 1) * C : (prev ? prev + b * C : NULL);
             float *o = x2 + n * 2 * C;
-            for (int64_t i = 0; i < C; i++) {
-                o[2 * i] = before ? before[i] : 0.0f;
-                o[2 * i + 1] = cur[i];
+            if (before) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) {
+                    o[2 * i] = before[i];
+                    o[2 * i + 1] = cur[i];
+                }
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) {
+                    o[2 * i] = 0.0f;
+                    o[2 * i + 1] = cur[i];
+                }
             }
         }
 }
@@ -87,25 +135,41 @@ void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64
         for (int64_t t = 0; t < T; t++) {
             int64_t n = b * T + t;
             const float *g = dx2 + n * 2 * C;
-            const float *gnext = t + 1 < T ? dx2 + (n + 1) * 2 * C : NULL; /* a[t] is x2[t+1]'s "before" */
+            /* a[t] is x2[t+1]'s "before"; the last row has none (+ 0.0f keeps the sums' signed zeros) */
+            const float *gnext = t + 1 < T ? dx2 + (n + 1) * 2 * C : NULL;
             float *o = da + n * C;
-            for (int64_t i = 0; i < C; i++) {
-                float v = g[2 * i + 1] + (gnext ? gnext[2 * i] : 0.0f);
-                o[i] = acc ? o[i] + v : v;
+            if (gnext && acc) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + gnext[2 * i];
+            } else if (gnext) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + gnext[2 * i];
+            } else if (acc) {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + 0.0f;
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + 0.0f;
             }
         }
 }
 
 void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C) {
 #pragma omp parallel for if (PAR(N * C)) schedule(static)
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < C; i++) y[n * C + i] += b[i];
+    for (int64_t n = 0; n < N; n++) {
+        float *yr = y + n * C;
+#pragma omp simd
+        for (int64_t i = 0; i < C; i++) yr[i] += b[i];
+    }
 }
 
 void yf_bias_bwd(float *db, const float *dy, int64_t N, int64_t C) {
     double *s = yf_calloc((size_t)C, sizeof(double)); /* row by row, each column in row order */
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < C; i++) s[i] += dy[n * C + i];
+    for (int64_t n = 0; n < N; n++) {
+        const float *g = dy + n * C;
+#pragma omp simd
+        for (int64_t i = 0; i < C; i++) s[i] += g[i];
+    }
     for (int64_t i = 0; i < C; i++) db[i] += (float)s[i];
     free(s);
 }
@@ -126,12 +190,13 @@ void yf_rope_tables(float *cos_t, float *sin_t, int64_t P, int64_t hd, double th
     }
 }
 
-/* element idx of the row's [q' | k'] concatenation */
-static inline float cat_get(const float *qr, const float *kr, int64_t D, int64_t idx) {
-    return idx < D ? qr[idx] : kr[idx - D];
-}
-static inline float *cat_ptr(float *qr, float *kr, int64_t D, int64_t idx) {
-    return idx < D ? &qr[idx] : &kr[idx - D];
+/* Element idx of the row's [q' | k'] concatenation. A head's four half
+ * vectors (q1, q2, k1, k2 at base + {0, half, hd, hd + half}, base = 2 hd h,
+ * D = H hd) never straddle q' and k' (that would need 2h < H < 2h + 1), so
+ * each is resolved to a pointer once and the inner loops are plain vectorisable
+ * loops. */
+static inline const float *cat_at(const float *qr, const float *kr, int64_t D, int64_t idx) {
+    return idx < D ? qr + idx : kr + (idx - D);
 }
 
 void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const float *cos_t, const float *sin_t,
@@ -145,14 +210,15 @@ void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const 
             const float *cs = cos_t + p * half, *sn = sin_t + p * half;
             for (int64_t h = 0; h < H; h++) {
                 int64_t base = 2 * hd * h;
+                const float *q1 = cat_at(qr, kr, D, base), *q2 = cat_at(qr, kr, D, base + half);
+                const float *k1 = cat_at(qr, kr, D, base + hd), *k2 = cat_at(qr, kr, D, base + hd + half);
                 float *oq = q + ((b * H + h) * T + t) * hd, *ok = k + ((b * H + h) * T + t) * hd;
+#pragma omp simd
                 for (int64_t i = 0; i < half; i++) {
-                    float q1 = cat_get(qr, kr, D, base + i), q2 = cat_get(qr, kr, D, base + i + half);
-                    float k1 = cat_get(qr, kr, D, base + hd + i), k2 = cat_get(qr, kr, D, base + hd + i + half);
-                    oq[i] = q1 * cs[i] - q2 * sn[i];
-                    oq[i + half] = q2 * cs[i] + q1 * sn[i];
-                    ok[i] = k1 * cs[i] - k2 * sn[i];
-                    ok[i + half] = k2 * cs[i] + k1 * sn[i];
+                    oq[i] = q1[i] * cs[i] - q2[i] * sn[i];
+                    oq[i + half] = q2[i] * cs[i] + q1[i] * sn[i];
+                    ok[i] = k1[i] * cs[i] - k2[i] * sn[i];
+                    ok[i + half] = k2[i] * cs[i] + k1[i] * sn[i];
                 }
             }
         }
@@ -168,13 +234,15 @@ void yf_qk_rope_bwd(float *dqp, float *dkp, const float *dq, const float *dk, co
             const float *cs = cos_t + (pos0 + t) * half, *sn = sin_t + (pos0 + t) * half;
             for (int64_t h = 0; h < H; h++) {
                 int64_t base = 2 * hd * h;
+                float *q1 = (float *)cat_at(qr, kr, D, base), *q2 = (float *)cat_at(qr, kr, D, base + half);
+                float *k1 = (float *)cat_at(qr, kr, D, base + hd), *k2 = (float *)cat_at(qr, kr, D, base + hd + half);
                 const float *gq = dq + ((b * H + h) * T + t) * hd, *gk = dk + ((b * H + h) * T + t) * hd;
-                for (int64_t i = 0; i < half; i++) {
-                    /* the rotation's transpose */
-                    *cat_ptr(qr, kr, D, base + i) = gq[i] * cs[i] + gq[i + half] * sn[i];
-                    *cat_ptr(qr, kr, D, base + i + half) = gq[i + half] * cs[i] - gq[i] * sn[i];
-                    *cat_ptr(qr, kr, D, base + hd + i) = gk[i] * cs[i] + gk[i + half] * sn[i];
-                    *cat_ptr(qr, kr, D, base + hd + i + half) = gk[i + half] * cs[i] - gk[i] * sn[i];
+#pragma omp simd
+                for (int64_t i = 0; i < half; i++) { /* the rotation's transpose */
+                    q1[i] = gq[i] * cs[i] + gq[i + half] * sn[i];
+                    q2[i] = gq[i + half] * cs[i] - gq[i] * sn[i];
+                    k1[i] = gk[i] * cs[i] + gk[i + half] * sn[i];
+                    k2[i] = gk[i + half] * cs[i] - gk[i] * sn[i];
                 }
             }
         }
@@ -184,16 +252,24 @@ void yf_heads_split(float *xh, const float *x, int64_t B, int64_t T, int64_t H, 
 #pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++)
-                memcpy(xh + ((b * H + h) * T + t) * hd, x + (b * T + t) * H * hd + h * hd, (size_t)hd * sizeof(float));
+            for (int64_t t = 0; t < T; t++) { /* rows of hd floats: a loop, not a call to memcpy per row */
+                float *o = xh + ((b * H + h) * T + t) * hd;
+                const float *in = x + (b * T + t) * H * hd + h * hd;
+#pragma omp simd
+                for (int64_t i = 0; i < hd; i++) o[i] = in[i];
+            }
 }
 
 void yf_heads_merge(float *x, const float *xh, int64_t B, int64_t T, int64_t H, int64_t hd) {
 #pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++)
-                memcpy(x + (b * T + t) * H * hd + h * hd, xh + ((b * H + h) * T + t) * hd, (size_t)hd * sizeof(float));
+            for (int64_t t = 0; t < T; t++) {
+                float *o = x + (b * T + t) * H * hd + h * hd;
+                const float *in = xh + ((b * H + h) * T + t) * hd;
+#pragma omp simd
+                for (int64_t i = 0; i < hd; i++) o[i] = in[i];
+            }
 }
 
 /* ---- attention ---------------------------------------------------------------- */
@@ -301,13 +377,44 @@ void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, co
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-void yf_swiglu_fwd(float *z, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for if (PAR(n)) schedule(static)
+typedef struct {
+    float *o1, *o2;
+    const float *a, *b, *c;
+    int64_t n;
+    uint32_t thr, s0, s1;
+    float ks;
+} ew_job;
+
+static void swiglu_fwd_chunk(void *ctx, int64_t c) {
+    const ew_job *j = ctx;
+    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c);
+    float *z = j->o1 + i0;
+    const float *g = j->a + i0, *u = j->b + i0;
+#if YF_OPS_AVX512
+    if (fast()) {
+        yf_swiglu_fwd_avx512(z, g, u, n);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < n; i++) z[i] = g[i] * (u[i] * sigmoidf(u[i]));
 }
 
-void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const float *u, int64_t n) {
-#pragma omp parallel for if (PAR(n)) schedule(static)
+void yf_swiglu_fwd(float *z, const float *g, const float *u, int64_t n) {
+    ew_job j = {.o1 = z, .a = g, .b = u, .n = n};
+    chunked(n, swiglu_fwd_chunk, &j);
+}
+
+static void swiglu_bwd_chunk(void *ctx, int64_t c) {
+    const ew_job *j = ctx;
+    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c);
+    float *dg = j->o1 + i0, *du = j->o2 + i0;
+    const float *dz = j->a + i0, *g = j->b + i0, *u = j->c + i0;
+#if YF_OPS_AVX512
+    if (fast()) {
+        yf_swiglu_bwd_avx512(dg, du, dz, g, u, n);
+        return;
+    }
+#endif
     for (int64_t i = 0; i < n; i++) {
         float s = sigmoidf(u[i]);
         float d = dz[i];
@@ -316,35 +423,62 @@ void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const 
     }
 }
 
+void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const float *u, int64_t n) {
+    ew_job j = {.o1 = dg, .o2 = du, .a = dz, .b = g, .c = u, .n = n};
+    chunked(n, swiglu_bwd_chunk, &j);
+}
+
 /* ---- cross-entropy -------------------------------------------------------------- */
 
-double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
-    double total = 0;
-#pragma omp parallel if (PAR(R * V)) reduction(+ : total)
-    {
-        /* the exponentials go to the gradient row (softmax = them / sum), else to a scratch row */
-        float *row = dlogits ? NULL : malloc((size_t)V * sizeof(float));
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; r++) {
-            const float *x = logits + r * V;
-            float *d = dlogits ? dlogits + r * V : row;
-            int64_t tg = target[r];
-            if (tg < 0) {
-                if (dlogits) memset(d, 0, (size_t)V * sizeof(float));
-                continue;
-            }
-            float xt = x[tg], mx = yf_max_of(x, V);
-            double sum = yf_exp_affine_sum(d, x, V, 1.0f, mx); /* may overwrite x when d == x */
-            double lse = (double)mx + log(sum);
-            total += lse - (double)xt;
-            if (dlogits) {
-                float k = (float)(scale / sum);
-                for (int64_t i = 0; i < V; i++) d[i] *= k;
-                d[tg] -= scale;
-            }
-        }
-        free(row);
+typedef struct {
+    float *dlogits;
+    const float *logits;
+    const int64_t *target;
+    int64_t V;
+    float scale;
+    double *loss; /* per row, summed in row order afterwards: the same total on any thread count */
+} xent_job;
+
+static void xent_row(void *ctx, int64_t r) {
+    const xent_job *j = ctx;
+    int64_t V = j->V, tg = j->target[r];
+    const float *x = j->logits + r * V;
+    float *d = j->dlogits ? j->dlogits + r * V : NULL;
+    j->loss[r] = 0;
+    if (tg < 0) {
+        if (d) memset(d, 0, (size_t)V * sizeof(float));
+        return;
     }
+#if YF_OPS_AVX512
+    if (fast()) {
+        j->loss[r] = yf_xent_row_avx512(d, x, V, tg, j->scale);
+        return;
+    }
+#endif
+    float xt = x[tg], mx = yf_max_of(x, V);
+    double sum = 0;
+    if (d) {
+        /* the exponentials go to the gradient row (softmax = them / sum); may overwrite x when d == x */
+        sum = yf_exp_affine_sum(d, x, V, 1.0f, mx);
+        float k = (float)(j->scale / sum);
+        for (int64_t i = 0; i < V; i++) d[i] *= k;
+        d[tg] -= j->scale;
+    } else {
+        float e[1024]; /* else to a scratch piece */
+        for (int64_t i = 0; i < V; i += 1024) sum += yf_exp_affine_sum(e, x + i, V - i < 1024 ? V - i : 1024, 1.0f, mx);
+    }
+    j->loss[r] = (double)mx + log(sum) - (double)xt;
+}
+
+double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
+    xent_job j = {dlogits, logits, target, V, scale, yf_malloc((size_t)(R > 0 ? R : 1) * sizeof(double))};
+    if (PAR(R * V) && R < 65536)
+        yf_par_for(R, xent_row, &j);
+    else
+        for (int64_t r = 0; r < R; r++) xent_row(&j, r);
+    double total = 0;
+    for (int64_t r = 0; r < R; r++) total += j.loss[r];
+    free(j.loss);
     return total;
 }
 
@@ -382,35 +516,27 @@ static inline uint32_t drop_hash(uint64_t i, uint32_t s0, uint32_t s1) {
     return h ^ (h >> 16);
 }
 
+static void dropout_chunk(void *ctx, int64_t c) {
+    const ew_job *j = ctx;
+    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c);
+#if YF_OPS_AVX512
+    if (fast()) {
+        yf_dropout_avx512(j->o1 + i0, j->a + i0, i0, n, j->thr, j->ks, j->s0, j->s1);
+        return;
+    }
+#endif
+    for (int64_t i = i0; i < i0 + n; i++)
+        j->o1[i] = drop_hash((uint64_t)i, j->s0, j->s1) >= j->thr ? j->a[i] * j->ks : 0.0f;
+}
+
 void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed) {
     /* keep(i): a 32-bit hash of (seed, i) (murmur3's finaliser over the
      * counter mixed with the seed's halves) >= p 2^32, in 32-bit integer
-     * arithmetic 8 lanes at a time (a 64-bit scalar hash was 5-7% of a LoRA
-     * step); the vector and scalar forms give the same mask */
-    float keep_scale = 1.0f / (1.0f - p);
+     * arithmetic (16 lanes at a time with AVX-512; a 64-bit scalar hash was
+     * 5-7% of a LoRA step); the vector and scalar forms give the same mask */
     double tf = (double)p * 4294967296.0;
-    uint32_t thr = tf >= 4294967295.0 ? 0xffffffffu : (uint32_t)tf;
-    uint32_t s0 = (uint32_t)seed * 0x9e3779b9u, s1 = (uint32_t)(seed >> 32) ^ 0x85ebca6bu;
-    int64_t nv = 0;
-#if defined(__AVX2__)
-    nv = n & ~(int64_t)7;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), flip = _mm256_set1_epi32((int)0x80000000u);
-    const __m256i vthr = _mm256_set1_epi32((int)(thr ^ 0x80000000u));
-    const __m256 ks = _mm256_set1_ps(keep_scale);
-#pragma omp parallel for if (PAR(n)) schedule(static)
-    for (int64_t i = 0; i < nv; i += 8) {
-        __m256i h = _mm256_add_epi32(_mm256_set1_epi32((int)((uint32_t)i + s0)), lane);
-        h = _mm256_xor_si256(h, _mm256_set1_epi32((int)(((uint32_t)((uint64_t)i >> 32) * 0xc2b2ae35u) ^ s1)));
-        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-        h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0x85ebca6bu));
-        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
-        h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0xc2b2ae35u));
-        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-        /* unsigned h >= thr, as a signed compare of both with the top bit flipped */
-        __m256i drop = _mm256_cmpgt_epi32(vthr, _mm256_xor_si256(h, flip));
-        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), ks);
-        _mm256_storeu_ps(y + i, _mm256_andnot_ps(_mm256_castsi256_ps(drop), v));
-    }
-#endif
-    for (int64_t i = nv; i < n; i++) y[i] = drop_hash((uint64_t)i, s0, s1) >= thr ? x[i] * keep_scale : 0.0f;
+    ew_job j = {.o1 = y, .a = x, .n = n, .ks = 1.0f / (1.0f - p)};
+    j.thr = tf >= 4294967295.0 ? 0xffffffffu : (uint32_t)tf;
+    j.s0 = (uint32_t)seed * 0x9e3779b9u, j.s1 = (uint32_t)(seed >> 32) ^ 0x85ebca6bu;
+    chunked(n, dropout_chunk, &j);
 }

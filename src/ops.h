@@ -93,4 +93,10 @@ void yf_embed_bwd(float *dw, const float *dh, const int64_t *ids, int64_t N, int
  * y[i] = keep(seed, i) ? x[i] / (1 - p) : 0 for i in [0, n). y == x allowed. */
 void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed);
 
+/* ---- implementation choice ------------------------------------------------
+ * RMSNorm's sums, SwiGLU, cross-entropy and dropout have an AVX-512 form used
+ * when the CPU has it; true forces the plain C loops (the reference the tests
+ * compare the vector forms with). Not thread-safe: set it between calls. */
+void yf_ops_set_reference(bool on);
+
 #endif
