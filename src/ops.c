@@ -22,11 +22,12 @@
  * parallel work. */
 #define PAR(work) ((int64_t)(work) >= ((int64_t)1 << 21))
 
-static bool g_reference;
+static bool g_reference, g_no_avx512;
 void yf_ops_set_reference(bool on) { g_reference = on; }
+void yf_ops_set_avx512(bool on) { g_no_avx512 = !on; }
 
 /* the AVX-512 forms (ops_avx512.c) */
-static bool fast(void) { return YF_OPS_AVX512 && !g_reference && yf_cpu()->avx512; }
+static bool fast(void) { return YF_OPS_AVX512 && !g_reference && !g_no_avx512 && yf_cpu()->avx512; }
 
 /* Elementwise ops above PAR's size run in chunks of CHUNK elements (a multiple
  * of 16, so the vector forms see aligned counters) on the thread pool: chunks
@@ -516,16 +517,46 @@ static inline uint32_t drop_hash(uint64_t i, uint32_t s0, uint32_t s1) {
     return h ^ (h >> 16);
 }
 
+#if defined(__AVX2__)
+/* The mask 8 lanes at a time (the build's x86-64-v3 baseline; AVX-512 CPUs
+ * take yf_dropout_avx512): the same hash as drop_hash, in 32-bit lanes. */
+static int64_t dropout_avx2(float *y, const float *x, int64_t i0, int64_t n, uint32_t thr, float keep_scale,
+                            uint32_t s0, uint32_t s1) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), flip = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i vthr = _mm256_set1_epi32((int)(thr ^ 0x80000000u));
+    const __m256 ks = _mm256_set1_ps(keep_scale);
+    int64_t nv = n & ~(int64_t)7;
+    for (int64_t k = 0; k < nv; k += 8) {
+        uint64_t i = (uint64_t)(i0 + k);
+        __m256i h = _mm256_add_epi32(_mm256_set1_epi32((int)((uint32_t)i + s0)), lane);
+        h = _mm256_xor_si256(h, _mm256_set1_epi32((int)(((uint32_t)(i >> 32) * 0xc2b2ae35u) ^ s1)));
+        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+        h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0x85ebca6bu));
+        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
+        h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0xc2b2ae35u));
+        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
+        /* unsigned h >= thr, as a signed compare of both with the top bit flipped */
+        __m256i drop = _mm256_cmpgt_epi32(vthr, _mm256_xor_si256(h, flip));
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + k), ks);
+        _mm256_storeu_ps(y + k, _mm256_andnot_ps(_mm256_castsi256_ps(drop), v));
+    }
+    return nv;
+}
+#endif
+
 static void dropout_chunk(void *ctx, int64_t c) {
     const ew_job *j = ctx;
-    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c);
+    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c), done = 0;
 #if YF_OPS_AVX512
     if (fast()) {
         yf_dropout_avx512(j->o1 + i0, j->a + i0, i0, n, j->thr, j->ks, j->s0, j->s1);
         return;
     }
 #endif
-    for (int64_t i = i0; i < i0 + n; i++)
+#if defined(__AVX2__)
+    if (!g_reference) done = dropout_avx2(j->o1 + i0, j->a + i0, i0, n, j->thr, j->ks, j->s0, j->s1);
+#endif
+    for (int64_t i = i0 + done; i < i0 + n; i++)
         j->o1[i] = drop_hash((uint64_t)i, j->s0, j->s1) >= j->thr ? j->a[i] * j->ks : 0.0f;
 }
 

@@ -98,5 +98,8 @@ void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed);
  * when the CPU has it; true forces the plain C loops (the reference the tests
  * compare the vector forms with). Not thread-safe: set it between calls. */
 void yf_ops_set_reference(bool on);
+/* Tests: false makes the AVX-512 forms step aside (the AVX2 forms of the
+ * x86-64-v3 build, else the plain loops, run), as on a CPU without AVX-512. */
+void yf_ops_set_avx512(bool on);
 
 #endif

@@ -105,20 +105,26 @@ TEST(ops_dropout_fast_equals_reference) {
     for (int s = 0; s < NSIZES; s++) {
         int64_t n = k_sizes[s];
         float *x = frand_n(n, 1), *a = frand_n(n, 1), *b = frand_n(n, 1), *c = copy_n(x, n);
+        float *d = frand_n(n, 1);
         yf_dropout(a, x, n, 0.1f, 0xfeedbeef12345ull);
         yf_dropout(c, c, n, 0.1f, 0xfeedbeef12345ull);
+        yf_ops_set_avx512(false); /* the AVX2 form (x86-64-v3 build) */
+        yf_dropout(d, x, n, 0.1f, 0xfeedbeef12345ull);
+        yf_ops_set_avx512(true);
         yf_ops_set_reference(true);
         yf_dropout(b, x, n, 0.1f, 0xfeedbeef12345ull);
         yf_ops_set_reference(false);
         int64_t kept = 0;
         for (int64_t i = 0; i < n; i++) {
-            diffs += memcmp(&a[i], &b[i], sizeof(float)) != 0 || memcmp(&c[i], &b[i], sizeof(float)) != 0;
+            diffs += memcmp(&a[i], &b[i], sizeof(float)) != 0 || memcmp(&c[i], &b[i], sizeof(float)) != 0 ||
+                     memcmp(&d[i], &b[i], sizeof(float)) != 0;
             kept += b[i] != 0;
         }
+        free(d);
         if (n > 100000) CHECK(fabs((double)kept / n - 0.9) < 0.01, "kept %lld of %lld at p = 0.1", (long long)kept, (long long)n);
         free(x), free(a), free(b), free(c);
     }
-    CHECK(diffs == 0, "%d dropout outputs differ between the vector, in-place and reference forms", diffs);
+    CHECK(diffs == 0, "%d dropout outputs differ between the AVX-512, AVX2, in-place and reference forms", diffs);
     /* the mask of the old 64-bit-counter layout: element i keeps the same decision whatever n is */
     float x[40], y1[40], y2[19];
     for (int i = 0; i < 40; i++) x[i] = 1;
