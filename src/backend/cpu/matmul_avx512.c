@@ -168,6 +168,39 @@ AVX512_TARGET static void gemv_axpy_narrow(const yf_gemm *g, int64_t m0, int64_t
     }
 }
 
+/* ---- the narrow products (matmul_narrow.h) on 16-float vectors ---- */
+
+AVX512_TARGET static inline __attribute__((always_inline)) __m512 bcast16(const float *p, int g) {
+    switch (g) {
+    case 1: return _mm512_set1_ps(*p);
+    case 2: {
+        double d;
+        memcpy(&d, p, sizeof d);
+        return _mm512_castpd_ps(_mm512_set1_pd(d));
+    }
+    case 4: return _mm512_broadcast_f32x4(_mm_loadu_ps(p));
+    case 8: return _mm512_broadcast_f32x8(_mm256_loadu_ps(p));
+    default: return _mm512_loadu_ps(p);
+    }
+}
+
+#define NW_TARGET AVX512_TARGET
+#define NW_L 16
+#define NW_V __m512
+#define NW_NACC 24
+#define NW_ZERO() _mm512_setzero_ps()
+#define NW_LOAD(p) _mm512_loadu_ps(p)
+#define NW_LOADN(p, n) _mm512_maskz_loadu_ps(mask16(n), p)
+#define NW_STORE(p, v) _mm512_storeu_ps(p, v)
+#define NW_STOREA(p, v) _mm512_store_ps(p, v)
+#define NW_STOREN(p, n, v) _mm512_mask_storeu_ps(p, mask16(n), v)
+#define NW_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define NW_ADD(a, b) _mm512_add_ps(a, b)
+#define NW_SET1(x) _mm512_set1_ps(x)
+#define NW_BCAST(p, g) bcast16(p, g)
+#define NW_ENTRY yf_narrow_avx512
+#include "matmul_narrow.h"
+
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (m1 <= m0 || n1 <= n0) return;
     if (g->bcs == 1 && n1 - n0 <= 16) {
@@ -194,6 +227,10 @@ void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, i
     YF_CHECK(!"AVX-512 path not compiled in");
 }
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX-512 path not compiled in");
+}
+void yf_narrow_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
     YF_CHECK(!"AVX-512 path not compiled in");
 }

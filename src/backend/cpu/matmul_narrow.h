@@ -1,0 +1,284 @@
+/* matmul_narrow: the products with one dimension <= YF_NARROW_DIM (LoRA's
+ * rank-r factors), written once for both vector widths. Not a normal header:
+ * matmul_avx512.c and matmul_avx2.c each include it once after defining
+ *   NW_TARGET         the function attribute enabling the ISA
+ *   NW_L              floats per vector (16 or 8)
+ *   NW_V              the vector type
+ *   NW_NACC           accumulators a register tile may use (24 of 32 zmm, 12 of 16 ymm)
+ *   NW_ZERO() NW_LOAD(p) NW_LOADN(p, n) (first n lanes, the rest 0, no access
+ *   beyond them) NW_STORE(p, v) NW_STOREN(p, n, v) NW_FMA(a, b, c) = a*b+c
+ *   NW_ADD(a, b) NW_SET1(x) NW_STOREA(p, v) (aligned)
+ *   NW_BCAST(p, g)    g consecutive floats at p repeated over the vector
+ *   NW_ENTRY          the name of the entry point (yf_narrow_avx512, ...)
+ * Every element of C is one fp32 sum whose order depends only on K (and, for
+ * the N form, on N): never on which rows or columns the call covers, so a
+ * row's result does not depend on how many rows the product has or how it is
+ * split between threads. See yf_narrow_form (matmul_impl.h) for the forms. */
+
+#define NW_INLINE NW_TARGET static inline __attribute__((always_inline))
+
+static inline int64_t nw_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ---- K form: K <= 16; C = sum over few k of outer products ------------- */
+
+/* rows x (vectors of) cols block of C at (m, j) from the K x nb panel B
+ * (row stride ldb); A read as broadcast scalars in any layout. */
+NW_INLINE void nw_k_tile(const yf_gemm *g, const float *bp, int64_t ldb, int64_t m, int64_t rows, float *c,
+                         int64_t cols) {
+    enum { RM = 4, RV = 4 };
+    NW_V acc[RM][RV];
+#pragma GCC unroll 4
+    for (int r = 0; r < RM; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < RV; v++) acc[r][v] = NW_ZERO();
+    const float *a = g->a + m * g->ars;
+    for (int64_t k = 0; k < g->K; k++) {
+        NW_V b[RV];
+#pragma GCC unroll 4
+        for (int v = 0; v < RV; v++)
+            b[v] = cols >= (v + 1) * NW_L ? NW_LOAD(bp + k * ldb + v * NW_L)
+                                          : NW_LOADN(bp + k * ldb + v * NW_L, cols - v * NW_L);
+#pragma GCC unroll 4
+        for (int r = 0; r < RM; r++) {
+            if (r >= rows) break;
+            NW_V x = NW_SET1(a[r * g->ars + k * g->acs]);
+#pragma GCC unroll 4
+            for (int v = 0; v < RV; v++) acc[r][v] = NW_FMA(x, b[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RM; r++) {
+        if (r >= rows) break;
+        float *cr = c + r * g->ldc;
+#pragma GCC unroll 4
+        for (int v = 0; v < RV; v++) {
+            int64_t n = cols - v * NW_L;
+            if (n >= NW_L) {
+                if (g->accumulate) acc[r][v] = NW_ADD(acc[r][v], NW_LOAD(cr + v * NW_L));
+                NW_STORE(cr + v * NW_L, acc[r][v]);
+            } else if (n > 0) {
+                if (g->accumulate) acc[r][v] = NW_ADD(acc[r][v], NW_LOADN(cr + v * NW_L, n));
+                NW_STOREN(cr + v * NW_L, n, acc[r][v]);
+            }
+        }
+    }
+}
+
+NW_TARGET static void nw_k(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    /* a panel of B (K x NB f32, <= 32 KiB) stays in L1 while every row block
+     * of C passes over it; f32 B with contiguous rows is used in place */
+    enum { NB = 512, TW = 4 * NW_L };
+    bool direct = g->bt == YF_F32 && g->bcs == 1;
+    float *bp = direct ? NULL : yf_scratch(0, (size_t)g->K * NB * sizeof(float));
+    for (int64_t jb = n0; jb < n1; jb += NB) {
+        int64_t nb = nw_min(NB, n1 - jb), ldb = NB;
+        const float *panel = bp;
+        if (direct) {
+            panel = (const float *)g->b + jb;
+            ldb = g->brs;
+        } else if (g->bcs == 1) {
+            for (int64_t k = 0; k < g->K; k++)
+                for (int64_t j = 0; j < nb; j++) bp[k * NB + j] = yf_gemm_bget(g, k, jb + j);
+        } else {
+            for (int64_t j = 0; j < nb; j++)
+                for (int64_t k = 0; k < g->K; k++) bp[k * NB + j] = yf_gemm_bget(g, k, jb + j);
+        }
+        for (int64_t m = m0; m < m1; m += 4) {
+            int64_t rows = nw_min(4, m1 - m);
+            float *cr = g->c + m * g->ldc + jb;
+            int64_t j = 0;
+            if (rows == 4)
+                for (; j + TW <= nb; j += TW) nw_k_tile(g, panel + j, ldb, m, 4, cr + j, TW);
+            for (; j < nb; j += TW) nw_k_tile(g, panel + j, ldb, m, rows, cr + j, nw_min(TW, nb - j));
+        }
+    }
+}
+
+/* ---- N form: N <= 16, A contiguous along k ------------------------------ *
+ * B is packed so that one vector holds g = NW_L / npad consecutive k for each
+ * of npad (>= N, a power of two) columns: lane c*g + t = B(q*g + t, c). A row's
+ * g values at q*g, broadcast over the vector, times that vector add to the
+ * row's accumulator, whose lanes c*g .. c*g+g-1 are summed at the end. So one
+ * broadcast load of A and one FMA serve npad columns, RN rows share each B
+ * vector, and B is read once per RN rows. (AVX2 with 9..16 columns: two
+ * vectors of g = 1.) */
+
+NW_INLINE NW_V nw_bcast_tail(const float *p, int64_t n, int g) {
+    float t[NW_L] __attribute__((aligned(64))) = {0};
+    for (int64_t i = 0; i < n; i++) t[i] = p[i];
+    return NW_BCAST(t, g);
+}
+
+NW_INLINE void nw_n_rows(const yf_gemm *g, const float *bp, int64_t m, int64_t rows, int64_t n0, int64_t nc,
+                         const int G, const int CV) {
+    enum { RN = 8 };
+    NW_V acc[RN][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < RN; r++) acc[r][0] = acc[r][1] = NW_ZERO();
+    const float *a = g->a + m * g->ars;
+    int64_t K = g->K, qfull = K / G;
+    for (int64_t q = 0; q < qfull; q++) {
+        NW_V b0 = NW_LOAD(bp + q * CV * NW_L), b1 = CV > 1 ? NW_LOAD(bp + q * CV * NW_L + NW_L) : NW_ZERO();
+#pragma GCC unroll 8
+        for (int r = 0; r < RN; r++) {
+            if (r >= rows) break;
+            NW_V x = NW_BCAST(a + r * g->ars + q * G, G);
+            acc[r][0] = NW_FMA(x, b0, acc[r][0]);
+            if (CV > 1) acc[r][1] = NW_FMA(x, b1, acc[r][1]);
+        }
+    }
+    if (qfull * G < K) { /* the last, partial group of k */
+        int64_t q = qfull;
+        NW_V b0 = NW_LOAD(bp + q * CV * NW_L), b1 = CV > 1 ? NW_LOAD(bp + q * CV * NW_L + NW_L) : NW_ZERO();
+        for (int r = 0; r < RN; r++) {
+            if (r >= rows) break;
+            NW_V x = nw_bcast_tail(a + r * g->ars + q * G, K - q * G, G);
+            acc[r][0] = NW_FMA(x, b0, acc[r][0]);
+            if (CV > 1) acc[r][1] = NW_FMA(x, b1, acc[r][1]);
+        }
+    }
+    float t[2 * NW_L] __attribute__((aligned(64)));
+    for (int r = 0; r < RN; r++) {
+        if (r >= rows) break;
+        NW_STOREA(t, acc[r][0]);
+        if (CV > 1) NW_STOREA(t + NW_L, acc[r][1]);
+        float *cr = g->c + (m + r) * g->ldc + n0;
+        for (int64_t c = 0; c < nc; c++) {
+            float s = t[c * G];
+            for (int u = 1; u < G; u++) s += t[c * G + u];
+            cr[c] = g->accumulate ? cr[c] + s : s;
+        }
+    }
+}
+
+NW_INLINE void nw_n_run(const yf_gemm *g, const float *bp, int64_t m0, int64_t m1, int64_t n0, int64_t nc,
+                        const int G, const int CV) {
+    for (int64_t m = m0; m < m1; m += 8) nw_n_rows(g, bp, m, nw_min(8, m1 - m), n0, nc, G, CV);
+}
+
+NW_TARGET static void nw_n(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    int64_t nc = n1 - n0, npad = 1;
+    YF_CHECK(nc <= YF_NARROW_DIM);
+    while (npad < nc) npad *= 2;
+    int G = npad >= NW_L ? 1 : (int)(NW_L / npad), CV = npad > NW_L ? 2 : 1;
+    int64_t K = g->K, nq = (K + G - 1) / G;
+    float *bp = yf_scratch(0, (size_t)nq * CV * NW_L * sizeof(float));
+    for (int64_t q = 0; q < nq; q++)
+        for (int l = 0; l < CV * NW_L; l++) {
+            int64_t c = l / G, k = q * G + l % G;
+            bp[q * CV * NW_L + l] = c < nc && k < K ? yf_gemm_bget(g, k, n0 + c) : 0.0f;
+        }
+    switch (G * 4 + CV) {
+    case 1 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 1, 1); break;
+    case 1 * 4 + 2: nw_n_run(g, bp, m0, m1, n0, nc, 1, 2); break;
+    case 2 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 2, 1); break;
+    case 4 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 4, 1); break;
+    case 8 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 8, 1); break;
+#if NW_L == 16
+    case 16 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 16, 1); break;
+#endif
+    default: YF_CHECK(!"narrow: bad lane grouping");
+    }
+}
+
+/* ---- outer-product forms over k: NT (N <= 16, A contiguous along m) and M
+ * (M <= 16, B contiguous along n), the weight gradients dy^T·x -------------- *
+ * Per k, R vectors of the big operand (contiguous: L*R rows of A, or columns
+ * of B) times S broadcast scalars of the small one accumulate into an S x R
+ * register tile, so the big operand is streamed once and the small one's row
+ * of k is reused from L1. The NT form's tile is C transposed. */
+
+NW_INLINE void nw_outer_tile(const yf_gemm *g, const float *big, int64_t big_k, int64_t valid, const float *small,
+                             int64_t small_k, int64_t small_s, float *c, bool transposed, const int S, const int R) {
+    NW_V acc[16][4]; /* S x R used */
+#pragma GCC unroll 16
+    for (int s = 0; s < S; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < R; v++) acc[s][v] = NW_ZERO();
+    bool full = valid >= R * NW_L;
+    for (int64_t k = 0; k < g->K; k++) {
+        NW_V x[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < R; v++)
+            x[v] = full ? NW_LOAD(big + k * big_k + v * NW_L)
+                        : NW_LOADN(big + k * big_k + v * NW_L, nw_min(NW_L, valid - v * NW_L > 0 ? valid - v * NW_L : 0));
+#pragma GCC unroll 16
+        for (int s = 0; s < S; s++) {
+            NW_V y = NW_SET1(small[k * small_k + s * small_s]);
+#pragma GCC unroll 4
+            for (int v = 0; v < R; v++) acc[s][v] = NW_FMA(y, x[v], acc[s][v]);
+        }
+    }
+    int64_t nv = nw_min(valid, R * NW_L);
+    if (!transposed) { /* C(s, v*L + i) */
+#pragma GCC unroll 16
+        for (int s = 0; s < S; s++) {
+            float *cr = c + s * g->ldc;
+#pragma GCC unroll 4
+            for (int v = 0; v < R; v++) {
+                int64_t n = nv - v * NW_L;
+                if (n >= NW_L) {
+                    if (g->accumulate) acc[s][v] = NW_ADD(acc[s][v], NW_LOAD(cr + v * NW_L));
+                    NW_STORE(cr + v * NW_L, acc[s][v]);
+                } else if (n > 0) {
+                    if (g->accumulate) acc[s][v] = NW_ADD(acc[s][v], NW_LOADN(cr + v * NW_L, n));
+                    NW_STOREN(cr + v * NW_L, n, acc[s][v]);
+                }
+            }
+        }
+        return;
+    }
+    float t[16][4 * NW_L] __attribute__((aligned(64))); /* C(v*L + i, s) */
+#pragma GCC unroll 16
+    for (int s = 0; s < S; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < R; v++) NW_STOREA(t[s] + v * NW_L, acc[s][v]);
+    for (int64_t i = 0; i < nv; i++) {
+        float *cr = c + i * g->ldc;
+        for (int s = 0; s < S; s++) cr[s] = g->accumulate ? cr[s] + t[s][i] : t[s][i];
+    }
+}
+
+/* Columns of the tile per pass and vectors per column: S*R <= NW_NACC. */
+#define NW_OUTER_R(S) ((S) * 4 <= NW_NACC ? 4 : (S) * 3 <= NW_NACC ? 3 : (S) * 2 <= NW_NACC ? 2 : 1)
+
+NW_INLINE void nw_outer_run(const yf_gemm *g, bool tr, int64_t b0, int64_t b1, int64_t s0, const int S) {
+    const int R = NW_OUTER_R(S);
+    for (int64_t i = b0; i < b1; i += R * NW_L) {
+        if (tr) /* big = A(i.., k), small = B(k, s0..) */
+            nw_outer_tile(g, g->a + i, g->acs, b1 - i, (const float *)g->b + s0 * g->bcs, g->brs, g->bcs,
+                          g->c + i * g->ldc + s0, true, S, R);
+        else /* big = B(k, i..), small = A(s0.., k) */
+            nw_outer_tile(g, (const float *)g->b + i, g->brs, b1 - i, g->a + s0 * g->ars, g->acs, g->ars,
+                          g->c + s0 * g->ldc + i, false, S, R);
+    }
+}
+
+NW_TARGET static void nw_outer(const yf_gemm *g, bool tr, int64_t b0, int64_t b1, int64_t s0, int64_t s1) {
+    YF_CHECK(g->bt == YF_F32 && s1 - s0 <= YF_NARROW_DIM);
+    /* more small-side values than accumulators: passes of at most NW_NACC */
+    for (int64_t s = s0; s < s1; s += NW_NACC) {
+        switch (nw_min(NW_NACC, s1 - s)) {
+#define NW_CASE(n)                                                                                            \
+    case n: nw_outer_run(g, tr, b0, b1, s, n); break;
+            NW_CASE(1) NW_CASE(2) NW_CASE(3) NW_CASE(4) NW_CASE(5) NW_CASE(6) NW_CASE(7) NW_CASE(8)
+            NW_CASE(9) NW_CASE(10) NW_CASE(11) NW_CASE(12)
+#if NW_NACC >= 16
+            NW_CASE(13) NW_CASE(14) NW_CASE(15) NW_CASE(16)
+#endif
+#undef NW_CASE
+        default: YF_CHECK(!"narrow: bad tile width");
+        }
+    }
+}
+
+void NW_ENTRY(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (m1 <= m0 || n1 <= n0) return;
+    switch (yf_narrow_form(g)) {
+    case YF_NARROW_K: nw_k(g, m0, m1, n0, n1); break;
+    case YF_NARROW_N: nw_n(g, m0, m1, n0, n1); break;
+    case YF_NARROW_NT: nw_outer(g, true, m0, m1, n0, n1); break;
+    case YF_NARROW_M: nw_outer(g, false, n0, n1, m0, m1); break;
+    default: YF_CHECK(!"narrow: not a narrow product");
+    }
+}
