@@ -148,6 +148,8 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 bcast8(const flo
 #define NW_L 8
 #define NW_V __m256
 #define NW_NACC 12
+#define NW_KRM 6 /* K form register tile: rows x vectors */
+#define NW_KRV 2
 #define NW_ZERO() _mm256_setzero_ps()
 #define NW_LOAD(p) _mm256_loadu_ps(p)
 #define NW_LOADN(p, n) _mm256_maskload_ps(p, mask8(n))

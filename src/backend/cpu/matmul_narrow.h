@@ -5,6 +5,7 @@
  *   NW_L              floats per vector (16 or 8)
  *   NW_V              the vector type
  *   NW_NACC           accumulators a register tile may use (24 of 32 zmm, 12 of 16 ymm)
+ *   NW_KRM, NW_KRV    the K form's register tile, rows x vectors
  *   NW_ZERO() NW_LOAD(p) NW_LOADN(p, n) (first n lanes, the rest 0, no access
  *   beyond them) NW_STORE(p, v) NW_STOREN(p, n, v) NW_FMA(a, b, c) = a*b+c
  *   NW_ADD(a, b) NW_SET1(x) NW_STOREA(p, v) (aligned)
@@ -25,9 +26,9 @@ static inline int64_t nw_min(int64_t a, int64_t b) { return a < b ? a : b; }
  * (row stride ldb); A read as broadcast scalars in any layout. */
 NW_INLINE void nw_k_tile(const yf_gemm *g, const float *bp, int64_t ldb, int64_t m, int64_t rows, float *c,
                          int64_t cols) {
-    enum { RM = 4, RV = 4 };
+    enum { RM = NW_KRM, RV = NW_KRV };
     NW_V acc[RM][RV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < RM; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < RV; v++) acc[r][v] = NW_ZERO();
@@ -38,7 +39,7 @@ NW_INLINE void nw_k_tile(const yf_gemm *g, const float *bp, int64_t ldb, int64_t
         for (int v = 0; v < RV; v++)
             b[v] = cols >= (v + 1) * NW_L ? NW_LOAD(bp + k * ldb + v * NW_L)
                                           : NW_LOADN(bp + k * ldb + v * NW_L, cols - v * NW_L);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < RM; r++) {
             if (r >= rows) break;
             NW_V x = NW_SET1(a[r * g->ars + k * g->acs]);
@@ -46,7 +47,7 @@ NW_INLINE void nw_k_tile(const yf_gemm *g, const float *bp, int64_t ldb, int64_t
             for (int v = 0; v < RV; v++) acc[r][v] = NW_FMA(x, b[v], acc[r][v]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < RM; r++) {
         if (r >= rows) break;
         float *cr = c + r * g->ldc;
@@ -67,7 +68,7 @@ NW_INLINE void nw_k_tile(const yf_gemm *g, const float *bp, int64_t ldb, int64_t
 NW_TARGET static void nw_k(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     /* a panel of B (K x NB f32, <= 32 KiB) stays in L1 while every row block
      * of C passes over it; f32 B with contiguous rows is used in place */
-    enum { NB = 512, TW = 4 * NW_L };
+    enum { NB = 512, TW = NW_KRV * NW_L, RM = NW_KRM };
     bool direct = g->bt == YF_F32 && g->bcs == 1;
     float *bp = direct ? NULL : yf_scratch(0, (size_t)g->K * NB * sizeof(float));
     for (int64_t jb = n0; jb < n1; jb += NB) {
@@ -83,12 +84,12 @@ NW_TARGET static void nw_k(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0,
             for (int64_t j = 0; j < nb; j++)
                 for (int64_t k = 0; k < g->K; k++) bp[k * NB + j] = yf_gemm_bget(g, k, jb + j);
         }
-        for (int64_t m = m0; m < m1; m += 4) {
-            int64_t rows = nw_min(4, m1 - m);
+        for (int64_t m = m0; m < m1; m += RM) {
+            int64_t rows = nw_min(RM, m1 - m);
             float *cr = g->c + m * g->ldc + jb;
             int64_t j = 0;
-            if (rows == 4)
-                for (; j + TW <= nb; j += TW) nw_k_tile(g, panel + j, ldb, m, 4, cr + j, TW);
+            if (rows == RM)
+                for (; j + TW <= nb; j += TW) nw_k_tile(g, panel + j, ldb, m, RM, cr + j, TW);
             for (; j < nb; j += TW) nw_k_tile(g, panel + j, ldb, m, rows, cr + j, nw_min(TW, nb - j));
         }
     }
@@ -111,8 +112,8 @@ NW_INLINE NW_V nw_bcast_tail(const float *p, int64_t n, int g) {
 
 NW_INLINE void nw_n_rows(const yf_gemm *g, const float *bp, int64_t m, int64_t rows, int64_t n0, int64_t nc,
                          const int G, const int CV) {
-    enum { RN = 8 };
-    NW_V acc[RN][2];
+    const int RN = NW_NACC / CV < 8 ? NW_NACC / CV : 8;
+    NW_V acc[8][2];
 #pragma GCC unroll 8
     for (int r = 0; r < RN; r++) acc[r][0] = acc[r][1] = NW_ZERO();
     const float *a = g->a + m * g->ars;
@@ -153,7 +154,8 @@ NW_INLINE void nw_n_rows(const yf_gemm *g, const float *bp, int64_t m, int64_t r
 
 NW_INLINE void nw_n_run(const yf_gemm *g, const float *bp, int64_t m0, int64_t m1, int64_t n0, int64_t nc,
                         const int G, const int CV) {
-    for (int64_t m = m0; m < m1; m += 8) nw_n_rows(g, bp, m, nw_min(8, m1 - m), n0, nc, G, CV);
+    const int RN = NW_NACC / CV < 8 ? NW_NACC / CV : 8; /* rows per block in nw_n_rows */
+    for (int64_t m = m0; m < m1; m += RN) nw_n_rows(g, bp, m, nw_min(RN, m1 - m), n0, nc, G, CV);
 }
 
 NW_TARGET static void nw_n(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
