@@ -187,10 +187,12 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512, K_
 /* Exact mode: parts of the split of A (see kernels.h, matmul_amx.c). */
 #define EXACT_PARTS 3
 /* Products with at most this many columns (LoRA's rank-r factors) go to the
- * unpacked gemv kernels, a few rows of C at a time: packing would pad them to
- * 32-wide blocks and copy the big operand once more. (Not by row count above
- * YF_GEMV_MAX_M: the kernel, hence the rounding, of a row must not depend on
- * how many rows the product has, e.g. scored rows only in a backward.) */
+ * unpacked kernels: packing would pad them to 32-wide blocks and copy the big
+ * operand once more. The narrow kernels (yf_narrow_form) take those with a
+ * dimension <= YF_NARROW_DIM first; the gemv kernels, a few rows of C at a
+ * time, the rest. (Not by row count above YF_GEMV_MAX_M: the kernel, hence
+ * the rounding, of a row must not depend on how many rows the product has,
+ * e.g. scored rows only in a backward.) */
 #define SMALL_DIM 16
 /* Threads only for products of at least this many multiply-adds (~0.05 ms on
  * AMX, ~0.3 ms in fp32 on one core): a parallel region costs microseconds on
@@ -231,7 +233,7 @@ static void run_block(const yf_gemm *g, kind k, int nparts, int64_t m0, int64_t 
     case K_NARROW_AVX2: yf_narrow_avx2(g, m0, m1, n0, n1); break;
     case K_GEMV_AVX512:
     case K_GEMV_AVX2:
-        int64_t step = k == K_GEMV_AVX512 && g->bcs == 1 && n1 - n0 <= 16 ? YF_NARROW_MAX_M : YF_GEMV_MAX_M;
+        int64_t step = YF_GEMV_MAX_M;
         for (int64_t m = m0; m < m1; m += step) {
             int64_t me = m1 - m < step ? m1 : m + step;
             if (k == K_GEMV_AVX512)

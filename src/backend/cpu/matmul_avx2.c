@@ -1,5 +1,6 @@
 /* matmul_avx2: fp32 FMA micro-kernel (6x16 block of C in 12 ymm
- * accumulators) and the few-row products (decode) on AVX2 + FMA. */
+ * accumulators), the few-row products (decode) and the narrow products
+ * (matmul_narrow.h) on AVX2 + FMA. */
 #include "matmul_impl.h"
 
 #include <string.h>

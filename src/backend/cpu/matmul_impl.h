@@ -66,9 +66,6 @@ void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
 #define YF_GEMV_MAX_M 4
-/* yf_gemv_avx512 with B contiguous along n and at most 16 columns takes up to
- * this many rows per call (one register of C each). */
-#define YF_NARROW_MAX_M 16
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
