@@ -77,6 +77,10 @@ NW_TARGET static void nw_k(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0,
         if (direct) {
             panel = (const float *)g->b + jb;
             ldb = g->brs;
+        } else if (g->bt == YF_F32) { /* x·B^T: B(k, n) = W[n, k], rows of W contiguous */
+            const float *b = (const float *)g->b + jb * g->bcs;
+            for (int64_t j = 0; j < nb; j++)
+                for (int64_t k = 0; k < g->K; k++) bp[k * NB + j] = b[j * g->bcs + k * g->brs];
         } else if (g->bcs == 1) {
             for (int64_t k = 0; k < g->K; k++)
                 for (int64_t j = 0; j < nb; j++) bp[k * NB + j] = yf_gemm_bget(g, k, jb + j);
@@ -116,14 +120,16 @@ NW_INLINE void nw_n_rows(const yf_gemm *g, const float *bp, int64_t m, int64_t r
     NW_V acc[8][2];
 #pragma GCC unroll 8
     for (int r = 0; r < RN; r++) acc[r][0] = acc[r][1] = NW_ZERO();
-    const float *a = g->a + m * g->ars;
+    const float *a = g->a + m * g->ars, *ar[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < RN; r++) ar[r] = a + (r < rows ? r : 0) * g->ars;
     int64_t K = g->K, qfull = K / G;
     for (int64_t q = 0; q < qfull; q++) {
         NW_V b0 = NW_LOAD(bp + q * CV * NW_L), b1 = CV > 1 ? NW_LOAD(bp + q * CV * NW_L + NW_L) : NW_ZERO();
 #pragma GCC unroll 8
         for (int r = 0; r < RN; r++) {
             if (r >= rows) break;
-            NW_V x = NW_BCAST(a + r * g->ars + q * G, G);
+            NW_V x = NW_BCAST(ar[r] + q * G, G);
             acc[r][0] = NW_FMA(x, b0, acc[r][0]);
             if (CV > 1) acc[r][1] = NW_FMA(x, b1, acc[r][1]);
         }
@@ -155,7 +161,9 @@ NW_INLINE void nw_n_rows(const yf_gemm *g, const float *bp, int64_t m, int64_t r
 NW_INLINE void nw_n_run(const yf_gemm *g, const float *bp, int64_t m0, int64_t m1, int64_t n0, int64_t nc,
                         const int G, const int CV) {
     const int RN = NW_NACC / CV < 8 ? NW_NACC / CV : 8; /* rows per block in nw_n_rows */
-    for (int64_t m = m0; m < m1; m += RN) nw_n_rows(g, bp, m, nw_min(RN, m1 - m), n0, nc, G, CV);
+    int64_t m = m0;
+    for (; m + RN <= m1; m += RN) nw_n_rows(g, bp, m, RN, n0, nc, G, CV); /* constant row count: no guards */
+    if (m < m1) nw_n_rows(g, bp, m, m1 - m, n0, nc, G, CV);
 }
 
 NW_TARGET static void nw_n(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -165,11 +173,27 @@ NW_TARGET static void nw_n(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0,
     int G = npad >= NW_L ? 1 : (int)(NW_L / npad), CV = npad > NW_L ? 2 : 1;
     int64_t K = g->K, nq = (K + G - 1) / G;
     float *bp = yf_scratch(0, (size_t)nq * CV * NW_L * sizeof(float));
-    for (int64_t q = 0; q < nq; q++)
-        for (int l = 0; l < CV * NW_L; l++) {
-            int64_t c = l / G, k = q * G + l % G;
-            bp[q * CV * NW_L + l] = c < nc && k < K ? yf_gemm_bget(g, k, n0 + c) : 0.0f;
+    int lg = 0;
+    while ((1 << lg) < G) lg++;
+    /* element (k, c) goes to lane c*G + k%G of vector k/G; the loop order
+     * follows B's contiguous direction */
+#define NW_AT(k, c) bp[((k) >> lg) * CV * NW_L + (c) * G + ((k) & (G - 1))]
+    if (nc < npad || K % G) memset(bp, 0, (size_t)nq * CV * NW_L * sizeof(float));
+    if (g->bt == YF_F32 && g->brs == 1) {
+        for (int64_t c = 0; c < nc; c++) {
+            const float *bc = (const float *)g->b + (n0 + c) * g->bcs;
+            for (int64_t k = 0; k < K; k++) NW_AT(k, c) = bc[k];
         }
+    } else if (g->bt == YF_F32) {
+        for (int64_t k = 0; k < K; k++) {
+            const float *bk = (const float *)g->b + k * g->brs + n0 * g->bcs;
+            for (int64_t c = 0; c < nc; c++) NW_AT(k, c) = bk[c * g->bcs];
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = 0; c < nc; c++) NW_AT(k, c) = yf_gemm_bget(g, k, n0 + c);
+    }
+#undef NW_AT
     switch (G * 4 + CV) {
     case 1 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 1, 1); break;
     case 1 * 4 + 2: nw_n_run(g, bp, m0, m1, n0, nc, 1, 2); break;
