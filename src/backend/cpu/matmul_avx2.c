@@ -150,6 +150,7 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 bcast8(const flo
 #define NW_V __m256
 #define NW_NACC 12
 #define NW_KRM 6 /* K form register tile: rows x vectors */
+#define NW_SMAX 4
 #define NW_KRV 2
 #define NW_ZERO() _mm256_setzero_ps()
 #define NW_LOAD(p) _mm256_loadu_ps(p)

@@ -131,6 +131,7 @@ AVX512_TARGET static inline __attribute__((always_inline)) __m512 bcast16(const 
 #define NW_V __m512
 #define NW_NACC 24
 #define NW_KRM 6 /* K form register tile: rows x vectors */
+#define NW_SMAX 16
 #define NW_KRV 4
 #define NW_ZERO() _mm512_setzero_ps()
 #define NW_LOAD(p) _mm512_loadu_ps(p)

@@ -6,6 +6,7 @@
  *   NW_V              the vector type
  *   NW_NACC           accumulators a register tile may use (24 of 32 zmm, 12 of 16 ymm)
  *   NW_KRM, NW_KRV    the K form's register tile, rows x vectors
+ *   NW_SMAX           small-side values per pass of the outer-product forms
  *   NW_ZERO() NW_LOAD(p) NW_LOADN(p, n) (first n lanes, the rest 0, no access
  *   beyond them) NW_STORE(p, v) NW_STOREN(p, n, v) NW_FMA(a, b, c) = a*b+c
  *   NW_ADD(a, b) NW_SET1(x) NW_STOREA(p, v) (aligned)
@@ -282,18 +283,26 @@ NW_INLINE void nw_outer_run(const yf_gemm *g, bool tr, int64_t b0, int64_t b1, i
 
 NW_TARGET static void nw_outer(const yf_gemm *g, bool tr, int64_t b0, int64_t b1, int64_t s0, int64_t s1) {
     YF_CHECK(g->bt == YF_F32 && s1 - s0 <= YF_NARROW_DIM);
-    /* more small-side values than accumulators: passes of at most NW_NACC */
-    for (int64_t s = s0; s < s1; s += NW_NACC) {
-        switch (nw_min(NW_NACC, s1 - s)) {
+    /* more small-side values than a tile holds (AVX2): passes of at most
+     * NW_SMAX over a stretch of the big side that stays in L2 meanwhile
+     * (a multiple of every tile width, R * NW_L for R = 1..4) */
+    int64_t stretch = ((int64_t)1 << 19) / (4 * g->K) / (12 * NW_L) * (12 * NW_L); /* ~512 KiB of it */
+    if (stretch < 12 * NW_L) stretch = 12 * NW_L;
+    if (s1 - s0 <= NW_SMAX) stretch = b1 - b0;
+    for (int64_t i = b0; i < b1; i += stretch) {
+        int64_t ie = nw_min(b1, i + stretch);
+        for (int64_t s = s0; s < s1; s += NW_SMAX) {
+            switch (nw_min(NW_SMAX, s1 - s)) {
 #define NW_CASE(n)                                                                                            \
-    case n: nw_outer_run(g, tr, b0, b1, s, n); break;
-            NW_CASE(1) NW_CASE(2) NW_CASE(3) NW_CASE(4) NW_CASE(5) NW_CASE(6) NW_CASE(7) NW_CASE(8)
-            NW_CASE(9) NW_CASE(10) NW_CASE(11) NW_CASE(12)
-#if NW_NACC >= 16
-            NW_CASE(13) NW_CASE(14) NW_CASE(15) NW_CASE(16)
+    case n: nw_outer_run(g, tr, i, ie, s, n); break;
+                NW_CASE(1) NW_CASE(2) NW_CASE(3) NW_CASE(4)
+#if NW_SMAX > 4
+                NW_CASE(5) NW_CASE(6) NW_CASE(7) NW_CASE(8) NW_CASE(9) NW_CASE(10) NW_CASE(11) NW_CASE(12)
+                NW_CASE(13) NW_CASE(14) NW_CASE(15) NW_CASE(16)
 #endif
 #undef NW_CASE
-        default: YF_CHECK(!"narrow: bad tile width");
+            default: YF_CHECK(!"narrow: bad tile width");
+            }
         }
     }
 }
