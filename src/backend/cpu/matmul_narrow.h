@@ -223,7 +223,13 @@ NW_INLINE void nw_outer_tile(const yf_gemm *g, const float *big, int64_t big_k, 
 #pragma GCC unroll 4
         for (int v = 0; v < R; v++) acc[s][v] = NW_ZERO();
     bool full = valid >= R * NW_L;
+    /* the big operand's rows are far apart (a row of dy or x each k): no
+     * hardware prefetcher follows that stride, so fetch NW_PF rows ahead */
+    enum { NW_PF = 24 };
+    int64_t nline = (nw_min(valid, R * NW_L) * 4 + 63) / 64;
     for (int64_t k = 0; k < g->K; k++) {
+        if (k + NW_PF < g->K)
+            for (int64_t l = 0; l < nline; l++) __builtin_prefetch(big + (k + NW_PF) * big_k + l * 16);
         NW_V x[4];
 #pragma GCC unroll 4
         for (int v = 0; v < R; v++)
