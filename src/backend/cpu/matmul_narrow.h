@@ -215,21 +215,22 @@ NW_TARGET static void nw_n(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0,
  * register tile, so the big operand is streamed once and the small one's row
  * of k is reused from L1. The NT form's tile is C transposed. */
 
+/* Rows k0..k1 of the sum; the raw accumulators live in sp (S x R vectors)
+ * between token blocks, so every element is still one sum in k order from 0
+ * to which C is added at the end. */
 NW_INLINE void nw_outer_tile(const yf_gemm *g, const float *big, int64_t big_k, int64_t valid, const float *small,
-                             int64_t small_k, int64_t small_s, float *c, bool transposed, const int S, const int R) {
+                             int64_t small_k, int64_t small_s, float *c, bool transposed, int64_t k0, int64_t k1,
+                             float *sp, const int S, const int R) {
     NW_V acc[16][4]; /* S x R used */
 #pragma GCC unroll 16
     for (int s = 0; s < S; s++)
 #pragma GCC unroll 4
-        for (int v = 0; v < R; v++) acc[s][v] = NW_ZERO();
+        for (int v = 0; v < R; v++) acc[s][v] = k0 == 0 ? NW_ZERO() : NW_LOAD(sp + (s * R + v) * NW_L);
     bool full = valid >= R * NW_L;
-    /* the big operand's rows are far apart (a row of dy or x each k): no
-     * hardware prefetcher follows that stride, so fetch NW_PF rows ahead */
-    enum { NW_PF = 24 };
-    int64_t nline = (nw_min(valid, R * NW_L) * 4 + 63) / 64;
-    for (int64_t k = 0; k < g->K; k++) {
-        if (k + NW_PF < g->K)
-            for (int64_t l = 0; l < nline; l++) __builtin_prefetch(big + (k + NW_PF) * big_k + l * 16);
+    /* the next tile reads the same rows next: fetch its lines meanwhile */
+    int64_t nline = (R * NW_L * 4 + 63) / 64;
+    for (int64_t k = k0; k < k1; k++) {
+        for (int64_t l = 0; l < nline; l++) __builtin_prefetch(big + k * big_k + R * NW_L + l * 16);
         NW_V x[4];
 #pragma GCC unroll 4
         for (int v = 0; v < R; v++)
@@ -241,6 +242,13 @@ NW_INLINE void nw_outer_tile(const yf_gemm *g, const float *big, int64_t big_k, 
 #pragma GCC unroll 4
             for (int v = 0; v < R; v++) acc[s][v] = NW_FMA(y, x[v], acc[s][v]);
         }
+    }
+    if (k1 < g->K) {
+#pragma GCC unroll 16
+        for (int s = 0; s < S; s++)
+#pragma GCC unroll 4
+            for (int v = 0; v < R; v++) NW_STORE(sp + (s * R + v) * NW_L, acc[s][v]);
+        return;
     }
     int64_t nv = nw_min(valid, R * NW_L);
     if (!transposed) { /* C(s, v*L + i) */
@@ -275,15 +283,26 @@ NW_INLINE void nw_outer_tile(const yf_gemm *g, const float *big, int64_t big_k, 
 /* Columns of the tile per pass and vectors per column: S*R <= NW_NACC. */
 #define NW_OUTER_R(S) ((S) * 4 <= NW_NACC ? 4 : (S) * 3 <= NW_NACC ? 3 : (S) * 2 <= NW_NACC ? 2 : 1)
 
+/* Blocks of KB rows of the big operand (tokens) outermost: a block's rows are
+ * read tile after tile, line after line, which the hardware prefetchers and
+ * the TLB follow, where one tile's pass over all rows (each a page or more
+ * apart) they do not. */
 NW_INLINE void nw_outer_run(const yf_gemm *g, bool tr, int64_t b0, int64_t b1, int64_t s0, const int S) {
+    enum { KB = 32 };
     const int R = NW_OUTER_R(S);
-    for (int64_t i = b0; i < b1; i += R * NW_L) {
-        if (tr) /* big = A(i.., k), small = B(k, s0..) */
-            nw_outer_tile(g, g->a + i, g->acs, b1 - i, (const float *)g->b + s0 * g->bcs, g->brs, g->bcs,
-                          g->c + i * g->ldc + s0, true, S, R);
-        else /* big = B(k, i..), small = A(s0.., k) */
-            nw_outer_tile(g, (const float *)g->b + i, g->brs, b1 - i, g->a + s0 * g->ars, g->acs, g->ars,
-                          g->c + s0 * g->ldc + i, false, S, R);
+    const int64_t tw = R * NW_L, K = g->K;
+    float *sp = K > KB ? yf_scratch(0, (size_t)((b1 - b0 + tw - 1) / tw) * S * tw * sizeof(float)) : NULL;
+    for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        int64_t k1 = nw_min(K, k0 + KB);
+        for (int64_t i = b0, t = 0; i < b1; i += tw, t++) {
+            float *st = sp ? sp + t * S * tw : NULL;
+            if (tr) /* big = A(i.., k), small = B(k, s0..) */
+                nw_outer_tile(g, g->a + i, g->acs, b1 - i, (const float *)g->b + s0 * g->bcs, g->brs, g->bcs,
+                              g->c + i * g->ldc + s0, true, k0, k1, st, S, R);
+            else /* big = B(k, i..), small = A(s0.., k) */
+                nw_outer_tile(g, (const float *)g->b + i, g->brs, b1 - i, g->a + s0 * g->ars, g->acs, g->ars,
+                              g->c + s0 * g->ldc + i, false, k0, k1, st, S, R);
+        }
     }
 }
 
