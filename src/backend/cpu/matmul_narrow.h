@@ -67,11 +67,13 @@ NW_INLINE void nw_k_tile(const yf_gemm *g, const float *bp, int64_t ldb, int64_t
 }
 
 NW_TARGET static void nw_k(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    /* a panel of B (K x NB f32, <= 32 KiB) stays in L1 while every row block
-     * of C passes over it; f32 B with contiguous rows is used in place */
-    enum { NB = 512, TW = NW_KRV * NW_L, RM = NW_KRM };
+    /* All of B (K x N f32, packed unless f32 with contiguous rows) stays in L2
+     * while row blocks of C pass over it, so C, the big operand here, is read
+     * and written row after row; panels of 512 columns when B is larger. */
+    enum { TW = NW_KRV * NW_L, RM = NW_KRM };
+    int64_t NB = g->K * (n1 - n0) * 4 <= (1 << 20) ? n1 - n0 : 512;
     bool direct = g->bt == YF_F32 && g->bcs == 1;
-    float *bp = direct ? NULL : yf_scratch(0, (size_t)g->K * NB * sizeof(float));
+    float *bp = direct ? NULL : yf_scratch(0, (size_t)(g->K * NB) * sizeof(float));
     for (int64_t jb = n0; jb < n1; jb += NB) {
         int64_t nb = nw_min(NB, n1 - jb), ldb = NB;
         const float *panel = bp;
