@@ -161,8 +161,32 @@ NW_INLINE void nw_n_rows(const yf_gemm *g, const float *bp, int64_t m, int64_t r
     }
 }
 
-NW_INLINE void nw_n_run(const yf_gemm *g, const float *bp, int64_t m0, int64_t m1, int64_t n0, int64_t nc,
+NW_INLINE void nw_n_run(const yf_gemm *g, float *bp, int64_t m0, int64_t m1, int64_t n0, int64_t nc, int64_t npad,
                         const int G, const int CV) {
+    int64_t K = g->K, nq = (K + G - 1) / G;
+    int lg = 0;
+    while ((1 << lg) < G) lg++;
+    /* element (k, c) goes to lane c*G + k%G of vector k/G; the loop order
+     * follows B's contiguous direction */
+#define NW_AT(k, c) bp[((k) >> lg) * CV * NW_L + (c) * G + ((k) & (G - 1))]
+    if (nc < npad || K % G) memset(bp, 0, (size_t)nq * CV * NW_L * sizeof(float));
+    if (g->bt == YF_F32 && g->brs == 1) { /* runs of G k of the rows of W, a vector at a time */
+        const float *b = (const float *)g->b + n0 * g->bcs;
+        for (int64_t q = 0; q < K >> lg; q++)
+            for (int64_t c = 0; c < nc; c++)
+                memcpy(bp + q * CV * NW_L + c * G, b + c * g->bcs + q * G, (size_t)G * sizeof(float));
+        for (int64_t c = 0; c < nc; c++)
+            for (int64_t k = (K >> lg) << lg; k < K; k++) NW_AT(k, c) = b[c * g->bcs + k];
+    } else if (g->bt == YF_F32) {
+        for (int64_t k = 0; k < K; k++) {
+            const float *bk = (const float *)g->b + k * g->brs + n0 * g->bcs;
+            for (int64_t c = 0; c < nc; c++) NW_AT(k, c) = bk[c * g->bcs];
+        }
+    } else {
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t c = 0; c < nc; c++) NW_AT(k, c) = yf_gemm_bget(g, k, n0 + c);
+    }
+#undef NW_AT
     const int RN = NW_NACC / CV < 8 ? NW_NACC / CV : 8; /* rows per block in nw_n_rows */
     int64_t m = m0;
     for (; m + RN <= m1; m += RN) nw_n_rows(g, bp, m, RN, n0, nc, G, CV); /* constant row count: no guards */
@@ -176,35 +200,14 @@ NW_TARGET static void nw_n(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0,
     int G = npad >= NW_L ? 1 : (int)(NW_L / npad), CV = npad > NW_L ? 2 : 1;
     int64_t K = g->K, nq = (K + G - 1) / G;
     float *bp = yf_scratch(0, (size_t)nq * CV * NW_L * sizeof(float));
-    int lg = 0;
-    while ((1 << lg) < G) lg++;
-    /* element (k, c) goes to lane c*G + k%G of vector k/G; the loop order
-     * follows B's contiguous direction */
-#define NW_AT(k, c) bp[((k) >> lg) * CV * NW_L + (c) * G + ((k) & (G - 1))]
-    if (nc < npad || K % G) memset(bp, 0, (size_t)nq * CV * NW_L * sizeof(float));
-    if (g->bt == YF_F32 && g->brs == 1) {
-        for (int64_t c = 0; c < nc; c++) {
-            const float *bc = (const float *)g->b + (n0 + c) * g->bcs;
-            for (int64_t k = 0; k < K; k++) NW_AT(k, c) = bc[k];
-        }
-    } else if (g->bt == YF_F32) {
-        for (int64_t k = 0; k < K; k++) {
-            const float *bk = (const float *)g->b + k * g->brs + n0 * g->bcs;
-            for (int64_t c = 0; c < nc; c++) NW_AT(k, c) = bk[c * g->bcs];
-        }
-    } else {
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t c = 0; c < nc; c++) NW_AT(k, c) = yf_gemm_bget(g, k, n0 + c);
-    }
-#undef NW_AT
     switch (G * 4 + CV) {
-    case 1 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 1, 1); break;
-    case 1 * 4 + 2: nw_n_run(g, bp, m0, m1, n0, nc, 1, 2); break;
-    case 2 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 2, 1); break;
-    case 4 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 4, 1); break;
-    case 8 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 8, 1); break;
+    case 1 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, npad, 1, 1); break;
+    case 1 * 4 + 2: nw_n_run(g, bp, m0, m1, n0, nc, npad, 1, 2); break;
+    case 2 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, npad, 2, 1); break;
+    case 4 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, npad, 4, 1); break;
+    case 8 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, npad, 8, 1); break;
 #if NW_L == 16
-    case 16 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, 16, 1); break;
+    case 16 * 4 + 1: nw_n_run(g, bp, m0, m1, n0, nc, npad, 16, 1); break;
 #endif
     default: YF_CHECK(!"narrow: bad lane grouping");
     }
