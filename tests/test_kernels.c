@@ -105,6 +105,88 @@ TEST(kernels_amx_bf16_matches_ref) { sweep(YF_KPATH_AMX, YF_PREC_BF16); }
 
 /* Exact mode with bf16 weights must be as good as fp32 arithmetic: compare the
  * AMX split product and the fp32 FMA path against a double-precision sum. */
+/* The narrow kernels (a dimension <= 16 of the internal product, the LoRA
+ * rank side): every small size 1..16 in each position of each wrapper (so
+ * each layout the wrappers produce: x.W^T and dy.W with the rank as N or K,
+ * dy^T.x with it as M, N or K), against odd sizes on the other sides, f32 and
+ * bf16 weights, accumulate on and off; plus one product per form big enough
+ * to be split between threads. Tolerances as in sweep(). */
+static void sweep_narrow(yf_kpath path, yf_precision prec) {
+    if (!yf_kernels_path_supported(path)) yt_skip("this CPU (or build) has no %s path", yf_kpath_name(path));
+    CHECK(yf_kernels_set_path(path) == 0);
+    yf_kernels_set_precision(prec);
+    double tol = prec == YF_PREC_EXACT ? 1e-5 : 8e-3, worst = 0;
+    static const int64_t other[][2] = {{1, 37}, {17, 130}, {75, 33}, {40, 1100}};
+    for (int64_t sd = 1; sd <= 16; sd++)
+        for (size_t o = 0; o < sizeof other / sizeof *other; o++)
+            for (int pos = 0; pos < 3; pos++)
+                for (int op = OP_XWT; op <= OP_DW; op++)
+                    for (int d = 0; d < 2; d++)
+                        for (int acc = 0; acc < 2; acc++) {
+                            yf_dtype wt = d ? YF_BF16 : YF_F32;
+                            if (op == OP_DW && (wt == YF_BF16 || !acc)) continue;
+                            if (pos == 0 && op != OP_DW) continue; /* a token count: not a narrow side */
+                            int64_t dim[3], j = 0; /* sd at pos, the other pair around it */
+                            for (int i = 0; i < 3; i++) dim[i] = i == pos ? sd : other[o][j++];
+                            double e = check_one(op, dim[0], dim[1], dim[2], wt, acc);
+                            CHECK(e <= tol, "%s %s [%ld,%ld,%ld] acc=%d: rel err %g", op_name[op], yf_dtype_name(wt),
+                                  (long)dim[0], (long)dim[1], (long)dim[2], acc, e);
+                            if (e > worst) worst = e;
+                        }
+    /* threaded: x.W^T N form, K form; dy^T.x M form, NT form */
+    static const int64_t big[][4] = {{OP_XWT, 300, 8, 7000}, {OP_XWT, 300, 7000, 8}, {OP_XW, 300, 8, 7000},
+                                     {OP_DW, 300, 8, 7000}, {OP_DW, 300, 7000, 8}};
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++) {
+        double e = check_one((op_t)big[i][0], big[i][1], big[i][2], big[i][3], YF_F32, true);
+        CHECK(e <= tol, "%s [%ld,%ld,%ld]: rel err %g", op_name[big[i][0]], (long)big[i][1], (long)big[i][2],
+              (long)big[i][3], e);
+        if (e > worst) worst = e;
+    }
+    char what[120];
+    snprintf(what, sizeof what, "%s %s narrow products: max rel err", yf_kpath_name(path),
+             prec == YF_PREC_EXACT ? "exact" : "bf16");
+    CHECK_NEAR(what, worst, tol);
+}
+
+TEST(kernels_narrow_avx2_matches_ref) { sweep_narrow(YF_KPATH_AVX2, YF_PREC_EXACT); }
+TEST(kernels_narrow_avx512_matches_ref) { sweep_narrow(YF_KPATH_AVX512, YF_PREC_EXACT); }
+TEST(kernels_narrow_amx_bf16_matches_ref) { sweep_narrow(YF_KPATH_AMX, YF_PREC_BF16); }
+
+/* A row of x.W^T / dy.W must not depend on how many rows the product has (a
+ * backward may score only some rows): rows 5..21 of a 37-row product, and
+ * row 9 alone, bit for bit, on every narrow form of those wrappers. */
+TEST(kernels_narrow_rows_independent) {
+    for (int p = YF_KPATH_SCALAR; p < YF_KPATH_COUNT; p++) {
+        if (!yf_kernels_path_supported(p)) continue;
+        CHECK(yf_kernels_set_path(p) == 0);
+        yf_kernels_set_precision(YF_PREC_BF16);
+        static const int64_t nk[][2] = {{8, 2048}, {13, 301}, {2048, 8}, {301, 13}, {16, 16}};
+        for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+            for (int op = OP_XWT; op <= OP_XW; op++) {
+                const int64_t M = 37, N = nk[s][0], K = nk[s][1];
+                int64_t lda = op == OP_XWT ? K : N, ldc = op == OP_XWT ? N : K;
+                float *a = malloc(M * lda * sizeof(float)), *w = malloc(N * K * sizeof(float));
+                float *c = malloc(M * ldc * sizeof(float)), *c1 = malloc(M * ldc * sizeof(float));
+                for (int64_t i = 0; i < M * lda; i++) a[i] = frand();
+                for (int64_t i = 0; i < N * K; i++) w[i] = frand();
+                memset(c1, 0, M * ldc * sizeof(float));
+                if (op == OP_XWT) {
+                    yf_matmul_xwt(c, a, w, YF_F32, M, N, K, false);
+                    yf_matmul_xwt(c1 + 5 * ldc, a + 5 * lda, w, YF_F32, 17, N, K, false);
+                    yf_matmul_xwt(c1 + 9 * ldc, a + 9 * lda, w, YF_F32, 1, N, K, false);
+                } else {
+                    yf_matmul_xw(c, a, w, YF_F32, M, N, K, false);
+                    yf_matmul_xw(c1 + 5 * ldc, a + 5 * lda, w, YF_F32, 17, N, K, false);
+                    yf_matmul_xw(c1 + 9 * ldc, a + 9 * lda, w, YF_F32, 1, N, K, false);
+                }
+                CHECK(memcmp(c + 5 * ldc, c1 + 5 * ldc, 17 * ldc * sizeof(float)) == 0,
+                      "%s %s N=%ld K=%ld: rows differ with the row count", yf_kpath_name(p), op_name[op], (long)N,
+                      (long)K);
+                free(a), free(w), free(c), free(c1);
+            }
+    }
+}
+
 TEST(kernels_amx_exact_is_fp32_level) {
     if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no AMX path");
     const int64_t M = 64, N = 96, K = 2048;

@@ -179,7 +179,7 @@ static void gemm_scalar(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, in
 
 /* ---- dispatch ----------------------------------------------------------- */
 
-typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512 } kind;
+typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512, K_NARROW_AVX2, K_NARROW_AVX512 } kind;
 
 /* AMX pays for packing B and for 32-row tiles: below this many rows the
  * fp32 kernels are as fast. */
@@ -187,10 +187,12 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512 } k
 /* Exact mode: parts of the split of A (see kernels.h, matmul_amx.c). */
 #define EXACT_PARTS 3
 /* Products with at most this many columns (LoRA's rank-r factors) go to the
- * unpacked gemv kernels, a few rows of C at a time: packing would pad them to
- * 32-wide blocks and copy the big operand once more. (Not by row count above
- * YF_GEMV_MAX_M: the kernel, hence the rounding, of a row must not depend on
- * how many rows the product has, e.g. scored rows only in a backward.) */
+ * unpacked kernels: packing would pad them to 32-wide blocks and copy the big
+ * operand once more. The narrow kernels (yf_narrow_form) take those with a
+ * dimension <= YF_NARROW_DIM first; the gemv kernels, a few rows of C at a
+ * time, the rest. (Not by row count above YF_GEMV_MAX_M: the kernel, hence
+ * the rounding, of a row must not depend on how many rows the product has,
+ * e.g. scored rows only in a backward.) */
 #define SMALL_DIM 16
 /* Threads only for products of at least this many multiply-adds (~0.05 ms on
  * AMX, ~0.3 ms in fp32 on one core): a parallel region costs microseconds on
@@ -199,6 +201,10 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512 } k
 #define MT_MIN_WORK ((double)(1 << 24))
 
 static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {
+    /* a rank-r side (matmul_impl.h): fp32 in either precision, as AMX would
+     * pad it to 32 and the packed kernels to 12 x 32 blocks */
+    if (yf_narrow_form(g) != YF_NARROW_NONE && path >= YF_KPATH_AVX512) return K_NARROW_AVX512;
+    if (yf_narrow_form(g) != YF_NARROW_NONE && path >= YF_KPATH_AVX2) return K_NARROW_AVX2;
     bool layout_ok = g->bcs == 1 || (g->brs == 1 && g->acs == 1);
     bool small = g->M <= YF_GEMV_MAX_M || g->N <= SMALL_DIM;
     if (small && layout_ok && path >= YF_KPATH_AVX512) return K_GEMV_AVX512;
@@ -223,9 +229,11 @@ static void run_block(const yf_gemm *g, kind k, int nparts, int64_t m0, int64_t 
     case K_AMX: yf_gemm_amx(g, m0, m1, n0, n1, nparts); break;
     case K_AVX512: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX512_MR, YF_AVX512_NR, yf_ukernel_avx512); break;
     case K_AVX2: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX2_MR, YF_AVX2_NR, yf_ukernel_avx2); break;
+    case K_NARROW_AVX512: yf_narrow_avx512(g, m0, m1, n0, n1); break;
+    case K_NARROW_AVX2: yf_narrow_avx2(g, m0, m1, n0, n1); break;
     case K_GEMV_AVX512:
     case K_GEMV_AVX2:
-        int64_t step = k == K_GEMV_AVX512 && g->bcs == 1 && n1 - n0 <= 16 ? YF_NARROW_MAX_M : YF_GEMV_MAX_M;
+        int64_t step = YF_GEMV_MAX_M;
         for (int64_t m = m0; m < m1; m += step) {
             int64_t me = m1 - m < step ? m1 : m + step;
             if (k == K_GEMV_AVX512)
@@ -350,6 +358,11 @@ static void run_inner(const yf_gemm *g) {
     double b_bytes = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
     bool split_n = gemv ? g->N > SMALL_DIM : (g->M < 64 * nt || (b_bytes > a_bytes && g->N >= 64 * nt));
     int64_t unit = gemv && !split_n ? YF_GEMV_MAX_M : 32;
+    if (k == K_NARROW_AVX2 || k == K_NARROW_AVX512) { /* the big side, in whole register tiles */
+        yf_narrow f = yf_narrow_form(g);
+        split_n = f == YF_NARROW_M || (f == YF_NARROW_K && g->N > g->M);
+        unit = f == YF_NARROW_N ? 8 : 64;
+    }
     int64_t len = split_n ? g->N : g->M, units = ceil_div(len, unit);
     int64_t pieces = units >= 8 * nt ? 2 * nt : nt;
     int64_t chunk = ceil_div(units, pieces) * unit;

@@ -1,5 +1,6 @@
 /* matmul_avx2: fp32 FMA micro-kernel (6x16 block of C in 12 ymm
- * accumulators) and the few-row products (decode) on AVX2 + FMA. */
+ * accumulators), the few-row products (decode) and the narrow products
+ * (matmul_narrow.h) on AVX2 + FMA. */
 #include "matmul_impl.h"
 
 #include <string.h>
@@ -125,6 +126,45 @@ AVX2_TARGET static void gemv_axpy(const yf_gemm *g, int64_t m0, int64_t m1, int6
     }
 }
 
+/* ---- the narrow products (matmul_narrow.h) on 8-float vectors ---- */
+
+AVX2_TARGET static inline __m256i mask8(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 bcast8(const float *p, int g) {
+    switch (g) {
+    case 1: return _mm256_broadcast_ss(p);
+    case 2: {
+        double d;
+        memcpy(&d, p, sizeof d);
+        return _mm256_castpd_ps(_mm256_set1_pd(d));
+    }
+    case 4: return _mm256_broadcast_ps((const __m128 *)p);
+    default: return _mm256_loadu_ps(p);
+    }
+}
+
+#define NW_TARGET AVX2_TARGET
+#define NW_L 8
+#define NW_V __m256
+#define NW_NACC 12
+#define NW_KRM 6 /* K form register tile: rows x vectors */
+#define NW_SMAX 4
+#define NW_KRV 2
+#define NW_ZERO() _mm256_setzero_ps()
+#define NW_LOAD(p) _mm256_loadu_ps(p)
+#define NW_LOADN(p, n) _mm256_maskload_ps(p, mask8(n))
+#define NW_STORE(p, v) _mm256_storeu_ps(p, v)
+#define NW_STOREA(p, v) _mm256_store_ps(p, v)
+#define NW_STOREN(p, n, v) _mm256_maskstore_ps(p, mask8(n), v)
+#define NW_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define NW_ADD(a, b) _mm256_add_ps(a, b)
+#define NW_SET1(x) _mm256_set1_ps(x)
+#define NW_BCAST(p, g) bcast8(p, g)
+#define NW_ENTRY yf_narrow_avx2
+#include "matmul_narrow.h"
+
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     YF_CHECK(m1 - m0 <= YF_GEMV_MAX_M);
     if (m1 <= m0 || n1 <= n0) return;
@@ -143,6 +183,10 @@ void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int
     YF_CHECK(!"AVX2 path not compiled in");
 }
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX2 path not compiled in");
+}
+void yf_narrow_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
     YF_CHECK(!"AVX2 path not compiled in");
 }

@@ -72,11 +72,38 @@ void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst);
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
 #define YF_GEMV_MAX_M 4
-/* yf_gemv_avx512 with B contiguous along n and at most 16 columns takes up to
- * this many rows per call (one register of C each). */
-#define YF_NARROW_MAX_M 16
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
+/* Products with a dimension <= YF_NARROW_DIM (LoRA's rank-r side) go to the
+ * narrow kernels (matmul_narrow.h), unpacked but for the small operand, in one
+ * of these forms (the first that applies):
+ *   K:  K <= 16: sums of K outer products; any layout (B packed unless f32
+ *       with contiguous rows). x·B^T, dy·A with the rank as K.
+ *   N:  N <= 16, A contiguous along k: several k per vector (B packed).
+ *       x·A^T, dy·B.
+ *   NT: N <= 16, A contiguous along m (f32 B): C^T as outer products over k.
+ *       dW of a LoRA B factor.
+ *   M:  M <= 16, A contiguous along m, not along k (only yf_matmul_dw's dy^T,
+ *       whose rows are a weight's features, never tokens), B contiguous along
+ *       n, f32: outer products over k. dW of a LoRA A factor.
+ * The form depends on the shape's weight-side dimensions only, never on the
+ * row count of an activation, and every element's sum order on K (and N). */
+#define YF_NARROW_DIM 16
+typedef enum { YF_NARROW_NONE, YF_NARROW_K, YF_NARROW_N, YF_NARROW_NT, YF_NARROW_M } yf_narrow;
+static inline yf_narrow yf_narrow_form(const yf_gemm *g) {
+    if (g->K <= YF_NARROW_DIM) return YF_NARROW_K;
+    if (g->N <= YF_NARROW_DIM) {
+        if (g->acs == 1) return YF_NARROW_N;
+        if (g->ars == 1 && g->bt == YF_F32) return YF_NARROW_NT;
+        return YF_NARROW_NONE;
+    }
+    if (g->M <= YF_NARROW_DIM && g->ars == 1 && g->acs != 1 && g->bcs == 1 && g->bt == YF_F32) return YF_NARROW_M;
+    return YF_NARROW_NONE;
+}
+/* C[m0:m1, n0:n1] of a product whose yf_narrow_form is not NONE. */
+void yf_narrow_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_narrow_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 /* A per-thread scratch buffer (64-byte aligned), grown as needed and kept for
  * the thread's life; slot 0..3 are independent buffers. */
