@@ -243,11 +243,8 @@ static const yf_wpack *fwd_pack(yf_model *m, yf_mw *W, int64_t N, bool backward,
     bool had = W->pk[YF_PACK_XWT] != NULL;
     const yf_wpack *pk = yf_model_wpack(m, W, YF_PACK_XWT, N);
     if (backward && pk && !had) {
-        /* released between the two packs too: the second reads W again from
-         * the page cache, but W and both packs are never resident at once */
-        size_t bytes = (size_t)W->numel * yf_dtype_size(W->dt);
-        yf_release_resident(W->data, bytes);
-        if (with_xw && yf_model_wpack(m, W, YF_PACK_XW, N)) yf_release_resident(W->data, bytes);
+        if (with_xw) yf_model_wpack(m, W, YF_PACK_XW, N);
+        yf_release_resident(W->data, (size_t)W->numel * yf_dtype_size(W->dt));
     }
     return pk;
 }

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* ---- path and precision ------------------------------------------------- */
@@ -430,7 +431,14 @@ yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack
     int64_t npairs = (g.N + 31) / 32, nks = (g.K + 31) / 32;
     size_t bytes = (size_t)npairs * (size_t)nks * 1024 * sizeof(uint16_t);
     yf_wpack *p = calloc(1, sizeof *p);
-    uint16_t *tiles = aligned_alloc(64, bytes);
+    /* 2 MiB pages where the kernel allows them (transparent huge pages in
+     * "madvise" mode): a 512th of the page faults when packing and of the TLB
+     * misses when streaming the tiles */
+    size_t huge = (size_t)2 << 20, alloc = (bytes + huge - 1) / huge * huge;
+    uint16_t *tiles = aligned_alloc(huge, alloc);
+#ifdef MADV_HUGEPAGE
+    if (tiles) (void)madvise(tiles, alloc, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
+#endif
     if (!p || !tiles) {
         free(p);
         free(tiles);
