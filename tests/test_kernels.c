@@ -254,11 +254,13 @@ TEST(kernels_empty_dims) {
 
 /* A pre-packed weight gives the same products bit for bit as packing it per
  * call: both precisions, both products, shapes with edges in every dimension,
- * K over one K block (2048), enough work to be split between threads. */
+ * K over one K block (2048), enough work to be split between threads (then A
+ * is packed once for all threads, K block by K block). */
 TEST(kernels_amx_prepacked_weight_is_bitwise_identical) {
     if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
     CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
-    static const int64_t pk_shapes[][3] = {{17, 75, 130}, {64, 33, 600}, {300, 1000, 70}, {40, 96, 2100}, {384, 512, 512}};
+    static const int64_t pk_shapes[][3] = {{17, 75, 130}, {64, 33, 600}, {300, 1000, 70}, {40, 96, 2100}, {384, 512, 512},
+                                           {100, 256, 4200}};
     for (int prec = 0; prec < 2; prec++) {
         yf_kernels_set_precision(prec ? YF_PREC_BF16 : YF_PREC_EXACT);
         for (size_t s = 0; s < sizeof pk_shapes / sizeof *pk_shapes; s++)

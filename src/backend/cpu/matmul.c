@@ -77,10 +77,10 @@ yf_precision yf_kernels_precision(void) { return g_prec; }
 static _Thread_local struct {
     void *p;
     size_t n;
-} t_scratch[4];
+} t_scratch[5];
 
 void *yf_scratch(int slot, size_t bytes) {
-    YF_CHECK(slot >= 0 && slot < 4);
+    YF_CHECK(slot >= 0 && slot < 5);
     if (t_scratch[slot].n < bytes) {
         free(t_scratch[slot].p);
         t_scratch[slot].p = yf_aligned_alloc(bytes);
@@ -320,6 +320,48 @@ static void kprof_add(char op, const yf_gemm *g, double s) {
 
 static void run_inner(const yf_gemm *g);
 
+/* ---- AMX with a pre-packed B: A packed once for all threads -------------- */
+
+typedef struct apack_job {
+    const yf_gemm *g;
+    int nparts;
+    int64_t pstride;
+    uint16_t *ap;
+} apack_job;
+
+static void apack_piece(void *ctx, int64_t ip) {
+    const apack_job *j = ctx;
+    int64_t m0 = 32 * ip;
+    yf_amx_pack_a_panel(j->g, m0, j->g->M - m0 < 32 ? j->g->M - m0 : 32, j->nparts, j->ap + ip * j->pstride);
+}
+
+/* Each piece of a split product packs all of the operand it does not split;
+ * with B pre-packed that is A, which each thread then converted whole (the
+ * LM head's input gradient: 383 x 135040 floats, twice). Instead, per K
+ * block, the threads first pack A's panels together into one buffer, then
+ * run their pieces on it. The kernel calls per C block are the same as
+ * without, so are the results. */
+static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chunk, int64_t len, int64_t pieces) {
+    int64_t KC = yf_amx_kc(g->K), npanels = (g->M + 31) / 32, nks_all = (g->K + 31) / 32;
+    int64_t pstride = (KC / 32) * nparts * 1024; /* bf16 elements per panel */
+    uint16_t *ap = yf_scratch(4, (size_t)(npanels * pstride) * sizeof(uint16_t));
+    for (int64_t pc = 0; pc < g->K; pc += KC) {
+        int64_t kb = g->K - pc < KC ? g->K - pc : KC;
+        yf_gemm gk = *g; /* this K block: a product of its own, accumulating after the first */
+        gk.a = g->a + pc * g->acs;
+        gk.K = kb;
+        gk.accumulate = g->accumulate || pc > 0;
+        gk.bpk = g->bpk + (pc / 32) * 1024;
+        gk.bpk_ld = nks_all * 1024;
+        int64_t pst = ((kb + 31) / 32) * nparts * 1024;
+        apack_job aj = {&gk, nparts, pst, ap};
+        yf_par_for(npanels, apack_piece, &aj);
+        gk.apk = ap;
+        split_job j = {&gk, K_AMX, nparts, split_n, chunk, len};
+        yf_par_for(pieces, split_piece, &j);
+    }
+}
+
 static void run_op(char op, const yf_gemm *g) {
     if (!kprof_on()) {
         run_inner(g);
@@ -368,6 +410,10 @@ static void run_inner(const yf_gemm *g) {
     int64_t pieces = units >= 8 * nt ? 2 * nt : nt;
     int64_t chunk = ceil_div(units, pieces) * unit;
     pieces = ceil_div(len, chunk);
+    if (k == K_AMX && g->bpk) {
+        run_shared_a(g, nparts, split_n, chunk, len, pieces);
+        return;
+    }
     split_job j = {g, k, nparts, split_n, chunk, len};
     yf_par_for(pieces, split_piece, &j);
 }

@@ -322,15 +322,17 @@ AMX_TARGET static void set_tiles(void) {
 AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts,
                                       int64_t KC) {
     const int64_t amax = 768 << 10; /* 400 KiB and 1.6 MiB measured slower */
-    const int64_t nks_all = (g->K + 31) / 32, pair_u16 = nks_all * 2 * TILE_U16;
+    const int64_t nks_all = (g->K + 31) / 32, pair_u16 = g->bpk_ld ? g->bpk_ld : nks_all * 2 * TILE_U16;
+    YF_CHECK(!g->apk || g->K <= KC);
     int64_t mc_max = amax / (KC * 2 * nparts) / 32 * 32;
     if (mc_max < 32) mc_max = 32;
     int64_t nchunks = (m1 - m0 + mc_max - 1) / mc_max;
     const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
     tr_tables tt;
     tr_tables_init(&tt);
-    uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * (KC / 32) * nparts * 2 *
-                                     TILE_U16 * 2);
+    uint16_t *ap = g->apk ? NULL
+                          : yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * (KC / 32) * nparts *
+                                              2 * TILE_U16 * 2);
     set_tiles();
     int64_t j0 = n0 / 32, j1 = (n1 + 31) / 32;
     for (int64_t pc = 0; pc < g->K; pc += KC) {
@@ -341,7 +343,8 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
         for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
             int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
             int64_t pf_share = (pf_bytes / 64 + npanels - 1) / npanels * 64;
-            for (int64_t ip = 0; ip < npanels; ip++) {
+            const uint16_t *achunk = g->apk ? g->apk + (ic0 / 32) * pstride : ap; /* panel ic0 / 32 on */
+            for (int64_t ip = 0; !g->apk && ip < npanels; ip++) {
                 int64_t ic = ic0 + 32 * ip;
                 pack_a_panel(g, ic, m1 - ic < 32 ? m1 - ic : 32, pc, kb, nparts, ap + ip * pstride, &tt);
             }
@@ -358,15 +361,26 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
                     if (rows == 32 && cols == 32)
-                        kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
+                        kernel(achunk + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
                     else
-                        kernel_edge(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
+                        kernel_edge(achunk + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
                     t_pf = t_pf_end = NULL;
                 }
             }
         }
     }
     _tile_release();
+}
+
+int64_t yf_amx_kc(int64_t K) {
+    int64_t nkb = (K + 2047) / 2048;
+    return ((K + nkb - 1) / nkb + 31) / 32 * 32;
+}
+
+AMX_TARGET void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst) {
+    tr_tables tt;
+    tr_tables_init(&tt);
+    pack_a_panel(g, m0, nm, 0, g->K, nparts, dst, &tt);
 }
 
 AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
@@ -380,8 +394,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
      * packed once per chunk, i.e. its cost is spread over MC rows.
      * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
      * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
-    int64_t nkb = (g->K + 2047) / 2048;
-    const int64_t KC = ((g->K + nkb - 1) / nkb + 31) / 32 * 32;
+    const int64_t KC = yf_amx_kc(g->K);
     int64_t nc = (((int64_t)1 << 20) / (KC * 2)) / 32 * 32;
     const int64_t NC = nc < 32 ? 32 : nc;
     int64_t mc_max = ((int64_t)12 << 20) / (KC * 2 * nparts) / 32 * 32, nchunks;
@@ -465,6 +478,11 @@ AMX_TARGET void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t
 }
 
 #else
+int64_t yf_amx_kc(int64_t K) { return K; }
+void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst) {
+    (void)g, (void)m0, (void)nm, (void)nparts, (void)dst;
+    YF_CHECK(!"AMX path not compiled in");
+}
 void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst) {
     (void)g, (void)j0, (void)j1, (void)dst;
     YF_CHECK(!"AMX path not compiled in");

@@ -25,6 +25,11 @@ typedef struct yf_gemm {
     /* B already in AMX tile layout (yf_wpack), or NULL: [pair of 16-column
      * groups][32-step of K][2 tiles], all of K, zero padded */
     const uint16_t *bpk;
+    int64_t bpk_ld;      /* bf16 elements from one pair of bpk to the next; 0: all of K's */
+    /* A already in AMX tile layout for all of K (<= one K block) and all
+     * rows, or NULL: [32-row panel][32-step of K][part][2 tiles] (matmul.c
+     * packs it once for all threads of a call) */
+    const uint16_t *apk;
 } yf_gemm;
 
 /* What the compiler can emit (function-level target attributes), so a build
@@ -68,6 +73,12 @@ void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n
 /* Packs column pairs j0..j1-1 (32 columns each) of g's B, all of K, into dst
  * in the bpk layout (dst points at pair j0). */
 void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst);
+/* The K block AMX products use for K (a multiple of 32, at most 2048, K split
+ * evenly). */
+int64_t yf_amx_kc(int64_t K);
+/* Packs the 32-row panel of A at row m0 (nm valid), all of g's K (<= one K
+ * block), in nparts parts, into dst in the apk layout. */
+void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst);
 /* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
@@ -107,7 +118,7 @@ void yf_narrow_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int6
 
 /* A per-thread scratch buffer (64-byte aligned), grown as needed and kept for
  * the thread's life; slot 0..3 are independent buffers. */
-void *yf_scratch(int slot, size_t bytes);
+void *yf_scratch(int slot, size_t bytes); /* slot 4: a call's shared packed A (matmul.c) */
 
 static inline float yf_gemm_bget(const yf_gemm *g, int64_t k, int64_t n) {
     int64_t i = k * g->brs + n * g->bcs;
