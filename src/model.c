@@ -106,6 +106,23 @@ static void build_params(yf_model *m) {
     m->nparams = n;
 }
 
+/* Every forward reads all weights but the embedding (a few rows of it, unless
+ * it is also the head): map them in at load, a few large requests instead of
+ * a page fault per 4 KiB (or per 64 KiB of read-ahead) in the first products,
+ * which made a first prefill up to twice as slow. */
+static void prefault_weights(yf_model *m) {
+    for (int64_t l = 0; l < m->L; l++) {
+        yf_layer_w *lw = &m->layers[l];
+        yf_mw *ws[] = {&lw->ln1, &lw->conv1, &lw->conv1_b, &lw->conv2, &lw->conv2_b, &lw->lf_ln, &lw->ln2};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
+            yf_prefault(ws[i]->data, (size_t)ws[i]->numel * yf_dtype_size(ws[i]->dt));
+        for (int p = 0; p < YF_NPROJ; p++)
+            yf_prefault(lw->proj[p].data, (size_t)lw->proj[p].numel * yf_dtype_size(lw->proj[p].dt));
+    }
+    yf_prefault(m->norm.data, (size_t)m->norm.numel * yf_dtype_size(m->norm.dt));
+    yf_prefault(m->head.data, (size_t)m->head.numel * yf_dtype_size(m->head.dt));
+}
+
 int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts *opts, const char *what,
                         yf_model **out) {
     *out = NULL;
@@ -189,6 +206,7 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
     yf_table_own(&m->own, m->rope_sin);
     yf_rope_tables(m->rope_cos, m->rope_sin, P, m->hd, cfg->rope_theta > 0 ? cfg->rope_theta : 10000.0);
     if (m->opts.full_finetune) build_params(m);
+    prefault_weights(m);
     *out = m;
     return 0;
 }
@@ -240,6 +258,10 @@ const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t
  * the backward multiplies by W, and W's own pages are released: only
  * products of other row counts (none in a training step) read it. */
 static const yf_wpack *fwd_pack(yf_model *m, yf_mw *W, int64_t N, bool backward, bool with_xw) {
+    /* Inference reuses a weight at a pack's row counts only when prefilling
+     * many prompts; a one-off prefill would pay the packing, the memory and
+     * the page faults for nothing: packs are made for training only. */
+    if (!backward) return W->pk[YF_PACK_XWT];
     bool had = W->pk[YF_PACK_XWT] != NULL;
     const yf_wpack *pk = yf_model_wpack(m, W, YF_PACK_XWT, N);
     if (backward && pk && !had) {
@@ -612,7 +634,26 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
             memcpy(st->k + (bh * st->cap + p) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
             memcpy(st->v + (bh * st->cap + p) * hd, act->v + bh * T * hd, (size_t)(T * hd) * sizeof(float));
         }
-        yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0, r->posb);
+        /* a sequence whose chunk starts at position 0 (a prompt's prefill)
+         * sees only the chunk's own keys: the blocked training attention;
+         * later chunks and decode steps read the cache. Chosen per sequence,
+         * so a sequence's result does not depend on the batch around it. */
+        int64_t fresh = 0;
+        for (int64_t b = 0; b < B && T > 1; b++) fresh += r->pos0 + (r->posb ? r->posb[b] : 0) == 0;
+        if (fresh == 0) {
+            yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0,
+                             r->posb);
+        } else {
+            for (int64_t b = 0; b < B; b++) {
+                int64_t o = b * H * T, p = r->pos0 + (r->posb ? r->posb[b] : 0);
+                if (p == 0)
+                    yf_attention_fwd_train(ws->hh + o * hd, act->lse + o, act->q + o * hd, act->k + o * hd,
+                                           act->v + o * hd, r->start + b * T, 1, H, T, hd);
+                else
+                    yf_attention_fwd(ws->hh + o * hd, act->lse + o, act->q + o * hd, st->k + b * H * st->cap * hd,
+                                     st->v + b * H * st->cap * hd, r->start + b * T, 1, H, T, st->cap, hd, p, NULL);
+            }
+        }
     } else {
         yf_attention_fwd_train(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
     }

@@ -84,6 +84,13 @@ void yf_release_resident(const void *p, size_t bytes) {
 #endif
 }
 
+void yf_prefault(const void *p, size_t bytes) {
+    long psz = sysconf(_SC_PAGE_SIZE);
+    if (psz <= 0 || !p || bytes == 0) return;
+    uintptr_t lo = (uintptr_t)p & ~(uintptr_t)(psz - 1), hi = (uintptr_t)p + bytes;
+    (void)madvise((void *)lo, hi - lo, 22 /* MADV_POPULATE_READ, Linux 5.14 */); /* older kernels: EINVAL, no harm */
+}
+
 size_t yf_peak_rss_mb(void) {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f) return 0;

@@ -36,6 +36,10 @@ size_t yf_peak_rss_mb(void); /* VmHWM of this process, MiB */
  * changes the contents. For weights that have been copied into another
  * layout and are no longer read. */
 void yf_release_resident(const void *p, size_t bytes);
+/* Maps in the pages of [p, p + bytes) now (MADV_POPULATE_READ; advice only)
+ * so that the first product to read a mapped weight does not pay page faults
+ * one 4 KiB page at a time. */
+void yf_prefault(const void *p, size_t bytes);
 
 /* ---- files -------------------------------------------------------------- */
 /* Reads a whole (small) file; *out is NUL-terminated and owned by the caller. */

@@ -382,7 +382,10 @@ static void run_inner(const yf_gemm *g) {
     int nparts = 1;
     kind k = choose(g, yf_kernels_path(), &nparts);
     double work = (double)g->M * (double)g->N * (double)g->K;
-    int nt = work < MT_MIN_WORK ? 1 : yf_par_threads();
+    /* a few rows (decode) are bound by reading B: threads pay from ~1 MiB of it */
+    bool few = (k == K_GEMV_AVX2 || k == K_GEMV_AVX512) && g->M <= YF_GEMV_MAX_M;
+    double b_read = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
+    int nt = work < MT_MIN_WORK && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
     if (nt <= 1) {
         run_block(g, k, nparts, 0, g->M, 0, g->N);
         return;
