@@ -321,7 +321,12 @@ AMX_TARGET static void set_tiles(void) {
  * calls per C block, hence the results, are the same as yf_gemm_amx's. */
 AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts,
                                       int64_t KC) {
-    const int64_t amax = 768 << 10; /* 400 KiB and 1.6 MiB measured slower */
+    /* A chunk: B is read from memory once per chunk. 768 KiB leaves L2 room
+     * for B's pairs in flight and was fastest for the layers' products; for
+     * a B of hundreds of MB (the LM head: 553 MB) halving its reads matters
+     * more: 1.5 MiB (measured, 2 threads, M 384: head x·W^T 131 -> 100 ms) */
+    double b_bytes = (double)g->N * (double)g->K * 2;
+    const int64_t amax = b_bytes >= 256.0 * 1048576 ? (3 << 19) : (768 << 10);
     const int64_t nks_all = (g->K + 31) / 32, pair_u16 = g->bpk_ld ? g->bpk_ld : nks_all * 2 * TILE_U16;
     YF_CHECK(!g->apk || g->K <= KC);
     int64_t mc_max = amax / (KC * 2 * nparts) / 32 * 32;
