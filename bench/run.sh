@@ -80,7 +80,7 @@ torch_suite() {
   say "$name: $st"
   for dt in bf16 fp32; do
     if [ "$QUICK" != 1 ]; then
-      torch_row "$py" "$name" "2-layer train B1 T384" $dt "$st" --config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 1 --steps 3
+      torch_row "$py" "$name" "2-layer train B1 T384" $dt "$st" --config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 1 --steps 5
       torch_row "$py" "$name" "2-layer prefill T384" $dt "" --config yuan2b-2layer --mode prefill --seq 384 --warmup 1 --steps 3
       torch_row "$py" "$name" "2-layer decode 32 after 384" $dt "" --config yuan2b-2layer --mode decode --seq 384 --new-tokens 32 --warmup 1 --steps 2
     fi
@@ -204,7 +204,7 @@ yf_suite() {
     m=$W/m-2layer-bf16; tiny=$GOLD/bf16
     [ $dt = fp32 ] && m=$W/m-2layer-f32 && tiny=$GOLD
     if [ "$QUICK" != 1 ]; then
-      yf_train "2-layer train B1 T384" "$m" "$W/data-2layer.safetensors" 1 4 $dt
+      yf_train "2-layer train B1 T384" "$m" "$W/data-2layer.safetensors" 1 6 $dt
       yf_generate "2-layer prefill T384" "2-layer decode 32 after 384" "$m" $dt yuan2b-2layer 384 32
     fi
     # the golden tiny model: its fp32 weights, and the bf16-rounded copy for the bf16 rows
