@@ -1,6 +1,7 @@
 /* LoRA / DoRA against the golden PEFT adapters (forward and gradients),
  * adapter files, merge, dropout, and bad adapters. */
 #include "harness.h"
+#include "kernels.h"
 #include "model_internal.h"
 #include "ops.h"
 #include "safetensors.h"
@@ -75,6 +76,77 @@ done:
     yf_lora_free(&lo);
     yt_batch_free(&bt);
     yf_model_free(m);
+}
+
+/* One forward + backward of the golden batch through the golden bf16 model
+ * with pre-packed weights allowed (budget) or not; the adapter gradients
+ * into g (concatenated); returns the loss. */
+static double packed_run(yf_model *m, yf_lora *lo, const yt_batch *bt, bool ckpt, float *g, int64_t ng) {
+    yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(bt->labels, bt->B, bt->T),
+                           .gradient_checkpointing = ckpt};
+    yf_lora_zero_grads(lo);
+    double ls = 0;
+    int64_t nt;
+    CHECK_OK(yf_model_forward_backward(m, lo, bt->ids, bt->labels, bt->B, bt->T, &bo, &ls, &nt));
+    yf_param_list pl;
+    yf_lora_params(lo, &pl);
+    int64_t o = 0;
+    for (int i = 0; i < pl.n && o + pl.p[i].numel <= ng; i++, o += pl.p[i - 1].numel)
+        memcpy(g + o, pl.p[i].g, (size_t)pl.p[i].numel * sizeof(float));
+    free(pl.p);
+    return ls;
+}
+
+/* Frozen bf16 weights packed once for the AMX products (and their mapped
+ * pages released) give the same loss and gradients bit for bit as packing
+ * per product; a second step on the packs too. Both precisions, with and
+ * without checkpointing, LoRA and DoRA. */
+TEST(lora_packed_weights_same_gradients) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("no AMX here: weights are only pre-packed for it");
+    yt_batch bt;
+    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
+    CHECK(bt.B * bt.T >= 16, "the golden batch has %lld rows: too few for AMX", (long long)(bt.B * bt.T));
+    for (int kind = 0; kind < 2; kind++)
+        for (int prec = 0; prec < 2; prec++)
+            for (int ckpt = 0; ckpt < 2; ckpt++) {
+                yf_kernels_set_precision(prec ? YF_PREC_BF16 : YF_PREC_EXACT);
+                yf_model *m[2] = {NULL, NULL};
+                yf_lora lo[2];
+                float *g[2] = {NULL, NULL};
+                double ls[3];
+                int64_t ng = 0;
+                for (int k = 0; k < 2; k++) {
+                    CHECK_OK(yf_model_load(yt_shared_path("golden/yuan-tiny/bf16"), NULL, &m[k]));
+                    CHECK_OK(yf_lora_load(yt_shared_path(kind ? "golden/yuan-tiny/dora" : "golden/yuan-tiny/lora"),
+                                          &m[k]->cfg, &lo[k]));
+                    yf_lora_alloc_grads(&lo[k]);
+                    yf_param_list pl;
+                    yf_lora_params(&lo[k], &pl);
+                    ng = 0;
+                    for (int i = 0; i < pl.n; i++) ng += pl.p[i].numel;
+                    free(pl.p);
+                    g[k] = calloc((size_t)ng * 2, sizeof(float));
+                }
+                m[0]->pack_budget = 0; /* per product, as without packs */
+                ls[0] = packed_run(m[0], &lo[0], &bt, ckpt, g[0], ng);
+                ls[1] = packed_run(m[1], &lo[1], &bt, ckpt, g[1], ng);
+                CHECK(m[0]->pack_bytes == 0 && m[1]->pack_bytes > 0, "packs made: %zu without, %zu with",
+                      m[0]->pack_bytes, m[1]->pack_bytes);
+                ls[2] = packed_run(m[1], &lo[1], &bt, ckpt, g[1] + ng, ng); /* again, weights released */
+                CHECK(ls[0] == ls[1] && ls[1] == ls[2], "%s %s ckpt=%d: loss %.17g unpacked, %.17g %.17g packed",
+                      kind ? "DoRA" : "LoRA", prec ? "bf16" : "exact", ckpt, ls[0], ls[1], ls[2]);
+                CHECK(memcmp(g[0], g[1], (size_t)ng * sizeof(float)) == 0 &&
+                          memcmp(g[1], g[1] + ng, (size_t)ng * sizeof(float)) == 0,
+                      "%s %s ckpt=%d: gradients differ (max %g, %g)", kind ? "DoRA" : "LoRA", prec ? "bf16" : "exact",
+                      ckpt, yt_max_abs_diff(g[0], g[1], (size_t)ng), yt_max_abs_diff(g[1], g[1] + ng, (size_t)ng));
+                for (int k = 0; k < 2; k++) {
+                    free(g[k]);
+                    yf_lora_free(&lo[k]);
+                    yf_model_free(m[k]);
+                }
+            }
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    yt_batch_free(&bt);
 }
 
 TEST(lora_golden_forward_and_grads) { check_golden_adapter("lora", false); }
