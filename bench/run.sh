@@ -80,7 +80,7 @@ torch_suite() {
   say "$name: $st"
   for dt in bf16 fp32; do
     if [ "$QUICK" != 1 ]; then
-      torch_row "$py" "$name" "2-layer train B1 T384" $dt "$st" --config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 1 --steps 5
+      torch_row "$py" "$name" "2-layer train B1 T384" $dt "$st" --config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 3 --steps 5
       torch_row "$py" "$name" "2-layer prefill T384" $dt "" --config yuan2b-2layer --mode prefill --seq 384 --warmup 1 --steps 3
       torch_row "$py" "$name" "2-layer decode 32 after 384" $dt "" --config yuan2b-2layer --mode decode --seq 384 --new-tokens 32 --warmup 1 --steps 2
     fi
