@@ -14,7 +14,7 @@ set -e
 cd "$(dirname "$0")/.."
 SHARED=${YF_SHARED:-../shared}
 OUT=${DEMO_OUT:-out/demo}
-EPOCHS=${DEMO_EPOCHS:-20}
+EPOCHS=${DEMO_EPOCHS:-30}
 LORA_EPOCHS=${DEMO_LORA_EPOCHS:-1}
 LIMIT=${DEMO_LIMIT:-0}
 CONFIG=${DEMO_CONFIG:-scripts/demo-config.json}
