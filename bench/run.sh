@@ -32,6 +32,11 @@ R=$W/results.jsonl
 PY=/usr/bin/python3
 PYNEW=bench/venv/bin/python
 YF=build/yuanft
+# every core, as PyTorch's rows (torch.set_num_threads(nproc)): without it
+# yuanft train falls back to one thread while the load average still counts
+# the PyTorch run that just ended (it did for the 24-layer row)
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+export OMP_NUM_THREADS
 SHARED=${YF_SHARED:-../shared}
 GOLD=$SHARED/golden/yuan-tiny
 TORCH_24_MAX_S=${BENCH_TORCH_24_MAX_S:-600}
