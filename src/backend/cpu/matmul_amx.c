@@ -400,6 +400,11 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
      * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
      * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
     const int64_t KC = yf_amx_kc(g->K);
+    if (g->bpk) {
+        YF_CHECK(n0 % 32 == 0);
+        gemm_prepacked(g, m0, m1, n0, n1, nparts, KC);
+        return;
+    }
     int64_t nc = (((int64_t)1 << 20) / (KC * 2)) / 32 * 32;
     const int64_t NC = nc < 32 ? 32 : nc;
     int64_t mc_max = ((int64_t)12 << 20) / (KC * 2 * nparts) / 32 * 32, nchunks;
@@ -407,15 +412,9 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     nchunks = (m1 - m0 + mc_max - 1) / mc_max; /* equal chunks: no short last one */
     const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
     const int64_t panel_u16 = (KC / 32) * nparts * 2 * TILE_U16; /* one 32-row panel at full KC */
-    const int64_t nks_all = (g->K + 31) / 32;
-    YF_CHECK(!g->bpk || n0 % 32 == 0);
-    if (g->bpk) {
-        gemm_prepacked(g, m0, m1, n0, n1, nparts, KC);
-        return;
-    }
     tr_tables tt;
     tr_tables_init(&tt);
-    uint16_t *bp = g->bpk ? NULL : yf_scratch(0, (size_t)NC * KC * 2);
+    uint16_t *bp = yf_scratch(0, (size_t)NC * KC * 2);
     uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * panel_u16 * 2);
 
     set_tiles();
@@ -432,14 +431,9 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
             for (int64_t jc = n0; jc < n1; jc += NC) {
                 int64_t nb = n1 - jc < NC ? n1 - jc : NC, npairs = (nb + 31) / 32;
                 /* B block: [pair of 16-column groups][step][2 tiles]; both groups of
-                 * a pair together, so each row of B is read a whole line at a time.
-                 * A pre-packed B has the same layout over all of K and N. */
-                const uint16_t *bblock = bp;
-                int64_t pair_u16 = nks * 2 * TILE_U16;
-                if (g->bpk) {
-                    pair_u16 = nks_all * 2 * TILE_U16;
-                    bblock = g->bpk + (jc / 32) * pair_u16 + (pc / 32) * 2 * TILE_U16;
-                } else if (g->bcs == 1)
+                 * a pair together, so each row of B is read a whole line at a time
+                 * (the layout of a pre-packed B too, there over all of K and N) */
+                if (g->bcs == 1)
                     pack_b_block_rows(g, pc, kb, jc, nb, nks, bp);
                 else
                     for (int64_t j = 0; j < npairs; j++)
@@ -451,7 +445,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
                     int64_t ic = ic0 + 32 * ip, rows = m1 - ic < 32 ? m1 - ic : 32;
                     for (int64_t j = 0; j < npairs; j++) {
                         int64_t cols = nb - 32 * j < 32 ? nb - 32 * j : 32;
-                        const uint16_t *bpair = bblock + j * pair_u16;
+                        const uint16_t *bpair = bp + j * nks * 2 * TILE_U16;
                         float *c = g->c + ic * g->ldc + jc + 32 * j;
                         if (rows == 32 && cols == 32)
                             kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);

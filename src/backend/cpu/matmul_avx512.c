@@ -3,8 +3,6 @@
  * (matmul_narrow.h) on AVX-512. */
 #include "matmul_impl.h"
 
-#include <stdlib.h>
-
 #include <string.h>
 
 #if YF_CC_AVX512
@@ -53,8 +51,6 @@ AVX512_TARGET static inline __m512 load16(const void *b, yf_dtype bt, int64_t i,
     return _mm512_maskz_loadu_ps(mask16(nn), (const float *)b + i);
 }
 
-/* dot style: C(m,n) = sum_k A(m,k) B(k,n), both contiguous along k. Four
- * columns at a time give independent FMA chains for M = 1. */
 /* M = 1 (decode): 8 columns of B at a time, i.e. 8 rows of W streamed side
  * by side, each a line ahead in a software prefetch: with 4 the loads did
  * not keep enough misses in flight (a core read 7 GB/s of the 14 it can). */
@@ -83,6 +79,8 @@ AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, in
     }
 }
 
+/* dot style: C(m,n) = sum_k A(m,k) B(k,n), both contiguous along k, four
+ * columns at a time (M = 1: gemv_dot1, the same sums in the same order). */
 AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     int64_t mm = m1 - m0, K = g->K;
     if (mm == 1) {
