@@ -271,13 +271,18 @@ static const yf_wpack *fwd_pack(yf_model *m, yf_mw *W, int64_t N, bool backward,
     return pk;
 }
 
+/* Whether anything below a layer's q, k, v products takes a gradient of its
+ * own (full-parameter training): its localized filter or its norms. */
+static bool grads_below_qkv(const yf_layer_w *lw) {
+    return lw->ln1.g || lw->lf_ln.g || lw->conv1.g || lw->conv1_b.g || lw->conv2.g || lw->conv2_b.g;
+}
+
 /* Whether the backward multiplies by layer l's weight of projection p (the
  * input gradient): not for the first layer's q, k, v in a LoRA run (see
  * yf_layer_bwd). */
 static bool bwd_uses_w(const yf_run *r, int64_t l, yf_proj p) {
     if (l > 0 || (p != YF_Q && p != YF_K && p != YF_V)) return true;
-    const yf_layer_w *lw = &r->m->layers[0];
-    return r->m->embed.g || lw->ln1.g || lw->lf_ln.g || lw->conv1.g || lw->conv1_b.g || lw->conv2.g || lw->conv2_b.g;
+    return r->m->embed.g || grads_below_qkv(&r->m->layers[0]);
 }
 
 static void mw_unpack(yf_mw *W) {
@@ -607,12 +612,12 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
     /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
     yf_conv_pack(ws->x2, act->a, st ? st->a_prev : NULL, B, T, D);
-    yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, fwd_pack(r->m, &lw->conv1, N, r->backward, bwd_uses_w(r, l, YF_Q)), N,
-                     D / 2, 2 * D, false);
+    const yf_wpack *pk1 = fwd_pack(r->m, &lw->conv1, N, r->backward, bwd_uses_w(r, l, YF_Q));
+    yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, pk1, N, D / 2, 2 * D, false);
     yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
     yf_conv_pack(ws->x2, act->c, st ? st->c_prev : NULL, B, T, D / 2);
-    yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, fwd_pack(r->m, &lw->conv2, N, r->backward, bwd_uses_w(r, l, YF_Q)), N, D,
-                     D, false);
+    const yf_wpack *pk2 = fwd_pack(r->m, &lw->conv2, N, r->backward, bwd_uses_w(r, l, YF_Q));
+    yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, pk2, N, D, D, false);
     yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
     add_into(act->s, ws->e, act->a, N * D);
     yf_rmsnorm_fwd(act->f, act->rslf, act->s, F(&lw->lf_ln), N, D, eps);
@@ -695,7 +700,7 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
      * needs none of them: its q, k, v adapters take their gradients from
      * dq, dk, dv alone, so the products with Wq, Wk, Wv, the convolutions'
      * and the norms' backward are skipped (~1/6 of the layer's backward). */
-    bool need_below = dx || lw->ln1.g || lw->lf_ln.g || lw->conv1.g || lw->conv1_b.g || lw->conv2.g || lw->conv2_b.g;
+    bool need_below = dx || grads_below_qkv(lw);
     yf_linear_bwd(r, l, YF_V, act->a, ws->datt, need_below ? ws->da : NULL, false);
     yf_qk_rope_bwd(ws->qp, ws->kp, ws->dq, ws->dk, m->rope_cos, m->rope_sin, B, T, H, hd, 0);
     yf_linear_bwd(r, l, YF_Q, act->f, ws->qp, need_below ? ws->df : NULL, false);
