@@ -5,6 +5,7 @@
 #define YF_HARNESS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -42,5 +43,11 @@ double yt_st_rel_err(const char *got_path, const char *want_path);
 /* Max |a-b| and max |b| over n floats. */
 double yt_max_abs_diff(const float *a, const float *b, size_t n);
 double yt_max_abs(const float *a, size_t n);
+
+/* Uniform floats in [-1, 1) from a xorshift64 stream; each test file keeps
+ * its own state, so its data do not depend on the other files. yt_frand_n
+ * mallocs n of them times s (at least one element). */
+float yt_frand(uint64_t *state);
+float *yt_frand_n(uint64_t *state, int64_t n, float s);
 
 #endif

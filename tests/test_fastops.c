@@ -14,17 +14,8 @@
 #include <string.h>
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) { /* xorshift, uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((g_rng >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
-static float *frand_n(int64_t n, float s) {
-    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    for (int64_t i = 0; i < n; i++) p[i] = frand() * s;
-    return p;
-}
+static float frand(void) { return yt_frand(&g_rng); }
+static float *frand_n(int64_t n, float s) { return yt_frand_n(&g_rng, n, s); }
 
 /* ---- narrow products (N <= 16 columns, as LoRA's x A^T, dy B, dB, dA) ---- */
 

@@ -11,12 +11,7 @@
 #include <string.h>
 
 static uint64_t g_rng = 88172645463325252ull;
-static float frand(void) { /* xorshift, uniform in [-1, 1) */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float)((g_rng >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
+static float frand(void) { return yt_frand(&g_rng); }
 
 typedef enum { OP_XWT, OP_XW, OP_DW } op_t;
 static const char *op_name[] = {"x.W^T", "dy.W", "dy^T.x"};
