@@ -139,6 +139,10 @@ TEST(lora_packed_weights_same_gradients) {
                           memcmp(g[1], g[1] + ng, (size_t)ng * sizeof(float)) == 0,
                       "%s %s ckpt=%d: gradients differ (max %g, %g)", kind ? "DoRA" : "LoRA", prec ? "bf16" : "exact",
                       ckpt, yt_max_abs_diff(g[0], g[1], (size_t)ng), yt_max_abs_diff(g[1], g[1] + ng, (size_t)ng));
+                char what[96];
+                snprintf(what, sizeof what, "%s %s ckpt=%d: max |grad packed - per product|", kind ? "DoRA" : "LoRA",
+                         prec ? "bf16" : "exact", ckpt);
+                CHECK_NEAR(what, yt_max_abs_diff(g[0], g[1], (size_t)ng), 0.0);
                 for (int k = 0; k < 2; k++) {
                     free(g[k]);
                     yf_lora_free(&lo[k]);
