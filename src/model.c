@@ -841,8 +841,14 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
     if (R < 1) R = 1;
     if (R > nr) R = nr;
     float *hc = yf_buf_get((size_t)(R * D + 1) * sizeof(float));
-    float *lbuf = yf_buf_get((size_t)(R * V + 1) * sizeof(float));
-    float *dl = (dhn && logits) ? yf_buf_get((size_t)(R * V + 1) * sizeof(float)) : lbuf;
+    /* In training the logit gradient can go straight into the packed operand
+     * of dhn's product (yf_xent_apk): its fp32 rows are then neither stored
+     * nor read back and converted. The packed rows take half the bytes of the
+     * logits and are written over them, starting one 32-row panel before. */
+    bool to_apk = dhn && !logits && !m->head.g && V >= 32;
+    int64_t front = to_apk ? 16 * ((V + 31) / 32 * 32) : 0; /* floats: one packed panel */
+    float *lbuf = yf_buf_get((size_t)(front + R * V + 1) * sizeof(float));
+    float *dl = (dhn && logits) ? yf_buf_get((size_t)(R * V + 1) * sizeof(float)) : NULL; /* else in place */
     float *dhc = dhn ? yf_buf_get((size_t)(R * D + 1) * sizeof(float)) : NULL;
     int64_t *tc = yf_malloc((size_t)(R + 1) * sizeof(int64_t));
     if (dhn) memset(dhn, 0, (size_t)(N * D) * sizeof(float));
@@ -854,19 +860,27 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
             tc[i] = target ? target[rows[c0 + i]] : -1;
         }
         /* with logits wanted every row is in `rows`, in order, so the chunk is contiguous */
-        float *lg = logits ? logits + rows[c0] * V : lbuf;
+        float *lg = logits ? logits + rows[c0] * V : lbuf + front;
         yf_matmul_xwt_pk(lg, hc, m->head.data, m->head.dt, fwd_pack(m, &m->head, n, dhn != NULL, true), n, V, D, false);
         if (!target) continue;
-        loss += yf_xent(dhn ? dl : NULL, lg, tc, n, V, loss_scale);
-        if (!dhn) continue;
-        yf_matmul_xw_pk(dhc, dl, m->head.data, m->head.dt, yf_model_wpack(m, &m->head, YF_PACK_XW, n), n, V, D, false);
+        const yf_wpack *pkb = dhn ? yf_model_wpack(m, &m->head, YF_PACK_XW, n) : NULL;
+        if (to_apk && yf_apk_usable(pkb, n, V, D)) {
+            uint16_t *apk = (uint16_t *)lbuf;
+            loss += yf_xent_apk(apk, lg, tc, n, V, loss_scale);
+            yf_matmul_xw_apk(dhc, apk, m->head.data, m->head.dt, pkb, n, V, D, false);
+        } else {
+            float *dlc = dl ? dl : lg;
+            loss += yf_xent(dhn ? dlc : NULL, lg, tc, n, V, loss_scale);
+            if (!dhn) continue;
+            yf_matmul_xw_pk(dhc, dlc, m->head.data, m->head.dt, pkb, n, V, D, false);
+            if (m->head.g) yf_matmul_dw(m->head.g, dlc, hc, n, V, D);
+        }
         for (int64_t i = 0; i < n; i++) memcpy(dhn + rows[c0 + i] * D, dhc + i * D, (size_t)D * sizeof(float));
-        if (m->head.g) yf_matmul_dw(m->head.g, dl, hc, n, V, D);
     }
     free(rows);
     yf_buf_put(hc);
     yf_buf_put(lbuf);
-    if (dl != lbuf) yf_buf_put(dl);
+    if (dl) yf_buf_put(dl);
     yf_buf_put(dhc);
     free(tc);
     return loss;

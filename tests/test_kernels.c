@@ -290,3 +290,39 @@ TEST(kernels_amx_prepacked_weight_is_bitwise_identical) {
     }
     yf_kernels_set_precision(YF_PREC_EXACT);
 }
+
+/* The left operand of dy·W handed over packed (yf_apk_put_row, as the LM
+ * head's cross-entropy writes it) gives the same product bit for bit as the
+ * fp32 rows: edges in every dimension, N over one K block (2048), and enough
+ * work for threads. */
+TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
+    CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
+    yf_kernels_set_precision(YF_PREC_BF16);
+    static const int64_t shapes[][3] = {{17, 75, 130}, {33, 2100, 96}, {100, 4200, 256}, {384, 512, 512}, {64, 40, 33}};
+    double worst = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], np = (M + 31) / 32;
+        float *a = malloc(M * N * sizeof(float)), *c0 = malloc(M * K * sizeof(float)), *c1 = malloc(M * K * sizeof(float));
+        uint16_t *w = malloc(N * K * sizeof(uint16_t));
+        uint16_t *apk = malloc((size_t)(np * yf_apk_panel_elems(N)) * sizeof(uint16_t));
+        for (int64_t i = 0; i < M * N; i++) a[i] = frand();
+        for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
+        for (int64_t i = 0; i < M * K; i++) c0[i] = c1[i] = frand();
+        yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW);
+        CHECK(pk != NULL, "%s", yf_last_error());
+        CHECK(yf_apk_usable(pk, M, N, K), "[%ld,%ld,%ld]: the packed-A product is not usable", (long)M, (long)N, (long)K);
+        CHECK(!yf_apk_usable(pk, M, N + 1, K), "a pack of another shape was accepted");
+        for (int64_t r = 0; r < 32 * np; r++) yf_apk_put_row(apk, N, r, r < M ? a + r * N : NULL);
+        bool acc = s % 2 == 1;
+        yf_matmul_xw_pk(c0, a, w, YF_BF16, pk, M, N, K, acc);
+        yf_matmul_xw_apk(c1, apk, w, YF_BF16, pk, M, N, K, acc);
+        double e = yt_max_abs_diff(c0, c1, M * K);
+        CHECK(memcmp(c0, c1, M * K * sizeof(float)) == 0, "dy.W [%ld,%ld,%ld]: max diff %g", (long)M, (long)N, (long)K, e);
+        worst = e > worst ? e : worst;
+        yf_wpack_free(pk);
+        free(a), free(c0), free(c1), free(w), free(apk);
+    }
+    CHECK_NEAR("dy.W bf16: max |packed A - fp32 A| over the shapes", worst, 0.0);
+    yf_kernels_set_precision(YF_PREC_EXACT);
+}

@@ -40,6 +40,25 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
 void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                      int64_t N, int64_t K, bool accumulate);
 
+/* ---- pre-packed activations ---------------------------------------------
+ * The left operand dy [M, N] of dx = dy·W can be handed over already in the
+ * AMX tile layout, written row by row by whoever computes it: the cross-
+ * entropy writes the LM head's logit gradient this way, so its fp32 copy
+ * (M x 135040) is never stored, nor read back and converted by the product.
+ * The values are rounded to bf16 as the product would round them, so
+ * results are the same bit for bit as yf_matmul_xw_pk's on the fp32 rows.
+ * Layout: 32-row panels, panel p at p * yf_apk_panel_elems(N) bf16 elements
+ * (rows past M, columns past N: zeros, written by yf_apk_put_row(.., NULL)). */
+/* Whether yf_matmul_xw_apk can run this product (AMX path, bf16 precision,
+ * a product the AMX kernel takes, pk a YF_PACK_XW pack). */
+bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K);
+int64_t yf_apk_panel_elems(int64_t N);
+/* Row r (of any panel) of the packed operand from N floats; row NULL: zeros. */
+void yf_apk_put_row(uint16_t *apk, int64_t N, int64_t r, const float *row);
+/* dx[M,K] (+)= dy·W with dy given packed (rows rounded up to whole panels). */
+void yf_matmul_xw_apk(float *dx, const uint16_t *apk, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                      int64_t N, int64_t K, bool accumulate);
+
 /* ---- paths and precision --------------------------------------------------
  * Paths, slowest first. The default is the fastest one this CPU (and this
  * compiler) supports; the environment variable YF_KERNELS=ref|scalar|avx2|

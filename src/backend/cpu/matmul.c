@@ -340,25 +340,34 @@ static void apack_piece(void *ctx, int64_t ip) {
  * LM head's input gradient: 383 x 135040 floats, twice). Instead, per K
  * block, the threads first pack A's panels together into one buffer, then
  * run their pieces on it. The kernel calls per C block are the same as
- * without, so are the results. */
+ * without, so are the results. An A the caller packed (g->apk, all of K,
+ * panels g->apk_ld apart) is used as it is, block by block. */
 static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chunk, int64_t len, int64_t pieces) {
     int64_t KC = yf_amx_kc(g->K), npanels = (g->M + 31) / 32, nks_all = (g->K + 31) / 32;
     int64_t pstride = (KC / 32) * nparts * 1024; /* bf16 elements per panel */
-    uint16_t *ap = yf_scratch(4, (size_t)(npanels * pstride) * sizeof(uint16_t));
+    uint16_t *ap = g->apk ? NULL : yf_scratch(4, (size_t)(npanels * pstride) * sizeof(uint16_t));
     for (int64_t pc = 0; pc < g->K; pc += KC) {
         int64_t kb = g->K - pc < KC ? g->K - pc : KC;
         yf_gemm gk = *g; /* this K block: a product of its own, accumulating after the first */
-        gk.a = g->a + pc * g->acs;
+        gk.a = g->a ? g->a + pc * g->acs : NULL;
         gk.K = kb;
         gk.accumulate = g->accumulate || pc > 0;
         gk.bpk = g->bpk + (pc / 32) * 1024;
         gk.bpk_ld = nks_all * 1024;
-        int64_t pst = ((kb + 31) / 32) * nparts * 1024;
-        apack_job aj = {&gk, nparts, pst, ap};
-        yf_par_for(npanels, apack_piece, &aj);
-        gk.apk = ap;
+        if (g->apk) {
+            gk.apk = g->apk + (pc / 32) * 1024;
+        } else {
+            int64_t pst = ((kb + 31) / 32) * nparts * 1024;
+            apack_job aj = {&gk, nparts, pst, ap};
+            yf_par_for(npanels, apack_piece, &aj);
+            gk.apk = ap;
+            gk.apk_ld = 0;
+        }
         split_job j = {&gk, K_AMX, nparts, split_n, chunk, len};
-        yf_par_for(pieces, split_piece, &j);
+        if (pieces <= 1)
+            split_piece(&j, 0);
+        else
+            yf_par_for(pieces, split_piece, &j);
     }
 }
 
@@ -386,6 +395,11 @@ static void run_inner(const yf_gemm *g) {
     bool few = (k == K_GEMV_AVX2 || k == K_GEMV_AVX512) && g->M <= YF_GEMV_MAX_M;
     double b_read = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
     int nt = work < MT_MIN_WORK && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
+    if (nt <= 1 && g->apk) { /* K block by K block, as below */
+        YF_CHECK(k == K_AMX && nparts == 1 && g->bpk);
+        run_shared_a(g, 1, true, g->N, g->N, 1);
+        return;
+    }
     if (nt <= 1) {
         run_block(g, k, nparts, 0, g->M, 0, g->N);
         return;
@@ -413,6 +427,7 @@ static void run_inner(const yf_gemm *g) {
     int64_t pieces = units >= 8 * nt ? 2 * nt : nt;
     int64_t chunk = ceil_div(units, pieces) * unit;
     pieces = ceil_div(len, chunk);
+    YF_CHECK(!g->apk || (k == K_AMX && nparts == 1 && g->bpk));
     if (k == K_AMX && g->bpk) {
         run_shared_a(g, nparts, split_n, chunk, len, pieces);
         return;
@@ -541,6 +556,36 @@ void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, con
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
                  .M = M, .N = K, .K = N, .accumulate = accumulate,
                  .bpk = pack_tiles(pk, w, N, K, YF_PACK_XW)};
+    run_op('b', &g);
+}
+
+/* ---- pre-packed activations -------------------------------------------- */
+
+/* The product yf_matmul_xw_apk runs (A only through g->apk). */
+static yf_gemm apk_gemm(float *dx, const uint16_t *apk, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                        int64_t N, int64_t K, bool accumulate) {
+    return (yf_gemm){.c = dx, .ldc = K, .a = NULL, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
+                     .M = M, .N = K, .K = N, .accumulate = accumulate,
+                     .bpk = pk ? pk->tiles : NULL, .apk = apk, .apk_ld = yf_apk_panel_elems(N)};
+}
+
+bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K) {
+    if (!pk || pk->kind != YF_PACK_XW || pk->N != N || pk->K != K || g_prec != YF_PREC_BF16) return false;
+    yf_gemm g = apk_gemm(NULL, NULL, pk->w, YF_BF16, pk, M, N, K, false);
+    int nparts = 1;
+    return choose(&g, yf_kernels_path(), &nparts) == K_AMX && nparts == 1;
+}
+
+int64_t yf_apk_panel_elems(int64_t N) { return 32 * ((N + 31) / 32 * 32); }
+
+void yf_apk_put_row(uint16_t *apk, int64_t N, int64_t r, const float *row) {
+    yf_amx_put_a_row(apk, yf_apk_panel_elems(N), N, r, row);
+}
+
+void yf_matmul_xw_apk(float *dx, const uint16_t *apk, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                      int64_t N, int64_t K, bool accumulate) {
+    YF_CHECK(yf_apk_usable(pk, M, N, K) && pk->w == w && wt == YF_BF16);
+    yf_gemm g = apk_gemm(dx, apk, w, wt, pk, M, N, K, accumulate);
     run_op('b', &g);
 }
 

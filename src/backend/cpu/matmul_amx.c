@@ -348,7 +348,8 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
         for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
             int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
             int64_t pf_share = (pf_bytes / 64 + npanels - 1) / npanels * 64;
-            const uint16_t *achunk = g->apk ? g->apk + (ic0 / 32) * pstride : ap; /* panel ic0 / 32 on */
+            const int64_t apstride = g->apk && g->apk_ld ? g->apk_ld : pstride;
+            const uint16_t *achunk = g->apk ? g->apk + (ic0 / 32) * apstride : ap; /* panel ic0 / 32 on */
             for (int64_t ip = 0; !g->apk && ip < npanels; ip++) {
                 int64_t ic = ic0 + 32 * ip;
                 pack_a_panel(g, ic, m1 - ic < 32 ? m1 - ic : 32, pc, kb, nparts, ap + ip * pstride, &tt);
@@ -366,9 +367,9 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
                     if (rows == 32 && cols == 32)
-                        kernel(achunk + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
+                        kernel(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc);
                     else
-                        kernel_edge(achunk + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
+                        kernel_edge(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
                     t_pf = t_pf_end = NULL;
                 }
             }
@@ -386,6 +387,21 @@ AMX_TARGET void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
     tr_tables tt;
     tr_tables_init(&tt);
     pack_a_panel(g, m0, nm, 0, g->K, nparts, dst, &tt);
+}
+
+/* One row in the layout pack_a_panel writes (bf16, one part): its 32-column
+ * steps are 64-byte lines, a step (2 tiles) apart. */
+AMX_TARGET void yf_amx_put_a_row(uint16_t *apk, int64_t panel_ld, int64_t n, int64_t r, const float *row) {
+    uint16_t *d = apk + (r / 32) * panel_ld + ((r % 32) / 16) * TILE_U16 + (r % 16) * 32;
+    for (int64_t s = 0, k = 0; k < n; s++, k += 32, d += 2 * TILE_U16) {
+        __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+        if (row) {
+            x0 = _mm512_maskz_loadu_ps(mask16(n - k), row + k);
+            x1 = _mm512_maskz_loadu_ps(mask16(n - k - 16), row + k + 16);
+        }
+        _mm256_storeu_si256((__m256i *)d, to_bf16(x0));
+        _mm256_storeu_si256((__m256i *)(d + 16), to_bf16(x1));
+    }
 }
 
 AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
@@ -478,6 +494,10 @@ AMX_TARGET void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t
 
 #else
 int64_t yf_amx_kc(int64_t K) { return K; }
+void yf_amx_put_a_row(uint16_t *apk, int64_t panel_ld, int64_t n, int64_t r, const float *row) {
+    (void)apk, (void)panel_ld, (void)n, (void)r, (void)row;
+    YF_CHECK(!"AMX path not compiled in");
+}
 void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst) {
     (void)g, (void)m0, (void)nm, (void)nparts, (void)dst;
     YF_CHECK(!"AMX path not compiled in");

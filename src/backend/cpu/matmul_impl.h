@@ -30,6 +30,7 @@ typedef struct yf_gemm {
      * rows, or NULL: [32-row panel][32-step of K][part][2 tiles] (matmul.c
      * packs it once for all threads of a call) */
     const uint16_t *apk;
+    int64_t apk_ld; /* bf16 elements from one panel of apk to the next; 0: this K block's */
 } yf_gemm;
 
 /* What the compiler can emit (function-level target attributes), so a build
@@ -79,6 +80,9 @@ int64_t yf_amx_kc(int64_t K);
 /* Packs the 32-row panel of A at row m0 (nm valid), all of g's K (<= one K
  * block), in nparts parts, into dst in the apk layout. */
 void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst);
+/* Row r of a bf16 apk whose panels are panel_ld elements apart and hold all
+ * of a K of n columns (rounded up to 32): row's n floats, or zeros. */
+void yf_amx_put_a_row(uint16_t *apk, int64_t panel_ld, int64_t n, int64_t r, const float *row);
 /* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
