@@ -100,12 +100,23 @@ static double packed_run(yf_model *m, yf_lora *lo, const yt_batch *bt, bool ckpt
 /* Frozen bf16 weights packed once for the AMX products (and their mapped
  * pages released) give the same loss and gradients bit for bit as packing
  * per product; a second step on the packs too. Both precisions, with and
- * without checkpointing, LoRA and DoRA. */
+ * without checkpointing, LoRA and DoRA. The golden batch twice over: its 13
+ * scored rows alone are too few for the LM head's pack, and with the pack
+ * the bf16 runs write the logit gradient packed (yf_xent_apk). */
 TEST(lora_packed_weights_same_gradients) {
     if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("no AMX here: weights are only pre-packed for it");
-    yt_batch bt;
-    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
-    CHECK(bt.B * bt.T >= 16, "the golden batch has %lld rows: too few for AMX", (long long)(bt.B * bt.T));
+    yt_batch golden;
+    CHECK_OK(yt_batch_load(&golden, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
+    int64_t n1 = golden.B * golden.T;
+    int64_t *ids2 = malloc((size_t)(2 * n1) * sizeof(int64_t)), *labels2 = malloc((size_t)(2 * n1) * sizeof(int64_t));
+    for (int c = 0; c < 2; c++) {
+        memcpy(ids2 + c * n1, golden.ids, (size_t)n1 * sizeof(int64_t));
+        memcpy(labels2 + c * n1, golden.labels, (size_t)n1 * sizeof(int64_t));
+    }
+    yt_batch bt = golden;
+    bt.ids = ids2, bt.labels = labels2, bt.B = 2 * golden.B;
+    CHECK(count_scored(bt.labels, bt.B, bt.T) >= 16, "%lld scored rows: too few for the LM head's pack",
+          (long long)count_scored(bt.labels, bt.B, bt.T));
     for (int kind = 0; kind < 2; kind++)
         for (int prec = 0; prec < 2; prec++)
             for (int ckpt = 0; ckpt < 2; ckpt++) {
@@ -150,7 +161,8 @@ TEST(lora_packed_weights_same_gradients) {
                 }
             }
     yf_kernels_set_precision(YF_PREC_EXACT);
-    yt_batch_free(&bt);
+    free(ids2), free(labels2);
+    yt_batch_free(&golden);
 }
 
 TEST(lora_golden_forward_and_grads) { check_golden_adapter("lora", false); }
