@@ -289,6 +289,21 @@ AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nk
     }
 }
 
+/* A whole 32x32 block of C that is only written (no accumulation), through
+ * a local buffer and streaming stores: for a C far bigger than the caches
+ * (the LM head's logits, 207 MB) a plain store reads each line first and
+ * leaves it in L2, where it evicts the A chunk (measured on that loop alone:
+ * +10%). c and ldc must keep every row 64-byte aligned. */
+AMX_TARGET static void kernel_stream(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c,
+                                     int64_t ldc) {
+    float tmp[32 * 32] __attribute__((aligned(64)));
+    kernel(ap, bp, nks, np, tmp, 32, false);
+    for (int r = 0; r < 32; r++) {
+        _mm512_stream_ps(c + r * ldc, _mm512_load_ps(tmp + r * 32));
+        _mm512_stream_ps(c + r * ldc + 16, _mm512_load_ps(tmp + r * 32 + 16));
+    }
+}
+
 /* A partial 32x32 block of C: through a local buffer. */
 AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c,
                                    int64_t ldc, bool loadc, int64_t rows, int64_t cols) {
@@ -344,6 +359,9 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
         int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
         int64_t pstride = nks * nparts * 2 * TILE_U16;
         bool loadc = g->accumulate || pc > 0;
+        /* C of 64 MiB and more is not read again from the caches anyway */
+        bool stream = !loadc && (double)g->M * (double)g->N * 4 >= 64.0 * 1048576 && g->ldc % 16 == 0 &&
+                      ((uintptr_t)g->c & 63) == 0;
         int64_t pf_bytes = nks * 2 * TILE_U16 * 2; /* one pair's slice of this K block */
         for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
             int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
@@ -366,7 +384,9 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         t_pf_end = next + (hi > lo ? hi : lo);
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
-                    if (rows == 32 && cols == 32)
+                    if (rows == 32 && cols == 32 && stream)
+                        kernel_stream(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc);
+                    else if (rows == 32 && cols == 32)
                         kernel(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc);
                     else
                         kernel_edge(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
@@ -375,6 +395,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
             }
         }
     }
+    _mm_sfence(); /* streamed C lines visible before the caller goes on */
     _tile_release();
 }
 
