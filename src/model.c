@@ -14,6 +14,8 @@
 #include "safetensors.h"
 #include "kernels.h"
 #include "ops.h"
+#include "pool.h"
+#include "vecmath.h"
 #include "weights.h"
 
 /* ---- loading ---------------------------------------------------------------- */
@@ -821,6 +823,112 @@ static int check_inputs(const yf_model *m, const yf_lora *lo, const int64_t *ids
     return 0;
 }
 
+/* ---- the LM head's loss and input gradient, a vocabulary block at a time --
+ * In training with bf16 products the logits are never stored whole (383 x
+ * 135040 floats a chunk): per block of HEAD_VB vocabulary rows, the block's
+ * logits L = h W_b^T, then per row the running max m and sum S of exp(L - m)
+ * (rescaled when m grows, as the online softmax does), then
+ * U += exp(L - m) W_b. At the end, loss = m + log S - L[target] and
+ * d(scale * loss)/dh = scale (U / S - W[target]). Each block of W is read
+ * by both products while the block's logits are still in cache, and with W
+ * packed, h and the exp rows go to the products packed (yf_apk_put_row).
+ * Against the two-pass softmax this rounds exp(L - m) to bf16 where that
+ * rounded softmax - onehot, and subtracts W[target] in fp32: the same bf16
+ * rounding per term as torch autocast, whose logits are bf16 too. */
+enum { HEAD_VB = 2048 };
+
+typedef struct head_block {
+    float *lb;              /* [n, vb]: the block's logits, then exp(L - m) */
+    uint16_t *ppk;          /* those rows packed, or NULL */
+    float *u;               /* [n, D] */
+    float *mx, *lt;         /* [n] running max; the target's logit */
+    double *sum;            /* [n] */
+    const int64_t *tc;
+    int64_t n, D, v0, vb;
+    int64_t rows;           /* n, or up to whole panels when packed */
+} head_block;
+
+static void head_block_row(const head_block *f, int64_t r) {
+    if (r >= f->n || f->tc[r] < 0) { /* a padding row of the packed panel, or not scored */
+        if (f->ppk) yf_apk_put_row(f->ppk, f->vb, r, NULL);
+        if (r < f->n && !f->ppk) memset(f->lb + r * f->vb, 0, (size_t)f->vb * sizeof(float));
+        return;
+    }
+    float *l = f->lb + r * f->vb;
+    int64_t tg = f->tc[r];
+    if (tg >= f->v0 && tg < f->v0 + f->vb) f->lt[r] = l[tg - f->v0];
+    float bm = yf_max_of(l, f->vb);
+    if (bm > f->mx[r]) {
+        if (f->mx[r] > -INFINITY) { /* earlier blocks counted against a smaller max */
+            float c = expf(f->mx[r] - bm);
+            f->sum[r] *= c;
+            float *u = f->u + r * f->D;
+            for (int64_t i = 0; i < f->D; i++) u[i] *= c;
+        }
+        f->mx[r] = bm;
+    }
+    f->sum[r] += yf_exp_sum(l, l, f->vb, f->mx[r]);
+    if (f->ppk) yf_apk_put_row(f->ppk, f->vb, r, l);
+}
+
+enum { HEAD_ROWS_PER_TASK = 8 }; /* a row is a few microseconds: fewer, bigger pool tasks */
+
+static void head_block_rows(void *ctx, int64_t i) {
+    const head_block *f = ctx;
+    for (int64_t r = i * HEAD_ROWS_PER_TASK; r < (i + 1) * HEAD_ROWS_PER_TASK && r < f->rows; r++) head_block_row(f, r);
+}
+
+/* One chunk of n scored rows hc [n, D] (targets tc): returns the summed
+ * loss and writes d(scale * loss)/dhc to dhc. */
+static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc, int64_t n, float *dhc, float scale) {
+    int64_t D = m->D, V = m->V, np = (n + 31) / 32;
+    yf_mw *W = &m->head;
+    const yf_wpack *pt = fwd_pack(m, W, n, true, true), *pw = yf_model_wpack(m, W, YF_PACK_XW, n);
+    bool packed = yf_apk_usable(pt, n, V, D) && yf_apk_usable(pw, n, V, D);
+    int64_t vbmax = V < HEAD_VB ? V : HEAD_VB;
+    uint16_t *hpk = packed ? yf_buf_get((size_t)(np * yf_apk_panel_elems(D)) * sizeof(uint16_t)) : NULL;
+    uint16_t *ppk = packed ? yf_buf_get((size_t)(np * yf_apk_panel_elems(vbmax)) * sizeof(uint16_t)) : NULL;
+    for (int64_t r = 0; packed && r < 32 * np; r++) yf_apk_put_row(hpk, D, r, r < n ? hc + r * D : NULL);
+    float *lb = yf_buf_get((size_t)(n * vbmax) * sizeof(float));
+    float *mx = yf_malloc((size_t)n * sizeof(float)), *lt = yf_calloc((size_t)n, sizeof(float));
+    double *sum = yf_calloc((size_t)n, sizeof(double));
+    for (int64_t r = 0; r < n; r++) mx[r] = -INFINITY;
+    for (int64_t v0 = 0; v0 < V; v0 += HEAD_VB) {
+        int64_t vb = V - v0 < HEAD_VB ? V - v0 : HEAD_VB;
+        yf_matmul_xwt_rows(lb, packed ? NULL : hc, hpk, W->data, W->dt, packed ? pt : NULL, n, V, D, v0, v0 + vb);
+        head_block f = {lb, ppk, dhc, mx, lt, sum, tc, n, D, v0, vb, packed ? 32 * np : n};
+        int64_t tasks = (f.rows + HEAD_ROWS_PER_TASK - 1) / HEAD_ROWS_PER_TASK;
+        if (f.rows * vb >= ((int64_t)1 << 18))
+            yf_par_for(tasks, head_block_rows, &f);
+        else
+            for (int64_t i = 0; i < tasks; i++) head_block_rows(&f, i);
+        yf_matmul_xw_rows(dhc, packed ? NULL : lb, ppk, W->data, W->dt, packed ? pw : NULL, n, V, D, v0, v0 + vb,
+                          v0 > 0);
+    }
+    double loss = 0;
+    for (int64_t r = 0; r < n; r++) {
+        float *d = dhc + r * D;
+        if (tc[r] < 0) {
+            memset(d, 0, (size_t)D * sizeof(float));
+            continue;
+        }
+        loss += (double)mx[r] + log(sum[r]) - (double)lt[r];
+        float k = (float)(scale / sum[r]);
+        if (W->dt == YF_BF16) {
+            const uint16_t *wt = (const uint16_t *)W->data + tc[r] * D;
+            for (int64_t i = 0; i < D; i++) d[i] = d[i] * k - scale * yf_bf16_to_f32(wt[i]);
+        } else {
+            const float *wt = (const float *)W->data + tc[r] * D;
+            for (int64_t i = 0; i < D; i++) d[i] = d[i] * k - scale * wt[i];
+        }
+    }
+    yf_buf_put(hpk);
+    yf_buf_put(ppk);
+    yf_buf_put(lb);
+    free(mx), free(lt), free(sum);
+    return loss;
+}
+
 /* The head and the loss over the final hidden states hn [N, D], in chunks of
  * rows so that [N, V] logits never exist at once unless the caller wants
  * them. Rows whose target < 0 are skipped unless logits are wanted. With
@@ -840,14 +948,11 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
     int64_t R = ((int64_t)1 << 26) / V;
     if (R < 1) R = 1;
     if (R > nr) R = nr;
+    /* training with bf16 products: a vocabulary block at a time, no logits */
+    bool blocked = dhn && !logits && target && !m->head.g && yf_kernels_precision() == YF_PREC_BF16 &&
+                   !m->head_two_pass;
     float *hc = yf_buf_get((size_t)(R * D + 1) * sizeof(float));
-    /* In training the logit gradient can go straight into the packed operand
-     * of dhn's product (yf_xent_apk): its fp32 rows are then neither stored
-     * nor read back and converted. The packed rows take half the bytes of the
-     * logits and are written over them, starting one 32-row panel before. */
-    bool to_apk = dhn && !logits && !m->head.g && V >= 32;
-    int64_t front = to_apk ? 16 * ((V + 31) / 32 * 32) : 0; /* floats: one packed panel */
-    float *lbuf = yf_buf_get((size_t)(front + R * V + 1) * sizeof(float));
+    float *lbuf = blocked ? NULL : yf_buf_get((size_t)(R * V + 1) * sizeof(float));
     float *dl = (dhn && logits) ? yf_buf_get((size_t)(R * V + 1) * sizeof(float)) : NULL; /* else in place */
     float *dhc = dhn ? yf_buf_get((size_t)(R * D + 1) * sizeof(float)) : NULL;
     int64_t *tc = yf_malloc((size_t)(R + 1) * sizeof(int64_t));
@@ -859,20 +964,19 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
             memcpy(hc + i * D, hn + rows[c0 + i] * D, (size_t)D * sizeof(float));
             tc[i] = target ? target[rows[c0 + i]] : -1;
         }
-        /* with logits wanted every row is in `rows`, in order, so the chunk is contiguous */
-        float *lg = logits ? logits + rows[c0] * V : lbuf + front;
-        yf_matmul_xwt_pk(lg, hc, m->head.data, m->head.dt, fwd_pack(m, &m->head, n, dhn != NULL, true), n, V, D, false);
-        if (!target) continue;
-        const yf_wpack *pkb = dhn ? yf_model_wpack(m, &m->head, YF_PACK_XW, n) : NULL;
-        if (to_apk && yf_apk_usable(pkb, n, V, D)) {
-            uint16_t *apk = (uint16_t *)lbuf;
-            loss += yf_xent_apk(apk, lg, tc, n, V, loss_scale);
-            yf_matmul_xw_apk(dhc, apk, m->head.data, m->head.dt, pkb, n, V, D, false);
+        if (blocked) {
+            loss += head_chunk_blocked(m, hc, tc, n, dhc, loss_scale);
         } else {
+            /* with logits wanted every row is in `rows`, in order, so the chunk is contiguous */
+            float *lg = logits ? logits + rows[c0] * V : lbuf;
+            yf_matmul_xwt_pk(lg, hc, m->head.data, m->head.dt, fwd_pack(m, &m->head, n, dhn != NULL, true), n, V, D,
+                             false);
+            if (!target) continue;
             float *dlc = dl ? dl : lg;
             loss += yf_xent(dhn ? dlc : NULL, lg, tc, n, V, loss_scale);
             if (!dhn) continue;
-            yf_matmul_xw_pk(dhc, dlc, m->head.data, m->head.dt, pkb, n, V, D, false);
+            yf_matmul_xw_pk(dhc, dlc, m->head.data, m->head.dt, yf_model_wpack(m, &m->head, YF_PACK_XW, n), n, V, D,
+                            false);
             if (m->head.g) yf_matmul_dw(m->head.g, dlc, hc, n, V, D);
         }
         for (int64_t i = 0; i < n; i++) memcpy(dhn + rows[c0 + i] * D, dhc + i * D, (size_t)D * sizeof(float));

@@ -63,6 +63,7 @@ struct yf_model {
     yf_param *params;      /* full-finetune parameter list */
     int nparams;
     size_t pack_bytes, pack_budget; /* pre-packed weight tiles: made so far, allowed */
+    bool head_two_pass;             /* tests: the whole-row softmax for the LM head in bf16 too */
     bool pack_failed;               /* a pack could not be made: no more tries */
 };
 

@@ -6,7 +6,6 @@
  * bits. Exp-heavy ops and the double sums have AVX-512 forms (ops_avx512.c). */
 #include "ops.h"
 #include "cpu.h"
-#include "kernels.h"
 #include "ops_fast.h"
 #include "pool.h"
 #include "vecmath.h"
@@ -476,69 +475,23 @@ static void xent_row(void *ctx, int64_t r) {
     j->loss[r] = xent_one(d, j->logits + r * V, V, tg, j->scale);
 }
 
-static double sum_rows(const double *loss, int64_t R) {
-    double total = 0;
-    for (int64_t r = 0; r < R; r++) total += loss[r];
-    return total;
-}
-
 double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
     xent_job j = {dlogits, logits, target, V, scale, yf_malloc((size_t)(R > 0 ? R : 1) * sizeof(double))};
     if (PAR(R * V) && R < 65536)
         yf_par_for(R, xent_row, &j);
     else
         for (int64_t r = 0; r < R; r++) xent_row(&j, r);
-    double total = sum_rows(j.loss, R);
+    double total = 0;
+    for (int64_t r = 0; r < R; r++) total += j.loss[r];
     free(j.loss);
     return total;
 }
 
-typedef struct {
-    xent_job x;
-    uint16_t *apk;
-    int64_t R, r0;
-} xent_apk_job;
-
-static void xent_apk_row(void *ctx, int64_t i) {
-    const xent_apk_job *j = ctx;
-    int64_t r = j->r0 + i, V = j->x.V;
-    if (r >= j->R || j->x.target[r] < 0) { /* a padding row or one not scored: zeros */
-        if (r < j->R) j->x.loss[r] = 0;
-        yf_apk_put_row(j->apk, V, r, NULL);
-        return;
-    }
-    /* the gradient row goes through a row of this thread's (it stays in L2) */
-    static _Thread_local float *row;
-    static _Thread_local int64_t cap;
-    if (cap < V) {
-        free(row);
-        row = yf_aligned_alloc((size_t)V * sizeof(float));
-        cap = V;
-    }
-    j->x.loss[r] = xent_one(row, j->x.logits + r * V, V, j->x.target[r], j->x.scale);
-    yf_apk_put_row(j->apk, V, r, row);
-}
-
-double yf_xent_apk(uint16_t *apk, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
-    xent_apk_job j = {{NULL, logits, target, V, scale, yf_malloc((size_t)(R > 0 ? R : 1) * sizeof(double))}, apk, R, 0};
-    int64_t np = (R + 31) / 32, Vp = (V + 31) / 32 * 32;
-    /* waves of panels [a, b): panel p (packed) covers the logits rows below
-     * 16 p Vp / V when apk starts one panel before the logits; b - 1 <= 2 a
-     * V / Vp keeps that below 32 a, the first row of the wave */
-    for (int64_t a = 0, b; a < np; a = b) {
-        b = a == 0 ? 1 : 1 + 2 * a * V / Vp;
-        b = b <= a ? a + 1 : b > np ? np : b;
-        j.r0 = 32 * a;
-        int64_t rows = 32 * (b - a);
-        if (PAR(rows * V))
-            yf_par_for(rows, xent_apk_row, &j);
-        else /* backwards: a wave's rows may come in any order, and this is the
-              * least favourable one to writing in place (the tests use it) */
-            for (int64_t i = rows - 1; i >= 0; i--) xent_apk_row(&j, i);
-    }
-    double total = sum_rows(j.x.loss, R);
-    free(j.x.loss);
-    return total;
+double yf_exp_sum(float *y, const float *x, int64_t n, float shift) {
+#if YF_OPS_AVX512
+    if (fast()) return yf_exp_sum_avx512(y, x, n, shift);
+#endif
+    return yf_exp_affine_sum(y, x, n, 1.0f, shift);
 }
 
 /* ---- embedding ------------------------------------------------------------------ */

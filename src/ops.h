@@ -82,14 +82,9 @@ void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const 
  * receives scale * (softmax - onehot) for scored rows and 0 for the others
  * (dlogits == logits is allowed). Targets must be in [0, V) (checked by the caller). */
 double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale);
-/* The same, the gradient rows written into the packed operand of the head's
- * input-gradient product (kernels.h, yf_apk_put_row; rows R up to a multiple
- * of 32 as zeros) instead of stored as floats. apk may lie one packed panel
- * before the logits, over them: apk == (uint16_t *)logits - 32 * Vp, Vp = V
- * rounded up to 32, V >= 32. Panel p then covers the logits rows below
- * 16 p Vp / V; the rows are done in waves so that a panel is written only
- * over rows an earlier wave has finished with. */
-double yf_xent_apk(uint16_t *apk, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale);
+
+/* y[i] = exp(x[i] - shift) (y == x allowed); returns the sum of y, in double. */
+double yf_exp_sum(float *y, const float *x, int64_t n, float shift);
 
 /* ---- embedding: h[n] = W[ids[n]] (W [V, D] f32 or bf16, yf_dtype) -------- */
 void yf_embed_fwd(float *h, const void *w, yf_dtype wdtype, const int64_t *ids, int64_t N, int64_t D);

@@ -102,6 +102,25 @@ T512 double yf_xent_row_avx512(float *d, const float *x, int64_t V, int64_t tg, 
     return (double)mx + log(sum) - (double)xt;
 }
 
+T512 double yf_exp_sum_avx512(float *y, const float *x, int64_t n, float shift) {
+    __m512 vm = _mm512_set1_ps(shift);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+        _mm512_storeu_ps(y + i, e0), _mm512_storeu_ps(y + i + 16, e1);
+        add_pd(&s0, &s1, _mm512_add_ps(e0, e1));
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = tail16(n - i);
+        __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
+        _mm512_mask_storeu_ps(y + i, m, e);
+        add_pd(&s0, &s1, e);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
 T512 void yf_swiglu_fwd_avx512(float *z, const float *g, const float *u, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {

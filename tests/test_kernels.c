@@ -316,7 +316,7 @@ TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {
         for (int64_t r = 0; r < 32 * np; r++) yf_apk_put_row(apk, N, r, r < M ? a + r * N : NULL);
         bool acc = s % 2 == 1;
         yf_matmul_xw_pk(c0, a, w, YF_BF16, pk, M, N, K, acc);
-        yf_matmul_xw_apk(c1, apk, w, YF_BF16, pk, M, N, K, acc);
+        yf_matmul_xw_rows(c1, NULL, apk, w, YF_BF16, pk, M, N, K, 0, N, acc);
         double e = yt_max_abs_diff(c0, c1, M * K);
         CHECK(memcmp(c0, c1, M * K * sizeof(float)) == 0, "dy.W [%ld,%ld,%ld]: max diff %g", (long)M, (long)N, (long)K, e);
         worst = e > worst ? e : worst;
@@ -324,5 +324,63 @@ TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {
         free(a), free(c0), free(c1), free(w), free(apk);
     }
     CHECK_NEAR("dy.W bf16: max |packed A - fp32 A| over the shapes", worst, 0.0);
+    yf_kernels_set_precision(YF_PREC_EXACT);
+}
+
+/* Products with a block of W's rows (as the LM head runs its vocabulary):
+ * with W packed and the left operand packed, bit for bit the same as with
+ * neither; x·W[n0:n1]^T also the same as those columns of the whole product;
+ * both within bf16 rounding of the naive product. Slices at the start, in
+ * the middle, at the end, and over more than one K block of dy·W. */
+TEST(kernels_amx_row_slices_of_packed_weights) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
+    CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
+    yf_kernels_set_precision(YF_PREC_BF16);
+    static const int64_t cases[][5] = {{40, 300, 70, 32, 200}, {40, 300, 70, 0, 300}, {17, 300, 70, 256, 300},
+                                       {33, 2500, 64, 64, 2400}, {100, 640, 256, 128, 640}};
+    double worst_ref = 0, worst_bits = 0;
+    for (size_t s = 0; s < sizeof cases / sizeof *cases; s++) {
+        int64_t M = cases[s][0], N = cases[s][1], K = cases[s][2], n0 = cases[s][3], n1 = cases[s][4], nb = n1 - n0;
+        int64_t np = (M + 31) / 32;
+        float *x = malloc(M * K * sizeof(float)), *dy = malloc(M * nb * sizeof(float));
+        float *yfull = malloc(M * N * sizeof(float)), *y0 = malloc(M * nb * sizeof(float)), *y1 = malloc(M * nb * sizeof(float));
+        float *d0 = malloc(M * K * sizeof(float)), *d1 = malloc(M * K * sizeof(float)), *dr = malloc(M * K * sizeof(float));
+        uint16_t *w = malloc(N * K * sizeof(uint16_t));
+        uint16_t *xpk = malloc((size_t)(np * yf_apk_panel_elems(K)) * 2), *dpk = malloc((size_t)(np * yf_apk_panel_elems(nb)) * 2);
+        for (int64_t i = 0; i < M * K; i++) x[i] = frand();
+        for (int64_t i = 0; i < M * nb; i++) dy[i] = frand();
+        for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
+        for (int64_t i = 0; i < M * K; i++) d0[i] = d1[i] = frand();
+        for (int64_t r = 0; r < 32 * np; r++) {
+            yf_apk_put_row(xpk, K, r, r < M ? x + r * K : NULL);
+            yf_apk_put_row(dpk, nb, r, r < M ? dy + r * nb : NULL);
+        }
+        yf_wpack *pt = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XWT), *pw = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW);
+        CHECK(pt && pw, "%s", yf_last_error());
+        CHECK(yf_apk_usable(pt, M, N, K) && yf_apk_usable(pw, M, N, K), "case %zu: packed operands not usable", s);
+        yf_matmul_xwt(yfull, x, w, YF_BF16, M, N, K, false);
+        yf_matmul_xwt_rows(y0, x, NULL, w, YF_BF16, NULL, M, N, K, n0, n1);
+        yf_matmul_xwt_rows(y1, NULL, xpk, w, YF_BF16, pt, M, N, K, n0, n1);
+        bool acc = s % 2 == 0;
+        yf_matmul_xw_rows(d0, dy, NULL, w, YF_BF16, NULL, M, N, K, n0, n1, acc);
+        yf_matmul_xw_rows(d1, NULL, dpk, w, YF_BF16, pw, M, N, K, n0, n1, acc);
+        double e = 0;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < nb; j++) e = fmax(e, fabs(y0[i * nb + j] - yfull[i * N + n0 + j]));
+        e = fmax(e, yt_max_abs_diff(y0, y1, M * nb));
+        e = fmax(e, yt_max_abs_diff(d0, d1, M * K));
+        CHECK(e == 0, "case %zu: slice products differ (max %g)", s, e);
+        worst_bits = fmax(worst_bits, e);
+        /* against the naive product on the slice (only dy's bf16 rounding differs:
+         * ~2^-9 of each term, a random walk over the slice's rows) */
+        if (!acc) {
+            yf_matmul_xw_ref(dr, dy, w + n0 * K, YF_BF16, M, nb, K, false);
+            worst_ref = fmax(worst_ref, yt_max_abs_diff(d1, dr, M * K) / sqrt((double)nb));
+        }
+        yf_wpack_free(pt), yf_wpack_free(pw);
+        free(x), free(dy), free(yfull), free(y0), free(y1), free(d0), free(d1), free(dr), free(w), free(xpk), free(dpk);
+    }
+    CHECK_NEAR("row slices: max |packed - unpacked|, |slice - whole product's columns|", worst_bits, 0.0);
+    CHECK_NEAR("row slices: dy.W[n0:n1] bf16 vs naive, max abs / sqrt(rows)", worst_ref, 5e-3);
     yf_kernels_set_precision(YF_PREC_EXACT);
 }

@@ -7,7 +7,6 @@
 #include "cpu.h"
 #include "ops.h"
 #include "ops_fast.h"
-#include "kernels.h"
 
 #include <float.h>
 #include <math.h>
@@ -184,34 +183,28 @@ TEST(ops_xent_fast_matches_reference) {
     CHECK_NEAR("cross-entropy gradient, AVX-512 vs reference (max abs / scale)", eg, 1e-7);
 }
 
-/* yf_xent_apk writes the same gradient rows as yf_xent, packed, and the same
- * loss, also when the packed rows start one panel before the logits and are
- * written over them (its wave order); rows up to a multiple of 32 are 0. */
-TEST(ops_xent_into_packed_operand_matches_xent) {
-    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path: nothing is packed");
-    static const int64_t shapes[][2] = {{300, 1037}, {45, 32}, {70, 4099}};
-    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-        int64_t R = shapes[s][0], V = shapes[s][1], Vp = (V + 31) / 32 * 32, np = (R + 31) / 32;
-        int64_t pe = yf_apk_panel_elems(V);
-        float *x = frand_n(R * V, 8);
-        int64_t *tg = malloc(R * sizeof(int64_t));
-        for (int64_t r = 0; r < R; r++) tg[r] = r % 7 == 3 ? -1 : (r * 131) % V;
-        /* expected: yf_xent's rows, packed by yf_apk_put_row */
-        float *d = copy_n(x, R * V);
-        double want = yf_xent(d, d, tg, R, V, 0.5f);
-        uint16_t *ref = malloc((size_t)(np * pe) * sizeof(uint16_t));
-        for (int64_t r = 0; r < 32 * np; r++) yf_apk_put_row(ref, V, r, r < R ? d + r * V : NULL);
-        /* in place: the packed panels start 16 Vp floats before the logits */
-        float *buf = malloc((size_t)(16 * Vp + R * V) * sizeof(float));
-        memcpy(buf + 16 * Vp, x, (size_t)(R * V) * sizeof(float));
-        double got = yf_xent_apk((uint16_t *)buf, buf + 16 * Vp, tg, R, V, 0.5f);
-        CHECK(memcmp(buf, ref, (size_t)(np * pe) * sizeof(uint16_t)) == 0, "R %ld V %ld: the packed rows differ",
-              (long)R, (long)V);
-        char what[80];
-        snprintf(what, sizeof what, "R %ld V %ld: |loss in place - yf_xent's|", (long)R, (long)V);
-        CHECK_NEAR(what, fabs(got - want), 0.0);
-        free(x), free(tg), free(d), free(ref), free(buf);
+/* yf_exp_sum (the LM head's blocked softmax): AVX-512 against the plain
+ * loops on odd lengths, in place and not. */
+TEST(ops_exp_sum_fast_matches_reference) {
+    if (!have_fast()) yt_skip("no AVX-512 on this CPU or compiler: only the reference loops run");
+    static const int64_t ns[] = {1, 15, 17, 33, 1037, 2048};
+    double ey = 0, es = 0;
+    for (size_t c = 0; c < sizeof ns / sizeof *ns; c++) {
+        int64_t n = ns[c];
+        float *x = frand_n(n, 20), *y[2];
+        double s[2];
+        for (int r = 0; r < 2; r++) {
+            yf_ops_set_reference(r == 1);
+            y[r] = copy_n(x, n);
+            s[r] = yf_exp_sum(y[r], r == 0 ? y[r] : x, n, 7.5f); /* fast in place, reference not */
+        }
+        yf_ops_set_reference(false);
+        for (int64_t i = 0; i < n; i++) ey = fmax(ey, fabs(y[0][i] - y[1][i]) / fmax(y[1][i], 1e-30));
+        es = fmax(es, fabs(s[0] - s[1]) / s[1]);
+        free(x), free(y[0]), free(y[1]);
     }
+    CHECK_NEAR("exp(x - shift), AVX-512 vs reference (max relative)", ey, 1e-6);
+    CHECK_NEAR("sum of exp(x - shift), AVX-512 vs reference (relative)", es, 1e-6);
 }
 
 /* the RoPE interleave element by element, as the architecture note states it */

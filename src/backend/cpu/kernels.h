@@ -40,24 +40,30 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
 void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                      int64_t N, int64_t K, bool accumulate);
 
-/* ---- pre-packed activations ---------------------------------------------
- * The left operand dy [M, N] of dx = dy·W can be handed over already in the
- * AMX tile layout, written row by row by whoever computes it: the cross-
- * entropy writes the LM head's logit gradient this way, so its fp32 copy
- * (M x 135040) is never stored, nor read back and converted by the product.
- * The values are rounded to bf16 as the product would round them, so
- * results are the same bit for bit as yf_matmul_xw_pk's on the fp32 rows.
- * Layout: 32-row panels, panel p at p * yf_apk_panel_elems(N) bf16 elements
- * (rows past M, columns past N: zeros, written by yf_apk_put_row(.., NULL)). */
-/* Whether yf_matmul_xw_apk can run this product (AMX path, bf16 precision,
- * a product the AMX kernel takes, pk a YF_PACK_XW pack). */
+/* ---- pre-packed activations and row slices of W --------------------------
+ * The left operand of a product can be handed over already in the AMX tile
+ * layout, written row by row by whoever computes it (yf_apk_put_row): the
+ * LM head's loss writes its softmax rows this way, and packs the head's
+ * input once for all of its vocabulary blocks. The values are rounded to
+ * bf16 as the product would round them, so results are the same bit for bit
+ * as with the fp32 rows. Layout: 32-row panels, panel p at
+ * p * yf_apk_panel_elems(cols) bf16 elements (rows past M, columns past
+ * cols: zeros, written by yf_apk_put_row(.., NULL)).
+ * The *_rows products use rows n0..n1-1 of W [N, K] only (n0 a multiple of
+ * 32 when pk, a pack of all of W, is given), so a W too big to take whole
+ * (the head's 135040 rows) goes a block at a time. */
+/* Whether a packed left operand can be used: AMX path, bf16 precision, an
+ * M x K (x·W^T) or M x N (dy·W) product the AMX kernel takes with pk. */
 bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K);
-int64_t yf_apk_panel_elems(int64_t N);
-/* Row r (of any panel) of the packed operand from N floats; row NULL: zeros. */
-void yf_apk_put_row(uint16_t *apk, int64_t N, int64_t r, const float *row);
-/* dx[M,K] (+)= dy·W with dy given packed (rows rounded up to whole panels). */
-void yf_matmul_xw_apk(float *dx, const uint16_t *apk, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
-                      int64_t N, int64_t K, bool accumulate);
+int64_t yf_apk_panel_elems(int64_t cols);
+/* Row r (of any panel) of a packed operand from cols floats; row NULL: zeros. */
+void yf_apk_put_row(uint16_t *apk, int64_t cols, int64_t r, const float *row);
+/* y[M, n1-n0] = x·W[n0:n1]^T; x as floats [M, K] or packed (xpk; needs pk). */
+void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
+                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1);
+/* dx[M,K] (+)= dy·W[n0:n1]; dy as floats [M, n1-n0] or packed (dypk; needs pk). */
+void yf_matmul_xw_rows(float *dx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
+                       const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate);
 
 /* ---- paths and precision --------------------------------------------------
  * Paths, slowest first. The default is the fastest one this CPU (and this

@@ -353,7 +353,7 @@ static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chu
         gk.K = kb;
         gk.accumulate = g->accumulate || pc > 0;
         gk.bpk = g->bpk + (pc / 32) * 1024;
-        gk.bpk_ld = nks_all * 1024;
+        gk.bpk_ld = g->bpk_ld ? g->bpk_ld : nks_all * 1024;
         if (g->apk) {
             gk.apk = g->apk + (pc / 32) * 1024;
         } else {
@@ -559,33 +559,77 @@ void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, con
     run_op('b', &g);
 }
 
-/* ---- pre-packed activations -------------------------------------------- */
+/* ---- pre-packed activations and row slices of W ------------------------ */
 
-/* The product yf_matmul_xw_apk runs (A only through g->apk). */
-static yf_gemm apk_gemm(float *dx, const uint16_t *apk, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
-                        int64_t N, int64_t K, bool accumulate) {
-    return (yf_gemm){.c = dx, .ldc = K, .a = NULL, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
-                     .M = M, .N = K, .K = N, .accumulate = accumulate,
-                     .bpk = pk ? pk->tiles : NULL, .apk = apk, .apk_ld = yf_apk_panel_elems(N)};
+int64_t yf_apk_panel_elems(int64_t cols) { return 32 * ((cols + 31) / 32 * 32); }
+
+void yf_apk_put_row(uint16_t *apk, int64_t cols, int64_t r, const float *row) {
+    yf_amx_put_a_row(apk, yf_apk_panel_elems(cols), cols, r, row);
+}
+
+static const char *w_at(const void *w, yf_dtype wt, int64_t i) { return (const char *)w + i * (wt == YF_BF16 ? 2 : 4); }
+
+/* x·W[n0:n1]^T: B(k,n) = W[n0+n,k]; a pack's pairs of rows follow each other */
+static yf_gemm xwt_rows_gemm(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
+                             const yf_wpack *pk, int64_t M, int64_t K, int64_t n0, int64_t n1) {
+    return (yf_gemm){.c = y, .ldc = n1 - n0, .a = x, .ars = K, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
+                     .brs = 1, .bcs = K, .M = M, .N = n1 - n0, .K = K,
+                     .bpk = pk ? pk->tiles + (n0 / 32) * ((K + 31) / 32) * 1024 : NULL,
+                     .apk = xpk, .apk_ld = xpk ? yf_apk_panel_elems(K) : 0};
+}
+
+/* dy·W[n0:n1]: B(j,k) = W[n0+j,k]; in a pack, rows n0.. are steps n0/32.. of every pair */
+static yf_gemm xw_rows_gemm(float *dx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
+                            const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1,
+                            bool accumulate) {
+    return (yf_gemm){.c = dx, .ldc = K, .a = dy, .ars = n1 - n0, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
+                     .brs = K, .bcs = 1, .M = M, .N = K, .K = n1 - n0, .accumulate = accumulate,
+                     .bpk = pk ? pk->tiles + (n0 / 32) * 1024 : NULL, .bpk_ld = pk ? ((N + 31) / 32) * 1024 : 0,
+                     .apk = dypk, .apk_ld = dypk ? yf_apk_panel_elems(n1 - n0) : 0};
+}
+
+static bool amx_bf16(const yf_gemm *g) {
+    int nparts = 1;
+    return g_prec == YF_PREC_BF16 && choose(g, yf_kernels_path(), &nparts) == K_AMX && nparts == 1;
 }
 
 bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K) {
-    if (!pk || pk->kind != YF_PACK_XW || pk->N != N || pk->K != K || g_prec != YF_PREC_BF16) return false;
-    yf_gemm g = apk_gemm(NULL, NULL, pk->w, YF_BF16, pk, M, N, K, false);
-    int nparts = 1;
-    return choose(&g, yf_kernels_path(), &nparts) == K_AMX && nparts == 1;
+    if (!pk || pk->N != N || pk->K != K) return false;
+    yf_gemm g = pk->kind == YF_PACK_XWT ? xwt_rows_gemm(NULL, NULL, NULL, pk->w, YF_BF16, pk, M, K, 0, N)
+                                        : xw_rows_gemm(NULL, NULL, NULL, pk->w, YF_BF16, pk, M, N, K, 0, N, false);
+    return amx_bf16(&g);
 }
 
-int64_t yf_apk_panel_elems(int64_t N) { return 32 * ((N + 31) / 32 * 32); }
-
-void yf_apk_put_row(uint16_t *apk, int64_t N, int64_t r, const float *row) {
-    yf_amx_put_a_row(apk, yf_apk_panel_elems(N), N, r, row);
+static void check_rows(const yf_wpack *pk, const void *w, yf_dtype wt, int64_t N, int64_t K, int64_t n0, int64_t n1,
+                       yf_pack_kind kind, const void *a, const uint16_t *apk) {
+    YF_CHECK(0 <= n0 && n0 < n1 && n1 <= N && (a != NULL) != (apk != NULL));
+    YF_CHECK(!pk || (pk->w == w && pk->N == N && pk->K == K && pk->kind == kind && n0 % 32 == 0 && wt == YF_BF16));
+    YF_CHECK(!apk || pk);
 }
 
-void yf_matmul_xw_apk(float *dx, const uint16_t *apk, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
-                      int64_t N, int64_t K, bool accumulate) {
-    YF_CHECK(yf_apk_usable(pk, M, N, K) && pk->w == w && wt == YF_BF16);
-    yf_gemm g = apk_gemm(dx, apk, w, wt, pk, M, N, K, accumulate);
+void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
+                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1) {
+    check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XWT, x, xpk);
+    if (yf_kernels_path() == YF_KPATH_REF) {
+        YF_CHECK(x);
+        yf_matmul_xwt_ref(y, x, w_at(w, wt, n0 * K), wt, M, n1 - n0, K, false);
+        return;
+    }
+    yf_gemm g = xwt_rows_gemm(y, x, xpk, w, wt, pk, M, K, n0, n1);
+    YF_CHECK(!xpk || amx_bf16(&g));
+    run_op('f', &g);
+}
+
+void yf_matmul_xw_rows(float *dx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
+                       const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate) {
+    check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XW, dy, dypk);
+    if (yf_kernels_path() == YF_KPATH_REF) {
+        YF_CHECK(dy);
+        yf_matmul_xw_ref(dx, dy, w_at(w, wt, n0 * K), wt, M, n1 - n0, K, accumulate);
+        return;
+    }
+    yf_gemm g = xw_rows_gemm(dx, dy, dypk, w, wt, pk, M, N, K, n0, n1, accumulate);
+    YF_CHECK(!dypk || amx_bf16(&g));
     run_op('b', &g);
 }
 
