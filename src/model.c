@@ -241,19 +241,23 @@ static size_t default_pack_budget(void) {
     return (size_t)(quarter < cap ? quarter : cap);
 }
 
-const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M) {
+static const yf_wpack *model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M, bool release_w) {
     if (W->pk[kind]) return W->pk[kind];
     if (W->dt != YF_BF16 || W->g || W->ndim != 2 || m->pack_failed || !yf_wpack_pays(M)) return NULL;
     if (m->pack_budget == (size_t)-1) m->pack_budget = default_pack_budget();
     size_t need = (size_t)((W->shape[0] + 31) / 32 * 32) * (size_t)((W->shape[1] + 31) / 32 * 32) * 2;
     if (m->pack_bytes + need > m->pack_budget) return NULL;
-    W->pk[kind] = yf_wpack_new(W->data, W->dt, W->shape[0], W->shape[1], kind);
+    W->pk[kind] = yf_wpack_new(W->data, W->dt, W->shape[0], W->shape[1], kind, release_w);
     if (!W->pk[kind]) {
         m->pack_failed = true; /* out of memory: the products pack per call, as without */
         return NULL;
     }
     m->pack_bytes += yf_wpack_bytes(W->pk[kind]);
     return W->pk[kind];
+}
+
+const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M) {
+    return model_wpack(m, W, kind, M, false);
 }
 
 /* x·W^T's pack for a forward of N rows. In a training run also dy·W's when
@@ -263,14 +267,12 @@ static const yf_wpack *fwd_pack(yf_model *m, yf_mw *W, int64_t N, bool backward,
     /* Inference reuses a weight at a pack's row counts only when prefilling
      * many prompts; a one-off prefill would pay the packing, the memory and
      * the page faults for nothing: packs are made for training only. */
-    if (!backward) return W->pk[YF_PACK_XWT];
-    bool had = W->pk[YF_PACK_XWT] != NULL;
-    const yf_wpack *pk = yf_model_wpack(m, W, YF_PACK_XWT, N);
-    if (backward && pk && !had) {
-        if (with_xw) yf_model_wpack(m, W, YF_PACK_XW, N);
-        yf_release_resident(W->data, (size_t)W->numel * yf_dtype_size(W->dt));
-    }
-    return pk;
+    if (!backward || W->pk[YF_PACK_XWT]) return W->pk[YF_PACK_XWT];
+    /* dy·W's pack first: x·W^T's reads W's rows in order, giving each back
+     * once packed, so the peak holds W and one pack, not W and two (the LM
+     * head: 553 MB less) */
+    bool xw_ok = !with_xw || model_wpack(m, W, YF_PACK_XW, N, false) != NULL;
+    return model_wpack(m, W, YF_PACK_XWT, N, xw_ok); /* W released only when no product reads it after */
 }
 
 /* Whether anything below a layer's q, k, v products takes a gradient of its

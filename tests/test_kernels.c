@@ -267,7 +267,7 @@ TEST(kernels_amx_prepacked_weight_is_bitwise_identical) {
                 for (int64_t i = 0; i < na; i++) a[i] = frand();
                 for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
                 for (int64_t i = 0; i < nc; i++) c0[i] = c1[i] = frand();
-                yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, (yf_pack_kind)kind);
+                yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, (yf_pack_kind)kind, false);
                 CHECK(pk != NULL, "%s", yf_last_error());
                 bool acc = s % 2 == 1;
                 if (kind == YF_PACK_XWT) {
@@ -309,7 +309,7 @@ TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {
         for (int64_t i = 0; i < M * N; i++) a[i] = frand();
         for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
         for (int64_t i = 0; i < M * K; i++) c0[i] = c1[i] = frand();
-        yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW);
+        yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false);
         CHECK(pk != NULL, "%s", yf_last_error());
         CHECK(yf_apk_usable(pk, M, N, K), "[%ld,%ld,%ld]: the packed-A product is not usable", (long)M, (long)N, (long)K);
         CHECK(!yf_apk_usable(pk, M, N + 1, K), "a pack of another shape was accepted");
@@ -355,7 +355,7 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
             yf_apk_put_row(xpk, K, r, r < M ? x + r * K : NULL);
             yf_apk_put_row(dpk, nb, r, r < M ? dy + r * nb : NULL);
         }
-        yf_wpack *pt = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XWT), *pw = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW);
+        yf_wpack *pt = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XWT, true), *pw = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false);
         CHECK(pt && pw, "%s", yf_last_error());
         CHECK(yf_apk_usable(pt, M, N, K) && yf_apk_usable(pw, M, N, K), "case %zu: packed operands not usable", s);
         yf_matmul_xwt(yfull, x, w, YF_BF16, M, N, K, false);

@@ -30,8 +30,11 @@ typedef enum yf_pack_kind { YF_PACK_XWT = 0, YF_PACK_XW = 1 } yf_pack_kind;
 /* Whether products of M rows would use a pack now (AMX path; M rows enough
  * for AMX and few enough that packing W per call is a real cost). */
 bool yf_wpack_pays(int64_t M);
-/* NULL (with yf_errorf) when W is not bf16, AMX is not in use, or memory is short. */
-yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind);
+/* NULL (with yf_errorf) when W is not bf16, AMX is not in use, or memory is
+ * short. With release_w, W's pages are released (yf_release_resident) as
+ * its rows are packed (YF_PACK_XWT reads them in order; at the end for
+ * YF_PACK_XW), so the pack does not add to the peak on a mapped W. */
+yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w);
 size_t yf_wpack_bytes(const yf_wpack *p);
 void yf_wpack_free(yf_wpack *p);
 /* As yf_matmul_xwt / yf_matmul_xw; pk (YF_PACK_XWT / YF_PACK_XW of w) may be NULL. */

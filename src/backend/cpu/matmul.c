@@ -474,15 +474,21 @@ typedef struct pack_job {
     const yf_gemm *g;
     int64_t pairs_per_piece, npairs, nks;
     uint16_t *tiles;
+    const uint16_t *release_rows; /* XWT: W, whose rows 32 j0.. a piece releases once packed; or NULL */
 } pack_job;
 
 static void pack_piece(void *ctx, int64_t i) {
     const pack_job *j = ctx;
     int64_t j0 = i * j->pairs_per_piece, j1 = j0 + j->pairs_per_piece < j->npairs ? j0 + j->pairs_per_piece : j->npairs;
-    if (j0 < j1) yf_amx_pack_b(j->g, j0, j1, j->tiles + j0 * j->nks * 1024);
+    if (j0 >= j1) return;
+    yf_amx_pack_b(j->g, j0, j1, j->tiles + j0 * j->nks * 1024);
+    if (j->release_rows) { /* rows 32 j0 .. 32 j1 of W (K bf16 each); pages shared with a neighbour stay */
+        int64_t r1 = 32 * j1 < j->g->N ? 32 * j1 : j->g->N;
+        yf_release_resident(j->release_rows + 32 * j0 * j->g->K, (size_t)((r1 - 32 * j0) * j->g->K) * 2);
+    }
 }
 
-yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind) {
+yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w) {
     if (wt != YF_BF16) {
         yf_errorf("kernels: only bf16 weights are pre-packed");
         return NULL;
@@ -511,9 +517,13 @@ yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack
         return NULL;
     }
     *p = (yf_wpack){.w = w, .N = N, .K = K, .kind = kind, .tiles = tiles, .bytes = bytes};
-    int64_t pieces = npairs < 64 ? npairs : 64;
-    pack_job j = {&g, (npairs + pieces - 1) / pieces, npairs, nks, tiles};
+    /* XWT packs W's rows in order: with release_w, many pieces, each giving
+     * back its rows, so W's resident part shrinks as the pack grows */
+    int64_t maxp = release_w && kind == YF_PACK_XWT ? 1024 : 64, pieces = npairs < maxp ? npairs : maxp;
+    pack_job j = {&g, (npairs + pieces - 1) / pieces, npairs, nks, tiles,
+                  release_w && kind == YF_PACK_XWT ? w : NULL};
     yf_par_for(pieces, pack_piece, &j);
+    if (release_w) yf_release_resident(w, (size_t)(N * K) * 2);
     return p;
 }
 
