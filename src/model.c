@@ -948,11 +948,16 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
      * dozen rows made the head weight-bandwidth bound (at V = 135040, 62-row
      * chunks ran at a third of the rate of 384-row ones) */
     int64_t R = ((int64_t)1 << 26) / V;
-    if (R < 1) R = 1;
-    if (R > nr) R = nr;
-    /* training with bf16 products: a vocabulary block at a time, no logits */
+    /* training with bf16 products: a vocabulary block at a time, no logits;
+     * a chunk's buffers are then [R, D] and [R, 2048], so up to 8192 rows go
+     * in one chunk (the 24-layer B=6 step's 2304: W streamed once, not 5
+     * times, and at that many rows packing W per product costs little, so
+     * the head is not packed: 1.1 GB less) */
     bool blocked = dhn && !logits && target && !m->head.g && yf_kernels_precision() == YF_PREC_BF16 &&
                    !m->head_two_pass;
+    if (blocked) R = 8192;
+    if (R < 1) R = 1;
+    if (R > nr) R = nr;
     float *hc = yf_buf_get((size_t)(R * D + 1) * sizeof(float));
     float *lbuf = blocked ? NULL : yf_buf_get((size_t)(R * V + 1) * sizeof(float));
     float *dl = (dhn && logits) ? yf_buf_get((size_t)(R * V + 1) * sizeof(float)) : NULL; /* else in place */
