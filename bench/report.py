@@ -131,6 +131,9 @@ def row(argv):
                 notes.append(f"bf16 weights, {o['bf16_mode']}")
             t = f"{o['steps_timed']} timed after {o['warmup']} warm-up" if o.get("warmup") else f"{o['steps_timed']} timed, no warm-up"
             notes.append(t)
+            steps = o.get("seconds_all_steps") or []
+            if o.get("mode") == "train" and len(steps) > 1 and o.get("batch") and o.get("seq"):
+                notes.append(f"fastest step {fmt(o['batch'] * o['seq'] / min(steps))}")
         else:
             notes.append(why_failed(a.torch))
     elif a.train:
@@ -142,6 +145,8 @@ def row(argv):
                 # timed like the PyTorch rows: the median step after the first
                 r.update(tokens_per_second=o["steady_tokens_per_second"])
                 notes.append(f"median step after 1 warm-up; {fmt(o['train_tokens_per_second'])} over all steps, first included")
+                if "fastest_step_tokens_per_second" in o:
+                    notes.append(f"fastest step {fmt(o['fastest_step_tokens_per_second'])}")
             else:
                 r.update(tokens_per_second=o["train_tokens_per_second"])
                 notes.append("Trainer tokens/s over all steps, first included (1 step)")
