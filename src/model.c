@@ -887,7 +887,9 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
     yf_mw *W = &m->head;
     const yf_wpack *pt = fwd_pack(m, W, n, true, true), *pw = yf_model_wpack(m, W, YF_PACK_XW, n);
     bool packed = yf_apk_usable(pt, n, V, D) && yf_apk_usable(pw, n, V, D);
-    int64_t vbmax = V < HEAD_VB ? V : HEAD_VB;
+    /* blocks of HEAD_VB rows; a last one of fewer than 64 joins the one before
+     * (a product with a handful of vocabulary rows would leave the AMX path) */
+    int64_t vbmax = V < HEAD_VB + 63 ? V : HEAD_VB + 63;
     uint16_t *hpk = packed ? yf_buf_get((size_t)(np * yf_apk_panel_elems(D)) * sizeof(uint16_t)) : NULL;
     uint16_t *ppk = packed ? yf_buf_get((size_t)(np * yf_apk_panel_elems(vbmax)) * sizeof(uint16_t)) : NULL;
     for (int64_t r = 0; packed && r < 32 * np; r++) yf_apk_put_row(hpk, D, r, r < n ? hc + r * D : NULL);
@@ -895,8 +897,8 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
     float *mx = yf_malloc((size_t)n * sizeof(float)), *lt = yf_calloc((size_t)n, sizeof(float));
     double *sum = yf_calloc((size_t)n, sizeof(double));
     for (int64_t r = 0; r < n; r++) mx[r] = -INFINITY;
-    for (int64_t v0 = 0; v0 < V; v0 += HEAD_VB) {
-        int64_t vb = V - v0 < HEAD_VB ? V - v0 : HEAD_VB;
+    for (int64_t v0 = 0, vb; v0 < V; v0 += vb) {
+        vb = V - v0 < HEAD_VB + 64 ? V - v0 : HEAD_VB;
         yf_matmul_xwt_rows(lb, packed ? NULL : hc, hpk, W->data, W->dt, packed ? pt : NULL, n, V, D, v0, v0 + vb);
         head_block f = {lb, ppk, dhc, mx, lt, sum, tc, n, D, v0, vb, packed ? 32 * np : n};
         int64_t tasks = (f.rows + HEAD_ROWS_PER_TASK - 1) / HEAD_ROWS_PER_TASK;
