@@ -411,25 +411,20 @@ AMX_TARGET void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
 }
 
 /* One row in the layout pack_a_panel writes (bf16, one part): its 32-column
- * steps are 64-byte lines, a step (2 tiles) apart. Streaming stores: each
- * line is written whole, so reading it first (what a plain store does) would
- * double the traffic (measured: as slow as packing the fp32 rows). */
+ * steps are 64-byte lines, a step (2 tiles) apart. Plain stores: the LM
+ * head's blocked loss rewrites the same 1.5 MB of packed rows for every
+ * vocabulary block and its product reads them right away, from L2
+ * (streaming stores sent them to memory and back: measured slower). */
 AMX_TARGET void yf_amx_put_a_row(uint16_t *apk, int64_t panel_ld, int64_t n, int64_t r, const float *row) {
     uint16_t *d = apk + (r / 32) * panel_ld + ((r % 32) / 16) * TILE_U16 + (r % 16) * 32;
-    bool aligned = ((uintptr_t)d & 63) == 0;
     for (int64_t k = 0; k < n; k += 32, d += 2 * TILE_U16) {
         __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
         if (row) {
             x0 = _mm512_maskz_loadu_ps(mask16(n - k), row + k);
             x1 = _mm512_maskz_loadu_ps(mask16(n - k - 16), row + k + 16);
         }
-        __m512i v = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
-        if (aligned)
-            _mm512_stream_si512((__m512i *)d, v);
-        else
-            _mm512_storeu_si512(d, v);
+        _mm512_storeu_si512(d, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
     }
-    _mm_sfence(); /* the streamed lines are visible before the caller reports the row done */
 }
 
 AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
