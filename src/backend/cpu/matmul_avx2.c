@@ -68,11 +68,18 @@ AVX2_TARGET static inline float hsum8(__m256 v) {
 /* dot style (see matmul_avx512.c); the k tail is done in scalar. */
 AVX2_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     int64_t mm = m1 - m0, K = g->K, K8 = K & ~(int64_t)7;
+    size_t esz = g->bt == YF_BF16 ? 2 : 4;
     for (int64_t n = n0; n < n1; n += 2) {
         int64_t nc = n1 - n < 2 ? n1 - n : 2;
         __m256 acc[YF_GEMV_MAX_M][2];
         for (int m = 0; m < YF_GEMV_MAX_M; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
         for (int64_t k = 0; k < K8; k += 8) {
+            if ((k * esz) % 64 == 0) { /* these rows ahead, the next two at the same place (as matmul_avx512.c) */
+                for (int64_t j = 0; j < 2 && n + j < n1; j++)
+                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz + 512, _MM_HINT_T0);
+                for (int64_t j = 2; j < 4 && n + j < n1; j++)
+                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz, _MM_HINT_T1);
+            }
             __m256 w0 = load8(g->b, g->bt, n * g->bcs + k);
             __m256 w1 = nc > 1 ? load8(g->b, g->bt, (n + 1) * g->bcs + k) : _mm256_setzero_ps();
             for (int m = 0; m < mm; m++) {
