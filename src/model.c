@@ -582,8 +582,10 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
         yf_matmul_xw_pk(dx, dya, W->data, W->dt, pkb, N, out, in, acc);
         yf_matmul_xw(dx, ws->dlt, md->A, YF_F32, N, R, in, true);
     } else {
-        /* gradient wrt x': A^T dlt (+ W^T ((m/n - 1) dy) for DoRA), then through the mask */
-        float *gx = ws->t1;
+        /* gradient wrt x': A^T dlt (+ W^T ((m/n - 1) dy) for DoRA), then through
+         * the mask; straight into dx when dx starts here, the base product then
+         * adding onto it (one pass over [N, in] less than adding afterwards) */
+        float *gx = acc ? ws->t1 : dx;
         yf_matmul_xw(gx, ws->dlt, md->A, YF_F32, N, R, in, false);
         if (mn) {
             float *t2 = ws->t2; /* = (m/n) dy: turn into (m/n - 1) dy */
@@ -591,8 +593,9 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
             yf_matmul_xw_pk(gx, t2, W->data, W->dt, pkb, N, out, in, true);
         }
         yf_dropout(gx, gx, N * in, r->drop_p, seed);
-        yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, acc);
-        for (int64_t i = 0; i < N * in; i++) dx[i] += gx[i];
+        yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, true);
+        if (acc)
+            for (int64_t i = 0; i < N * in; i++) dx[i] += gx[i];
     }
     free(mn);
 }
