@@ -913,6 +913,7 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
                           v0 > 0);
     }
     double loss = 0;
+    float *wt = yf_malloc((size_t)D * sizeof(float)); /* W[target] as floats */
     for (int64_t r = 0; r < n; r++) {
         float *d = dhc + r * D;
         if (tc[r] < 0) {
@@ -921,14 +922,10 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
         }
         loss += (double)mx[r] + log(sum[r]) - (double)lt[r];
         float k = (float)(scale / sum[r]);
-        if (W->dt == YF_BF16) {
-            const uint16_t *wt = (const uint16_t *)W->data + tc[r] * D;
-            for (int64_t i = 0; i < D; i++) d[i] = d[i] * k - scale * yf_bf16_to_f32(wt[i]);
-        } else {
-            const float *wt = (const float *)W->data + tc[r] * D;
-            for (int64_t i = 0; i < D; i++) d[i] = d[i] * k - scale * wt[i];
-        }
+        yf_embed_fwd(wt, W->data, W->dt, &tc[r], 1, D);
+        for (int64_t i = 0; i < D; i++) d[i] = d[i] * k - scale * wt[i];
     }
+    free(wt);
     yf_buf_put(hpk);
     yf_buf_put(ppk);
     yf_buf_put(lb);

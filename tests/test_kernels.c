@@ -292,7 +292,7 @@ TEST(kernels_amx_prepacked_weight_is_bitwise_identical) {
 }
 
 /* The left operand of dy·W handed over packed (yf_apk_put_row, as the LM
- * head's cross-entropy writes it) gives the same product bit for bit as the
+ * head's blocked loss writes its exp rows) gives the same product bit for bit as the
  * fp32 rows: edges in every dimension, N over one K block (2048), and enough
  * work for threads. */
 TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {

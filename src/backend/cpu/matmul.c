@@ -395,8 +395,8 @@ static void run_inner(const yf_gemm *g) {
     bool few = (k == K_GEMV_AVX2 || k == K_GEMV_AVX512) && g->M <= YF_GEMV_MAX_M;
     double b_read = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
     int nt = work < MT_MIN_WORK && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
+    YF_CHECK(!g->apk || (k == K_AMX && nparts == 1 && g->bpk));
     if (nt <= 1 && g->apk) { /* K block by K block, as below */
-        YF_CHECK(k == K_AMX && nparts == 1 && g->bpk);
         run_shared_a(g, 1, true, g->N, g->N, 1);
         return;
     }
@@ -427,7 +427,6 @@ static void run_inner(const yf_gemm *g) {
     int64_t pieces = units >= 8 * nt ? 2 * nt : nt;
     int64_t chunk = ceil_div(units, pieces) * unit;
     pieces = ceil_div(len, chunk);
-    YF_CHECK(!g->apk || (k == K_AMX && nparts == 1 && g->bpk));
     if (k == K_AMX && g->bpk) {
         run_shared_a(g, nparts, split_n, chunk, len, pieces);
         return;
@@ -519,9 +518,9 @@ yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack
     *p = (yf_wpack){.w = w, .N = N, .K = K, .kind = kind, .tiles = tiles, .bytes = bytes};
     /* XWT packs W's rows in order: with release_w, many pieces, each giving
      * back its rows, so W's resident part shrinks as the pack grows */
-    int64_t maxp = release_w && kind == YF_PACK_XWT ? 1024 : 64, pieces = npairs < maxp ? npairs : maxp;
-    pack_job j = {&g, (npairs + pieces - 1) / pieces, npairs, nks, tiles,
-                  release_w && kind == YF_PACK_XWT ? w : NULL};
+    bool by_rows = release_w && kind == YF_PACK_XWT;
+    int64_t maxp = by_rows ? 1024 : 64, pieces = npairs < maxp ? npairs : maxp;
+    pack_job j = {&g, (npairs + pieces - 1) / pieces, npairs, nks, tiles, by_rows ? w : NULL};
     yf_par_for(pieces, pack_piece, &j);
     if (release_w) yf_release_resident(w, (size_t)(N * K) * 2);
     return p;

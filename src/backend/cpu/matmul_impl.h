@@ -26,9 +26,10 @@ typedef struct yf_gemm {
      * groups][32-step of K][2 tiles], all of K, zero padded */
     const uint16_t *bpk;
     int64_t bpk_ld;      /* bf16 elements from one pair of bpk to the next; 0: all of K's */
-    /* A already in AMX tile layout for all of K (<= one K block) and all
-     * rows, or NULL: [32-row panel][32-step of K][part][2 tiles] (matmul.c
-     * packs it once for all threads of a call) */
+    /* A already in AMX tile layout for all rows, or NULL: [32-row panel]
+     * [32-step of K][part][2 tiles]. matmul.c packs it once per K block for
+     * all threads of a call; a caller's (yf_apk_put_row) covers all of K,
+     * which matmul.c walks block by block (the kernels take <= one K block). */
     const uint16_t *apk;
     int64_t apk_ld; /* bf16 elements from one panel of apk to the next; 0: this K block's */
 } yf_gemm;
