@@ -843,23 +843,24 @@ static int check_inputs(const yf_model *m, const yf_lora *lo, const int64_t *ids
 enum { HEAD_VB = 2048 };
 
 typedef struct head_block {
-    float *lb;              /* [n, vb]: the block's logits, then exp(L - m) */
-    uint16_t *ppk;          /* those rows packed, or NULL */
+    float *lb;              /* [rows, vb]: the block's logits of rows r0.., then exp(L - m) */
+    uint16_t *ppk;          /* those rows packed (its first panel is row r0's), or NULL */
     float *u;               /* [n, D] */
     float *mx, *lt;         /* [n] running max; the target's logit */
     double *sum;            /* [n] */
     const int64_t *tc;
     int64_t n, D, v0, vb;
-    int64_t rows;           /* n, or up to whole panels when packed */
+    int64_t r0, rows;       /* rows r0 .. r0 + rows - 1; up to whole panels when packed */
 } head_block;
 
 static void head_block_row(const head_block *f, int64_t r) {
+    int64_t i = r - f->r0; /* the row in lb and ppk */
     if (r >= f->n || f->tc[r] < 0) { /* a padding row of the packed panel, or not scored */
-        if (f->ppk) yf_apk_put_row(f->ppk, f->vb, r, NULL);
-        if (r < f->n && !f->ppk) memset(f->lb + r * f->vb, 0, (size_t)f->vb * sizeof(float));
+        if (f->ppk) yf_apk_put_row(f->ppk, f->vb, i, NULL);
+        if (r < f->n && !f->ppk) memset(f->lb + i * f->vb, 0, (size_t)f->vb * sizeof(float));
         return;
     }
-    float *l = f->lb + r * f->vb;
+    float *l = f->lb + i * f->vb;
     int64_t tg = f->tc[r];
     if (tg >= f->v0 && tg < f->v0 + f->vb) f->lt[r] = l[tg - f->v0];
     float bm = yf_max_of(l, f->vb);
@@ -868,12 +869,12 @@ static void head_block_row(const head_block *f, int64_t r) {
             float c = expf(f->mx[r] - bm);
             f->sum[r] *= c;
             float *u = f->u + r * f->D;
-            for (int64_t i = 0; i < f->D; i++) u[i] *= c;
+            for (int64_t k = 0; k < f->D; k++) u[k] *= c;
         }
         f->mx[r] = bm;
     }
     f->sum[r] += yf_exp_sum(l, l, f->vb, f->mx[r]);
-    if (f->ppk) yf_apk_put_row(f->ppk, f->vb, r, l);
+    if (f->ppk) yf_apk_put_row(f->ppk, f->vb, i, l);
 }
 
 enum { HEAD_ROWS_PER_TASK = 8 }; /* a row is a few microseconds: fewer, bigger pool tasks */
@@ -881,6 +882,40 @@ enum { HEAD_ROWS_PER_TASK = 8 }; /* a row is a few microseconds: fewer, bigger p
 static void head_block_rows(void *ctx, int64_t i) {
     const head_block *f = ctx;
     for (int64_t r = i * HEAD_ROWS_PER_TASK; r < (i + 1) * HEAD_ROWS_PER_TASK && r < f->rows; r++) head_block_row(f, r);
+}
+
+/* The packed route: each thread takes whole panels of rows through every
+ * vocabulary block on its own (both products of its rows, run inline, and
+ * the rows between them): no fork and join per product, and a thread's
+ * logits are still in its L2 when it reads them back. Each thread streams
+ * all of W; the other's reads of a block find it in L3. */
+typedef struct head_task {
+    const yf_mw *W;
+    const yf_wpack *pt, *pw;
+    const uint16_t *hpk;    /* h packed: [np panels] */
+    uint16_t *ppk;          /* exp rows packed, panel p at p * panel_elems(vbmax) */
+    float *lb;              /* row r's logits at r * vbmax */
+    float *u, *mx, *lt;
+    double *sum;
+    const int64_t *tc;
+    int64_t n, D, V, np, per, vbmax;
+} head_task;
+
+static void head_rows_task(void *ctx, int64_t t) {
+    const head_task *h = ctx;
+    int64_t p0 = t * h->per, p1 = p0 + h->per < h->np ? p0 + h->per : h->np;
+    if (p0 >= p1) return;
+    int64_t D = h->D, V = h->V, r0 = 32 * p0, m = (32 * p1 < h->n ? 32 * p1 : h->n) - r0;
+    const uint16_t *hp = h->hpk + p0 * yf_apk_panel_elems(D);
+    uint16_t *pp = h->ppk + p0 * yf_apk_panel_elems(h->vbmax);
+    float *lb = h->lb + r0 * h->vbmax;
+    for (int64_t v0 = 0, vb; v0 < V; v0 += vb) {
+        vb = V - v0 < HEAD_VB + 64 ? V - v0 : HEAD_VB;
+        yf_matmul_xwt_rows(lb, NULL, hp, h->W->data, h->W->dt, h->pt, m, V, D, v0, v0 + vb);
+        head_block f = {lb, pp, h->u, h->mx, h->lt, h->sum, h->tc, h->n, D, v0, vb, r0, 32 * (p1 - p0)};
+        for (int64_t r = r0; r < r0 + f.rows; r++) head_block_row(&f, r);
+        yf_matmul_xw_rows(h->u + r0 * D, NULL, pp, h->W->data, h->W->dt, h->pw, m, V, D, v0, v0 + vb, v0 > 0);
+    }
 }
 
 /* One chunk of n scored rows hc [n, D] (targets tc): returns the summed
@@ -896,21 +931,34 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
     uint16_t *hpk = packed ? yf_buf_get((size_t)(np * yf_apk_panel_elems(D)) * sizeof(uint16_t)) : NULL;
     uint16_t *ppk = packed ? yf_buf_get((size_t)(np * yf_apk_panel_elems(vbmax)) * sizeof(uint16_t)) : NULL;
     for (int64_t r = 0; packed && r < 32 * np; r++) yf_apk_put_row(hpk, D, r, r < n ? hc + r * D : NULL);
-    float *lb = yf_buf_get((size_t)(n * vbmax) * sizeof(float));
+    float *lb = yf_buf_get((size_t)((packed ? 32 * np : n) * vbmax) * sizeof(float));
     float *mx = yf_malloc((size_t)n * sizeof(float)), *lt = yf_calloc((size_t)n, sizeof(float));
     double *sum = yf_calloc((size_t)n, sizeof(double));
     for (int64_t r = 0; r < n; r++) mx[r] = -INFINITY;
-    for (int64_t v0 = 0, vb; v0 < V; v0 += vb) {
+    if (packed) {
+        /* a task per thread, fewer when the last one's rows would be too few
+         * for the packed products (one task: n rows, usable as checked) */
+        int64_t tasks = yf_par_threads(), per;
+        for (;; tasks--) {
+            per = (np + tasks - 1) / tasks;
+            int64_t used = (np + per - 1) / per; /* tasks with rows */
+            if (tasks == 1 || (yf_apk_usable(pt, n - 32 * per * (used - 1), V, D) &&
+                               yf_apk_usable(pw, n - 32 * per * (used - 1), V, D)))
+                break;
+        }
+        head_task h = {W, pt, pw, hpk, ppk, lb, dhc, mx, lt, sum, tc, n, D, V, np, per, vbmax};
+        yf_par_for(tasks, head_rows_task, &h);
+    }
+    for (int64_t v0 = 0, vb; !packed && v0 < V; v0 += vb) {
         vb = V - v0 < HEAD_VB + 64 ? V - v0 : HEAD_VB;
-        yf_matmul_xwt_rows(lb, packed ? NULL : hc, hpk, W->data, W->dt, packed ? pt : NULL, n, V, D, v0, v0 + vb);
-        head_block f = {lb, ppk, dhc, mx, lt, sum, tc, n, D, v0, vb, packed ? 32 * np : n};
+        yf_matmul_xwt_rows(lb, hc, NULL, W->data, W->dt, NULL, n, V, D, v0, v0 + vb);
+        head_block f = {lb, NULL, dhc, mx, lt, sum, tc, n, D, v0, vb, 0, n};
         int64_t tasks = (f.rows + HEAD_ROWS_PER_TASK - 1) / HEAD_ROWS_PER_TASK;
         if (f.rows * vb >= ((int64_t)1 << 18))
             yf_par_for(tasks, head_block_rows, &f);
         else
             for (int64_t i = 0; i < tasks; i++) head_block_rows(&f, i);
-        yf_matmul_xw_rows(dhc, packed ? NULL : lb, ppk, W->data, W->dt, packed ? pw : NULL, n, V, D, v0, v0 + vb,
-                          v0 > 0);
+        yf_matmul_xw_rows(dhc, lb, NULL, W->data, W->dt, NULL, n, V, D, v0, v0 + vb, v0 > 0);
     }
     double loss = 0;
     float *wt = yf_malloc((size_t)D * sizeof(float)); /* W[target] as floats */

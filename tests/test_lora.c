@@ -180,14 +180,15 @@ TEST(dora_golden_grads_checkpointed) { check_golden_adapter("dora", true); }
  * gradient, which this sensitive network amplifies: 0.15% and 1.4% of the
  * largest (both routes are 6% and 15% from fp32 here); a missed rescale
  * when the max moves is 15%. */
-static void check_blocked_head(int64_t V);
+static void check_blocked_head(int64_t V, int64_t B);
 TEST(lora_blocked_head_matches_two_pass_softmax) {
-    check_blocked_head(5000); /* blocks of 2048, 2048, 904 */
-    check_blocked_head(4136); /* 2048 and 2088: a 40-row tail joins the block before */
+    check_blocked_head(5000, 2); /* blocks of 2048, 2048, 904 */
+    check_blocked_head(4136, 2); /* 2048 and 2088: a 40-row tail joins the block before */
+    check_blocked_head(4136, 6); /* ~110 scored rows: with 2+ threads, each takes panels of rows on its own */
 }
 
-static void check_blocked_head(int64_t V) {
-    int64_t B = 2, T = 24;
+static void check_blocked_head(int64_t V, int64_t B) {
+    int64_t T = 24;
     yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
     int64_t *ids = malloc((size_t)(B * T) * sizeof(int64_t)), *labels = malloc((size_t)(B * T) * sizeof(int64_t));
     yt_random_batch(ids, labels, B, T, V, 17);
@@ -224,14 +225,18 @@ static void check_blocked_head(int64_t V) {
     for (int64_t i = 0; i < ng; i++) gmax = fmax(gmax, fabs(g[0][i]));
     for (int run = 1; run < 3; run++) {
         char what[96];
-        snprintf(what, sizeof what, "V %lld, blocked head (%s) vs two-pass: |loss difference| / loss", (long long)V,
+        snprintf(what, sizeof what, "V %lld B %lld, blocked head (%s) vs two-pass: |loss difference| / loss", (long long)V,
+                 (long long)B,
                  run == 1 ? "no packs" : "packs");
         CHECK_NEAR(what, fabs(loss[run] - loss[0]) / fabs(loss[0]), 1e-5);
-        snprintf(what, sizeof what, "V %lld, blocked head (%s) vs two-pass: max |grad difference| / max |grad|",
-                 (long long)V, run == 1 ? "no packs" : "packs");
+        snprintf(what, sizeof what, "V %lld B %lld, blocked head (%s) vs two-pass: max |grad difference| / max |grad|",
+                 (long long)V, (long long)B, run == 1 ? "no packs" : "packs");
         CHECK_NEAR(what, yt_max_abs_diff(g[0], g[run], (size_t)ng) / gmax, 3e-2);
     }
-    CHECK_NEAR("blocked head: packs vs no packs, max |grad difference|", yt_max_abs_diff(g[1], g[2], (size_t)ng), 0.0);
+    char what[96];
+    snprintf(what, sizeof what, "V %lld B %lld, blocked head: packs vs no packs, max |grad difference|", (long long)V,
+             (long long)B);
+    CHECK_NEAR(what, yt_max_abs_diff(g[1], g[2], (size_t)ng), 0.0);
     for (int run = 0; run < 3; run++) free(g[run]);
     free(ids), free(labels);
 }
