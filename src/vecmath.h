@@ -57,6 +57,26 @@ static inline double yf_exp_affine_sum(float *y, const float *x, int64_t n, floa
     return total;
 }
 
+/* sum of a[i] b[i], the products and the sum in double */
+static inline double yf_dot_d(const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    double total = 0;
+#ifdef YF_HAVE_EXP8
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(a + i), y = _mm256_loadu_ps(b + i);
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)), s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)),
+                             s1);
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    total = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+#endif
+    for (; i < n; i++) total += (double)a[i] * b[i];
+    return total;
+}
+
 /* max over x[0..n) (-INFINITY when n == 0) */
 static inline float yf_max_of(const float *x, int64_t n) {
     float mx = -INFINITY;

@@ -37,6 +37,13 @@ bool yf_wpack_pays(int64_t M);
 yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w);
 size_t yf_wpack_bytes(const yf_wpack *p);
 void yf_wpack_free(yf_wpack *p);
+/* A pack of an fp32 W into the caller's tiles (yf_wpack_elems(N, K) bf16
+ * elements), for a W that changes from call to call but is read by several
+ * products (attention's keys and values, per head), on the calling thread.
+ * NULL unless AMX products in bf16 precision are in use; the products then
+ * give the same bits as packing W themselves. yf_wpack_free leaves the tiles. */
+int64_t yf_wpack_elems(int64_t N, int64_t K);
+yf_wpack *yf_wpack_f32(const float *w, int64_t N, int64_t K, yf_pack_kind kind, uint16_t *tiles);
 /* As yf_matmul_xwt / yf_matmul_xw; pk (YF_PACK_XWT / YF_PACK_XW of w) may be NULL. */
 void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                       int64_t N, int64_t K, bool accumulate);

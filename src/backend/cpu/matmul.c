@@ -456,9 +456,11 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
 struct yf_wpack {
     const void *w;
     int64_t N, K; /* W's shape */
+    yf_dtype wt;
     yf_pack_kind kind;
     uint16_t *tiles;
     size_t bytes;
+    bool borrowed; /* tiles: the caller's (yf_wpack_f32) */
 };
 
 /* The B operand of the product a pack is for (no A or C). */
@@ -521,7 +523,7 @@ yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack
                   bytes / 1048576.0);
         return NULL;
     }
-    *p = (yf_wpack){.w = w, .N = N, .K = K, .kind = kind, .tiles = tiles, .bytes = bytes};
+    *p = (yf_wpack){.w = w, .N = N, .K = K, .wt = wt, .kind = kind, .tiles = tiles, .bytes = bytes};
     /* XWT packs W's rows in order: with release_w, many pieces, each giving
      * back its rows, so W's resident part shrinks as the pack grows */
     bool by_rows = release_w && kind == YF_PACK_XWT;
@@ -536,8 +538,20 @@ size_t yf_wpack_bytes(const yf_wpack *p) { return p ? p->bytes : 0; }
 
 void yf_wpack_free(yf_wpack *p) {
     if (!p) return;
-    free(p->tiles);
+    if (!p->borrowed) free(p->tiles);
     free(p);
+}
+
+int64_t yf_wpack_elems(int64_t N, int64_t K) { return ((N + 31) / 32) * ((K + 31) / 32) * 1024; }
+
+yf_wpack *yf_wpack_f32(const float *w, int64_t N, int64_t K, yf_pack_kind kind, uint16_t *tiles) {
+    if (yf_kernels_path() != YF_KPATH_AMX || g_prec != YF_PREC_BF16 || N <= 0 || K <= 0) return NULL;
+    yf_gemm g = weight_gemm(w, YF_F32, N, K, kind);
+    yf_amx_pack_b(&g, 0, (g.N + 31) / 32, tiles); /* the rounding the products' own packing does */
+    yf_wpack *p = yf_malloc(sizeof *p);
+    *p = (yf_wpack){.w = w, .N = N, .K = K, .wt = YF_F32, .kind = kind, .tiles = tiles,
+                    .bytes = (size_t)yf_wpack_elems(N, K) * sizeof(uint16_t), .borrowed = true};
+    return p;
 }
 
 static const uint16_t *pack_tiles(const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind) {
@@ -618,7 +632,7 @@ bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K) {
 static void check_rows(const yf_wpack *pk, const void *w, yf_dtype wt, int64_t N, int64_t K, int64_t n0, int64_t n1,
                        yf_pack_kind kind, const void *a, const uint16_t *apk) {
     YF_CHECK(0 <= n0 && n0 < n1 && n1 <= N && (a != NULL) != (apk != NULL));
-    YF_CHECK(!pk || (pk->w == w && pk->N == N && pk->K == K && pk->kind == kind && n0 % 32 == 0 && wt == YF_BF16));
+    YF_CHECK(!pk || (pk->w == w && pk->N == N && pk->K == K && pk->kind == kind && n0 % 32 == 0 && wt == pk->wt));
     YF_CHECK(!apk || pk);
 }
 
