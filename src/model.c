@@ -905,7 +905,10 @@ static void head_rows_task(void *ctx, int64_t t) {
     const head_task *h = ctx;
     int64_t p0 = t * h->per, p1 = p0 + h->per < h->np ? p0 + h->per : h->np;
     if (p0 >= p1) return;
-    int64_t D = h->D, V = h->V, r0 = 32 * p0, m = (32 * p1 < h->n ? 32 * p1 : h->n) - r0;
+    /* whole panels: the padding rows of the last one are zeros in, zeros (or
+     * nothing read) out, and a product without a partial panel needs no
+     * edge path (a 383-row chunk had one in each of its 2 x 66 x 64 calls) */
+    int64_t D = h->D, V = h->V, r0 = 32 * p0, m = 32 * (p1 - p0);
     const uint16_t *hp = h->hpk + p0 * yf_apk_panel_elems(D);
     uint16_t *pp = h->ppk + p0 * yf_apk_panel_elems(h->vbmax);
     float *lb = h->lb + r0 * h->vbmax;
@@ -942,8 +945,8 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
         for (;; tasks--) {
             per = (np + tasks - 1) / tasks;
             int64_t used = (np + per - 1) / per; /* tasks with rows */
-            if (tasks == 1 || (yf_apk_usable(pt, n - 32 * per * (used - 1), V, D) &&
-                               yf_apk_usable(pw, n - 32 * per * (used - 1), V, D)))
+            if (tasks == 1 || (yf_apk_usable(pt, 32 * (np - per * (used - 1)), V, D) &&
+                               yf_apk_usable(pw, 32 * (np - per * (used - 1)), V, D)))
                 break;
         }
         head_task h = {W, pt, pw, hpk, ppk, lb, dhc, mx, lt, sum, tc, n, D, V, np, per, vbmax};
@@ -1011,7 +1014,7 @@ static double head_loss(yf_model *m, const float *hn, const int64_t *target, int
     float *hc = yf_buf_get((size_t)(R * D + 1) * sizeof(float));
     float *lbuf = blocked ? NULL : yf_buf_get((size_t)(R * V + 1) * sizeof(float));
     float *dl = (dhn && logits) ? yf_buf_get((size_t)(R * V + 1) * sizeof(float)) : NULL; /* else in place */
-    float *dhc = dhn ? yf_buf_get((size_t)(R * D + 1) * sizeof(float)) : NULL;
+    float *dhc = dhn ? yf_buf_get((size_t)((R + 31) / 32 * 32 * D + 1) * sizeof(float)) : NULL; /* whole panels */
     int64_t *tc = yf_malloc((size_t)(R + 1) * sizeof(int64_t));
     if (dhn) memset(dhn, 0, (size_t)(N * D) * sizeof(float));
     double loss = 0;
