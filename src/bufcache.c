@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "util.h"
 
@@ -34,7 +35,20 @@ void *yf_buf_get(size_t n) {
     if (g_in_use > g_peak) g_peak = g_in_use;
     pthread_mutex_unlock(&g_mu);
     if (!base) {
-        base = aligned_alloc(64, HDR + want);
+        /* from 1 MiB on: whole 2 MiB pages (transparent huge pages in
+         * "madvise" mode). The products write and read these [rows, 2048+]
+         * float buffers a 32 x 32 tile at a time, each tile row on another
+         * 4 KiB page: with huge pages the 2-layer step ran ~3% faster
+         * (alternating runs; peak RSS +11 MB, the 24-layer step's +60 MB) */
+        if (want >= ((size_t)1 << 20)) {
+            size_t huge = (size_t)2 << 20, alloc = (HDR + want + huge - 1) / huge * huge;
+            base = aligned_alloc(huge, alloc);
+#ifdef MADV_HUGEPAGE
+            if (base) (void)madvise(base, alloc, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
+#endif
+        } else {
+            base = aligned_alloc(64, HDR + want);
+        }
         if (!base) {
             fprintf(stderr, "yuanft: out of memory allocating %zu bytes\n", n);
             abort();
