@@ -143,6 +143,10 @@ TEST(lora_packed_weights_same_gradients) {
                 ls[1] = packed_run(m[1], &lo[1], &bt, ckpt, g[1], ng);
                 CHECK(m[0]->pack_bytes == 0 && m[1]->pack_bytes > 0, "packs made: %zu without, %zu with",
                       m[0]->pack_bytes, m[1]->pack_bytes);
+                const yf_layer_w *l1 = &m[1]->layers[m[1]->L - 1]; /* the [out, in, 2, 1] convolutions too */
+                CHECK(l1->conv1.pk[YF_PACK_XWT] && l1->conv1.pk[YF_PACK_XW] && l1->conv2.pk[YF_PACK_XWT] &&
+                          l1->conv2.pk[YF_PACK_XW],
+                      "the last layer's localized filter was not packed");
                 ls[2] = packed_run(m[1], &lo[1], &bt, ckpt, g[1] + ng, ng); /* again, weights released */
                 CHECK(ls[0] == ls[1] && ls[1] == ls[2], "%s %s ckpt=%d: loss %.17g unpacked, %.17g %.17g packed",
                       kind ? "DoRA" : "LoRA", prec ? "bf16" : "exact", ckpt, ls[0], ls[1], ls[2]);
