@@ -262,6 +262,14 @@ const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t
     return model_wpack(m, W, kind, M, false);
 }
 
+/* Rows ids of W as floats [n, W's columns]: from W's dy·W pack when it has
+ * one (bit for bit W's values). A tied head gives its pages back once
+ * packed, so reading the embedding's rows from W would fault them in again
+ * every step (~7 ms of a 2-layer step). */
+static void mw_rows(const yf_mw *W, const int64_t *ids, int64_t n, float *out) {
+    if (!yf_wpack_rows(W->pk[YF_PACK_XW], ids, n, out)) yf_embed_fwd(out, W->data, W->dt, ids, n, W->shape[1]);
+}
+
 /* x·W^T's pack for a forward of N rows. In a training run also dy·W's when
  * the backward multiplies by W, and W's own pages are released: only
  * products of other row counts (none in a training step) read it. */
@@ -966,8 +974,13 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
         yf_matmul_xw_rows(dhc, lb, NULL, W->data, W->dt, NULL, n, V, D, v0, v0 + vb, v0 > 0);
     }
     double loss = 0;
-    float *wt = yf_malloc((size_t)D * sizeof(float)); /* W[target] as floats */
-    for (int64_t r = 0; r < n; r++) {
+    /* W[target] of the scored rows as floats, gathered in one call */
+    int64_t *tg = yf_malloc((size_t)n * sizeof(int64_t)), ns = 0;
+    for (int64_t r = 0; r < n; r++)
+        if (tc[r] >= 0) tg[ns++] = tc[r];
+    float *wt = yf_buf_get((size_t)(ns * D + 1) * sizeof(float));
+    mw_rows(W, tg, ns, wt);
+    for (int64_t r = 0, j = 0; r < n; r++) {
         float *d = dhc + r * D;
         if (tc[r] < 0) {
             memset(d, 0, (size_t)D * sizeof(float));
@@ -975,10 +988,11 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
         }
         loss += (double)mx[r] + log(sum[r]) - (double)lt[r];
         float k = (float)(scale / sum[r]);
-        yf_embed_fwd(wt, W->data, W->dt, &tc[r], 1, D);
-        for (int64_t i = 0; i < D; i++) d[i] = d[i] * k - scale * wt[i];
+        const float *w = wt + (j++) * D;
+        for (int64_t i = 0; i < D; i++) d[i] = d[i] * k - scale * w[i];
     }
-    free(wt);
+    yf_buf_put(wt);
+    free(tg);
     yf_buf_put(hpk);
     yf_buf_put(ppk);
     yf_buf_put(lb);
@@ -1088,7 +1102,7 @@ static int model_run(yf_model *m, const yf_lora *lo, yf_lora *glo, const int64_t
     float **xs = yf_calloc((size_t)nx, sizeof *xs);
     for (int64_t i = 0; i < nx; i++) xs[i] = yf_buf_get((size_t)(N * D) * sizeof(float));
     float *x0 = ckpt || !bwd ? xs[0] : acts[0].x;
-    yf_embed_fwd(x0, m->embed.data, m->embed.dt, ids, N, D);
+    mw_rows(m->tied ? &m->head : &m->embed, ids, N, x0); /* a tied head's packs are on m->head */
     float *hL = NULL;
     for (int64_t l = 0; l < L; l++) {
         yf_act *a;
@@ -1215,7 +1229,7 @@ int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *stat
     yf_act act;
     yf_act_alloc(&act, m, B, T, false);
     float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
-    yf_embed_fwd(xa, m->embed.data, m->embed.dt, ids, N, D);
+    mw_rows(m->tied ? &m->head : &m->embed, ids, N, xa);
     for (int64_t l = 0; l < m->L; l++) {
         act.x = xa;
         yf_layer_fwd(&r, l, &act, xb, &states[l]);

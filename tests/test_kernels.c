@@ -384,3 +384,32 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
     CHECK_NEAR("row slices: dy.W[n0:n1] bf16 vs naive, max abs / sqrt(rows)", worst_ref, 5e-3);
     yf_kernels_set_precision(YF_PREC_EXACT);
 }
+
+/* Rows of W read back from its dy·W pack (the tied embedding's lookup once
+ * the head's pages are given back): bit for bit W's rows, on sizes that are
+ * not multiples of the 32-row steps or the 32-column pairs. */
+TEST(kernels_rows_from_a_packed_weight) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
+    CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
+    static const int64_t shapes[][2] = {{70, 100}, {33, 64}, {300, 17}};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int64_t N = shapes[s][0], K = shapes[s][1];
+        uint16_t *w = malloc((size_t)(N * K) * sizeof(uint16_t));
+        for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
+        yf_wpack *xw = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false);
+        yf_wpack *xwt = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XWT, false);
+        CHECK(xw && xwt, "packing a %lld x %lld weight failed", (long long)N, (long long)K);
+        int64_t ids[] = {0, N - 1, N / 2, 1, 32 % N, N - 1};
+        int64_t n = sizeof ids / sizeof *ids;
+        float *out = malloc((size_t)(n * K) * sizeof(float));
+        CHECK(yf_wpack_rows(xw, ids, n, out));
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t k = 0; k < K; k++) bad += out[i * K + k] != yf_bf16_to_f32(w[ids[i] * K + k]);
+        CHECK(!yf_wpack_rows(xwt, ids, n, out), "an x.W^T pack is not read as rows");
+        free(out), free(w);
+        yf_wpack_free(xw);
+        yf_wpack_free(xwt);
+    }
+    CHECK(bad == 0, "%d values differ from W's rows", bad);
+}

@@ -37,6 +37,10 @@ bool yf_wpack_pays(int64_t M);
 yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w);
 size_t yf_wpack_bytes(const yf_wpack *p);
 void yf_wpack_free(yf_wpack *p);
+/* out [n, K] = rows ids of W, as floats, read from a dy·W pack of a bf16 W
+ * (a tied LM head's pack serves the embedding lookup once W's own pages
+ * are given back); false (nothing written) for another kind of pack. */
+bool yf_wpack_rows(const yf_wpack *p, const int64_t *ids, int64_t n, float *out);
 /* A pack of an fp32 W into the caller's tiles (yf_wpack_elems(N, K) bf16
  * elements), for a W that changes from call to call but is read by several
  * products (attention's keys and values, per head), on the calling thread.
