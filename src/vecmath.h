@@ -82,8 +82,17 @@ static inline float yf_max_of(const float *x, int64_t n) {
     float mx = -INFINITY;
     int64_t i = 0;
 #ifdef YF_HAVE_EXP8
-    __m256 m = _mm256_set1_ps(-INFINITY);
+    /* four chains: one would wait on vmaxps's latency every 8 floats (the LM
+     * head's rows, 2048 wide, 2 x 66 x 192 of them a step and thread) */
+    __m256 m = _mm256_set1_ps(-INFINITY), m1 = m, m2 = m, m3 = m;
+    for (; i + 32 <= n; i += 32) {
+        m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(x + i + 16));
+        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(x + i + 24));
+    }
     for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    m = _mm256_max_ps(_mm256_max_ps(m, m1), _mm256_max_ps(m2, m3));
     float lanes[8];
     _mm256_storeu_ps(lanes, m);
     for (int j = 0; j < 8; j++) mx = lanes[j] > mx ? lanes[j] : mx;

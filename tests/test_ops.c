@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "cpu.h"
 #include "ops.h"
+#include "vecmath.h"
 #include "ops_fast.h"
 
 #include <float.h>
@@ -252,4 +253,24 @@ TEST(ops_qk_rope_matches_elementwise) {
     }
     CHECK_NEAR("qk rope forward vs element-wise (max abs)", ef, 1e-6);
     CHECK_NEAR("qk rope backward vs element-wise (max abs)", eb, 1e-6);
+}
+
+/* yf_max_of (vecmath.h: four 8-lane chains, then 8-lane and scalar tails)
+ * against the plain loop, with the maximum at every position of odd sizes */
+TEST(ops_max_of_every_position) {
+    static const int64_t sizes[] = {1, 7, 8, 9, 31, 32, 33, 40, 64, 100, 2051};
+    int bad = 0, cases = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        int64_t n = sizes[s];
+        float *x = frand_n(n, 1);
+        for (int64_t p = 0; p < n; p++, cases++) {
+            float keep = x[p];
+            x[p] = 5.0f + (float)p; /* above every other value */
+            bad += yf_max_of(x, n) != x[p];
+            x[p] = keep;
+        }
+        free(x);
+    }
+    CHECK(yf_max_of(NULL, 0) == -INFINITY, "the max of nothing is -inf");
+    CHECK(bad == 0, "%d of %d maxima wrong", bad, cases);
 }
