@@ -413,6 +413,10 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
                     yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
                 r->dora_n[l * YF_NPROJ + p] = n;
             }
+        if (backward) { /* [N, r] per adapter: the backward does not multiply x' by A again */
+            r->lt_saved = yf_buf_get((size_t)(m->L * YF_NPROJ * r->N * lo->cfg.r + 1) * sizeof(float));
+            r->lt_valid = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof(bool));
+        }
         if (dropout_rng && lo->cfg.dropout > 0) {
             r->drop_p = lo->cfg.dropout;
             r->drop_seed = yf_malloc((size_t)(m->L * YF_NPROJ) * sizeof(uint64_t));
@@ -433,6 +437,8 @@ void yf_run_free(yf_run *r) {
         free(r->dora_n);
     }
     free(r->drop_seed);
+    yf_buf_put(r->lt_saved);
+    free(r->lt_valid);
     yf_buf_put(r->ws.block);
     memset(r, 0, sizeof *r);
 }
@@ -504,6 +510,10 @@ void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
         xin = ws->xd;
     }
     yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
+    if (r->lt_saved) { /* for the backward */
+        memcpy(r->lt_saved + (l * YF_NPROJ + p) * N * R, ws->lt, (size_t)(N * R) * sizeof(float));
+        r->lt_valid[l * YF_NPROJ + p] = true;
+    }
     scale(ws->lt, s, N * R);
     if (!md->m) {
         yf_matmul_xwt(y, ws->lt, md->B, YF_F32, N, out, R, true); /* y = Wx + s B A x' */
@@ -548,7 +558,10 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
         yf_dropout(ws->xd, x, N * in, r->drop_p, seed);
         xin = ws->xd;
     }
-    yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false); /* A x' */
+    if (r->lt_valid && r->lt_valid[l * YF_NPROJ + p]) /* A x', as the forward computed it */
+        memcpy(ws->lt, r->lt_saved + (l * YF_NPROJ + p) * N * R, (size_t)(N * R) * sizeof(float));
+    else
+        yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
     const float *dya = dy;  /* the gradient the adapter branch sees */
     float *mn = NULL;
     if (md->m) {

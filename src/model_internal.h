@@ -120,6 +120,8 @@ typedef struct yf_run {
     float drop_p;          /* LoRA dropout probability, 0 = none */
     uint64_t *drop_seed;   /* [L*YF_NPROJ] per-module mask seeds (drop_p > 0) */
     float **dora_n;        /* [L*YF_NPROJ] DoRA row norms ||W + s B A|| (NULL where not DoRA) */
+    float *lt_saved;       /* backward runs: [L*YF_NPROJ][N*r] each adapter's A x' from the forward */
+    bool *lt_valid;        /* [L*YF_NPROJ] which of those the forward wrote */
     bool backward;         /* a backward follows this forward */
     yf_ws ws;
 } yf_run;
