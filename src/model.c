@@ -896,8 +896,13 @@ static void head_block_row(const head_block *f, int64_t r) {
         }
         f->mx[r] = bm;
     }
-    f->sum[r] += yf_exp_sum(l, l, f->vb, f->mx[r]);
-    if (f->ppk) yf_apk_put_row(f->ppk, f->vb, i, l);
+    if (f->ppk) { /* exp(L - m) straight to the packed row, as bf16 */
+        int64_t stride;
+        uint16_t *d = yf_apk_row(f->ppk, f->vb, i, &stride);
+        f->sum[r] += yf_exp_sum_bf16(d, stride, l, f->vb, f->mx[r]);
+    } else {
+        f->sum[r] += yf_exp_sum(l, l, f->vb, f->mx[r]);
+    }
 }
 
 enum { HEAD_ROWS_PER_TASK = 8 }; /* a row is a few microseconds: fewer, bigger pool tasks */

@@ -494,6 +494,18 @@ double yf_exp_sum(float *y, const float *x, int64_t n, float shift) {
     return yf_exp_affine_sum(y, x, n, 1.0f, shift);
 }
 
+double yf_exp_sum_bf16(uint16_t *dst, int64_t stride, const float *x, int64_t n, float shift) {
+#if YF_OPS_AVX512
+    if (fast() && yf_cpu()->avx512_bf16) return yf_exp_sum_bf16_avx512(dst, stride, x, n, shift);
+#endif
+    float *e = yf_malloc((size_t)(n + 32) * sizeof(float));
+    double sum = yf_exp_sum(e, x, n, shift);
+    for (int64_t k = 0; k < n; k += 32)
+        for (int64_t c = 0; c < 32; c++) dst[(k / 32) * stride + c] = k + c < n ? yf_f32_to_bf16(e[k + c]) : 0;
+    free(e);
+    return sum;
+}
+
 /* ---- embedding ------------------------------------------------------------------ */
 
 void yf_embed_fwd(float *h, const void *w, yf_dtype wdtype, const int64_t *ids, int64_t N, int64_t D) {

@@ -85,6 +85,10 @@ double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64
 
 /* y[i] = exp(x[i] - shift) (y == x allowed); returns the sum of y, in double. */
 double yf_exp_sum(float *y, const float *x, int64_t n, float shift);
+/* The same sum (bit for bit), the values going to bf16 instead: 32 of them
+ * (columns 32 s .. 32 s + 31, zeros past n) at dst + s * stride, as a row of
+ * a packed left operand is laid out (yf_apk_row). */
+double yf_exp_sum_bf16(uint16_t *dst, int64_t stride, const float *x, int64_t n, float shift);
 
 /* ---- embedding: h[n] = W[ids[n]] (W [V, D] f32 or bf16, yf_dtype) -------- */
 void yf_embed_fwd(float *h, const void *w, yf_dtype wdtype, const int64_t *ids, int64_t N, int64_t D);

@@ -121,6 +121,30 @@ T512 double yf_exp_sum_avx512(float *y, const float *x, int64_t n, float shift) 
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
+/* As yf_exp_sum_avx512, the same sums in the same order, each 32 values
+ * rounded to bf16 (to nearest even) and stored as one 64-byte line. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))) double
+yf_exp_sum_bf16_avx512(uint16_t *dst, int64_t stride, const float *x, int64_t n, float shift) {
+    __m512 vm = _mm512_set1_ps(shift);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32, dst += stride) {
+        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+        _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+        add_pd(&s0, &s1, _mm512_add_ps(e0, e1));
+    }
+    if (i < n) { /* the tail, 16 at a time as yf_exp_sum_avx512 adds it */
+        __mmask16 m0 = tail16(n - i), m1 = n - i > 16 ? tail16(n - i - 16) : 0;
+        __m512 e0 = _mm512_maskz_mov_ps(m0, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, x + i), vm)));
+        __m512 e1 = _mm512_maskz_mov_ps(m1, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, x + i + 16), vm)));
+        add_pd(&s0, &s1, e0);
+        if (m1) add_pd(&s0, &s1, e1);
+        _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
 T512 void yf_swiglu_fwd_avx512(float *z, const float *g, const float *u, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {

@@ -274,3 +274,27 @@ TEST(ops_max_of_every_position) {
     CHECK(yf_max_of(NULL, 0) == -INFINITY, "the max of nothing is -inf");
     CHECK(bad == 0, "%d of %d maxima wrong", bad, cases);
 }
+
+/* yf_exp_sum_bf16: the sum bit for bit yf_exp_sum's, the values its rounded
+ * to bf16 in 32-column lines (zeros past n), on the AVX-512 and plain paths */
+TEST(ops_exp_sum_bf16_matches_exp_sum) {
+    static const int64_t sizes[] = {1, 16, 17, 31, 32, 33, 70, 2053};
+    int bad_sum = 0, bad_val = 0;
+    for (int ref = 0; ref < 2; ref++) {
+        yf_ops_set_reference(ref == 1);
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            int64_t n = sizes[s], steps = (n + 31) / 32, stride = 48;
+            float *x = frand_n(n, 8), *e = malloc((size_t)n * sizeof(float));
+            uint16_t *d = malloc((size_t)(steps * stride) * sizeof(uint16_t));
+            memset(d, 0xff, (size_t)(steps * stride) * sizeof(uint16_t));
+            double s0 = yf_exp_sum(e, x, n, 1.5f), s1 = yf_exp_sum_bf16(d, stride, x, n, 1.5f);
+            bad_sum += memcmp(&s0, &s1, sizeof s0) != 0;
+            for (int64_t k = 0; k < steps * 32; k++)
+                bad_val += d[(k / 32) * stride + k % 32] != (k < n ? yf_f32_to_bf16(e[k]) : 0);
+            free(x), free(e), free(d);
+        }
+    }
+    yf_ops_set_reference(false);
+    CHECK(bad_sum == 0, "%d sums differ from yf_exp_sum's", bad_sum);
+    CHECK(bad_val == 0, "%d values differ from yf_exp_sum's rounded to bf16", bad_val);
+}

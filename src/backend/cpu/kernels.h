@@ -72,6 +72,9 @@ bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K);
 int64_t yf_apk_panel_elems(int64_t cols);
 /* Row r (of any panel) of a packed operand from cols floats; row NULL: zeros. */
 void yf_apk_put_row(uint16_t *apk, int64_t cols, int64_t r, const float *row);
+/* Where row r's columns 32 s .. 32 s + 31 go: 32 bf16 at the result + s * stride (for
+ * whoever writes a row itself: yf_exp_sum_bf16). */
+uint16_t *yf_apk_row(uint16_t *apk, int64_t cols, int64_t r, int64_t *stride);
 /* y[M, n1-n0] = x·W[n0:n1]^T; x as floats [M, K] or packed (xpk; needs pk). */
 void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
                         const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1);

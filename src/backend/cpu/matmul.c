@@ -625,6 +625,11 @@ void yf_apk_put_row(uint16_t *apk, int64_t cols, int64_t r, const float *row) {
     yf_amx_put_a_row(apk, yf_apk_panel_elems(cols), cols, r, row);
 }
 
+uint16_t *yf_apk_row(uint16_t *apk, int64_t cols, int64_t r, int64_t *stride) {
+    *stride = 1024; /* a 32-column step: two 16 x 32 tiles */
+    return apk + (r / 32) * yf_apk_panel_elems(cols) + ((r % 32) / 16) * 512 + (r % 16) * 32;
+}
+
 static const char *w_at(const void *w, yf_dtype wt, int64_t i) { return (const char *)w + i * (wt == YF_BF16 ? 2 : 4); }
 
 /* x·W[n0:n1]^T: B(k,n) = W[n0+n,k]; a pack's pairs of rows follow each other */
