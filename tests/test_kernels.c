@@ -400,8 +400,8 @@ TEST(kernels_rows_from_a_packed_weight) {
         yf_wpack *xw = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false);
         yf_wpack *xwt = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XWT, false);
         CHECK(xw && xwt, "packing a %lld x %lld weight failed", (long long)N, (long long)K);
-        int64_t ids[] = {0, N - 1, N / 2, 1, 32 % N, N - 1};
-        int64_t n = sizeof ids / sizeof *ids;
+        int64_t ids[70] = {0, N - 1, N / 2, 1, 32 % N, N - 1}, n = 70; /* 70: three pieces of 32 rows */
+        for (int64_t i = 6; i < n; i++) ids[i] = (i * 37) % N;
         float *out = malloc((size_t)(n * K) * sizeof(float));
         CHECK(yf_wpack_rows(xw, ids, n, out));
         for (int64_t i = 0; i < n; i++)

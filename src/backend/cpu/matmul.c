@@ -542,24 +542,35 @@ void yf_wpack_free(yf_wpack *p) {
     free(p);
 }
 
-bool yf_wpack_rows(const yf_wpack *p, const int64_t *ids, int64_t n, float *out) {
-    if (!p || p->kind != YF_PACK_XW || p->wt != YF_BF16) return false;
+typedef struct rows_job {
+    const yf_wpack *p;
+    const int64_t *ids;
+    int64_t n;
+    float *out;
+} rows_job;
+
+enum { ROWS_PER_PIECE = 32 };
+
+/* Rows [32 i, 32 i + 32) of a yf_wpack_rows call. */
+static void rows_piece(void *ctx, int64_t piece) {
+    const rows_job *j = ctx;
+    const yf_wpack *p = j->p;
     /* dy·W's layout (pack_b_block_rows): W[v, d] is in column pair d / 32,
      * step v / 32, tile (d % 32) / 16, tile row (v % 32) / 2, at
      * 2 (d % 16) + v % 2: a row of W is 64-byte tile rows, half of each */
     int64_t K = p->K, nks = (p->N + 31) / 32;
-    for (int64_t i = 0; i < n; i++) YF_CHECK(ids[i] >= 0 && ids[i] < p->N);
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i0 = piece * ROWS_PER_PIECE, i1 = i0 + ROWS_PER_PIECE < j->n ? i0 + ROWS_PER_PIECE : j->n;
+    for (int64_t i = i0; i < i1; i++) {
         /* a row's 64-byte pieces are a pair's stride apart (8.6 MB for the
          * LM head): ask for the next row's lines while this one is copied */
-        if (i + 1 < n) {
-            int64_t v = ids[i + 1];
+        if (i + 1 < i1) {
+            int64_t v = j->ids[i + 1];
             const uint16_t *t = p->tiles + (v / 32) * 1024 + ((v % 32) / 2) * 32;
             for (int64_t d = 0; d < K; d += 16) __builtin_prefetch(t + (d / 32) * nks * 1024 + ((d % 32) / 16) * 512);
         }
-        int64_t v = ids[i];
+        int64_t v = j->ids[i];
         const uint16_t *t = p->tiles + (v / 32) * 1024 + ((v % 32) / 2) * 32 + v % 2;
-        float *o = out + i * K;
+        float *o = j->out + i * K;
         for (int64_t d0 = 0; d0 < K; d0 += 16) { /* one tile row: 16 columns, this row's every other value */
             const uint16_t *src = t + (d0 / 32) * nks * 1024 + ((d0 % 32) / 16) * 512;
             for (int64_t c = 0; c < 16 && d0 + c < K; c++) {
@@ -568,6 +579,13 @@ bool yf_wpack_rows(const yf_wpack *p, const int64_t *ids, int64_t n, float *out)
             }
         }
     }
+}
+
+bool yf_wpack_rows(const yf_wpack *p, const int64_t *ids, int64_t n, float *out) {
+    if (!p || p->kind != YF_PACK_XW || p->wt != YF_BF16) return false;
+    for (int64_t i = 0; i < n; i++) YF_CHECK(ids[i] >= 0 && ids[i] < p->N);
+    rows_job j = {p, ids, n, out};
+    yf_par_for((n + ROWS_PER_PIECE - 1) / ROWS_PER_PIECE, rows_piece, &j);
     return true;
 }
 
