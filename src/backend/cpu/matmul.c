@@ -639,13 +639,15 @@ void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, con
 
 int64_t yf_apk_panel_elems(int64_t cols) { return 32 * ((cols + 31) / 32 * 32); }
 
-void yf_apk_put_row(uint16_t *apk, int64_t cols, int64_t r, const float *row) {
-    yf_amx_put_a_row(apk, yf_apk_panel_elems(cols), cols, r, row);
-}
-
 uint16_t *yf_apk_row(uint16_t *apk, int64_t cols, int64_t r, int64_t *stride) {
     *stride = 1024; /* a 32-column step: two 16 x 32 tiles */
     return apk + (r / 32) * yf_apk_panel_elems(cols) + ((r % 32) / 16) * 512 + (r % 16) * 32;
+}
+
+void yf_apk_put_row(uint16_t *apk, int64_t cols, int64_t r, const float *row) {
+    int64_t stride;
+    uint16_t *d = yf_apk_row(apk, cols, r, &stride);
+    yf_amx_put_a_row(d, stride, cols, row);
 }
 
 static const char *w_at(const void *w, yf_dtype wt, int64_t i) { return (const char *)w + i * (wt == YF_BF16 ? 2 : 4); }

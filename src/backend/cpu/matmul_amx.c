@@ -410,14 +410,14 @@ AMX_TARGET void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
     pack_a_panel(g, m0, nm, 0, g->K, nparts, dst, &tt);
 }
 
-/* One row in the layout pack_a_panel writes (bf16, one part): its 32-column
- * steps are 64-byte lines, a step (2 tiles) apart. Plain stores: the LM
- * head's blocked loss rewrites the same 1.5 MB of packed rows for every
- * vocabulary block and its product reads them right away, from L2
- * (streaming stores sent them to memory and back: measured slower). */
-AMX_TARGET void yf_amx_put_a_row(uint16_t *apk, int64_t panel_ld, int64_t n, int64_t r, const float *row) {
-    uint16_t *d = apk + (r / 32) * panel_ld + ((r % 32) / 16) * TILE_U16 + (r % 16) * 32;
-    for (int64_t k = 0; k < n; k += 32, d += 2 * TILE_U16) {
+/* One row of n floats, as bf16, in the layout pack_a_panel writes (one
+ * part): its 32-column steps are 64-byte lines at d, d + stride, ... (where,
+ * yf_apk_row says). Plain stores: the LM head's blocked loss rewrites the
+ * same 1.5 MB of packed rows for every vocabulary block and its product
+ * reads them right away, from L2 (streaming stores sent them to memory and
+ * back: measured slower). */
+AMX_TARGET void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row) {
+    for (int64_t k = 0; k < n; k += 32, d += stride) {
         __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
         if (row) {
             x0 = _mm512_maskz_loadu_ps(mask16(n - k), row + k);
@@ -517,8 +517,8 @@ AMX_TARGET void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t
 
 #else
 int64_t yf_amx_kc(int64_t K) { return K; }
-void yf_amx_put_a_row(uint16_t *apk, int64_t panel_ld, int64_t n, int64_t r, const float *row) {
-    (void)apk, (void)panel_ld, (void)n, (void)r, (void)row;
+void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row) {
+    (void)d, (void)stride, (void)n, (void)row;
     YF_CHECK(!"AMX path not compiled in");
 }
 void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst) {

@@ -81,9 +81,9 @@ int64_t yf_amx_kc(int64_t K);
 /* Packs the 32-row panel of A at row m0 (nm valid), all of g's K (<= one K
  * block), in nparts parts, into dst in the apk layout. */
 void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst);
-/* Row r of a bf16 apk whose panels are panel_ld elements apart and hold all
- * of a K of n columns (rounded up to 32): row's n floats, or zeros. */
-void yf_amx_put_a_row(uint16_t *apk, int64_t panel_ld, int64_t n, int64_t r, const float *row);
+/* A row of a bf16 apk, its 32-column steps at d, d + stride, ... (yf_apk_row):
+ * row's n floats (rounded up to 32 with zeros), or zeros. */
+void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row);
 /* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
