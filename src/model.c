@@ -270,6 +270,11 @@ static void mw_rows(const yf_mw *W, const int64_t *ids, int64_t n, float *out) {
     if (!yf_wpack_rows(W->pk[YF_PACK_XW], ids, n, out)) yf_embed_fwd(out, W->data, W->dt, ids, n, W->shape[1]);
 }
 
+/* The embedding of ids [N] into h [N, D]; a tied head's packs are on m->head. */
+static void embed_rows(const yf_model *m, const int64_t *ids, int64_t N, float *h) {
+    mw_rows(m->tied ? &m->head : &m->embed, ids, N, h);
+}
+
 /* x·W^T's pack for a forward of N rows. In a training run also dy·W's when
  * the backward multiplies by W, and W's own pages are released: only
  * products of other row counts (none in a training step) read it. */
@@ -859,7 +864,8 @@ static int check_inputs(const yf_model *m, const yf_lora *lo, const int64_t *ids
  * U += exp(L - m) W_b. At the end, loss = m + log S - L[target] and
  * d(scale * loss)/dh = scale (U / S - W[target]). Each block of W is read
  * by both products while the block's logits are still in cache, and with W
- * packed, h and the exp rows go to the products packed (yf_apk_put_row).
+ * packed, h and the exp rows go to the products packed (yf_apk_put_row,
+ * yf_exp_sum_bf16).
  * Against the two-pass softmax this rounds exp(L - m) to bf16 where that
  * rounded softmax - onehot, and subtracts W[target] in fp32: the same bf16
  * rounding per term as torch autocast, whose logits are bf16 too. */
@@ -967,16 +973,9 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
     double *sum = yf_calloc((size_t)n, sizeof(double));
     for (int64_t r = 0; r < n; r++) mx[r] = -INFINITY;
     if (packed) {
-        /* a task per thread, fewer when the last one's rows would be too few
-         * for the packed products (one task: n rows, usable as checked) */
-        int64_t tasks = yf_par_threads(), per;
-        for (;; tasks--) {
-            per = (np + tasks - 1) / tasks;
-            int64_t used = (np + per - 1) / per; /* tasks with rows */
-            if (tasks == 1 || (yf_apk_usable(pt, 32 * (np - per * (used - 1)), V, D) &&
-                               yf_apk_usable(pw, 32 * (np - per * (used - 1)), V, D)))
-                break;
-        }
+        /* a task per thread; each has whole 32-row panels, so at least as
+         * many rows as the n the packs were found usable for */
+        int64_t tasks = yf_par_threads() < np ? yf_par_threads() : np, per = (np + tasks - 1) / tasks;
         head_task h = {W, pt, pw, hpk, ppk, lb, dhc, mx, lt, sum, tc, n, D, V, np, per, vbmax};
         yf_par_for(tasks, head_rows_task, &h);
     }
@@ -1120,7 +1119,7 @@ static int model_run(yf_model *m, const yf_lora *lo, yf_lora *glo, const int64_t
     float **xs = yf_calloc((size_t)nx, sizeof *xs);
     for (int64_t i = 0; i < nx; i++) xs[i] = yf_buf_get((size_t)(N * D) * sizeof(float));
     float *x0 = ckpt || !bwd ? xs[0] : acts[0].x;
-    mw_rows(m->tied ? &m->head : &m->embed, ids, N, x0); /* a tied head's packs are on m->head */
+    embed_rows(m, ids, N, x0);
     float *hL = NULL;
     for (int64_t l = 0; l < L; l++) {
         yf_act *a;
@@ -1247,7 +1246,7 @@ int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *stat
     yf_act act;
     yf_act_alloc(&act, m, B, T, false);
     float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
-    mw_rows(m->tied ? &m->head : &m->embed, ids, N, xa);
+    embed_rows(m, ids, N, xa);
     for (int64_t l = 0; l < m->L; l++) {
         act.x = xa;
         yf_layer_fwd(&r, l, &act, xb, &states[l]);

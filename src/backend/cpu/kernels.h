@@ -56,9 +56,10 @@ void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, con
 
 /* ---- pre-packed activations and row slices of W --------------------------
  * The left operand of a product can be handed over already in the AMX tile
- * layout, written row by row by whoever computes it (yf_apk_put_row): the
- * LM head's loss writes its softmax rows this way, and packs the head's
- * input once for all of its vocabulary blocks. The values are rounded to
+ * layout, written row by row by whoever computes it (yf_apk_put_row, or
+ * its own stores at yf_apk_row): the LM head's loss writes its softmax rows
+ * this way (yf_exp_sum_bf16), and packs the head's input once for all of its
+ * vocabulary blocks. The values are rounded to
  * bf16 as the product would round them, so results are the same bit for bit
  * as with the fp32 rows. Layout: 32-row panels, panel p at
  * p * yf_apk_panel_elems(cols) bf16 elements (rows past M, columns past
