@@ -442,37 +442,35 @@ typedef struct {
     double *loss; /* per row, summed in row order afterwards: the same total on any thread count */
 } xent_job;
 
-/* One scored row: returns its loss; d (NULL, x itself or a row of its own)
- * receives scale * (softmax - onehot). */
-static double xent_one(float *d, const float *x, int64_t V, int64_t tg, float scale) {
-#if YF_OPS_AVX512
-    if (fast()) return yf_xent_row_avx512(d, x, V, tg, scale);
-#endif
-    float xt = x[tg], mx = yf_max_of(x, V);
-    double sum = 0;
-    if (d) {
-        /* the exponentials go to the gradient row (softmax = them / sum); may overwrite x when d == x */
-        sum = yf_exp_affine_sum(d, x, V, 1.0f, mx);
-        float k = (float)(scale / sum);
-        for (int64_t i = 0; i < V; i++) d[i] *= k;
-        d[tg] -= scale;
-    } else {
-        float e[1024]; /* else to a scratch piece */
-        for (int64_t i = 0; i < V; i += 1024) sum += yf_exp_affine_sum(e, x + i, V - i < 1024 ? V - i : 1024, 1.0f, mx);
-    }
-    return (double)mx + log(sum) - (double)xt;
-}
-
 static void xent_row(void *ctx, int64_t r) {
     const xent_job *j = ctx;
     int64_t V = j->V, tg = j->target[r];
+    const float *x = j->logits + r * V;
     float *d = j->dlogits ? j->dlogits + r * V : NULL;
     j->loss[r] = 0;
     if (tg < 0) {
         if (d) memset(d, 0, (size_t)V * sizeof(float));
         return;
     }
-    j->loss[r] = xent_one(d, j->logits + r * V, V, tg, j->scale);
+#if YF_OPS_AVX512
+    if (fast()) {
+        j->loss[r] = yf_xent_row_avx512(d, x, V, tg, j->scale);
+        return;
+    }
+#endif
+    float xt = x[tg], mx = yf_max_of(x, V);
+    double sum = 0;
+    if (d) {
+        /* the exponentials go to the gradient row (softmax = them / sum); may overwrite x when d == x */
+        sum = yf_exp_affine_sum(d, x, V, 1.0f, mx);
+        float k = (float)(j->scale / sum);
+        for (int64_t i = 0; i < V; i++) d[i] *= k;
+        d[tg] -= j->scale;
+    } else {
+        float e[1024]; /* else to a scratch piece */
+        for (int64_t i = 0; i < V; i += 1024) sum += yf_exp_affine_sum(e, x + i, V - i < 1024 ? V - i : 1024, 1.0f, mx);
+    }
+    j->loss[r] = (double)mx + log(sum) - (double)xt;
 }
 
 double yf_xent(float *dlogits, const float *logits, const int64_t *target, int64_t R, int64_t V, float scale) {
