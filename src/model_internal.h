@@ -64,6 +64,8 @@ struct yf_model {
     int nparams;
     size_t pack_bytes, pack_budget; /* pre-packed weight tiles: made so far, allowed */
     bool head_two_pass;             /* tests: the whole-row softmax for the LM head in bf16 too */
+    bool head_no_fuse;              /* tests: the packed head without its fused blocks (head_chunk_blocked) */
+    int64_t head_fused, head_refits; /* tests: vocabulary blocks the head fused; chunks it redid unfused */
     bool pack_failed;               /* a pack could not be made: no more tries */
 };
 

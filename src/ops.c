@@ -504,6 +504,30 @@ double yf_exp_sum_bf16(uint16_t *dst, int64_t stride, const float *x, int64_t n,
     return sum;
 }
 
+bool yf_exp_block_bf16(uint16_t *dst, const float *blk, int64_t rows, int64_t cols, uint32_t live,
+                       const float *shift, double *acc, float lim) {
+#if YF_OPS_AVX512
+    if (fast() && yf_cpu()->avx512_bf16) return yf_exp_block_bf16_avx512(dst, blk, rows, cols, live, shift, acc, lim);
+#endif
+    bool over = false;
+    for (int64_t i = 0; i < 32; i++) {
+        uint16_t *d = dst + 32 * i;
+        if (i >= rows || !(live >> i & 1)) {
+            memset(d, 0, 32 * sizeof(uint16_t));
+            continue;
+        }
+        const float *l = blk + 32 * i;
+        float e[32] = {0};
+        for (int64_t c = 0; c < cols; c++) {
+            over |= l[c] - shift[i] > lim;
+            e[c] = expf(l[c] - shift[i]);
+        }
+        for (int64_t c = 0; c < 32; c++) d[c] = c < cols ? yf_f32_to_bf16(e[c]) : 0;
+        for (int64_t c = 0; c < 16; c++) acc[16 * i + c] += (double)(e[c] + e[c + 16]);
+    }
+    return over;
+}
+
 /* ---- embedding ------------------------------------------------------------------ */
 
 void yf_embed_fwd(float *h, const void *w, yf_dtype wdtype, const int64_t *ids, int64_t N, int64_t D) {

@@ -90,6 +90,16 @@ double yf_exp_sum(float *y, const float *x, int64_t n, float shift);
  * a packed left operand is laid out (yf_apk_row). */
 double yf_exp_sum_bf16(uint16_t *dst, int64_t stride, const float *x, int64_t n, float shift);
 
+/* The LM head's softmax on a block of its logits as the product hands it
+ * out (yf_matmul_xwt_rows_blocks): blk has rows x cols logits (<= 32 x 32,
+ * 32 floats a row). Row i, if bit i of live is set, gets dst[32 i + c] =
+ * bf16(exp(blk[32 i + c] - shift[i])) for c < cols and 0 past cols, and its
+ * exps (fp32) added to acc[16 i .. 16 i + 15] (doubles: lane c % 16 gets
+ * columns c and c + 16); every other row of the 32 gets zeros. Returns
+ * whether some logit of a live row exceeds its shift by more than lim. */
+bool yf_exp_block_bf16(uint16_t *dst, const float *blk, int64_t rows, int64_t cols, uint32_t live,
+                       const float *shift, double *acc, float lim);
+
 /* ---- embedding: h[n] = W[ids[n]] (W [V, D] f32 or bf16, yf_dtype) -------- */
 void yf_embed_fwd(float *h, const void *w, yf_dtype wdtype, const int64_t *ids, int64_t N, int64_t D);
 /* dW[ids[n]] += dh[n] (serial in n so that repeated ids are safe) */

@@ -145,6 +145,29 @@ yf_exp_sum_bf16_avx512(uint16_t *dst, int64_t stride, const float *x, int64_t n,
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))) bool
+yf_exp_block_bf16_avx512(uint16_t *dst, const float *blk, int64_t rows, int64_t cols, uint32_t live,
+                         const float *shift, double *acc, float lim) {
+    __mmask16 m0 = tail16(cols), m1 = cols > 16 ? tail16(cols - 16) : 0, over = 0;
+    for (int64_t i = 0; i < 32; i++) {
+        if (i >= rows || !(live >> i & 1)) {
+            _mm512_storeu_si512(dst + 32 * i, _mm512_setzero_si512());
+            continue;
+        }
+        __m512 s = _mm512_set1_ps(shift[i]), lv = _mm512_set1_ps(lim);
+        __m512 x0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, blk + 32 * i), s);
+        __m512 x1 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, blk + 32 * i + 16), s);
+        over |= _mm512_mask_cmp_ps_mask(m0, x0, lv, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(m1, x1, lv, _CMP_GT_OQ);
+        __m512 e0 = _mm512_maskz_mov_ps(m0, exp16(x0)), e1 = _mm512_maskz_mov_ps(m1, exp16(x1));
+        _mm512_storeu_si512(dst + 32 * i, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
+        __m512d a0 = _mm512_loadu_pd(acc + 16 * i), a1 = _mm512_loadu_pd(acc + 16 * i + 8);
+        add_pd(&a0, &a1, _mm512_add_ps(e0, e1));
+        _mm512_storeu_pd(acc + 16 * i, a0);
+        _mm512_storeu_pd(acc + 16 * i + 8, a1);
+    }
+    return over != 0;
+}
+
 T512 void yf_swiglu_fwd_avx512(float *z, const float *g, const float *u, int64_t n) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int64_t i = 0; i < n; i += 16) {

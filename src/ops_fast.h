@@ -22,6 +22,9 @@ void yf_exp_avx512(float *y, const float *x, int64_t n);
 double yf_exp_sum_avx512(float *y, const float *x, int64_t n, float shift);
 /* yf_exp_sum_bf16 (needs AVX512-BF16 too) */
 double yf_exp_sum_bf16_avx512(uint16_t *dst, int64_t stride, const float *x, int64_t n, float shift);
+/* yf_exp_block_bf16 (needs AVX512-BF16 too) */
+bool yf_exp_block_bf16_avx512(uint16_t *dst, const float *blk, int64_t rows, int64_t cols, uint32_t live,
+                              const float *shift, double *acc, float lim);
 /* One row of yf_xent: returns logsumexp(x) - x[tg]; d (may be x, or NULL for
  * the loss only) gets scale * (softmax - onehot(tg)). */
 double yf_xent_row_avx512(float *d, const float *x, int64_t V, int64_t tg, float scale);

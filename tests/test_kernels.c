@@ -327,11 +327,35 @@ TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {
     yf_kernels_set_precision(YF_PREC_EXACT);
 }
 
+/* yf_matmul_xwt_rows_blocks' blocks gathered into a [M, nb] matrix; each
+ * element counted in hits (a block handed out twice or a wrong size shows). */
+typedef struct gather_blocks {
+    float *y;
+    int *hits;
+    int64_t M, nb;
+    bool bad;
+} gather_blocks;
+
+static void gather_block(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols) {
+    gather_blocks *g = ctx;
+    if (m % 32 || n % 32 || rows != (g->M - m < 32 ? g->M - m : 32) || cols != (g->nb - n < 32 ? g->nb - n : 32)) {
+        g->bad = true;
+        return;
+    }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            g->y[(m + i) * g->nb + n + j] = blk[32 * i + j];
+            g->hits[(m + i) * g->nb + n + j]++;
+        }
+}
+
 /* Products with a block of W's rows (as the LM head runs its vocabulary):
  * with W packed and the left operand packed, bit for bit the same as with
- * neither; x·W[n0:n1]^T also the same as those columns of the whole product;
- * both within bf16 rounding of the naive product. Slices at the start, in
- * the middle, at the end, and over more than one K block of dy·W. */
+ * neither; x·W[n0:n1]^T also the same as those columns of the whole product,
+ * and as the blocks yf_matmul_xwt_rows_blocks hands out (each once, of the
+ * right size, partial ones at the edges); all within bf16 rounding of the
+ * naive product. Slices at the start, in the middle, at the end, and over
+ * more than one K block of dy·W. */
 TEST(kernels_amx_row_slices_of_packed_weights) {
     if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
     CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
@@ -361,6 +385,13 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
         yf_matmul_xwt(yfull, x, w, YF_BF16, M, N, K, false);
         yf_matmul_xwt_rows(y0, x, NULL, w, YF_BF16, NULL, M, N, K, n0, n1);
         yf_matmul_xwt_rows(y1, NULL, xpk, w, YF_BF16, pt, M, N, K, n0, n1);
+        CHECK(yf_blocks_usable(pt, M, N, K), "case %zu: blocks not usable", s);
+        gather_blocks gb = {malloc(M * nb * sizeof(float)), calloc((size_t)(M * nb), sizeof(int)), M, nb, false};
+        yf_matmul_xwt_rows_blocks(xpk, pt, M, N, K, n0, n1, gather_block, &gb);
+        int64_t miss = 0;
+        for (int64_t i = 0; i < M * nb; i++) miss += gb.hits[i] != 1;
+        CHECK(!gb.bad && miss == 0, "case %zu: blocks of the wrong size or %lld elements not handed out once", s,
+              (long long)miss);
         bool acc = s % 2 == 0;
         yf_matmul_xw_rows(d0, dy, NULL, w, YF_BF16, NULL, M, N, K, n0, n1, acc);
         yf_matmul_xw_rows(d1, NULL, dpk, w, YF_BF16, pw, M, N, K, n0, n1, acc);
@@ -368,6 +399,8 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < nb; j++) e = fmax(e, fabs(y0[i * nb + j] - yfull[i * N + n0 + j]));
         e = fmax(e, yt_max_abs_diff(y0, y1, M * nb));
+        e = fmax(e, yt_max_abs_diff(y0, gb.y, M * nb));
+        free(gb.y), free(gb.hits);
         e = fmax(e, yt_max_abs_diff(d0, d1, M * K));
         CHECK(e == 0, "case %zu: slice products differ (max %g)", s, e);
         worst_bits = fmax(worst_bits, e);
@@ -380,7 +413,8 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
         yf_wpack_free(pt), yf_wpack_free(pw);
         free(x), free(dy), free(yfull), free(y0), free(y1), free(d0), free(d1), free(dr), free(w), free(xpk), free(dpk);
     }
-    CHECK_NEAR("row slices: max |packed - unpacked|, |slice - whole product's columns|", worst_bits, 0.0);
+    CHECK_NEAR("row slices: max |packed - unpacked|, |slice - whole product's columns|, |blocks - slice|", worst_bits,
+               0.0);
     CHECK_NEAR("row slices: dy.W[n0:n1] bf16 vs naive, max abs / sqrt(rows)", worst_ref, 5e-3);
     yf_kernels_set_precision(YF_PREC_EXACT);
 }

@@ -183,27 +183,41 @@ TEST(dora_golden_grads_checkpointed) { check_golden_adapter("dora", true); }
  * head's packs. The gradients differ by the bf16 rounding of the logit
  * gradient, which this sensitive network amplifies: 0.15% and 1.4% of the
  * largest (both routes are 6% and 15% from fp32 here); a missed rescale
- * when the max moves is 15%. */
-static void check_blocked_head(int64_t V, int64_t B);
+ * when the max moves is 15%. With packs (AMX), the blocks after the first
+ * are fused (exp(L - m) from the product's blocks, m the first block's max):
+ * checked to have run, and without them the packed route gives the same bits
+ * as the unpacked one. boost > 1 scales the head's rows past the first block
+ * so that some logit exceeds its row's first-block max by more than the
+ * fused blocks take (HEAD_EXP_LIM): the chunk is redone unfused (checked to
+ * have happened), with the same results. */
+static void check_blocked_head(int64_t V, int64_t B, float boost);
 TEST(lora_blocked_head_matches_two_pass_softmax) {
-    check_blocked_head(5000, 2); /* blocks of 2048, 2048, 904 */
-    check_blocked_head(4136, 2); /* 2048 and 2088: a 40-row tail joins the block before */
-    check_blocked_head(4136, 6); /* ~110 scored rows: with 2+ threads, each takes panels of rows on its own */
+    check_blocked_head(5000, 2, 1); /* blocks of 2048, 2048, 904 */
+    check_blocked_head(4136, 2, 1); /* 2048 and 2088: a 40-row tail joins the block before */
+    check_blocked_head(4136, 6, 1); /* ~110 scored rows: with 2+ threads, each takes panels of rows on its own */
+    check_blocked_head(5000, 2, 8); /* logits far above the first block's: the fused chunk is redone */
 }
 
-static void check_blocked_head(int64_t V, int64_t B) {
+static void check_blocked_head(int64_t V, int64_t B, float boost) {
     int64_t T = 24;
     yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
     int64_t *ids = malloc((size_t)(B * T) * sizeof(int64_t)), *labels = malloc((size_t)(B * T) * sizeof(int64_t));
     yt_random_batch(ids, labels, B, T, V, 17);
     yf_lora_cfg lc = {.r = 4, .alpha = 8, .dropout = 0, .targets = (1u << YF_NPROJ) - 1};
-    double loss[3] = {0};
-    float *g[3] = {NULL, NULL, NULL};
-    int64_t ng = 0;
+    enum { RUNS = 4 }; /* two-pass; blocked without packs; with packs (fused); with packs, not fused */
+    static const char *names[RUNS] = {"two-pass", "no packs", "packs", "packs, not fused"};
+    double loss[RUNS] = {0};
+    float *g[RUNS] = {NULL};
+    int64_t ng = 0, fused = 0, refits = 0;
     yf_kernels_set_precision(YF_PREC_BF16);
-    for (int run = 0; run < 3; run++) { /* two-pass; blocked without packs; blocked with packs (AMX) */
+    for (int run = 0; run < RUNS; run++) {
         yf_model *m = yt_random_model(&cfg, 23, YF_BF16, 30.0f, NULL); /* logits spread over tens */
+        CHECK(m->head.dt == YF_BF16, "the test model's head is not bf16");
+        uint16_t *w = (uint16_t *)m->head.data; /* the test's own random table */
+        for (int64_t i = 2048 * cfg.hidden_size; boost != 1 && i < V * cfg.hidden_size; i++)
+            w[i] = yf_f32_to_bf16(boost * yf_bf16_to_f32(w[i]));
         m->head_two_pass = run == 0;
+        m->head_no_fuse = run == 3;
         if (run == 1) m->pack_budget = 0;
         yf_lora lo;
         CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
@@ -213,6 +227,7 @@ static void check_blocked_head(int64_t V, int64_t B) {
         yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(labels, B, T)};
         int64_t nt;
         CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &loss[run], &nt));
+        if (run == 2) fused = m->head_fused, refits = m->head_refits;
         yf_param_list pl;
         yf_lora_params(&lo, &pl);
         ng = 0;
@@ -227,21 +242,29 @@ static void check_blocked_head(int64_t V, int64_t B) {
     yf_kernels_set_precision(YF_PREC_EXACT);
     double gmax = 0;
     for (int64_t i = 0; i < ng; i++) gmax = fmax(gmax, fabs(g[0][i]));
-    for (int run = 1; run < 3; run++) {
-        char what[96];
-        snprintf(what, sizeof what, "V %lld B %lld, blocked head (%s) vs two-pass: |loss difference| / loss", (long long)V,
-                 (long long)B,
-                 run == 1 ? "no packs" : "packs");
+    char what[128];
+    for (int run = 1; run < RUNS; run++) {
+        snprintf(what, sizeof what, "V %lld B %lld boost %g, blocked head (%s) vs two-pass: |loss difference| / loss",
+                 (long long)V, (long long)B, boost, names[run]);
         CHECK_NEAR(what, fabs(loss[run] - loss[0]) / fabs(loss[0]), 1e-5);
-        snprintf(what, sizeof what, "V %lld B %lld, blocked head (%s) vs two-pass: max |grad difference| / max |grad|",
-                 (long long)V, (long long)B, run == 1 ? "no packs" : "packs");
+        snprintf(what, sizeof what,
+                 "V %lld B %lld boost %g, blocked head (%s) vs two-pass: max |grad difference| / max |grad|",
+                 (long long)V, (long long)B, boost, names[run]);
         CHECK_NEAR(what, yt_max_abs_diff(g[0], g[run], (size_t)ng) / gmax, 3e-2);
     }
-    char what[96];
-    snprintf(what, sizeof what, "V %lld B %lld, blocked head: packs vs no packs, max |grad difference|", (long long)V,
-             (long long)B);
-    CHECK_NEAR(what, yt_max_abs_diff(g[1], g[2], (size_t)ng), 0.0);
-    for (int run = 0; run < 3; run++) free(g[run]);
+    snprintf(what, sizeof what, "V %lld B %lld boost %g, blocked head: packs, not fused vs no packs, max |grad difference|",
+             (long long)V, (long long)B, boost);
+    CHECK_NEAR(what, yt_max_abs_diff(g[1], g[3], (size_t)ng), 0.0);
+    if (yf_kernels_path() == YF_KPATH_AMX) {
+        fprintf(stderr, "    packs: %lld fused blocks, %lld chunks redone unfused\n", (long long)fused,
+                (long long)refits);
+        CHECK(boost != 1 || fused > 0, "the packed head fused no vocabulary block");
+        CHECK(boost == 1 ? refits == 0 : refits > 0, "%lld chunks redone unfused (boost %g)", (long long)refits,
+              boost);
+    } else {
+        fprintf(stderr, "    no AMX: the head's fused blocks are not run here\n");
+    }
+    for (int run = 0; run < RUNS; run++) free(g[run]);
     free(ids), free(labels);
 }
 

@@ -275,6 +275,53 @@ TEST(ops_max_of_every_position) {
     CHECK(bad == 0, "%d of %d maxima wrong", bad, cases);
 }
 
+/* yf_exp_block_bf16 (the LM head's fused blocks), AVX-512 against the plain
+ * loop: live rows' values within one bf16 step (the two exps differ by ~1
+ * ulp of fp32, which can move a rounding), their sums within 1e-6, exact
+ * zeros in the other rows and past cols, the same overflow flags; on full
+ * and partial blocks, with and without a logit past lim. */
+TEST(ops_exp_block_bf16_fast_matches_plain) {
+    if (!yf_cpu()->avx512_bf16) yt_skip("this CPU has no AVX512-BF16: the plain form is the only one");
+    static const int64_t shapes[][2] = {{32, 32}, {32, 17}, {17, 32}, {5, 1}};
+    int bad_zero = 0, bad_over = 0;
+    double worst_val = 0, worst_sum = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int spike = 0; spike < 2; spike++) {
+            int64_t rows = shapes[s][0], cols = shapes[s][1];
+            float *blk = frand_n(32 * 32, 8 + (int)s), shift[32];
+            for (int i = 0; i < 32; i++) shift[i] = 0.25f * (float)(i % 5) - 0.5f;
+            if (spike) blk[32 * (rows - 1) + cols - 1] = shift[rows - 1] + 70; /* past lim = 64 */
+            uint32_t live = 0xffffffffu & ~(1u << 3) & ~(1u << 20);
+            uint16_t d[2][32 * 32];
+            double acc[2][32 * 16];
+            bool over[2];
+            for (int ref = 0; ref < 2; ref++) {
+                yf_ops_set_reference(ref == 1);
+                memset(d[ref], 0xff, sizeof d[ref]);
+                for (int k = 0; k < 32 * 16; k++) acc[ref][k] = 1.0;
+                over[ref] = yf_exp_block_bf16(d[ref], blk, rows, cols, live, shift, acc[ref], 64.0f);
+            }
+            yf_ops_set_reference(false);
+            bad_over += over[0] != over[1] || over[0] != (spike == 1);
+            for (int64_t i = 0; i < 32; i++)
+                for (int64_t c = 0; c < 32; c++) {
+                    bool on = i < rows && (live >> i & 1) && c < cols;
+                    if (!on) {
+                        bad_zero += d[0][32 * i + c] != 0 || d[1][32 * i + c] != 0;
+                        continue;
+                    }
+                    float a = yf_bf16_to_f32(d[0][32 * i + c]), b = yf_bf16_to_f32(d[1][32 * i + c]);
+                    worst_val = fmax(worst_val, fabs(a - b) / fabs(b));
+                }
+            for (int k = 0; k < 32 * 16; k++) worst_sum = fmax(worst_sum, fabs(acc[0][k] - acc[1][k]) / acc[1][k]);
+            free(blk);
+        }
+    CHECK(bad_zero == 0, "%d values that should be 0 are not", bad_zero);
+    CHECK(bad_over == 0, "%d overflow flags wrong or differing", bad_over);
+    CHECK_NEAR("exp block: max relative difference of the bf16 values (one bf16 step: 2^-7)", worst_val, 1.0 / 128);
+    CHECK_NEAR("exp block: max relative difference of the sums", worst_sum, 1e-6);
+}
+
 /* yf_exp_sum_bf16: the sum bit for bit yf_exp_sum's, the values its rounded
  * to bf16 in 32-column lines (zeros past n), on the AVX-512 and plain paths */
 TEST(ops_exp_sum_bf16_matches_exp_sum) {

@@ -79,6 +79,17 @@ uint16_t *yf_apk_row(uint16_t *apk, int64_t cols, int64_t r, int64_t *stride);
 /* y[M, n1-n0] = x·W[n0:n1]^T; x as floats [M, K] or packed (xpk; needs pk). */
 void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
                         const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1);
+/* x·W[n0:n1]^T handed out a block of C at a time instead of stored: fn(ctx,
+ * m, n, blk, rows, cols) gets rows m.. and columns n.. (of the n1-n0) of the
+ * product, rows x cols (<= 32 x 32) floats at blk, 32 floats a row, while
+ * they are in L1 (the LM head's softmax reads its logits there). x packed
+ * (xpk), W pre-packed (pk, YF_PACK_XWT); runs on the calling thread, blocks
+ * in order of columns, then rows. yf_blocks_usable: whether it can (AMX,
+ * bf16, K <= 2048: one block along K). */
+typedef void (*yf_block_fn)(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols);
+bool yf_blocks_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K);
+void yf_matmul_xwt_rows_blocks(const uint16_t *xpk, const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0,
+                               int64_t n1, yf_block_fn fn, void *ctx);
 /* dx[M,K] (+)= dy·W[n0:n1]; dy as floats [M, n1-n0] or packed (dypk; needs pk). */
 void yf_matmul_xw_rows(float *dx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate);

@@ -703,6 +703,20 @@ void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const voi
     run_op('f', &g);
 }
 
+bool yf_blocks_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K) {
+    return pk && pk->kind == YF_PACK_XWT && yf_apk_usable(pk, M, N, K) && K <= yf_amx_kc(K);
+}
+
+void yf_matmul_xwt_rows_blocks(const uint16_t *xpk, const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0,
+                               int64_t n1, yf_block_fn fn, void *ctx) {
+    check_rows(pk, pk ? pk->w : NULL, YF_BF16, N, K, n0, n1, YF_PACK_XWT, NULL, xpk);
+    YF_CHECK(yf_blocks_usable(pk, M, N, K));
+    yf_gemm g = xwt_rows_gemm(NULL, NULL, xpk, pk->w, YF_BF16, pk, M, K, n0, n1);
+    g.epi = fn;
+    g.epi_ctx = ctx;
+    run_shared_a(&g, 1, true, g.N, g.N, 1); /* one K block, this thread */
+}
+
 void yf_matmul_xw_rows(float *dx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate) {
     check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XW, dy, dypk);

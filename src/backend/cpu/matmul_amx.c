@@ -344,6 +344,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     const int64_t amax = b_bytes >= 256.0 * 1048576 ? (3 << 19) : (768 << 10);
     const int64_t nks_all = (g->K + 31) / 32, pair_u16 = g->bpk_ld ? g->bpk_ld : nks_all * 2 * TILE_U16;
     YF_CHECK(!g->apk || g->K <= KC);
+    YF_CHECK(!g->epi || (g->K <= KC && !g->accumulate));
     int64_t mc_max = amax / (KC * 2 * nparts) / 32 * 32;
     if (mc_max < 32) mc_max = 32;
     int64_t nchunks = (m1 - m0 + mc_max - 1) / mc_max;
@@ -382,6 +383,16 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         int64_t lo = ip * pf_share, hi = lo + pf_share < pf_bytes ? lo + pf_share : pf_bytes;
                         t_pf = next + lo;
                         t_pf_end = next + (hi > lo ? hi : lo);
+                    }
+                    if (g->epi) { /* the block to the caller, from L1 */
+                        float blk[32 * 32] __attribute__((aligned(64)));
+                        if (rows == 32 && cols == 32)
+                            kernel(achunk + ip * apstride, bpair, nks, nparts, blk, 32, false);
+                        else
+                            kernel_edge(achunk + ip * apstride, bpair, nks, nparts, blk, 32, false, rows, cols);
+                        t_pf = t_pf_end = NULL;
+                        g->epi(g->epi_ctx, ic, 32 * j, blk, rows, cols);
+                        continue;
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
                     if (rows == 32 && cols == 32 && stream)

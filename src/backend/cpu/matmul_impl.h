@@ -32,6 +32,10 @@ typedef struct yf_gemm {
      * which matmul.c walks block by block (the kernels take <= one K block). */
     const uint16_t *apk;
     int64_t apk_ld; /* bf16 elements from one panel of apk to the next; 0: this K block's */
+    /* instead of storing C: each block of C (<= 32 x 32, rows 32 floats
+     * apart) goes to epi (AMX, pre-packed B, one K block, not accumulating) */
+    yf_block_fn epi;
+    void *epi_ctx;
 } yf_gemm;
 
 /* What the compiler can emit (function-level target attributes), so a build
