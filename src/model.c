@@ -925,12 +925,14 @@ static void head_block_rows(void *ctx, int64_t i) {
  * all of W; the other's reads of a block find it in L3.
  * Fused blocks: after the first block, whose max becomes each row's fixed
  * shift m, the logits are never stored: the product hands each 32 x 32 block
- * to head_fused_block while it is in L1, which writes exp(L - m) packed and
- * adds it to the row's sum (yf_exp_block_bf16). With m fixed there is no
- * rescaling; a logit more than HEAD_EXP_LIM above m (exp near fp32's range)
- * makes the chunk run again unfused. Measured on the 2-layer bench step
- * (T 384, 2 threads): head 207 -> 200 ms, 940 -> 964 tokens/s (alternating
- * runs); the exps still cost ~10 ms of it, run between the AMX blocks. */
+ * to head_fused_block while it is in L1, which takes the target's logit and
+ * asks for exp(L - m), packed, added to the row's sum (yf_exp_spec): the
+ * kernel computes those during the next block's tile products. With m fixed
+ * there is no rescaling; a logit more than HEAD_EXP_LIM above m (exp near
+ * fp32's range) makes the chunk run again unfused. Measured on the 2-layer
+ * bench step (T 384, 2 threads, alternating runs): head 207 -> 200 ms with
+ * the exps run after each block, -> 194 ms with them in the next block's
+ * shadow; 940 -> ~975 tokens/s. */
 enum { HEAD_EXP_LIM = 64 };
 
 typedef struct head_task {
@@ -956,7 +958,8 @@ typedef struct head_fuse {
     bool over;
 } head_fuse;
 
-static void head_fused_block(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols) {
+static void head_fused_block(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols,
+                             yf_exp_spec *x) {
     head_fuse *e = ctx;
     const head_task *h = e->h;
     int64_t r = e->r0 + m, stride;
@@ -967,8 +970,10 @@ static void head_fused_block(void *ctx, int64_t m, int64_t n, const float *blk, 
         live |= 1u << i;
         if (tg >= e->v0 + n && tg < e->v0 + n + cols) h->lt[r + i] = blk[32 * i + tg - e->v0 - n];
     }
-    uint16_t *d = yf_apk_row(e->pp, e->vb, m, &stride) + (n / 32) * stride; /* rows m.. of a panel: 32 apart */
-    e->over |= yf_exp_block_bf16(d, blk, rows, cols, live, h->mx + r, h->acc + 16 * r, (float)HEAD_EXP_LIM);
+    /* the exps, which the kernel computes while it runs the next block: rows
+     * m.. of a panel are 32 apart */
+    *x = (yf_exp_spec){yf_apk_row(e->pp, e->vb, m, &stride) + (n / 32) * stride, h->mx + r, h->acc + 16 * r, live,
+                       (float)HEAD_EXP_LIM, &e->over};
 }
 
 static void head_rows_task(void *ctx, int64_t t) {

@@ -523,7 +523,8 @@ bool yf_exp_block_bf16(uint16_t *dst, const float *blk, int64_t rows, int64_t co
             e[c] = expf(l[c] - shift[i]);
         }
         for (int64_t c = 0; c < 32; c++) d[c] = c < cols ? yf_f32_to_bf16(e[c]) : 0;
-        for (int64_t c = 0; c < 16; c++) acc[16 * i + c] += (double)(e[c] + e[c + 16]);
+        for (int64_t h = 0; h < 2; h++) /* as yf_exp16_bf16_acc: half by half, each exp added in double */
+            for (int64_t c = 0; c < 16; c++) acc[16 * i + c] += (double)e[16 * h + c];
     }
     return over;
 }

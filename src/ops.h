@@ -94,8 +94,8 @@ double yf_exp_sum_bf16(uint16_t *dst, int64_t stride, const float *x, int64_t n,
  * out (yf_matmul_xwt_rows_blocks): blk has rows x cols logits (<= 32 x 32,
  * 32 floats a row). Row i, if bit i of live is set, gets dst[32 i + c] =
  * bf16(exp(blk[32 i + c] - shift[i])) for c < cols and 0 past cols, and its
- * exps (fp32) added to acc[16 i .. 16 i + 15] (doubles: lane c % 16 gets
- * columns c and c + 16); every other row of the 32 gets zeros. Returns
+ * exps (fp32) added to acc[16 i .. 16 i + 15] (in double: lane c % 16 gets
+ * column c, then column c + 16); every other row of the 32 gets zeros. Returns
  * whether some logit of a live row exceeds its shift by more than lim. */
 bool yf_exp_block_bf16(uint16_t *dst, const float *blk, int64_t rows, int64_t cols, uint32_t live,
                        const float *shift, double *acc, float lim);

@@ -9,38 +9,16 @@
 #if YF_OPS_AVX512
 #include <immintrin.h>
 
+#include "exp16.h"
+
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 static inline __mmask16 tail16(int64_t n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
 
-/* exp of 16 floats: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts, so r
- * is exact to ~1e-11 for |x| < 104), the degree-7 Taylor polynomial of e^r
- * (truncation 5e-9 relative), times 2^n by vscalefps, which also gives the
- * subnormal results, 0 below -104 and inf above 88.73 as expf does. 12 vector
- * instructions. Measured against exp in double over [-87, 88.7] and the
- * subnormal range (tests/test_ops.c, ops_exp_avx512_accuracy): max relative
- * error of normal results 1.3e-7 (~1 ulp; glibc's expf: < 1 ulp). */
-T512 static inline __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f)); /* also -inf -> 0, not NaN */
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693145752f), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.42860677e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 T512 void yf_exp_avx512(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = tail16(n - i);
-        _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+        _mm512_mask_storeu_ps(y + i, m, yf_exp16(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
 
@@ -73,10 +51,10 @@ T512 double yf_xent_row_avx512(float *d, const float *x, int64_t V, int64_t tg, 
         /* this pass is compute-bound: meanwhile fetch the next row (the caller's
          * next one when rows are consecutive) for its memory-bound max pass */
         for (int c = 0; c < 64; c += 16) _mm_prefetch((const char *)(x + V + i + c), _MM_HINT_T1);
-        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
-        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
-        __m512 e2 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vm));
-        __m512 e3 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vm));
+        __m512 e0 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        __m512 e1 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+        __m512 e2 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vm));
+        __m512 e3 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vm));
         if (d) {
             _mm512_storeu_ps(d + i, e0), _mm512_storeu_ps(d + i + 16, e1);
             _mm512_storeu_ps(d + i + 32, e2), _mm512_storeu_ps(d + i + 48, e3);
@@ -85,7 +63,7 @@ T512 double yf_xent_row_avx512(float *d, const float *x, int64_t V, int64_t tg, 
     }
     for (; i < V; i += 16) {
         __mmask16 m = tail16(V - i);
-        __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
+        __m512 e = _mm512_maskz_mov_ps(m, yf_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
         if (d) _mm512_mask_storeu_ps(d + i, m, e);
         add_pd(&s0, &s1, e);
     }
@@ -107,14 +85,14 @@ T512 double yf_exp_sum_avx512(float *y, const float *x, int64_t n, float shift) 
     __m512d s0 = _mm512_setzero_pd(), s1 = s0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
-        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+        __m512 e0 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        __m512 e1 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
         _mm512_storeu_ps(y + i, e0), _mm512_storeu_ps(y + i + 16, e1);
         add_pd(&s0, &s1, _mm512_add_ps(e0, e1));
     }
     for (; i < n; i += 16) {
         __mmask16 m = tail16(n - i);
-        __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
+        __m512 e = _mm512_maskz_mov_ps(m, yf_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm)));
         _mm512_mask_storeu_ps(y + i, m, e);
         add_pd(&s0, &s1, e);
     }
@@ -129,15 +107,15 @@ yf_exp_sum_bf16_avx512(uint16_t *dst, int64_t stride, const float *x, int64_t n,
     __m512d s0 = _mm512_setzero_pd(), s1 = s0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32, dst += stride) {
-        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
-        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+        __m512 e0 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        __m512 e1 = yf_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
         _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
         add_pd(&s0, &s1, _mm512_add_ps(e0, e1));
     }
     if (i < n) { /* the tail, 16 at a time as yf_exp_sum_avx512 adds it */
         __mmask16 m0 = tail16(n - i), m1 = n - i > 16 ? tail16(n - i - 16) : 0;
-        __m512 e0 = _mm512_maskz_mov_ps(m0, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, x + i), vm)));
-        __m512 e1 = _mm512_maskz_mov_ps(m1, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, x + i + 16), vm)));
+        __m512 e0 = _mm512_maskz_mov_ps(m0, yf_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m0, x + i), vm)));
+        __m512 e1 = _mm512_maskz_mov_ps(m1, yf_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m1, x + i + 16), vm)));
         add_pd(&s0, &s1, e0);
         if (m1) add_pd(&s0, &s1, e1);
         _mm512_storeu_si512(dst, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
@@ -145,26 +123,17 @@ yf_exp_sum_bf16_avx512(uint16_t *dst, int64_t stride, const float *x, int64_t n,
     return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))) bool
-yf_exp_block_bf16_avx512(uint16_t *dst, const float *blk, int64_t rows, int64_t cols, uint32_t live,
-                         const float *shift, double *acc, float lim) {
-    __mmask16 m0 = tail16(cols), m1 = cols > 16 ? tail16(cols - 16) : 0, over = 0;
-    for (int64_t i = 0; i < 32; i++) {
-        if (i >= rows || !(live >> i & 1)) {
-            _mm512_storeu_si512(dst + 32 * i, _mm512_setzero_si512());
-            continue;
+YF_EXP16_BF16_TARGET bool yf_exp_block_bf16_avx512(uint16_t *dst, const float *blk, int64_t rows, int64_t cols,
+                                                 uint32_t live, const float *shift, double *acc, float lim) {
+    __mmask16 m[2] = {tail16(cols), cols > 16 ? tail16(cols - 16) : 0}, over = 0;
+    for (int64_t i = 0; i < 32; i++)
+        for (int h = 0; h < 2; h++) {
+            uint16_t *d = dst + 32 * i + 16 * h;
+            if (i >= rows || !(live >> i & 1))
+                _mm256_storeu_si256((__m256i *)d, _mm256_setzero_si256());
+            else
+                over |= yf_exp16_bf16_acc(d, blk + 32 * i + 16 * h, m[h], shift[i], acc + 16 * i, lim);
         }
-        __m512 s = _mm512_set1_ps(shift[i]), lv = _mm512_set1_ps(lim);
-        __m512 x0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, blk + 32 * i), s);
-        __m512 x1 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, blk + 32 * i + 16), s);
-        over |= _mm512_mask_cmp_ps_mask(m0, x0, lv, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(m1, x1, lv, _CMP_GT_OQ);
-        __m512 e0 = _mm512_maskz_mov_ps(m0, exp16(x0)), e1 = _mm512_maskz_mov_ps(m1, exp16(x1));
-        _mm512_storeu_si512(dst + 32 * i, (__m512i)_mm512_cvtne2ps_pbh(e1, e0));
-        __m512d a0 = _mm512_loadu_pd(acc + 16 * i), a1 = _mm512_loadu_pd(acc + 16 * i + 8);
-        add_pd(&a0, &a1, _mm512_add_ps(e0, e1));
-        _mm512_storeu_pd(acc + 16 * i, a0);
-        _mm512_storeu_pd(acc + 16 * i + 8, a1);
-    }
     return over != 0;
 }
 
@@ -173,7 +142,7 @@ T512 void yf_swiglu_fwd_avx512(float *z, const float *g, const float *u, int64_t
     for (int64_t i = 0; i < n; i += 16) {
         __mmask16 m = tail16(n - i);
         __m512 uu = _mm512_maskz_loadu_ps(m, u + i), gg = _mm512_maskz_loadu_ps(m, g + i);
-        __m512 den = _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), uu)));
+        __m512 den = _mm512_add_ps(one, yf_exp16(_mm512_sub_ps(_mm512_setzero_ps(), uu)));
         _mm512_mask_storeu_ps(z + i, m, _mm512_mul_ps(gg, _mm512_div_ps(uu, den)));
     }
 }
@@ -184,7 +153,7 @@ T512 void yf_swiglu_bwd_avx512(float *dg, float *du, const float *dz, const floa
         __mmask16 m = tail16(n - i);
         __m512 uu = _mm512_maskz_loadu_ps(m, u + i), gg = _mm512_maskz_loadu_ps(m, g + i);
         __m512 d = _mm512_maskz_loadu_ps(m, dz + i);
-        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), uu))));
+        __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, yf_exp16(_mm512_sub_ps(_mm512_setzero_ps(), uu))));
         __m512 ds = _mm512_mul_ps(d, s);
         _mm512_mask_storeu_ps(dg + i, m, _mm512_mul_ps(ds, uu));
         /* d g s (1 + u (1 - s)) */

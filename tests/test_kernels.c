@@ -5,6 +5,7 @@
  * terms summed: err = max |fast - ref| / max sum_k |A(m,k) B(k,n)|. */
 #include "harness.h"
 #include "kernels.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -328,15 +329,24 @@ TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {
 }
 
 /* yf_matmul_xwt_rows_blocks' blocks gathered into a [M, nb] matrix; each
- * element counted in hits (a block handed out twice or a wrong size shows). */
+ * element counted in hits (a block handed out twice or a wrong size shows).
+ * With exps (e), every block's softmax step is asked for: its exps to
+ * e + 1024 (block row * pairs + block column), rows of bit pattern live,
+ * shifts sh, sums into acc. */
 typedef struct gather_blocks {
     float *y;
     int *hits;
     int64_t M, nb;
     bool bad;
+    uint16_t *e;
+    const float *sh;
+    double *acc;
+    uint32_t live;
+    bool over;
 } gather_blocks;
 
-static void gather_block(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols) {
+static void gather_block(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols,
+                         yf_exp_spec *x) {
     gather_blocks *g = ctx;
     if (m % 32 || n % 32 || rows != (g->M - m < 32 ? g->M - m : 32) || cols != (g->nb - n < 32 ? g->nb - n : 32)) {
         g->bad = true;
@@ -347,14 +357,42 @@ static void gather_block(void *ctx, int64_t m, int64_t n, const float *blk, int6
             g->y[(m + i) * g->nb + n + j] = blk[32 * i + j];
             g->hits[(m + i) * g->nb + n + j]++;
         }
+    if (g->e)
+        *x = (yf_exp_spec){g->e + ((m / 32) * ((g->nb + 31) / 32) + n / 32) * 1024, g->sh + m, g->acc + 16 * m,
+                           g->live, 2.0f, &g->over};
+}
+
+/* The softmax step the kernel did during the blocks (gathered in g) against
+ * yf_exp_block_bf16 on the same blocks, in the same order: the same bits
+ * (both are yf_exp16_bf16_acc) and the same overflow flag. Returns the
+ * number of differing values and sums. */
+static int64_t check_block_exps(const gather_blocks *g) {
+    int64_t nbp = (g->nb + 31) / 32, bad = 0;
+    double *acc = calloc((size_t)(g->M + 32) * 16, sizeof(double));
+    uint16_t d[1024];
+    float blk[1024];
+    bool over = false;
+    for (int64_t j = 0; j < nbp; j++)
+        for (int64_t p = 0; p < (g->M + 31) / 32; p++) {
+            int64_t rows = g->M - 32 * p < 32 ? g->M - 32 * p : 32, cols = g->nb - 32 * j < 32 ? g->nb - 32 * j : 32;
+            for (int64_t i = 0; i < rows; i++)
+                for (int64_t c = 0; c < cols; c++) blk[32 * i + c] = g->y[(32 * p + i) * g->nb + 32 * j + c];
+            over |= yf_exp_block_bf16(d, blk, rows, cols, g->live, g->sh + 32 * p, acc + 16 * 32 * p, 2.0f);
+            bad += memcmp(d, g->e + (p * nbp + j) * 1024, sizeof d) != 0;
+        }
+    for (int64_t i = 0; i < g->M * 16; i++) bad += acc[i] != g->acc[i];
+    bad += over != g->over;
+    free(acc);
+    return bad;
 }
 
 /* Products with a block of W's rows (as the LM head runs its vocabulary):
  * with W packed and the left operand packed, bit for bit the same as with
  * neither; x·W[n0:n1]^T also the same as those columns of the whole product,
  * and as the blocks yf_matmul_xwt_rows_blocks hands out (each once, of the
- * right size, partial ones at the edges); all within bf16 rounding of the
- * naive product. Slices at the start, in the middle, at the end, and over
+ * right size, partial ones at the edges), whose softmax step the kernel
+ * runs as yf_exp_block_bf16 does (lim 2: both flags set); all within bf16
+ * rounding of the naive product. Slices at the start, in the middle, at the end, and over
  * more than one K block of dy·W. */
 TEST(kernels_amx_row_slices_of_packed_weights) {
     if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
@@ -386,12 +424,21 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
         yf_matmul_xwt_rows(y0, x, NULL, w, YF_BF16, NULL, M, N, K, n0, n1);
         yf_matmul_xwt_rows(y1, NULL, xpk, w, YF_BF16, pt, M, N, K, n0, n1);
         CHECK(yf_blocks_usable(pt, M, N, K), "case %zu: blocks not usable", s);
-        gather_blocks gb = {malloc(M * nb * sizeof(float)), calloc((size_t)(M * nb), sizeof(int)), M, nb, false};
+        float *sh = malloc((size_t)(np * 32) * sizeof(float));
+        for (int64_t i = 0; i < np * 32; i++) sh[i] = frand();
+        int64_t nbp = (nb + 31) / 32;
+        gather_blocks gb = {malloc(M * nb * sizeof(float)), calloc((size_t)(M * nb), sizeof(int)), M, nb, false,
+                            malloc((size_t)(np * nbp * 1024) * sizeof(uint16_t)), sh,
+                            calloc((size_t)(np * 32 * 16), sizeof(double)), 0xfffbfff7u, false};
         yf_matmul_xwt_rows_blocks(xpk, pt, M, N, K, n0, n1, gather_block, &gb);
         int64_t miss = 0;
         for (int64_t i = 0; i < M * nb; i++) miss += gb.hits[i] != 1;
         CHECK(!gb.bad && miss == 0, "case %zu: blocks of the wrong size or %lld elements not handed out once", s,
               (long long)miss);
+        int64_t bad_exp = check_block_exps(&gb);
+        CHECK(bad_exp == 0, "case %zu: %lld exps, sums or flags differ from yf_exp_block_bf16's", s,
+              (long long)bad_exp);
+        free(gb.e), free(gb.acc), free(sh);
         bool acc = s % 2 == 0;
         yf_matmul_xw_rows(d0, dy, NULL, w, YF_BF16, NULL, M, N, K, n0, n1, acc);
         yf_matmul_xw_rows(d1, NULL, dpk, w, YF_BF16, pw, M, N, K, n0, n1, acc);

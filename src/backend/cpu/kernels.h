@@ -80,13 +80,25 @@ uint16_t *yf_apk_row(uint16_t *apk, int64_t cols, int64_t r, int64_t *stride);
 void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
                         const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1);
 /* x·W[n0:n1]^T handed out a block of C at a time instead of stored: fn(ctx,
- * m, n, blk, rows, cols) gets rows m.. and columns n.. (of the n1-n0) of the
- * product, rows x cols (<= 32 x 32) floats at blk, 32 floats a row, while
- * they are in L1 (the LM head's softmax reads its logits there). x packed
+ * m, n, blk, rows, cols, exp) gets rows m.. and columns n.. (of the n1-n0)
+ * of the product, rows x cols (<= 32 x 32) floats at blk, 32 floats a row,
+ * while they are in L1, and may ask for the LM head's softmax step on them
+ * by filling *exp (zeroed: nothing): yf_exp_block_bf16's work, which the
+ * kernel then does a row at a time during the next block's tile products
+ * (vector work in the shadow of the AMX unit), or at the end. x packed
  * (xpk), W pre-packed (pk, YF_PACK_XWT); runs on the calling thread, blocks
  * in order of columns, then rows. yf_blocks_usable: whether it can (AMX,
  * bf16, K <= 2048: one block along K). */
-typedef void (*yf_block_fn)(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols);
+typedef struct yf_exp_spec {
+    uint16_t *dst;          /* 32 x 32 bf16, row i at 32 i; NULL: no exps for this block */
+    const float *shift;     /* [32] */
+    double *acc;            /* [32 x 16] */
+    uint32_t live;          /* rows to compute (the others, and rows past the block: zeros) */
+    float lim;
+    bool *over;             /* set when a live logit exceeds its shift by more than lim */
+} yf_exp_spec;
+typedef void (*yf_block_fn)(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols,
+                            yf_exp_spec *exp);
 bool yf_blocks_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K);
 void yf_matmul_xwt_rows_blocks(const uint16_t *xpk, const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0,
                                int64_t n1, yf_block_fn fn, void *ctx);

@@ -33,7 +33,9 @@
 #if YF_CC_AMX
 #include <immintrin.h>
 
-#define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
+#include "exp16.h"
+
+#define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 
 enum { TILE_U16 = 512 }; /* one 16x64-byte tile, in bf16 elements */
 
@@ -227,6 +229,30 @@ static _Thread_local const char *t_pf, *t_pf_end;
 enum { PF_LINES = 4 };
 AMX_TARGET static void set_tiles(void);
 
+/* A block of logits waiting for its softmax step (yf_exp_spec): 64 half
+ * rows, which the next kernel call works through a few per 32-step of K. */
+typedef struct exp_pend {
+    const float *blk;
+    yf_exp_spec x;
+    __mmask16 cols[2]; /* each half's valid columns */
+    __mmask16 over;
+} exp_pend;
+
+AMX_TARGET static inline __attribute__((always_inline)) void exp_half(exp_pend *p, int q) {
+    int i = q >> 1, h = q & 1;
+    uint16_t *d = p->x.dst + 32 * i + 16 * h;
+    if (!(p->x.live >> i & 1))
+        _mm256_storeu_si256((__m256i *)d, _mm256_setzero_si256());
+    else
+        p->over |= yf_exp16_bf16_acc(d, p->blk + 32 * i + 16 * h, p->cols[h], p->x.shift[i], p->x.acc + 16 * i,
+                                     p->x.lim);
+}
+
+AMX_TARGET static void exp_finish(exp_pend *p, int q0) {
+    for (int q = q0; q < 64; q++) exp_half(p, q);
+    if (p->over) *p->x.over = true;
+}
+
 /* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
  * groups, over nks steps of 32 along K. Tiles: 0-3 C, 4-5 A, 6-7 B. Tiles are
  * not renamed, so each load waits until the products reading the old value
@@ -234,7 +260,7 @@ AMX_TARGET static void set_tiles(void);
  * at the top of the step) hides most of the load latency (~6% measured). */
 AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const uint16_t *ap, const uint16_t *bp,
                                                                           int64_t nks, int np, float *c,
-                                                                          int64_t ldc, bool loadc) {
+                                                                          int64_t ldc, bool loadc, exp_pend *pe) {
     size_t cs = (size_t)ldc * sizeof(float);
     if (loadc) {
         _tile_loadd(0, c, cs);
@@ -256,8 +282,10 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_loadd(7, b + TILE_U16, 64);
     _tile_loadd(5, a + TILE_U16, 64);
     const char *pf = t_pf, *pf_end = t_pf_end;
+    int per = pe ? (int)((64 + nks - 1) / nks) : 0, q = 0; /* half rows of pe per step */
     for (int64_t s = 0; s < nks; s++) {
         for (int q = 0; q < PF_LINES && pf < pf_end; q++, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
+        for (int k = 0; pe && k < per && q < 64; k++, q++) exp_half(pe, q);
         for (int p = 0; p < np; p++) {
             bool last_part = p == np - 1;
             const uint16_t *an = a < a_end ? a + 2 * TILE_U16 : a; /* past the end: reload (harmless) */
@@ -278,15 +306,22 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_stored(1, c + 16, cs);
     _tile_stored(2, c + 16 * ldc, cs);
     _tile_stored(3, c + 16 * ldc + 16, cs);
+    if (pe) exp_finish(pe, q);
 }
 
 AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c, int64_t ldc,
                               bool loadc) {
     switch (np) { /* constant part counts let the compiler unroll the part loop */
-    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc); break;
-    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc); break;
-    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc); break;
+    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc, NULL); break;
+    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc, NULL); break;
+    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc, NULL); break;
     }
+}
+
+/* kernel (one part, C only written) that also does pe's softmax step */
+AMX_TARGET static void kernel_exp(const uint16_t *ap, const uint16_t *bp, int64_t nks, float *c, int64_t ldc,
+                                  exp_pend *pe) {
+    kernel_body(ap, bp, nks, 1, c, ldc, false, pe);
 }
 
 /* A whole 32x32 block of C that is only written (no accumulation), through
@@ -354,6 +389,9 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     uint16_t *ap = g->apk ? NULL
                           : yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * (KC / 32) * nparts *
                                               2 * TILE_U16 * 2);
+    float epi_blk[2][32 * 32] __attribute__((aligned(64))); /* g->epi: this block, the one whose exps are pending */
+    exp_pend pend = {0};
+    int64_t nblk = 0;
     set_tiles();
     int64_t j0 = n0 / 32, j1 = (n1 + 31) / 32;
     for (int64_t pc = 0; pc < g->K; pc += KC) {
@@ -384,14 +422,18 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         t_pf = next + lo;
                         t_pf_end = next + (hi > lo ? hi : lo);
                     }
-                    if (g->epi) { /* the block to the caller, from L1 */
-                        float blk[32 * 32] __attribute__((aligned(64)));
-                        if (rows == 32 && cols == 32)
-                            kernel(achunk + ip * apstride, bpair, nks, nparts, blk, 32, false);
-                        else
+                    if (g->epi) { /* the block to the caller, from L1; its exps during the next one */
+                        float *blk = epi_blk[nblk++ & 1];
+                        if (rows == 32 && cols == 32 && nparts == 1) {
+                            kernel_exp(achunk + ip * apstride, bpair, nks, blk, 32, pend.x.dst ? &pend : NULL);
+                        } else {
+                            if (pend.x.dst) exp_finish(&pend, 0);
                             kernel_edge(achunk + ip * apstride, bpair, nks, nparts, blk, 32, false, rows, cols);
+                        }
                         t_pf = t_pf_end = NULL;
-                        g->epi(g->epi_ctx, ic, 32 * j, blk, rows, cols);
+                        pend = (exp_pend){.blk = blk, .cols = {mask16(cols), mask16(cols - 16)}};
+                        g->epi(g->epi_ctx, ic, 32 * j, blk, rows, cols, &pend.x);
+                        if (rows < 32) pend.x.live &= (1u << rows) - 1; /* rows past the block: zeros */
                         continue;
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
@@ -406,6 +448,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
             }
         }
     }
+    if (pend.x.dst) exp_finish(&pend, 0);
     _mm_sfence(); /* streamed C lines visible before the caller goes on */
     _tile_release();
 }
