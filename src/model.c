@@ -503,9 +503,12 @@ static void dora_ratio(float *mn, const yf_lora_mod *md, const float *n) {
 void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
     yf_mw *W = &r->m->layers[l].proj[p];
     int64_t N = r->N, out = W->shape[0], in = W->shape[1];
-    yf_matmul_xwt_pk(y, x, W->data, W->dt, fwd_pack(r->m, W, N, r->backward, bwd_uses_w(r, l, p)), N, out, in, false);
+    const yf_wpack *pk = fwd_pack(r->m, W, N, r->backward, bwd_uses_w(r, l, p));
     const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
-    if (!md) return;
+    if (!md) {
+        yf_matmul_xwt_pk(y, x, W->data, W->dt, pk, N, out, in, false);
+        return;
+    }
     yf_ws *ws = &r->ws;
     int64_t R = r->lo->cfg.r;
     float s = r->lo->scaling;
@@ -520,10 +523,11 @@ void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
         r->lt_valid[l * YF_NPROJ + p] = true;
     }
     scale(ws->lt, s, N * R);
-    if (!md->m) {
-        yf_matmul_xwt(y, ws->lt, md->B, YF_F32, N, out, R, true); /* y = Wx + s B A x' */
+    if (!md->m) { /* y = Wx + s B A x', the second term added inside the product where it can be */
+        yf_matmul_xwt_pk_lr(y, x, W->data, W->dt, pk, N, out, in, false, ws->lt, md->B, R);
         return;
     }
+    yf_matmul_xwt_pk(y, x, W->data, W->dt, pk, N, out, in, false);
     float *mn = yf_malloc((size_t)out * sizeof(float));
     dora_ratio(mn, md, r->dora_n[l * YF_NPROJ + p]);
     if (r->drop_p == 0) {

@@ -292,6 +292,51 @@ TEST(kernels_amx_prepacked_weight_is_bitwise_identical) {
     yf_kernels_set_precision(YF_PREC_EXACT);
 }
 
+/* x·W^T plus a low-rank term L·R^T (LoRA's up-projection): with W packed
+ * on AMX the term is added inside the product (checked to have happened),
+ * bit for bit as the separate rank-r product adds it; edges in M and N, K
+ * over one K block (2100: the term only once C is complete), ranks 1, 8
+ * and 16, with and without accumulation, both precisions, and a C of 64 MB
+ * (the streamed stores, where the term goes on before the block leaves). */
+TEST(kernels_amx_lowrank_term_matches_separate_product) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
+    CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
+    static const int64_t shapes[][4] = {{17, 75, 130, 8}, {384, 2048, 256, 8}, {40, 300, 2100, 16}, {100, 256, 64, 1},
+                                        {2048, 8192, 64, 8}};
+    int64_t fused0 = yf_matmul_lr_fused_calls(), calls = 0;
+    for (int prec = 0; prec < 2; prec++) {
+        yf_kernels_set_precision(prec ? YF_PREC_BF16 : YF_PREC_EXACT);
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], r = shapes[s][3];
+            if (prec == 0 && M * N > 1000000) continue; /* the 64 MB case once */
+            float *x = malloc(M * K * sizeof(float)), *c0 = malloc(M * N * sizeof(float));
+            float *c1 = malloc(M * N * sizeof(float)), *l = malloc(M * r * sizeof(float)), *rr = malloc(N * r * sizeof(float));
+            uint16_t *w = malloc(N * K * sizeof(uint16_t));
+            for (int64_t i = 0; i < M * K; i++) x[i] = frand();
+            for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
+            for (int64_t i = 0; i < M * r; i++) l[i] = frand();
+            for (int64_t i = 0; i < N * r; i++) rr[i] = frand();
+            for (int64_t i = 0; i < M * N; i++) c0[i] = c1[i] = frand();
+            yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XWT, false);
+            CHECK(pk != NULL, "%s", yf_last_error());
+            bool acc = s % 2 == 1;
+            yf_matmul_xwt_pk(c0, x, w, YF_BF16, pk, M, N, K, acc);
+            yf_matmul_xwt(c0, l, rr, YF_F32, M, N, r, true);
+            yf_matmul_xwt_pk_lr(c1, x, w, YF_BF16, pk, M, N, K, acc, l, rr, r);
+            calls++;
+            char what[96];
+            snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld: max |fused - separate|", prec ? "bf16" : "exact",
+                     (long)M, (long)N, (long)K, (long)r);
+            CHECK_NEAR(what, yt_max_abs_diff(c0, c1, M * N), 0.0);
+            yf_wpack_free(pk);
+            free(x), free(c0), free(c1), free(l), free(rr), free(w);
+        }
+    }
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    CHECK(yf_matmul_lr_fused_calls() - fused0 == calls, "%lld of %lld calls took the fused route",
+          (long long)(yf_matmul_lr_fused_calls() - fused0), (long long)calls);
+}
+
 /* The left operand of dy·W handed over packed (yf_apk_put_row, as the LM
  * head's blocked loss writes its exp rows) gives the same product bit for bit as the
  * fp32 rows: edges in every dimension, N over one K block (2048), and enough

@@ -79,6 +79,16 @@ uint16_t *yf_apk_row(uint16_t *apk, int64_t cols, int64_t r, int64_t *stride);
 /* y[M, n1-n0] = x·W[n0:n1]^T; x as floats [M, K] or packed (xpk; needs pk). */
 void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
                         const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1);
+/* y = x·W^T (+ y if accumulate), then y += L·R^T (L [M, r], R [N, r], r <=
+ * 16): the same bits as yf_matmul_xwt_pk followed by yf_matmul_xwt(y, L, R,
+ * YF_F32, M, N, r, true), which is what it does unless the product runs on
+ * AMX with a pack (pk): then each block of y gets its low-rank term during
+ * the next block's tile products, while it is still in cache (LoRA's
+ * up-projection without a pass of its own over y). */
+void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                         int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank);
+/* How many yf_matmul_xwt_pk_lr calls added the term inside the product (tests). */
+int64_t yf_matmul_lr_fused_calls(void);
 /* x·W[n0:n1]^T handed out a block of C at a time instead of stored: fn(ctx,
  * m, n, blk, rows, cols, exp) gets rows m.. and columns n.. (of the n1-n0)
  * of the product, rows x cols (<= 32 x 32) floats at blk, 32 floats a row,

@@ -352,6 +352,7 @@ static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chu
         gk.a = g->a ? g->a + pc * g->acs : NULL;
         gk.K = kb;
         gk.accumulate = g->accumulate || pc > 0;
+        if (pc + kb < g->K) gk.lr_l = gk.lr_r = NULL; /* the low-rank term once C is complete */
         gk.bpk = g->bpk + (pc / 32) * 1024;
         gk.bpk_ld = g->bpk_ld ? g->bpk_ld : nks_all * 1024;
         if (g->apk) {
@@ -620,6 +621,33 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
                  .bpk = pack_tiles(pk, w, N, K, YF_PACK_XWT)};
     run_op('f', &g);
 }
+
+static int64_t g_lr_fused; /* calls that took the fused route (tests) */
+
+void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                         int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank) {
+    YF_CHECK(wt == YF_F32 || wt == YF_BF16);
+    YF_CHECK(rank >= 1 && rank <= YF_NARROW_DIM);
+    yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
+                 .M = M, .N = N, .K = K, .accumulate = accumulate,
+                 .bpk = pack_tiles(pk, w, N, K, YF_PACK_XWT), .lr_l = l, .lr_r = r, .lr_k = rank};
+    int nparts = 1;
+    /* fused only where the rank-r product would take the narrow kernels
+     * (whose arithmetic the kernels' epilogue repeats) */
+    yf_gemm lr = {.M = M, .N = N, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = 1,
+                  .bcs = rank};
+    kind kl = choose(&lr, yf_kernels_path(), &nparts);
+    if (yf_kernels_path() == YF_KPATH_REF || !g.bpk || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
+        (kl != K_NARROW_AVX512 && kl != K_NARROW_AVX2)) {
+        yf_matmul_xwt_pk(y, x, w, wt, pk, M, N, K, accumulate);
+        yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true);
+        return;
+    }
+    __atomic_add_fetch(&g_lr_fused, 1, __ATOMIC_RELAXED);
+    run_op('f', &g);
+}
+
+int64_t yf_matmul_lr_fused_calls(void) { return __atomic_load_n(&g_lr_fused, __ATOMIC_RELAXED); }
 
 void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                      int64_t N, int64_t K, bool accumulate) {

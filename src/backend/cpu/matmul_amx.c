@@ -253,6 +253,33 @@ AMX_TARGET static void exp_finish(exp_pend *p, int q0) {
     if (p->over) *p->x.over = true;
 }
 
+/* A finished block of C waiting for its low-rank term (g->lr_l): 64 half
+ * rows, which the next kernel call works through a few per 32-step of K.
+ * Each element gets (sum over k of L[i,k] R[n,k], fused multiply-adds from
+ * 0 in k order) + C, as the narrow kernels' K form computes it. */
+typedef struct lr_pend {
+    float *c;
+    int64_t ldc, rows, k;
+    const float *l;  /* the block's first row of L, k floats a row */
+    const float *rt; /* R^T: k rows of the block's 32 columns, rt_ld apart */
+    int64_t rt_ld;
+    __mmask16 cols[2];
+} lr_pend;
+
+AMX_TARGET static inline __attribute__((always_inline)) void lr_half(const lr_pend *p, int q) {
+    int i = q >> 1, h = q & 1;
+    if (i >= p->rows || !p->cols[h]) return;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t k = 0; k < p->k; k++)
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(p->l[i * p->k + k]), _mm512_loadu_ps(p->rt + k * p->rt_ld + 16 * h), acc);
+    float *c = p->c + i * p->ldc + 16 * h;
+    _mm512_mask_storeu_ps(c, p->cols[h], _mm512_add_ps(acc, _mm512_maskz_loadu_ps(p->cols[h], c)));
+}
+
+AMX_TARGET static void lr_finish(const lr_pend *p, int q0) {
+    for (int q = q0; q < 64; q++) lr_half(p, q);
+}
+
 /* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
  * groups, over nks steps of 32 along K. Tiles: 0-3 C, 4-5 A, 6-7 B. Tiles are
  * not renamed, so each load waits until the products reading the old value
@@ -260,7 +287,8 @@ AMX_TARGET static void exp_finish(exp_pend *p, int q0) {
  * at the top of the step) hides most of the load latency (~6% measured). */
 AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const uint16_t *ap, const uint16_t *bp,
                                                                           int64_t nks, int np, float *c,
-                                                                          int64_t ldc, bool loadc, exp_pend *pe) {
+                                                                          int64_t ldc, bool loadc, exp_pend *pe,
+                                                                          const lr_pend *pl) {
     size_t cs = (size_t)ldc * sizeof(float);
     if (loadc) {
         _tile_loadd(0, c, cs);
@@ -282,10 +310,11 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_loadd(7, b + TILE_U16, 64);
     _tile_loadd(5, a + TILE_U16, 64);
     const char *pf = t_pf, *pf_end = t_pf_end;
-    int per = pe ? (int)((64 + nks - 1) / nks) : 0, q = 0; /* half rows of pe per step */
+    int per = pe || pl ? (int)((64 + nks - 1) / nks) : 0, q = 0; /* half rows of pe / pl per step */
     for (int64_t s = 0; s < nks; s++) {
         for (int q = 0; q < PF_LINES && pf < pf_end; q++, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
         for (int k = 0; pe && k < per && q < 64; k++, q++) exp_half(pe, q);
+        for (int k = 0; pl && k < per && q < 64; k++, q++) lr_half(pl, q);
         for (int p = 0; p < np; p++) {
             bool last_part = p == np - 1;
             const uint16_t *an = a < a_end ? a + 2 * TILE_U16 : a; /* past the end: reload (harmless) */
@@ -307,21 +336,33 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_stored(2, c + 16 * ldc, cs);
     _tile_stored(3, c + 16 * ldc + 16, cs);
     if (pe) exp_finish(pe, q);
+    if (pl) lr_finish(pl, q);
 }
 
 AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c, int64_t ldc,
                               bool loadc) {
     switch (np) { /* constant part counts let the compiler unroll the part loop */
-    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc, NULL); break;
-    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc, NULL); break;
-    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc, NULL); break;
+    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc, NULL, NULL); break;
+    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc, NULL, NULL); break;
+    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc, NULL, NULL); break;
+    }
+}
+
+/* kernel that also adds pl's low-rank term (pl != NULL: kernel's code is
+ * left as it was for every other product) */
+AMX_TARGET static void kernel_lr(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c, int64_t ldc,
+                                 bool loadc, const lr_pend *pl) {
+    switch (np) {
+    case 1: kernel_body(ap, bp, nks, 1, c, ldc, loadc, NULL, pl); break;
+    case 2: kernel_body(ap, bp, nks, 2, c, ldc, loadc, NULL, pl); break;
+    default: kernel_body(ap, bp, nks, 3, c, ldc, loadc, NULL, pl); break;
     }
 }
 
 /* kernel (one part, C only written) that also does pe's softmax step */
 AMX_TARGET static void kernel_exp(const uint16_t *ap, const uint16_t *bp, int64_t nks, float *c, int64_t ldc,
                                   exp_pend *pe) {
-    kernel_body(ap, bp, nks, 1, c, ldc, false, pe);
+    kernel_body(ap, bp, nks, 1, c, ldc, false, pe, NULL);
 }
 
 /* A whole 32x32 block of C that is only written (no accumulation), through
@@ -330,9 +371,13 @@ AMX_TARGET static void kernel_exp(const uint16_t *ap, const uint16_t *bp, int64_
  * leaves it in L2, where it evicts the A chunk (measured on that loop alone:
  * +10%). c and ldc must keep every row 64-byte aligned. */
 AMX_TARGET static void kernel_stream(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c,
-                                     int64_t ldc) {
+                                     int64_t ldc, lr_pend *pl) {
     float tmp[32 * 32] __attribute__((aligned(64)));
     kernel(ap, bp, nks, np, tmp, 32, false);
+    if (pl) { /* the low-rank term on the block before it leaves */
+        pl->c = tmp, pl->ldc = 32;
+        lr_finish(pl, 0);
+    }
     for (int r = 0; r < 32; r++) {
         _mm512_stream_ps(c + r * ldc, _mm512_load_ps(tmp + r * 32));
         _mm512_stream_ps(c + r * ldc + 16, _mm512_load_ps(tmp + r * 32 + 16));
@@ -392,6 +437,13 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     float epi_blk[2][32 * 32] __attribute__((aligned(64))); /* g->epi: this block, the one whose exps are pending */
     exp_pend pend = {0};
     int64_t nblk = 0;
+    /* g->lr_l: R^T over this call's columns (k rows of n1 - n0), and the block whose term is pending */
+    YF_CHECK(!g->lr_l || (g->lr_k >= 1 && g->lr_k <= 16 && !g->epi));
+    int64_t rt_ld = (n1 - n0 + 31) / 32 * 32;
+    float *rt = g->lr_l ? yf_scratch(2, (size_t)(g->lr_k * rt_ld) * sizeof(float)) : NULL;
+    for (int64_t k = 0; rt && k < g->lr_k; k++)
+        for (int64_t n = 0; n < rt_ld; n++) rt[k * rt_ld + n] = n0 + n < n1 ? g->lr_r[(n0 + n) * g->lr_k + k] : 0;
+    lr_pend lrp = {0};
     set_tiles();
     int64_t j0 = n0 / 32, j1 = (n1 + 31) / 32;
     for (int64_t pc = 0; pc < g->K; pc += KC) {
@@ -437,18 +489,28 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         continue;
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
-                    if (rows == 32 && cols == 32 && stream)
-                        kernel_stream(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc);
-                    else if (rows == 32 && cols == 32)
+                    bool lr = g->lr_l && pc + kb >= g->K; /* C complete after this K block */
+                    lr_pend cur = {c, g->ldc, rows, g->lr_k, lr ? g->lr_l + ic * g->lr_k : NULL,
+                                   rt + 32 * j - n0, rt_ld, {mask16(cols), mask16(cols - 16)}};
+                    if (rows == 32 && cols == 32 && stream) {
+                        kernel_stream(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, lr ? &cur : NULL);
+                        lr = false;
+                    } else if (rows == 32 && cols == 32 && lr) {
+                        kernel_lr(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, lrp.c ? &lrp : NULL);
+                    } else if (rows == 32 && cols == 32) {
                         kernel(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc);
-                    else
+                    } else {
+                        if (lrp.c) lr_finish(&lrp, 0), lrp.c = NULL;
                         kernel_edge(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
+                    }
+                    if (lr) lrp = cur; /* its term during the next block's products */
                     t_pf = t_pf_end = NULL;
                 }
             }
         }
     }
     if (pend.x.dst) exp_finish(&pend, 0);
+    if (lrp.c) lr_finish(&lrp, 0);
     _mm_sfence(); /* streamed C lines visible before the caller goes on */
     _tile_release();
 }
@@ -493,6 +555,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
      * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
      * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
     const int64_t KC = yf_amx_kc(g->K);
+    YF_CHECK(g->bpk || (!g->lr_l && !g->epi)); /* those need a pre-packed B */
     if (g->bpk) {
         YF_CHECK(n0 % 32 == 0);
         gemm_prepacked(g, m0, m1, n0, n1, nparts, KC);

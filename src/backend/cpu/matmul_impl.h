@@ -36,6 +36,11 @@ typedef struct yf_gemm {
      * apart) goes to epi (AMX, pre-packed B, one K block, not accumulating) */
     yf_block_fn epi;
     void *epi_ctx;
+    /* a low-rank term added to C once the product is complete: C += L·R^T,
+     * L [M, lr_k] and R [N, lr_k] fp32 rows, lr_k <= 16 (AMX, pre-packed B;
+     * yf_matmul_xwt_pk_lr) */
+    const float *lr_l, *lr_r;
+    int64_t lr_k;
 } yf_gemm;
 
 /* What the compiler can emit (function-level target attributes), so a build
