@@ -606,14 +606,18 @@ static void dropout_chunk(void *ctx, int64_t c) {
         j->o1[i] = drop_hash((uint64_t)i, j->s0, j->s1) >= j->thr ? j->a[i] * j->ks : 0.0f;
 }
 
-void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed) {
+yf_drop yf_dropout_params(float p, uint64_t seed) {
     /* keep(i): a 32-bit hash of (seed, i) (murmur3's finaliser over the
      * counter mixed with the seed's halves) >= p 2^32, in 32-bit integer
      * arithmetic (16 lanes at a time with AVX-512; a 64-bit scalar hash was
      * 5-7% of a LoRA step); the vector and scalar forms give the same mask */
     double tf = (double)p * 4294967296.0;
-    ew_job j = {.o1 = y, .a = x, .n = n, .ks = 1.0f / (1.0f - p)};
-    j.thr = tf >= 4294967295.0 ? 0xffffffffu : (uint32_t)tf;
-    j.s0 = (uint32_t)seed * 0x9e3779b9u, j.s1 = (uint32_t)(seed >> 32) ^ 0x85ebca6bu;
+    return (yf_drop){.thr = tf >= 4294967295.0 ? 0xffffffffu : (uint32_t)tf, .ks = 1.0f / (1.0f - p),
+                     .s0 = (uint32_t)seed * 0x9e3779b9u, .s1 = (uint32_t)(seed >> 32) ^ 0x85ebca6bu};
+}
+
+void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed) {
+    yf_drop d = yf_dropout_params(p, seed);
+    ew_job j = {.o1 = y, .a = x, .n = n, .ks = d.ks, .thr = d.thr, .s0 = d.s0, .s1 = d.s1};
     chunked(n, dropout_chunk, &j);
 }

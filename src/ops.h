@@ -9,6 +9,7 @@
 #ifndef YF_OPS_H
 #define YF_OPS_H
 
+#include "kernels.h"
 #include "tensor.h"
 
 /* ---- RMSNorm: y = w * x / sqrt(mean(x^2) + eps), statistics in fp32 ----- */
@@ -109,6 +110,9 @@ void yf_embed_bwd(float *dw, const float *dh, const int64_t *ids, int64_t N, int
  * checkpointing) or the backward regenerates exactly the forward's mask. ---
  * y[i] = keep(seed, i) ? x[i] / (1 - p) : 0 for i in [0, n). y == x allowed. */
 void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed);
+/* Its mask's constants (yf_drop, kernels.h), for the products that apply it
+ * themselves (yf_matmul_xw_pk_drop). */
+yf_drop yf_dropout_params(float p, uint64_t seed);
 
 /* ---- implementation choice ------------------------------------------------
  * RMSNorm's sums, SwiGLU, cross-entropy and dropout have an AVX-512 form used

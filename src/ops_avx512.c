@@ -9,7 +9,7 @@
 #if YF_OPS_AVX512
 #include <immintrin.h>
 
-#include "exp16.h"
+#include "simd16.h"
 
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
@@ -164,21 +164,10 @@ T512 void yf_swiglu_bwd_avx512(float *dg, float *du, const float *dz, const floa
 
 T512 void yf_dropout_avx512(float *y, const float *x, int64_t i0, int64_t n, uint32_t thr, float keep_scale,
                             uint32_t s0, uint32_t s1) {
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i c1 = _mm512_set1_epi32((int)0x85ebca6bu), c2 = _mm512_set1_epi32((int)0xc2b2ae35u);
-    const __m512i vthr = _mm512_set1_epi32((int)thr);
     const __m512 ks = _mm512_set1_ps(keep_scale);
     for (int64_t j = 0; j < n; j += 16) {
-        uint64_t i = (uint64_t)(i0 + j); /* a multiple of 16: the lanes share i >> 32 */
         __mmask16 m = tail16(n - j);
-        __m512i h = _mm512_add_epi32(_mm512_set1_epi32((int)((uint32_t)i + s0)), lane);
-        h = _mm512_xor_si512(h, _mm512_set1_epi32((int)(((uint32_t)(i >> 32) * 0xc2b2ae35u) ^ s1)));
-        h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
-        h = _mm512_mullo_epi32(h, c1);
-        h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 13));
-        h = _mm512_mullo_epi32(h, c2);
-        h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
-        __mmask16 keep = _mm512_mask_cmpge_epu32_mask(m, h, vthr);
+        __mmask16 keep = m & yf_drop16_keep((uint64_t)(i0 + j), thr, s0, s1); /* i0 + j a multiple of 16 */
         _mm512_mask_storeu_ps(y + j, m, _mm512_maskz_mul_ps(keep, _mm512_maskz_loadu_ps(m, x + j), ks));
     }
 }

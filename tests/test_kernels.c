@@ -303,7 +303,7 @@ TEST(kernels_amx_lowrank_term_matches_separate_product) {
     CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
     static const int64_t shapes[][4] = {{17, 75, 130, 8}, {384, 2048, 256, 8}, {40, 300, 2100, 16}, {100, 256, 64, 1},
                                         {2048, 8192, 64, 8}};
-    int64_t fused0 = yf_matmul_lr_fused_calls(), calls = 0;
+    int64_t fused0 = yf_matmul_epilogue_calls(), calls = 0;
     for (int prec = 0; prec < 2; prec++) {
         yf_kernels_set_precision(prec ? YF_PREC_BF16 : YF_PREC_EXACT);
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
@@ -333,8 +333,54 @@ TEST(kernels_amx_lowrank_term_matches_separate_product) {
         }
     }
     yf_kernels_set_precision(YF_PREC_EXACT);
-    CHECK(yf_matmul_lr_fused_calls() - fused0 == calls, "%lld of %lld calls took the fused route",
-          (long long)(yf_matmul_lr_fused_calls() - fused0), (long long)calls);
+    CHECK(yf_matmul_epilogue_calls() - fused0 == calls, "%lld of %lld calls took the fused route",
+          (long long)(yf_matmul_epilogue_calls() - fused0), (long long)calls);
+}
+
+/* LoRA's input gradient with dropout as the first value of dy·W's blocks
+ * (yf_matmul_xw_pk_drop) against the three steps it replaces: the same bits
+ * (and checked to have run inside the product); edges in M and in dx's
+ * columns, dy·W over two K blocks (N 2100: the first value only before the
+ * first), ranks 1, 8 and 16, p 0.1 and 0.5, both precisions. */
+TEST(kernels_amx_dropout_term_matches_separate_steps) {
+    if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
+    CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
+    static const int64_t shapes[][4] = {{17, 75, 144, 8}, {384, 300, 2048, 8}, {40, 2100, 272, 16}, {100, 64, 64, 1}};
+    int64_t fused0 = yf_matmul_epilogue_calls(), calls = 0;
+    for (int prec = 0; prec < 2; prec++) {
+        yf_kernels_set_precision(prec ? YF_PREC_BF16 : YF_PREC_EXACT);
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], r = shapes[s][3];
+            float p = s % 2 ? 0.5f : 0.1f;
+            uint64_t seed = 0x1234567890abull + s;
+            float *dy = malloc(M * N * sizeof(float)), *c0 = malloc(M * K * sizeof(float));
+            float *c1 = malloc(M * K * sizeof(float)), *l = malloc(M * r * sizeof(float)), *rr = malloc(r * K * sizeof(float));
+            uint16_t *w = malloc(N * K * sizeof(uint16_t));
+            for (int64_t i = 0; i < M * N; i++) dy[i] = frand();
+            for (int64_t i = 0; i < N * K; i++) w[i] = yf_f32_to_bf16(frand());
+            for (int64_t i = 0; i < M * r; i++) l[i] = frand();
+            for (int64_t i = 0; i < r * K; i++) rr[i] = frand();
+            for (int64_t i = 0; i < M * K; i++) c0[i] = c1[i] = frand();
+            yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false);
+            CHECK(pk != NULL, "%s", yf_last_error());
+            yf_matmul_xw(c0, l, rr, YF_F32, M, r, K, false);
+            yf_dropout(c0, c0, M * K, p, seed);
+            yf_matmul_xw_pk(c0, dy, w, YF_BF16, pk, M, N, K, true);
+            yf_drop d = yf_dropout_params(p, seed);
+            bool fused = yf_matmul_xw_pk_drop(c1, dy, w, YF_BF16, pk, M, N, K, l, rr, r, &d);
+            CHECK(fused, "[%ld,%ld,%ld]: not run inside the product", (long)M, (long)N, (long)K);
+            calls++;
+            char what[96];
+            snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld p %.1f: max |fused - separate|",
+                     prec ? "bf16" : "exact", (long)M, (long)N, (long)K, (long)r, p);
+            CHECK_NEAR(what, fused ? yt_max_abs_diff(c0, c1, M * K) : 0.0, 0.0);
+            yf_wpack_free(pk);
+            free(dy), free(c0), free(c1), free(l), free(rr), free(w);
+        }
+    }
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    CHECK(yf_matmul_epilogue_calls() - fused0 == calls, "%lld of %lld calls counted as fused",
+          (long long)(yf_matmul_epilogue_calls() - fused0), (long long)calls);
 }
 
 /* The left operand of dy·W handed over packed (yf_apk_put_row, as the LM

@@ -87,8 +87,26 @@ void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const voi
  * up-projection without a pass of its own over y). */
 void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank);
-/* How many yf_matmul_xwt_pk_lr calls added the term inside the product (tests). */
-int64_t yf_matmul_lr_fused_calls(void);
+/* How many yf_matmul_xwt_pk_lr / yf_matmul_xw_pk_drop calls ran their
+ * extra term inside the product (tests). */
+int64_t yf_matmul_epilogue_calls(void);
+/* LoRA dropout's mask (ops.h, yf_dropout_params): element i is kept when a
+ * hash of (i, s0, s1) >= thr, and then scaled by ks. */
+typedef struct yf_drop {
+    uint32_t thr, s0, s1;
+    float ks;
+} yf_drop;
+
+/* dx = drop(L·R) + dy·W: L [M, r] (r <= 16), R [r, K] rows, drop the mask
+ * of element (m, k) of dx at index m K + k: the same bits as
+ *   yf_matmul_xw(dx, L, R, YF_F32, M, r, K, false); yf_dropout(dx, dx, ..);
+ *   yf_matmul_xw_pk(dx, dy, W, wt, pk, M, N, K, true)
+ * (LoRA's input gradient with dropout, then the base weight's), which the
+ * caller does when this returns false. Where it can (AMX, pk), each block of
+ * dx gets its first term during the tile products of the block before it,
+ * then its product: no passes over dx of their own. */
+bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                          int64_t N, int64_t K, const float *l, const float *r, int64_t rank, const yf_drop *drop);
 /* x·W[n0:n1]^T handed out a block of C at a time instead of stored: fn(ctx,
  * m, n, blk, rows, cols, exp) gets rows m.. and columns n.. (of the n1-n0)
  * of the product, rows x cols (<= 32 x 32) floats at blk, 32 floats a row,

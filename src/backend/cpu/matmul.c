@@ -353,6 +353,7 @@ static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chu
         gk.K = kb;
         gk.accumulate = g->accumulate || pc > 0;
         if (pc + kb < g->K) gk.lr_l = gk.lr_r = NULL; /* the low-rank term once C is complete */
+        if (pc > 0) gk.pro_l = NULL;                  /* C's first value before the first K block */
         gk.bpk = g->bpk + (pc / 32) * 1024;
         gk.bpk_ld = g->bpk_ld ? g->bpk_ld : nks_all * 1024;
         if (g->apk) {
@@ -622,7 +623,7 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
     run_op('f', &g);
 }
 
-static int64_t g_lr_fused; /* calls that took the fused route (tests) */
+static int64_t g_epi_calls; /* calls that ran their extra term inside the product (tests) */
 
 void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank) {
@@ -643,11 +644,32 @@ void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, c
         yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true);
         return;
     }
-    __atomic_add_fetch(&g_lr_fused, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&g_epi_calls, 1, __ATOMIC_RELAXED);
     run_op('f', &g);
 }
 
-int64_t yf_matmul_lr_fused_calls(void) { return __atomic_load_n(&g_lr_fused, __ATOMIC_RELAXED); }
+int64_t yf_matmul_epilogue_calls(void) { return __atomic_load_n(&g_epi_calls, __ATOMIC_RELAXED); }
+
+bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
+                          int64_t N, int64_t K, const float *l, const float *r, int64_t rank, const yf_drop *drop) {
+    YF_CHECK(wt == YF_F32 || wt == YF_BF16);
+    YF_CHECK(rank >= 1 && rank <= YF_NARROW_DIM);
+    yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
+                 .M = M, .N = K, .K = N, .accumulate = false, .bpk = pack_tiles(pk, w, N, K, YF_PACK_XW),
+                 .pro_l = l, .pro_r = r, .pro_k = rank, .pro_drop = *drop};
+    /* only where the rank-r product would take the narrow kernels, whose
+     * arithmetic the prologue repeats, and the mask its 16-lane form */
+    int nparts = 1;
+    yf_gemm lr = {.M = M, .N = K, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = K,
+                  .bcs = 1};
+    kind kl = choose(&lr, yf_kernels_path(), &nparts);
+    if (yf_kernels_path() == YF_KPATH_REF || !g.bpk || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
+        kl != K_NARROW_AVX512 || K % 16 != 0)
+        return false;
+    __atomic_add_fetch(&g_epi_calls, 1, __ATOMIC_RELAXED);
+    run_op('b', &g);
+    return true;
+}
 
 void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                      int64_t N, int64_t K, bool accumulate) {

@@ -33,7 +33,7 @@
 #if YF_CC_AMX
 #include <immintrin.h>
 
-#include "exp16.h"
+#include "simd16.h"
 
 #define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 
@@ -253,31 +253,52 @@ AMX_TARGET static void exp_finish(exp_pend *p, int q0) {
     if (p->over) *p->x.over = true;
 }
 
-/* A finished block of C waiting for its low-rank term (g->lr_l): 64 half
- * rows, which the next kernel call works through a few per 32-step of K.
- * Each element gets (sum over k of L[i,k] R[n,k], fused multiply-adds from
- * 0 in k order) + C, as the narrow kernels' K form computes it. */
+/* A block of C with a low-rank term to take, 64 half rows, which a kernel
+ * call works through a few per 32-step of K: g->lr_l's, added once the
+ * block is finished (during the next block's products), or g->pro_l's,
+ * C's first value (set, during the products of the block before it). Each
+ * element's term is the sum over k of L[i,k] R[k,n], fused multiply-adds
+ * from 0 in k order, as the narrow kernels' K form computes it; then C +
+ * term, or drop(term) (simd16.h's mask, yf_dropout's arithmetic). */
 typedef struct lr_pend {
     float *c;
     int64_t ldc, rows, k;
     const float *l;  /* the block's first row of L, k floats a row */
-    const float *rt; /* R^T: k rows of the block's 32 columns, rt_ld apart */
+    const float *rt; /* R: k rows of the block's 32 columns, rt_ld apart */
     int64_t rt_ld;
     __mmask16 cols[2];
+    bool set;        /* C = drop(term): element (i, n)'s mask at index base + i ldc + n */
+    uint64_t base;
+    yf_drop d;
 } lr_pend;
 
 AMX_TARGET static inline __attribute__((always_inline)) void lr_half(const lr_pend *p, int q) {
     int i = q >> 1, h = q & 1;
-    if (i >= p->rows || !p->cols[h]) return;
+    __mmask16 m = p->cols[h];
+    if (i >= p->rows || !m) return;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t k = 0; k < p->k; k++)
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(p->l[i * p->k + k]), _mm512_loadu_ps(p->rt + k * p->rt_ld + 16 * h), acc);
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(p->l[i * p->k + k]),
+                              _mm512_maskz_loadu_ps(m, p->rt + k * p->rt_ld + 16 * h), acc);
     float *c = p->c + i * p->ldc + 16 * h;
-    _mm512_mask_storeu_ps(c, p->cols[h], _mm512_add_ps(acc, _mm512_maskz_loadu_ps(p->cols[h], c)));
+    if (p->set) {
+        __mmask16 keep = m & yf_drop16_keep(p->base + (uint64_t)(i * p->ldc + 16 * h), p->d.thr, p->d.s0, p->d.s1);
+        _mm512_mask_storeu_ps(c, m, _mm512_maskz_mul_ps(keep, acc, _mm512_set1_ps(p->d.ks)));
+    } else {
+        _mm512_mask_storeu_ps(c, m, _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, c)));
+    }
 }
 
 AMX_TARGET static void lr_finish(const lr_pend *p, int q0) {
     for (int q = q0; q < 64; q++) lr_half(p, q);
+}
+
+/* g->pro_l's term for the block of C at rows ic.., column pair j */
+static lr_pend pro_block(const yf_gemm *g, int64_t ic, int64_t rows, int64_t j, int64_t n1) {
+    int64_t cols = n1 - 32 * j < 32 ? n1 - 32 * j : 32;
+    return (lr_pend){g->c + ic * g->ldc + 32 * j, g->ldc, rows, g->pro_k, g->pro_l + ic * g->pro_k,
+                     g->pro_r + 32 * j, g->N, {mask16(cols), mask16(cols - 16)}, true,
+                     (uint64_t)(ic * g->ldc + 32 * j), g->pro_drop};
 }
 
 /* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
@@ -348,8 +369,8 @@ AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nk
     }
 }
 
-/* kernel that also adds pl's low-rank term (pl != NULL: kernel's code is
- * left as it was for every other product) */
+/* kernel that also works through pl's low-rank term (pl != NULL: kernel's
+ * code is left as it was for every other product) */
 AMX_TARGET static void kernel_lr(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c, int64_t ldc,
                                  bool loadc, const lr_pend *pl) {
     switch (np) {
@@ -438,7 +459,8 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     exp_pend pend = {0};
     int64_t nblk = 0;
     /* g->lr_l: R^T over this call's columns (k rows of n1 - n0), and the block whose term is pending */
-    YF_CHECK(!g->lr_l || (g->lr_k >= 1 && g->lr_k <= 16 && !g->epi));
+    YF_CHECK(!g->lr_l || (g->lr_k >= 1 && g->lr_k <= 16 && !g->epi && !g->pro_l));
+    YF_CHECK(!g->pro_l || (g->pro_k >= 1 && g->pro_k <= 16 && !g->epi && !g->accumulate && g->ldc % 16 == 0));
     int64_t rt_ld = (n1 - n0 + 31) / 32 * 32;
     float *rt = g->lr_l ? yf_scratch(2, (size_t)(g->lr_k * rt_ld) * sizeof(float)) : NULL;
     for (int64_t k = 0; rt && k < g->lr_k; k++)
@@ -449,7 +471,8 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     for (int64_t pc = 0; pc < g->K; pc += KC) {
         int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
         int64_t pstride = nks * nparts * 2 * TILE_U16;
-        bool loadc = g->accumulate || pc > 0;
+        bool pro = g->pro_l && pc == 0; /* C starts as pro_l's term */
+        bool loadc = g->accumulate || pc > 0 || pro;
         /* C of 64 MiB and more is not read again from the caches anyway */
         bool stream = !loadc && (double)g->M * (double)g->N * 4 >= 64.0 * 1048576 && g->ldc % 16 == 0 &&
                       ((uintptr_t)g->c & 63) == 0;
@@ -490,18 +513,30 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
                     bool lr = g->lr_l && pc + kb >= g->K; /* C complete after this K block */
-                    lr_pend cur = {c, g->ldc, rows, g->lr_k, lr ? g->lr_l + ic * g->lr_k : NULL,
-                                   rt + 32 * j - n0, rt_ld, {mask16(cols), mask16(cols - 16)}};
+                    lr_pend cur = {.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k,
+                                   .l = lr ? g->lr_l + ic * g->lr_k : NULL, .rt = rt ? rt + 32 * j - n0 : NULL,
+                                   .rt_ld = rt_ld, .cols = {mask16(cols), mask16(cols - 16)}};
+                    /* pro: this block's first value was set during the block before it in
+                     * its row of blocks (the first pair: now); the next one's during this */
+                    lr_pend nxt = {0};
+                    if (pro && j == j0) {
+                        lr_pend now = pro_block(g, ic, rows, j, n1);
+                        lr_finish(&now, 0);
+                    }
+                    if (pro && j + 1 < j1) nxt = pro_block(g, ic, rows, j + 1, n1);
                     if (rows == 32 && cols == 32 && stream) {
                         kernel_stream(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, lr ? &cur : NULL);
                         lr = false;
                     } else if (rows == 32 && cols == 32 && lr) {
                         kernel_lr(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, lrp.c ? &lrp : NULL);
+                    } else if (rows == 32 && cols == 32 && nxt.c) {
+                        kernel_lr(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, &nxt);
                     } else if (rows == 32 && cols == 32) {
                         kernel(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc);
                     } else {
                         if (lrp.c) lr_finish(&lrp, 0), lrp.c = NULL;
                         kernel_edge(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
+                        if (nxt.c) lr_finish(&nxt, 0);
                     }
                     if (lr) lrp = cur; /* its term during the next block's products */
                     t_pf = t_pf_end = NULL;
@@ -555,7 +590,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
      * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
      * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
     const int64_t KC = yf_amx_kc(g->K);
-    YF_CHECK(g->bpk || (!g->lr_l && !g->epi)); /* those need a pre-packed B */
+    YF_CHECK(g->bpk || (!g->lr_l && !g->epi && !g->pro_l)); /* those need a pre-packed B */
     if (g->bpk) {
         YF_CHECK(n0 % 32 == 0);
         gemm_prepacked(g, m0, m1, n0, n1, nparts, KC);

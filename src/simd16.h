@@ -1,9 +1,10 @@
-/* exp16: the AVX-512 exp of 16 floats, and the fused softmax step built on
- * it, shared by the elementwise ops (ops_avx512.c) and the AMX kernels'
- * fused LM-head blocks (matmul_amx.c). Static inline with function-level
- * target attributes: include only where YF_OPS_AVX512 (ops_fast.h) holds. */
-#ifndef YF_EXP16_H
-#define YF_EXP16_H
+/* simd16: 16-lane AVX-512 steps that run both as elementwise ops
+ * (ops_avx512.c) and inside the AMX kernels' epilogues (matmul_amx.c), so
+ * that the two give the same bits: exp, the LM head's fused softmax step,
+ * LoRA dropout's mask. Static inline with function-level target
+ * attributes: include only where YF_OPS_AVX512 (ops_fast.h) holds. */
+#ifndef YF_SIMD16_H
+#define YF_SIMD16_H
 
 #include <immintrin.h>
 #include <stdint.h>
@@ -50,6 +51,22 @@ YF_EXP16_BF16_TARGET static inline __mmask16 yf_exp16_bf16_acc(uint16_t *dst, co
     _mm512_storeu_pd(acc + 8,
                      _mm512_add_pd(_mm512_loadu_pd(acc + 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1))));
     return over;
+}
+
+/* Which of the 16 elements i .. i + 15 LoRA dropout keeps (yf_dropout):
+ * a 32-bit hash of (seed, index) >= thr, s0 and s1 the seed's halves mixed
+ * (yf_dropout_params). i a multiple of 16, so the lanes share i >> 32; the
+ * same hash as ops.c's scalar drop_hash, lane by lane. */
+YF_EXP16_TARGET static inline __mmask16 yf_drop16_keep(uint64_t i, uint32_t thr, uint32_t s0, uint32_t s1) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i h = _mm512_add_epi32(_mm512_set1_epi32((int)((uint32_t)i + s0)), lane);
+    h = _mm512_xor_si512(h, _mm512_set1_epi32((int)(((uint32_t)(i >> 32) * 0xc2b2ae35u) ^ s1)));
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0x85ebca6bu));
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 13));
+    h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0xc2b2ae35u));
+    h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
+    return _mm512_cmpge_epu32_mask(h, _mm512_set1_epi32((int)thr));
 }
 
 #endif
