@@ -619,9 +619,8 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
          * adding onto it (one pass over [N, in] less than adding afterwards) */
         float *gx = acc ? ws->t1 : dx;
         yf_drop d = yf_dropout_params(r->drop_p, seed);
-        if (!acc && !mn && yf_matmul_xw_pk_drop(dx, dy, W->data, W->dt, pkb, N, out, in, ws->dlt, md->A, R, &d)) {
-            return; /* the same three steps as below, inside the base product */
-        }
+        if (!mn && yf_matmul_xw_pk_drop(dx, dy, W->data, W->dt, pkb, N, out, in, acc, ws->dlt, md->A, R, &d))
+            return; /* the same steps as below, inside the base product */
         yf_matmul_xw(gx, ws->dlt, md->A, YF_F32, N, R, in, false);
         if (mn) {
             float *t2 = ws->t2; /* = (m/n) dy: turn into (m/n - 1) dy */

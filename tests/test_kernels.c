@@ -337,11 +337,12 @@ TEST(kernels_amx_lowrank_term_matches_separate_product) {
           (long long)(yf_matmul_epilogue_calls() - fused0), (long long)calls);
 }
 
-/* LoRA's input gradient with dropout as the first value of dy·W's blocks
- * (yf_matmul_xw_pk_drop) against the three steps it replaces: the same bits
- * (and checked to have run inside the product); edges in M and in dx's
- * columns, dy·W over two K blocks (N 2100: the first value only before the
- * first), ranks 1, 8 and 16, p 0.1 and 0.5, both precisions. */
+/* LoRA's input gradient with dropout inside dy·W (yf_matmul_xw_pk_drop): as
+ * its blocks' first value, or added to dx's accumulated blocks, against the
+ * steps it replaces: the same bits (and checked to have run inside the
+ * product); edges in M and in dx's columns, dy·W over two K blocks (N 2100:
+ * the term only before the first or after the last), ranks 1, 8 and 16,
+ * p 0.1 and 0.5, both precisions. */
 TEST(kernels_amx_dropout_term_matches_separate_steps) {
     if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
     CHECK(yf_kernels_set_path(YF_KPATH_AMX) == 0);
@@ -363,16 +364,25 @@ TEST(kernels_amx_dropout_term_matches_separate_steps) {
             for (int64_t i = 0; i < M * K; i++) c0[i] = c1[i] = frand();
             yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false);
             CHECK(pk != NULL, "%s", yf_last_error());
-            yf_matmul_xw(c0, l, rr, YF_F32, M, r, K, false);
-            yf_dropout(c0, c0, M * K, p, seed);
-            yf_matmul_xw_pk(c0, dy, w, YF_BF16, pk, M, N, K, true);
+            bool acc = (s + prec) % 2 == 1;
+            float *t = malloc(M * K * sizeof(float));
+            yf_matmul_xw(t, l, rr, YF_F32, M, r, K, false);
+            yf_dropout(t, t, M * K, p, seed);
+            if (acc) {
+                yf_matmul_xw_pk(c0, dy, w, YF_BF16, pk, M, N, K, true);
+                for (int64_t i = 0; i < M * K; i++) c0[i] += t[i];
+            } else {
+                memcpy(c0, t, M * K * sizeof(float));
+                yf_matmul_xw_pk(c0, dy, w, YF_BF16, pk, M, N, K, true);
+            }
+            free(t);
             yf_drop d = yf_dropout_params(p, seed);
-            bool fused = yf_matmul_xw_pk_drop(c1, dy, w, YF_BF16, pk, M, N, K, l, rr, r, &d);
+            bool fused = yf_matmul_xw_pk_drop(c1, dy, w, YF_BF16, pk, M, N, K, acc, l, rr, r, &d);
             CHECK(fused, "[%ld,%ld,%ld]: not run inside the product", (long)M, (long)N, (long)K);
             calls++;
             char what[96];
-            snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld p %.1f: max |fused - separate|",
-                     prec ? "bf16" : "exact", (long)M, (long)N, (long)K, (long)r, p);
+            snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld p %.1f%s: max |fused - separate|",
+                     prec ? "bf16" : "exact", (long)M, (long)N, (long)K, (long)r, p, acc ? " accumulating" : "");
             CHECK_NEAR(what, fused ? yt_max_abs_diff(c0, c1, M * K) : 0.0, 0.0);
             yf_wpack_free(pk);
             free(dy), free(c0), free(c1), free(l), free(rr), free(w);

@@ -97,16 +97,19 @@ typedef struct yf_drop {
     float ks;
 } yf_drop;
 
-/* dx = drop(L·R) + dy·W: L [M, r] (r <= 16), R [r, K] rows, drop the mask
- * of element (m, k) of dx at index m K + k: the same bits as
- *   yf_matmul_xw(dx, L, R, YF_F32, M, r, K, false); yf_dropout(dx, dx, ..);
- *   yf_matmul_xw_pk(dx, dy, W, wt, pk, M, N, K, true)
- * (LoRA's input gradient with dropout, then the base weight's), which the
+/* dx = drop(L·R) + dy·W, or with accumulate dx += dy·W, then + drop(L·R):
+ * L [M, r] (r <= 16), R [r, K] rows, drop the mask of element (m, k) of dx
+ * at index m K + k: the same bits as
+ *   yf_matmul_xw(t, L, R, YF_F32, M, r, K, false); yf_dropout(t, t, ..);
+ *   then dx = t, yf_matmul_xw_pk(dx, dy, W, wt, pk, M, N, K, true)
+ *   (or yf_matmul_xw_pk(dx, dy, .., true); dx += t)
+ * (LoRA's input gradient with dropout, and the base weight's), which the
  * caller does when this returns false. Where it can (AMX, pk), each block of
- * dx gets its first term during the tile products of the block before it,
- * then its product: no passes over dx of their own. */
+ * dx gets the term during the tile products of the block before it (its
+ * first value) or after it (added): no passes over dx of their own. */
 bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
-                          int64_t N, int64_t K, const float *l, const float *r, int64_t rank, const yf_drop *drop);
+                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank,
+                          const yf_drop *drop);
 /* x·W[n0:n1]^T handed out a block of C at a time instead of stored: fn(ctx,
  * m, n, blk, rows, cols, exp) gets rows m.. and columns n.. (of the n1-n0)
  * of the product, rows x cols (<= 32 x 32) floats at blk, 32 floats a row,

@@ -353,7 +353,9 @@ static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chu
         gk.K = kb;
         gk.accumulate = g->accumulate || pc > 0;
         if (pc + kb < g->K) gk.lr_l = gk.lr_r = NULL; /* the low-rank term once C is complete */
-        if (pc > 0) gk.pro_l = NULL;                  /* C's first value before the first K block */
+        /* pro_l's term: C's first value before the first K block, or with
+         * accumulation added once C is complete */
+        if (g->accumulate ? pc + kb < g->K : pc > 0) gk.pro_l = NULL;
         gk.bpk = g->bpk + (pc / 32) * 1024;
         gk.bpk_ld = g->bpk_ld ? g->bpk_ld : nks_all * 1024;
         if (g->apk) {
@@ -651,11 +653,12 @@ void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, c
 int64_t yf_matmul_epilogue_calls(void) { return __atomic_load_n(&g_epi_calls, __ATOMIC_RELAXED); }
 
 bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
-                          int64_t N, int64_t K, const float *l, const float *r, int64_t rank, const yf_drop *drop) {
+                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank,
+                          const yf_drop *drop) {
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
     YF_CHECK(rank >= 1 && rank <= YF_NARROW_DIM);
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
-                 .M = M, .N = K, .K = N, .accumulate = false, .bpk = pack_tiles(pk, w, N, K, YF_PACK_XW),
+                 .M = M, .N = K, .K = N, .accumulate = accumulate, .bpk = pack_tiles(pk, w, N, K, YF_PACK_XW),
                  .pro_l = l, .pro_r = r, .pro_k = rank, .pro_drop = *drop};
     /* only where the rank-r product would take the narrow kernels, whose
      * arithmetic the prologue repeats, and the mask its 16-lane form */

@@ -267,7 +267,8 @@ typedef struct lr_pend {
     const float *rt; /* R: k rows of the block's 32 columns, rt_ld apart */
     int64_t rt_ld;
     __mmask16 cols[2];
-    bool set;        /* C = drop(term): element (i, n)'s mask at index base + i ldc + n */
+    bool set;        /* C = drop(term), else C + term (C + drop(term) with drop) */
+    bool drop;       /* the mask of element (i, n) at index base + i ldc + n */
     uint64_t base;
     yf_drop d;
 } lr_pend;
@@ -281,23 +282,23 @@ AMX_TARGET static inline __attribute__((always_inline)) void lr_half(const lr_pe
         acc = _mm512_fmadd_ps(_mm512_set1_ps(p->l[i * p->k + k]),
                               _mm512_maskz_loadu_ps(m, p->rt + k * p->rt_ld + 16 * h), acc);
     float *c = p->c + i * p->ldc + 16 * h;
-    if (p->set) {
+    if (p->drop) {
         __mmask16 keep = m & yf_drop16_keep(p->base + (uint64_t)(i * p->ldc + 16 * h), p->d.thr, p->d.s0, p->d.s1);
-        _mm512_mask_storeu_ps(c, m, _mm512_maskz_mul_ps(keep, acc, _mm512_set1_ps(p->d.ks)));
-    } else {
-        _mm512_mask_storeu_ps(c, m, _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, c)));
+        acc = _mm512_maskz_mul_ps(keep, acc, _mm512_set1_ps(p->d.ks));
     }
+    _mm512_mask_storeu_ps(c, m, p->set ? acc : _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, c)));
 }
 
 AMX_TARGET static void lr_finish(const lr_pend *p, int q0) {
     for (int q = q0; q < 64; q++) lr_half(p, q);
 }
 
-/* g->pro_l's term for the block of C at rows ic.., column pair j */
-static lr_pend pro_block(const yf_gemm *g, int64_t ic, int64_t rows, int64_t j, int64_t n1) {
+/* g->pro_l's term for the block of C at rows ic.., column pair j: C's first
+ * value (set), or added to the finished block (with accumulation) */
+static lr_pend pro_block(const yf_gemm *g, int64_t ic, int64_t rows, int64_t j, int64_t n1, bool set) {
     int64_t cols = n1 - 32 * j < 32 ? n1 - 32 * j : 32;
     return (lr_pend){g->c + ic * g->ldc + 32 * j, g->ldc, rows, g->pro_k, g->pro_l + ic * g->pro_k,
-                     g->pro_r + 32 * j, g->N, {mask16(cols), mask16(cols - 16)}, true,
+                     g->pro_r + 32 * j, g->N, {mask16(cols), mask16(cols - 16)}, set, true,
                      (uint64_t)(ic * g->ldc + 32 * j), g->pro_drop};
 }
 
@@ -460,7 +461,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     int64_t nblk = 0;
     /* g->lr_l: R^T over this call's columns (k rows of n1 - n0), and the block whose term is pending */
     YF_CHECK(!g->lr_l || (g->lr_k >= 1 && g->lr_k <= 16 && !g->epi && !g->pro_l));
-    YF_CHECK(!g->pro_l || (g->pro_k >= 1 && g->pro_k <= 16 && !g->epi && !g->accumulate && g->ldc % 16 == 0));
+    YF_CHECK(!g->pro_l || (g->pro_k >= 1 && g->pro_k <= 16 && !g->epi && g->ldc % 16 == 0));
     int64_t rt_ld = (n1 - n0 + 31) / 32 * 32;
     float *rt = g->lr_l ? yf_scratch(2, (size_t)(g->lr_k * rt_ld) * sizeof(float)) : NULL;
     for (int64_t k = 0; rt && k < g->lr_k; k++)
@@ -471,7 +472,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     for (int64_t pc = 0; pc < g->K; pc += KC) {
         int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
         int64_t pstride = nks * nparts * 2 * TILE_U16;
-        bool pro = g->pro_l && pc == 0; /* C starts as pro_l's term */
+        bool pro = g->pro_l && !g->accumulate && pc == 0; /* C starts as pro_l's term */
         bool loadc = g->accumulate || pc > 0 || pro;
         /* C of 64 MiB and more is not read again from the caches anyway */
         bool stream = !loadc && (double)g->M * (double)g->N * 4 >= 64.0 * 1048576 && g->ldc % 16 == 0 &&
@@ -512,18 +513,21 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         continue;
                     }
                     float *c = g->c + ic * g->ldc + 32 * j;
-                    bool lr = g->lr_l && pc + kb >= g->K; /* C complete after this K block */
+                    /* a term added to C once it is complete (after this K block) */
+                    bool lr = (g->lr_l || (g->pro_l && g->accumulate)) && pc + kb >= g->K;
                     lr_pend cur = {.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k,
-                                   .l = lr ? g->lr_l + ic * g->lr_k : NULL, .rt = rt ? rt + 32 * j - n0 : NULL,
-                                   .rt_ld = rt_ld, .cols = {mask16(cols), mask16(cols - 16)}};
+                                   .l = lr && g->lr_l ? g->lr_l + ic * g->lr_k : NULL,
+                                   .rt = rt ? rt + 32 * j - n0 : NULL, .rt_ld = rt_ld,
+                                   .cols = {mask16(cols), mask16(cols - 16)}};
+                    if (lr && g->pro_l) cur = pro_block(g, ic, rows, j, n1, false);
                     /* pro: this block's first value was set during the block before it in
                      * its row of blocks (the first pair: now); the next one's during this */
                     lr_pend nxt = {0};
                     if (pro && j == j0) {
-                        lr_pend now = pro_block(g, ic, rows, j, n1);
+                        lr_pend now = pro_block(g, ic, rows, j, n1, true);
                         lr_finish(&now, 0);
                     }
-                    if (pro && j + 1 < j1) nxt = pro_block(g, ic, rows, j + 1, n1);
+                    if (pro && j + 1 < j1) nxt = pro_block(g, ic, rows, j + 1, n1, true);
                     if (rows == 32 && cols == 32 && stream) {
                         kernel_stream(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, lr ? &cur : NULL);
                         lr = false;
