@@ -425,6 +425,9 @@ AMX_TARGET static void set_tiles(void) {
         cfg.colsb[i] = 64;
         cfg.rows[i] = 16;
     }
+    /* GCC 12 does not see ldtilecfg read cfg: inlined into a new caller it
+     * once dropped the stores above (a SIGILL at the first tile instruction) */
+    __asm__ volatile("" : : "r"(&cfg) : "memory");
     _tile_loadconfig(&cfg);
 }
 
