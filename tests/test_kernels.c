@@ -292,8 +292,8 @@ TEST(kernels_amx_prepacked_weight_is_bitwise_identical) {
     yf_kernels_set_precision(YF_PREC_EXACT);
 }
 
-/* x·W^T plus a low-rank term L·R^T (LoRA's up-projection): with W packed
- * on AMX the term is added inside the product (checked to have happened),
+/* x·W^T plus a low-rank term L·R^T (LoRA's up-projection): on AMX, with W
+ * pre-packed or not, the term is added inside the product (checked to have happened),
  * bit for bit as the separate rank-r product adds it; edges in M and N, K
  * over one K block (2100: the term only once C is complete), ranks 1, 8
  * and 16, with and without accumulation, both precisions, and a C of 64 MB
@@ -320,14 +320,22 @@ TEST(kernels_amx_lowrank_term_matches_separate_product) {
             yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XWT, false);
             CHECK(pk != NULL, "%s", yf_last_error());
             bool acc = s % 2 == 1;
-            yf_matmul_xwt_pk(c0, x, w, YF_BF16, pk, M, N, K, acc);
-            yf_matmul_xwt(c0, l, rr, YF_F32, M, N, r, true);
-            yf_matmul_xwt_pk_lr(c1, x, w, YF_BF16, pk, M, N, K, acc, l, rr, r);
-            calls++;
-            char what[96];
-            snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld: max |fused - separate|", prec ? "bf16" : "exact",
-                     (long)M, (long)N, (long)K, (long)r);
-            CHECK_NEAR(what, yt_max_abs_diff(c0, c1, M * N), 0.0);
+            float *cs = malloc(M * N * sizeof(float));
+            memcpy(cs, c0, M * N * sizeof(float));
+            for (int packed = 0; packed < 2; packed++) { /* W pre-packed, or packed by the product */
+                const yf_wpack *p = packed ? pk : NULL;
+                memcpy(c0, cs, M * N * sizeof(float));
+                memcpy(c1, cs, M * N * sizeof(float));
+                yf_matmul_xwt_pk(c0, x, w, YF_BF16, p, M, N, K, acc);
+                yf_matmul_xwt(c0, l, rr, YF_F32, M, N, r, true);
+                yf_matmul_xwt_pk_lr(c1, x, w, YF_BF16, p, M, N, K, acc, l, rr, r);
+                calls++;
+                char what[112];
+                snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld%s: max |fused - separate|",
+                         prec ? "bf16" : "exact", (long)M, (long)N, (long)K, (long)r, packed ? ", packed W" : "");
+                CHECK_NEAR(what, yt_max_abs_diff(c0, c1, M * N), 0.0);
+            }
+            free(cs);
             yf_wpack_free(pk);
             free(x), free(c0), free(c1), free(l), free(rr), free(w);
         }
@@ -338,9 +346,9 @@ TEST(kernels_amx_lowrank_term_matches_separate_product) {
 }
 
 /* LoRA's input gradient with dropout inside dy·W (yf_matmul_xw_pk_drop): as
- * its blocks' first value, or added to dx's accumulated blocks, against the
- * steps it replaces: the same bits (and checked to have run inside the
- * product); edges in M and in dx's columns, dy·W over two K blocks (N 2100:
+ * its blocks' first value, or added to dx's accumulated blocks, with W
+ * pre-packed or not, against the steps it replaces: the same bits (and
+ * checked to have run inside the product); edges in M and in dx's columns, dy·W over two K blocks (N 2100:
  * the term only before the first or after the last), ranks 1, 8 and 16,
  * p 0.1 and 0.5, both precisions. */
 TEST(kernels_amx_dropout_term_matches_separate_steps) {
@@ -362,8 +370,8 @@ TEST(kernels_amx_dropout_term_matches_separate_steps) {
             for (int64_t i = 0; i < M * r; i++) l[i] = frand();
             for (int64_t i = 0; i < r * K; i++) rr[i] = frand();
             for (int64_t i = 0; i < M * K; i++) c0[i] = c1[i] = frand();
-            yf_wpack *pk = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false);
-            CHECK(pk != NULL, "%s", yf_last_error());
+            yf_wpack *pk0 = yf_wpack_new(w, YF_BF16, N, K, YF_PACK_XW, false), *pk = s % 2 ? pk0 : NULL;
+            CHECK(pk0 != NULL, "%s", yf_last_error());
             bool acc = (s + prec) % 2 == 1;
             float *t = malloc(M * K * sizeof(float));
             yf_matmul_xw(t, l, rr, YF_F32, M, r, K, false);
@@ -381,10 +389,11 @@ TEST(kernels_amx_dropout_term_matches_separate_steps) {
             CHECK(fused, "[%ld,%ld,%ld]: not run inside the product", (long)M, (long)N, (long)K);
             calls++;
             char what[96];
-            snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld p %.1f%s: max |fused - separate|",
-                     prec ? "bf16" : "exact", (long)M, (long)N, (long)K, (long)r, p, acc ? " accumulating" : "");
+            snprintf(what, sizeof what, "%s [%ld,%ld,%ld] rank %ld p %.1f%s%s: max |fused - separate|",
+                     prec ? "bf16" : "exact", (long)M, (long)N, (long)K, (long)r, p, acc ? " accumulating" : "",
+                     pk ? ", packed W" : "");
             CHECK_NEAR(what, fused ? yt_max_abs_diff(c0, c1, M * K) : 0.0, 0.0);
-            yf_wpack_free(pk);
+            yf_wpack_free(pk0);
             free(dy), free(c0), free(c1), free(l), free(rr), free(w);
         }
     }

@@ -82,9 +82,9 @@ void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const voi
 /* y = x·W^T (+ y if accumulate), then y += L·R^T (L [M, r], R [N, r], r <=
  * 16): the same bits as yf_matmul_xwt_pk followed by yf_matmul_xwt(y, L, R,
  * YF_F32, M, N, r, true), which is what it does unless the product runs on
- * AMX with a pack (pk): then each block of y gets its low-rank term during
- * the next block's tile products, while it is still in cache (LoRA's
- * up-projection without a pass of its own over y). */
+ * AMX (with a pack pk or without): then each block of y gets its low-rank
+ * term during the next block's tile products, while it is still in cache
+ * (LoRA's up-projection without a pass of its own over y). */
 void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank);
 /* How many yf_matmul_xwt_pk_lr / yf_matmul_xw_pk_drop calls ran their
@@ -104,7 +104,7 @@ typedef struct yf_drop {
  *   then dx = t, yf_matmul_xw_pk(dx, dy, W, wt, pk, M, N, K, true)
  *   (or yf_matmul_xw_pk(dx, dy, .., true); dx += t)
  * (LoRA's input gradient with dropout, and the base weight's), which the
- * caller does when this returns false. Where it can (AMX, pk), each block of
+ * caller does when this returns false. Where it can (AMX), each block of
  * dx gets the term during the tile products of the block before it (its
  * first value) or after it (added): no passes over dx of their own. */
 bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,

@@ -640,7 +640,7 @@ void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, c
     yf_gemm lr = {.M = M, .N = N, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = 1,
                   .bcs = rank};
     kind kl = choose(&lr, yf_kernels_path(), &nparts);
-    if (yf_kernels_path() == YF_KPATH_REF || !g.bpk || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
+    if (yf_kernels_path() == YF_KPATH_REF || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
         (kl != K_NARROW_AVX512 && kl != K_NARROW_AVX2)) {
         yf_matmul_xwt_pk(y, x, w, wt, pk, M, N, K, accumulate);
         yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true);
@@ -666,7 +666,7 @@ bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt
     yf_gemm lr = {.M = M, .N = K, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = K,
                   .bcs = 1};
     kind kl = choose(&lr, yf_kernels_path(), &nparts);
-    if (yf_kernels_path() == YF_KPATH_REF || !g.bpk || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
+    if (yf_kernels_path() == YF_KPATH_REF || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
         kl != K_NARROW_AVX512 || K % 16 != 0)
         return false;
     __atomic_add_fetch(&g_epi_calls, 1, __ATOMIC_RELAXED);

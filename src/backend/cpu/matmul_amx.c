@@ -417,6 +417,72 @@ AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64
     for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, tmp + r * 32, (size_t)cols * sizeof(float));
 }
 
+/* A product's low-rank terms (g->lr_l, g->pro_l) around its blocks'
+ * kernels: R^T of lr over the call's columns, and the finished block whose
+ * term is pending. Both drivers (pre-packed B or not) go through here. */
+typedef struct terms {
+    const yf_gemm *g;
+    float *rt;
+    int64_t rt_ld, n0, n1;
+    lr_pend post;
+} terms;
+
+static void terms_init(terms *t, const yf_gemm *g, int64_t n0, int64_t n1) {
+    YF_CHECK(!g->lr_l || (g->lr_k >= 1 && g->lr_k <= 16 && !g->epi && !g->pro_l));
+    YF_CHECK(!g->pro_l || (g->pro_k >= 1 && g->pro_k <= 16 && !g->epi && g->ldc % 16 == 0));
+    *t = (terms){.g = g, .n0 = n0, .n1 = n1, .rt_ld = (n1 - n0 + 31) / 32 * 32};
+    t->rt = g->lr_l ? yf_scratch(2, (size_t)(g->lr_k * t->rt_ld) * sizeof(float)) : NULL;
+    for (int64_t k = 0; t->rt && k < g->lr_k; k++)
+        for (int64_t n = 0; n < t->rt_ld; n++)
+            t->rt[k * t->rt_ld + n] = n0 + n < n1 ? g->lr_r[(n0 + n) * g->lr_k + k] : 0;
+}
+
+AMX_TARGET static void terms_flush(terms *t) {
+    if (t->post.c) lr_finish(&t->post, 0);
+    t->post.c = NULL;
+}
+
+/* Block (rows ic.., column pair j; rows x cols valid) of g's C through its
+ * kernel with the terms. first_k: pro_l's first value goes in before (set
+ * during the block before it in its row of blocks, or now for the first:
+ * first_in_row), and the next block's (pair next_j, or none: -1) during this
+ * one's products. last_k: C is complete after this K block; its term (lr_l,
+ * or pro_l's with accumulation) goes on during the next block's products. */
+AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, int64_t ic,
+                                   int64_t rows, int64_t j, int64_t cols, bool loadc, bool stream, bool first_k,
+                                   bool last_k, bool first_in_row, int64_t next_j) {
+    const yf_gemm *g = t->g;
+    float *c = g->c + ic * g->ldc + 32 * j;
+    bool pro = g->pro_l && !g->accumulate && first_k;
+    bool post = (g->lr_l || (g->pro_l && g->accumulate)) && last_k;
+    lr_pend cur = {.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k, .l = g->lr_l ? g->lr_l + ic * g->lr_k : NULL,
+                   .rt = t->rt ? t->rt + 32 * j - t->n0 : NULL, .rt_ld = t->rt_ld,
+                   .cols = {mask16(cols), mask16(cols - 16)}};
+    if (post && g->pro_l) cur = pro_block(g, ic, rows, j, t->n1, false);
+    lr_pend nxt = {0};
+    if (pro && first_in_row) {
+        lr_pend now = pro_block(g, ic, rows, j, t->n1, true);
+        lr_finish(&now, 0);
+    }
+    if (pro && next_j >= 0) nxt = pro_block(g, ic, rows, next_j, t->n1, true);
+    bool full = rows == 32 && cols == 32;
+    if (full && stream) {
+        kernel_stream(ap, bp, nks, np, c, g->ldc, post ? &cur : NULL);
+        post = false;
+    } else if (full && post) {
+        kernel_lr(ap, bp, nks, np, c, g->ldc, loadc, t->post.c ? &t->post : NULL);
+    } else if (full && nxt.c) {
+        kernel_lr(ap, bp, nks, np, c, g->ldc, loadc, &nxt);
+    } else if (full) {
+        kernel(ap, bp, nks, np, c, g->ldc, loadc);
+    } else {
+        terms_flush(t);
+        kernel_edge(ap, bp, nks, np, c, g->ldc, loadc, rows, cols);
+        if (nxt.c) lr_finish(&nxt, 0);
+    }
+    if (post) t->post = cur;
+}
+
 AMX_TARGET static void set_tiles(void) {
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -462,14 +528,9 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     float epi_blk[2][32 * 32] __attribute__((aligned(64))); /* g->epi: this block, the one whose exps are pending */
     exp_pend pend = {0};
     int64_t nblk = 0;
-    /* g->lr_l: R^T over this call's columns (k rows of n1 - n0), and the block whose term is pending */
-    YF_CHECK(!g->lr_l || (g->lr_k >= 1 && g->lr_k <= 16 && !g->epi && !g->pro_l));
-    YF_CHECK(!g->pro_l || (g->pro_k >= 1 && g->pro_k <= 16 && !g->epi && g->ldc % 16 == 0));
-    int64_t rt_ld = (n1 - n0 + 31) / 32 * 32;
-    float *rt = g->lr_l ? yf_scratch(2, (size_t)(g->lr_k * rt_ld) * sizeof(float)) : NULL;
-    for (int64_t k = 0; rt && k < g->lr_k; k++)
-        for (int64_t n = 0; n < rt_ld; n++) rt[k * rt_ld + n] = n0 + n < n1 ? g->lr_r[(n0 + n) * g->lr_k + k] : 0;
-    lr_pend lrp = {0};
+    terms tm;
+    terms_init(&tm, g, n0, n1);
+    bool with_terms = g->lr_l || g->pro_l;
     set_tiles();
     int64_t j0 = n0 / 32, j1 = (n1 + 31) / 32;
     for (int64_t pc = 0; pc < g->K; pc += KC) {
@@ -515,44 +576,24 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         if (rows < 32) pend.x.live &= (1u << rows) - 1; /* rows past the block: zeros */
                         continue;
                     }
+                    const uint16_t *a = achunk + ip * apstride;
                     float *c = g->c + ic * g->ldc + 32 * j;
-                    /* a term added to C once it is complete (after this K block) */
-                    bool lr = (g->lr_l || (g->pro_l && g->accumulate)) && pc + kb >= g->K;
-                    lr_pend cur = {.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k,
-                                   .l = lr && g->lr_l ? g->lr_l + ic * g->lr_k : NULL,
-                                   .rt = rt ? rt + 32 * j - n0 : NULL, .rt_ld = rt_ld,
-                                   .cols = {mask16(cols), mask16(cols - 16)}};
-                    if (lr && g->pro_l) cur = pro_block(g, ic, rows, j, n1, false);
-                    /* pro: this block's first value was set during the block before it in
-                     * its row of blocks (the first pair: now); the next one's during this */
-                    lr_pend nxt = {0};
-                    if (pro && j == j0) {
-                        lr_pend now = pro_block(g, ic, rows, j, n1, true);
-                        lr_finish(&now, 0);
-                    }
-                    if (pro && j + 1 < j1) nxt = pro_block(g, ic, rows, j + 1, n1, true);
-                    if (rows == 32 && cols == 32 && stream) {
-                        kernel_stream(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, lr ? &cur : NULL);
-                        lr = false;
-                    } else if (rows == 32 && cols == 32 && lr) {
-                        kernel_lr(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, lrp.c ? &lrp : NULL);
-                    } else if (rows == 32 && cols == 32 && nxt.c) {
-                        kernel_lr(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, &nxt);
-                    } else if (rows == 32 && cols == 32) {
-                        kernel(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc);
-                    } else {
-                        if (lrp.c) lr_finish(&lrp, 0), lrp.c = NULL;
-                        kernel_edge(achunk + ip * apstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
-                        if (nxt.c) lr_finish(&nxt, 0);
-                    }
-                    if (lr) lrp = cur; /* its term during the next block's products */
+                    if (with_terms)
+                        block_terms(&tm, a, bpair, nks, nparts, ic, rows, j, cols, loadc, stream, pc == 0,
+                                    pc + kb >= g->K, j == j0, j + 1 < j1 ? j + 1 : -1);
+                    else if (rows == 32 && cols == 32 && stream)
+                        kernel_stream(a, bpair, nks, nparts, c, g->ldc, NULL);
+                    else if (rows == 32 && cols == 32)
+                        kernel(a, bpair, nks, nparts, c, g->ldc, loadc);
+                    else
+                        kernel_edge(a, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
                     t_pf = t_pf_end = NULL;
                 }
             }
         }
     }
     if (pend.x.dst) exp_finish(&pend, 0);
-    if (lrp.c) lr_finish(&lrp, 0);
+    terms_flush(&tm);
     _mm_sfence(); /* streamed C lines visible before the caller goes on */
     _tile_release();
 }
@@ -597,7 +638,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
      * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
      * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
     const int64_t KC = yf_amx_kc(g->K);
-    YF_CHECK(g->bpk || (!g->lr_l && !g->epi && !g->pro_l)); /* those need a pre-packed B */
+    YF_CHECK(g->bpk || !g->epi); /* that needs a pre-packed B */
     if (g->bpk) {
         YF_CHECK(n0 % 32 == 0);
         gemm_prepacked(g, m0, m1, n0, n1, nparts, KC);
@@ -615,11 +656,15 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     uint16_t *bp = yf_scratch(0, (size_t)NC * KC * 2);
     uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * panel_u16 * 2);
 
+    terms tm;
+    terms_init(&tm, g, n0, n1);
+    bool with_terms = g->lr_l || g->pro_l;
+    YF_CHECK(!with_terms || n0 % 32 == 0);
     set_tiles();
     for (int64_t pc = 0; pc < g->K; pc += KC) {
         int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
         int64_t pstride = nks * nparts * 2 * TILE_U16; /* panels of this K block */
-        bool loadc = g->accumulate || pc > 0;
+        bool loadc = g->accumulate || pc > 0 || (g->pro_l && pc == 0); /* pro_l: C's first value */
         for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
             int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
             for (int64_t ip = 0; ip < npanels; ip++) {
@@ -645,7 +690,10 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
                         int64_t cols = nb - 32 * j < 32 ? nb - 32 * j : 32;
                         const uint16_t *bpair = bp + j * nks * 2 * TILE_U16;
                         float *c = g->c + ic * g->ldc + jc + 32 * j;
-                        if (rows == 32 && cols == 32)
+                        if (with_terms) /* jc is a multiple of 32: pairs jc / 32 + j */
+                            block_terms(&tm, ap + ip * pstride, bpair, nks, nparts, ic, rows, jc / 32 + j, cols, loadc,
+                                        false, pc == 0, pc + kb >= g->K, j == 0, j + 1 < npairs ? jc / 32 + j + 1 : -1);
+                        else if (rows == 32 && cols == 32)
                             kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
                         else
                             kernel_edge(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc, rows, cols);
@@ -654,6 +702,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
             }
         }
     }
+    terms_flush(&tm);
     _tile_release();
 }
 
