@@ -19,6 +19,16 @@
  * A weight pre-packed once (yf_wpack, g->bpk) skips the B packing; its loops
  * (gemm_prepacked) keep a smaller A chunk in L2 and prefetch B ahead.
  *
+ * Work in the shadow of the tile products: a tile product takes 16 cycles
+ * and leaves the vector units idle, so a kernel call can also work through
+ * a block of C other than its own, half a row or so per 32-step of K, on
+ * data in L1/L2: the LM head's softmax step on the block before (exp_pend,
+ * g->epi), a low-rank term added to the finished block before (lr_pend:
+ * LoRA's up-projection, g->lr_l) or written as the next block's first value
+ * (LoRA's input gradient with its dropout mask, g->pro_l). Each gives the
+ * same bits as the separate pass it replaces. Work that streams big cold
+ * operands does not hide this way (SwiGLU in the MLP products: slower).
+ *
  * Precision: A is f32. In bf16 mode it is rounded to bf16 (1 part). In exact
  * mode it is split x = p0 + p1 (+ p2), each part the bf16 rounding of what the
  * previous ones left, and every part is multiplied by the same B tile: with
