@@ -97,7 +97,10 @@ double yf_exp_sum_bf16(uint16_t *dst, int64_t stride, const float *x, int64_t n,
  * bf16(exp(blk[32 i + c] - shift[i])) for c < cols and 0 past cols, and its
  * exps (fp32) added to acc[16 i .. 16 i + 15] (in double: lane c % 16 gets
  * column c, then column c + 16); every other row of the 32 gets zeros. Returns
- * whether some logit of a live row exceeds its shift by more than lim. */
+ * whether some logit of a live row exceeds its shift by more than lim.
+ * The head's AMX kernel does this work itself, a half row at a time during
+ * the next block's products (yf_exp_spec, with the same 16-lane step); this
+ * whole-block form, with its plain reference, is what that is tested against. */
 bool yf_exp_block_bf16(uint16_t *dst, const float *blk, int64_t rows, int64_t cols, uint32_t live,
                        const float *shift, double *acc, float lim);
 

@@ -627,6 +627,16 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
 
 static int64_t g_epi_calls; /* calls that ran their extra term inside the product (tests) */
 
+/* Whether g can take the rank-r product term as its kernels' epilogue: g on
+ * AMX, and term (the rank-r product as it would run on its own) on the
+ * narrow kernels, whose arithmetic the epilogue repeats bit for bit. */
+static bool term_inside(const yf_gemm *g, const yf_gemm *term) {
+    int nparts = 1;
+    if (yf_kernels_path() == YF_KPATH_REF || choose(g, yf_kernels_path(), &nparts) != K_AMX) return false;
+    kind k = choose(term, yf_kernels_path(), &nparts);
+    return k == K_NARROW_AVX512 || k == K_NARROW_AVX2;
+}
+
 void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank) {
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
@@ -634,14 +644,10 @@ void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, c
     yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
                  .M = M, .N = N, .K = K, .accumulate = accumulate,
                  .bpk = pack_tiles(pk, w, N, K, YF_PACK_XWT), .lr_l = l, .lr_r = r, .lr_k = rank};
-    int nparts = 1;
-    /* fused only where the rank-r product would take the narrow kernels
-     * (whose arithmetic the kernels' epilogue repeats) */
+    /* the term as yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true) builds it */
     yf_gemm lr = {.M = M, .N = N, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = 1,
                   .bcs = rank};
-    kind kl = choose(&lr, yf_kernels_path(), &nparts);
-    if (yf_kernels_path() == YF_KPATH_REF || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
-        (kl != K_NARROW_AVX512 && kl != K_NARROW_AVX2)) {
+    if (!term_inside(&g, &lr)) {
         yf_matmul_xwt_pk(y, x, w, wt, pk, M, N, K, accumulate);
         yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true);
         return;
@@ -660,15 +666,12 @@ bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
                  .M = M, .N = K, .K = N, .accumulate = accumulate, .bpk = pack_tiles(pk, w, N, K, YF_PACK_XW),
                  .pro_l = l, .pro_r = r, .pro_k = rank, .pro_drop = *drop};
-    /* only where the rank-r product would take the narrow kernels, whose
-     * arithmetic the prologue repeats, and the mask its 16-lane form */
-    int nparts = 1;
+    /* the term as yf_matmul_xw(t, l, r, YF_F32, M, rank, K, false) builds it;
+     * rows of dx a multiple of 16 apart, so the mask's 16-lane groups start
+     * where yf_dropout's do */
     yf_gemm lr = {.M = M, .N = K, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = K,
                   .bcs = 1};
-    kind kl = choose(&lr, yf_kernels_path(), &nparts);
-    if (yf_kernels_path() == YF_KPATH_REF || choose(&g, yf_kernels_path(), &nparts) != K_AMX ||
-        kl != K_NARROW_AVX512 || K % 16 != 0)
-        return false;
+    if (!term_inside(&g, &lr) || K % 16 != 0) return false;
     __atomic_add_fetch(&g_epi_calls, 1, __ATOMIC_RELAXED);
     run_op('b', &g);
     return true;

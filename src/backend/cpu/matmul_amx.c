@@ -465,10 +465,12 @@ AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t 
     float *c = g->c + ic * g->ldc + 32 * j;
     bool pro = g->pro_l && !g->accumulate && first_k;
     bool post = (g->lr_l || (g->pro_l && g->accumulate)) && last_k;
-    lr_pend cur = {.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k, .l = g->lr_l ? g->lr_l + ic * g->lr_k : NULL,
-                   .rt = t->rt ? t->rt + 32 * j - t->n0 : NULL, .rt_ld = t->rt_ld,
-                   .cols = {mask16(cols), mask16(cols - 16)}};
-    if (post && g->pro_l) cur = pro_block(g, ic, rows, j, t->n1, false);
+    /* this block's term once finished: lr_l's (R^T from rt), or pro_l's added */
+    lr_pend cur = g->pro_l ? pro_block(g, ic, rows, j, t->n1, false)
+                           : (lr_pend){.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k,
+                                       .l = g->lr_l ? g->lr_l + ic * g->lr_k : NULL,
+                                       .rt = t->rt ? t->rt + 32 * j - t->n0 : NULL, .rt_ld = t->rt_ld,
+                                       .cols = {mask16(cols), mask16(cols - 16)}};
     lr_pend nxt = {0};
     if (pro && first_in_row) {
         lr_pend now = pro_block(g, ic, rows, j, t->n1, true);
