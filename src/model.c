@@ -637,11 +637,6 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
 
 /* ---- one layer ------------------------------------------------------------------ */
 
-static void add_into(float *y, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for if ((int64_t)(n) >= ((int64_t)1 << 21)) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
-}
-
 static const float *F(const yf_mw *w) { return (const float *)w->data; }
 
 void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state *st) {
@@ -661,7 +656,7 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     const yf_wpack *pk2 = fwd_pack(r->m, &lw->conv2, N, r->backward, bwd_uses_w(r, l, YF_Q));
     yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, pk2, N, D, D, false);
     yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
-    add_into(act->s, ws->e, act->a, N * D);
+    yf_add(act->s, ws->e, act->a, N * D);
     yf_rmsnorm_fwd(act->f, act->rslf, act->s, F(&lw->lf_ln), N, D, eps);
     if (st)
         for (int64_t b = 0; b < B; b++) {
@@ -706,7 +701,7 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     }
     yf_heads_merge(act->att, ws->hh, B, T, H, hd);
     yf_linear_fwd(r, l, YF_O, act->att, ws->e);
-    add_into(act->h2, act->x, ws->e, N * D);
+    yf_add(act->h2, act->x, ws->e, N * D);
 
     /* MLP: (m Wg^T) * silu(m Wu^T), then down */
     yf_rmsnorm_fwd(act->mm, act->rs2, act->h2, F(&lw->ln2), N, D, eps);
@@ -714,7 +709,7 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     yf_linear_fwd(r, l, YF_UP, act->mm, act->u);
     yf_swiglu_fwd(ws->z, act->g, act->u, N * I);
     yf_linear_fwd(r, l, YF_DOWN, ws->z, ws->e);
-    add_into(out, act->h2, ws->e, N * D);
+    yf_add(out, act->h2, ws->e, N * D);
 }
 
 void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *dx) {

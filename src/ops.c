@@ -45,13 +45,53 @@ static void chunked(int64_t n, yf_par_fn fn, void *ctx) {
 }
 static inline int64_t chunk_len(int64_t n, int64_t c) { return n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK; }
 
+/* Row-wise ops (each row's result depends on that row alone, so the split
+ * changes no bits) on the pool the same way: pieces of about CHUNK elements,
+ * from 4 chunks' work on. Below PAR's size an OpenMP region left these on one
+ * thread, and at T = 384 the norms, RoPE and head reshuffles of a training
+ * step ran on the caller while the other core waited (~5% of the 2-layer
+ * bench step's time). */
+typedef void (*rows_fn)(void *ctx, int64_t r0, int64_t r1);
+typedef struct rows_job {
+    rows_fn fn;
+    void *ctx;
+    int64_t n, per;
+} rows_job;
+
+static void rows_piece(void *ctx, int64_t i) {
+    const rows_job *j = ctx;
+    int64_t r0 = i * j->per, r1 = r0 + j->per < j->n ? r0 + j->per : j->n;
+    if (r0 < r1) j->fn(j->ctx, r0, r1);
+}
+
+static void by_rows(int64_t n, int64_t row_elems, rows_fn fn, void *ctx) {
+    if (n <= 0) return;
+    int64_t per = row_elems >= CHUNK ? 1 : CHUNK / (row_elems > 0 ? row_elems : 1);
+    if (n * row_elems < 4 * CHUNK || n < 2 || (n + per - 1) / per >= 65536) {
+        fn(ctx, 0, n);
+        return;
+    }
+    rows_job j = {fn, ctx, n, per};
+    yf_par_for((n + per - 1) / per, rows_piece, &j);
+}
+
 /* ---- RMSNorm -------------------------------------------------------------- */
 
-void yf_rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps) {
-#pragma omp parallel for if (PAR(N * D)) schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * D;
-        float *yr = y + n * D;
+typedef struct norm_job {
+    float *y, *dx, *rs;
+    const float *x, *w, *dy;
+    const float *rsc;
+    int64_t D;
+    float eps;
+    bool acc;
+} norm_job;
+
+static void rmsnorm_fwd_rows(void *ctx, int64_t r0, int64_t r1) {
+    const norm_job *j = ctx;
+    int64_t D = j->D;
+    for (int64_t n = r0; n < r1; n++) {
+        const float *xr = j->x + n * D, *w = j->w;
+        float *yr = j->y + n * D;
         double ss = 0;
 #if YF_OPS_AVX512
         if (fast())
@@ -59,22 +99,28 @@ void yf_rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int64_t
         else
 #endif
             for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
-        if (rs) rs[n] = r;
+        float r = (float)(1.0 / sqrt(ss / (double)D + (double)j->eps));
+        if (j->rs) j->rs[n] = r;
 #pragma omp simd
         for (int64_t i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * r);
     }
 }
 
-void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rs, const float *w,
-                    int64_t N, int64_t D, bool acc) {
+void yf_rmsnorm_fwd(float *y, float *rs, const float *x, const float *w, int64_t N, int64_t D, float eps) {
+    norm_job j = {.y = y, .rs = rs, .x = x, .w = w, .D = D, .eps = eps};
+    by_rows(N, D, rmsnorm_fwd_rows, &j);
+}
+
+static void rmsnorm_bwd_rows(void *ctx, int64_t r0, int64_t r1) {
     /* y_i = w_i x_i r with r = (mean(x^2)+eps)^-1/2, dr/dx_i = -r^3 x_i / D:
      * dx_i = r w_i dy_i - r^3 x_i / D * sum_j w_j dy_j x_j */
-#pragma omp parallel for if (PAR(N * D)) schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * D, *dyr = dy + n * D;
-        float *dxr = dx + n * D;
-        float r = rs[n];
+    const norm_job *j = ctx;
+    int64_t D = j->D;
+    const float *w = j->w;
+    for (int64_t n = r0; n < r1; n++) {
+        const float *xr = j->x + n * D, *dyr = j->dy + n * D;
+        float *dxr = j->dx + n * D;
+        float r = j->rsc[n];
         double dot = 0;
 #if YF_OPS_AVX512
         if (fast())
@@ -83,7 +129,7 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
 #endif
             for (int64_t i = 0; i < D; i++) dot += (double)w[i] * dyr[i] * xr[i];
         float c = (float)(dot * r * r * r / (double)D);
-        if (acc) {
+        if (j->acc) {
 #pragma omp simd
             for (int64_t i = 0; i < D; i++) dxr[i] += r * w[i] * dyr[i] - c * xr[i];
         } else {
@@ -91,6 +137,12 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
             for (int64_t i = 0; i < D; i++) dxr[i] = r * w[i] * dyr[i] - c * xr[i];
         }
     }
+}
+
+void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rs, const float *w,
+                    int64_t N, int64_t D, bool acc) {
+    norm_job j = {.dx = dx, .x = x, .w = w, .dy = dy, .rsc = rs, .D = D, .acc = acc};
+    by_rows(N, D, rmsnorm_bwd_rows, &j);
     if (dw) {
         /* row by row (a column walk was 8% of a small model's step); each
          * column still sums its rows in order, in double */
@@ -108,53 +160,70 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
 
 /* ---- convolution helpers ---------------------------------------------------- */
 
-void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64_t T, int64_t C) {
-#pragma omp parallel for if (PAR(B * T * C)) collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++) {
-            int64_t n = b * T + t;
-            const float *cur = a + n * C;
-            const float *before = t > 0 ? a + (n - 1) * C : (prev ? prev + b * C : NULL);
-            float *o = x2 + n * 2 * C;
-            if (before) {
+typedef struct conv_job {
+    float *out;
+    const float *a, *prev;
+    int64_t T, C;
+    bool acc;
+} conv_job;
+
+static void conv_pack_rows(void *ctx, int64_t r0, int64_t r1) {
+    const conv_job *j = ctx;
+    int64_t T = j->T, C = j->C;
+    for (int64_t n = r0; n < r1; n++) {
+        int64_t b = n / T, t = n % T;
+        const float *cur = j->a + n * C;
+        const float *before = t > 0 ? j->a + (n - 1) * C : (j->prev ? j->prev + b * C : NULL);
+        float *o = j->out + n * 2 * C;
+        if (before) {
 #pragma omp simd
-                for (int64_t i = 0; i < C; i++) {
-                    o[2 * i] = before[i];
-                    o[2 * i + 1] = cur[i];
-                }
-            } else {
+            for (int64_t i = 0; i < C; i++) {
+                o[2 * i] = before[i];
+                o[2 * i + 1] = cur[i];
+            }
+        } else {
 #pragma omp simd
-                for (int64_t i = 0; i < C; i++) {
-                    o[2 * i] = 0.0f;
-                    o[2 * i + 1] = cur[i];
-                }
+            for (int64_t i = 0; i < C; i++) {
+                o[2 * i] = 0.0f;
+                o[2 * i + 1] = cur[i];
             }
         }
+    }
+}
+
+void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64_t T, int64_t C) {
+    conv_job j = {.out = x2, .a = a, .prev = prev, .T = T, .C = C};
+    by_rows(B * T, 2 * C, conv_pack_rows, &j);
+}
+
+static void conv_unpack_rows(void *ctx, int64_t r0, int64_t r1) {
+    const conv_job *j = ctx;
+    int64_t T = j->T, C = j->C;
+    for (int64_t n = r0; n < r1; n++) {
+        int64_t t = n % T;
+        const float *g = j->a + n * 2 * C;
+        /* a[t] is x2[t+1]'s "before"; the last row has none (+ 0.0f keeps the sums' signed zeros) */
+        const float *gnext = t + 1 < T ? j->a + (n + 1) * 2 * C : NULL;
+        float *o = j->out + n * C;
+        if (gnext && j->acc) {
+#pragma omp simd
+            for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + gnext[2 * i];
+        } else if (gnext) {
+#pragma omp simd
+            for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + gnext[2 * i];
+        } else if (j->acc) {
+#pragma omp simd
+            for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + 0.0f;
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + 0.0f;
+        }
+    }
 }
 
 void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64_t C, bool acc) {
-#pragma omp parallel for if (PAR(B * T * C)) collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++) {
-            int64_t n = b * T + t;
-            const float *g = dx2 + n * 2 * C;
-            /* a[t] is x2[t+1]'s "before"; the last row has none (+ 0.0f keeps the sums' signed zeros) */
-            const float *gnext = t + 1 < T ? dx2 + (n + 1) * 2 * C : NULL;
-            float *o = da + n * C;
-            if (gnext && acc) {
-#pragma omp simd
-                for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + gnext[2 * i];
-            } else if (gnext) {
-#pragma omp simd
-                for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + gnext[2 * i];
-            } else if (acc) {
-#pragma omp simd
-                for (int64_t i = 0; i < C; i++) o[i] += g[2 * i + 1] + 0.0f;
-            } else {
-#pragma omp simd
-                for (int64_t i = 0; i < C; i++) o[i] = g[2 * i + 1] + 0.0f;
-            }
-        }
+    conv_job j = {.out = da, .a = dx2, .T = T, .C = C, .acc = acc};
+    by_rows(B * T, 2 * C, conv_unpack_rows, &j);
 }
 
 void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C) {
@@ -202,77 +271,104 @@ static inline const float *cat_at(const float *qr, const float *kr, int64_t D, i
     return idx < D ? qr + idx : kr + (idx - D);
 }
 
-void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const float *cos_t, const float *sin_t,
-                    int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0, const int64_t *posb) {
-    int64_t D = H * hd, half = hd / 2;
-#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++) {
-            const float *qr = qp + (b * T + t) * D, *kr = kp + (b * T + t) * D;
-            int64_t p = pos0 + (posb ? posb[b] : 0) + t;
-            const float *cs = cos_t + p * half, *sn = sin_t + p * half;
-            for (int64_t h = 0; h < H; h++) {
-                int64_t base = 2 * hd * h;
-                const float *q1 = cat_at(qr, kr, D, base), *q2 = cat_at(qr, kr, D, base + half);
-                const float *k1 = cat_at(qr, kr, D, base + hd), *k2 = cat_at(qr, kr, D, base + hd + half);
-                float *oq = q + ((b * H + h) * T + t) * hd, *ok = k + ((b * H + h) * T + t) * hd;
+typedef struct rope_job {
+    float *q, *k;
+    const float *qp, *kp, *cos_t, *sin_t;
+    int64_t T, H, hd, pos0;
+    const int64_t *posb;
+} rope_job;
+
+static void rope_fwd_rows(void *ctx, int64_t r0, int64_t r1) {
+    const rope_job *j = ctx;
+    int64_t T = j->T, H = j->H, hd = j->hd, D = H * hd, half = hd / 2;
+    for (int64_t n = r0; n < r1; n++) {
+        int64_t b = n / T, t = n % T;
+        const float *qr = j->qp + n * D, *kr = j->kp + n * D;
+        int64_t p = j->pos0 + (j->posb ? j->posb[b] : 0) + t;
+        const float *cs = j->cos_t + p * half, *sn = j->sin_t + p * half;
+        for (int64_t h = 0; h < H; h++) {
+            int64_t base = 2 * hd * h;
+            const float *q1 = cat_at(qr, kr, D, base), *q2 = cat_at(qr, kr, D, base + half);
+            const float *k1 = cat_at(qr, kr, D, base + hd), *k2 = cat_at(qr, kr, D, base + hd + half);
+            float *oq = j->q + ((b * H + h) * T + t) * hd, *ok = j->k + ((b * H + h) * T + t) * hd;
 #pragma omp simd
-                for (int64_t i = 0; i < half; i++) {
-                    oq[i] = q1[i] * cs[i] - q2[i] * sn[i];
-                    oq[i + half] = q2[i] * cs[i] + q1[i] * sn[i];
-                    ok[i] = k1[i] * cs[i] - k2[i] * sn[i];
-                    ok[i + half] = k2[i] * cs[i] + k1[i] * sn[i];
-                }
+            for (int64_t i = 0; i < half; i++) {
+                oq[i] = q1[i] * cs[i] - q2[i] * sn[i];
+                oq[i + half] = q2[i] * cs[i] + q1[i] * sn[i];
+                ok[i] = k1[i] * cs[i] - k2[i] * sn[i];
+                ok[i + half] = k2[i] * cs[i] + k1[i] * sn[i];
             }
         }
+    }
+}
+
+void yf_qk_rope_fwd(float *q, float *k, const float *qp, const float *kp, const float *cos_t, const float *sin_t,
+                    int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0, const int64_t *posb) {
+    rope_job j = {q, k, qp, kp, cos_t, sin_t, T, H, hd, pos0, posb};
+    by_rows(B * T, 2 * H * hd, rope_fwd_rows, &j);
+}
+
+static void rope_bwd_rows(void *ctx, int64_t r0, int64_t r1) {
+    const rope_job *j = ctx;
+    int64_t T = j->T, H = j->H, hd = j->hd, D = H * hd, half = hd / 2;
+    for (int64_t n = r0; n < r1; n++) {
+        int64_t b = n / T, t = n % T;
+        float *qr = j->q + n * D, *kr = j->k + n * D; /* dqp, dkp */
+        const float *cs = j->cos_t + (j->pos0 + t) * half, *sn = j->sin_t + (j->pos0 + t) * half;
+        for (int64_t h = 0; h < H; h++) {
+            int64_t base = 2 * hd * h;
+            float *q1 = (float *)cat_at(qr, kr, D, base), *q2 = (float *)cat_at(qr, kr, D, base + half);
+            float *k1 = (float *)cat_at(qr, kr, D, base + hd), *k2 = (float *)cat_at(qr, kr, D, base + hd + half);
+            const float *gq = j->qp + ((b * H + h) * T + t) * hd, *gk = j->kp + ((b * H + h) * T + t) * hd;
+#pragma omp simd
+            for (int64_t i = 0; i < half; i++) { /* the rotation's transpose */
+                q1[i] = gq[i] * cs[i] + gq[i + half] * sn[i];
+                q2[i] = gq[i + half] * cs[i] - gq[i] * sn[i];
+                k1[i] = gk[i] * cs[i] + gk[i + half] * sn[i];
+                k2[i] = gk[i + half] * cs[i] - gk[i] * sn[i];
+            }
+        }
+    }
 }
 
 void yf_qk_rope_bwd(float *dqp, float *dkp, const float *dq, const float *dk, const float *cos_t,
                     const float *sin_t, int64_t B, int64_t T, int64_t H, int64_t hd, int64_t pos0) {
-    int64_t D = H * hd, half = hd / 2;
-#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
+    rope_job j = {dqp, dkp, dq, dk, cos_t, sin_t, T, H, hd, pos0, NULL};
+    by_rows(B * T, 2 * H * hd, rope_bwd_rows, &j);
+}
+
+/* [B, T, H, hd] <-> [B, H, T, hd], one (b, h) block of T rows of hd floats
+ * per unit (rows: a loop, not a call to memcpy per row) */
+typedef struct heads_job {
+    float *dst;
+    const float *src;
+    int64_t T, H, hd;
+    bool merge;
+} heads_job;
+
+static void heads_rows(void *ctx, int64_t u0, int64_t u1) {
+    const heads_job *j = ctx;
+    int64_t T = j->T, H = j->H, hd = j->hd;
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t b = u / H, h = u % H;
         for (int64_t t = 0; t < T; t++) {
-            float *qr = dqp + (b * T + t) * D, *kr = dkp + (b * T + t) * D;
-            const float *cs = cos_t + (pos0 + t) * half, *sn = sin_t + (pos0 + t) * half;
-            for (int64_t h = 0; h < H; h++) {
-                int64_t base = 2 * hd * h;
-                float *q1 = (float *)cat_at(qr, kr, D, base), *q2 = (float *)cat_at(qr, kr, D, base + half);
-                float *k1 = (float *)cat_at(qr, kr, D, base + hd), *k2 = (float *)cat_at(qr, kr, D, base + hd + half);
-                const float *gq = dq + ((b * H + h) * T + t) * hd, *gk = dk + ((b * H + h) * T + t) * hd;
+            int64_t flat = (b * T + t) * H * hd + h * hd, split = ((b * H + h) * T + t) * hd;
+            float *o = j->dst + (j->merge ? flat : split);
+            const float *in = j->src + (j->merge ? split : flat);
 #pragma omp simd
-                for (int64_t i = 0; i < half; i++) { /* the rotation's transpose */
-                    q1[i] = gq[i] * cs[i] + gq[i + half] * sn[i];
-                    q2[i] = gq[i + half] * cs[i] - gq[i] * sn[i];
-                    k1[i] = gk[i] * cs[i] + gk[i + half] * sn[i];
-                    k2[i] = gk[i + half] * cs[i] - gk[i] * sn[i];
-                }
-            }
+            for (int64_t i = 0; i < hd; i++) o[i] = in[i];
         }
+    }
 }
 
 void yf_heads_split(float *xh, const float *x, int64_t B, int64_t T, int64_t H, int64_t hd) {
-#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++) { /* rows of hd floats: a loop, not a call to memcpy per row */
-                float *o = xh + ((b * H + h) * T + t) * hd;
-                const float *in = x + (b * T + t) * H * hd + h * hd;
-#pragma omp simd
-                for (int64_t i = 0; i < hd; i++) o[i] = in[i];
-            }
+    heads_job j = {xh, x, T, H, hd, false};
+    by_rows(B * H, T * hd, heads_rows, &j);
 }
 
 void yf_heads_merge(float *x, const float *xh, int64_t B, int64_t T, int64_t H, int64_t hd) {
-#pragma omp parallel for if (PAR(B * T * H * hd)) collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < T; t++) {
-                float *o = x + (b * T + t) * H * hd + h * hd;
-                const float *in = xh + ((b * H + h) * T + t) * hd;
-#pragma omp simd
-                for (int64_t i = 0; i < hd; i++) o[i] = in[i];
-            }
+    heads_job j = {x, xh, T, H, hd, true};
+    by_rows(B * H, T * hd, heads_rows, &j);
 }
 
 /* ---- attention ---------------------------------------------------------------- */
@@ -387,6 +483,20 @@ typedef struct {
     uint32_t thr, s0, s1;
     float ks;
 } ew_job;
+
+static void add_chunk(void *ctx, int64_t c) {
+    const ew_job *j = ctx;
+    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c);
+    float *y = j->o1 + i0;
+    const float *a = j->a + i0, *b = j->b + i0;
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void yf_add(float *y, const float *a, const float *b, int64_t n) {
+    ew_job j = {.o1 = y, .a = a, .b = b, .n = n};
+    chunked(n, add_chunk, &j);
+}
 
 static void swiglu_fwd_chunk(void *ctx, int64_t c) {
     const ew_job *j = ctx;

@@ -72,6 +72,9 @@ void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, co
 void yf_attention_fwd_train(float *out, float *lse, const float *q, const float *k, const float *v,
                             const int64_t *start, int64_t B, int64_t H, int64_t T, int64_t hd);
 
+/* y = a + b elementwise (y may be a or b), on the pool above a few 64K chunks */
+void yf_add(float *y, const float *a, const float *b, int64_t n);
+
 /* ---- SwiGLU with silu on the up projection: z = g * silu(u) --------------- */
 void yf_swiglu_fwd(float *z, const float *g, const float *u, int64_t n);
 /* Overwrites dg, du. */

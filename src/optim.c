@@ -1,4 +1,5 @@
 #include "optim.h"
+#include "pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,14 +52,32 @@ double yf_sched_lr(const yf_sched *s, int64_t step) {
 
 /* ---- gradient norm -------------------------------------------------------- */
 
+/* Each tensor's sum of squares in order, in double, one pool task per tensor
+ * (LoRA's dozens of small ones left the other core idle); the tensors' sums
+ * then added in order: the same bits as one loop. */
+typedef struct norm_job {
+    const yf_param_list *pl;
+    double *t;
+} norm_job;
+
+static void sumsq_task(void *ctx, int64_t i) {
+    const norm_job *j = ctx;
+    const float *g = j->pl->p[i].g;
+    double t = 0;
+    for (int64_t k = 0; k < j->pl->p[i].numel; k++) t += (double)g[k] * g[k];
+    j->t[i] = t;
+}
+
 double yf_grad_norm(const yf_param_list *pl) {
-    double ss = 0;
-    for (int i = 0; i < pl->n; i++) {
-        const float *g = pl->p[i].g;
-        double t = 0;
-        for (int64_t k = 0; k < pl->p[i].numel; k++) t += (double)g[k] * g[k];
-        ss += t;
-    }
+    if (pl->n <= 0) return 0;
+    double *t = yf_calloc((size_t)pl->n, sizeof(double)), ss = 0;
+    norm_job j = {pl, t};
+    if (pl->n < 65536)
+        yf_par_for(pl->n, sumsq_task, &j);
+    else
+        for (int i = 0; i < pl->n; i++) sumsq_task(&j, i);
+    for (int i = 0; i < pl->n; i++) ss += t[i];
+    free(t);
     return sqrt(ss);
 }
 
@@ -101,32 +120,63 @@ void yf_adamw_init(yf_adamw *o, const yf_param_list *pl, const yf_adamw_cfg *cfg
     }
 }
 
+/* One step's constants, and the pieces of the parameters the pool hands out:
+ * each element's update depends on that element alone, so any split gives
+ * the same bits. */
+typedef struct adamw_job {
+    yf_adamw *o;
+    int64_t *first; /* [n + 1]: tensor i's pieces are first[i] .. first[i + 1] - 1 */
+    int64_t piece;  /* elements per piece */
+    double lr;
+    float step_size, bc2_sqrt, eps, one_m_b1, fb2, one_m_b2;
+} adamw_job;
+
+static void adamw_piece(void *ctx, int64_t p) {
+    const adamw_job *j = ctx;
+    yf_adamw *o = j->o;
+    int lo = 0, hi = o->n - 1; /* the tensor i with first[i] <= p < first[i + 1] */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (j->first[mid] <= p)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    int i = lo;
+    float *w = o->params[i].w, *g = o->params[i].g, *m = o->m[i], *v = o->v[i];
+    int64_t k0 = (p - j->first[i]) * j->piece, n = o->params[i].numel;
+    int64_t k1 = k0 + j->piece < n ? k0 + j->piece : n;
+    const float keep = (float)(1.0 - j->lr * (o->decay[i] ? o->cfg.weight_decay : 0.0));
+    for (int64_t k = k0; k < k1; k++) {
+        float wk = w[k] * keep;
+        float gk = g[k];
+        float mk = m[k] + j->one_m_b1 * (gk - m[k]);
+        float vk = v[k] * j->fb2 + j->one_m_b2 * gk * gk;
+        m[k] = mk;
+        v[k] = vk;
+        float denom = sqrtf(vk) / j->bc2_sqrt + j->eps;
+        w[k] = wk - j->step_size * (mk / denom);
+    }
+}
+
 void yf_adamw_step(yf_adamw *o, double lr) {
     o->step++;
     const double b1 = o->cfg.beta1, b2 = o->cfg.beta2;
     /* torch keeps the scalars in double and the tensor arithmetic in fp32 */
     const double bc1 = 1.0 - pow(b1, (double)o->step);
     const double bc2 = 1.0 - pow(b2, (double)o->step);
-    const float step_size = (float)(lr / bc1);
-    const float bc2_sqrt = (float)sqrt(bc2);
-    const float eps = (float)o->cfg.eps;
-    const float one_m_b1 = (float)(1.0 - b1), fb2 = (float)b2, one_m_b2 = (float)(1.0 - b2);
-    for (int i = 0; i < o->n; i++) {
-        float *w = o->params[i].w, *g = o->params[i].g, *m = o->m[i], *v = o->v[i];
-        int64_t n = o->params[i].numel;
-        const float keep = (float)(1.0 - lr * (o->decay[i] ? o->cfg.weight_decay : 0.0));
-        #pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t k = 0; k < n; k++) {
-            float wk = w[k] * keep;
-            float gk = g[k];
-            float mk = m[k] + one_m_b1 * (gk - m[k]);
-            float vk = v[k] * fb2 + one_m_b2 * gk * gk;
-            m[k] = mk;
-            v[k] = vk;
-            float denom = sqrtf(vk) / bc2_sqrt + eps;
-            w[k] = wk - step_size * (mk / denom);
-        }
-    }
+    adamw_job j = {.o = o, .lr = lr, .step_size = (float)(lr / bc1), .bc2_sqrt = (float)sqrt(bc2),
+                   .eps = (float)o->cfg.eps, .one_m_b1 = (float)(1.0 - b1), .fb2 = (float)b2,
+                   .one_m_b2 = (float)(1.0 - b2)};
+    int64_t total = 0;
+    for (int i = 0; i < o->n; i++) total += o->params[i].numel;
+    j.piece = (int64_t)1 << 16; /* fewer than 65536 pieces even for all of a 2B model */
+    while ((total + j.piece - 1) / j.piece + o->n >= 65536) j.piece *= 2;
+    j.first = yf_malloc((size_t)(o->n + 1) * sizeof(int64_t));
+    j.first[0] = 0;
+    for (int i = 0; i < o->n; i++) j.first[i + 1] = j.first[i] + (o->params[i].numel + j.piece - 1) / j.piece;
+    if (j.first[o->n] > 0) yf_par_for(j.first[o->n], adamw_piece, &j);
+    free(j.first);
 }
 
 void yf_adamw_free(yf_adamw *o) {

@@ -345,3 +345,77 @@ TEST(ops_exp_sum_bf16_matches_exp_sum) {
     CHECK(bad_sum == 0, "%d sums differ from yf_exp_sum's", bad_sum);
     CHECK(bad_val == 0, "%d values differ from yf_exp_sum's rounded to bf16", bad_val);
 }
+
+/* The row-wise ops run their rows in pool pieces from 4 x 64K elements on
+ * (ops.c's by_rows): the whole batch at once must give the same bits as one
+ * call per sequence, each small enough to run on the caller alone. */
+TEST(ops_rows_on_pool_equal_per_sequence) {
+    const int64_t B = 4, T = 128, H = 8, hd = 64, D = H * hd, P = T + 8; /* B T D = 4 x 64K: pooled */
+    float *x = frand_n(B * T * D, 1), *w = frand_n(D, 1), *dy = frand_n(B * T * D, 1);
+    float *prev = frand_n(B * D, 1), *cs = frand_n(P * hd / 2, 1), *sn = frand_n(P * hd / 2, 1);
+    float *k_in = frand_n(B * T * D, 1);
+    int64_t posb[4] = {0, 3, 5, 8};
+    float *a[2], *b[2], *rs[2];
+    for (int v = 0; v < 2; v++) {
+        a[v] = calloc((size_t)(B * T * 2 * D), sizeof(float));
+        b[v] = calloc((size_t)(B * T * 2 * D), sizeof(float));
+        rs[v] = calloc((size_t)(B * T), sizeof(float));
+    }
+    int diffs = 0;
+#define SAME(what, n)                                                                                      \
+    do {                                                                                                   \
+        int d_ = memcmp(a[0], a[1], (size_t)(n) * sizeof(float)) != 0 ||                                   \
+                 memcmp(b[0], b[1], (size_t)(n) * sizeof(float)) != 0;                                     \
+        if (d_) printf("    %s: pooled and per-sequence results differ\n", what);                         \
+        diffs += d_;                                                                                       \
+    } while (0)
+    /* RMSNorm forward and backward (accumulating into dx) */
+    for (int v = 0; v < 2; v++) {
+        memset(b[v], 0, (size_t)(B * T * D) * sizeof(float));
+        for (int64_t s = 0; s < (v ? B : 1); s++) {
+            int64_t n = v ? T : B * T, o = v ? s * T * D : 0;
+            yf_rmsnorm_fwd(a[v] + o, rs[v] + o / D, x + o, w, n, D, 1e-6f);
+            yf_rmsnorm_bwd(b[v] + o, NULL, dy + o, x + o, rs[v] + o / D, w, n, D, true);
+        }
+    }
+    SAME("rmsnorm", B * T * D);
+    /* the convolution's [before | current] pairs and their gradient */
+    for (int v = 0; v < 2; v++)
+        for (int64_t s = 0; s < (v ? B : 1); s++) {
+            int64_t nb = v ? 1 : B, o = v ? s * T * D : 0;
+            yf_conv_pack(a[v] + 2 * o, x + o, prev + (v ? s * D : 0), nb, T, D);
+            yf_conv_unpack_bwd(b[v] + o, a[v] + 2 * o, nb, T, D, false);
+        }
+    SAME("conv pack / unpack", 2 * B * T * D);
+    /* RoPE forward (per-sequence positions) and backward */
+    for (int v = 0; v < 2; v++)
+        for (int64_t s = 0; s < (v ? B : 1); s++) {
+            int64_t nb = v ? 1 : B, o = v ? s * T * D : 0;
+            yf_qk_rope_fwd(a[v] + o, b[v] + o, x + o, k_in + o, cs, sn, nb, T, H, hd, 2, posb + (v ? s : 0));
+        }
+    SAME("rope forward", B * T * D);
+    for (int v = 0; v < 2; v++)
+        for (int64_t s = 0; s < (v ? B : 1); s++) {
+            int64_t nb = v ? 1 : B, o = v ? s * T * D : 0;
+            yf_qk_rope_bwd(a[v] + o, b[v] + o, x + o, k_in + o, cs, sn, nb, T, H, hd, 1);
+        }
+    SAME("rope backward", B * T * D);
+    /* [B, T, H, hd] <-> [B, H, T, hd] */
+    for (int v = 0; v < 2; v++)
+        for (int64_t s = 0; s < (v ? B : 1); s++) {
+            int64_t nb = v ? 1 : B, o = v ? s * T * D : 0;
+            yf_heads_split(a[v] + o, x + o, nb, T, H, hd);
+            yf_heads_merge(b[v] + o, a[v] + o, nb, T, H, hd);
+        }
+    SAME("heads split / merge", B * T * D);
+    CHECK(memcmp(b[0], x, (size_t)(B * T * D) * sizeof(float)) == 0, "merge(split(x)) == x");
+    /* a + b */
+    yf_add(a[0], x, dy, B * T * D);
+    for (int64_t i = 0; i < B * T * D; i++) a[1][i] = x[i] + dy[i];
+    memset(b[0], 0, sizeof(float)), memset(b[1], 0, sizeof(float));
+    SAME("add", B * T * D);
+#undef SAME
+    CHECK(diffs == 0, "%d of 6 row-wise ops differ between the pooled and the per-sequence calls", diffs);
+    for (int v = 0; v < 2; v++) free(a[v]), free(b[v]), free(rs[v]);
+    free(x), free(w), free(dy), free(prev), free(cs), free(sn), free(k_in);
+}

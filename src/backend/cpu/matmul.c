@@ -200,6 +200,11 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512, K_
  * idle cores and up to a scheduler time slice (milliseconds) when the cores
  * are shared with other processes, which made small products 10-30x slower. */
 #define MT_MIN_WORK ((double)(1 << 24))
+/* The narrow kernels (LoRA's rank-r sides) do a multiply-add per element of
+ * the big operand they stream, at ~70 GFLOP/s: 2^21 of them are ~0.05 ms as
+ * well. Left on one thread below MT_MIN_WORK, the 384-row step's (6-25M
+ * each, ~60 a step) kept the other core waiting for ~4% of the step. */
+#define MT_MIN_NARROW ((double)(1 << 21))
 
 static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {
     /* a rank-r side (matmul_impl.h): fp32 in either precision, as AMX would
@@ -398,7 +403,9 @@ static void run_inner(const yf_gemm *g) {
     /* a few rows (decode) are bound by reading B: threads pay from ~1 MiB of it */
     bool few = (k == K_GEMV_AVX2 || k == K_GEMV_AVX512) && g->M <= YF_GEMV_MAX_M;
     double b_read = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
-    int nt = work < MT_MIN_WORK && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
+    bool narrow = k == K_NARROW_AVX2 || k == K_NARROW_AVX512;
+    double min_work = narrow ? MT_MIN_NARROW : MT_MIN_WORK;
+    int nt = work < min_work && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
     YF_CHECK(!g->apk || (k == K_AMX && nparts == 1 && g->bpk));
     if (nt <= 1 && g->apk) { /* K block by K block, as below */
         run_shared_a(g, 1, true, g->N, g->N, 1);
