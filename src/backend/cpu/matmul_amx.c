@@ -21,8 +21,8 @@
  *
  * Work in the shadow of the tile products: a tile product takes 16 cycles
  * and leaves the vector units idle, so a kernel call can also work through
- * a block of C other than its own, half a row or so per 32-step of K, on
- * data in L1/L2: the LM head's softmax step on the block before (exp_pend,
+ * a block of C other than its own, a row or half a row every step or two
+ * of K, on data in L1/L2: the LM head's softmax step on the block before (exp_pend,
  * g->epi), a low-rank term added to the finished block before (lr_pend:
  * LoRA's up-projection, g->lr_l) or written as the next block's first value
  * (LoRA's input gradient with its dropout mask, g->pro_l). Each gives the
@@ -263,8 +263,8 @@ AMX_TARGET static void exp_finish(exp_pend *p, int q0) {
     if (p->over) *p->x.over = true;
 }
 
-/* A block of C with a low-rank term to take, 64 half rows, which a kernel
- * call works through a few per 32-step of K: g->lr_l's, added once the
+/* A block of C with a low-rank term to take, 32 rows, which a kernel call
+ * works through a row every other 32-step of K: g->lr_l's, added once the
  * block is finished (during the next block's products), or g->pro_l's,
  * C's first value (set, during the products of the block before it). Each
  * element's term is the sum over k of L[i,k] R[k,n], fused multiply-adds
@@ -283,24 +283,73 @@ typedef struct lr_pend {
     yf_drop d;
 } lr_pend;
 
-AMX_TARGET static inline __attribute__((always_inline)) void lr_half(const lr_pend *p, int q) {
-    int i = q >> 1, h = q & 1;
-    __mmask16 m = p->cols[h];
-    if (i >= p->rows || !m) return;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t k = 0; k < p->k; k++)
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(p->l[i * p->k + k]),
-                              _mm512_maskz_loadu_ps(m, p->rt + k * p->rt_ld + 16 * h), acc);
-    float *c = p->c + i * p->ldc + 16 * h;
+/* Row i of the term, its two 16-column halves as two independent chains
+ * (each element's sum from 0 in k order, as the narrow kernels'): then the
+ * mask, C's old value, the stores. */
+AMX_TARGET static inline __attribute__((always_inline)) void lr_row_out(const lr_pend *p, int i, __m512 a0,
+                                                                         __m512 a1) {
+    __mmask16 m0 = p->cols[0], m1 = p->cols[1];
+    float *c = p->c + i * p->ldc;
     if (p->drop) {
-        __mmask16 keep = m & yf_drop16_keep(p->base + (uint64_t)(i * p->ldc + 16 * h), p->d.thr, p->d.s0, p->d.s1);
-        acc = _mm512_maskz_mul_ps(keep, acc, _mm512_set1_ps(p->d.ks));
+        uint64_t b = p->base + (uint64_t)(i * p->ldc);
+        __mmask16 k0 = m0 & yf_drop16_keep(b, p->d.thr, p->d.s0, p->d.s1);
+        __mmask16 k1 = m1 & yf_drop16_keep(b + 16, p->d.thr, p->d.s0, p->d.s1);
+        a0 = _mm512_maskz_mul_ps(k0, a0, _mm512_set1_ps(p->d.ks));
+        a1 = _mm512_maskz_mul_ps(k1, a1, _mm512_set1_ps(p->d.ks));
     }
-    _mm512_mask_storeu_ps(c, m, p->set ? acc : _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, c)));
+    if (!p->set) {
+        a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m0, c));
+        a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(m1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, m0, a0);
+    _mm512_mask_storeu_ps(c + 16, m1, a1);
 }
 
-AMX_TARGET static void lr_finish(const lr_pend *p, int q0) {
-    for (int q = q0; q < 64; q++) lr_half(p, q);
+AMX_TARGET static inline __attribute__((always_inline)) void lr_row(const lr_pend *p, int i) {
+    if (i >= p->rows) return;
+    __mmask16 m0 = p->cols[0], m1 = p->cols[1];
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    const float *l = p->l + i * p->k, *rt = p->rt;
+    int64_t kn = p->k, ld = p->rt_ld;
+    for (int64_t k = 0; k < kn; k++) {
+        __m512 lv = _mm512_set1_ps(l[k]);
+        a0 = _mm512_fmadd_ps(lv, _mm512_maskz_loadu_ps(m0, rt + k * ld), a0);
+        a1 = _mm512_fmadd_ps(lv, _mm512_maskz_loadu_ps(m1, rt + k * ld + 16), a1);
+    }
+    lr_row_out(p, i, a0, a1);
+}
+
+/* Rank 8 (LoRA's default) inside a kernel call: R's 8 x 32 slice stays in
+ * 16 registers for the whole call (lr_load8), so a row is 16 FMAs on
+ * broadcasts of L. With lr_row reloading R and the rows a half at a time,
+ * the terms had made the layers' products ~15% slower than without; this
+ * took 3-4% off their time in the 2-layer step (YF_KPROF). */
+typedef struct lr_regs {
+    __m512 r[2][8];
+} lr_regs;
+
+AMX_TARGET static inline __attribute__((always_inline)) void lr_load8(const lr_pend *p, lr_regs *rv) {
+    for (int k = 0; k < 8; k++) {
+        rv->r[0][k] = _mm512_maskz_loadu_ps(p->cols[0], p->rt + k * p->rt_ld);
+        rv->r[1][k] = _mm512_maskz_loadu_ps(p->cols[1], p->rt + k * p->rt_ld + 16);
+    }
+}
+
+AMX_TARGET static inline __attribute__((always_inline)) void lr_row8(const lr_pend *p, int i, const lr_regs *rv) {
+    if (i >= p->rows) return;
+    const float *l = p->l + i * 8;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        __m512 lv = _mm512_set1_ps(l[k]);
+        a0 = _mm512_fmadd_ps(lv, rv->r[0][k], a0);
+        a1 = _mm512_fmadd_ps(lv, rv->r[1][k], a1);
+    }
+    lr_row_out(p, i, a0, a1);
+}
+
+AMX_TARGET static void lr_finish(const lr_pend *p, int i0) {
+    for (int i = i0; i < 32; i++) lr_row(p, i);
 }
 
 /* g->pro_l's term for the block of C at rows ic.., column pair j: C's first
@@ -342,11 +391,20 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_loadd(7, b + TILE_U16, 64);
     _tile_loadd(5, a + TILE_U16, 64);
     const char *pf = t_pf, *pf_end = t_pf_end;
-    int per = pe || pl ? (int)((64 + nks - 1) / nks) : 0, q = 0; /* half rows of pe / pl per step */
+    int per = pe ? (int)((64 + nks - 1) / nks) : 0, q = 0; /* half rows of pe per step */
+    int lrow = 0;                                              /* pl: a row every other step */
+    bool r8 = pl && pl->k == 8;
+    lr_regs rv;
+    if (r8) lr_load8(pl, &rv);
     for (int64_t s = 0; s < nks; s++) {
         for (int q = 0; q < PF_LINES && pf < pf_end; q++, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
         for (int k = 0; pe && k < per && q < 64; k++, q++) exp_half(pe, q);
-        for (int k = 0; pl && k < per && q < 64; k++, q++) lr_half(pl, q);
+        if (pl && (s & 1) == 0 && lrow < 32) {
+            if (r8)
+                lr_row8(pl, lrow++, &rv);
+            else
+                lr_row(pl, lrow++);
+        }
         for (int p = 0; p < np; p++) {
             bool last_part = p == np - 1;
             const uint16_t *an = a < a_end ? a + 2 * TILE_U16 : a; /* past the end: reload (harmless) */
@@ -368,7 +426,7 @@ AMX_TARGET static inline __attribute__((always_inline)) void kernel_body(const u
     _tile_stored(2, c + 16 * ldc, cs);
     _tile_stored(3, c + 16 * ldc + 16, cs);
     if (pe) exp_finish(pe, q);
-    if (pl) lr_finish(pl, q);
+    if (pl) lr_finish(pl, lrow);
 }
 
 AMX_TARGET static void kernel(const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, float *c, int64_t ldc,
