@@ -500,9 +500,15 @@ static void terms_init(terms *t, const yf_gemm *g, int64_t n0, int64_t n1) {
     YF_CHECK(!g->pro_l || (g->pro_k >= 1 && g->pro_k <= 16 && !g->epi && g->ldc % 16 == 0));
     *t = (terms){.g = g, .n0 = n0, .n1 = n1, .rt_ld = (n1 - n0 + 31) / 32 * 32};
     t->rt = g->lr_l ? yf_scratch(2, (size_t)(g->lr_k * t->rt_ld) * sizeof(float)) : NULL;
-    for (int64_t k = 0; t->rt && k < g->lr_k; k++)
-        for (int64_t n = 0; n < t->rt_ld; n++)
-            t->rt[k * t->rt_ld + n] = n0 + n < n1 ? g->lr_r[(n0 + n) * g->lr_k + k] : 0;
+    if (!t->rt) return;
+    /* R^T: R's rows read in order, k rows of R^T written side by side */
+    int64_t kn = g->lr_k, ld = t->rt_ld;
+    for (int64_t n = 0; n < n1 - n0; n++) {
+        const float *r = g->lr_r + (n0 + n) * kn;
+        for (int64_t k = 0; k < kn; k++) t->rt[k * ld + n] = r[k];
+    }
+    for (int64_t k = 0; k < kn; k++)
+        for (int64_t n = n1 - n0; n < ld; n++) t->rt[k * ld + n] = 0;
 }
 
 AMX_TARGET static void terms_flush(terms *t) {
