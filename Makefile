@@ -44,7 +44,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
 .PHONY: all deps test test-asan asan demo bench clean
-all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops
+all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
 
 deps:
 	@sh scripts/deps.sh build
@@ -77,6 +77,9 @@ $(BUILD)/bench-membw: $(BUILD)/obj/bench/membw.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench-ops: $(BUILD)/obj/bench/bench_ops.o $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench-products: $(BUILD)/obj/bench/bench_products.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # AddressSanitizer + UBSan build of the same sources, in build/asan.
