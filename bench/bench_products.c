@@ -10,8 +10,8 @@
  *   terms:  the 384 x 2048 x 8192 products of the gate and up projections
  *           (4 weights, ms a product), plain and with the LoRA term the step
  *           adds inside the AMX kernels (yf_matmul_xwt_pk_lr, rank 8;
- *           yf_matmul_xw_pk_drop, rank 8 with dropout 0.1): what the term
- *           costs on top. */
+ *           yf_matmul_xw_pk_drop, rank 8 with dropout 0.1, writing dx or
+ *           adding to it, +=): what the term costs on top. */
 #include "kernels.h"
 
 #include <stdio.h>
@@ -136,20 +136,21 @@ int main(int argc, char **argv) {
         return 1;
     }
     yf_drop d = {.thr = 429496730u, .s0 = 0x9e3779b9u, .s1 = 0x85ebca6bu, .ks = 1.0f / 0.9f};
-    const char *names[4] = {"dy·W plain", "dy·W + dropout term", "x·W^T plain", "x·W^T + up-projection term"};
-    double tv[4][MAXREPS];
+    const char *names[6] = {"dy·W plain",           "dy·W + dropout term",   "dy·W += plain",
+                            "dy·W += , dropout term", "x·W^T plain",          "x·W^T + up-projection term"};
+    double tv[6][MAXREPS];
     bool inside = true;
     for (int k = 0; k < reps; k++)
-        for (int v = 0; v < 4; v++) {
+        for (int v = 0; v < 6; v++) {
             sweep(sw, sweep_bytes);
             double t0 = now_s();
             for (int j = 0; j < 4; j++) {
                 int i = gu[j];
-                if (v == 0)
-                    yf_matmul_xw_pk(y, x, w[i], YF_BF16, pb[i], T, F, D, false);
-                else if (v == 1)
-                    inside &= yf_matmul_xw_pk_drop(y, x, w[i], YF_BF16, pb[i], T, F, D, false, l, r, 8, &d);
-                else if (v == 2)
+                if (v == 0 || v == 2)
+                    yf_matmul_xw_pk(y, x, w[i], YF_BF16, pb[i], T, F, D, v == 2);
+                else if (v == 1 || v == 3)
+                    inside &= yf_matmul_xw_pk_drop(y, x, w[i], YF_BF16, pb[i], T, F, D, v == 3, l, r, 8, &d);
+                else if (v == 4)
                     yf_matmul_xwt_pk(y, x, w[i], YF_BF16, pf[i], T, F, D, false);
                 else
                     yf_matmul_xwt_pk_lr(y, x, w[i], YF_BF16, pf[i], T, F, D, false, l, rt, 8);
@@ -157,7 +158,7 @@ int main(int argc, char **argv) {
             tv[v][k] = (now_s() - t0) * 1e3 / 4;
         }
     double term_flop = 2.0 * T * D * F;
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < 6; v++) {
         double m = median(tv[v], reps);
         printf("terms   %-28s %6.2f ms  %6.0f GFLOP/s", names[v], m, term_flop / m * 1e-6);
         if (v % 2) printf("   (+%.2f ms)", m - median(tv[v - 1], reps));

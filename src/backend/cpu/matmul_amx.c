@@ -550,19 +550,20 @@ AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t 
     if (full && stream) {
         kernel_stream(ap, bp, nks, np, c, g->ldc, post ? &cur : NULL);
         post = false;
-    } else if (full && post && !g->pro_l) {
+    } else if (full && post) {
         /* the block to a buffer of 32-float rows; its rows then go to C once,
          * with the term, during the next block's products. C's rows are a
          * multiple of 4 KiB apart, so a block's 32 rows fall in one L1 set:
          * the term's loads and stores on C itself missed L1 (its cost on a
-         * 384 x 2048 x 8192 x·W^T, bench-products: +0.95 -> +0.1 ms) */
+         * 384 x 2048 x 8192 x·W^T, bench-products: +0.95 -> +0.1 ms; the
+         * dropout term added to an accumulating dy·W: no change). pro_l's
+         * first values go to C itself: through such buffers they cost more
+         * (+0.8 -> +1.2 ms, the tile stores then meeting C's lines cold) */
         float *b = t->blk[t->nblk++ & 1];
         if (loadc)
             for (int r = 0; r < 32; r++) memcpy(b + 32 * r, c + r * g->ldc, 32 * sizeof(float));
         kernel_lr(ap, bp, nks, np, b, 32, loadc, t->post.c ? &t->post : NULL);
         cur.src = b;
-    } else if (full && post) {
-        kernel_lr(ap, bp, nks, np, c, g->ldc, loadc, t->post.c ? &t->post : NULL);
     } else if (full && nxt.c) {
         kernel_lr(ap, bp, nks, np, c, g->ldc, loadc, &nxt);
     } else if (full) {
