@@ -81,7 +81,7 @@ static void fwd_head(void *ctx, int64_t bh) {
             float l = softmax_row(s + r * nk, nk, j->start[b * T + t0 + r], t0 + r, j->scale);
             if (j->lse) j->lse[bh * T + t0 + r] = l;
         }
-        yf_matmul_xw_rows(j->out + (bh * T + t0) * hd, s, NULL, vb, YF_F32, pv, rows, T, hd, 0, nk, false);
+        yf_matmul_xw_rows(j->out + (bh * T + t0) * hd, hd, s, NULL, vb, YF_F32, pv, rows, T, hd, 0, nk, false);
     }
     yf_wpack_free(pk);
     yf_wpack_free(pv);
@@ -130,7 +130,7 @@ static void bwd_head(void *ctx, int64_t bh) {
                 memset(dr + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
             }
         }
-        yf_matmul_xw_rows(j->dq + off + t0 * hd, dp, NULL, kb, YF_F32, pkd, rows, T, hd, 0, nk, false);
+        yf_matmul_xw_rows(j->dq + off + t0 * hd, hd, dp, NULL, kb, YF_F32, pkd, rows, T, hd, 0, nk, false);
         yf_matmul_dw(dkb, dp, qb, rows, nk, hd);
         yf_matmul_dw(dvb, p, gb, rows, nk, hd);
     }

@@ -427,7 +427,7 @@ TEST(kernels_amx_prepacked_activations_are_bitwise_identical) {
         for (int64_t r = 0; r < 32 * np; r++) yf_apk_put_row(apk, N, r, r < M ? a + r * N : NULL);
         bool acc = s % 2 == 1;
         yf_matmul_xw_pk(c0, a, w, YF_BF16, pk, M, N, K, acc);
-        yf_matmul_xw_rows(c1, NULL, apk, w, YF_BF16, pk, M, N, K, 0, N, acc);
+        yf_matmul_xw_rows(c1, K, NULL, apk, w, YF_BF16, pk, M, N, K, 0, N, acc);
         double e = yt_max_abs_diff(c0, c1, M * K);
         CHECK(memcmp(c0, c1, M * K * sizeof(float)) == 0, "dy.W [%ld,%ld,%ld]: max diff %g", (long)M, (long)N, (long)K, e);
         worst = e > worst ? e : worst;
@@ -550,8 +550,8 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
               (long long)bad_exp);
         free(gb.e), free(gb.acc), free(sh);
         bool acc = s % 2 == 0;
-        yf_matmul_xw_rows(d0, dy, NULL, w, YF_BF16, NULL, M, N, K, n0, n1, acc);
-        yf_matmul_xw_rows(d1, NULL, dpk, w, YF_BF16, pw, M, N, K, n0, n1, acc);
+        yf_matmul_xw_rows(d0, K, dy, NULL, w, YF_BF16, NULL, M, N, K, n0, n1, acc);
+        yf_matmul_xw_rows(d1, K, NULL, dpk, w, YF_BF16, pw, M, N, K, n0, n1, acc);
         double e = 0;
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < nb; j++) e = fmax(e, fabs(y0[i * nb + j] - yfull[i * N + n0 + j]));
@@ -559,6 +559,23 @@ TEST(kernels_amx_row_slices_of_packed_weights) {
         e = fmax(e, yt_max_abs_diff(y0, gb.y, M * nb));
         free(gb.y), free(gb.hits);
         e = fmax(e, yt_max_abs_diff(d0, d1, M * K));
+        /* dx's rows K + 16 apart (the head's U): the same rows, the padding
+         * untouched; on this path and on the naive one */
+        int64_t ld = K + 16;
+        float *dq = malloc((size_t)(M * K) * sizeof(float)), *dp = malloc((size_t)(M * ld) * sizeof(float));
+        yf_kpath path = yf_kernels_path();
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass) yf_kernels_set_path(YF_KPATH_REF);
+            for (int64_t i = 0; i < M * ld; i++) dp[i] = 7.0f;
+            yf_matmul_xw_rows(dq, K, dy, NULL, w, YF_BF16, NULL, M, N, K, n0, n1, false);
+            yf_matmul_xw_rows(dp, ld, dy, NULL, w, YF_BF16, NULL, M, N, K, n0, n1, false);
+            for (int64_t i = 0; i < M; i++) {
+                e = fmax(e, yt_max_abs_diff(dp + i * ld, dq + i * K, K));
+                for (int64_t k = K; k < ld; k++) e = fmax(e, fabs(dp[i * ld + k] - 7.0f));
+            }
+        }
+        yf_kernels_set_path(path);
+        free(dq), free(dp);
         CHECK(e == 0, "case %zu: slice products differ (max %g)", s, e);
         worst_bits = fmax(worst_bits, e);
         /* against the naive product on the slice (only dy's bf16 rounding differs:

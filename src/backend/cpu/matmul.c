@@ -725,10 +725,10 @@ static yf_gemm xwt_rows_gemm(float *y, const float *x, const uint16_t *xpk, cons
 }
 
 /* dy·W[n0:n1]: B(j,k) = W[n0+j,k]; in a pack, rows n0.. are steps n0/32.. of every pair */
-static yf_gemm xw_rows_gemm(float *dx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
-                            const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1,
+static yf_gemm xw_rows_gemm(float *dx, int64_t ldx, const float *dy, const uint16_t *dypk, const void *w,
+                            yf_dtype wt, const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1,
                             bool accumulate) {
-    return (yf_gemm){.c = dx, .ldc = K, .a = dy, .ars = n1 - n0, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
+    return (yf_gemm){.c = dx, .ldc = ldx, .a = dy, .ars = n1 - n0, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
                      .brs = K, .bcs = 1, .M = M, .N = K, .K = n1 - n0, .accumulate = accumulate,
                      .bpk = pk ? pk->tiles + (n0 / 32) * 1024 : NULL, .bpk_ld = pk ? ((N + 31) / 32) * 1024 : 0,
                      .apk = dypk, .apk_ld = dypk ? yf_apk_panel_elems(n1 - n0) : 0};
@@ -742,7 +742,7 @@ static bool amx_bf16(const yf_gemm *g) {
 bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K) {
     if (!pk || pk->N != N || pk->K != K) return false;
     yf_gemm g = pk->kind == YF_PACK_XWT ? xwt_rows_gemm(NULL, NULL, NULL, pk->w, YF_BF16, pk, M, K, 0, N)
-                                        : xw_rows_gemm(NULL, NULL, NULL, pk->w, YF_BF16, pk, M, N, K, 0, N, false);
+                                        : xw_rows_gemm(NULL, K, NULL, NULL, pk->w, YF_BF16, pk, M, N, K, 0, N, false);
     return amx_bf16(&g);
 }
 
@@ -780,15 +780,18 @@ void yf_matmul_xwt_rows_blocks(const uint16_t *xpk, const yf_wpack *pk, int64_t 
     run_shared_a(&g, 1, true, g.N, g.N, 1); /* one K block, this thread */
 }
 
-void yf_matmul_xw_rows(float *dx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
+void yf_matmul_xw_rows(float *dx, int64_t ldx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate) {
     check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XW, dy, dypk);
+    YF_CHECK(ldx >= K);
     if (yf_kernels_path() == YF_KPATH_REF) {
         YF_CHECK(dy);
-        yf_matmul_xw_ref(dx, dy, w_at(w, wt, n0 * K), wt, M, n1 - n0, K, accumulate);
+        for (int64_t m = 0; m < M; m += ldx == K ? M : 1) /* rows ldx apart: one at a time */
+            yf_matmul_xw_ref(dx + m * ldx, dy + m * (n1 - n0), w_at(w, wt, n0 * K), wt, ldx == K ? M : 1, n1 - n0, K,
+                             accumulate);
         return;
     }
-    yf_gemm g = xw_rows_gemm(dx, dy, dypk, w, wt, pk, M, N, K, n0, n1, accumulate);
+    yf_gemm g = xw_rows_gemm(dx, ldx, dy, dypk, w, wt, pk, M, N, K, n0, n1, accumulate);
     YF_CHECK(!dypk || amx_bf16(&g));
     run_op('b', &g);
 }
