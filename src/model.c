@@ -541,7 +541,7 @@ void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
         for (int64_t i = 0; i < N * out; i++) y[i] -= wx[i];
         yf_matmul_xwt(wx, ws->lt, md->B, YF_F32, N, out, R, true);
         scale_cols(wx, mn, N, out);
-        for (int64_t i = 0; i < N * out; i++) y[i] += wx[i];
+        yf_add(y, y, wx, N * out);
     }
     free(mn);
 }
@@ -629,8 +629,7 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
         }
         yf_dropout(gx, gx, N * in, r->drop_p, seed);
         yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, true);
-        if (acc)
-            for (int64_t i = 0; i < N * in; i++) dx[i] += gx[i];
+        if (acc) yf_add(dx, dx, gx, N * in);
     }
     free(mn);
 }

@@ -786,9 +786,9 @@ void yf_matmul_xw_rows(float *dx, int64_t ldx, const float *dy, const uint16_t *
     YF_CHECK(ldx >= K);
     if (yf_kernels_path() == YF_KPATH_REF) {
         YF_CHECK(dy);
-        for (int64_t m = 0; m < M; m += ldx == K ? M : 1) /* rows ldx apart: one at a time */
-            yf_matmul_xw_ref(dx + m * ldx, dy + m * (n1 - n0), w_at(w, wt, n0 * K), wt, ldx == K ? M : 1, n1 - n0, K,
-                             accumulate);
+        int64_t rows = ldx == K ? M : 1; /* the reference takes contiguous rows: rows ldx apart one at a time */
+        for (int64_t m = 0; m < M; m += rows)
+            yf_matmul_xw_ref(dx + m * ldx, dy + m * (n1 - n0), w_at(w, wt, n0 * K), wt, rows, n1 - n0, K, accumulate);
         return;
     }
     yf_gemm g = xw_rows_gemm(dx, ldx, dy, dypk, w, wt, pk, M, N, K, n0, n1, accumulate);
