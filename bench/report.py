@@ -5,8 +5,10 @@ into one result row, and render the rows as the Markdown table of bench/results.
   report.py run PREFIX -- CMD...     CMD's stdout/stderr to PREFIX.out/.err; writes PREFIX.meta
                                      (JSON: rc, wall_s, peak_rss_mb of CMD and its children);
                                      exits with CMD's status
-  report.py row RESULTS.jsonl --workload W --impl I --dtype D (--torch PREFIX | --train PREFIX
+  report.py row RESULTS.jsonl --workload W --impl I --dtype D (--torch PREFIX... | --train PREFIX...
                 | --generate PREFIX --kind prefill|decode | --na REASON) [--note N]
+                                     (--torch/--train more than once: rounds; the row takes
+                                     the median round and lists every round in its note)
   report.py table RESULTS.jsonl OUT.md [--head FILE] [--section TITLE=FILE ...]
 
 A measurement that did not produce its number becomes "n/a" with the reason (the command's first
@@ -103,6 +105,40 @@ def parse_generate(prefix, kind):
     return None
 
 
+def torch_result(prefix):
+    """(the run's result object, its tokens/s, its fastest step's tokens/s) or (None, None, None)"""
+    objs = [o for o in json_lines(read(prefix + ".out")) if "tokens_per_second" in o]
+    if not objs:
+        return None, None, None
+    o = objs[-1]
+    steps = o.get("seconds_all_steps") or []
+    fastest = None
+    if o.get("mode") == "train" and len(steps) > 1 and o.get("batch") and o.get("seq"):
+        fastest = o["batch"] * o["seq"] / min(steps)
+    return o, o["tokens_per_second"], fastest
+
+
+def train_result(prefix):
+    """(yuanft train's result object, its tokens/s) or (None, None)"""
+    objs = [o for o in json_lines(read(prefix + ".out")) if "train_tokens_per_second" in o]
+    if not objs:
+        return None, None
+    o = objs[-1]
+    return o, o.get("steady_tokens_per_second", o["train_tokens_per_second"])
+
+
+def pick(a, values, notes):
+    """One run: its value. Rounds (runs of every implementation taking turns, so
+    that a slow or fast spell of a shared machine falls on all of them): the
+    median round, each round's value in the note."""
+    if len(values) == 1:
+        return values[0]
+    v = sorted(values)
+    mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    notes.append(f"median of {len(values)} interleaved rounds: " + ", ".join(fmt(x) for x in values))
+    return mid
+
+
 def row(argv):
     import argparse
     ap = argparse.ArgumentParser(prog="report.py row")
@@ -110,8 +146,8 @@ def row(argv):
     ap.add_argument("--workload", required=True)
     ap.add_argument("--impl", required=True)
     ap.add_argument("--dtype", required=True)
-    ap.add_argument("--torch")
-    ap.add_argument("--train")
+    ap.add_argument("--torch", action="append", help="a PyTorch run's log prefix; several: rounds, the median taken")
+    ap.add_argument("--train", action="append", help="a yuanft train run's log prefix; several: rounds, the median taken")
     ap.add_argument("--generate")
     ap.add_argument("--kind", choices=("prefill", "decode"))
     ap.add_argument("--na")
@@ -122,36 +158,44 @@ def row(argv):
     if a.na:
         notes.append(a.na)
     elif a.torch:
-        objs = [o for o in json_lines(read(a.torch + ".out")) if "tokens_per_second" in o]
-        if objs:
-            o = objs[-1]
-            r.update(tokens_per_second=o["tokens_per_second"], peak_rss_mb=o["peak_rss_mb"])
+        got = [torch_result(p) for p in a.torch]
+        ok = [g for g in got if g[0] is not None]
+        if ok:
+            o = ok[-1][0]
+            r.update(tokens_per_second=pick(a, [g[1] for g in ok], notes), peak_rss_mb=max(g[0]["peak_rss_mb"] for g in ok))
             r["impl"] = f"PyTorch {o['torch']}" + (f" ({a.impl})" if a.impl else "")
             if o.get("bf16_mode"):
                 notes.append(f"bf16 weights, {o['bf16_mode']}")
             t = f"{o['steps_timed']} timed after {o['warmup']} warm-up" if o.get("warmup") else f"{o['steps_timed']} timed, no warm-up"
-            notes.append(t)
-            steps = o.get("seconds_all_steps") or []
-            if o.get("mode") == "train" and len(steps) > 1 and o.get("batch") and o.get("seq"):
-                notes.append(f"fastest step {fmt(o['batch'] * o['seq'] / min(steps))}")
-        else:
-            notes.append(why_failed(a.torch))
+            notes.append(t + (" each" if len(a.torch) > 1 else ""))
+            fastest = [g[2] for g in ok if g[2] is not None]
+            if fastest:
+                notes.append(f"fastest step {fmt(max(fastest))}")
+        for g, p in zip(got, a.torch):
+            if g[0] is None:
+                notes.append(why_failed(p))
     elif a.train:
-        objs = [o for o in json_lines(read(a.train + ".out")) if "train_tokens_per_second" in o]
-        if objs:
-            o = objs[-1]
-            r.update(peak_rss_mb=o.get("peak_rss_mb"))
+        got = [train_result(p) for p in a.train]
+        ok = [g for g in got if g[0] is not None]
+        if ok:
+            o = ok[-1][0]
+            r.update(peak_rss_mb=max((g[0].get("peak_rss_mb") or 0) for g in ok) or None)
+            r.update(tokens_per_second=pick(a, [g[1] for g in ok], notes))
             if "steady_tokens_per_second" in o:
                 # timed like the PyTorch rows: the median step after the first
-                r.update(tokens_per_second=o["steady_tokens_per_second"])
-                notes.append(f"median step after 1 warm-up; {fmt(o['train_tokens_per_second'])} over all steps, first included")
-                if "fastest_step_tokens_per_second" in o:
-                    notes.append(f"fastest step {fmt(o['fastest_step_tokens_per_second'])}")
+                if len(ok) > 1:
+                    notes.append("each the median step after 1 warm-up")
+                else:
+                    notes.append(f"median step after 1 warm-up; {fmt(o['train_tokens_per_second'])} over all steps, "
+                                 "first included")
+                fastest = [g[0]["fastest_step_tokens_per_second"] for g in ok if "fastest_step_tokens_per_second" in g[0]]
+                if fastest:
+                    notes.append(f"fastest step {fmt(max(fastest))}")
             else:
-                r.update(tokens_per_second=o["train_tokens_per_second"])
                 notes.append("Trainer tokens/s over all steps, first included (1 step)")
-        else:
-            notes.append(why_failed(a.train))
+        for g, p in zip(got, a.train):
+            if g[0] is None:
+                notes.append(why_failed(p))
     elif a.generate:
         m = meta(a.generate)
         tps = parse_generate(a.generate, a.kind) if m["rc"] == 0 else None
