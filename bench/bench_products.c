@@ -8,7 +8,8 @@
  *           dy·W in reverse order: ms each way and GFLOP/s (the
  *           layers' products take ~110 ms of a ~360 ms step);
  *   terms:  the 384 x 2048 x 8192 products of the gate and up projections
- *           (4 weights, ms a product), plain and with the LoRA term the step
+ *           (4 weights, ms a product) and the 384 x 8192 x 2048 of the down
+ *           projections (dy·W in one K block), plain and with the LoRA term the step
  *           adds inside the AMX kernels (yf_matmul_xwt_pk_lr, rank 8;
  *           yf_matmul_xw_pk_drop, rank 8 with dropout 0.1, writing dx or
  *           adding to it, +=): what the term costs on top. */
@@ -128,8 +129,9 @@ int main(int argc, char **argv) {
     printf("layers  dy·W   %7.2f ms  %6.0f GFLOP/s\n", mb, flop / mb * 1e-6);
 
     /* the terms, on the gate and up projections of both layers (W [F, D]: four
-     * different weights in a row after each sweep, as the step meets them) */
-    const int gu[4] = {4, 5, NPROJ + 4, NPROJ + 5};
+     * different weights in a row after each sweep, as the step meets them;
+     * dy·W over 4 K blocks), then on the down projections (W [D, F], twice
+     * each: dy·W in one K block) */
     float *rt = filled((int64_t)F * 8, 1e-5f);
     if (!rt) {
         fprintf(stderr, "bench-products: out of memory\n");
@@ -138,31 +140,37 @@ int main(int argc, char **argv) {
     yf_drop d = {.thr = 429496730u, .s0 = 0x9e3779b9u, .s1 = 0x85ebca6bu, .ks = 1.0f / 0.9f};
     const char *names[6] = {"dy·W plain",           "dy·W + dropout term",   "dy·W += plain",
                             "dy·W += , dropout term", "x·W^T plain",          "x·W^T + up-projection term"};
-    double tv[6][MAXREPS];
+    static const int sets[2][4] = {{4, 5, NPROJ + 4, NPROJ + 5}, {6, NPROJ + 6, 6, NPROJ + 6}};
+    static const char *set_names[2] = {"gate/up", "down"};
+    static double tv[6][MAXREPS];
     bool inside = true;
-    for (int k = 0; k < reps; k++)
-        for (int v = 0; v < 6; v++) {
-            sweep(sw, sweep_bytes);
-            double t0 = now_s();
-            for (int j = 0; j < 4; j++) {
-                int i = gu[j];
-                if (v == 0 || v == 2)
-                    yf_matmul_xw_pk(y, x, w[i], YF_BF16, pb[i], T, F, D, v == 2);
-                else if (v == 1 || v == 3)
-                    inside &= yf_matmul_xw_pk_drop(y, x, w[i], YF_BF16, pb[i], T, F, D, v == 3, l, r, 8, &d);
-                else if (v == 4)
-                    yf_matmul_xwt_pk(y, x, w[i], YF_BF16, pf[i], T, F, D, false);
-                else
-                    yf_matmul_xwt_pk_lr(y, x, w[i], YF_BF16, pf[i], T, F, D, false, l, rt, 8);
-            }
-            tv[v][k] = (now_s() - t0) * 1e3 / 4;
-        }
     double term_flop = 2.0 * T * D * F;
-    for (int v = 0; v < 6; v++) {
-        double m = median(tv[v], reps);
-        printf("terms   %-28s %6.2f ms  %6.0f GFLOP/s", names[v], m, term_flop / m * 1e-6);
-        if (v % 2) printf("   (+%.2f ms)", m - median(tv[v - 1], reps));
-        printf("\n");
+    for (int st = 0; st < 2; st++) {
+        const int *gu = sets[st];
+        int64_t O = st ? D : F, I = st ? F : D; /* W [O, I] */
+        for (int k = 0; k < reps; k++)
+            for (int v = 0; v < 6; v++) {
+                sweep(sw, sweep_bytes);
+                double t0 = now_s();
+                for (int j = 0; j < 4; j++) {
+                    int i = gu[j];
+                    if (v == 0 || v == 2)
+                        yf_matmul_xw_pk(y, x, w[i], YF_BF16, pb[i], T, O, I, v == 2);
+                    else if (v == 1 || v == 3)
+                        inside &= yf_matmul_xw_pk_drop(y, x, w[i], YF_BF16, pb[i], T, O, I, v == 3, l, r, 8, &d);
+                    else if (v == 4)
+                        yf_matmul_xwt_pk(y, x, w[i], YF_BF16, pf[i], T, O, I, false);
+                    else
+                        yf_matmul_xwt_pk_lr(y, x, w[i], YF_BF16, pf[i], T, O, I, false, l, rt, 8);
+                }
+                tv[v][k] = (now_s() - t0) * 1e3 / 4;
+            }
+        for (int v = 0; v < 6; v++) {
+            double m = median(tv[v], reps);
+            printf("terms   %-8s %-28s %6.2f ms  %6.0f GFLOP/s", set_names[st], names[v], m, term_flop / m * 1e-6);
+            if (v % 2) printf("   (+%.2f ms)", m - median(tv[v - 1], reps));
+            printf("\n");
+        }
     }
     if (!inside) printf("(the dropout term did not run inside the product here: its row is the separate steps)\n");
 

@@ -615,9 +615,8 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
         yf_matmul_xw(dx, ws->dlt, md->A, YF_F32, N, R, in, true);
     } else {
         /* gradient wrt x': A^T dlt (+ W^T ((m/n - 1) dy) for DoRA), then through
-         * the mask; straight into dx when dx starts here, the base product then
-         * adding onto it (one pass over [N, in] less than adding afterwards) */
-        float *gx = acc ? ws->t1 : dx;
+         * the mask, added to the base product's */
+        float *gx = ws->t1;
         yf_drop d = yf_dropout_params(r->drop_p, seed);
         if (!mn && yf_matmul_xw_pk_drop(dx, dy, W->data, W->dt, pkb, N, out, in, acc, ws->dlt, md->A, R, &d))
             return; /* the same steps as below, inside the base product */
@@ -628,8 +627,8 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
             yf_matmul_xw_pk(gx, t2, W->data, W->dt, pkb, N, out, in, true);
         }
         yf_dropout(gx, gx, N * in, r->drop_p, seed);
-        yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, true);
-        if (acc) yf_add(dx, dx, gx, N * in);
+        yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, acc);
+        yf_add(dx, dx, gx, N * in);
     }
     free(mn);
 }

@@ -345,11 +345,11 @@ TEST(kernels_amx_lowrank_term_matches_separate_product) {
           (long long)(yf_matmul_epilogue_calls() - fused0), (long long)calls);
 }
 
-/* LoRA's input gradient with dropout inside dy·W (yf_matmul_xw_pk_drop): as
- * its blocks' first value, or added to dx's accumulated blocks, with W
- * pre-packed or not, against the steps it replaces: the same bits (and
- * checked to have run inside the product); edges in M and in dx's columns, dy·W over two K blocks (N 2100:
- * the term only before the first or after the last), ranks 1, 8 and 16,
+/* LoRA's input gradient with dropout inside dy·W (yf_matmul_xw_pk_drop):
+ * added to dx's finished blocks, written or accumulated, with W pre-packed
+ * or not, against the steps it replaces: the same bits (and checked to have
+ * run inside the product); edges in M and in dx's columns, dy·W over two K
+ * blocks (N 2100: the term only after the last), ranks 1, 8 and 16,
  * p 0.1 and 0.5, both precisions. */
 TEST(kernels_amx_dropout_term_matches_separate_steps) {
     if (!yf_kernels_path_supported(YF_KPATH_AMX)) yt_skip("this CPU (or build) has no amx path");
@@ -376,13 +376,8 @@ TEST(kernels_amx_dropout_term_matches_separate_steps) {
             float *t = malloc(M * K * sizeof(float));
             yf_matmul_xw(t, l, rr, YF_F32, M, r, K, false);
             yf_dropout(t, t, M * K, p, seed);
-            if (acc) {
-                yf_matmul_xw_pk(c0, dy, w, YF_BF16, pk, M, N, K, true);
-                for (int64_t i = 0; i < M * K; i++) c0[i] += t[i];
-            } else {
-                memcpy(c0, t, M * K * sizeof(float));
-                yf_matmul_xw_pk(c0, dy, w, YF_BF16, pk, M, N, K, true);
-            }
+            yf_matmul_xw_pk(c0, dy, w, YF_BF16, pk, M, N, K, acc);
+            for (int64_t i = 0; i < M * K; i++) c0[i] += t[i];
             free(t);
             yf_drop d = yf_dropout_params(p, seed);
             bool fused = yf_matmul_xw_pk_drop(c1, dy, w, YF_BF16, pk, M, N, K, acc, l, rr, r, &d);

@@ -97,16 +97,15 @@ typedef struct yf_drop {
     float ks;
 } yf_drop;
 
-/* dx = drop(L·R) + dy·W, or with accumulate dx += dy·W, then + drop(L·R):
+/* dx = dy·W + drop(L·R), or with accumulate dx += dy·W, then + drop(L·R):
  * L [M, r] (r <= 16), R [r, K] rows, drop the mask of element (m, k) of dx
  * at index m K + k: the same bits as
  *   yf_matmul_xw(t, L, R, YF_F32, M, r, K, false); yf_dropout(t, t, ..);
- *   then dx = t, yf_matmul_xw_pk(dx, dy, W, wt, pk, M, N, K, true)
- *   (or yf_matmul_xw_pk(dx, dy, .., true); dx += t)
+ *   yf_matmul_xw_pk(dx, dy, W, wt, pk, M, N, K, accumulate); dx += t
  * (LoRA's input gradient with dropout, and the base weight's), which the
- * caller does when this returns false. Where it can (AMX), each block of
- * dx gets the term during the tile products of the block before it (its
- * first value) or after it (added): no passes over dx of their own. */
+ * caller does when this returns false. Where it can (AMX), each finished
+ * block of dx takes the term during the tile products of the block after
+ * it: no passes over dx of their own. */
 bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                           int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank,
                           const yf_drop *drop);

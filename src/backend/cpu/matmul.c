@@ -357,10 +357,8 @@ static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chu
         gk.a = g->a ? g->a + pc * g->acs : NULL;
         gk.K = kb;
         gk.accumulate = g->accumulate || pc > 0;
-        if (pc + kb < g->K) gk.lr_l = gk.lr_r = NULL; /* the low-rank term once C is complete */
-        /* pro_l's term: C's first value before the first K block, or with
-         * accumulation added once C is complete */
-        if (g->accumulate ? pc + kb < g->K : pc > 0) gk.pro_l = NULL;
+        if (pc + kb < g->K) gk.lr_l = gk.lr_r = NULL; /* the low-rank terms once C is complete */
+        if (pc + kb < g->K) gk.pro_l = NULL; /* and pro_l's */
         gk.bpk = g->bpk + (pc / 32) * 1024;
         gk.bpk_ld = g->bpk_ld ? g->bpk_ld : nks_all * 1024;
         if (g->apk) {

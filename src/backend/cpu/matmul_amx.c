@@ -23,10 +23,9 @@
  * and leaves the vector units idle, so a kernel call can also work through
  * a block of C other than its own, a row or half a row every step or two
  * of K, on data in L1/L2: the LM head's softmax step on the block before (exp_pend,
- * g->epi), a low-rank term added to the finished block before (lr_pend:
- * LoRA's up-projection, g->lr_l) or written as the next block's first value
- * (LoRA's input gradient with its dropout mask, g->pro_l). Each gives the
- * same bits as the separate pass it replaces. Work that streams big cold
+ * g->epi), or a low-rank term added to the finished block before (lr_pend:
+ * LoRA's up-projection, g->lr_l, or LoRA's input gradient with its dropout
+ * mask, g->pro_l). Each gives the same bits as the separate pass it replaces. Work that streams big cold
  * operands does not hide this way (SwiGLU in the MLP products: slower).
  *
  * Precision: A is f32. In bf16 mode it is rounded to bf16 (1 part). In exact
@@ -263,13 +262,12 @@ AMX_TARGET static void exp_finish(exp_pend *p, int q0) {
     if (p->over) *p->x.over = true;
 }
 
-/* A block of C with a low-rank term to take, 32 rows, which a kernel call
- * works through a row every other 32-step of K: g->lr_l's, added once the
- * block is finished (during the next block's products), or g->pro_l's,
- * C's first value (set, during the products of the block before it). Each
- * element's term is the sum over k of L[i,k] R[k,n], fused multiply-adds
- * from 0 in k order, as the narrow kernels' K form computes it; then C +
- * term, or drop(term) (simd16.h's mask, yf_dropout's arithmetic). */
+/* A finished block of C with a low-rank term to take, 32 rows, which the
+ * next kernel call works through a row every other 32-step of K: g->lr_l's,
+ * or g->pro_l's with its dropout mask. Each element's term is the sum over k
+ * of L[i,k] R[k,n], fused multiply-adds from 0 in k order, as the narrow
+ * kernels' K form computes it; then C + term, or C + drop(term) (simd16.h's
+ * mask, yf_dropout's arithmetic). */
 typedef struct lr_pend {
     float *c;
     int64_t ldc, rows, k;
@@ -278,9 +276,9 @@ typedef struct lr_pend {
     int64_t rt_ld;
     __mmask16 cols[2];
     const float *src; /* C's value so far at src (32 floats a row), else at c itself */
-    bool set;        /* C = drop(term), else C + term (C + drop(term) with drop) */
-    bool drop;       /* the mask of element (i, n) at index base + i ldc + n */
+    bool drop;       /* the mask of element (i, n) at index base + i mld + n */
     uint64_t base;
+    int64_t mld;
     yf_drop d;
 } lr_pend;
 
@@ -292,17 +290,15 @@ AMX_TARGET static inline __attribute__((always_inline)) void lr_row_out(const lr
     __mmask16 m0 = p->cols[0], m1 = p->cols[1];
     float *c = p->c + i * p->ldc;
     if (p->drop) {
-        uint64_t b = p->base + (uint64_t)(i * p->ldc);
+        uint64_t b = p->base + (uint64_t)(i * p->mld);
         __mmask16 k0 = m0 & yf_drop16_keep(b, p->d.thr, p->d.s0, p->d.s1);
         __mmask16 k1 = m1 & yf_drop16_keep(b + 16, p->d.thr, p->d.s0, p->d.s1);
         a0 = _mm512_maskz_mul_ps(k0, a0, _mm512_set1_ps(p->d.ks));
         a1 = _mm512_maskz_mul_ps(k1, a1, _mm512_set1_ps(p->d.ks));
     }
-    if (!p->set) {
-        const float *o = p->src ? p->src + 32 * i : c;
-        a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m0, o));
-        a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(m1, o + 16));
-    }
+    const float *o = p->src ? p->src + 32 * i : c;
+    a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m0, o));
+    a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(m1, o + 16));
     _mm512_mask_storeu_ps(c, m0, a0);
     _mm512_mask_storeu_ps(c + 16, m1, a1);
 }
@@ -354,14 +350,13 @@ AMX_TARGET static void lr_finish(const lr_pend *p, int i0) {
     for (int i = i0; i < 32; i++) lr_row(p, i);
 }
 
-/* g->pro_l's term for the block of C at rows ic.., column pair j: C's first
- * value (set), or added to the finished block (with accumulation) */
-static lr_pend pro_block(const yf_gemm *g, int64_t ic, int64_t rows, int64_t j, int64_t n1, bool set) {
+/* g->pro_l's term for the finished block of C at rows ic.., column pair j */
+static lr_pend pro_block(const yf_gemm *g, int64_t ic, int64_t rows, int64_t j, int64_t n1) {
     int64_t cols = n1 - 32 * j < 32 ? n1 - 32 * j : 32;
     return (lr_pend){.c = g->c + ic * g->ldc + 32 * j, .ldc = g->ldc, .rows = rows, .k = g->pro_k,
                      .l = g->pro_l + ic * g->pro_k, .rt = g->pro_r + 32 * j, .rt_ld = g->N,
-                     .cols = {mask16(cols), mask16(cols - 16)}, .set = set, .drop = true,
-                     .base = (uint64_t)(ic * g->ldc + 32 * j), .d = g->pro_drop};
+                     .cols = {mask16(cols), mask16(cols - 16)}, .drop = true,
+                     .base = (uint64_t)(ic * g->ldc + 32 * j), .mld = g->ldc, .d = g->pro_drop};
 }
 
 /* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
@@ -522,30 +517,19 @@ AMX_TARGET static void terms_flush(terms *t) {
 }
 
 /* Block (rows ic.., column pair j; rows x cols valid) of g's C through its
- * kernel with the terms. first_k: pro_l's first value goes in before (set
- * during the block before it in its row of blocks, or now for the first:
- * first_in_row), and the next block's (pair next_j, or none: -1) during this
- * one's products. last_k: C is complete after this K block; its term (lr_l,
- * or pro_l's with accumulation) goes on during the next block's products. */
+ * kernel with the terms. last_k: C is complete after this K block; its term
+ * (lr_l's, or pro_l's with the mask) goes on during the next block's
+ * products. */
 AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, int64_t ic,
-                                   int64_t rows, int64_t j, int64_t cols, bool loadc, bool stream, bool first_k,
-                                   bool last_k, bool first_in_row, int64_t next_j) {
+                                   int64_t rows, int64_t j, int64_t cols, bool loadc, bool stream, bool last_k) {
     const yf_gemm *g = t->g;
     float *c = g->c + ic * g->ldc + 32 * j;
-    bool pro = g->pro_l && !g->accumulate && first_k;
-    bool post = (g->lr_l || (g->pro_l && g->accumulate)) && last_k;
-    /* this block's term once finished: lr_l's (R^T from rt), or pro_l's added */
-    lr_pend cur = g->pro_l ? pro_block(g, ic, rows, j, t->n1, false)
+    bool post = last_k;
+    /* this block's term once finished: lr_l's (R^T from rt), or pro_l's */
+    lr_pend cur = g->pro_l ? pro_block(g, ic, rows, j, t->n1)
                            : (lr_pend){.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k,
-                                       .l = g->lr_l ? g->lr_l + ic * g->lr_k : NULL,
-                                       .rt = t->rt ? t->rt + 32 * j - t->n0 : NULL, .rt_ld = t->rt_ld,
-                                       .cols = {mask16(cols), mask16(cols - 16)}};
-    lr_pend nxt = {0};
-    if (pro && first_in_row) {
-        lr_pend now = pro_block(g, ic, rows, j, t->n1, true);
-        lr_finish(&now, 0);
-    }
-    if (pro && next_j >= 0) nxt = pro_block(g, ic, rows, next_j, t->n1, true);
+                                       .l = g->lr_l + ic * g->lr_k, .rt = t->rt + 32 * j - t->n0,
+                                       .rt_ld = t->rt_ld, .cols = {mask16(cols), mask16(cols - 16)}};
     bool full = rows == 32 && cols == 32;
     if (full && stream) {
         kernel_stream(ap, bp, nks, np, c, g->ldc, post ? &cur : NULL);
@@ -555,23 +539,21 @@ AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t 
          * with the term, during the next block's products. C's rows are a
          * multiple of 4 KiB apart, so a block's 32 rows fall in one L1 set:
          * the term's loads and stores on C itself missed L1 (its cost on a
-         * 384 x 2048 x 8192 x·W^T, bench-products: +0.95 -> +0.1 ms; the
-         * dropout term added to an accumulating dy·W: no change). pro_l's
-         * first values go to C itself: through such buffers they cost more
-         * (+0.8 -> +1.2 ms, the tile stores then meeting C's lines cold) */
+         * 384 x 2048 x 8192 x·W^T, bench-products: +0.95 -> +0.1 ms). The
+         * dropout term went in as C's first value before, written to C during
+         * the block before and loaded with the tiles: on a 384 x 8192 x 2048
+         * dy·W (one K block) it cost +0.93 ms of 6.3, added after as here
+         * +0.4 */
         float *b = t->blk[t->nblk++ & 1];
         if (loadc)
             for (int r = 0; r < 32; r++) memcpy(b + 32 * r, c + r * g->ldc, 32 * sizeof(float));
         kernel_lr(ap, bp, nks, np, b, 32, loadc, t->post.c ? &t->post : NULL);
         cur.src = b;
-    } else if (full && nxt.c) {
-        kernel_lr(ap, bp, nks, np, c, g->ldc, loadc, &nxt);
     } else if (full) {
         kernel(ap, bp, nks, np, c, g->ldc, loadc);
     } else {
         terms_flush(t);
         kernel_edge(ap, bp, nks, np, c, g->ldc, loadc, rows, cols);
-        if (nxt.c) lr_finish(&nxt, 0);
     }
     if (post) t->post = cur;
 }
@@ -629,8 +611,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     for (int64_t pc = 0; pc < g->K; pc += KC) {
         int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
         int64_t pstride = nks * nparts * 2 * TILE_U16;
-        bool pro = g->pro_l && !g->accumulate && pc == 0; /* C starts as pro_l's term */
-        bool loadc = g->accumulate || pc > 0 || pro;
+        bool loadc = g->accumulate || pc > 0;
         /* C of 64 MiB and more is not read again from the caches anyway */
         bool stream = !loadc && (double)g->M * (double)g->N * 4 >= 64.0 * 1048576 && g->ldc % 16 == 0 &&
                       ((uintptr_t)g->c & 63) == 0;
@@ -672,8 +653,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                     const uint16_t *a = achunk + ip * apstride;
                     float *c = g->c + ic * g->ldc + 32 * j;
                     if (with_terms)
-                        block_terms(&tm, a, bpair, nks, nparts, ic, rows, j, cols, loadc, stream, pc == 0,
-                                    pc + kb >= g->K, j == j0, j + 1 < j1 ? j + 1 : -1);
+                        block_terms(&tm, a, bpair, nks, nparts, ic, rows, j, cols, loadc, stream, pc + kb >= g->K);
                     else if (rows == 32 && cols == 32 && stream)
                         kernel_stream(a, bpair, nks, nparts, c, g->ldc, NULL);
                     else if (rows == 32 && cols == 32)
@@ -757,7 +737,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     for (int64_t pc = 0; pc < g->K; pc += KC) {
         int64_t kb = g->K - pc < KC ? g->K - pc : KC, nks = (kb + 31) / 32;
         int64_t pstride = nks * nparts * 2 * TILE_U16; /* panels of this K block */
-        bool loadc = g->accumulate || pc > 0 || (g->pro_l && pc == 0); /* pro_l: C's first value */
+        bool loadc = g->accumulate || pc > 0;
         for (int64_t ic0 = m0; ic0 < m1; ic0 += MC) {
             int64_t mc = m1 - ic0 < MC ? m1 - ic0 : MC, npanels = (mc + 31) / 32;
             for (int64_t ip = 0; ip < npanels; ip++) {
@@ -785,7 +765,7 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
                         float *c = g->c + ic * g->ldc + jc + 32 * j;
                         if (with_terms) /* jc is a multiple of 32: pairs jc / 32 + j */
                             block_terms(&tm, ap + ip * pstride, bpair, nks, nparts, ic, rows, jc / 32 + j, cols, loadc,
-                                        false, pc == 0, pc + kb >= g->K, j == 0, j + 1 < npairs ? jc / 32 + j + 1 : -1);
+                                        false, pc + kb >= g->K);
                         else if (rows == 32 && cols == 32)
                             kernel(ap + ip * pstride, bpair, nks, nparts, c, g->ldc, loadc);
                         else

@@ -42,9 +42,8 @@ typedef struct yf_gemm {
     const float *lr_l, *lr_r;
     int64_t lr_k;
     /* drop(P·Q), P [M, pro_k] and Q [pro_k, N] fp32 rows, the mask of
-     * element (m, n) at index m ldc + n: C's first value instead of 0, or
-     * with accumulate added once C is complete (AMX, pre-packed B;
-     * yf_matmul_xw_pk_drop) */
+     * element (m, n) at index m ldc + n: added once C is complete, with
+     * accumulate or without (AMX; yf_matmul_xw_pk_drop) */
     const float *pro_l, *pro_r;
     int64_t pro_k;
     yf_drop pro_drop;
