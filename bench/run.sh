@@ -188,10 +188,15 @@ yf_generate() {
   [ "$dt" = bf16 ] && "$YF" generate --help 2>&1 | grep -q -- '--bf16' && flag=--bf16
   ids=$("$PY" bench/torch_ref.py --config "$cfgname" --seq "$plen" --print-ids)
   say "yuanft: generate $plen + $new ($dt) [$(elapsed) s]"
+  # a warm-up run first, as PyTorch's rows have a warm-up generation: the first process after
+  # the others had read the 2-layer prefill at 440-830 tokens/s, the next ones at 2,250-2,530
+  # (the model's pages and 2 MiB pages for its packs found cold, not the work itself)
+  # shellcheck disable=SC2086
+  run "$L/$tag-warmup" 900 "$YF" generate --model "$model" --prompt-ids "$ids" --max-new-tokens "$new" --json $flag
   # shellcheck disable=SC2086
   run "$L/$tag" 900 "$YF" generate --model "$model" --prompt-ids "$ids" --max-new-tokens "$new" --json $flag
-  rep row "$R" --workload "$wlp" --impl yuanft --dtype "$dt" --generate "$L/$tag" --kind prefill
-  rep row "$R" --workload "$wld" --impl yuanft --dtype "$dt" --generate "$L/$tag" --kind decode
+  rep row "$R" --workload "$wlp" --impl yuanft --dtype "$dt" --generate "$L/$tag" --kind prefill --note "after 1 warm-up run"
+  rep row "$R" --workload "$wld" --impl yuanft --dtype "$dt" --generate "$L/$tag" --kind decode --note "after 1 warm-up run"
 }
 
 # yf_mpi: data-parallel training, 1 process x 2 threads against 2 processes x 1 thread
