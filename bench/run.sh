@@ -21,7 +21,7 @@
 #   BENCH_NO_VENV=1        do not create bench/venv (its rows become n/a)
 #   BENCH_FRESH=1          re-create the yuanft model folders in bench/.work
 #   BENCH_QUICK=1          only the tiny-model rows (a check of this script, a minute)
-#   BENCH_ROUNDS=N         rounds of the 2-layer bf16 train step (default 3; see train_rounds)
+#   BENCH_ROUNDS=N         rounds of the 2-layer bf16 train step (default 5; see train_rounds)
 set -u
 cd "$(dirname "$0")/.." || exit 2
 START=$(date +%s)
@@ -237,7 +237,7 @@ yf_prepare() {
 # each in a fresh process, so that a slow or quick spell of this shared machine falls on all
 # three alike (measured one after the other, minutes apart, PyTorch 1.13 alone read from 224
 # to 282 tokens/s). Each row is the median round; its note lists every round.
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 train_rounds() {
   wl="2-layer train B1 T384"; m=$W/m-2layer-bf16
   targs="--config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 3 --steps 5"
