@@ -19,6 +19,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -127,16 +128,14 @@ def train_result(prefix):
     return o, o.get("steady_tokens_per_second", o["train_tokens_per_second"])
 
 
-def pick(a, values, notes):
+def pick(values, notes):
     """One run: its value. Rounds (runs of every implementation taking turns, so
     that a slow or fast spell of a shared machine falls on all of them): the
     median round, each round's value in the note."""
     if len(values) == 1:
         return values[0]
-    v = sorted(values)
-    mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
     notes.append(f"median of {len(values)} interleaved rounds: " + ", ".join(fmt(x) for x in values))
-    return mid
+    return statistics.median(values)
 
 
 def row(argv):
@@ -162,12 +161,12 @@ def row(argv):
         ok = [g for g in got if g[0] is not None]
         if ok:
             o = ok[-1][0]
-            r.update(tokens_per_second=pick(a, [g[1] for g in ok], notes), peak_rss_mb=max(g[0]["peak_rss_mb"] for g in ok))
+            r.update(tokens_per_second=pick([g[1] for g in ok], notes), peak_rss_mb=max(g[0]["peak_rss_mb"] for g in ok))
             r["impl"] = f"PyTorch {o['torch']}" + (f" ({a.impl})" if a.impl else "")
             if o.get("bf16_mode"):
                 notes.append(f"bf16 weights, {o['bf16_mode']}")
             t = f"{o['steps_timed']} timed after {o['warmup']} warm-up" if o.get("warmup") else f"{o['steps_timed']} timed, no warm-up"
-            notes.append(t + (" each" if len(a.torch) > 1 else ""))
+            notes.append(t + (" each" if len(ok) > 1 else ""))
             fastest = [g[2] for g in ok if g[2] is not None]
             if fastest:
                 notes.append(f"fastest step {fmt(max(fastest))}")
@@ -180,7 +179,7 @@ def row(argv):
         if ok:
             o = ok[-1][0]
             r.update(peak_rss_mb=max((g[0].get("peak_rss_mb") or 0) for g in ok) or None)
-            r.update(tokens_per_second=pick(a, [g[1] for g in ok], notes))
+            r.update(tokens_per_second=pick([g[1] for g in ok], notes))
             if "steady_tokens_per_second" in o:
                 # timed like the PyTorch rows: the median step after the first
                 if len(ok) > 1:

@@ -357,8 +357,7 @@ static void run_shared_a(const yf_gemm *g, int nparts, bool split_n, int64_t chu
         gk.a = g->a ? g->a + pc * g->acs : NULL;
         gk.K = kb;
         gk.accumulate = g->accumulate || pc > 0;
-        if (pc + kb < g->K) gk.lr_l = gk.lr_r = NULL; /* the low-rank terms once C is complete */
-        if (pc + kb < g->K) gk.pro_l = NULL; /* and pro_l's */
+        if (pc + kb < g->K) gk.lr_l = gk.lr_r = gk.pro_l = NULL; /* the low-rank terms once C is complete */
         gk.bpk = g->bpk + (pc / 32) * 1024;
         gk.bpk_ld = g->bpk_ld ? g->bpk_ld : nks_all * 1024;
         if (g->apk) {

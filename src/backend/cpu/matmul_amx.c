@@ -22,11 +22,12 @@
  * Work in the shadow of the tile products: a tile product takes 16 cycles
  * and leaves the vector units idle, so a kernel call can also work through
  * a block of C other than its own, a row or half a row every step or two
- * of K, on data in L1/L2: the LM head's softmax step on the block before (exp_pend,
- * g->epi), or a low-rank term added to the finished block before (lr_pend:
- * LoRA's up-projection, g->lr_l, or LoRA's input gradient with its dropout
- * mask, g->pro_l). Each gives the same bits as the separate pass it replaces. Work that streams big cold
- * operands does not hide this way (SwiGLU in the MLP products: slower).
+ * of K, on data in L1/L2: the LM head's softmax step on the block before
+ * (exp_pend, g->epi), or a low-rank term added to the finished block before
+ * (lr_pend: LoRA's up-projection, g->lr_l, or LoRA's input gradient with
+ * its dropout mask, g->pro_l). Each gives the same bits as the separate
+ * pass it replaces. Work that streams big cold operands does not hide this
+ * way (SwiGLU in the MLP products: slower).
  *
  * Precision: A is f32. In bf16 mode it is rounded to bf16 (1 part). In exact
  * mode it is split x = p0 + p1 (+ p2), each part the bf16 rounding of what the
@@ -542,8 +543,8 @@ AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t 
          * 384 x 2048 x 8192 x·W^T, bench-products: +0.95 -> +0.1 ms). The
          * dropout term went in as C's first value before, written to C during
          * the block before and loaded with the tiles: on a 384 x 8192 x 2048
-         * dy·W (one K block) it cost +0.93 ms of 6.3, added after as here
-         * +0.4 */
+         * dy·W (one K block) it cost +0.84-0.92 ms of 6.1-6.2, added after
+         * as here +0.14-0.16 */
         float *b = t->blk[t->nblk++ & 1];
         if (loadc)
             for (int r = 0; r < 32; r++) memcpy(b + 32 * r, c + r * g->ldc, 32 * sizeof(float));
