@@ -6,7 +6,7 @@
 CC      ?= gcc
 OPT     ?= -O2 -march=x86-64-v3 -mtune=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp -Iinclude -Isrc -Isrc/backend/cpu
+CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp -Iinclude -Isrc
 LDLIBS  += -lcjson -lz -lm -fopenmp
 BUILD   ?= build
 
@@ -34,7 +34,7 @@ ifeq ($(MAKELEVEL),0)
 $(info yuanft build: $(MPI_MSG))
 endif
 
-SRC     := $(wildcard src/*.c src/backend/cpu/*.c)
+SRC     := $(wildcard src/*/*.c src/*/*/*.c)
 TOOLS   := $(wildcard tools/*.c)
 TESTS   := $(wildcard tests/*.c)
 OBJ     := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -54,7 +54,7 @@ $(BUILD)/obj/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # dist.o is the one object that differs with MPI: rebuild it when MPI= changes
-$(BUILD)/obj/src/dist.o: $(BUILD)/$(MPI_STATE).flag
+$(BUILD)/obj/src/train/dist.o: $(BUILD)/$(MPI_STATE).flag
 $(BUILD)/$(MPI_STATE).flag:
 	@mkdir -p $(dir $@)
 	@rm -f $(BUILD)/mpi.flag $(BUILD)/nompi.flag

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "dist.h"
-#include "util.h"
+#include "train/dist.h"
+#include "base/util.h"
 
 int main(int argc, char **argv) {
     if (argc < 2) {

@@ -8,7 +8,7 @@
  * one core's peak (measured with register-resident loops where the compiler
  * can emit them, else clock x FLOP/cycle). Products
  * whose estimated time is long on a slow path are left out (said so). */
-#include "kernels.h"
+#include "kernels/cpu/kernels.h"
 
 #include <omp.h>
 #include <stdio.h>

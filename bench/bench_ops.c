@@ -5,7 +5,7 @@
  * AVX-512 forms, yf_ops_set_reference).
  * Prints the best of `reps` runs (default 7) of each op in CPU milliseconds of
  * the process (what to compare on a machine shared with other jobs). */
-#include "ops.h"
+#include "model/ops.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -7,15 +7,15 @@
 
 #define YUANFT_VERSION "0.1.0"
 
-#include "util.h"
-#include "tensor.h"
-#include "config.h"
-#include "safetensors.h"
-#include "torch_pickle.h"
-#include "checkpoint.h"
-#include "weights.h"
-#include "tokenizer.h"
-#include "lora.h"
-#include "model.h"
+#include "base/util.h"
+#include "base/tensor.h"
+#include "formats/config.h"
+#include "formats/safetensors.h"
+#include "formats/torch_pickle.h"
+#include "formats/checkpoint.h"
+#include "formats/weights.h"
+#include "tokenizer/tokenizer.h"
+#include "lora/lora.h"
+#include "model/model.h"
 
 #endif

@@ -1,5 +1,5 @@
 #include "harness.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 #include <stdarg.h>
 #include <stdlib.h>

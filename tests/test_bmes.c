@@ -1,7 +1,7 @@
 /* The Resume NER converter against the corpus itself, and its errors. */
 #include "harness.h"
-#include "bmes.h"
-#include "jsontext.h"
+#include "task/bmes.h"
+#include "base/jsontext.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
-#include "checkpoint.h"
+#include "formats/checkpoint.h"
 #include "harness.h"
-#include "safetensors.h"
-#include "weights.h"
+#include "formats/safetensors.h"
+#include "formats/weights.h"
 
 #include <stdlib.h>
 #include <string.h>

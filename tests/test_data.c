@@ -2,8 +2,8 @@
  * padding, the pre-tokenised file, malformed records; the real tokenizer
  * against the golden ids. */
 #include "harness.h"
-#include "data.h"
-#include "tokenizer.h"
+#include "task/data.h"
+#include "tokenizer/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>

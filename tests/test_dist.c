@@ -1,4 +1,4 @@
-/* Data-parallel training over MPI (src/dist.c, the trainer's sharding):
+/* Data-parallel training over MPI (src/train/dist.c, the trainer's sharding):
  * `mpirun -np 2 yuanft train` on the tiny golden model must end with the
  * weights a single process makes with the same global batch, resume across a
  * change of rank count, and fail fast (not hang) when a rank dies or hangs. */
@@ -7,10 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dist.h"
+#include "train/dist.h"
 #include "harness.h"
-#include "safetensors.h"
-#include "util.h"
+#include "formats/safetensors.h"
+#include "base/util.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 

@@ -1,7 +1,7 @@
 /* Scoring and the lenient answer parser on hand-made cases. */
 #include "harness.h"
-#include "data.h"
-#include "eval.h"
+#include "task/data.h"
+#include "task/eval.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

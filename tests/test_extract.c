@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "harness.h"
-#include "util.h"
+#include "base/util.h"
 
 /* Four corpus-style records; a 2-layer model memorises them. */
 static const char *records =

@@ -5,9 +5,9 @@
  * the buffer cache. Exact mode must match to fp32 rounding; bf16 mode to the
  * rounding of the products' operands. */
 #include "harness.h"
-#include "bufcache.h"
-#include "kernels.h"
-#include "ops.h"
+#include "base/bufcache.h"
+#include "kernels/cpu/kernels.h"
+#include "model/ops.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "generate.h"
+#include "model/generate.h"
 #include "harness.h"
-#include "model_internal.h"
-#include "safetensors.h"
+#include "model/model_internal.h"
+#include "formats/safetensors.h"
 
 static const int64_t golden_prompt[5] = {279, 71, 43, 4, 4};
 static const int64_t golden_new[12] = {256, 256, 67, 67, 128, 158, 139, 232, 209, 209, 170, 289};

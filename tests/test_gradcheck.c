@@ -4,8 +4,8 @@
  * the dot-product (adjoint) identity <f(x), g> = <x, f^T(g)>, which is exact.
  * Finite differences are central, of an objective accumulated in double. */
 #include "harness.h"
-#include "model_internal.h"
-#include "ops.h"
+#include "model/model_internal.h"
+#include "model/ops.h"
 #include "test_model_util.h"
 
 #include <math.h>

@@ -1,10 +1,10 @@
 /* LoRA / DoRA against the golden PEFT adapters (forward and gradients),
  * adapter files, merge, dropout, and bad adapters. */
 #include "harness.h"
-#include "kernels.h"
-#include "model_internal.h"
-#include "ops.h"
-#include "safetensors.h"
+#include "kernels/cpu/kernels.h"
+#include "model/model_internal.h"
+#include "model/ops.h"
+#include "formats/safetensors.h"
 #include "test_model_util.h"
 
 #include <math.h>

@@ -1,10 +1,10 @@
 /* Model forward against the golden reference (shared/golden/yuan-tiny), the
  * loss semantics, the incremental (cached) forward, and bad checkpoints. */
 #include "harness.h"
-#include "model_internal.h"
-#include "safetensors.h"
+#include "model/model_internal.h"
+#include "formats/safetensors.h"
 #include "test_model_util.h"
-#include "weights.h"
+#include "formats/weights.h"
 
 #include <limits.h>
 #include <math.h>

@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "harness.h"
-#include "model_internal.h"
-#include "safetensors.h"
-#include "weights.h"
+#include "model/model_internal.h"
+#include "formats/safetensors.h"
+#include "formats/weights.h"
 
 int yt_batch_load(yt_batch *b, const char *path) {
     memset(b, 0, sizeof *b);

@@ -2,8 +2,8 @@
 #ifndef YT_MODEL_UTIL_H
 #define YT_MODEL_UTIL_H
 
-#include "lora.h"
-#include "model.h"
+#include "lora/lora.h"
+#include "model/model.h"
 
 /* Checks that a library call returned 0, printing its error message (the call
  * is made before the message is read). */

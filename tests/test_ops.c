@@ -4,10 +4,10 @@
  * against exp in double; the RoPE interleave against a per-element version
  * with an odd head count. */
 #include "harness.h"
-#include "cpu.h"
-#include "ops.h"
-#include "vecmath.h"
-#include "ops_fast.h"
+#include "kernels/cpu/cpu.h"
+#include "model/ops.h"
+#include "kernels/cpu/vecmath.h"
+#include "kernels/cpu/ops_fast.h"
 
 #include <float.h>
 #include <math.h>

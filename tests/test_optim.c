@@ -1,7 +1,7 @@
 /* AdamW, schedules and clipping against values worked out by hand from the
  * torch / transformers formulas. */
 #include "harness.h"
-#include "optim.h"
+#include "train/optim.h"
 
 #include <math.h>
 #include <stdlib.h>

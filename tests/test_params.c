@@ -1,6 +1,6 @@
 /* Parameter counts and PEFT's print_trainable_parameters line. */
 #include "harness.h"
-#include "params.h"
+#include "lora/params.h"
 
 #include <string.h>
 

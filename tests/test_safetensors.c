@@ -1,7 +1,7 @@
-#include "config.h"
+#include "formats/config.h"
 #include "harness.h"
-#include "safetensors.h"
-#include "weights.h"
+#include "formats/safetensors.h"
+#include "formats/weights.h"
 
 #include <stdlib.h>
 #include <string.h>

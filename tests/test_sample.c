@@ -1,5 +1,5 @@
 #include "harness.h"
-#include "sample.h"
+#include "model/sample.h"
 
 #include <math.h>
 

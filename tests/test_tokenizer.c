@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "harness.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define PY "/usr/bin/python3"
 

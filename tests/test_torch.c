@@ -1,7 +1,7 @@
 #include "harness.h"
-#include "safetensors.h"
-#include "torch_pickle.h"
-#include "zip.h"
+#include "formats/safetensors.h"
+#include "formats/torch_pickle.h"
+#include "formats/zip.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,9 +4,9 @@
  * Then `yuanft train` on the tiny golden model: the reference 3-step
  * trajectories (LoRA, DoRA), accumulation, full fine-tuning, resume, bad input. */
 #include "harness.h"
-#include "model.h"
-#include "safetensors.h"
-#include "trainer.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
+#include "train/trainer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

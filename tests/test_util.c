@@ -1,5 +1,5 @@
 #include "harness.h"
-#include "tensor.h"
+#include "base/tensor.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 static void usage(const char *cmd, const char *summary, const yc_opt *opts, int nopts) {
     printf("usage: yuanft %s [options]\n\n%s\n\noptions:\n", cmd, summary);

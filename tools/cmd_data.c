@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bmes.h"
+#include "task/bmes.h"
 #include "cli.h"
 #include "commands.h"
-#include "data.h"
-#include "tokenizer.h"
+#include "task/data.h"
+#include "tokenizer/tokenizer.h"
 
 static int data_resume_ner(int argc, char **argv) {
     const char *bmes = NULL, *out = NULL;

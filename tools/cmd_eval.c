@@ -6,11 +6,11 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "data.h"
-#include "eval.h"
-#include "jsontext.h"
-#include "extract.h"
-#include "kernels.h"
+#include "task/data.h"
+#include "task/eval.h"
+#include "base/jsontext.h"
+#include "task/extract.h"
+#include "kernels/cpu/kernels.h"
 #include "session.h"
 
 int cmd_eval(int argc, char **argv) {

@@ -5,10 +5,10 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "eval.h"
-#include "jsontext.h"
-#include "extract.h"
-#include "kernels.h"
+#include "task/eval.h"
+#include "base/jsontext.h"
+#include "task/extract.h"
+#include "kernels/cpu/kernels.h"
 #include "session.h"
 
 /* Reads lines (without their newline); a final line without newline counts. */

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "kernels.h"
+#include "kernels/cpu/kernels.h"
 #include "session.h"
 
 typedef struct stream {

@@ -8,12 +8,12 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "config.h"
-#include "safetensors.h"
-#include "data.h"
-#include "tokenizer.h"
-#include "vocab_map.h"
-#include "weights.h"
+#include "formats/config.h"
+#include "formats/safetensors.h"
+#include "task/data.h"
+#include "tokenizer/tokenizer.h"
+#include "formats/vocab_map.h"
+#include "formats/weights.h"
 
 /* The tokenizer ids that text data uses: every record's prompt (through the
  * template) and answer, plus the special tokens the recipe relies on. */

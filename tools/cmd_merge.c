@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
+#include "formats/checkpoint.h"
 #include "cli.h"
 #include "commands.h"
-#include "lora.h"
-#include "safetensors.h"
+#include "lora/lora.h"
+#include "formats/safetensors.h"
 
 int cmd_merge(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL;

@@ -5,8 +5,8 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "config.h"
-#include "params.h"
+#include "formats/config.h"
+#include "lora/params.h"
 
 int cmd_params(int argc, char **argv) {
     const char *model_dir = NULL, *config = NULL;

@@ -8,9 +8,9 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "lora.h"
-#include "model.h"
-#include "safetensors.h"
+#include "lora/lora.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
 
 static int read_batch(const char *path, yf_table *tab, const int64_t **ids, const int64_t **labels, int64_t *B,
                       int64_t *T) {

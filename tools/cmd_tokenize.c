@@ -10,7 +10,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct {
     char *s;

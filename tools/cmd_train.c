@@ -1,5 +1,5 @@
 /* yuanft train: fine-tune a Yuan model (LoRA, DoRA or full) with the HF
- * Trainer's semantics. Wires the generic loop (src/trainer.h) to the model,
+ * Trainer's semantics. Wires the generic loop (src/train/trainer.h) to the model,
  * the adapter and a pre-tokenised data file. */
 #include <math.h>
 #include <stdio.h>
@@ -8,17 +8,17 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "config.h"
-#include "lora.h"
-#include "model.h"
-#include "safetensors.h"
-#include "data.h"
-#include "dist.h"
-#include "kernels.h"
-#include "pool.h"
-#include "tokenizer.h"
-#include "trainer.h"
-#include "vocab_map.h"
+#include "formats/config.h"
+#include "lora/lora.h"
+#include "model/model.h"
+#include "formats/safetensors.h"
+#include "task/data.h"
+#include "train/dist.h"
+#include "kernels/cpu/kernels.h"
+#include "base/pool.h"
+#include "tokenizer/tokenizer.h"
+#include "train/trainer.h"
+#include "formats/vocab_map.h"
 
 /* Information lines come from rank 0 only when several MPI ranks run this. */
 static bool g_log = true;

@@ -3,11 +3,11 @@
 #ifndef YF_SESSION_H
 #define YF_SESSION_H
 
-#include "generate.h"
-#include "lora.h"
-#include "model.h"
-#include "tokenizer.h"
-#include "vocab_map.h"
+#include "model/generate.h"
+#include "lora/lora.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "formats/vocab_map.h"
 
 typedef struct yc_session {
     yf_model *model;

@@ -1,0 +1,44 @@
+/* weights: the Yuan checkpoint layout — the name and shape of every tensor
+ * for a config (shared/docs/yuan-architecture.md, Tensors). Used by the model
+ * loader (to find and check tensors) and by `yuanft init`. */
+#ifndef YF_WEIGHTS_H
+#define YF_WEIGHTS_H
+
+#include "formats/config.h"
+#include "base/tensor.h"
+
+typedef enum yf_wkind {
+    YF_W_EMBED,    /* model.embed_tokens.weight        [V, D] */
+    YF_W_NORM,     /* any RMSNorm weight               [D]    */
+    YF_W_CONV1,    /* lf_gate.conv1.weight             [D/2, D, 2, 1] */
+    YF_W_CONV1_B,  /* lf_gate.conv1.bias               [D/2]  */
+    YF_W_CONV2,    /* lf_gate.conv2.weight             [D, D/2, 2, 1] */
+    YF_W_CONV2_B,  /* lf_gate.conv2.bias               [D]    */
+    YF_W_LINEAR,   /* a projection [out, in] */
+    YF_W_LM_HEAD   /* lm_head.weight [V, D] (absent from the list when tied) */
+} yf_wkind;
+
+typedef struct yf_wspec {
+    char name[96];
+    yf_wkind kind;
+    int ndim;
+    int64_t shape[4];
+} yf_wspec;
+
+/* Fills *specs (malloc'd) with every tensor of a Yuan model, in checkpoint
+ * order: embedding, then per layer input_layernorm, lf_gate conv1 (w, b),
+ * conv2 (w, b), output_layernorm, q, k, v, o, post_attention_layernorm,
+ * gate, up, down; model.norm; lm_head.weight unless tied. */
+int64_t yf_weight_specs(const yf_config *cfg, yf_wspec **specs);
+
+/* Random initialisation as the HF model does: linear and embedding weights
+ * N(0, 0.02), norms 1, convolutions U(±1/sqrt(fan_in)). Returns a table of
+ * tensors in dtype (F32 or BF16) owning its buffers. */
+int yf_weights_init_random(const yf_config *cfg, uint64_t seed, yf_dtype dtype, yf_table *tab);
+/* One tensor of the same initialisation: fills data (numel of s, in dtype F32
+ * or BF16) drawing from rng. Calling it for every spec in order with one rng
+ * seeded with seed gives exactly yf_weights_init_random's values; lets a
+ * writer stream a large model one tensor at a time. */
+void yf_weight_fill_random(const yf_config *cfg, const yf_wspec *s, yf_rng *rng, yf_dtype dtype, void *data);
+
+#endif

@@ -1,0 +1,200 @@
+/* matmul_avx2: fp32 FMA micro-kernel (6x16 block of C in 12 ymm
+ * accumulators), the few-row products (decode) and the narrow products
+ * (matmul_narrow.h) on AVX2 + FMA. */
+#include "kernels/cpu/matmul_impl.h"
+
+#include <string.h>
+
+#if YF_CC_AVX2
+#include <immintrin.h>
+
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+enum { MR = YF_AVX2_MR, NR = YF_AVX2_NR };
+
+AVX2_TARGET void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                                 int64_t rows, int64_t cols) {
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(bp + k * NR), b1 = _mm256_load_ps(bp + k * NR + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            __m256 a = _mm256_broadcast_ss(ap + k * MR + r);
+            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    if (cols == NR) {
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            if (r >= rows) break;
+            float *cr = c + r * ldc;
+            if (loadc) {
+                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(cr));
+                acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(cr + 8));
+            }
+            _mm256_storeu_ps(cr, acc[r][0]);
+            _mm256_storeu_ps(cr + 8, acc[r][1]);
+        }
+        return;
+    }
+    float tmp[MR][NR] __attribute__((aligned(32)));
+    for (int r = 0; r < MR; r++) {
+        _mm256_store_ps(tmp[r], acc[r][0]);
+        _mm256_store_ps(tmp[r] + 8, acc[r][1]);
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++) c[r * ldc + j] = loadc ? c[r * ldc + j] + tmp[r][j] : tmp[r][j];
+}
+
+/* 8 elements of B starting at element i as f32 (all valid). */
+AVX2_TARGET static inline __m256 load8(const void *b, yf_dtype bt, int64_t i) {
+    if (bt == YF_BF16) {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)b + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    return _mm256_loadu_ps((const float *)b + i);
+}
+
+AVX2_TARGET static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* dot style (see matmul_avx512.c); the k tail is done in scalar. */
+AVX2_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    int64_t mm = m1 - m0, K = g->K, K8 = K & ~(int64_t)7;
+    size_t esz = g->bt == YF_BF16 ? 2 : 4;
+    for (int64_t n = n0; n < n1; n += 2) {
+        int64_t nc = n1 - n < 2 ? n1 - n : 2;
+        __m256 acc[YF_GEMV_MAX_M][2];
+        for (int m = 0; m < YF_GEMV_MAX_M; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
+        for (int64_t k = 0; k < K8; k += 8) {
+            if ((k * esz) % 64 == 0) { /* these rows ahead, the next two at the same place (as matmul_avx512.c) */
+                for (int64_t j = 0; j < 2 && n + j < n1; j++)
+                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz + 512, _MM_HINT_T0);
+                for (int64_t j = 2; j < 4 && n + j < n1; j++)
+                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz, _MM_HINT_T1);
+            }
+            __m256 w0 = load8(g->b, g->bt, n * g->bcs + k);
+            __m256 w1 = nc > 1 ? load8(g->b, g->bt, (n + 1) * g->bcs + k) : _mm256_setzero_ps();
+            for (int m = 0; m < mm; m++) {
+                __m256 a = _mm256_loadu_ps(g->a + (m0 + m) * g->ars + k);
+                acc[m][0] = _mm256_fmadd_ps(a, w0, acc[m][0]);
+                acc[m][1] = _mm256_fmadd_ps(a, w1, acc[m][1]);
+            }
+        }
+        for (int m = 0; m < mm; m++)
+            for (int j = 0; j < nc; j++) {
+                float s = hsum8(acc[m][j]);
+                for (int64_t k = K8; k < K; k++) s += g->a[(m0 + m) * g->ars + k] * yf_gemm_bget(g, k, n + j);
+                float *cp = g->c + (m0 + m) * g->ldc + n + j;
+                *cp = g->accumulate ? *cp + s : s;
+            }
+    }
+}
+
+/* axpy style (see matmul_avx512.c); the n tail of each chunk in scalar. */
+AVX2_TARGET static void gemv_axpy(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    enum { CH = 256 };
+    float acc[YF_GEMV_MAX_M][CH] __attribute__((aligned(32)));
+    int64_t mm = m1 - m0;
+    for (int64_t n = n0; n < n1; n += CH) {
+        int64_t nc = n1 - n < CH ? n1 - n : CH, nc8 = nc & ~(int64_t)7;
+        memset(acc, 0, sizeof acc);
+        for (int64_t k = 0; k < g->K; k++) {
+            float a[YF_GEMV_MAX_M];
+            bool any = false;
+            for (int m = 0; m < mm; m++) {
+                a[m] = g->a[(m0 + m) * g->ars + k * g->acs];
+                any |= a[m] != 0;
+            }
+            if (!any) continue;
+            for (int64_t j = 0; j < nc8; j += 8) {
+                __m256 w = load8(g->b, g->bt, k * g->brs + n + j);
+                for (int m = 0; m < mm; m++) {
+                    __m256 *d = (__m256 *)&acc[m][j];
+                    *d = _mm256_fmadd_ps(_mm256_set1_ps(a[m]), w, *d);
+                }
+            }
+            for (int64_t j = nc8; j < nc; j++) {
+                float w = yf_gemm_bget(g, k, n + j);
+                for (int m = 0; m < mm; m++) acc[m][j] += a[m] * w;
+            }
+        }
+        for (int m = 0; m < mm; m++) {
+            float *cr = g->c + (m0 + m) * g->ldc + n;
+            for (int64_t j = 0; j < nc; j++) cr[j] = g->accumulate ? cr[j] + acc[m][j] : acc[m][j];
+        }
+    }
+}
+
+/* ---- the narrow products (matmul_narrow.h) on 8-float vectors ---- */
+
+AVX2_TARGET static inline __m256i mask8(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 bcast8(const float *p, int g) {
+    switch (g) {
+    case 1: return _mm256_broadcast_ss(p);
+    case 2: {
+        double d;
+        memcpy(&d, p, sizeof d);
+        return _mm256_castpd_ps(_mm256_set1_pd(d));
+    }
+    case 4: return _mm256_broadcast_ps((const __m128 *)p);
+    default: return _mm256_loadu_ps(p);
+    }
+}
+
+#define NW_TARGET AVX2_TARGET
+#define NW_L 8
+#define NW_V __m256
+#define NW_NACC 12
+#define NW_KRM 6 /* K form register tile: rows x vectors */
+#define NW_SMAX 4
+#define NW_KRV 2
+#define NW_ZERO() _mm256_setzero_ps()
+#define NW_LOAD(p) _mm256_loadu_ps(p)
+#define NW_LOADN(p, n) _mm256_maskload_ps(p, mask8(n))
+#define NW_STORE(p, v) _mm256_storeu_ps(p, v)
+#define NW_STOREA(p, v) _mm256_store_ps(p, v)
+#define NW_STOREN(p, n, v) _mm256_maskstore_ps(p, mask8(n), v)
+#define NW_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define NW_ADD(a, b) _mm256_add_ps(a, b)
+#define NW_SET1(x) _mm256_set1_ps(x)
+#define NW_BCAST(p, g) bcast8(p, g)
+#define NW_ENTRY yf_narrow_avx2
+#include "kernels/cpu/matmul_narrow.h"
+
+void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    YF_CHECK(m1 - m0 <= YF_GEMV_MAX_M);
+    if (m1 <= m0 || n1 <= n0) return;
+    if (g->bcs == 1)
+        gemv_axpy(g, m0, m1, n0, n1);
+    else {
+        YF_CHECK(g->brs == 1 && g->acs == 1);
+        gemv_dot(g, m0, m1, n0, n1);
+    }
+}
+
+#else
+void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                     int64_t rows, int64_t cols) {
+    (void)kc, (void)ap, (void)bp, (void)c, (void)ldc, (void)loadc, (void)rows, (void)cols;
+    YF_CHECK(!"AVX2 path not compiled in");
+}
+void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX2 path not compiled in");
+}
+void yf_narrow_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX2 path not compiled in");
+}
+#endif

@@ -1,0 +1,213 @@
+/* matmul_avx512: fp32 FMA micro-kernel (12x32 block of C in 24 zmm
+ * accumulators), the few-row products (decode) and the narrow products
+ * (matmul_narrow.h) on AVX-512. */
+#include "kernels/cpu/matmul_impl.h"
+
+#include <string.h>
+
+#if YF_CC_AVX512
+#include <immintrin.h>
+
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+enum { MR = YF_AVX512_MR, NR = YF_AVX512_NR };
+
+static inline __mmask16 mask16(int64_t n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+AVX512_TARGET void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                                     bool loadc, int64_t rows, int64_t cols) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(ap[k * MR + r]);
+            acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    __mmask16 k0 = mask16(cols), k1 = mask16(cols - 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r >= rows) break;
+        float *cr = c + r * ldc;
+        if (loadc) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(k0, cr));
+            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(k1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, k0, acc[r][0]);
+        _mm512_mask_storeu_ps(cr + 16, k1, acc[r][1]);
+    }
+}
+
+/* 16 elements of B starting at element i (nn valid) as f32. */
+AVX512_TARGET static inline __m512 load16(const void *b, yf_dtype bt, int64_t i, int64_t nn) {
+    if (bt == YF_BF16) {
+        __m256i h = _mm256_maskz_loadu_epi16(mask16(nn), (const uint16_t *)b + i);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_maskz_loadu_ps(mask16(nn), (const float *)b + i);
+}
+
+/* M = 1 (decode): 8 columns of B at a time, i.e. 8 rows of W streamed side
+ * by side, each a line ahead in a software prefetch: with 4 the loads did
+ * not keep enough misses in flight (a core read 7 GB/s of the 14 it can). */
+AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, int64_t n1) {
+    enum { NC = 8 };
+    int64_t K = g->K;
+    size_t esz = g->bt == YF_BF16 ? 2 : 4;
+    const float *a = g->a + m0 * g->ars;
+    for (int64_t n = n0; n < n1; n += NC) {
+        int64_t nc = n1 - n < NC ? n1 - n : NC;
+        __m512 acc[NC];
+        for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k += 16) {
+            int64_t kl = K - k;
+            __m512 x = _mm512_maskz_loadu_ps(mask16(kl), a + k);
+            if ((k * esz) % 64 == 0) {
+                for (int j = 0; j < nc; j++)
+                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz + 512, _MM_HINT_T0);
+                /* and the next 8 rows at the same place into L2: each row is a
+                 * page of its own (a bf16 row of 2048), where the hardware
+                 * prefetchers stop, so a group's rows used to start cold
+                 * (decode of the 2-layer bench model: 27.2 -> 29.2 tokens/s) */
+                for (int j = 0; j < NC && n + NC + j < n1; j++)
+                    _mm_prefetch((const char *)g->b + ((n + NC + j) * g->bcs + k) * esz, _MM_HINT_T1);
+            }
+            for (int j = 0; j < NC; j++)
+                if (j < nc) acc[j] = _mm512_fmadd_ps(x, load16(g->b, g->bt, (n + j) * g->bcs + k, kl), acc[j]);
+        }
+        for (int j = 0; j < nc; j++) {
+            float s = _mm512_reduce_add_ps(acc[j]), *cp = g->c + m0 * g->ldc + n + j;
+            *cp = g->accumulate ? *cp + s : s;
+        }
+    }
+}
+
+/* dot style: C(m,n) = sum_k A(m,k) B(k,n), both contiguous along k, four
+ * columns at a time (M = 1: gemv_dot1, the same sums in the same order). */
+AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    int64_t mm = m1 - m0, K = g->K;
+    if (mm == 1) {
+        gemv_dot1(g, m0, n0, n1);
+        return;
+    }
+    for (int64_t n = n0; n < n1; n += 4) {
+        int64_t nc = n1 - n < 4 ? n1 - n : 4;
+        __m512 acc[YF_GEMV_MAX_M][4];
+        for (int m = 0; m < YF_GEMV_MAX_M; m++)
+            for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
+        for (int64_t k = 0; k < K; k += 16) {
+            int64_t kl = K - k;
+            __m512 w[4];
+            for (int j = 0; j < 4; j++)
+                w[j] = j < nc ? load16(g->b, g->bt, (n + j) * g->bcs + k, kl) : _mm512_setzero_ps();
+            for (int m = 0; m < mm; m++) {
+                __m512 a = _mm512_maskz_loadu_ps(mask16(kl), g->a + (m0 + m) * g->ars + k);
+                for (int j = 0; j < 4; j++) acc[m][j] = _mm512_fmadd_ps(a, w[j], acc[m][j]);
+            }
+        }
+        for (int m = 0; m < mm; m++)
+            for (int j = 0; j < nc; j++) {
+                float s = _mm512_reduce_add_ps(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
+                *cp = g->accumulate ? *cp + s : s;
+            }
+    }
+}
+
+/* axpy style: C(m, n..) += A(m,k) * B(k, n..), B rows contiguous along n:
+ * a chunk of C stays in L1 while every row of B is streamed once. */
+AVX512_TARGET static void gemv_axpy(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    enum { CH = 256 };
+    float acc[YF_GEMV_MAX_M][CH] __attribute__((aligned(64)));
+    int64_t mm = m1 - m0;
+    for (int64_t n = n0; n < n1; n += CH) {
+        int64_t nc = n1 - n < CH ? n1 - n : CH;
+        memset(acc, 0, sizeof acc);
+        for (int64_t k = 0; k < g->K; k++) {
+            float a[YF_GEMV_MAX_M];
+            bool any = false;
+            for (int m = 0; m < mm; m++) {
+                a[m] = g->a[(m0 + m) * g->ars + k * g->acs];
+                any |= a[m] != 0;
+            }
+            if (!any) continue; /* e.g. masked rows of dy */
+            for (int64_t j = 0; j < nc; j += 16) {
+                __m512 w = load16(g->b, g->bt, k * g->brs + n + j, nc - j);
+                for (int m = 0; m < mm; m++) {
+                    __m512 *d = (__m512 *)&acc[m][j];
+                    *d = _mm512_fmadd_ps(_mm512_set1_ps(a[m]), w, *d);
+                }
+            }
+        }
+        for (int m = 0; m < mm; m++) {
+            float *cr = g->c + (m0 + m) * g->ldc + n;
+            for (int64_t j = 0; j < nc; j++) cr[j] = g->accumulate ? cr[j] + acc[m][j] : acc[m][j];
+        }
+    }
+}
+
+/* ---- the narrow products (matmul_narrow.h) on 16-float vectors ---- */
+
+AVX512_TARGET static inline __attribute__((always_inline)) __m512 bcast16(const float *p, int g) {
+    switch (g) {
+    case 1: return _mm512_set1_ps(*p);
+    case 2: {
+        double d;
+        memcpy(&d, p, sizeof d);
+        return _mm512_castpd_ps(_mm512_set1_pd(d));
+    }
+    case 4: return _mm512_broadcast_f32x4(_mm_loadu_ps(p));
+    case 8: return _mm512_broadcast_f32x8(_mm256_loadu_ps(p));
+    default: return _mm512_loadu_ps(p);
+    }
+}
+
+#define NW_TARGET AVX512_TARGET
+#define NW_L 16
+#define NW_V __m512
+#define NW_NACC 24
+#define NW_KRM 6 /* K form register tile: rows x vectors */
+#define NW_SMAX 16
+#define NW_KRV 4
+#define NW_ZERO() _mm512_setzero_ps()
+#define NW_LOAD(p) _mm512_loadu_ps(p)
+#define NW_LOADN(p, n) _mm512_maskz_loadu_ps(mask16(n), p)
+#define NW_STORE(p, v) _mm512_storeu_ps(p, v)
+#define NW_STOREA(p, v) _mm512_store_ps(p, v)
+#define NW_STOREN(p, n, v) _mm512_mask_storeu_ps(p, mask16(n), v)
+#define NW_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define NW_ADD(a, b) _mm512_add_ps(a, b)
+#define NW_SET1(x) _mm512_set1_ps(x)
+#define NW_BCAST(p, g) bcast16(p, g)
+#define NW_ENTRY yf_narrow_avx512
+#include "kernels/cpu/matmul_narrow.h"
+
+void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (m1 <= m0 || n1 <= n0) return;
+    YF_CHECK(m1 - m0 <= YF_GEMV_MAX_M);
+    if (g->bcs == 1)
+        gemv_axpy(g, m0, m1, n0, n1);
+    else {
+        YF_CHECK(g->brs == 1 && g->acs == 1);
+        gemv_dot(g, m0, m1, n0, n1);
+    }
+}
+
+#else
+void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                       int64_t rows, int64_t cols) {
+    (void)kc, (void)ap, (void)bp, (void)c, (void)ldc, (void)loadc, (void)rows, (void)cols;
+    YF_CHECK(!"AVX-512 path not compiled in");
+}
+void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX-512 path not compiled in");
+}
+void yf_narrow_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX-512 path not compiled in");
+}
+#endif

@@ -1,0 +1,148 @@
+/* matmul_impl: what the dispatcher (matmul.c) and the per-ISA files
+ * (matmul_avx2.c, matmul_avx512.c, matmul_amx.c) share. Not a public header.
+ *
+ * Every public product is one general product C[M,N] (+)= A[M,K] · B[K,N]
+ * whose operands are strided views, so one packing/blocking scheme serves the
+ * forward (x·W^T), the input gradient (dy·W) and the weight gradient (dy^T·x):
+ *   A(m,k) = a[m*ars + k*acs]   (f32; ars or acs is 1)
+ *   B(k,n) = b[k*brs + n*bcs]   (f32 or bf16; brs or bcs is 1)
+ *   C(m,n) = c[m*ldc + n]       (f32) */
+#ifndef YF_MATMUL_IMPL_H
+#define YF_MATMUL_IMPL_H
+
+#include "kernels/cpu/kernels.h"
+
+typedef struct yf_gemm {
+    float *c;
+    int64_t ldc;
+    const float *a;
+    int64_t ars, acs;
+    const void *b;
+    yf_dtype bt;
+    int64_t brs, bcs;
+    int64_t M, N, K;
+    bool accumulate; /* false: C = A·B; true: C += A·B */
+    /* B already in AMX tile layout (yf_wpack), or NULL: [pair of 16-column
+     * groups][32-step of K][2 tiles], all of K, zero padded */
+    const uint16_t *bpk;
+    int64_t bpk_ld;      /* bf16 elements from one pair of bpk to the next; 0: all of K's */
+    /* A already in AMX tile layout for all rows, or NULL: [32-row panel]
+     * [32-step of K][part][2 tiles]. matmul.c packs it once per K block for
+     * all threads of a call; a caller's (yf_apk_put_row) covers all of K,
+     * which matmul.c walks block by block (the kernels take <= one K block). */
+    const uint16_t *apk;
+    int64_t apk_ld; /* bf16 elements from one panel of apk to the next; 0: this K block's */
+    /* instead of storing C: each block of C (<= 32 x 32, rows 32 floats
+     * apart) goes to epi (AMX, pre-packed B, one K block, not accumulating) */
+    yf_block_fn epi;
+    void *epi_ctx;
+    /* a low-rank term added to C once the product is complete: C += L·R^T,
+     * L [M, lr_k] and R [N, lr_k] fp32 rows, lr_k <= 16 (AMX, pre-packed B;
+     * yf_matmul_xwt_pk_lr) */
+    const float *lr_l, *lr_r;
+    int64_t lr_k;
+    /* drop(P·Q), P [M, pro_k] and Q [pro_k, N] fp32 rows, the mask of
+     * element (m, n) at index m ldc + n: added once C is complete, with
+     * accumulate or without (AMX; yf_matmul_xw_pk_drop) */
+    const float *pro_l, *pro_r;
+    int64_t pro_k;
+    yf_drop pro_drop;
+} yf_gemm;
+
+/* What the compiler can emit (function-level target attributes), so a build
+ * with an older compiler still links: missing paths are reported unsupported. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__clang__)
+#define YF_CC_AVX2 1
+#define YF_CC_AVX512 (__clang_major__ >= 9)
+#define YF_CC_AMX (__clang_major__ >= 12)
+#else
+#define YF_CC_AVX2 (__GNUC__ >= 5)
+#define YF_CC_AVX512 (__GNUC__ >= 10)
+#define YF_CC_AMX (__GNUC__ >= 11)
+#endif
+#else
+#define YF_CC_AVX2 0
+#define YF_CC_AVX512 0
+#define YF_CC_AMX 0
+#endif
+
+/* Each path computes the sub-block C[m0:m1, n0:n1] of g (all of K) on the
+ * calling thread; the dispatcher splits C between OpenMP threads. */
+/* The fp32 FMA paths share one packed driver (matmul.c) and differ in the
+ * micro-kernel: C[rows x cols] (+)= Ap[kc x MR] · Bp[kc x NR] where Ap holds
+ * MR values per k and Bp NR values per k (zero padded); rows <= MR, cols <= NR
+ * say how much of the block is real. */
+typedef void (*yf_ukernel)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                           int64_t rows, int64_t cols);
+void yf_gemm_packed(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int MR, int NR,
+                    yf_ukernel uk);
+#define YF_AVX512_MR 12
+#define YF_AVX512_NR 32
+#define YF_AVX2_MR 6
+#define YF_AVX2_NR 16
+void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                       int64_t rows, int64_t cols);
+void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                     int64_t rows, int64_t cols);
+/* nparts: A is split into 1 (bf16 mode), 2 or 3 bf16 parts (exact mode). */
+void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts);
+/* Packs column pairs j0..j1-1 (32 columns each) of g's B, all of K, into dst
+ * in the bpk layout (dst points at pair j0). */
+void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst);
+/* The K block AMX products use for K (a multiple of 32, at most 2048, K split
+ * evenly). */
+int64_t yf_amx_kc(int64_t K);
+/* Packs the 32-row panel of A at row m0 (nm valid), all of g's K (<= one K
+ * block), in nparts parts, into dst in the apk layout. */
+void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst);
+/* A row of a bf16 apk, its 32-column steps at d, d + stride, ... (yf_apk_row):
+ * row's n floats (rounded up to 32 with zeros), or zeros. */
+void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row);
+/* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
+ * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
+ * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
+#define YF_GEMV_MAX_M 4
+void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
+/* Products with a dimension <= YF_NARROW_DIM (LoRA's rank-r side) go to the
+ * narrow kernels (matmul_narrow.h), unpacked but for the small operand, in one
+ * of these forms (the first that applies):
+ *   K:  K <= 16: sums of K outer products; any layout (B packed unless f32
+ *       with contiguous rows). x·B^T, dy·A with the rank as K.
+ *   N:  N <= 16, A contiguous along k: several k per vector (B packed).
+ *       x·A^T, dy·B.
+ *   NT: N <= 16, A contiguous along m (f32 B): C^T as outer products over k.
+ *       dW of a LoRA B factor.
+ *   M:  M <= 16, A contiguous along m, not along k (only yf_matmul_dw's dy^T,
+ *       whose rows are a weight's features, never tokens), B contiguous along
+ *       n, f32: outer products over k. dW of a LoRA A factor.
+ * The form depends on the shape's weight-side dimensions only, never on the
+ * row count of an activation, and every element's sum order on K (and N). */
+#define YF_NARROW_DIM 16
+typedef enum { YF_NARROW_NONE, YF_NARROW_K, YF_NARROW_N, YF_NARROW_NT, YF_NARROW_M } yf_narrow;
+static inline yf_narrow yf_narrow_form(const yf_gemm *g) {
+    if (g->K <= YF_NARROW_DIM) return YF_NARROW_K;
+    if (g->N <= YF_NARROW_DIM) {
+        if (g->acs == 1) return YF_NARROW_N;
+        if (g->ars == 1 && g->bt == YF_F32) return YF_NARROW_NT;
+        return YF_NARROW_NONE;
+    }
+    if (g->M <= YF_NARROW_DIM && g->ars == 1 && g->acs != 1 && g->bcs == 1 && g->bt == YF_F32) return YF_NARROW_M;
+    return YF_NARROW_NONE;
+}
+/* C[m0:m1, n0:n1] of a product whose yf_narrow_form is not NONE. */
+void yf_narrow_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_narrow_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
+/* A per-thread scratch buffer (64-byte aligned), grown as needed and kept for
+ * the thread's life; slot 0..3 are independent buffers. */
+void *yf_scratch(int slot, size_t bytes); /* slot 4: a call's shared packed A (matmul.c) */
+
+static inline float yf_gemm_bget(const yf_gemm *g, int64_t k, int64_t n) {
+    int64_t i = k * g->brs + n * g->bcs;
+    return g->bt == YF_BF16 ? yf_bf16_to_f32(((const uint16_t *)g->b)[i]) : ((const float *)g->b)[i];
+}
+
+#endif

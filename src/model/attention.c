@@ -1,0 +1,152 @@
+/* attention: the training-shape causal attention (whole sequences, pos0 = 0)
+ * as blocked matrix products, so that it runs on the matmul kernels (AMX /
+ * AVX-512) instead of scalar dot products. For each (sequence, head) and
+ * block of BR query rows t0..t1-1, only keys 0..t1-1 can be seen:
+ *   forward   S = Q_blk K^T, P = softmax(scale S) over the allowed keys,
+ *             O_blk = P V, lse = log-sum-exp of the scaled scores;
+ *   backward  P rebuilt from lse, dP = dO_blk V^T, dS = P (dP - rowsum(P dP)),
+ *             dQ_blk = scale dS K, dK += scale dS^T Q_blk, dV += P^T dO_blk.
+ * In bf16 mode the products round their operands to bf16 (as torch autocast
+ * does for attention's batched products); in exact mode they are fp32.
+ * The scalar versions in ops.c (yf_attention_fwd with pos0 = 0, and
+ * yf_attention_bwd_ref) are the references these are tested against. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/kernels.h"
+#include "model/ops.h"
+#include "base/pool.h"
+#include "kernels/cpu/vecmath.h"
+
+enum { BR = 64 }; /* query rows per block: S is BR x T floats */
+
+/* Threads only above this much work (multiply-adds of the products). */
+#define PAR_WORK(w) ((double)(w) >= (double)(1 << 22))
+
+/* Row i of s (nk keys, row t = t0 + i of its sequence) becomes the softmax
+ * weights over keys st[i]..t (others 0); returns the log-sum-exp. */
+static float softmax_row(float *s, int64_t nk, int64_t j0, int64_t t, float scale) {
+    int64_t n = t + 1 - j0;
+    float *r = s + j0;
+    float mx = yf_max_of(r, n) * scale;
+    double sum = yf_exp_affine_sum(r, r, n, scale, mx);
+    float inv = (float)(1.0 / sum);
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) r[j] *= inv;
+    if (j0 > 0) memset(s, 0, (size_t)j0 * sizeof(float));
+    if (t + 1 < nk) memset(s + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
+    return mx + (float)log(sum);
+}
+
+/* per-thread buffers, grown as needed: scores, and keys / values packed */
+static _Thread_local struct {
+    void *p;
+    size_t n;
+} t_buf[5];
+
+static void *thread_buf(int i, size_t bytes) {
+    if (t_buf[i].n < bytes) {
+        free(t_buf[i].p);
+        t_buf[i].p = yf_malloc(bytes);
+        t_buf[i].n = bytes;
+    }
+    return t_buf[i].p;
+}
+
+/* A head's keys or values [T, hd] packed once for all of its blocks' products
+ * (bf16 AMX; NULL otherwise: each product packs its own). */
+static yf_wpack *head_pack(int i, const float *w, int64_t T, int64_t hd, yf_pack_kind kind) {
+    uint16_t *tiles = thread_buf(2 + i, (size_t)yf_wpack_elems(T, hd) * sizeof(uint16_t));
+    return yf_wpack_f32(w, T, hd, kind, tiles);
+}
+
+typedef struct attn_job {
+    float *out, *lse, *dq, *dk, *dv;
+    const float *dout, *q, *k, *v;
+    const int64_t *start;
+    int64_t B, H, T, hd, nblk;
+    float scale;
+} attn_job;
+
+static void fwd_head(void *ctx, int64_t bh) {
+    const attn_job *j = ctx;
+    int64_t T = j->T, hd = j->hd, b = bh / j->H;
+    float *s = thread_buf(0, (size_t)(BR * T) * sizeof(float));
+    const float *kb = j->k + bh * T * hd, *vb = j->v + bh * T * hd;
+    yf_wpack *pk = head_pack(0, kb, T, hd, YF_PACK_XWT), *pv = head_pack(1, vb, T, hd, YF_PACK_XW);
+    for (int64_t blk = 0; blk < j->nblk; blk++) {
+        int64_t t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = t0 + rows;
+        yf_matmul_xwt_rows(s, j->q + (bh * T + t0) * hd, NULL, kb, YF_F32, pk, rows, T, hd, 0, nk);
+        for (int64_t r = 0; r < rows; r++) {
+            float l = softmax_row(s + r * nk, nk, j->start[b * T + t0 + r], t0 + r, j->scale);
+            if (j->lse) j->lse[bh * T + t0 + r] = l;
+        }
+        yf_matmul_xw_rows(j->out + (bh * T + t0) * hd, hd, s, NULL, vb, YF_F32, pv, rows, T, hd, 0, nk, false);
+    }
+    yf_wpack_free(pk);
+    yf_wpack_free(pv);
+}
+
+void yf_attention_fwd_train(float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int64_t *start, int64_t B, int64_t H, int64_t T, int64_t hd) {
+    attn_job j = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .start = start, .B = B, .H = H, .T = T,
+                  .hd = hd, .nblk = (T + BR - 1) / BR, .scale = 1.0f / sqrtf((float)hd)};
+    if (PAR_WORK((double)B * H * T * T * hd) && B * H < 65536)
+        yf_par_for(B * H, fwd_head, &j);
+    else
+        for (int64_t bh = 0; bh < B * H; bh++) fwd_head(&j, bh);
+}
+
+static void bwd_head(void *ctx, int64_t bh) {
+    const attn_job *j = ctx;
+    int64_t T = j->T, hd = j->hd, b = bh / j->H, off = bh * T * hd;
+    float scale = j->scale;
+    const float *kb = j->k + off, *vb = j->v + off;
+    float *dkb = j->dk + off, *dvb = j->dv + off;
+    float *p = thread_buf(0, (size_t)(BR * T) * sizeof(float)), *dp = thread_buf(1, (size_t)(BR * T) * sizeof(float));
+    yf_wpack *pk = head_pack(0, kb, T, hd, YF_PACK_XWT), *pv = head_pack(1, vb, T, hd, YF_PACK_XWT);
+    yf_wpack *pkd = head_pack(2, kb, T, hd, YF_PACK_XW);
+    memset(dkb, 0, (size_t)(T * hd) * sizeof(float));
+    memset(dvb, 0, (size_t)(T * hd) * sizeof(float));
+    for (int64_t blk = 0; blk < j->nblk; blk++) {
+        int64_t t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = t0 + rows;
+        const float *qb = j->q + off + t0 * hd, *gb = j->dout + off + t0 * hd;
+        yf_matmul_xwt_rows(p, qb, NULL, kb, YF_F32, pk, rows, T, hd, 0, nk);
+        yf_matmul_xwt_rows(dp, gb, NULL, vb, YF_F32, pv, rows, T, hd, 0, nk);
+        for (int64_t i = 0; i < rows; i++) {
+            int64_t t = t0 + i, j0 = j->start[b * T + t], n = t + 1 - j0;
+            float *pr = p + i * nk, *dr = dp + i * nk;
+            /* the forward's weights, from its log-sum-exp */
+            yf_exp_affine_sum(pr + j0, pr + j0, n, scale, j->lse[bh * T + t]);
+            float ds = (float)yf_dot_d(pr + j0, dr + j0, n);
+#pragma omp simd
+            for (int64_t c = j0; c <= t; c++) dr[c] = pr[c] * (dr[c] - ds) * scale; /* d score (pre-scale) */
+            if (j0 > 0) {
+                memset(pr, 0, (size_t)j0 * sizeof(float));
+                memset(dr, 0, (size_t)j0 * sizeof(float));
+            }
+            if (t + 1 < nk) {
+                memset(pr + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
+                memset(dr + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
+            }
+        }
+        yf_matmul_xw_rows(j->dq + off + t0 * hd, hd, dp, NULL, kb, YF_F32, pkd, rows, T, hd, 0, nk, false);
+        yf_matmul_dw(dkb, dp, qb, rows, nk, hd);
+        yf_matmul_dw(dvb, p, gb, rows, nk, hd);
+    }
+    yf_wpack_free(pk);
+    yf_wpack_free(pv);
+    yf_wpack_free(pkd);
+}
+
+void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                      const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
+                      int64_t hd) {
+    attn_job j = {.lse = (float *)lse, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v,
+                  .start = start, .B = B, .H = H, .T = T, .hd = hd, .nblk = (T + BR - 1) / BR,
+                  .scale = 1.0f / sqrtf((float)hd)};
+    if (PAR_WORK((double)B * H * T * T * hd) && B * H < 65536)
+        yf_par_for(B * H, bwd_head, &j);
+    else
+        for (int64_t bh = 0; bh < B * H; bh++) bwd_head(&j, bh);
+}

@@ -1,0 +1,145 @@
+#include "model/generate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+void yf_gen_opts_default(yf_gen_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->max_new_tokens = 64;
+    yf_sampling_default(&o->samp);
+    o->seed = 42;
+    o->stop_id = -1;
+    o->batch = 8;
+}
+
+void yf_gen_out_free(yf_gen_out *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) free(out[i].ids);
+}
+
+/* The cache of sequence slot b of a batched state, as a one-sequence state:
+ * the layout [B, H, cap, hd] keeps a slot's keys and values contiguous. */
+static void slot_view(yf_layer_state *view, const yf_layer_state *s, const yf_model *m, int64_t L, int64_t b) {
+    for (int64_t l = 0; l < L; l++) {
+        view[l].cap = s[l].cap;
+        view[l].k = s[l].k + b * m->H * s[l].cap * m->hd;
+        view[l].v = s[l].v + b * m->H * s[l].cap * m->hd;
+        view[l].a_prev = s[l].a_prev + b * m->D;
+        view[l].c_prev = s[l].c_prev + b * m->D / 2;
+    }
+}
+
+typedef struct seq {
+    int64_t idx;        /* prompt index, -1 = free slot */
+    int64_t pos;        /* positions cached */
+    int64_t doc_start;
+    int64_t limit;      /* positions allowed in total */
+    int64_t *hist;      /* prompt + generated, for the repetition penalty */
+    int64_t nhist;
+    yf_rng rng;
+} seq;
+
+/* Appends a sampled token to slot s; returns true when the sequence ends. */
+static bool emit(seq *s, float *logits, int64_t V, const yf_gen_opts *o, yf_gen_out *out) {
+    int64_t id = yf_sample(logits, V, &o->samp, s->hist, s->nhist, &s->rng);
+    out->ids[out->n++] = id;
+    s->hist[s->nhist++] = id;
+    if (o->on_token) o->on_token(o->ctx, s->idx, id);
+    if (id == o->stop_id) out->stopped = true;
+    return out->stopped || out->n >= o->max_new_tokens || s->nhist >= s->limit;
+}
+
+/* Continuous batching: `batch` slots share one cache; a free slot takes the
+ * next prompt (prefilled alone, in one pass), and every step decodes one
+ * token for all occupied slots together, each at its own position. Every
+ * row's arithmetic is independent of the others, so the tokens equal
+ * one-at-a-time generation. */
+int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, const int64_t *plen, int64_t n,
+                const yf_gen_opts *o, yf_gen_out *out, yf_gen_stats *stats) {
+    const yf_config *c = &m->cfg;
+    if (o->max_new_tokens < 1) return yf_errorf("generate: --max-new-tokens must be at least 1");
+    if (yf_sampling_check(&o->samp)) return -1;
+    int64_t maxlen = o->max_length > 0 ? o->max_length : c->max_position_embeddings;
+    if (maxlen > c->max_position_embeddings) maxlen = c->max_position_embeddings;
+    int64_t cap = 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (plen[i] < 1) return yf_errorf("generate: prompt %lld is empty (a prompt needs at least one token)", (long long)i + 1);
+        if (plen[i] >= maxlen)
+            return yf_errorf("generate: prompt %lld has %lld tokens, no room to generate within max length %lld",
+                             (long long)i + 1, (long long)plen[i], (long long)maxlen);
+        for (int64_t t = 0; t < plen[i]; t++)
+            if (prompts[i][t] < 0 || prompts[i][t] >= c->vocab_size)
+                return yf_errorf("generate: prompt %lld: token id %lld is outside the vocabulary [0, %lld)",
+                                 (long long)i + 1, (long long)prompts[i][t], (long long)c->vocab_size);
+        int64_t lim = plen[i] + o->max_new_tokens < maxlen ? plen[i] + o->max_new_tokens : maxlen;
+        if (lim > cap) cap = lim;
+    }
+    memset(out, 0, (size_t)n * sizeof *out);
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (n == 0) return 0;
+    int64_t B = o->batch > 0 ? o->batch : 1, V = c->vocab_size, L = m->L;
+    if (B > n) B = n;
+    float *logits = yf_malloc((size_t)(B * V) * sizeof(float));
+    yf_layer_state *view = yf_calloc((size_t)L, sizeof *view);
+    yf_layer_state *st = yf_layer_states_alloc(m, B, cap);
+    seq *sq = yf_calloc((size_t)B, sizeof *sq);
+    int64_t *posb = yf_calloc((size_t)B, sizeof *posb), *docb = yf_calloc((size_t)B, sizeof *docb);
+    int64_t *step_ids = yf_calloc((size_t)B, sizeof *step_ids);
+    int rc = 0, next = 0, live = 0;
+    for (int64_t b = 0; b < B; b++) sq[b].idx = -1;
+    for (;;) {
+        /* fill free slots: prefill prompts until every slot decodes */
+        for (int64_t b = 0; b < B && rc == 0; b++) {
+            while (sq[b].idx < 0 && next < n && rc == 0) {
+                seq *s = &sq[b];
+                int64_t i = next++;
+                free(s->hist);
+                memset(s, 0, sizeof *s);
+                s->idx = i;
+                s->limit = plen[i] + o->max_new_tokens < maxlen ? plen[i] + o->max_new_tokens : maxlen;
+                s->hist = yf_malloc((size_t)s->limit * sizeof(int64_t));
+                memcpy(s->hist, prompts[i], (size_t)plen[i] * sizeof(int64_t));
+                s->nhist = plen[i];
+                yf_rng_seed(&s->rng, o->seed * 1000003ull + (uint64_t)i);
+                out[i].ids = yf_malloc((size_t)o->max_new_tokens * sizeof(int64_t));
+                slot_view(view, st, m, L, b);
+                for (int64_t l = 0; l < L; l++) { /* a new sequence starts with a zero filtering state */
+                    memset(view[l].a_prev, 0, (size_t)m->D * sizeof(float));
+                    memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
+                }
+                double t0 = yf_time();
+                rc = yf_model_forward_cached(m, lo, view, 0, NULL, &s->doc_start, prompts[i], 1, plen[i], logits, true);
+                if (stats) stats->prefill_s += yf_time() - t0, stats->prefill_tokens += plen[i];
+                if (rc) break;
+                s->pos = plen[i];
+                live++;
+                if (emit(s, logits, V, o, &out[i])) s->idx = -1, live--;
+            }
+        }
+        if (rc || live == 0) break;
+        /* one decoding step for every occupied slot; free slots idle at position 0 */
+        for (int64_t b = 0; b < B; b++) {
+            seq *s = &sq[b];
+            step_ids[b] = s->idx >= 0 ? s->hist[s->nhist - 1] : 0;
+            posb[b] = s->idx >= 0 ? s->pos : 0;
+            docb[b] = s->idx >= 0 ? s->doc_start : 0;
+        }
+        double t0 = yf_time();
+        rc = yf_model_forward_cached(m, lo, st, 0, posb, docb, step_ids, B, 1, logits, true);
+        if (stats) stats->decode_s += yf_time() - t0, stats->decode_tokens += live;
+        if (rc) break;
+        for (int64_t b = 0; b < B; b++) {
+            seq *s = &sq[b];
+            if (s->idx < 0) continue;
+            s->pos++;
+            s->doc_start = docb[b];
+            if (emit(s, logits + b * V, V, o, &out[s->idx])) s->idx = -1, live--;
+        }
+    }
+    for (int64_t b = 0; b < B; b++) free(sq[b].hist);
+    if (rc) yf_gen_out_free(out, n);
+    yf_layer_states_free(st, m);
+    free(logits), free(view), free(sq), free(posb), free(docb), free(step_ids);
+    return rc;
+}

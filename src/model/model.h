@@ -1,0 +1,54 @@
+/* model: the Yuan 2.0 decoder (shared/docs/yuan-architecture.md): forward,
+ * backward, loss. CONTRACT used by trainer, generate and the CLI: functions
+ * below may gain fields/options, but keep these meanings. */
+#ifndef YF_MODEL_H
+#define YF_MODEL_H
+
+#include "formats/config.h"
+#include "lora/lora.h"
+#include "base/tensor.h"
+
+typedef struct yf_model_opts {
+    bool full_finetune;  /* every weight trainable: fp32 copies + gradients */
+    bool force_f32;      /* convert bf16/f16 weights to fp32 at load */
+} yf_model_opts;
+
+typedef struct yf_model yf_model; /* defined in model.c / model_internal.h */
+
+/* Loads a model directory (config.json + weights in any supported format). */
+int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out);
+void yf_model_free(yf_model *m);
+const yf_config *yf_model_config(const yf_model *m);
+
+/* Forward pass. ids [B,T]. logits [B,T,V] f32 or NULL. If labels != NULL,
+ * *loss_sum = sum of next-token cross-entropies (labels[t+1] scored against
+ * logits[t], -100 ignored) and *ntok = number of scored positions.
+ * lora may be NULL. No dropout. */
+int yf_model_forward(yf_model *m, const yf_lora *lora, const int64_t *ids, const int64_t *labels,
+                     int64_t B, int64_t T, float *logits, double *loss_sum, int64_t *ntok);
+
+typedef struct yf_backward_opts {
+    float loss_scale;            /* grads are of loss_scale * (sum of token losses) */
+    bool gradient_checkpointing; /* keep only layer inputs; recompute in backward */
+    struct yf_rng *dropout_rng;  /* LoRA dropout source; NULL = no dropout */
+} yf_backward_opts;
+
+/* Forward + backward: returns the loss sum / count as yf_model_forward and
+ * ACCUMULATES (+=) gradients into lora's gA/gB/gm (lora != NULL) and, in
+ * full-finetune mode, into the model's parameter gradients. */
+int yf_model_forward_backward(yf_model *m, yf_lora *lora, const int64_t *ids, const int64_t *labels,
+                              int64_t B, int64_t T, const yf_backward_opts *o,
+                              double *loss_sum, int64_t *ntok);
+
+/* Trainable model parameters (full-finetune mode only; else n = 0), with
+ * their checkpoint names, in checkpoint order. A tied head is not listed:
+ * its gradient goes to model.embed_tokens.weight. free(out->p) when done. */
+void yf_model_params(yf_model *m, yf_param_list *out);
+
+/* Writes DIR/config.json + DIR/model.safetensors (HF layout, a tied head
+ * written once as the embedding) with the current weights (the trained fp32
+ * copies in full-finetune mode), each tensor in dtype dt (F32, BF16, F16) or,
+ * with dt == YF_DTYPE_COUNT, in its checkpoint dtype. */
+int yf_model_save(const yf_model *m, const char *dir, yf_dtype dt);
+
+#endif

@@ -1,0 +1,193 @@
+/* model_internal: the model's structs and per-layer API, for model.c, lora.c,
+ * the tests and (later) generation. Not part of the public API.
+ *
+ * How a forward is organised (model.c):
+ *   yf_run          one call's context: rows (B sequences of T positions,
+ *                   starting at absolute position pos0), document starts,
+ *                   the adapter, dropout seeds, DoRA row norms, workspace.
+ *   yf_act          one layer's saved activations for those rows.
+ *   yf_layer_fwd    computes one layer from act->x; with a yf_layer_state it
+ *                   works incrementally (see below).
+ *   yf_layer_bwd    the layer's backward from the saved activations.
+ *
+ * Incremental decoding (for a generation engine): keep one yf_layer_state per
+ * layer. Call yf_layer_fwd on a chunk of T new positions per sequence with
+ * run.pos0 = number of positions already cached and run.start[b*T+t] = the
+ * first position row t may attend to (its document start, absolute). The
+ * layer writes the chunk's keys (after RoPE) and values into the cache at
+ * positions pos0..pos0+T-1, attends over 0..pos0+t, and replaces the lf-gate
+ * state (last `a` row and last `c` row of each sequence) with the chunk's
+ * last rows. A fresh state (a_prev = c_prev = 0) is the start of a sequence.
+ * yf_model_forward_chunk (below) is such a driver; it is tested against the
+ * full forward. */
+#ifndef YF_MODEL_INTERNAL_H
+#define YF_MODEL_INTERNAL_H
+
+#include "model/model.h"
+#include "kernels/cpu/kernels.h"
+
+/* One model tensor as the compute sees it. */
+typedef struct yf_mw {
+    const char *name; /* checkpoint name */
+    const void *data; /* YF_F32 or YF_BF16 (small vectors are always F32) */
+    yf_dtype dt;
+    yf_dtype src_dt;  /* dtype in the checkpoint (what yf_model_save writes by default) */
+    float *g;         /* gradient [numel] in full-finetune mode, else NULL */
+    int64_t numel;
+    int ndim;
+    int64_t shape[4];
+    yf_wpack *pk[2];  /* pre-packed tiles for x·W^T / dy·W (yf_model_wpack), or NULL */
+} yf_mw;
+
+typedef struct yf_layer_w {
+    yf_mw ln1;               /* input_layernorm [D] */
+    yf_mw conv1, conv1_b;    /* [D/2, D, 2, 1] read as [D/2, 2D]; [D/2] */
+    yf_mw conv2, conv2_b;    /* [D, D/2, 2, 1] read as [D, D];    [D]   */
+    yf_mw lf_ln;             /* lf_gate.output_layernorm [D] */
+    yf_mw proj[YF_NPROJ];    /* q, k, v, o [D, D]; gate, up [I, D]; down [D, I] */
+    yf_mw ln2;               /* post_attention_layernorm [D] */
+} yf_layer_w;
+
+struct yf_model {
+    yf_config cfg;
+    yf_model_opts opts;
+    int64_t D, H, hd, I, V, L;
+    yf_mw embed;           /* [V, D] */
+    yf_mw head;            /* [V, D]; same data (and gradient) as embed when tied */
+    bool tied;
+    yf_mw norm;            /* model.norm [D] */
+    yf_layer_w *layers;    /* [L] */
+    float *rope_cos, *rope_sin; /* [max_position_embeddings, hd/2] */
+    yf_table tab;          /* the checkpoint's tensors (mappings) */
+    yf_table own;          /* converted copies, gradients, tables */
+    yf_param *params;      /* full-finetune parameter list */
+    int nparams;
+    size_t pack_bytes, pack_budget; /* pre-packed weight tiles: made so far, allowed */
+    bool head_two_pass;             /* tests: the whole-row softmax for the LM head in bf16 too */
+    bool head_no_fuse;              /* tests: the packed head without its fused blocks (head_chunk_blocked) */
+    int64_t head_fused, head_refits; /* tests: vocabulary blocks the head fused; chunks it redid unfused */
+    bool pack_failed;               /* a pack could not be made: no more tries */
+};
+
+/* W's pre-packed tiles for a product of M rows (kind YF_PACK_XWT: x·W^T,
+ * YF_PACK_XW: dy·W), made on first use when they pay (a frozen bf16 weight,
+ * the AMX path, at most a few hundred rows: yf_wpack_pays) and fit the
+ * model's budget (YF_PACK_MB, default a quarter of RAM up to 4 GiB); else NULL,
+ * and the product packs W itself. Same results either way. */
+const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M);
+
+/* Scratch buffers of one call, sized for N rows. */
+typedef struct yf_ws {
+    float *x2;        /* [N, 2D] packed convolution input */
+    float *qp, *kp;   /* [N, D] q_proj / k_proj outputs; backward: their gradients */
+    float *e;         /* [N, D] general */
+    float *hh;        /* [B,H,T,hd] attention output (forward), its gradient (backward) */
+    float *z;         /* [N, I] swiglu output */
+    float *lt, *dlt;  /* [N, r] adapter intermediates */
+    float *xd;        /* [N, max(D,I)] dropped-out adapter input */
+    float *t1, *t2, *t3; /* [N, max(D,I)] adapter backward / DoRA */
+    /* backward */
+    float *dz, *dg, *du;             /* [N, I] */
+    float *dm, *dh2, *datt, *da, *df, *ds, *dx2; /* [N, D] (dx2 [N, 2D]) */
+    float *dq, *dk, *dv;             /* [B,H,T,hd] */
+    float *dc;                       /* [N, D/2] */
+    void *block;
+} yf_ws;
+
+/* One layer's saved activations for N rows. */
+typedef struct yf_act {
+    float *x;         /* [N, D] layer input (may point to external storage) */
+    float *a, *rs1;   /* input_layernorm output [N, D], 1/rms [N] */
+    float *c;         /* [N, D/2] conv1 output */
+    float *s, *rslf;  /* [N, D] conv2 output + a, 1/rms [N] */
+    float *f;         /* [N, D] lf_gate output */
+    float *q, *k, *v; /* [B, H, T, hd] after interleave + RoPE (v: plain split) */
+    float *lse;       /* [B, H, T] attention log-sum-exp */
+    float *att;       /* [N, D] attention output, heads merged (o_proj input) */
+    float *h2;        /* [N, D] residual after attention */
+    float *rs2;       /* [N] */
+    float *mm;        /* [N, D] post_attention_layernorm output */
+    float *g, *u;     /* [N, I] gate_proj, up_proj outputs */
+    void *block;
+} yf_act;
+
+typedef struct yf_run {
+    yf_model *m;
+    const yf_lora *lo;     /* adapter for the forward, or NULL */
+    yf_lora *glo;          /* where adapter gradients go (backward), or NULL */
+    int64_t B, T, N;       /* N = B*T rows */
+    int64_t pos0;          /* absolute position of each sequence's first row */
+    const int64_t *posb;   /* [B] or NULL: sequence b starts at pos0 + posb[b] (batched decoding) */
+    const int64_t *start;  /* [N] first position each row may attend to */
+    float drop_p;          /* LoRA dropout probability, 0 = none */
+    uint64_t *drop_seed;   /* [L*YF_NPROJ] per-module mask seeds (drop_p > 0) */
+    float **dora_n;        /* [L*YF_NPROJ] DoRA row norms ||W + s B A|| (NULL where not DoRA) */
+    float *lt_saved;       /* backward runs: [L*YF_NPROJ][N*r] each adapter's A x' from the forward */
+    bool *lt_valid;        /* [L*YF_NPROJ] which of those the forward wrote */
+    bool backward;         /* a backward follows this forward */
+    yf_ws ws;
+} yf_run;
+
+/* The incremental-decoding state of one layer. */
+typedef struct yf_layer_state {
+    float *k, *v;          /* [B, H, cap, hd] keys (after RoPE), values */
+    int64_t cap;
+    float *a_prev;         /* [B, D]   last input_layernorm row (zeros at start) */
+    float *c_prev;         /* [B, D/2] last conv1 row (zeros at start) */
+} yf_layer_state;
+
+/* Builds a model from a config and a table of checkpoint tensors. Always
+ * takes ownership of tab (left empty). what names the source in errors. */
+int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts *opts, const char *what,
+                        yf_model **out);
+
+/* Run context: allocates the workspace for B*T rows; adapter set-up (DoRA
+ * norms) from lo; dropout p/seeds only when rng != NULL and lo has dropout. */
+void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
+                 const int64_t *start, yf_rng *dropout_rng, bool backward);
+void yf_run_free(yf_run *r);
+void yf_act_alloc(yf_act *a, const yf_model *m, int64_t B, int64_t T, bool with_x);
+void yf_act_free(yf_act *a);
+
+/* out [N, D] = layer l applied to act->x; fills act. st: NULL (whole
+ * sequences, pos0 = 0) or the layer's decoding state. */
+void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state *st);
+/* dx [N, D] = d loss / d act->x given dout [N, D] (dx may be NULL when not
+ * needed); accumulates weight/adapter gradients. dout is not modified. */
+void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *dx);
+
+/* A projection with its adapter: y [N,out] = x W^T (+ adapter). */
+void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y);
+/* dx [N,in] (acc or overwrite) and gradients, from dy [N,out]. */
+void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float *dy, float *dx, bool acc);
+
+/* The projection weight of (layer, proj), shape [out, in]. */
+const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p);
+
+/* Adapter math shared by model.c and lora.c (lora.c):
+ * n[o] = || W[o,:] + s * (B A)[o,:] || for a module (double accumulation). */
+void yf_lora_row_norms(const yf_lora_mod *md, int r, float s, const void *w, yf_dtype wt, float *n);
+/* Test hook: when set, DoRA row norms are copied from here ([l*YF_NPROJ+p],
+ * `out` floats each) instead of computed from the adapter, so that finite
+ * differences can hold n constant as PEFT's gradient does. NULL normally. */
+extern float *const *yf_dora_norms_override;
+/* Fails (message) when lo does not fit the model's config. */
+int yf_lora_check_fits(const yf_lora *lo, const yf_config *cfg);
+
+/* Incremental forward over T new positions per sequence (see the top of this
+ * file). states [L] (allocate with yf_layer_states_alloc, capacity cap
+ * positions); pos0 positions already cached; doc_start [B] is each
+ * sequence's current document start (updated from the new ids' <eod>s).
+ * logits [B, T, V] or NULL. */
+int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
+                           int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits);
+/* The same with sequence b starting at position pos0 + posb[b] (posb [B] or
+ * NULL), so that sequences of different lengths decode together; with
+ * last_only, logits is [B, V]: each sequence's last row only. */
+int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
+                            const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
+                            float *logits, bool last_only);
+yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap);
+void yf_layer_states_free(yf_layer_state *s, const yf_model *m);
+
+#endif

@@ -1,0 +1,781 @@
+#include "train/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train/dist.h"
+#include "formats/safetensors.h"
+#include "base/svg.h"
+
+/* ---- small helpers --------------------------------------------------------- */
+
+int yf_save_strategy_parse(const char *s, yf_save_strategy *out) {
+    if (!strcmp(s, "no")) *out = YF_SAVE_NO;
+    else if (!strcmp(s, "epoch")) *out = YF_SAVE_EPOCH;
+    else if (!strcmp(s, "steps")) *out = YF_SAVE_STEPS;
+    else return yf_errorf("unknown save strategy '%s' (use no, epoch or steps)", s);
+    return 0;
+}
+
+yf_train_args yf_train_args_defaults(void) {
+    yf_train_args a;
+    memset(&a, 0, sizeof a);
+    a.batch_size = 8;
+    a.grad_accum = 1;
+    a.num_epochs = 3;
+    a.max_steps = -1;
+    a.lr = 5e-5;
+    a.adam = yf_adamw_defaults();
+    a.decay_all = true;
+    a.sched = YF_SCHED_LINEAR;
+    a.max_grad_norm = 1.0;
+    a.logging_steps = 500;
+    a.save_strategy = YF_SAVE_STEPS;
+    a.save_steps = 500;
+    a.seed = 42;
+    a.shuffle = true;
+    a.progress = -1;
+    return a;
+}
+
+int64_t yf_steps_per_epoch(int64_t n, int64_t batch, int64_t accum) {
+    int64_t micro = (n + batch - 1) / batch;
+    return (micro + accum - 1) / accum;
+}
+
+const char *yf_py_float(double x, char *buf, size_t cap) {
+    if (isnan(x)) return snprintf(buf, cap, "nan"), buf;
+    if (isinf(x)) return snprintf(buf, cap, x > 0 ? "inf" : "-inf"), buf;
+    if (x == 0) return snprintf(buf, cap, signbit(x) ? "-0.0" : "0.0"), buf;
+    /* shortest mantissa that reads back as x */
+    char e[40];
+    int p;
+    for (p = 1; p <= 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p - 1, x);
+        if (strtod(e, NULL) == x) break;
+    }
+    int exp10 = atoi(strchr(e, 'e') + 1);
+    char digits[24];
+    int nd = 0;
+    for (const char *s = e; *s && *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9') digits[nd++] = *s;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = 0;
+    const char *sign = x < 0 ? "-" : "";
+    if (exp10 < -4 || exp10 >= 16) {
+        /* Python: 4.9e-05, 1e+16 */
+        snprintf(buf, cap, "%s%c%s%s%se%c%02d", sign, digits[0], nd > 1 ? "." : "", nd > 1 ? digits + 1 : "", "",
+                 exp10 < 0 ? '-' : '+', abs(exp10));
+    } else if (exp10 < 0) {
+        snprintf(buf, cap, "%s0.%0*d%s", sign, -exp10 - 1, 0, digits);
+        if (-exp10 - 1 == 0) snprintf(buf, cap, "%s0.%s", sign, digits);
+    } else if (nd <= exp10 + 1) {
+        snprintf(buf, cap, "%s%s%0*d.0", sign, digits, exp10 + 1 - nd, 0);
+        if (exp10 + 1 - nd == 0) snprintf(buf, cap, "%s%s.0", sign, digits);
+    } else {
+        snprintf(buf, cap, "%s%.*s.%s", sign, exp10 + 1, digits, digits + exp10 + 1);
+    }
+    return buf;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static void fsync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static char *hex_u64(uint64_t v) {
+    char *s = yf_malloc(20);
+    snprintf(s, 20, "%016llx", (unsigned long long)v);
+    return s;
+}
+
+/* ---- the run's state ---------------------------------------------------------- */
+
+typedef struct run {
+    const yf_train_args *a;
+    const yf_train_hooks *h;
+    const yf_param_list *pl;
+    FILE *out;
+    yf_dist *dist;           /* NULL: one process */
+    int rank, world;
+    int64_t gbs;             /* rows in a global micro-batch: batch_size * world */
+    bool logger, writer;     /* this rank prints / writes files */
+    yf_adamw opt;
+    yf_sched sched;
+    int64_t n, micro_per_epoch, steps_per_epoch, total_steps, n_epochs;
+    /* position: what has been consumed */
+    int64_t global_step, epoch_index, micro_in_epoch;
+    double epoch;
+    yf_rng dropout_rng;
+    double total_loss;       /* sum of step losses since step 0 */
+    double loss_since_log;   /* sum of step losses since the last log line */
+    int64_t last_logged_step;
+    cJSON *log_history;      /* array of HF log dicts */
+    double *step_loss;       /* [global_step] loss of every step (for the curve) */
+    int64_t cap_step_loss;
+    /* this session */
+    int64_t steps_run, samples_run, tokens_run;
+    double *step_tps;        /* [steps_run] input tokens / wall second of each step */
+    double t0;
+    double last_loss, last_grad_norm;
+    bool tty;
+    int progress;
+    int64_t last_progress_step;
+    double last_progress_t;
+} run;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void push_step_loss(run *r, double loss) {
+    if (r->global_step >= r->cap_step_loss) {
+        r->cap_step_loss = r->cap_step_loss ? 2 * r->cap_step_loss : 256;
+        while (r->cap_step_loss <= r->global_step) r->cap_step_loss *= 2;
+        r->step_loss = yf_realloc(r->step_loss, (size_t)r->cap_step_loss * sizeof(double));
+    }
+    r->step_loss[r->global_step] = loss;
+}
+
+/* Prints a dict the way Python prints it: {'loss': 2.5668, 'epoch': 0.03}. */
+static void print_py_dict(FILE *f, const cJSON *obj, const char *skip) {
+    char buf[64];
+    fputc('{', f);
+    int k = 0;
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        if (skip && !strcmp(it->string, skip)) continue;
+        fprintf(f, "%s'%s': ", k++ ? ", " : "", it->string);
+        if (cJSON_IsNumber(it)) fputs(yf_py_float(it->valuedouble, buf, sizeof buf), f);
+        else if (cJSON_IsString(it)) fprintf(f, "'%s'", it->valuestring);
+        else fputs("None", f);
+    }
+    fputs("}\n", f);
+    fflush(f);
+}
+
+static double round_to(double x, int places) {
+    double s = pow(10.0, places);
+    return nearbyint(x * s) / s;
+}
+
+static void fmt_time(char *buf, size_t cap, double s) {
+    if (!(s >= 0) || s > 1e7) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
+}
+
+static void progress(run *r, bool final) {
+    if (!r->progress) return;
+    double now = yf_time(), el = now - r->t0;
+    int64_t done = r->global_step, tot = r->total_steps;
+    double rate = r->steps_run > 0 ? r->steps_run / el : 0;
+    double eta = rate > 0 ? (tot - done) / rate : 0;
+    char es[32], rs[32];
+    fmt_time(es, sizeof es, el);
+    fmt_time(rs, sizeof rs, eta);
+    if (r->tty) {
+        if (!final && now - r->last_progress_t < 0.2) return;
+        int w = 30, fill = tot > 0 ? (int)(w * done / tot) : w;
+        char bar[64];
+        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+        bar[w] = 0;
+        fprintf(stderr, "\r%3d%%|%s| %lld/%lld [%s<%s, %.2fit/s, loss %.4f]", tot > 0 ? (int)(100 * done / tot) : 100, bar,
+                (long long)done, (long long)tot, es, rs, rate, r->last_loss);
+        if (final) fputc('\n', stderr);
+        fflush(stderr);
+    } else {
+        /* plain lines: about every 5% of the run, at least every 60 s, and at the end */
+        int64_t every = (tot + 19) / 20 > 0 ? (tot + 19) / 20 : 1;
+        if (final ? done == r->last_progress_step
+                  : done - r->last_progress_step < every && now - r->last_progress_t < 60)
+            return;
+        fprintf(stderr, "step %lld/%lld (%d%%) elapsed %s eta %s loss %.4f\n", (long long)done, (long long)tot,
+                tot > 0 ? (int)(100 * done / tot) : 100, es, rs, r->last_loss);
+        r->last_progress_step = done;
+    }
+    r->last_progress_t = now;
+}
+
+/* ---- checkpoints -------------------------------------------------------------- */
+
+static cJSON *state_json(const run *r) {
+    const yf_train_args *a = r->a;
+    cJSON *o = cJSON_CreateObject();
+    /* the fields of transformers' TrainerState */
+    cJSON_AddNullToObject(o, "best_metric");
+    cJSON_AddNullToObject(o, "best_model_checkpoint");
+    cJSON_AddNumberToObject(o, "epoch", r->epoch);
+    cJSON_AddNumberToObject(o, "eval_steps", 500);
+    cJSON_AddNumberToObject(o, "global_step", (double)r->global_step);
+    cJSON_AddFalseToObject(o, "is_hyper_param_search");
+    cJSON_AddBoolToObject(o, "is_local_process_zero", !r->dist || r->dist->local_rank == 0);
+    cJSON_AddBoolToObject(o, "is_world_process_zero", r->rank == 0);
+    cJSON_AddItemToObject(o, "log_history", cJSON_Duplicate(r->log_history, 1));
+    cJSON_AddNumberToObject(o, "logging_steps", (double)a->logging_steps);
+    cJSON_AddNumberToObject(o, "max_steps", (double)r->total_steps);
+    cJSON_AddNumberToObject(o, "num_input_tokens_seen", 0);
+    cJSON_AddNumberToObject(o, "num_train_epochs", (double)r->n_epochs);
+    cJSON_AddNumberToObject(o, "save_steps", (double)a->save_steps);
+    cJSON_AddNumberToObject(o, "total_flos", 0);
+    cJSON_AddNumberToObject(o, "train_batch_size", (double)a->batch_size);
+    cJSON_AddNullToObject(o, "trial_name");
+    cJSON_AddNullToObject(o, "trial_params");
+    /* what an exact resume needs beyond HF's fields */
+    cJSON *y = cJSON_AddObjectToObject(o, "yuanft");
+    cJSON_AddNumberToObject(y, "epoch_index", (double)r->epoch_index);
+    cJSON_AddNumberToObject(y, "micro_batches_done_in_epoch", (double)r->micro_in_epoch);
+    cJSON_AddNumberToObject(y, "num_examples", (double)r->n);
+    cJSON_AddNumberToObject(y, "per_device_train_batch_size", (double)a->batch_size);
+    cJSON_AddNumberToObject(y, "gradient_accumulation_steps", (double)a->grad_accum);
+    /* micro_batches_done_in_epoch counts global micro-batches of batch * world_size rows */
+    cJSON_AddNumberToObject(y, "world_size", (double)r->world);
+    char *seed = hex_u64(a->seed);
+    cJSON_AddStringToObject(y, "seed", seed);
+    free(seed);
+    cJSON_AddBoolToObject(y, "shuffle", a->shuffle);
+    cJSON_AddNumberToObject(y, "total_loss", r->total_loss);
+    cJSON_AddNumberToObject(y, "loss_since_log", r->loss_since_log);
+    cJSON_AddNumberToObject(y, "last_logged_step", (double)r->last_logged_step);
+    cJSON_AddItemToObject(y, "step_losses", cJSON_CreateDoubleArray(r->step_loss ? r->step_loss : (double[]){0},
+                                                                     (int)r->global_step));
+    return o;
+}
+
+static int write_json(const char *dir, const char *name, cJSON *o) {
+    char *path = yf_path_join(dir, name), *text = cJSON_Print(o);
+    size_t len = strlen(text);
+    text = yf_realloc(text, len + 2);
+    text[len] = '\n', text[len + 1] = 0;
+    int rc = yf_write_file_atomic(path, text, len + 1);
+    free(text);
+    free(path);
+    return rc;
+}
+
+static int write_state_files(const run *r, const char *dir) {
+    /* optimizer moments */
+    yf_tensor *ts;
+    int nt = yf_adamw_tensors(&r->opt, &ts);
+    char *opath = yf_path_join(dir, "optimizer.safetensors");
+    char step[32];
+    snprintf(step, sizeof step, "%lld", (long long)r->opt.step);
+    const char *meta[] = {"format", "pt", "step", step, NULL};
+    int rc = yf_st_save(opath, ts, nt, meta);
+    free(opath);
+    yf_adamw_free_tensors(ts, nt);
+    if (rc) return rc;
+
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "lr_scheduler_type", yf_sched_name(r->sched.kind));
+    cJSON_AddNumberToObject(s, "last_step", (double)r->global_step);
+    cJSON_AddNumberToObject(s, "optimizer_step", (double)r->opt.step);
+    cJSON_AddNumberToObject(s, "learning_rate", r->sched.lr0);
+    cJSON_AddNumberToObject(s, "warmup_steps", (double)r->sched.warmup);
+    cJSON_AddNumberToObject(s, "total_steps", (double)r->sched.total);
+    rc = write_json(dir, "scheduler.json", s);
+    cJSON_Delete(s);
+    if (rc) return rc;
+
+    cJSON *g = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(g, "dropout_rng");
+    for (int i = 0; i < 4; i++) {
+        char *h = hex_u64(r->dropout_rng.s[i]);
+        cJSON_AddItemToArray(arr, cJSON_CreateString(h));
+        free(h);
+    }
+    rc = write_json(dir, "rng_state.json", g);
+    cJSON_Delete(g);
+    if (rc) return rc;
+
+    cJSON *st = state_json(r);
+    rc = write_json(dir, "trainer_state.json", st);
+    cJSON_Delete(st);
+    return rc;
+}
+
+/* OUTPUT_DIR/checkpoint-N, built in a temporary directory and renamed into
+ * place, so a run killed mid-save leaves the earlier checkpoints intact. */
+static int save_checkpoint(run *r) {
+    char name[64], tmpname[96];
+    snprintf(name, sizeof name, "checkpoint-%lld", (long long)r->global_step);
+    snprintf(tmpname, sizeof tmpname, ".%s.tmp.%d", name, (int)getpid());
+    char *final = yf_path_join(r->a->output_dir, name), *tmp = yf_path_join(r->a->output_dir, tmpname);
+    int rc = 0;
+    rm_rf(tmp);
+    if (yf_mkdir_p(tmp) || r->h->save(r->h->ctx, tmp) || write_state_files(r, tmp)) rc = -1;
+    if (rc == 0) {
+        fsync_dir(tmp);
+        char *old = NULL;
+        if (yf_dir_exists(final)) {
+            /* re-saving a step (e.g. after a resume): move the old one aside first */
+            size_t n = strlen(final) + 32;
+            old = yf_malloc(n);
+            snprintf(old, n, "%s.old.%d", final, (int)getpid());
+            if (rename(final, old) != 0) rc = yf_errorf("%s: cannot move aside: %s", final, strerror(errno));
+        }
+        if (rc == 0 && rename(tmp, final) != 0) rc = yf_errorf("%s: cannot rename checkpoint into place: %s", final, strerror(errno));
+        if (old) {
+            if (rc == 0) rm_rf(old);
+            free(old);
+        }
+        fsync_dir(r->a->output_dir);
+    }
+    if (rc) rm_rf(tmp);
+    free(final);
+    free(tmp);
+    return rc;
+}
+
+int yf_latest_checkpoint(const char *output_dir, char **out) {
+    *out = NULL;
+    DIR *d = opendir(output_dir);
+    if (!d) return yf_errorf("%s: cannot open output directory to find the latest checkpoint: %s", output_dir, strerror(errno));
+    long long best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
+        long long s = strtoll(e->d_name + 11, &end, 10);
+        if (*end || end == e->d_name + 11 || s <= best) continue;
+        char *dir = yf_path_join(output_dir, e->d_name), *st = yf_path_join(dir, "trainer_state.json");
+        if (yf_file_exists(st)) best = s;
+        free(st);
+        free(dir);
+    }
+    closedir(d);
+    if (best < 0) return yf_errorf("%s: no checkpoint-N directory with trainer_state.json to resume from", output_dir);
+    char name[64];
+    snprintf(name, sizeof name, "checkpoint-%lld", best);
+    *out = yf_path_join(output_dir, name);
+    return 0;
+}
+
+static int load_json(const char *dir, const char *name, cJSON **out) {
+    char *path = yf_path_join(dir, name), *text = NULL;
+    int rc = yf_read_file(path, &text, NULL);
+    if (rc == 0) {
+        *out = cJSON_Parse(text);
+        if (!*out) rc = yf_errorf("%s: not valid JSON", path);
+    }
+    free(text);
+    free(path);
+    return rc;
+}
+
+static int json_int(const cJSON *o, const char *key, const char *file, int64_t *v) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble != floor(it->valuedouble))
+        return yf_errorf("%s: field '%s' missing or not a non-negative integer", file, key);
+    *v = (int64_t)it->valuedouble;
+    return 0;
+}
+
+static int json_num(const cJSON *o, const char *key, const char *file, double *v) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(it)) return yf_errorf("%s: field '%s' missing or not a number", file, key);
+    *v = it->valuedouble;
+    return 0;
+}
+
+static int parse_hex(const cJSON *it, uint64_t *v) {
+    if (!cJSON_IsString(it)) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(it->valuestring, &end, 16);
+    if (errno || *end || end == it->valuestring) return -1;
+    *v = x;
+    return 0;
+}
+
+/* Restores position, losses, log history, RNG and optimizer from a checkpoint. */
+static int resume(run *r, const char *dir) {
+    cJSON *st = NULL, *rng = NULL, *sch = NULL;
+    yf_table tab;
+    yf_table_init(&tab);
+    char *opath = yf_path_join(dir, "optimizer.safetensors");
+    char *spath = yf_path_join(dir, "trainer_state.json");
+    int rc = -1;
+    if (load_json(dir, "trainer_state.json", &st) || load_json(dir, "rng_state.json", &rng) ||
+        load_json(dir, "scheduler.json", &sch))
+        goto done;
+    const cJSON *y = cJSON_GetObjectItemCaseSensitive(st, "yuanft");
+    if (!cJSON_IsObject(y)) {
+        yf_errorf("%s: no 'yuanft' resume section (not written by yuanft train?)", spath);
+        goto done;
+    }
+    int64_t n_ex, bs, acc, opt_step, world = 1;
+    if (json_int(st, "global_step", spath, &r->global_step) || json_num(st, "epoch", spath, &r->epoch) ||
+        json_int(y, "epoch_index", spath, &r->epoch_index) ||
+        json_int(y, "micro_batches_done_in_epoch", spath, &r->micro_in_epoch) ||
+        json_int(y, "num_examples", spath, &n_ex) || json_int(y, "per_device_train_batch_size", spath, &bs) ||
+        json_int(y, "gradient_accumulation_steps", spath, &acc) || json_num(y, "total_loss", spath, &r->total_loss) ||
+        json_num(y, "loss_since_log", spath, &r->loss_since_log) ||
+        json_int(y, "last_logged_step", spath, &r->last_logged_step) ||
+        json_int(sch, "optimizer_step", "scheduler.json", &opt_step))
+        goto done;
+    if (cJSON_GetObjectItemCaseSensitive(y, "world_size") && json_int(y, "world_size", spath, &world)) goto done;
+    if (world < 1) world = 1;
+    /* the position in rows of the epoch's order, re-counted in this run's global
+     * micro-batches: exact whenever the global batch (batch x ranks x
+     * accumulation) is unchanged, whatever the number of ranks */
+    int64_t rows_done = r->micro_in_epoch * bs * world;
+    if (rows_done > r->n) rows_done = r->n;
+    r->micro_in_epoch = (rows_done + r->gbs - 1) / r->gbs;
+    if (n_ex != r->n || bs * world * acc != r->gbs * r->a->grad_accum || (rows_done < r->n && rows_done % r->gbs != 0)) {
+        if (r->logger)
+            fprintf(stderr,
+                    "yuanft train: warning: %s was written with %lld examples, global batch %lld (batch %lld x %lld ranks x "
+                    "accumulation %lld); now %lld, %lld (%lld x %lld x %lld): the data order will not continue exactly\n",
+                    dir, (long long)n_ex, (long long)(bs * world * acc), (long long)bs, (long long)world, (long long)acc,
+                    (long long)r->n, (long long)(r->gbs * r->a->grad_accum), (long long)r->a->batch_size,
+                    (long long)r->world, (long long)r->a->grad_accum);
+    }
+    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(st, "log_history");
+    if (cJSON_IsArray(lh)) {
+        cJSON_Delete(r->log_history);
+        r->log_history = cJSON_Duplicate(lh, 1);
+    }
+    const cJSON *sl = cJSON_GetObjectItemCaseSensitive(y, "step_losses");
+    int64_t i = 0;
+    for (const cJSON *it = cJSON_IsArray(sl) ? sl->child : NULL; it && i < r->global_step; it = it->next, i++) {
+        int64_t keep = r->global_step;
+        r->global_step = i;
+        push_step_loss(r, cJSON_IsNumber(it) ? it->valuedouble : NAN);
+        r->global_step = keep;
+    }
+    for (; i < r->global_step; i++) {
+        int64_t keep = r->global_step;
+        r->global_step = i;
+        push_step_loss(r, NAN);
+        r->global_step = keep;
+    }
+    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(rng, "dropout_rng");
+    if (cJSON_GetArraySize(ra) != 4) {
+        yf_errorf("%s/rng_state.json: 'dropout_rng' must be 4 hex strings", dir);
+        goto done;
+    }
+    for (int k = 0; k < 4; k++)
+        if (parse_hex(cJSON_GetArrayItem(ra, k), &r->dropout_rng.s[k])) {
+            yf_errorf("%s/rng_state.json: 'dropout_rng' entry %d is not a hex string", dir, k);
+            goto done;
+        }
+    if (yf_st_load(opath, &tab) || yf_adamw_restore(&r->opt, &tab, opath)) goto done;
+    r->opt.step = opt_step;
+    rc = 0;
+done:
+    yf_table_free(&tab);
+    cJSON_Delete(st);
+    cJSON_Delete(rng);
+    cJSON_Delete(sch);
+    free(opath);
+    free(spath);
+    return rc;
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+/* The data order of epoch e: a permutation that depends only on (seed, e), so a
+ * resumed run sees exactly the order an uninterrupted one would. */
+static void epoch_order(const run *r, int64_t e, int64_t *perm) {
+    for (int64_t i = 0; i < r->n; i++) perm[i] = i;
+    if (!r->a->shuffle) return;
+    yf_rng g;
+    yf_rng_seed(&g, r->a->seed * 0x9e3779b97f4a7c15ull + (uint64_t)e + 1);
+    for (int64_t i = r->n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(yf_rng_u64(&g) % (uint64_t)(i + 1));
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    if (!r->a->lengths) return;
+    /* group_by_length (HF's LengthGroupedSampler): megabatches of 50 global
+     * batches, each sorted longest first, so a batch pads little */
+    int64_t mb = 50 * r->gbs;
+    const int64_t *len = r->a->lengths;
+    for (int64_t m0 = 0; m0 < r->n; m0 += mb) {
+        int64_t m1 = m0 + mb < r->n ? m0 + mb : r->n;
+        for (int64_t i = m0 + 1; i < m1; i++) { /* insertion sort: stable, deterministic */
+            int64_t v = perm[i], j = i;
+            while (j > m0 && len[perm[j - 1]] < len[v]) perm[j] = perm[j - 1], j--;
+            perm[j] = v;
+        }
+    }
+}
+
+static void log_step(run *r, double grad_norm, double lr) {
+    cJSON *e = cJSON_CreateObject();
+    int64_t nsteps = r->global_step - r->last_logged_step;
+    cJSON_AddNumberToObject(e, "loss", round_to(r->loss_since_log / (double)(nsteps > 0 ? nsteps : 1), 4));
+    cJSON_AddNumberToObject(e, "grad_norm", (double)(float)grad_norm);
+    cJSON_AddNumberToObject(e, "learning_rate", lr);
+    cJSON_AddNumberToObject(e, "epoch", r->epoch);
+    cJSON_AddNumberToObject(e, "step", (double)r->global_step);
+    if (r->logger) {
+        if (r->tty && r->progress) fputc('\n', stderr); /* keep the bar off the log line */
+        print_py_dict(r->out, e, "step");
+    }
+    cJSON_AddItemToArray(r->log_history, e);
+    r->loss_since_log = 0;
+    r->last_logged_step = r->global_step;
+}
+
+/* This rank's rows of global micro-batch k: *lo into the order, returns the
+ * count (0 when the epoch's last micro-batch ends before this rank's share). */
+static int64_t rank_rows(const run *r, int64_t k, int64_t *lo) {
+    int64_t a = k * r->gbs + (int64_t)r->rank * r->a->batch_size, b = a + r->a->batch_size;
+    if (b > r->n) b = r->n;
+    if (a > b) a = b;
+    *lo = a;
+    return b - a;
+}
+
+/* One optimizer step over global micro-batches [m0, m0+nm) of the epoch's order. */
+static int train_step(run *r, const int64_t *perm, int64_t m0, int64_t nm) {
+    yf_dist_set_step(r->dist, r->global_step + 1);
+    yf_dist_fault_point(r->dist, r->global_step + 1);
+    int64_t ntok = 0, lo, n;
+    for (int64_t k = m0; k < m0 + nm; k++)
+        if ((n = rank_rows(r, k, &lo)) > 0) ntok += r->h->count_tokens(r->h->ctx, perm + lo, n);
+    /* the window spans every rank: its loss is the token-loss sum over all its
+     * scored tokens, so each rank scales by the job-wide count */
+    if (yf_dist_sum_i64(r->dist, &ntok, 1, "all-reduce token count")) return -1;
+    float scale = ntok > 0 ? (float)(1.0 / (double)ntok) : 0.0f;
+    /* rank 0 draws dropout from the checkpointed stream (a single process is
+     * unchanged); other ranks from their own stream, re-seeded every step so that
+     * a resumed run draws the same masks */
+    yf_rng rank_rng, *drng = &r->dropout_rng;
+    if (r->rank > 0) {
+        yf_rng_seed(&rank_rng, (r->a->seed ^ 0x5bd1e995ull) + 0x9e3779b97f4a7c15ull * (uint64_t)r->rank +
+                                   0xbf58476d1ce4e5b9ull * (uint64_t)r->global_step);
+        drng = &rank_rng;
+    }
+    double t_step = yf_time();
+    double stats[3] = {0, 0, 0}; /* loss sum, rows, input positions */
+    for (int64_t k = m0; k < m0 + nm; k++) {
+        if ((n = rank_rows(r, k, &lo)) == 0) continue;
+        double ls = 0;
+        int64_t nt = 0, nin = 0;
+        if (r->h->forward_backward(r->h->ctx, perm + lo, n, scale, drng, &ls, &nt, &nin)) return -1;
+        stats[0] += ls, stats[1] += (double)n, stats[2] += (double)nin;
+    }
+    /* the sum of every rank's gradients is the single-process gradient; clipping
+     * and AdamW then run on identical numbers everywhere */
+    if (yf_dist_sum_grads(r->dist, r->pl) || yf_dist_sum_f64(r->dist, stats, 3, "all-reduce loss")) return -1;
+    double loss_sum = stats[0];
+    r->samples_run += (int64_t)stats[1];
+    r->tokens_run += (int64_t)stats[2];
+    double loss = ntok > 0 ? loss_sum / (double)ntok : 0.0;
+    double norm = yf_clip_grad_norm(r->pl, r->a->max_grad_norm);
+    if (!isfinite(loss) || !isfinite(norm))
+        return yf_errorf("step %lld: loss %g, gradient norm %g: training diverged (lower --learning-rate?)",
+                         (long long)r->global_step + 1, loss, norm);
+    double lr = yf_sched_lr(&r->sched, r->global_step);
+    yf_adamw_step(&r->opt, lr);
+    yf_zero_grads(r->pl);
+
+    push_step_loss(r, loss);
+    double dt = yf_time() - t_step;
+    r->step_tps = yf_realloc(r->step_tps, (size_t)(r->steps_run + 1) * sizeof(double));
+    r->step_tps[r->steps_run] = dt > 0 ? stats[2] / dt : 0;
+    r->global_step++;
+    r->steps_run++;
+    r->micro_in_epoch = m0 + nm;
+    r->epoch = (double)r->epoch_index + (double)r->micro_in_epoch / (double)r->micro_per_epoch;
+    r->total_loss += loss;
+    r->loss_since_log += loss;
+    r->last_loss = loss;
+    r->last_grad_norm = norm;
+    if (r->a->logging_steps > 0 && r->global_step % r->a->logging_steps == 0) log_step(r, norm, lr);
+    progress(r, false);
+    return 0;
+}
+
+int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_list *pl, yf_train_result *res) {
+    if (a->batch_size <= 0) return yf_errorf("per_device_train_batch_size must be positive (got %lld)", (long long)a->batch_size);
+    if (a->grad_accum <= 0) return yf_errorf("gradient_accumulation_steps must be positive (got %lld)", (long long)a->grad_accum);
+    if (!(a->lr >= 0)) return yf_errorf("learning_rate must be >= 0 (got %g)", a->lr);
+    if (h->n_examples <= 0) return yf_errorf("the training data has no examples");
+    if (a->max_steps <= 0 && !(a->num_epochs > 0)) return yf_errorf("num_train_epochs must be positive (got %g)", a->num_epochs);
+    if (a->save_strategy == YF_SAVE_STEPS && a->save_steps <= 0) return yf_errorf("save_steps must be positive with save_strategy steps");
+    if (yf_dist_writes(a->dist, a->save_on_each_node) && yf_mkdir_p(a->output_dir)) return -1;
+
+    run R, *r = &R;
+    memset(r, 0, sizeof R);
+    r->a = a, r->h = h, r->pl = pl;
+    r->out = a->out ? a->out : stdout;
+    r->dist = a->dist;
+    r->rank = a->dist ? a->dist->rank : 0;
+    r->world = a->dist ? a->dist->size : 1;
+    r->logger = r->rank == 0;
+    r->writer = yf_dist_writes(a->dist, a->save_on_each_node);
+    r->gbs = a->batch_size * r->world;
+    r->n = h->n_examples;
+    r->micro_per_epoch = (r->n + r->gbs - 1) / r->gbs;
+    r->steps_per_epoch = (r->micro_per_epoch + a->grad_accum - 1) / a->grad_accum;
+    if (a->max_steps > 0) {
+        r->total_steps = a->max_steps;
+        r->n_epochs = (a->max_steps + r->steps_per_epoch - 1) / r->steps_per_epoch;
+    } else {
+        r->total_steps = (int64_t)ceil(a->num_epochs * (double)r->steps_per_epoch);
+        r->n_epochs = (int64_t)ceil(a->num_epochs);
+    }
+    r->sched = (yf_sched){a->sched, a->lr, yf_warmup_steps(a->warmup_steps, a->warmup_ratio, r->total_steps), r->total_steps};
+    yf_adamw_init(&r->opt, pl, &a->adam, a->decay_all);
+    yf_rng_seed(&r->dropout_rng, a->seed ^ 0x5bd1e995ull);
+    r->log_history = cJSON_CreateArray();
+    r->tty = isatty(2);
+    r->progress = a->progress < 0 ? 1 : a->progress; /* a bar on a terminal, plain lines otherwise */
+    if (!r->logger) r->progress = 0;
+    int64_t *perm = yf_malloc((size_t)r->n * sizeof *perm);
+    int rc = -1;
+
+    if (a->resume_dir) {
+        if (resume(r, a->resume_dir)) goto done;
+        if (r->logger)
+            fprintf(stderr, "yuanft train: resuming from %s at step %lld (epoch %.2f)\n", a->resume_dir,
+                    (long long)r->global_step, r->epoch);
+    }
+    char ranks[48] = "";
+    if (r->world > 1) snprintf(ranks, sizeof ranks, " x %d ranks", r->world);
+    if (r->logger)
+        fprintf(stderr,
+                "yuanft train: %lld examples, %lld epochs, batch %lld%s x accumulation %lld, %lld steps per epoch, %lld steps\n",
+                (long long)r->n, (long long)r->n_epochs, (long long)a->batch_size, ranks, (long long)a->grad_accum,
+                (long long)r->steps_per_epoch, (long long)r->total_steps);
+    yf_zero_grads(pl);
+    r->t0 = yf_time();
+    r->last_progress_t = r->t0;
+    r->last_progress_step = r->global_step;
+
+    bool stop = r->global_step >= r->total_steps;
+    int64_t e = r->epoch_index, m = r->micro_in_epoch;
+    if (m >= r->micro_per_epoch) e++, m = 0;
+    for (; !stop && e < r->n_epochs; e++, m = 0) {
+        epoch_order(r, e, perm);
+        r->epoch_index = e;
+        r->micro_in_epoch = m;
+        for (; m < r->micro_per_epoch && !stop; m += a->grad_accum) {
+            int64_t nm = r->micro_per_epoch - m < a->grad_accum ? r->micro_per_epoch - m : a->grad_accum;
+            if (train_step(r, perm, m, nm)) goto done;
+            stop = r->global_step >= r->total_steps;
+            if (a->save_strategy == YF_SAVE_STEPS && (r->global_step % a->save_steps == 0 || stop))
+                if (r->writer && save_checkpoint(r)) goto done;
+        }
+        if (a->save_strategy == YF_SAVE_EPOCH && r->writer && save_checkpoint(r)) goto done;
+    }
+    progress(r, true);
+
+    /* final weights, state and curve in the output directory itself */
+    double runtime = yf_time() - r->t0;
+    if (r->writer && h->save(h->ctx, a->output_dir)) goto done;
+    res->global_step = r->global_step;
+    res->epoch = r->epoch;
+    res->train_loss = r->global_step > 0 ? r->total_loss / (double)r->global_step : 0;
+    res->runtime_s = runtime;
+    res->samples_per_s = runtime > 0 ? r->samples_run / runtime : 0;
+    res->steps_per_s = runtime > 0 ? r->steps_run / runtime : 0;
+    res->tokens_per_s = runtime > 0 ? r->tokens_run / runtime : 0;
+    res->last_loss = r->last_loss;
+    res->last_grad_norm = r->last_grad_norm;
+
+    cJSON *sum = cJSON_CreateObject();
+    cJSON_AddNumberToObject(sum, "train_runtime", round_to(runtime, 4));
+    cJSON_AddNumberToObject(sum, "train_samples_per_second", round_to(res->samples_per_s, 3));
+    cJSON_AddNumberToObject(sum, "train_steps_per_second", round_to(res->steps_per_s, 3));
+    cJSON_AddNumberToObject(sum, "total_flos", 0);
+    cJSON_AddNumberToObject(sum, "train_loss", res->train_loss);
+    cJSON_AddNumberToObject(sum, "epoch", r->epoch);
+    cJSON_AddNumberToObject(sum, "step", (double)r->global_step);
+    cJSON_AddItemToArray(r->log_history, sum);
+    if (r->writer) {
+        cJSON *st = state_json(r);
+        int wrc = write_json(a->output_dir, "trainer_state.json", st);
+        cJSON_Delete(st);
+        if (wrc) goto done;
+        double *xs = yf_malloc((size_t)(r->global_step + 1) * sizeof *xs);
+        for (int64_t i = 0; i < r->global_step; i++) xs[i] = (double)(i + 1);
+        char *svg = yf_path_join(a->output_dir, "loss_curve.svg");
+        wrc = yf_svg_line_chart(svg, xs, r->step_loss ? r->step_loss : xs, r->global_step, "training loss", "optimizer step",
+                                "loss");
+        free(svg);
+        free(xs);
+        if (wrc) goto done;
+    }
+    if (!r->logger) {
+        rc = 0;
+        goto done;
+    }
+
+    /* HF's summary line (without total_flos), then one machine-readable JSON line */
+    cJSON *hf = cJSON_CreateObject();
+    cJSON_AddNumberToObject(hf, "train_runtime", round_to(runtime, 4));
+    cJSON_AddNumberToObject(hf, "train_samples_per_second", round_to(res->samples_per_s, 3));
+    cJSON_AddNumberToObject(hf, "train_steps_per_second", round_to(res->steps_per_s, 3));
+    cJSON_AddNumberToObject(hf, "train_loss", res->train_loss);
+    cJSON_AddNumberToObject(hf, "epoch", r->epoch);
+    print_py_dict(r->out, hf, NULL);
+    cJSON_Delete(hf);
+    /* steady state: the median step after the first (which also pays for
+     * faulting in the weights and packing them), as a benchmark that times
+     * steps after a warm-up step reports */
+    char b[6][64], dist[256] = "", steady[224] = "";
+    if (r->steps_run >= 2) {
+        int64_t n = r->steps_run - 1;
+        double *v = yf_malloc((size_t)n * sizeof(double));
+        memcpy(v, r->step_tps + 1, (size_t)n * sizeof(double));
+        qsort(v, (size_t)n, sizeof(double), cmp_double);
+        double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), best = v[n - 1];
+        free(v);
+        /* and the fastest such step: on a shared machine the least disturbed one */
+        char mb[64], bb[64];
+        snprintf(steady, sizeof steady, ", \"steady_tokens_per_second\": %s, \"fastest_step_tokens_per_second\": %s",
+                 yf_py_float(round_to(med, 1), mb, sizeof mb), yf_py_float(round_to(best, 1), bb, sizeof bb));
+    }
+    if (r->world > 1) {
+        /* what the all-reduces cost rank 0 (waiting for slower ranks included) */
+        const yf_dist *d = r->dist;
+        double steps = r->steps_run > 0 ? (double)r->steps_run : 1;
+        snprintf(dist, sizeof dist,
+                 ", \"world_size\": %d, \"comm_s_per_step\": %.6f, \"grad_allreduce_s_per_step\": %.6f, "
+                 "\"grad_allreduce_mb_per_step\": %.3f, \"rank_wait_s_per_step\": %.6f",
+                 r->world, d->comm_s / steps, d->grad_s / steps, (double)d->grad_bytes / steps / 1e6, d->sync_s / steps);
+        fprintf(stderr,
+                "yuanft train: %d ranks: per step %.3f MB of gradients all-reduced in %.2f ms; %.2f ms in collectives "
+                "in all (%.1f%% of the step time)\n",
+                r->world, (double)d->grad_bytes / steps / 1e6, 1e3 * d->grad_s / steps, 1e3 * d->comm_s / steps,
+                runtime > 0 ? 100.0 * d->comm_s / runtime : 0.0);
+    }
+    fprintf(r->out,
+            "{\"train_runtime\": %s, \"train_samples_per_second\": %s, \"train_steps_per_second\": %s, "
+            "\"train_tokens_per_second\": %s%s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s}\n",
+            yf_py_float(round_to(runtime, 4), b[0], 64), yf_py_float(round_to(res->samples_per_s, 3), b[1], 64),
+            yf_py_float(round_to(res->steps_per_s, 3), b[2], 64), yf_py_float(round_to(res->tokens_per_s, 1), b[3], 64),
+            steady, yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), dist);
+    fflush(r->out);
+    rc = 0;
+done:
+    free(perm);
+    free(r->step_loss);
+    free(r->step_tps);
+    cJSON_Delete(r->log_history);
+    yf_adamw_free(&r->opt);
+    return rc;
+}
