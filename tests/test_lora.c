@@ -327,7 +327,7 @@ TEST(lora_dropout_only_on_branch) {
     CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
     yf_rng rng;
     yf_rng_seed(&rng, 1);
-    CHECK_OK(yf_lora_init(&lo, m, &rng));
+    CHECK_OK(yf_lora_init(&lo, yf_model_config(m), yf_model_tensors(m), &rng));
     int64_t B = 2, T = 16, ids[32], labels[32];
     yt_random_batch(ids, labels, B, T, cfg.vocab_size, 72);
     double l0, l1, l2, l3;
@@ -382,7 +382,7 @@ TEST(lora_init_peft) {
     CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
     yf_rng rng;
     yf_rng_seed(&rng, 3);
-    CHECK_OK(yf_lora_init(&lo, m, &rng));
+    CHECK_OK(yf_lora_init(&lo, yf_model_config(m), yf_model_tensors(m), &rng));
     yf_lora_mod *md = yf_lora_get(&lo, 1, YF_DOWN);
     float amax = 0;
     for (int64_t i = 0; i < 4 * md->in; i++) amax = fmaxf(amax, fabsf(md->A[i]));

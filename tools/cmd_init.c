@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "formats/checkpoint.h"
 #include "formats/config.h"
 #include "formats/safetensors.h"
 #include "task/data.h"
@@ -54,6 +55,22 @@ out:
     yf_template_free(&tpl);
     if (tok) yf_tokenizer_free(tok);
     return rc;
+}
+
+/* The random initialisation, one tensor at a time in checkpoint order (the
+ * values yf_weights_init_random gives for the same seed). */
+typedef struct init_src {
+    const yf_config *cfg;
+    const yf_wspec *specs;
+    yf_dtype dt;
+    yf_rng rng;
+} init_src;
+
+static int init_tensor(void *ctx, int64_t i, void *buf, const void **data) {
+    init_src *s = ctx;
+    yf_weight_fill_random(s->cfg, &s->specs[i], &s->rng, s->dt, buf);
+    *data = buf;
+    return 0;
 }
 
 int cmd_init(int argc, char **argv) {
@@ -117,7 +134,6 @@ int cmd_init(int argc, char **argv) {
     yf_wspec *specs;
     int64_t n = yf_weight_specs(&cfg, &specs);
     yf_tensor *ts = yf_calloc((size_t)n, sizeof *ts);
-    size_t maxbytes = 1;
     int64_t nparams = 0;
     uint64_t total = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -127,29 +143,17 @@ int cmd_init(int argc, char **argv) {
         for (int d = 0; d < specs[i].ndim; d++) ts[i].shape[d] = specs[i].shape[d];
         int64_t numel = yf_tensor_numel(&ts[i]);
         ts[i].nbytes = (size_t)numel * yf_dtype_size(dt);
-        if (ts[i].nbytes > maxbytes) maxbytes = ts[i].nbytes;
         nparams += numel;
         total += ts[i].nbytes;
     }
+    init_src src = {.cfg = &cfg, .specs = specs, .dt = dt};
+    yf_rng_seed(&src.rng, (uint64_t)seed);
+    int rc = yf_model_dir_write(out, &cfg, ts, n, init_tensor, &src, NULL);
     char *wpath = yf_path_join(out, "model.safetensors"), *cpath = yf_path_join(out, "config.json");
-    /* transformers refuses safetensors files without format=pt metadata */
-    const char *meta[] = {"format", "pt", NULL};
-    yf_st_writer w;
-    int rc = yf_st_writer_open(&w, wpath, ts, (int)n, meta);
-    void *buf = rc ? NULL : yf_aligned_alloc(maxbytes);
-    yf_rng rng;
-    yf_rng_seed(&rng, (uint64_t)seed);
-    for (int64_t i = 0; rc == 0 && i < n; i++) {
-        yf_weight_fill_random(&cfg, &specs[i], &rng, dt, buf);
-        rc = yf_st_writer_put(&w, buf, ts[i].nbytes);
-    }
-    if (rc == 0) rc = yf_st_writer_close(&w);
-    if (rc == 0) rc = yf_config_save(cpath, &cfg);
     if (rc == 0)
         printf("wrote %s (%lld tensors, %lld parameters, %s, %.1f MB) and %s: seed %lld, %.1f s, peak RSS %zu MB\n",
                wpath, (long long)n, (long long)nparams, dt == YF_BF16 ? "bf16" : "f32", (double)total / 1e6, cpath,
                (long long)seed, yf_time() - t0, yf_peak_rss_mb());
-    free(buf);
     free(ts);
     free(specs);
     free(wpath);

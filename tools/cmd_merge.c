@@ -40,16 +40,10 @@ int cmd_merge(int argc, char **argv) {
     int rc = yf_checkpoint_open(model, &cfg, &tab);
     if (rc == 0) rc = yf_lora_load(adapter, &cfg, &lo);
     if (rc == 0) rc = yf_lora_merge_table(&lo, &cfg, &tab);
-    if (rc == 0) rc = yf_mkdir_p(out);
-    char *wpath = yf_path_join(out, "model.safetensors"), *cpath = yf_path_join(out, "config.json");
-    static const char *const meta[] = {"format", "pt", NULL};
-    if (rc == 0) rc = yf_st_save(wpath, tab.t, tab.n, meta);
-    if (rc == 0) rc = yf_config_save(cpath, &cfg);
+    if (rc == 0) rc = yf_model_dir_write(out, &cfg, tab.t, tab.n, NULL, NULL, model);
     if (rc == 0)
         printf("merged %s (r=%d%s) into %s: %d tensors, %.1f s, peak RSS %zu MB\n", adapter, lo.cfg.r,
                lo.cfg.use_dora ? ", DoRA" : "", out, tab.n, yf_time() - t0, yf_peak_rss_mb());
-    free(wpath);
-    free(cpath);
     yf_lora_free(&lo);
     yf_table_free(&tab);
     return rc ? yc_fail("merge") : 0;

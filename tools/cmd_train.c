@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "formats/checkpoint.h"
 #include "commands.h"
 #include "formats/config.h"
 #include "lora/lora.h"
@@ -207,22 +208,7 @@ static int hook_save(void *vc, const char *dir) {
         ts[i].data = p->w;
         ts[i].nbytes = (size_t)p->numel * sizeof(float);
     }
-    char *wpath = yf_path_join(dir, "model.safetensors"), *cpath = yf_path_join(dir, "config.json");
-    const char *meta[] = {"format", "pt", NULL};
-    yf_config cfg = *yf_model_config(c->model);
-    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "float32");
-    int rc = yf_st_save(wpath, ts, c->params.n, meta);
-    if (rc == 0) rc = yf_config_save(cpath, &cfg);
-    /* a model directory is complete with its tokenizer and vocabulary map */
-    static const char *const extra[] = {"tokenizer.model", YF_VOCAB_MAP_FILE};
-    for (size_t k = 0; rc == 0 && k < sizeof extra / sizeof *extra; k++) {
-        char *from = yf_path_join(c->model_dir, extra[k]), *to = yf_path_join(dir, extra[k]);
-        if (yf_file_exists(from)) rc = yf_copy_file(from, to);
-        free(from);
-        free(to);
-    }
-    free(wpath);
-    free(cpath);
+    int rc = yf_model_dir_write(dir, yf_model_config(c->model), ts, c->params.n, NULL, NULL, c->model_dir);
     free(ts);
     return rc;
 }
@@ -367,7 +353,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
         } else {
             yf_rng init;
             yf_rng_seed(&init, (uint64_t)seed);
-            if (yf_lora_create(&lora, yf_model_config(m), &lc) || yf_lora_init(&lora, m, &init)) goto done;
+            if (yf_lora_create(&lora, yf_model_config(m), &lc) || yf_lora_init(&lora, yf_model_config(m), yf_model_tensors(m), &init)) goto done;
         }
         lo = &lora;
         yf_lora_alloc_grads(lo);

@@ -1,13 +1,17 @@
-/* checkpoint: finds and loads the files of a Hugging Face model directory. */
+/* checkpoint: finds and loads the files of a Hugging Face model directory,
+ * and writes one. */
 #include "formats/checkpoint.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "formats/safetensors.h"
 #include "formats/torch_pickle.h"
+#include "formats/vocab_map.h"
 
 static int load_torch_index(const char *path, yf_table *tab) { return yf_shard_index_load(path, yf_torch_load, tab); }
 
@@ -64,5 +68,54 @@ int yf_checkpoint_open(const char *dir, yf_config *cfg, yf_table *tab) {
     if (f < 0) return -1;
     rc = g_formats[f].load(wpath, tab);
     free(wpath);
+    return rc;
+}
+
+/* ---- writing a model directory ----------------------------------------------------- */
+
+int yf_model_dir_write(const char *dir, const yf_config *cfg, const yf_tensor *ts, int64_t n, yf_tensor_source src,
+                       void *ctx, const char *copy_from) {
+    if (n <= 0 || n > INT_MAX) return yf_errorf("%s: a model directory needs 1 to %d tensors", dir, INT_MAX);
+    int rc = yf_mkdir_p(dir);
+    char *wpath = yf_path_join(dir, "model.safetensors"), *cpath = yf_path_join(dir, "config.json");
+    /* transformers refuses safetensors files without format=pt metadata */
+    static const char *const meta[] = {"format", "pt", NULL};
+    size_t maxbytes = 1;
+    for (int64_t i = 0; i < n; i++)
+        if (ts[i].nbytes > maxbytes) maxbytes = ts[i].nbytes;
+    yf_st_writer wr;
+    if (rc == 0) rc = yf_st_writer_open(&wr, wpath, ts, (int)n, meta);
+    void *buf = rc == 0 && src ? yf_aligned_alloc(maxbytes) : NULL;
+    for (int64_t i = 0; rc == 0 && i < n; i++) {
+        const void *data = ts[i].data;
+        if (src) {
+            data = buf;
+            if (src(ctx, i, buf, &data) != 0) {
+                yf_st_writer_abort(&wr);
+                rc = -1;
+                break;
+            }
+        }
+        rc = yf_st_writer_put(&wr, data, ts[i].nbytes);
+    }
+    if (rc == 0) rc = yf_st_writer_close(&wr);
+    if (rc == 0) {
+        yf_config c = *cfg;
+        yf_dtype d0 = ts[0].dtype;
+        snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
+                 d0 == YF_BF16 ? "bfloat16" : d0 == YF_F16 ? "float16" : "float32");
+        rc = yf_config_save(cpath, &c);
+    }
+    /* a model directory is complete with its tokenizer and vocabulary map */
+    static const char *const extra[] = {"tokenizer.model", YF_VOCAB_MAP_FILE};
+    for (size_t k = 0; rc == 0 && copy_from && k < sizeof extra / sizeof *extra; k++) {
+        char *from = yf_path_join(copy_from, extra[k]), *to = yf_path_join(dir, extra[k]);
+        if (yf_file_exists(from)) rc = yf_copy_file(from, to);
+        free(from);
+        free(to);
+    }
+    free(buf);
+    free(wpath);
+    free(cpath);
     return rc;
 }

@@ -5,43 +5,59 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void add(yf_wspec **s, int64_t *n, int64_t *cap, yf_wkind kind, int ndim, const int64_t *shape,
-                const char *fmt, long long layer) {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        *s = yf_realloc(*s, (size_t)*cap * sizeof **s);
+const char *const yf_proj_names[YF_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+typedef struct spec_list {
+    yf_wspec *s;
+    int64_t n, cap;
+} spec_list;
+
+static void add(spec_list *L, yf_wkind kind, int64_t layer, yf_proj proj, int ndim, const int64_t *shape,
+                const char *name) {
+    if (L->n == L->cap) {
+        L->cap = L->cap ? L->cap * 2 : 64;
+        L->s = yf_realloc(L->s, (size_t)L->cap * sizeof *L->s);
     }
-    yf_wspec *w = &(*s)[(*n)++];
+    yf_wspec *w = &L->s[L->n++];
     memset(w, 0, sizeof *w);
-    snprintf(w->name, sizeof w->name, fmt, layer);
+    if (layer >= 0)
+        snprintf(w->name, sizeof w->name, "model.layers.%lld.%s", (long long)layer, name);
+    else
+        snprintf(w->name, sizeof w->name, "%s", name);
     w->kind = kind;
+    w->layer = layer;
+    w->proj = proj;
     w->ndim = ndim;
     for (int i = 0; i < ndim; i++) w->shape[i] = shape[i];
 }
 
 int64_t yf_weight_specs(const yf_config *c, yf_wspec **specs) {
-    int64_t n = 0, cap = 0, D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
-    *specs = NULL;
-    add(specs, &n, &cap, YF_W_EMBED, 2, (int64_t[]){V, D}, "model.embed_tokens.weight", 0);
-    for (long long l = 0; l < c->num_hidden_layers; l++) {
-        add(specs, &n, &cap, YF_W_NORM, 1, (int64_t[]){D}, "model.layers.%lld.input_layernorm.weight", l);
-        add(specs, &n, &cap, YF_W_CONV1, 4, (int64_t[]){D / 2, D, 2, 1}, "model.layers.%lld.self_attn.lf_gate.conv1.weight", l);
-        add(specs, &n, &cap, YF_W_CONV1_B, 1, (int64_t[]){D / 2}, "model.layers.%lld.self_attn.lf_gate.conv1.bias", l);
-        add(specs, &n, &cap, YF_W_CONV2, 4, (int64_t[]){D, D / 2, 2, 1}, "model.layers.%lld.self_attn.lf_gate.conv2.weight", l);
-        add(specs, &n, &cap, YF_W_CONV2_B, 1, (int64_t[]){D}, "model.layers.%lld.self_attn.lf_gate.conv2.bias", l);
-        add(specs, &n, &cap, YF_W_NORM, 1, (int64_t[]){D}, "model.layers.%lld.self_attn.lf_gate.output_layernorm.weight", l);
-        add(specs, &n, &cap, YF_W_LINEAR, 2, (int64_t[]){D, D}, "model.layers.%lld.self_attn.q_proj.weight", l);
-        add(specs, &n, &cap, YF_W_LINEAR, 2, (int64_t[]){D, D}, "model.layers.%lld.self_attn.k_proj.weight", l);
-        add(specs, &n, &cap, YF_W_LINEAR, 2, (int64_t[]){D, D}, "model.layers.%lld.self_attn.v_proj.weight", l);
-        add(specs, &n, &cap, YF_W_LINEAR, 2, (int64_t[]){D, D}, "model.layers.%lld.self_attn.o_proj.weight", l);
-        add(specs, &n, &cap, YF_W_NORM, 1, (int64_t[]){D}, "model.layers.%lld.post_attention_layernorm.weight", l);
-        add(specs, &n, &cap, YF_W_LINEAR, 2, (int64_t[]){I, D}, "model.layers.%lld.mlp.gate_proj.weight", l);
-        add(specs, &n, &cap, YF_W_LINEAR, 2, (int64_t[]){I, D}, "model.layers.%lld.mlp.up_proj.weight", l);
-        add(specs, &n, &cap, YF_W_LINEAR, 2, (int64_t[]){D, I}, "model.layers.%lld.mlp.down_proj.weight", l);
+    int64_t D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    spec_list L = {0};
+    add(&L, YF_W_EMBED, -1, 0, 2, (int64_t[]){V, D}, "model.embed_tokens.weight");
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        add(&L, YF_W_LN1, l, 0, 1, (int64_t[]){D}, "input_layernorm.weight");
+        add(&L, YF_W_CONV1, l, 0, 4, (int64_t[]){D / 2, D, 2, 1}, "self_attn.lf_gate.conv1.weight");
+        add(&L, YF_W_CONV1_B, l, 0, 1, (int64_t[]){D / 2}, "self_attn.lf_gate.conv1.bias");
+        add(&L, YF_W_CONV2, l, 0, 4, (int64_t[]){D, D / 2, 2, 1}, "self_attn.lf_gate.conv2.weight");
+        add(&L, YF_W_CONV2_B, l, 0, 1, (int64_t[]){D}, "self_attn.lf_gate.conv2.bias");
+        add(&L, YF_W_LF_LN, l, 0, 1, (int64_t[]){D}, "self_attn.lf_gate.output_layernorm.weight");
+        char name[64];
+        for (int p = YF_Q; p <= YF_O; p++) {
+            snprintf(name, sizeof name, "self_attn.%s.weight", yf_proj_names[p]);
+            add(&L, YF_W_LINEAR, l, (yf_proj)p, 2, (int64_t[]){D, D}, name);
+        }
+        add(&L, YF_W_LN2, l, 0, 1, (int64_t[]){D}, "post_attention_layernorm.weight");
+        for (int p = YF_GATE; p <= YF_DOWN; p++) {
+            snprintf(name, sizeof name, "mlp.%s.weight", yf_proj_names[p]);
+            int64_t out = p == YF_DOWN ? D : I, in = p == YF_DOWN ? I : D;
+            add(&L, YF_W_LINEAR, l, (yf_proj)p, 2, (int64_t[]){out, in}, name);
+        }
     }
-    add(specs, &n, &cap, YF_W_NORM, 1, (int64_t[]){D}, "model.norm.weight", 0);
-    if (!c->tie_word_embeddings) add(specs, &n, &cap, YF_W_LM_HEAD, 2, (int64_t[]){V, D}, "lm_head.weight", 0);
-    return n;
+    add(&L, YF_W_FINAL_NORM, -1, 0, 1, (int64_t[]){D}, "model.norm.weight");
+    if (!c->tie_word_embeddings) add(&L, YF_W_LM_HEAD, -1, 0, 2, (int64_t[]){V, D}, "lm_head.weight");
+    *specs = L.s;
+    return L.n;
 }
 
 void yf_weight_fill_random(const yf_config *cfg, const yf_wspec *s, yf_rng *rng, yf_dtype dtype, void *data) {
@@ -56,7 +72,10 @@ void yf_weight_fill_random(const yf_config *cfg, const yf_wspec *s, yf_rng *rng,
     for (int64_t k = 0; k < numel; k++) {
         float v;
         switch (s->kind) {
-        case YF_W_NORM: v = 1.0f; break;
+        case YF_W_LN1:
+        case YF_W_LF_LN:
+        case YF_W_LN2:
+        case YF_W_FINAL_NORM: v = 1.0f; break;
         case YF_W_EMBED:
         case YF_W_LINEAR:
         case YF_W_LM_HEAD: v = 0.02f * yf_rng_normal(rng); break;

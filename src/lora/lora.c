@@ -1,6 +1,6 @@
 /* lora: LoRA / DoRA adapter tensors, PEFT file format, init, merge
  * (shared/docs/finetune-semantics.md). The forward/backward math lives in
- * model.c (yf_linear_fwd / yf_linear_bwd). */
+ * the model (model/linear.c: yf_linear_fwd / yf_linear_bwd). */
 #include "lora/lora.h"
 
 #include <cjson/cJSON.h>
@@ -8,10 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/model_internal.h"
 #include "formats/safetensors.h"
-
-const char *const yf_proj_names[YF_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 static const char *proj_section(int p) { return p <= YF_O ? "self_attn" : "mlp"; }
 
@@ -137,8 +134,28 @@ int yf_lora_check_fits(const yf_lora *lo, const yf_config *cfg) {
     return 0;
 }
 
-int yf_lora_init(yf_lora *lo, struct yf_model *m, yf_rng *rng) {
-    if (yf_lora_check_fits(lo, yf_model_config(m)) != 0) return -1;
+/* The base weight of (layer, proj) in a table of checkpoint tensors, checked
+ * against the module's shape; NULL (message) when absent or not a float
+ * [out, in] tensor. */
+static yf_tensor *base_weight(const yf_table *tab, const yf_lora_mod *md, int64_t l, int p, const char *what) {
+    char name[160];
+    snprintf(name, sizeof name, "model.layers.%lld.%s.%s.weight", (long long)l, proj_section(p), yf_proj_names[p]);
+    yf_tensor *t = yf_table_find(tab, name);
+    if (!t) {
+        yf_errorf("%s: the model has no tensor %s", what, name);
+        return NULL;
+    }
+    if (t->ndim != 2 || t->shape[0] != md->out || t->shape[1] != md->in ||
+        (t->dtype != YF_F32 && t->dtype != YF_BF16 && t->dtype != YF_F16)) {
+        yf_errorf("%s: tensor %s is not a float [%lld, %lld] weight", what, name, (long long)md->out,
+                  (long long)md->in);
+        return NULL;
+    }
+    return t;
+}
+
+int yf_lora_init(yf_lora *lo, const yf_config *cfg, const yf_table *weights, yf_rng *rng) {
+    if (yf_lora_check_fits(lo, cfg) != 0) return -1;
     int r = lo->cfg.r;
     for (int64_t l = 0; l < lo->n_layers; l++)
         for (int p = 0; p < YF_NPROJ; p++) {
@@ -150,8 +167,9 @@ int yf_lora_init(yf_lora *lo, struct yf_model *m, yf_rng *rng) {
                 md->A[i] = (float)((2 * yf_rng_uniform(rng) - 1) * bound);
             memset(md->B, 0, (size_t)(md->out * r) * sizeof(float));
             if (md->m) {
-                const yf_mw *w = yf_model_proj(m, l, (yf_proj)p);
-                yf_lora_row_norms(md, r, lo->scaling, w->data, w->dt, md->m); /* B = 0: ||W|| */
+                const yf_tensor *w = weights ? base_weight(weights, md, l, p, "DoRA init") : NULL;
+                if (!w) return weights ? -1 : yf_errorf("DoRA init: the base model's weights are needed");
+                yf_lora_row_norms(md, r, lo->scaling, w->data, w->dtype, md->m); /* B = 0: ||W|| */
             }
         }
     return 0;
@@ -446,19 +464,12 @@ void yf_lora_free(yf_lora *lo) {
 int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab) {
     if (yf_lora_check_fits(lo, cfg) != 0) return -1;
     int r = lo->cfg.r;
-    char name[160];
     for (int64_t l = 0; l < lo->n_layers; l++)
         for (int p = 0; p < YF_NPROJ; p++) {
             const yf_lora_mod *md = yf_lora_get(lo, l, (yf_proj)p);
             if (!md) continue;
-            snprintf(name, sizeof name, "model.layers.%lld.%s.%s.weight", (long long)l, proj_section(p),
-                     yf_proj_names[p]);
-            yf_tensor *t = yf_table_find(tab, name);
-            if (!t) return yf_errorf("merge: the model has no tensor %s", name);
-            if (t->ndim != 2 || t->shape[0] != md->out || t->shape[1] != md->in ||
-                (t->dtype != YF_F32 && t->dtype != YF_BF16 && t->dtype != YF_F16))
-                return yf_errorf("merge: tensor %s is not a float [%lld, %lld] weight", name, (long long)md->out,
-                                 (long long)md->in);
+            yf_tensor *t = base_weight(tab, md, l, p, "merge");
+            if (!t) return -1;
             void *nb = yf_aligned_alloc(t->nbytes);
             yf_table_own(tab, nb);
             const void *w = t->data;

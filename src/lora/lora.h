@@ -3,12 +3,9 @@
 #ifndef YF_LORA_H
 #define YF_LORA_H
 
-#include "formats/config.h"
 #include "base/tensor.h"
-
-/* The seven projections, in this order everywhere. */
-typedef enum yf_proj { YF_Q = 0, YF_K, YF_V, YF_O, YF_GATE, YF_UP, YF_DOWN, YF_NPROJ } yf_proj;
-extern const char *const yf_proj_names[YF_NPROJ]; /* "q_proj", ..., "down_proj" */
+#include "formats/config.h"
+#include "formats/weights.h"
 
 typedef struct yf_lora_cfg {
     int r;
@@ -39,15 +36,20 @@ static inline yf_lora_mod *yf_lora_get(const yf_lora *lo, int64_t layer, yf_proj
     return m->A ? m : NULL;
 }
 
-struct yf_model;
-
 /* Parses "q_proj,k_proj,..." (also "all-linear"/"all") into a target mask;
  * unknown module names are an error naming them. */
 int yf_lora_parse_targets(const char *list, unsigned *mask);
 /* Allocates the adapter tensors for cfg (A, B zero; m zero). r > 0 required. */
 int yf_lora_create(yf_lora *lo, const yf_config *cfg, const yf_lora_cfg *lc);
-/* PEFT init: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, DoRA m = row norms of W. */
-int yf_lora_init(yf_lora *lo, struct yf_model *m, yf_rng *rng);
+/* PEFT init: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, DoRA m = row norms of W,
+ * read from weights (a table of the base model's checkpoint tensors, any
+ * float dtype; only needed for DoRA, else may be NULL). */
+int yf_lora_init(yf_lora *lo, const yf_config *cfg, const yf_table *weights, yf_rng *rng);
+/* Fails (message) when lo does not fit the model's config. */
+int yf_lora_check_fits(const yf_lora *lo, const yf_config *cfg);
+/* n[o] = || W[o,:] + s * (B A)[o,:] || for a module (double accumulation):
+ * DoRA's row norms. W [out, in] in dtype wt (F32, BF16, F16). */
+void yf_lora_row_norms(const yf_lora_mod *md, int r, float s, const void *w, yf_dtype wt, float *n);
 /* Reads a PEFT adapter directory (adapter_config.json + adapter_model.safetensors);
  * shapes are checked against cfg (error names the tensor). */
 int yf_lora_load(const char *dir, const yf_config *cfg, yf_lora *lo);

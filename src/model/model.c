@@ -20,8 +20,6 @@
 
 /* ---- loading ---------------------------------------------------------------- */
 
-static bool is_vector_kind(yf_wkind k) { return k == YF_W_NORM || k == YF_W_CONV1_B || k == YF_W_CONV2_B; }
-
 /* Points w at t (converting to an owned fp32 copy when needed) and allocates
  * its gradient in full-finetune mode. */
 static void bind(yf_model *m, yf_mw *w, const yf_tensor *t, const yf_wspec *s) {
@@ -33,7 +31,7 @@ static void bind(yf_model *m, yf_mw *w, const yf_tensor *t, const yf_wspec *s) {
     for (int i = 0; i < s->ndim; i++) w->shape[i] = s->shape[i];
     w->numel = yf_tensor_numel(t);
     w->src_dt = t->dtype;
-    bool to_f32 = m->opts.full_finetune || m->opts.force_f32 || is_vector_kind(s->kind) || t->dtype != YF_BF16;
+    bool to_f32 = m->opts.full_finetune || m->opts.force_f32 || yf_wkind_is_vector(s->kind) || t->dtype != YF_BF16;
     if (to_f32 && t->dtype != YF_F32) {
         float *buf = yf_aligned_alloc((size_t)w->numel * sizeof(float));
         yf_tensor_to_f32(t, buf);
@@ -75,37 +73,44 @@ static int check_tensor(const yf_tensor *t, const yf_wspec *s, const yf_config *
     return 0;
 }
 
-static void build_params(yf_model *m) {
-    int cap = 4 + (int)m->L * 14, n = 0;
-    m->params = yf_calloc((size_t)cap, sizeof *m->params);
-#define ADD(W)                                                                          \
-    do {                                                                                \
-        yf_param *pp_ = &m->params[n++];                                                  \
-        pp_->name = (W).name;                                                             \
-        pp_->w = (float *)(W).data;                                                       \
-        pp_->g = (W).g;                                                                   \
-        pp_->numel = (W).numel;                                                           \
-        pp_->ndim = (W).ndim;                                                             \
-        for (int i_ = 0; i_ < (W).ndim; i_++) pp_->shape[i_] = (W).shape[i_];             \
-    } while (0)
-    ADD(m->embed);
-    for (int64_t l = 0; l < m->L; l++) {
-        yf_layer_w *lw = &m->layers[l];
-        ADD(lw->ln1);
-        ADD(lw->conv1);
-        ADD(lw->conv1_b);
-        ADD(lw->conv2);
-        ADD(lw->conv2_b);
-        ADD(lw->lf_ln);
-        for (int p = 0; p < YF_NPROJ; p++) {
-            if (p == YF_GATE) ADD(lw->ln2); /* checkpoint order: post_attention_layernorm before the MLP */
-            ADD(lw->proj[p]);
-        }
+/* The compute tensor a checkpoint tensor binds to. */
+static yf_mw *spec_slot(yf_model *m, const yf_wspec *s) {
+    yf_layer_w *lw = s->layer >= 0 && s->layer < m->L ? &m->layers[s->layer] : NULL;
+    switch (s->kind) {
+    case YF_W_EMBED: return &m->embed;
+    case YF_W_FINAL_NORM: return &m->norm;
+    case YF_W_LM_HEAD: return &m->head;
+    default: break;
     }
-    ADD(m->norm);
-    if (!m->tied) ADD(m->head);
-#undef ADD
-    m->nparams = n;
+    YF_CHECK(lw != NULL);
+    switch (s->kind) {
+    case YF_W_LN1: return &lw->ln1;
+    case YF_W_CONV1: return &lw->conv1;
+    case YF_W_CONV1_B: return &lw->conv1_b;
+    case YF_W_CONV2: return &lw->conv2;
+    case YF_W_CONV2_B: return &lw->conv2_b;
+    case YF_W_LF_LN: return &lw->lf_ln;
+    case YF_W_LN2: return &lw->ln2;
+    case YF_W_LINEAR: return &lw->proj[s->proj];
+    default: YF_CHECK(!"unhandled tensor kind"); return NULL;
+    }
+}
+
+/* Full fine-tuning's parameter list: every tensor in checkpoint order (a
+ * tied head is the embedding, listed once). */
+static void build_params(yf_model *m) {
+    m->params = yf_calloc((size_t)m->nspecs, sizeof *m->params);
+    for (int64_t i = 0; i < m->nspecs; i++) {
+        const yf_mw *w = spec_slot(m, &m->specs[i]);
+        yf_param *p = &m->params[i];
+        p->name = w->name;
+        p->w = (float *)w->data;
+        p->g = w->g;
+        p->numel = w->numel;
+        p->ndim = w->ndim;
+        for (int d = 0; d < w->ndim; d++) p->shape[d] = w->shape[d];
+    }
+    m->nparams = (int)m->nspecs;
 }
 
 /* Every forward reads all weights but the embedding (a few rows of it, unless
@@ -152,11 +157,10 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
     yf_table_init(&m->own);
     m->layers = yf_calloc((size_t)m->L, sizeof *m->layers);
 
-    yf_wspec *specs;
-    int64_t ns = yf_weight_specs(cfg, &specs);
+    m->nspecs = yf_weight_specs(cfg, &m->specs);
     int rc = 0;
-    for (int64_t i = 0; i < ns && rc == 0; i++) {
-        yf_wspec *s = &specs[i];
+    for (int64_t i = 0; i < m->nspecs && rc == 0; i++) {
+        const yf_wspec *s = &m->specs[i];
         yf_tensor *t = yf_table_find(&m->tab, s->name);
         if (!t && s->kind == YF_W_EMBED && m->tied) t = yf_table_find(&m->tab, "lm_head.weight");
         if (!t) {
@@ -165,30 +169,7 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
             break;
         }
         if ((rc = check_tensor(t, s, cfg, what)) != 0) break;
-        yf_mw *w = NULL;
-        long long l = -1;
-        char sub[96];
-        if (!strcmp(s->name, "model.embed_tokens.weight")) w = &m->embed;
-        else if (!strcmp(s->name, "model.norm.weight")) w = &m->norm;
-        else if (!strcmp(s->name, "lm_head.weight")) w = &m->head;
-        else if (sscanf(s->name, "model.layers.%lld.%95s", &l, sub) == 2 && l >= 0 && l < m->L) {
-            yf_layer_w *lw = &m->layers[l];
-            static const char *const pn[YF_NPROJ] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                                                     "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-                                                     "mlp.gate_proj.weight",    "mlp.up_proj.weight",
-                                                     "mlp.down_proj.weight"};
-            if (!strcmp(sub, "input_layernorm.weight")) w = &lw->ln1;
-            else if (!strcmp(sub, "self_attn.lf_gate.conv1.weight")) w = &lw->conv1;
-            else if (!strcmp(sub, "self_attn.lf_gate.conv1.bias")) w = &lw->conv1_b;
-            else if (!strcmp(sub, "self_attn.lf_gate.conv2.weight")) w = &lw->conv2;
-            else if (!strcmp(sub, "self_attn.lf_gate.conv2.bias")) w = &lw->conv2_b;
-            else if (!strcmp(sub, "self_attn.lf_gate.output_layernorm.weight")) w = &lw->lf_ln;
-            else if (!strcmp(sub, "post_attention_layernorm.weight")) w = &lw->ln2;
-            for (int p = 0; p < YF_NPROJ && !w; p++)
-                if (!strcmp(sub, pn[p])) w = &lw->proj[p];
-        }
-        YF_CHECK(w != NULL); /* every spec name is handled above */
-        bind(m, w, t, s);
+        bind(m, spec_slot(m, s), t, s);
     }
     if (rc == 0 && m->tied) {
         m->head = m->embed;
@@ -196,7 +177,6 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
         yf_table_own(&m->own, hn);
         m->head.name = hn;
     }
-    free(specs);
     if (rc) {
         yf_model_free(m);
         return -1;
@@ -324,10 +304,12 @@ void yf_model_free(yf_model *m) {
     yf_table_free(&m->own);
     free(m->layers);
     free(m->params);
+    free(m->specs);
     free(m);
 }
 
 const yf_config *yf_model_config(const yf_model *m) { return &m->cfg; }
+const yf_table *yf_model_tensors(const yf_model *m) { return &m->tab; }
 
 void yf_model_params(yf_model *m, yf_param_list *out) {
     out->n = m->opts.full_finetune ? m->nparams : 0;
@@ -773,66 +755,48 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
 
 /* ---- saving ------------------------------------------------------------------------ */
 
+typedef struct save_src {
+    const yf_mw **ws;
+    const yf_tensor *ts;
+} save_src;
+
+/* tensor i in the dtype the file wants (a conversion where it differs) */
+static int save_tensor(void *ctx, int64_t i, void *buf, const void **data) {
+    const save_src *c = ctx;
+    const yf_mw *w = c->ws[i];
+    yf_dtype to = c->ts[i].dtype;
+    if (to == w->dt) {
+        *data = w->data;
+        return 0;
+    }
+    for (int64_t k = 0; k < w->numel; k++) {
+        float v = w->dt == YF_F32 ? ((const float *)w->data)[k] : yf_bf16_to_f32(((const uint16_t *)w->data)[k]);
+        if (to == YF_F32) ((float *)buf)[k] = v;
+        else if (to == YF_BF16) ((uint16_t *)buf)[k] = yf_f32_to_bf16(v);
+        else ((uint16_t *)buf)[k] = yf_f32_to_f16(v);
+    }
+    return 0;
+}
+
 int yf_model_save(const yf_model *m, const char *dir, yf_dtype dt) {
     if (dt != YF_DTYPE_COUNT && dt != YF_F32 && dt != YF_BF16 && dt != YF_F16)
         return yf_errorf("model save: dtype must be F32, BF16 or F16");
     /* every tensor in checkpoint order; a tied head is the embedding, written once */
-    int64_t cap = 3 + m->L * 14, n = 0;
-    const yf_mw **ws = yf_malloc((size_t)cap * sizeof *ws);
-    ws[n++] = &m->embed;
-    for (int64_t l = 0; l < m->L; l++) {
-        const yf_layer_w *lw = &m->layers[l];
-        const yf_mw *order[14] = {&lw->ln1,          &lw->conv1,          &lw->conv1_b,        &lw->conv2,
-                                  &lw->conv2_b,      &lw->lf_ln,          &lw->proj[YF_Q],     &lw->proj[YF_K],
-                                  &lw->proj[YF_V],   &lw->proj[YF_O],     &lw->ln2,            &lw->proj[YF_GATE],
-                                  &lw->proj[YF_UP],  &lw->proj[YF_DOWN]};
-        for (int i = 0; i < 14; i++) ws[n++] = order[i];
-    }
-    ws[n++] = &m->norm;
-    if (!m->tied) ws[n++] = &m->head;
+    int64_t n = m->nspecs;
+    const yf_mw **ws = yf_malloc((size_t)n * sizeof *ws);
     yf_tensor *ts = yf_calloc((size_t)n, sizeof *ts);
-    size_t maxbytes = 1;
     for (int64_t i = 0; i < n; i++) {
-        ts[i].name = (char *)ws[i]->name;
-        ts[i].dtype = dt == YF_DTYPE_COUNT ? ws[i]->src_dt : dt;
-        ts[i].ndim = ws[i]->ndim;
-        for (int d = 0; d < ws[i]->ndim; d++) ts[i].shape[d] = ws[i]->shape[d];
-        ts[i].nbytes = (size_t)ws[i]->numel * yf_dtype_size(ts[i].dtype);
-        if (ts[i].nbytes > maxbytes) maxbytes = ts[i].nbytes;
+        const yf_mw *w = ws[i] = spec_slot((yf_model *)m, &m->specs[i]);
+        ts[i].name = (char *)w->name;
+        ts[i].dtype = dt == YF_DTYPE_COUNT ? w->src_dt : dt;
+        ts[i].ndim = w->ndim;
+        for (int d = 0; d < w->ndim; d++) ts[i].shape[d] = w->shape[d];
+        ts[i].nbytes = (size_t)w->numel * yf_dtype_size(ts[i].dtype);
     }
-    int rc = yf_mkdir_p(dir);
-    char *wpath = yf_path_join(dir, "model.safetensors"), *cpath = yf_path_join(dir, "config.json");
-    static const char *const meta[] = {"format", "pt", NULL};
-    yf_st_writer wr;
-    if (rc == 0) rc = yf_st_writer_open(&wr, wpath, ts, (int)n, meta);
-    void *buf = rc ? NULL : yf_aligned_alloc(maxbytes);
-    for (int64_t i = 0; rc == 0 && i < n; i++) {
-        const yf_mw *w = ws[i];
-        const void *src = w->data;
-        if (ts[i].dtype != w->dt) {
-            for (int64_t k = 0; k < w->numel; k++) {
-                float v = w->dt == YF_F32 ? ((const float *)w->data)[k] : yf_bf16_to_f32(((const uint16_t *)w->data)[k]);
-                if (ts[i].dtype == YF_F32) ((float *)buf)[k] = v;
-                else if (ts[i].dtype == YF_BF16) ((uint16_t *)buf)[k] = yf_f32_to_bf16(v);
-                else ((uint16_t *)buf)[k] = yf_f32_to_f16(v);
-            }
-            src = buf;
-        }
-        rc = yf_st_writer_put(&wr, src, ts[i].nbytes);
-    }
-    if (rc == 0) rc = yf_st_writer_close(&wr);
-    if (rc == 0) {
-        yf_config c = m->cfg;
-        yf_dtype d0 = ts[0].dtype;
-        snprintf(c.torch_dtype, sizeof c.torch_dtype, "%s",
-                 d0 == YF_BF16 ? "bfloat16" : d0 == YF_F16 ? "float16" : "float32");
-        rc = yf_config_save(cpath, &c);
-    }
-    free(buf);
+    save_src ctx = {ws, ts};
+    int rc = yf_model_dir_write(dir, &m->cfg, ts, n, save_tensor, &ctx, NULL);
     free(ts);
     free(ws);
-    free(wpath);
-    free(cpath);
     return rc;
 }
 

@@ -19,6 +19,9 @@ typedef struct yf_model yf_model; /* defined in model.c / model_internal.h */
 int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out);
 void yf_model_free(yf_model *m);
 const yf_config *yf_model_config(const yf_model *m);
+/* The checkpoint's tensors as loaded (names as in the checkpoint): what an
+ * adapter's DoRA initialisation reads (yf_lora_init). */
+const yf_table *yf_model_tensors(const yf_model *m);
 
 /* Forward pass. ids [B,T]. logits [B,T,V] f32 or NULL. If labels != NULL,
  * *loss_sum = sum of next-token cross-entropies (labels[t+1] scored against

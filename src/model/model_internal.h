@@ -23,6 +23,7 @@
 #ifndef YF_MODEL_INTERNAL_H
 #define YF_MODEL_INTERNAL_H
 
+#include "formats/weights.h"
 #include "model/model.h"
 #include "kernels/cpu/kernels.h"
 
@@ -58,6 +59,8 @@ struct yf_model {
     yf_mw norm;            /* model.norm [D] */
     yf_layer_w *layers;    /* [L] */
     float *rope_cos, *rope_sin; /* [max_position_embeddings, hd/2] */
+    yf_wspec *specs;       /* [nspecs] every checkpoint tensor, in checkpoint order (formats/weights.h) */
+    int64_t nspecs;
     yf_table tab;          /* the checkpoint's tensors (mappings) */
     yf_table own;          /* converted copies, gradients, tables */
     yf_param *params;      /* full-finetune parameter list */
@@ -164,15 +167,10 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
 /* The projection weight of (layer, proj), shape [out, in]. */
 const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p);
 
-/* Adapter math shared by model.c and lora.c (lora.c):
- * n[o] = || W[o,:] + s * (B A)[o,:] || for a module (double accumulation). */
-void yf_lora_row_norms(const yf_lora_mod *md, int r, float s, const void *w, yf_dtype wt, float *n);
 /* Test hook: when set, DoRA row norms are copied from here ([l*YF_NPROJ+p],
  * `out` floats each) instead of computed from the adapter, so that finite
  * differences can hold n constant as PEFT's gradient does. NULL normally. */
 extern float *const *yf_dora_norms_override;
-/* Fails (message) when lo does not fit the model's config. */
-int yf_lora_check_fits(const yf_lora *lo, const yf_config *cfg);
 
 /* Incremental forward over T new positions per sequence (see the top of this
  * file). states [L] (allocate with yf_layer_states_alloc, capacity cap
