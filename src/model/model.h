@@ -13,7 +13,7 @@ typedef struct yf_model_opts {
     bool force_f32;      /* convert bf16/f16 weights to fp32 at load */
 } yf_model_opts;
 
-typedef struct yf_model yf_model; /* defined in model.c / model_internal.h */
+typedef struct yf_model yf_model; /* defined in model_internal.h */
 
 /* Loads a model directory (config.json + weights in any supported format). */
 int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out);

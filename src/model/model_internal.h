@@ -1,7 +1,8 @@
-/* model_internal: the model's structs and per-layer API, for model.c, lora.c,
- * the tests and (later) generation. Not part of the public API.
+/* model_internal: the model's structs and per-layer API, for the model's
+ * files (load.c, layer.c, head.c, model.c), generation and the tests. Not
+ * part of the public API.
  *
- * How a forward is organised (model.c):
+ * How a forward is organised:
  *   yf_run          one call's context: rows (B sequences of T positions,
  *                   starting at absolute position pos0), document starts,
  *                   the adapter, dropout seeds, DoRA row norms, workspace.
@@ -78,6 +79,19 @@ struct yf_model {
  * model's budget (YF_PACK_MB, default a quarter of RAM up to 4 GiB); else NULL,
  * and the product packs W itself. Same results either way. */
 const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M);
+
+/* x·W^T's pack for a forward of N rows; in a training run (backward) also
+ * dy·W's when the backward multiplies by W (with_xw), and W's own pages are
+ * then given back (load.c). */
+const yf_wpack *yf_model_fwd_pack(yf_model *m, yf_mw *W, int64_t N, bool backward, bool with_xw);
+/* Rows ids of W as floats [n, W's columns], from W's dy·W pack when it has
+ * one (bit for bit W's values). */
+void yf_mw_rows(const yf_mw *W, const int64_t *ids, int64_t n, float *out);
+/* The embedding of ids [N] into h [N, D]. */
+void yf_model_embed_rows(const yf_model *m, const int64_t *ids, int64_t N, float *h);
+/* Whether anything below a layer's q, k, v products takes a gradient of its
+ * own (full-parameter training): its localized filter or its norms. */
+bool yf_layer_grads_below_qkv(const yf_layer_w *lw);
 
 /* Scratch buffers of one call, sized for N rows. */
 typedef struct yf_ws {
@@ -163,6 +177,16 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
 void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y);
 /* dx [N,in] (acc or overwrite) and gradients, from dy [N,out]. */
 void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float *dy, float *dx, bool acc);
+
+/* Whether the backward multiplies by layer l's weight of projection p (the
+ * input gradient): not for the first layer's q, k, v in a LoRA run. */
+bool yf_model_bwd_uses_w(const yf_run *r, int64_t l, yf_proj p);
+/* The LM head and the loss over the final hidden states hn [N, D] (head.c):
+ * returns the summed loss of the rows whose target >= 0; logits [N, V] or
+ * NULL; with dhn, writes d(loss_scale * loss)/d hn there (rows not scored:
+ * 0) and accumulates the head's gradient in full-finetune mode. */
+double yf_model_head_loss(yf_model *m, const float *hn, const int64_t *target, int64_t N, float *logits, float *dhn,
+                          float loss_scale);
 
 /* The projection weight of (layer, proj), shape [out, in]. */
 const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p);

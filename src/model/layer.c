@@ -1,0 +1,445 @@
+/* model/layer: one decoder layer's forward and backward for a batch of rows
+ * (shared/docs/yuan-architecture.md): the run context and activation
+ * buffers, the seven projections with their LoRA / DoRA adapters, the
+ * localized filter, attention and the MLP. */
+#include "model/model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/bufcache.h"
+#include "kernels/cpu/kernels.h"
+#include "model/ops.h"
+
+/* ---- run context, activations ------------------------------------------------- */
+
+float *const *yf_dora_norms_override = NULL;
+
+
+/* Buffers are carved out of one block; a first pass with base == NULL only
+ * counts. Offsets stay multiples of 16 floats (64 bytes). */
+typedef struct carver {
+    float *base;
+    int64_t off;
+} carver;
+
+static float *carve(carver *c, int64_t n) {
+    float *p = c->base ? c->base + c->off : NULL;
+    c->off += (n + 15) & ~(int64_t)15;
+    return p;
+}
+
+static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int64_t R, bool adapters,
+                      bool backward) {
+    int64_t Dm = D > I ? D : I;
+    w->x2 = carve(c, 2 * N * D);
+    w->qp = carve(c, N * D);
+    w->kp = carve(c, N * D);
+    w->e = carve(c, N * D);
+    w->hh = carve(c, N * D);
+    w->z = carve(c, N * I);
+    w->lt = carve(c, N * R + 1);
+    w->dlt = carve(c, N * R + 1);
+    if (adapters) {
+        w->xd = carve(c, N * Dm);
+        w->t1 = carve(c, N * Dm);
+        w->t2 = carve(c, N * Dm);
+        w->t3 = carve(c, N * Dm);
+    }
+    if (backward) {
+        w->dz = carve(c, N * I);
+        w->dg = carve(c, N * I);
+        w->du = carve(c, N * I);
+        w->dm = carve(c, N * D);
+        w->dh2 = carve(c, N * D);
+        w->datt = carve(c, N * D);
+        w->da = carve(c, N * D);
+        w->df = carve(c, N * D);
+        w->ds = carve(c, N * D);
+        w->dx2 = carve(c, 2 * N * D);
+        w->dq = carve(c, N * D);
+        w->dk = carve(c, N * D);
+        w->dv = carve(c, N * D);
+        w->dc = carve(c, N * D / 2);
+    }
+}
+
+void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
+                 const int64_t *start, yf_rng *dropout_rng, bool backward) {
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->lo = lo;
+    r->B = B;
+    r->T = T;
+    r->N = B * T;
+    r->pos0 = pos0;
+    r->posb = NULL;
+    r->start = start;
+    r->backward = backward;
+    if (lo) {
+        r->dora_n = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *r->dora_n);
+        for (int64_t l = 0; l < m->L; l++)
+            for (int p = 0; p < YF_NPROJ; p++) {
+                yf_lora_mod *md = yf_lora_get(lo, l, (yf_proj)p);
+                if (!md || !md->m) continue;
+                const yf_mw *w = yf_model_proj(m, l, (yf_proj)p);
+                float *n = yf_malloc((size_t)md->out * sizeof(float));
+                if (yf_dora_norms_override && yf_dora_norms_override[l * YF_NPROJ + p])
+                    memcpy(n, yf_dora_norms_override[l * YF_NPROJ + p], (size_t)md->out * sizeof(float));
+                else
+                    yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
+                r->dora_n[l * YF_NPROJ + p] = n;
+            }
+        if (backward) { /* [N, r] per adapter: the backward does not multiply x' by A again */
+            r->lt_saved = yf_buf_get((size_t)(m->L * YF_NPROJ * r->N * lo->cfg.r + 1) * sizeof(float));
+            r->lt_valid = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof(bool));
+        }
+        if (dropout_rng && lo->cfg.dropout > 0) {
+            r->drop_p = lo->cfg.dropout;
+            r->drop_seed = yf_malloc((size_t)(m->L * YF_NPROJ) * sizeof(uint64_t));
+            for (int64_t i = 0; i < m->L * YF_NPROJ; i++) r->drop_seed[i] = yf_rng_u64(dropout_rng);
+        }
+    }
+    int64_t R = lo ? lo->cfg.r : 0;
+    carver c = {NULL, 0};
+    ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
+    r->ws.block = yf_buf_get((size_t)c.off * sizeof(float)); /* recycled, not zeroed */
+    c = (carver){r->ws.block, 0};
+    ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
+}
+
+void yf_run_free(yf_run *r) {
+    if (r->dora_n) {
+        for (int64_t i = 0; i < r->m->L * YF_NPROJ; i++) free(r->dora_n[i]);
+        free(r->dora_n);
+    }
+    free(r->drop_seed);
+    yf_buf_put(r->lt_saved);
+    free(r->lt_valid);
+    yf_buf_put(r->ws.block);
+    memset(r, 0, sizeof *r);
+}
+
+static void act_layout(yf_act *a, carver *c, int64_t B, int64_t T, int64_t D, int64_t I, int64_t H, bool with_x) {
+    int64_t N = B * T;
+    a->x = with_x ? carve(c, N * D) : NULL;
+    a->a = carve(c, N * D);
+    a->rs1 = carve(c, N);
+    a->c = carve(c, N * D / 2);
+    a->s = carve(c, N * D);
+    a->rslf = carve(c, N);
+    a->f = carve(c, N * D);
+    a->q = carve(c, N * D);
+    a->k = carve(c, N * D);
+    a->v = carve(c, N * D);
+    a->lse = carve(c, B * H * T);
+    a->att = carve(c, N * D);
+    a->h2 = carve(c, N * D);
+    a->rs2 = carve(c, N);
+    a->mm = carve(c, N * D);
+    a->g = carve(c, N * I);
+    a->u = carve(c, N * I);
+}
+
+void yf_act_alloc(yf_act *a, const yf_model *m, int64_t B, int64_t T, bool with_x) {
+    memset(a, 0, sizeof *a);
+    carver c = {NULL, 0};
+    act_layout(a, &c, B, T, m->D, m->I, m->H, with_x);
+    a->block = yf_buf_get((size_t)c.off * sizeof(float));
+    c = (carver){a->block, 0};
+    act_layout(a, &c, B, T, m->D, m->I, m->H, with_x);
+}
+
+void yf_act_free(yf_act *a) {
+    yf_buf_put(a->block);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- projections with adapters --------------------------------------------------- */
+
+static void scale_cols(float *y, const float *c, int64_t N, int64_t C) {
+#pragma omp parallel for if ((int64_t)(N * C) >= ((int64_t)1 << 21)) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < C; i++) y[n * C + i] *= c[i];
+}
+
+static void scale(float *y, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] *= s;
+}
+
+/* magnitude / norm per output row of a DoRA module */
+static void dora_ratio(float *mn, const yf_lora_mod *md, const float *n) {
+    for (int64_t o = 0; o < md->out; o++) mn[o] = md->m[o] / n[o];
+}
+
+void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
+    yf_mw *W = &r->m->layers[l].proj[p];
+    int64_t N = r->N, out = W->shape[0], in = W->shape[1];
+    const yf_wpack *pk = yf_model_fwd_pack(r->m, W, N, r->backward, yf_model_bwd_uses_w(r, l, p));
+    const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
+    if (!md) {
+        yf_matmul_xwt_pk(y, x, W->data, W->dt, pk, N, out, in, false);
+        return;
+    }
+    yf_ws *ws = &r->ws;
+    int64_t R = r->lo->cfg.r;
+    float s = r->lo->scaling;
+    const float *xin = x;
+    if (r->drop_p > 0) {
+        yf_dropout(ws->xd, x, N * in, r->drop_p, r->drop_seed[l * YF_NPROJ + p]);
+        xin = ws->xd;
+    }
+    yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
+    if (r->lt_saved) { /* for the backward */
+        memcpy(r->lt_saved + (l * YF_NPROJ + p) * N * R, ws->lt, (size_t)(N * R) * sizeof(float));
+        r->lt_valid[l * YF_NPROJ + p] = true;
+    }
+    scale(ws->lt, s, N * R);
+    if (!md->m) { /* y = Wx + s B A x', the second term added inside the product where it can be */
+        yf_matmul_xwt_pk_lr(y, x, W->data, W->dt, pk, N, out, in, false, ws->lt, md->B, R);
+        return;
+    }
+    yf_matmul_xwt_pk(y, x, W->data, W->dt, pk, N, out, in, false);
+    float *mn = yf_malloc((size_t)out * sizeof(float));
+    dora_ratio(mn, md, r->dora_n[l * YF_NPROJ + p]);
+    if (r->drop_p == 0) {
+        /* y = (m/n) (W x + s B A x) */
+        yf_matmul_xwt(y, ws->lt, md->B, YF_F32, N, out, R, true);
+        scale_cols(y, mn, N, out);
+    } else {
+        /* y = W x - W x' + (m/n) (W x' + s B A x') */
+        float *wx = ws->t3;
+        yf_matmul_xwt_pk(wx, xin, W->data, W->dt, yf_model_wpack(r->m, W, YF_PACK_XWT, N), N, out, in, false);
+        for (int64_t i = 0; i < N * out; i++) y[i] -= wx[i];
+        yf_matmul_xwt(wx, ws->lt, md->B, YF_F32, N, out, R, true);
+        scale_cols(wx, mn, N, out);
+        yf_add(y, y, wx, N * out);
+    }
+    free(mn);
+}
+
+void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float *dy, float *dx, bool acc) {
+    yf_mw *W = &r->m->layers[l].proj[p];
+    int64_t N = r->N, out = W->shape[0], in = W->shape[1];
+    const yf_wpack *pkb = dx ? yf_model_wpack(r->m, W, YF_PACK_XW, N) : NULL;
+    if (W->g) yf_matmul_dw(W->g, dy, x, N, out, in);
+    const yf_lora_mod *md = r->lo ? yf_lora_get(r->lo, l, p) : NULL;
+    if (!md) {
+        if (dx) yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, acc);
+        return;
+    }
+    yf_lora_mod *gmd = r->glo ? yf_lora_get(r->glo, l, p) : NULL;
+    yf_ws *ws = &r->ws;
+    int64_t R = r->lo->cfg.r;
+    float s = r->lo->scaling;
+    bool drop = r->drop_p > 0;
+    uint64_t seed = drop ? r->drop_seed[l * YF_NPROJ + p] : 0;
+    const float *xin = x;
+    if (drop) {
+        yf_dropout(ws->xd, x, N * in, r->drop_p, seed);
+        xin = ws->xd;
+    }
+    if (r->lt_valid && r->lt_valid[l * YF_NPROJ + p]) /* A x', as the forward computed it */
+        memcpy(ws->lt, r->lt_saved + (l * YF_NPROJ + p) * N * R, (size_t)(N * R) * sizeof(float));
+    else
+        yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
+    const float *dya = dy;  /* the gradient the adapter branch sees */
+    float *mn = NULL;
+    if (md->m) {
+        mn = yf_malloc((size_t)out * sizeof(float));
+        const float *n = r->dora_n[l * YF_NPROJ + p];
+        dora_ratio(mn, md, n);
+        if (gmd) {
+            /* dm_o = sum_rows dy_o (W x' + s B A x')_o / n_o */
+            float *t = ws->t3;
+            yf_matmul_xwt_pk(t, xin, W->data, W->dt, yf_model_wpack(r->m, W, YF_PACK_XWT, N), N, out, in, false);
+            float *lts = ws->dlt;
+            for (int64_t i = 0; i < N * R; i++) lts[i] = s * ws->lt[i];
+            yf_matmul_xwt(t, lts, md->B, YF_F32, N, out, R, true);
+#pragma omp parallel for if ((int64_t)(N * out) >= ((int64_t)1 << 21)) schedule(static)
+            for (int64_t o = 0; o < out; o++) {
+                double acc_m = 0;
+                for (int64_t i = 0; i < N; i++) acc_m += (double)dy[i * out + o] * t[i * out + o];
+                gmd->gm[o] += (float)(acc_m / n[o]);
+            }
+        }
+        float *t2 = ws->t2;
+        memcpy(t2, dy, (size_t)(N * out) * sizeof(float));
+        scale_cols(t2, mn, N, out);
+        dya = t2;
+    }
+    if (gmd) {
+        /* gB += s dya^T (A x') */
+        scale(ws->lt, s, N * R);
+        yf_matmul_dw(gmd->gB, dya, ws->lt, N, out, R);
+    }
+    /* dlt = s dya B */
+    yf_matmul_xw(ws->dlt, dya, md->B, YF_F32, N, out, R, false);
+    scale(ws->dlt, s, N * R);
+    if (gmd) yf_matmul_dw(gmd->gA, ws->dlt, xin, N, R, in);
+    if (!dx) {
+        free(mn);
+        return;
+    }
+    if (!drop) {
+        /* x' = x: LoRA dx = W^T dy + A^T dlt; DoRA dx = W^T (m/n dy) + A^T dlt */
+        yf_matmul_xw_pk(dx, dya, W->data, W->dt, pkb, N, out, in, acc);
+        yf_matmul_xw(dx, ws->dlt, md->A, YF_F32, N, R, in, true);
+    } else {
+        /* gradient wrt x': A^T dlt (+ W^T ((m/n - 1) dy) for DoRA), then through
+         * the mask, added to the base product's */
+        float *gx = ws->t1;
+        yf_drop d = yf_dropout_params(r->drop_p, seed);
+        if (!mn && yf_matmul_xw_pk_drop(dx, dy, W->data, W->dt, pkb, N, out, in, acc, ws->dlt, md->A, R, &d))
+            return; /* the same steps as below, inside the base product */
+        yf_matmul_xw(gx, ws->dlt, md->A, YF_F32, N, R, in, false);
+        if (mn) {
+            float *t2 = ws->t2; /* = (m/n) dy: turn into (m/n - 1) dy */
+            for (int64_t i = 0; i < N * out; i++) t2[i] -= dy[i];
+            yf_matmul_xw_pk(gx, t2, W->data, W->dt, pkb, N, out, in, true);
+        }
+        yf_dropout(gx, gx, N * in, r->drop_p, seed);
+        yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, acc);
+        yf_add(dx, dx, gx, N * in);
+    }
+    free(mn);
+}
+
+/* ---- one layer ------------------------------------------------------------------ */
+
+static const float *F(const yf_mw *w) { return (const float *)w->data; }
+
+void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state *st) {
+    yf_model *m = r->m;
+    yf_layer_w *lw = &m->layers[l];
+    yf_ws *ws = &r->ws;
+    int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
+    float eps = m->cfg.rms_norm_eps;
+
+    yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
+    /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
+    yf_conv_pack(ws->x2, act->a, st ? st->a_prev : NULL, B, T, D);
+    const yf_wpack *pk1 = yf_model_fwd_pack(r->m, &lw->conv1, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
+    yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, pk1, N, D / 2, 2 * D, false);
+    yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
+    yf_conv_pack(ws->x2, act->c, st ? st->c_prev : NULL, B, T, D / 2);
+    const yf_wpack *pk2 = yf_model_fwd_pack(r->m, &lw->conv2, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
+    yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, pk2, N, D, D, false);
+    yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
+    yf_add(act->s, ws->e, act->a, N * D);
+    yf_rmsnorm_fwd(act->f, act->rslf, act->s, F(&lw->lf_ln), N, D, eps);
+    if (st)
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(st->a_prev + b * D, act->a + (b * T + T - 1) * D, (size_t)D * sizeof(float));
+            memcpy(st->c_prev + b * D / 2, act->c + (b * T + T - 1) * D / 2, (size_t)(D / 2) * sizeof(float));
+        }
+
+    /* queries and keys from the filtered f, values from a */
+    yf_linear_fwd(r, l, YF_Q, act->f, ws->qp);
+    yf_linear_fwd(r, l, YF_K, act->f, ws->kp);
+    yf_qk_rope_fwd(act->q, act->k, ws->qp, ws->kp, m->rope_cos, m->rope_sin, B, T, H, hd, r->pos0, r->posb);
+    yf_linear_fwd(r, l, YF_V, act->a, ws->e);
+    yf_heads_split(act->v, ws->e, B, T, H, hd);
+    if (st) {
+        for (int64_t bh = 0; bh < B * H; bh++) {
+            int64_t p = r->pos0 + (r->posb ? r->posb[bh / H] : 0);
+            memcpy(st->k + (bh * st->cap + p) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+            memcpy(st->v + (bh * st->cap + p) * hd, act->v + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+        }
+        /* a sequence whose chunk starts at position 0 (a prompt's prefill)
+         * sees only the chunk's own keys: the blocked training attention;
+         * later chunks and decode steps read the cache. Chosen per sequence,
+         * so a sequence's result does not depend on the batch around it. */
+        int64_t fresh = 0;
+        for (int64_t b = 0; b < B && T > 1; b++) fresh += r->pos0 + (r->posb ? r->posb[b] : 0) == 0;
+        if (fresh == 0) {
+            yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0,
+                             r->posb);
+        } else {
+            for (int64_t b = 0; b < B; b++) {
+                int64_t o = b * H * T, p = r->pos0 + (r->posb ? r->posb[b] : 0);
+                if (p == 0)
+                    yf_attention_fwd_train(ws->hh + o * hd, act->lse + o, act->q + o * hd, act->k + o * hd,
+                                           act->v + o * hd, r->start + b * T, 1, H, T, hd);
+                else
+                    yf_attention_fwd(ws->hh + o * hd, act->lse + o, act->q + o * hd, st->k + b * H * st->cap * hd,
+                                     st->v + b * H * st->cap * hd, r->start + b * T, 1, H, T, st->cap, hd, p, NULL);
+            }
+        }
+    } else {
+        yf_attention_fwd_train(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
+    }
+    yf_heads_merge(act->att, ws->hh, B, T, H, hd);
+    yf_linear_fwd(r, l, YF_O, act->att, ws->e);
+    yf_add(act->h2, act->x, ws->e, N * D);
+
+    /* MLP: (m Wg^T) * silu(m Wu^T), then down */
+    yf_rmsnorm_fwd(act->mm, act->rs2, act->h2, F(&lw->ln2), N, D, eps);
+    yf_linear_fwd(r, l, YF_GATE, act->mm, act->g);
+    yf_linear_fwd(r, l, YF_UP, act->mm, act->u);
+    yf_swiglu_fwd(ws->z, act->g, act->u, N * I);
+    yf_linear_fwd(r, l, YF_DOWN, ws->z, ws->e);
+    yf_add(out, act->h2, ws->e, N * D);
+}
+
+void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *dx) {
+    yf_model *m = r->m;
+    yf_layer_w *lw = &m->layers[l];
+    yf_ws *ws = &r->ws;
+    int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
+
+    /* MLP */
+    yf_swiglu_fwd(ws->z, act->g, act->u, N * I); /* recomputed: cheaper than keeping it */
+    yf_linear_bwd(r, l, YF_DOWN, ws->z, dout, ws->dz, false);
+    yf_swiglu_bwd(ws->dg, ws->du, ws->dz, act->g, act->u, N * I);
+    yf_linear_bwd(r, l, YF_GATE, act->mm, ws->dg, ws->dm, false);
+    yf_linear_bwd(r, l, YF_UP, act->mm, ws->du, ws->dm, true);
+    memcpy(ws->dh2, dout, (size_t)(N * D) * sizeof(float));
+    yf_rmsnorm_bwd(ws->dh2, lw->ln2.g, ws->dm, act->h2, act->rs2, F(&lw->ln2), N, D, true);
+
+    /* attention */
+    yf_linear_bwd(r, l, YF_O, act->att, ws->dh2, ws->datt, false);
+    yf_heads_split(ws->hh, ws->datt, B, T, H, hd);
+    yf_attention_bwd(ws->dq, ws->dk, ws->dv, ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
+    yf_heads_merge(ws->datt, ws->dv, B, T, H, hd);
+    /* Below q, k, v only the input gradient and the gradients of the
+     * localized filter and input norm remain. The first layer of a LoRA run
+     * needs none of them: its q, k, v adapters take their gradients from
+     * dq, dk, dv alone, so the products with Wq, Wk, Wv, the convolutions'
+     * and the norms' backward are skipped (~1/6 of the layer's backward). */
+    bool need_below = dx || yf_layer_grads_below_qkv(lw);
+    yf_linear_bwd(r, l, YF_V, act->a, ws->datt, need_below ? ws->da : NULL, false);
+    yf_qk_rope_bwd(ws->qp, ws->kp, ws->dq, ws->dk, m->rope_cos, m->rope_sin, B, T, H, hd, 0);
+    yf_linear_bwd(r, l, YF_Q, act->f, ws->qp, need_below ? ws->df : NULL, false);
+    yf_linear_bwd(r, l, YF_K, act->f, ws->kp, need_below ? ws->df : NULL, true);
+    if (!need_below) return;
+
+    /* localized filtering */
+    yf_rmsnorm_bwd(ws->ds, lw->lf_ln.g, ws->df, act->s, act->rslf, F(&lw->lf_ln), N, D, false);
+    for (int64_t i = 0; i < N * D; i++) ws->da[i] += ws->ds[i]; /* s = e + a */
+    if (lw->conv2.g) {
+        yf_bias_bwd(lw->conv2_b.g, ws->ds, N, D);
+        yf_conv_pack(ws->x2, act->c, NULL, B, T, D / 2);
+        yf_matmul_dw(lw->conv2.g, ws->ds, ws->x2, N, D, D);
+    }
+    yf_matmul_xw_pk(ws->dx2, ws->ds, lw->conv2.data, lw->conv2.dt, yf_model_wpack(r->m, &lw->conv2, YF_PACK_XW, N), N, D,
+                    D, false);
+    yf_conv_unpack_bwd(ws->dc, ws->dx2, B, T, D / 2, false);
+    if (lw->conv1.g) {
+        yf_bias_bwd(lw->conv1_b.g, ws->dc, N, D / 2);
+        yf_conv_pack(ws->x2, act->a, NULL, B, T, D);
+        yf_matmul_dw(lw->conv1.g, ws->dc, ws->x2, N, D / 2, 2 * D);
+    }
+    yf_matmul_xw_pk(ws->dx2, ws->dc, lw->conv1.data, lw->conv1.dt, yf_model_wpack(r->m, &lw->conv1, YF_PACK_XW, N), N,
+                    D / 2, 2 * D, false);
+    yf_conv_unpack_bwd(ws->da, ws->dx2, B, T, D, true);
+
+    /* input norm and the residual */
+    if (dx) {
+        memcpy(dx, ws->dh2, (size_t)(N * D) * sizeof(float));
+        yf_rmsnorm_bwd(dx, lw->ln1.g, ws->da, act->x, act->rs1, F(&lw->ln1), N, D, true);
+    } else if (lw->ln1.g) {
+        yf_rmsnorm_bwd(ws->df, lw->ln1.g, ws->da, act->x, act->rs1, F(&lw->ln1), N, D, false);
+    }
+}
+
