@@ -1,18 +1,15 @@
-#include "train/trainer.h"
+/* trainer: the training loop (see trainer.h): epochs and their order,
+ * micro-batches across ranks, accumulation, the optimizer step, logging and
+ * progress; checkpoints and resuming are trainer_state.c. */
+#include "train/trainer_internal.h"
 
-#include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "train/dist.h"
-#include "formats/safetensors.h"
 #include "base/svg.h"
+#include "formats/safetensors.h"
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -85,67 +82,12 @@ const char *yf_py_float(double x, char *buf, size_t cap) {
     return buf;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void fsync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static char *hex_u64(uint64_t v) {
-    char *s = yf_malloc(20);
-    snprintf(s, 20, "%016llx", (unsigned long long)v);
-    return s;
-}
-
-/* ---- the run's state ---------------------------------------------------------- */
-
-typedef struct run {
-    const yf_train_args *a;
-    const yf_train_hooks *h;
-    const yf_param_list *pl;
-    FILE *out;
-    yf_dist *dist;           /* NULL: one process */
-    int rank, world;
-    int64_t gbs;             /* rows in a global micro-batch: batch_size * world */
-    bool logger, writer;     /* this rank prints / writes files */
-    yf_adamw opt;
-    yf_sched sched;
-    int64_t n, micro_per_epoch, steps_per_epoch, total_steps, n_epochs;
-    /* position: what has been consumed */
-    int64_t global_step, epoch_index, micro_in_epoch;
-    double epoch;
-    yf_rng dropout_rng;
-    double total_loss;       /* sum of step losses since step 0 */
-    double loss_since_log;   /* sum of step losses since the last log line */
-    int64_t last_logged_step;
-    cJSON *log_history;      /* array of HF log dicts */
-    double *step_loss;       /* [global_step] loss of every step (for the curve) */
-    int64_t cap_step_loss;
-    /* this session */
-    int64_t steps_run, samples_run, tokens_run;
-    double *step_tps;        /* [steps_run] input tokens / wall second of each step */
-    double t0;
-    double last_loss, last_grad_norm;
-    bool tty;
-    int progress;
-    int64_t last_progress_step;
-    double last_progress_t;
-} run;
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static void push_step_loss(run *r, double loss) {
+void yf_trun_push_step_loss(yf_trun *r, double loss) {
     if (r->global_step >= r->cap_step_loss) {
         r->cap_step_loss = r->cap_step_loss ? 2 * r->cap_step_loss : 256;
         while (r->cap_step_loss <= r->global_step) r->cap_step_loss *= 2;
@@ -182,7 +124,7 @@ static void fmt_time(char *buf, size_t cap, double s) {
     else snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
 }
 
-static void progress(run *r, bool final) {
+static void progress(yf_trun *r, bool final) {
     if (!r->progress) return;
     double now = yf_time(), el = now - r->t0;
     int64_t done = r->global_step, tot = r->total_steps;
@@ -214,287 +156,11 @@ static void progress(run *r, bool final) {
     r->last_progress_t = now;
 }
 
-/* ---- checkpoints -------------------------------------------------------------- */
-
-static cJSON *state_json(const run *r) {
-    const yf_train_args *a = r->a;
-    cJSON *o = cJSON_CreateObject();
-    /* the fields of transformers' TrainerState */
-    cJSON_AddNullToObject(o, "best_metric");
-    cJSON_AddNullToObject(o, "best_model_checkpoint");
-    cJSON_AddNumberToObject(o, "epoch", r->epoch);
-    cJSON_AddNumberToObject(o, "eval_steps", 500);
-    cJSON_AddNumberToObject(o, "global_step", (double)r->global_step);
-    cJSON_AddFalseToObject(o, "is_hyper_param_search");
-    cJSON_AddBoolToObject(o, "is_local_process_zero", !r->dist || r->dist->local_rank == 0);
-    cJSON_AddBoolToObject(o, "is_world_process_zero", r->rank == 0);
-    cJSON_AddItemToObject(o, "log_history", cJSON_Duplicate(r->log_history, 1));
-    cJSON_AddNumberToObject(o, "logging_steps", (double)a->logging_steps);
-    cJSON_AddNumberToObject(o, "max_steps", (double)r->total_steps);
-    cJSON_AddNumberToObject(o, "num_input_tokens_seen", 0);
-    cJSON_AddNumberToObject(o, "num_train_epochs", (double)r->n_epochs);
-    cJSON_AddNumberToObject(o, "save_steps", (double)a->save_steps);
-    cJSON_AddNumberToObject(o, "total_flos", 0);
-    cJSON_AddNumberToObject(o, "train_batch_size", (double)a->batch_size);
-    cJSON_AddNullToObject(o, "trial_name");
-    cJSON_AddNullToObject(o, "trial_params");
-    /* what an exact resume needs beyond HF's fields */
-    cJSON *y = cJSON_AddObjectToObject(o, "yuanft");
-    cJSON_AddNumberToObject(y, "epoch_index", (double)r->epoch_index);
-    cJSON_AddNumberToObject(y, "micro_batches_done_in_epoch", (double)r->micro_in_epoch);
-    cJSON_AddNumberToObject(y, "num_examples", (double)r->n);
-    cJSON_AddNumberToObject(y, "per_device_train_batch_size", (double)a->batch_size);
-    cJSON_AddNumberToObject(y, "gradient_accumulation_steps", (double)a->grad_accum);
-    /* micro_batches_done_in_epoch counts global micro-batches of batch * world_size rows */
-    cJSON_AddNumberToObject(y, "world_size", (double)r->world);
-    char *seed = hex_u64(a->seed);
-    cJSON_AddStringToObject(y, "seed", seed);
-    free(seed);
-    cJSON_AddBoolToObject(y, "shuffle", a->shuffle);
-    cJSON_AddNumberToObject(y, "total_loss", r->total_loss);
-    cJSON_AddNumberToObject(y, "loss_since_log", r->loss_since_log);
-    cJSON_AddNumberToObject(y, "last_logged_step", (double)r->last_logged_step);
-    cJSON_AddItemToObject(y, "step_losses", cJSON_CreateDoubleArray(r->step_loss ? r->step_loss : (double[]){0},
-                                                                     (int)r->global_step));
-    return o;
-}
-
-static int write_json(const char *dir, const char *name, cJSON *o) {
-    char *path = yf_path_join(dir, name), *text = cJSON_Print(o);
-    size_t len = strlen(text);
-    text = yf_realloc(text, len + 2);
-    text[len] = '\n', text[len + 1] = 0;
-    int rc = yf_write_file_atomic(path, text, len + 1);
-    free(text);
-    free(path);
-    return rc;
-}
-
-static int write_state_files(const run *r, const char *dir) {
-    /* optimizer moments */
-    yf_tensor *ts;
-    int nt = yf_adamw_tensors(&r->opt, &ts);
-    char *opath = yf_path_join(dir, "optimizer.safetensors");
-    char step[32];
-    snprintf(step, sizeof step, "%lld", (long long)r->opt.step);
-    const char *meta[] = {"format", "pt", "step", step, NULL};
-    int rc = yf_st_save(opath, ts, nt, meta);
-    free(opath);
-    yf_adamw_free_tensors(ts, nt);
-    if (rc) return rc;
-
-    cJSON *s = cJSON_CreateObject();
-    cJSON_AddStringToObject(s, "lr_scheduler_type", yf_sched_name(r->sched.kind));
-    cJSON_AddNumberToObject(s, "last_step", (double)r->global_step);
-    cJSON_AddNumberToObject(s, "optimizer_step", (double)r->opt.step);
-    cJSON_AddNumberToObject(s, "learning_rate", r->sched.lr0);
-    cJSON_AddNumberToObject(s, "warmup_steps", (double)r->sched.warmup);
-    cJSON_AddNumberToObject(s, "total_steps", (double)r->sched.total);
-    rc = write_json(dir, "scheduler.json", s);
-    cJSON_Delete(s);
-    if (rc) return rc;
-
-    cJSON *g = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(g, "dropout_rng");
-    for (int i = 0; i < 4; i++) {
-        char *h = hex_u64(r->dropout_rng.s[i]);
-        cJSON_AddItemToArray(arr, cJSON_CreateString(h));
-        free(h);
-    }
-    rc = write_json(dir, "rng_state.json", g);
-    cJSON_Delete(g);
-    if (rc) return rc;
-
-    cJSON *st = state_json(r);
-    rc = write_json(dir, "trainer_state.json", st);
-    cJSON_Delete(st);
-    return rc;
-}
-
-/* OUTPUT_DIR/checkpoint-N, built in a temporary directory and renamed into
- * place, so a run killed mid-save leaves the earlier checkpoints intact. */
-static int save_checkpoint(run *r) {
-    char name[64], tmpname[96];
-    snprintf(name, sizeof name, "checkpoint-%lld", (long long)r->global_step);
-    snprintf(tmpname, sizeof tmpname, ".%s.tmp.%d", name, (int)getpid());
-    char *final = yf_path_join(r->a->output_dir, name), *tmp = yf_path_join(r->a->output_dir, tmpname);
-    int rc = 0;
-    rm_rf(tmp);
-    if (yf_mkdir_p(tmp) || r->h->save(r->h->ctx, tmp) || write_state_files(r, tmp)) rc = -1;
-    if (rc == 0) {
-        fsync_dir(tmp);
-        char *old = NULL;
-        if (yf_dir_exists(final)) {
-            /* re-saving a step (e.g. after a resume): move the old one aside first */
-            size_t n = strlen(final) + 32;
-            old = yf_malloc(n);
-            snprintf(old, n, "%s.old.%d", final, (int)getpid());
-            if (rename(final, old) != 0) rc = yf_errorf("%s: cannot move aside: %s", final, strerror(errno));
-        }
-        if (rc == 0 && rename(tmp, final) != 0) rc = yf_errorf("%s: cannot rename checkpoint into place: %s", final, strerror(errno));
-        if (old) {
-            if (rc == 0) rm_rf(old);
-            free(old);
-        }
-        fsync_dir(r->a->output_dir);
-    }
-    if (rc) rm_rf(tmp);
-    free(final);
-    free(tmp);
-    return rc;
-}
-
-int yf_latest_checkpoint(const char *output_dir, char **out) {
-    *out = NULL;
-    DIR *d = opendir(output_dir);
-    if (!d) return yf_errorf("%s: cannot open output directory to find the latest checkpoint: %s", output_dir, strerror(errno));
-    long long best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char *end;
-        if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
-        long long s = strtoll(e->d_name + 11, &end, 10);
-        if (*end || end == e->d_name + 11 || s <= best) continue;
-        char *dir = yf_path_join(output_dir, e->d_name), *st = yf_path_join(dir, "trainer_state.json");
-        if (yf_file_exists(st)) best = s;
-        free(st);
-        free(dir);
-    }
-    closedir(d);
-    if (best < 0) return yf_errorf("%s: no checkpoint-N directory with trainer_state.json to resume from", output_dir);
-    char name[64];
-    snprintf(name, sizeof name, "checkpoint-%lld", best);
-    *out = yf_path_join(output_dir, name);
-    return 0;
-}
-
-static int load_json(const char *dir, const char *name, cJSON **out) {
-    char *path = yf_path_join(dir, name), *text = NULL;
-    int rc = yf_read_file(path, &text, NULL);
-    if (rc == 0) {
-        *out = cJSON_Parse(text);
-        if (!*out) rc = yf_errorf("%s: not valid JSON", path);
-    }
-    free(text);
-    free(path);
-    return rc;
-}
-
-static int json_int(const cJSON *o, const char *key, const char *file, int64_t *v) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble != floor(it->valuedouble))
-        return yf_errorf("%s: field '%s' missing or not a non-negative integer", file, key);
-    *v = (int64_t)it->valuedouble;
-    return 0;
-}
-
-static int json_num(const cJSON *o, const char *key, const char *file, double *v) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it)) return yf_errorf("%s: field '%s' missing or not a number", file, key);
-    *v = it->valuedouble;
-    return 0;
-}
-
-static int parse_hex(const cJSON *it, uint64_t *v) {
-    if (!cJSON_IsString(it)) return -1;
-    char *end;
-    errno = 0;
-    unsigned long long x = strtoull(it->valuestring, &end, 16);
-    if (errno || *end || end == it->valuestring) return -1;
-    *v = x;
-    return 0;
-}
-
-/* Restores position, losses, log history, RNG and optimizer from a checkpoint. */
-static int resume(run *r, const char *dir) {
-    cJSON *st = NULL, *rng = NULL, *sch = NULL;
-    yf_table tab;
-    yf_table_init(&tab);
-    char *opath = yf_path_join(dir, "optimizer.safetensors");
-    char *spath = yf_path_join(dir, "trainer_state.json");
-    int rc = -1;
-    if (load_json(dir, "trainer_state.json", &st) || load_json(dir, "rng_state.json", &rng) ||
-        load_json(dir, "scheduler.json", &sch))
-        goto done;
-    const cJSON *y = cJSON_GetObjectItemCaseSensitive(st, "yuanft");
-    if (!cJSON_IsObject(y)) {
-        yf_errorf("%s: no 'yuanft' resume section (not written by yuanft train?)", spath);
-        goto done;
-    }
-    int64_t n_ex, bs, acc, opt_step, world = 1;
-    if (json_int(st, "global_step", spath, &r->global_step) || json_num(st, "epoch", spath, &r->epoch) ||
-        json_int(y, "epoch_index", spath, &r->epoch_index) ||
-        json_int(y, "micro_batches_done_in_epoch", spath, &r->micro_in_epoch) ||
-        json_int(y, "num_examples", spath, &n_ex) || json_int(y, "per_device_train_batch_size", spath, &bs) ||
-        json_int(y, "gradient_accumulation_steps", spath, &acc) || json_num(y, "total_loss", spath, &r->total_loss) ||
-        json_num(y, "loss_since_log", spath, &r->loss_since_log) ||
-        json_int(y, "last_logged_step", spath, &r->last_logged_step) ||
-        json_int(sch, "optimizer_step", "scheduler.json", &opt_step))
-        goto done;
-    if (cJSON_GetObjectItemCaseSensitive(y, "world_size") && json_int(y, "world_size", spath, &world)) goto done;
-    if (world < 1) world = 1;
-    /* the position in rows of the epoch's order, re-counted in this run's global
-     * micro-batches: exact whenever the global batch (batch x ranks x
-     * accumulation) is unchanged, whatever the number of ranks */
-    int64_t rows_done = r->micro_in_epoch * bs * world;
-    if (rows_done > r->n) rows_done = r->n;
-    r->micro_in_epoch = (rows_done + r->gbs - 1) / r->gbs;
-    if (n_ex != r->n || bs * world * acc != r->gbs * r->a->grad_accum || (rows_done < r->n && rows_done % r->gbs != 0)) {
-        if (r->logger)
-            fprintf(stderr,
-                    "yuanft train: warning: %s was written with %lld examples, global batch %lld (batch %lld x %lld ranks x "
-                    "accumulation %lld); now %lld, %lld (%lld x %lld x %lld): the data order will not continue exactly\n",
-                    dir, (long long)n_ex, (long long)(bs * world * acc), (long long)bs, (long long)world, (long long)acc,
-                    (long long)r->n, (long long)(r->gbs * r->a->grad_accum), (long long)r->a->batch_size,
-                    (long long)r->world, (long long)r->a->grad_accum);
-    }
-    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(st, "log_history");
-    if (cJSON_IsArray(lh)) {
-        cJSON_Delete(r->log_history);
-        r->log_history = cJSON_Duplicate(lh, 1);
-    }
-    const cJSON *sl = cJSON_GetObjectItemCaseSensitive(y, "step_losses");
-    int64_t i = 0;
-    for (const cJSON *it = cJSON_IsArray(sl) ? sl->child : NULL; it && i < r->global_step; it = it->next, i++) {
-        int64_t keep = r->global_step;
-        r->global_step = i;
-        push_step_loss(r, cJSON_IsNumber(it) ? it->valuedouble : NAN);
-        r->global_step = keep;
-    }
-    for (; i < r->global_step; i++) {
-        int64_t keep = r->global_step;
-        r->global_step = i;
-        push_step_loss(r, NAN);
-        r->global_step = keep;
-    }
-    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(rng, "dropout_rng");
-    if (cJSON_GetArraySize(ra) != 4) {
-        yf_errorf("%s/rng_state.json: 'dropout_rng' must be 4 hex strings", dir);
-        goto done;
-    }
-    for (int k = 0; k < 4; k++)
-        if (parse_hex(cJSON_GetArrayItem(ra, k), &r->dropout_rng.s[k])) {
-            yf_errorf("%s/rng_state.json: 'dropout_rng' entry %d is not a hex string", dir, k);
-            goto done;
-        }
-    if (yf_st_load(opath, &tab) || yf_adamw_restore(&r->opt, &tab, opath)) goto done;
-    r->opt.step = opt_step;
-    rc = 0;
-done:
-    yf_table_free(&tab);
-    cJSON_Delete(st);
-    cJSON_Delete(rng);
-    cJSON_Delete(sch);
-    free(opath);
-    free(spath);
-    return rc;
-}
-
 /* ---- the loop ------------------------------------------------------------------ */
 
 /* The data order of epoch e: a permutation that depends only on (seed, e), so a
  * resumed run sees exactly the order an uninterrupted one would. */
-static void epoch_order(const run *r, int64_t e, int64_t *perm) {
+static void epoch_order(const yf_trun *r, int64_t e, int64_t *perm) {
     for (int64_t i = 0; i < r->n; i++) perm[i] = i;
     if (!r->a->shuffle) return;
     yf_rng g;
@@ -520,7 +186,7 @@ static void epoch_order(const run *r, int64_t e, int64_t *perm) {
     }
 }
 
-static void log_step(run *r, double grad_norm, double lr) {
+static void log_step(yf_trun *r, double grad_norm, double lr) {
     cJSON *e = cJSON_CreateObject();
     int64_t nsteps = r->global_step - r->last_logged_step;
     cJSON_AddNumberToObject(e, "loss", round_to(r->loss_since_log / (double)(nsteps > 0 ? nsteps : 1), 4));
@@ -539,7 +205,7 @@ static void log_step(run *r, double grad_norm, double lr) {
 
 /* This rank's rows of global micro-batch k: *lo into the order, returns the
  * count (0 when the epoch's last micro-batch ends before this rank's share). */
-static int64_t rank_rows(const run *r, int64_t k, int64_t *lo) {
+static int64_t rank_rows(const yf_trun *r, int64_t k, int64_t *lo) {
     int64_t a = k * r->gbs + (int64_t)r->rank * r->a->batch_size, b = a + r->a->batch_size;
     if (b > r->n) b = r->n;
     if (a > b) a = b;
@@ -548,7 +214,7 @@ static int64_t rank_rows(const run *r, int64_t k, int64_t *lo) {
 }
 
 /* One optimizer step over global micro-batches [m0, m0+nm) of the epoch's order. */
-static int train_step(run *r, const int64_t *perm, int64_t m0, int64_t nm) {
+static int train_step(yf_trun *r, const int64_t *perm, int64_t m0, int64_t nm) {
     yf_dist_set_step(r->dist, r->global_step + 1);
     yf_dist_fault_point(r->dist, r->global_step + 1);
     int64_t ntok = 0, lo, n;
@@ -591,7 +257,7 @@ static int train_step(run *r, const int64_t *perm, int64_t m0, int64_t nm) {
     yf_adamw_step(&r->opt, lr);
     yf_zero_grads(r->pl);
 
-    push_step_loss(r, loss);
+    yf_trun_push_step_loss(r, loss);
     double dt = yf_time() - t_step;
     r->step_tps = yf_realloc(r->step_tps, (size_t)(r->steps_run + 1) * sizeof(double));
     r->step_tps[r->steps_run] = dt > 0 ? stats[2] / dt : 0;
@@ -617,7 +283,7 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     if (a->save_strategy == YF_SAVE_STEPS && a->save_steps <= 0) return yf_errorf("save_steps must be positive with save_strategy steps");
     if (yf_dist_writes(a->dist, a->save_on_each_node) && yf_mkdir_p(a->output_dir)) return -1;
 
-    run R, *r = &R;
+    yf_trun R, *r = &R;
     memset(r, 0, sizeof R);
     r->a = a, r->h = h, r->pl = pl;
     r->out = a->out ? a->out : stdout;
@@ -648,7 +314,7 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     int rc = -1;
 
     if (a->resume_dir) {
-        if (resume(r, a->resume_dir)) goto done;
+        if (yf_trun_resume(r, a->resume_dir)) goto done;
         if (r->logger)
             fprintf(stderr, "yuanft train: resuming from %s at step %lld (epoch %.2f)\n", a->resume_dir,
                     (long long)r->global_step, r->epoch);
@@ -677,9 +343,9 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
             if (train_step(r, perm, m, nm)) goto done;
             stop = r->global_step >= r->total_steps;
             if (a->save_strategy == YF_SAVE_STEPS && (r->global_step % a->save_steps == 0 || stop))
-                if (r->writer && save_checkpoint(r)) goto done;
+                if (r->writer && yf_trun_save_checkpoint(r)) goto done;
         }
-        if (a->save_strategy == YF_SAVE_EPOCH && r->writer && save_checkpoint(r)) goto done;
+        if (a->save_strategy == YF_SAVE_EPOCH && r->writer && yf_trun_save_checkpoint(r)) goto done;
     }
     progress(r, true);
 
@@ -706,8 +372,8 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     cJSON_AddNumberToObject(sum, "step", (double)r->global_step);
     cJSON_AddItemToArray(r->log_history, sum);
     if (r->writer) {
-        cJSON *st = state_json(r);
-        int wrc = write_json(a->output_dir, "trainer_state.json", st);
+        cJSON *st = yf_trun_state_json(r);
+        int wrc = yf_trun_write_json(a->output_dir, "trainer_state.json", st);
         cJSON_Delete(st);
         if (wrc) goto done;
         double *xs = yf_malloc((size_t)(r->global_step + 1) * sizeof *xs);
