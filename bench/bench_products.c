@@ -13,6 +13,7 @@
  *           adds inside the AMX kernels (yf_matmul_xwt_pk_lr, rank 8;
  *           yf_matmul_xw_pk_drop, rank 8 with dropout 0.1, writing dx or
  *           adding to it, +=): what the term costs on top. */
+#include "kernels/cpu/fused.h"
 #include "kernels/cpu/kernels.h"
 
 #include <stdio.h>

@@ -4,6 +4,7 @@
  * precision modes. The error is measured relative to the magnitude of the
  * terms summed: err = max |fast - ref| / max sum_k |A(m,k) B(k,n)|. */
 #include "harness.h"
+#include "kernels/cpu/fused.h"
 #include "kernels/cpu/kernels.h"
 #include "model/ops.h"
 

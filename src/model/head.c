@@ -9,7 +9,7 @@
 
 #include "base/bufcache.h"
 #include "base/pool.h"
-#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/fused.h"
 #include "kernels/cpu/vecmath.h"
 #include "model/ops.h"
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "base/bufcache.h"
-#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/fused.h"
 #include "model/ops.h"
 
 /* ---- run context, activations ------------------------------------------------- */

@@ -9,7 +9,7 @@
 #ifndef YF_OPS_H
 #define YF_OPS_H
 
-#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/fused.h"
 #include "base/tensor.h"
 
 /* ---- RMSNorm: y = w * x / sqrt(mean(x^2) + eps), statistics in fp32 ----- */

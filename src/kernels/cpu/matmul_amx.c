@@ -23,9 +23,9 @@
  * and leaves the vector units idle, so a kernel call can also work through
  * a block of C other than its own, a row or half a row every step or two
  * of K, on data in L1/L2: the LM head's softmax step on the block before
- * (exp_pend, g->epi), or a low-rank term added to the finished block before
- * (lr_pend: LoRA's up-projection, g->lr_l, or LoRA's input gradient with
- * its dropout mask, g->pro_l). Each gives the same bits as the separate
+ * (exp_pend, e->blocks), or a low-rank term added to the finished block before
+ * (lr_pend: LoRA's up-projection, e->lr_l, or LoRA's input gradient with
+ * its dropout mask, e->pro_l). Each gives the same bits as the separate
  * pass it replaces. Work that streams big cold operands does not hide this
  * way (SwiGLU in the MLP products: slower).
  *
@@ -264,8 +264,8 @@ AMX_TARGET static void exp_finish(exp_pend *p, int q0) {
 }
 
 /* A finished block of C with a low-rank term to take, 32 rows, which the
- * next kernel call works through a row every other 32-step of K: g->lr_l's,
- * or g->pro_l's with its dropout mask. Each element's term is the sum over k
+ * next kernel call works through a row every other 32-step of K: e->lr_l's,
+ * or e->pro_l's with its dropout mask. Each element's term is the sum over k
  * of L[i,k] R[k,n], fused multiply-adds from 0 in k order, as the narrow
  * kernels' K form computes it; then C + term, or C + drop(term) (simd16.h's
  * mask, yf_dropout's arithmetic). */
@@ -351,13 +351,13 @@ AMX_TARGET static void lr_finish(const lr_pend *p, int i0) {
     for (int i = i0; i < 32; i++) lr_row(p, i);
 }
 
-/* g->pro_l's term for the finished block of C at rows ic.., column pair j */
-static lr_pend pro_block(const yf_gemm *g, int64_t ic, int64_t rows, int64_t j, int64_t n1) {
+/* e->pro_l's term for the finished block of C at rows ic.., column pair j */
+static lr_pend pro_block(const yf_gemm *g, const yf_gemm_epi *e, int64_t ic, int64_t rows, int64_t j, int64_t n1) {
     int64_t cols = n1 - 32 * j < 32 ? n1 - 32 * j : 32;
-    return (lr_pend){.c = g->c + ic * g->ldc + 32 * j, .ldc = g->ldc, .rows = rows, .k = g->pro_k,
-                     .l = g->pro_l + ic * g->pro_k, .rt = g->pro_r + 32 * j, .rt_ld = g->N,
+    return (lr_pend){.c = g->c + ic * g->ldc + 32 * j, .ldc = g->ldc, .rows = rows, .k = e->pro_k,
+                     .l = e->pro_l + ic * e->pro_k, .rt = e->pro_r + 32 * j, .rt_ld = g->N,
                      .cols = {mask16(cols), mask16(cols - 16)}, .drop = true,
-                     .base = (uint64_t)(ic * g->ldc + 32 * j), .mld = g->ldc, .d = g->pro_drop};
+                     .base = (uint64_t)(ic * g->ldc + 32 * j), .mld = g->ldc, .d = e->pro_drop};
 }
 
 /* C[32x32] (ldc floats apart) (+)= packed A panel · a packed pair of B column
@@ -484,11 +484,12 @@ AMX_TARGET static void kernel_edge(const uint16_t *ap, const uint16_t *bp, int64
     for (int64_t r = 0; r < rows; r++) memcpy(c + r * ldc, tmp + r * 32, (size_t)cols * sizeof(float));
 }
 
-/* A product's low-rank terms (g->lr_l, g->pro_l) around its blocks'
+/* A product's low-rank terms (e->lr_l, e->pro_l) around its blocks'
  * kernels: R^T of lr over the call's columns, and the finished block whose
  * term is pending. Both drivers (pre-packed B or not) go through here. */
 typedef struct terms {
     const yf_gemm *g;
+    const yf_gemm_epi *e;
     float *rt;
     int64_t rt_ld, n0, n1;
     lr_pend post;
@@ -496,16 +497,16 @@ typedef struct terms {
     float blk[2][32 * 32] __attribute__((aligned(64))); /* finished blocks waiting for their lr term */
 } terms;
 
-static void terms_init(terms *t, const yf_gemm *g, int64_t n0, int64_t n1) {
-    YF_CHECK(!g->lr_l || (g->lr_k >= 1 && g->lr_k <= 16 && !g->epi && !g->pro_l));
-    YF_CHECK(!g->pro_l || (g->pro_k >= 1 && g->pro_k <= 16 && !g->epi && g->ldc % 16 == 0));
-    *t = (terms){.g = g, .n0 = n0, .n1 = n1, .rt_ld = (n1 - n0 + 31) / 32 * 32};
-    t->rt = g->lr_l ? yf_scratch(2, (size_t)(g->lr_k * t->rt_ld) * sizeof(float)) : NULL;
+static void terms_init(terms *t, const yf_gemm *g, const yf_gemm_epi *e, int64_t n0, int64_t n1) {
+    YF_CHECK(!e->lr_l || (e->lr_k >= 1 && e->lr_k <= 16 && !e->blocks && !e->pro_l));
+    YF_CHECK(!e->pro_l || (e->pro_k >= 1 && e->pro_k <= 16 && !e->blocks && g->ldc % 16 == 0));
+    *t = (terms){.g = g, .e = e, .n0 = n0, .n1 = n1, .rt_ld = (n1 - n0 + 31) / 32 * 32};
+    t->rt = e->lr_l ? yf_scratch(2, (size_t)(e->lr_k * t->rt_ld) * sizeof(float)) : NULL;
     if (!t->rt) return;
     /* R^T: R's rows read in order, k rows of R^T written side by side */
-    int64_t kn = g->lr_k, ld = t->rt_ld;
+    int64_t kn = e->lr_k, ld = t->rt_ld;
     for (int64_t n = 0; n < n1 - n0; n++) {
-        const float *r = g->lr_r + (n0 + n) * kn;
+        const float *r = e->lr_r + (n0 + n) * kn;
         for (int64_t k = 0; k < kn; k++) t->rt[k * ld + n] = r[k];
     }
     for (int64_t k = 0; k < kn; k++)
@@ -524,12 +525,13 @@ AMX_TARGET static void terms_flush(terms *t) {
 AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t *bp, int64_t nks, int np, int64_t ic,
                                    int64_t rows, int64_t j, int64_t cols, bool loadc, bool stream, bool last_k) {
     const yf_gemm *g = t->g;
+    const yf_gemm_epi *e = t->e;
     float *c = g->c + ic * g->ldc + 32 * j;
     bool post = last_k;
     /* this block's term once finished: lr_l's (R^T from rt), or pro_l's */
-    lr_pend cur = g->pro_l ? pro_block(g, ic, rows, j, t->n1)
-                           : (lr_pend){.c = c, .ldc = g->ldc, .rows = rows, .k = g->lr_k,
-                                       .l = g->lr_l + ic * g->lr_k, .rt = t->rt + 32 * j - t->n0,
+    lr_pend cur = e->pro_l ? pro_block(g, e, ic, rows, j, t->n1)
+                           : (lr_pend){.c = c, .ldc = g->ldc, .rows = rows, .k = e->lr_k,
+                                       .l = e->lr_l + ic * e->lr_k, .rt = t->rt + 32 * j - t->n0,
                                        .rt_ld = t->rt_ld, .cols = {mask16(cols), mask16(cols - 16)}};
     bool full = rows == 32 && cols == 32;
     if (full && stream) {
@@ -581,7 +583,8 @@ AMX_TARGET static void set_tiles(void) {
  * next pair (tile loads alone leave the first panel waiting on memory). B is
  * read once per chunk; a few hundred rows make one or two chunks. The kernel
  * calls per C block, hence the results, are the same as yf_gemm_amx's. */
-AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts,
+AMX_TARGET static void gemm_prepacked(const yf_gemm *g, const yf_gemm_epi *e, int64_t m0, int64_t m1, int64_t n0,
+                                      int64_t n1, int nparts,
                                       int64_t KC) {
     /* A chunk: B is read from memory once per chunk. 768 KiB leaves L2 room
      * for B's pairs in flight and was fastest for the layers' products; for
@@ -591,7 +594,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     const int64_t amax = b_bytes >= 256.0 * 1048576 ? (3 << 19) : (768 << 10);
     const int64_t nks_all = (g->K + 31) / 32, pair_u16 = g->bpk_ld ? g->bpk_ld : nks_all * 2 * TILE_U16;
     YF_CHECK(!g->apk || g->K <= KC);
-    YF_CHECK(!g->epi || (g->K <= KC && !g->accumulate));
+    YF_CHECK(!e->blocks || (g->K <= KC && !g->accumulate));
     int64_t mc_max = amax / (KC * 2 * nparts) / 32 * 32;
     if (mc_max < 32) mc_max = 32;
     int64_t nchunks = (m1 - m0 + mc_max - 1) / mc_max;
@@ -601,12 +604,12 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
     uint16_t *ap = g->apk ? NULL
                           : yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * (KC / 32) * nparts *
                                               2 * TILE_U16 * 2);
-    float epi_blk[2][32 * 32] __attribute__((aligned(64))); /* g->epi: this block, the one whose exps are pending */
+    float epi_blk[2][32 * 32] __attribute__((aligned(64))); /* e->blocks: this block, the one whose exps are pending */
     exp_pend pend = {0};
     int64_t nblk = 0;
     terms tm;
-    terms_init(&tm, g, n0, n1);
-    bool with_terms = g->lr_l || g->pro_l;
+    terms_init(&tm, g, e, n0, n1);
+    bool with_terms = e->lr_l || e->pro_l;
     set_tiles();
     int64_t j0 = n0 / 32, j1 = (n1 + 31) / 32;
     for (int64_t pc = 0; pc < g->K; pc += KC) {
@@ -637,7 +640,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         t_pf = next + lo;
                         t_pf_end = next + (hi > lo ? hi : lo);
                     }
-                    if (g->epi) { /* the block to the caller, from L1; its exps during the next one */
+                    if (e->blocks) { /* the block to the caller, from L1; its exps during the next one */
                         float *blk = epi_blk[nblk++ & 1];
                         if (rows == 32 && cols == 32 && nparts == 1) {
                             kernel_exp(achunk + ip * apstride, bpair, nks, blk, 32, pend.x.dst ? &pend : NULL);
@@ -647,7 +650,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, int64_t m0, int64_t m1, 
                         }
                         t_pf = t_pf_end = NULL;
                         pend = (exp_pend){.blk = blk, .cols = {mask16(cols), mask16(cols - 16)}};
-                        g->epi(g->epi_ctx, ic, 32 * j, blk, rows, cols, &pend.x);
+                        e->blocks(e->blocks_ctx, ic, 32 * j, blk, rows, cols, &pend.x);
                         if (rows < 32) pend.x.live &= (1u << rows) - 1; /* rows past the block: zeros */
                         continue;
                     }
@@ -700,8 +703,11 @@ AMX_TARGET void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const f
     }
 }
 
-AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
+AMX_TARGET void yf_gemm_amx(const yf_gemm *g, const yf_gemm_epi *e, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                            int nparts) {
     if (m1 <= m0 || n1 <= n0) return;
+    static const yf_gemm_epi none;
+    if (!e) e = &none;
     YF_CHECK(nparts >= 1 && nparts <= 3);
     /* KC: as long as possible (C is read and written once per KC; a kernel
      * call runs KC/32 steps), K split evenly into blocks of <= 2048.
@@ -712,10 +718,10 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
      * (Measured on 2304x2048x2048: KC 2048 / NC 256 beat KC 1024, 512, 256
      * with NC 512-2048 by 10-40%; a 768 KiB or 1.5 MiB B block was no better.) */
     const int64_t KC = yf_amx_kc(g->K);
-    YF_CHECK(g->bpk || !g->epi); /* that needs a pre-packed B */
+    YF_CHECK(g->bpk || !e->blocks); /* that needs a pre-packed B */
     if (g->bpk) {
         YF_CHECK(n0 % 32 == 0);
-        gemm_prepacked(g, m0, m1, n0, n1, nparts, KC);
+        gemm_prepacked(g, e, m0, m1, n0, n1, nparts, KC);
         return;
     }
     int64_t nc = (((int64_t)1 << 20) / (KC * 2)) / 32 * 32;
@@ -731,8 +737,8 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0
     uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * panel_u16 * 2);
 
     terms tm;
-    terms_init(&tm, g, n0, n1);
-    bool with_terms = g->lr_l || g->pro_l;
+    terms_init(&tm, g, e, n0, n1);
+    bool with_terms = e->lr_l || e->pro_l;
     YF_CHECK(!with_terms || n0 % 32 == 0);
     set_tiles();
     for (int64_t pc = 0; pc < g->K; pc += KC) {
@@ -812,8 +818,9 @@ void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst) {
     YF_CHECK(!"AMX path not compiled in");
 }
 
-void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts) {
-    (void)g, (void)m0, (void)m1, (void)n0, (void)n1, (void)nparts;
+void yf_gemm_amx(const yf_gemm *g, const yf_gemm_epi *e, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                 int nparts) {
+    (void)g, (void)e, (void)m0, (void)m1, (void)n0, (void)n1, (void)nparts;
     YF_CHECK(!"AMX path not compiled in");
 }
 #endif

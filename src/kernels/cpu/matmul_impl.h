@@ -10,6 +10,7 @@
 #ifndef YF_MATMUL_IMPL_H
 #define YF_MATMUL_IMPL_H
 
+#include "kernels/cpu/fused.h"
 #include "kernels/cpu/kernels.h"
 
 typedef struct yf_gemm {
@@ -32,22 +33,28 @@ typedef struct yf_gemm {
      * which matmul.c walks block by block (the kernels take <= one K block). */
     const uint16_t *apk;
     int64_t apk_ld; /* bf16 elements from one panel of apk to the next; 0: this K block's */
-    /* instead of storing C: each block of C (<= 32 x 32, rows 32 floats
-     * apart) goes to epi (AMX, pre-packed B, one K block, not accumulating) */
-    yf_block_fn epi;
-    void *epi_ctx;
-    /* a low-rank term added to C once the product is complete: C += L·R^T,
-     * L [M, lr_k] and R [N, lr_k] fp32 rows, lr_k <= 16 (AMX, pre-packed B;
-     * yf_matmul_xwt_pk_lr) */
+} yf_gemm;
+
+/* What a fused product (fused.h) does besides C (+)= A·B, block by block
+ * of C, on the AMX path (matmul_amx.c works it in the shadow of the tile
+ * products; it needs a pre-packed B). At most one of the three is set; a
+ * product without one passes NULL. */
+typedef struct yf_gemm_epi {
+    /* each block of C (<= 32 x 32, rows 32 floats apart) handed to blocks()
+     * instead of stored: one K block, not accumulating */
+    yf_block_fn blocks;
+    void *blocks_ctx;
+    /* C += L·R^T once C is complete: L [M, lr_k] and R [N, lr_k] fp32 rows,
+     * lr_k <= 16 (yf_matmul_xwt_pk_lr) */
     const float *lr_l, *lr_r;
     int64_t lr_k;
-    /* drop(P·Q), P [M, pro_k] and Q [pro_k, N] fp32 rows, the mask of
-     * element (m, n) at index m ldc + n: added once C is complete, with
-     * accumulate or without (AMX; yf_matmul_xw_pk_drop) */
+    /* C += drop(P·Q) once C is complete, with accumulate or without: P [M,
+     * pro_k] and Q [pro_k, N] fp32 rows, the mask of element (m, n) at index
+     * m ldc + n (yf_matmul_xw_pk_drop) */
     const float *pro_l, *pro_r;
     int64_t pro_k;
     yf_drop pro_drop;
-} yf_gemm;
+} yf_gemm_epi;
 
 /* What the compiler can emit (function-level target attributes), so a build
  * with an older compiler still links: missing paths are reported unsupported. */
@@ -85,8 +92,10 @@ void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, i
                        int64_t rows, int64_t cols);
 void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
                      int64_t rows, int64_t cols);
-/* nparts: A is split into 1 (bf16 mode), 2 or 3 bf16 parts (exact mode). */
-void yf_gemm_amx(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int nparts);
+/* nparts: A is split into 1 (bf16 mode), 2 or 3 bf16 parts (exact mode).
+ * e: the fused work, or NULL. */
+void yf_gemm_amx(const yf_gemm *g, const yf_gemm_epi *e, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                 int nparts);
 /* Packs column pairs j0..j1-1 (32 columns each) of g's B, all of K, into dst
  * in the bpk layout (dst points at pair j0). */
 void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t *dst);
@@ -139,6 +148,47 @@ void yf_narrow_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int6
 /* A per-thread scratch buffer (64-byte aligned), grown as needed and kept for
  * the thread's life; slot 0..3 are independent buffers. */
 void *yf_scratch(int slot, size_t bytes); /* slot 4: a call's shared packed A (matmul.c) */
+
+/* ---- what matmul.c, wpack.c, fused.c and kprof.c share ---------------- */
+
+/* AMX pays for packing B and for 32-row tiles: below this many rows the
+ * fp32 kernels are as fast. */
+#define YF_AMX_MIN_M 16
+/* Runs g (with e's fused work, or NULL) on the path chosen for it, split
+ * between the threads; op ('f' x·W^T, 'b' dy·W, 'w' dW) labels YF_KPROF's
+ * rows. */
+void yf_gemm_run(char op, const yf_gemm *g, const yf_gemm_epi *e);
+/* Runs g, whose B is pre-packed, on the calling thread, K block by K block
+ * (AMX; what yf_matmul_xwt_rows_blocks needs). */
+void yf_gemm_run_here(const yf_gemm *g, const yf_gemm_epi *e);
+/* Whether g would run on AMX (*nparts: the split of A), or on the narrow
+ * kernels. */
+bool yf_gemm_on_amx(const yf_gemm *g, int *nparts);
+bool yf_gemm_on_narrow(const yf_gemm *g);
+/* A pre-packed operand (kernels.h): W [N, K] packed for one product. */
+struct yf_wpack {
+    const void *w;
+    int64_t N, K; /* W's shape */
+    yf_dtype wt;
+    yf_pack_kind kind;
+    uint16_t *tiles;
+    size_t bytes;
+    bool borrowed; /* tiles: the caller's (yf_wpack_f32) */
+};
+/* A pack's tiles, checked against the product's W (pk NULL: NULL). */
+const uint16_t *yf_wpack_tiles(const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind);
+/* x·W[n0:n1]^T as a yf_gemm: x as floats or packed (xpk), W's rows n0..
+ * from the pack pk when given. */
+yf_gemm yf_gemm_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
+                         const yf_wpack *pk, int64_t M, int64_t K, int64_t n0, int64_t n1);
+/* Checks a row-slice product's arguments (programmer errors). */
+void yf_check_rows(const yf_wpack *pk, const void *w, yf_dtype wt, int64_t N, int64_t K, int64_t n0, int64_t n1,
+                   yf_pack_kind kind, const void *a, const uint16_t *apk);
+/* YF_KPROF=1 (kprof.c): time and GFLOP/s per product shape, printed at exit.
+ * yf_kprof_on: whether to time this call (not inside pool jobs). */
+bool yf_kprof_on(void);
+double yf_kprof_now(void);
+void yf_kprof_add(char op, const yf_gemm *g, double s);
 
 static inline float yf_gemm_bget(const yf_gemm *g, int64_t k, int64_t n) {
     int64_t i = k * g->brs + n * g->bcs;

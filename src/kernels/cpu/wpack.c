@@ -1,0 +1,241 @@
+/* wpack: operands handed to the products already in the AMX tile layout:
+ * pre-packed weights (a frozen bf16 W packed once for all of its products),
+ * packed activations written row by row by their producer, and the
+ * products over row slices of a packed W. */
+#include "kernels/cpu/matmul_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "base/pool.h"
+
+
+/* The B operand of the product a pack is for (no A or C). */
+static yf_gemm weight_gemm(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind) {
+    if (kind == YF_PACK_XWT) return (yf_gemm){.b = w, .bt = wt, .brs = 1, .bcs = K, .N = N, .K = K};
+    return (yf_gemm){.b = w, .bt = wt, .brs = K, .bcs = 1, .N = K, .K = N};
+}
+
+/* Packs above this many rows gain little: packing W per call is then spread
+ * over enough rows (the 24-layer B=6 T=384 step has 2304). */
+#define PACK_MAX_M 1536
+
+bool yf_wpack_pays(int64_t M) {
+    return yf_kernels_path() == YF_KPATH_AMX && M >= YF_AMX_MIN_M && M <= PACK_MAX_M;
+}
+
+typedef struct pack_job {
+    const yf_gemm *g;
+    int64_t pairs_per_piece, npairs, nks;
+    uint16_t *tiles;
+    const uint16_t *release_rows; /* XWT: W, whose rows 32 j0.. a piece releases once packed; or NULL */
+} pack_job;
+
+static void pack_piece(void *ctx, int64_t i) {
+    const pack_job *j = ctx;
+    int64_t j0 = i * j->pairs_per_piece, j1 = j0 + j->pairs_per_piece < j->npairs ? j0 + j->pairs_per_piece : j->npairs;
+    if (j0 >= j1) return;
+    yf_amx_pack_b(j->g, j0, j1, j->tiles + j0 * j->nks * 1024);
+    if (j->release_rows) { /* rows 32 j0 .. 32 j1 of W (K bf16 each); pages shared with a neighbour stay */
+        int64_t r1 = 32 * j1 < j->g->N ? 32 * j1 : j->g->N;
+        yf_release_resident(j->release_rows + 32 * j0 * j->g->K, (size_t)((r1 - 32 * j0) * j->g->K) * 2);
+    }
+}
+
+yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w) {
+    if (wt != YF_BF16) {
+        yf_errorf("kernels: only bf16 weights are pre-packed");
+        return NULL;
+    }
+    if (yf_kernels_path() != YF_KPATH_AMX) {
+        yf_errorf("kernels: weights are pre-packed only for the AMX path");
+        return NULL;
+    }
+    yf_gemm g = weight_gemm(w, wt, N, K, kind);
+    int64_t npairs = (g.N + 31) / 32, nks = (g.K + 31) / 32;
+    size_t bytes = (size_t)npairs * (size_t)nks * 1024 * sizeof(uint16_t);
+    yf_wpack *p = calloc(1, sizeof *p);
+    /* 2 MiB pages where the kernel allows them (transparent huge pages in
+     * "madvise" mode): a 512th of the page faults when packing and of the TLB
+     * misses when streaming the tiles */
+    size_t huge = (size_t)2 << 20, alloc = (bytes + huge - 1) / huge * huge;
+    uint16_t *tiles = aligned_alloc(huge, alloc);
+#ifdef MADV_HUGEPAGE
+    if (tiles) (void)madvise(tiles, alloc, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
+#endif
+    if (!p || !tiles) {
+        free(p);
+        free(tiles);
+        yf_errorf("kernels: out of memory packing a %lld x %lld weight (%.0f MiB)", (long long)N, (long long)K,
+                  bytes / 1048576.0);
+        return NULL;
+    }
+    *p = (yf_wpack){.w = w, .N = N, .K = K, .wt = wt, .kind = kind, .tiles = tiles, .bytes = bytes};
+    /* XWT packs W's rows in order: with release_w, many pieces, each giving
+     * back its rows, so W's resident part shrinks as the pack grows */
+    bool by_rows = release_w && kind == YF_PACK_XWT;
+    int64_t maxp = by_rows ? 1024 : 64, pieces = npairs < maxp ? npairs : maxp;
+    pack_job j = {&g, (npairs + pieces - 1) / pieces, npairs, nks, tiles, by_rows ? w : NULL};
+    yf_par_for(pieces, pack_piece, &j);
+    if (release_w) yf_release_resident(w, (size_t)(N * K) * 2);
+    return p;
+}
+
+size_t yf_wpack_bytes(const yf_wpack *p) { return p ? p->bytes : 0; }
+
+void yf_wpack_free(yf_wpack *p) {
+    if (!p) return;
+    if (!p->borrowed) free(p->tiles);
+    free(p);
+}
+
+typedef struct rows_job {
+    const yf_wpack *p;
+    const int64_t *ids;
+    int64_t n;
+    float *out;
+} rows_job;
+
+enum { ROWS_PER_PIECE = 32 };
+
+/* Rows [32 i, 32 i + 32) of a yf_wpack_rows call. */
+static void rows_piece(void *ctx, int64_t piece) {
+    const rows_job *j = ctx;
+    const yf_wpack *p = j->p;
+    /* dy·W's layout (pack_b_block_rows): W[v, d] is in column pair d / 32,
+     * step v / 32, tile (d % 32) / 16, tile row (v % 32) / 2, at
+     * 2 (d % 16) + v % 2: a row of W is 64-byte tile rows, half of each */
+    int64_t K = p->K, nks = (p->N + 31) / 32;
+    int64_t i0 = piece * ROWS_PER_PIECE, i1 = i0 + ROWS_PER_PIECE < j->n ? i0 + ROWS_PER_PIECE : j->n;
+    for (int64_t i = i0; i < i1; i++) {
+        /* a row's 64-byte pieces are a pair's stride apart (8.6 MB for the
+         * LM head): ask for the next row's lines while this one is copied */
+        if (i + 1 < i1) {
+            int64_t v = j->ids[i + 1];
+            const uint16_t *t = p->tiles + (v / 32) * 1024 + ((v % 32) / 2) * 32;
+            for (int64_t d = 0; d < K; d += 16) __builtin_prefetch(t + (d / 32) * nks * 1024 + ((d % 32) / 16) * 512);
+        }
+        int64_t v = j->ids[i];
+        const uint16_t *t = p->tiles + (v / 32) * 1024 + ((v % 32) / 2) * 32 + v % 2;
+        float *o = j->out + i * K;
+        for (int64_t d0 = 0; d0 < K; d0 += 16) { /* one tile row: 16 columns, this row's every other value */
+            const uint16_t *src = t + (d0 / 32) * nks * 1024 + ((d0 % 32) / 16) * 512;
+            for (int64_t c = 0; c < 16 && d0 + c < K; c++) {
+                uint32_t b = (uint32_t)src[2 * c] << 16;
+                memcpy(&o[d0 + c], &b, sizeof b);
+            }
+        }
+    }
+}
+
+bool yf_wpack_rows(const yf_wpack *p, const int64_t *ids, int64_t n, float *out) {
+    if (!p || p->kind != YF_PACK_XW || p->wt != YF_BF16) return false;
+    for (int64_t i = 0; i < n; i++) YF_CHECK(ids[i] >= 0 && ids[i] < p->N);
+    rows_job j = {p, ids, n, out};
+    yf_par_for((n + ROWS_PER_PIECE - 1) / ROWS_PER_PIECE, rows_piece, &j);
+    return true;
+}
+
+int64_t yf_wpack_elems(int64_t N, int64_t K) { return ((N + 31) / 32) * ((K + 31) / 32) * 1024; }
+
+yf_wpack *yf_wpack_f32(const float *w, int64_t N, int64_t K, yf_pack_kind kind, uint16_t *tiles) {
+    if (yf_kernels_path() != YF_KPATH_AMX || yf_kernels_precision() != YF_PREC_BF16 || N <= 0 || K <= 0) return NULL;
+    yf_gemm g = weight_gemm(w, YF_F32, N, K, kind);
+    yf_amx_pack_b(&g, 0, (g.N + 31) / 32, tiles); /* the rounding the products' own packing does */
+    yf_wpack *p = yf_malloc(sizeof *p);
+    *p = (yf_wpack){.w = w, .N = N, .K = K, .wt = YF_F32, .kind = kind, .tiles = tiles,
+                    .bytes = (size_t)yf_wpack_elems(N, K) * sizeof(uint16_t), .borrowed = true};
+    return p;
+}
+
+const uint16_t *yf_wpack_tiles(const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind) {
+    if (!pk) return NULL;
+    YF_CHECK(pk->w == w && pk->N == N && pk->K == K && pk->kind == kind);
+    return pk->tiles;
+}
+
+/* ---- pre-packed activations and row slices of W ------------------------ */
+
+int64_t yf_apk_panel_elems(int64_t cols) { return 32 * ((cols + 31) / 32 * 32); }
+
+uint16_t *yf_apk_row(uint16_t *apk, int64_t cols, int64_t r, int64_t *stride) {
+    *stride = 1024; /* a 32-column step: two 16 x 32 tiles */
+    return apk + (r / 32) * yf_apk_panel_elems(cols) + ((r % 32) / 16) * 512 + (r % 16) * 32;
+}
+
+void yf_apk_put_row(uint16_t *apk, int64_t cols, int64_t r, const float *row) {
+    int64_t stride;
+    uint16_t *d = yf_apk_row(apk, cols, r, &stride);
+    yf_amx_put_a_row(d, stride, cols, row);
+}
+
+static const char *w_at(const void *w, yf_dtype wt, int64_t i) { return (const char *)w + i * (wt == YF_BF16 ? 2 : 4); }
+
+/* x·W[n0:n1]^T: B(k,n) = W[n0+n,k]; a pack's pairs of rows follow each other */
+yf_gemm yf_gemm_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
+                         const yf_wpack *pk, int64_t M, int64_t K, int64_t n0, int64_t n1) {
+    return (yf_gemm){.c = y, .ldc = n1 - n0, .a = x, .ars = K, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
+                     .brs = 1, .bcs = K, .M = M, .N = n1 - n0, .K = K,
+                     .bpk = pk ? pk->tiles + (n0 / 32) * ((K + 31) / 32) * 1024 : NULL,
+                     .apk = xpk, .apk_ld = xpk ? yf_apk_panel_elems(K) : 0};
+}
+
+/* dy·W[n0:n1]: B(j,k) = W[n0+j,k]; in a pack, rows n0.. are steps n0/32.. of every pair */
+static yf_gemm xw_rows_gemm(float *dx, int64_t ldx, const float *dy, const uint16_t *dypk, const void *w,
+                            yf_dtype wt, const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1,
+                            bool accumulate) {
+    return (yf_gemm){.c = dx, .ldc = ldx, .a = dy, .ars = n1 - n0, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
+                     .brs = K, .bcs = 1, .M = M, .N = K, .K = n1 - n0, .accumulate = accumulate,
+                     .bpk = pk ? pk->tiles + (n0 / 32) * 1024 : NULL, .bpk_ld = pk ? ((N + 31) / 32) * 1024 : 0,
+                     .apk = dypk, .apk_ld = dypk ? yf_apk_panel_elems(n1 - n0) : 0};
+}
+
+static bool amx_bf16(const yf_gemm *g) {
+    int nparts = 1;
+    return yf_kernels_precision() == YF_PREC_BF16 && yf_gemm_on_amx(g, &nparts) && nparts == 1;
+}
+
+bool yf_apk_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K) {
+    if (!pk || pk->N != N || pk->K != K) return false;
+    yf_gemm g = pk->kind == YF_PACK_XWT ? yf_gemm_xwt_rows(NULL, NULL, NULL, pk->w, YF_BF16, pk, M, K, 0, N)
+                                        : xw_rows_gemm(NULL, K, NULL, NULL, pk->w, YF_BF16, pk, M, N, K, 0, N, false);
+    return amx_bf16(&g);
+}
+
+void yf_check_rows(const yf_wpack *pk, const void *w, yf_dtype wt, int64_t N, int64_t K, int64_t n0, int64_t n1,
+                       yf_pack_kind kind, const void *a, const uint16_t *apk) {
+    YF_CHECK(0 <= n0 && n0 < n1 && n1 <= N && (a != NULL) != (apk != NULL));
+    YF_CHECK(!pk || (pk->w == w && pk->N == N && pk->K == K && pk->kind == kind && n0 % 32 == 0 && wt == pk->wt));
+    YF_CHECK(!apk || pk);
+}
+
+void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
+                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1) {
+    yf_check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XWT, x, xpk);
+    if (yf_kernels_path() == YF_KPATH_REF) {
+        YF_CHECK(x);
+        yf_matmul_xwt_ref(y, x, w_at(w, wt, n0 * K), wt, M, n1 - n0, K, false);
+        return;
+    }
+    yf_gemm g = yf_gemm_xwt_rows(y, x, xpk, w, wt, pk, M, K, n0, n1);
+    YF_CHECK(!xpk || amx_bf16(&g));
+    yf_gemm_run('f', &g, NULL);
+}
+
+void yf_matmul_xw_rows(float *dx, int64_t ldx, const float *dy, const uint16_t *dypk, const void *w, yf_dtype wt,
+                       const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate) {
+    yf_check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XW, dy, dypk);
+    YF_CHECK(ldx >= K);
+    if (yf_kernels_path() == YF_KPATH_REF) {
+        YF_CHECK(dy);
+        int64_t rows = ldx == K ? M : 1; /* the reference takes contiguous rows: rows ldx apart one at a time */
+        for (int64_t m = 0; m < M; m += rows)
+            yf_matmul_xw_ref(dx + m * ldx, dy + m * (n1 - n0), w_at(w, wt, n0 * K), wt, rows, n1 - n0, K, accumulate);
+        return;
+    }
+    yf_gemm g = xw_rows_gemm(dx, ldx, dy, dypk, w, wt, pk, M, N, K, n0, n1, accumulate);
+    YF_CHECK(!dypk || amx_bf16(&g));
+    yf_gemm_run('b', &g, NULL);
+}
+
