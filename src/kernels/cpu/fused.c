@@ -2,6 +2,7 @@
  * available (the product on AMX; the term on the narrow kernels, whose
  * arithmetic the AMX epilogue repeats bit for bit) and otherwise runs the
  * plain steps it stands for. */
+#include "kernels/cpu/fused.h"
 #include "kernels/cpu/matmul_impl.h"
 
 static int64_t g_epi_calls; /* calls that ran their extra term inside the product (tests) */

@@ -9,6 +9,7 @@
 #ifndef YF_FUSED_H
 #define YF_FUSED_H
 
+#include "kernels/cpu/epilogue.h"
 #include "kernels/cpu/kernels.h"
 
 /* y = x·W^T (+ y if accumulate), then y += L·R^T (L [M, r], R [N, r], r <=
@@ -22,12 +23,6 @@ void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, c
 /* How many yf_matmul_xwt_pk_lr / yf_matmul_xw_pk_drop calls ran their
  * extra term inside the product (tests). */
 int64_t yf_matmul_epilogue_calls(void);
-/* LoRA dropout's mask (ops.h, yf_dropout_params): element i is kept when a
- * hash of (i, s0, s1) >= thr, and then scaled by ks. */
-typedef struct yf_drop {
-    uint32_t thr, s0, s1;
-    float ks;
-} yf_drop;
 
 /* dx = dy·W + drop(L·R), or with accumulate dx += dy·W, then + drop(L·R):
  * L [M, r] (r <= 16), R [r, K] rows, drop the mask of element (m, k) of dx
@@ -51,16 +46,6 @@ bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt
  * (xpk), W pre-packed (pk, YF_PACK_XWT); runs on the calling thread, blocks
  * in order of columns, then rows. yf_blocks_usable: whether it can (AMX,
  * bf16, K <= 2048: one block along K). */
-typedef struct yf_exp_spec {
-    uint16_t *dst;          /* 32 x 32 bf16, row i at 32 i; NULL: no exps for this block */
-    const float *shift;     /* [32] */
-    double *acc;            /* [32 x 16] */
-    uint32_t live;          /* rows to compute (the others, and rows past the block: zeros) */
-    float lim;
-    bool *over;             /* set when a live logit exceeds its shift by more than lim */
-} yf_exp_spec;
-typedef void (*yf_block_fn)(void *ctx, int64_t m, int64_t n, const float *blk, int64_t rows, int64_t cols,
-                            yf_exp_spec *exp);
 bool yf_blocks_usable(const yf_wpack *pk, int64_t M, int64_t N, int64_t K);
 void yf_matmul_xwt_rows_blocks(const uint16_t *xpk, const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0,
                                int64_t n1, yf_block_fn fn, void *ctx);

@@ -10,7 +10,7 @@
 #ifndef YF_MATMUL_IMPL_H
 #define YF_MATMUL_IMPL_H
 
-#include "kernels/cpu/fused.h"
+#include "kernels/cpu/epilogue.h"
 #include "kernels/cpu/kernels.h"
 
 typedef struct yf_gemm {
