@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "formats/checkpoint.h"
 #include "cli.h"
 #include "commands.h"
@@ -32,6 +33,7 @@ int cmd_merge(int argc, char **argv) {
         fprintf(stderr, "yuanft merge: --out must not be the base model directory (%s)\n", model);
         return 2;
     }
+    yf_par_adapt_to_load();
     double t0 = yf_time();
     yf_config cfg;
     yf_table tab;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cli.h"
 #include "commands.h"
 #include "lora/lora.h"
@@ -52,6 +53,7 @@ int cmd_score(int argc, char **argv) {
         fprintf(stderr, "yuanft score: --grads needs --adapter (the gradients are the adapter's)\n");
         return 2;
     }
+    yf_par_adapt_to_load();
     double t0 = yf_time();
     yf_model *m = NULL;
     yf_lora lo = {0};
