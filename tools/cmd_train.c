@@ -1,6 +1,6 @@
 /* yuanft train: fine-tune a Yuan model (LoRA, DoRA or full) with the HF
  * Trainer's semantics. Wires the generic loop (src/train/trainer.h) to the model,
- * the adapter and a pre-tokenised data file. */
+ * the adapter and the training set (src/task/trainset.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,155 +12,21 @@
 #include "formats/config.h"
 #include "lora/lora.h"
 #include "model/model.h"
-#include "formats/safetensors.h"
-#include "task/data.h"
+#include "task/trainset.h"
 #include "train/dist.h"
 #include "kernels/cpu/kernels.h"
 #include "base/pool.h"
-#include "tokenizer/tokenizer.h"
 #include "train/trainer.h"
-#include "formats/vocab_map.h"
 
 /* Information lines come from rank 0 only when several MPI ranks run this. */
 static bool g_log = true;
-
-/* ---- the data set: input_ids / labels [N, T] int64 ------------------------- */
-
-typedef struct trainset {
-    yf_table tab;
-    const int64_t *ids, *labels; /* [N, T] */
-    int64_t N, T;
-    int64_t *len;                /* [N] positions that matter: up to the last scored label */
-} trainset;
-
-static int trainset_check(trainset *d, const char *path, const yf_config *cfg);
-
-/* How text data (.jsonl / .json records) becomes token ids. */
-typedef struct text_opts {
-    const char *tokenizer;  /* NULL: MODEL/tokenizer.model */
-    const char *template_spec;
-    int64_t max_length;
-    const char *model_dir;
-} text_opts;
-
-static bool is_text_data(const char *path) {
-    size_t n = strlen(path);
-    return (n > 6 && !strcmp(path + n - 6, ".jsonl")) || (n > 5 && !strcmp(path + n - 5, ".json"));
-}
-
-/* Records {"input", "output"} → prompt/answer ids through the tokenizer,
- * the template and the model's vocabulary map, padded into [N, T]. */
-static int trainset_from_text(trainset *d, const char *path, const text_opts *to, const yf_config *cfg) {
-    yf_records recs = {0};
-    yf_template tpl = {0};
-    yf_tokenizer *tok = NULL;
-    yf_encoder enc;
-    yf_dataset ds = {0};
-    yf_vocab_map vm = {0};
-    int rc = -1;
-    char *tp = to->tokenizer ? yf_strdup(to->tokenizer) : yf_path_join(to->model_dir, "tokenizer.model");
-    if (!yf_file_exists(tp)) {
-        yf_errorf("%s: tokenizer not found (text data needs --tokenizer FILE or MODEL/tokenizer.model)", tp);
-        goto out;
-    }
-    if (yf_data_load(path, &recs) || yf_template_load(to->template_spec, &tpl) || yf_tokenizer_load(tp, &tok) ||
-        yf_encoder_from_tokenizer(tok, &enc) || yf_dataset_build(&recs, &tpl, &enc, to->max_length, &ds) ||
-        yf_vocab_map_load(to->model_dir, &vm))
-        goto out;
-    if (ds.n == 0) {
-        yf_errorf("%s: no records", path);
-        goto out;
-    }
-    int64_t T = ds.longest > 0 ? ds.longest : 1, N = (int64_t)ds.n;
-    yf_tensor *ti = yf_table_alloc(&d->tab, "input_ids", YF_I64, 2, (int64_t[]){N, T});
-    yf_tensor *tl = yf_table_alloc(&d->tab, "labels", YF_I64, 2, (int64_t[]){N, T});
-    int64_t *ids = ti->data, *lab = tl->data;
-    for (int64_t i = 0; i < N; i++) {
-        const yf_example *ex = &ds.ex[i];
-        for (int64_t t = 0; t < T; t++) {
-            ids[i * T + t] = t < ex->len ? ex->ids[t] : ds.pad_id;
-            lab[i * T + t] = t < ex->len ? ex->labels[t] : -100;
-        }
-    }
-    yf_vocab_map_ids(&vm, ids, N * T);
-    yf_vocab_map_ids(&vm, lab, N * T);
-    if (g_log)
-        fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", path,
-                (long long)N, (long long)T, (long long)ds.n_truncated, (long long)to->max_length,
-                vm.n ? " (ids mapped through the model's vocab_map)" : "");
-    rc = 0;
-out:
-    free(tp);
-    yf_dataset_free(&ds);
-    yf_records_free(&recs);
-    yf_template_free(&tpl);
-    if (tok) yf_tokenizer_free(tok);
-    yf_vocab_map_free(&vm);
-    return rc ? rc : trainset_check(d, path, cfg);
-}
-
-/* Loads and checks the data file; rows longer than max_pos are an error. */
-static int trainset_load(trainset *d, const char *path, const yf_config *cfg, const text_opts *to) {
-    memset(d, 0, sizeof *d);
-    yf_table_init(&d->tab);
-    if (!yf_file_exists(path))
-        return yf_errorf("%s: data file not found (--data takes .jsonl/.json records or a .safetensors file with input_ids and labels)", path);
-    if (is_text_data(path)) return trainset_from_text(d, path, to, cfg);
-    if (yf_st_load(path, &d->tab)) return -1;
-    return trainset_check(d, path, cfg);
-}
-
-static int trainset_check(trainset *d, const char *path, const yf_config *cfg) {
-    const yf_tensor *ti = yf_table_find(&d->tab, "input_ids"), *tl = yf_table_find(&d->tab, "labels");
-    if (!ti || !tl) return yf_errorf("%s: needs tensors 'input_ids' and 'labels' [N, T] (I64)", path);
-    if (ti->dtype != YF_I64 || tl->dtype != YF_I64 || ti->ndim != 2 || tl->ndim != 2 || ti->shape[0] != tl->shape[0] ||
-        ti->shape[1] != tl->shape[1]) {
-        char a[64], b[64];
-        return yf_errorf("%s: input_ids %s %s and labels %s %s must both be I64 [N, T]", path, yf_dtype_name(ti->dtype),
-                         yf_shape_str(ti, a, sizeof a), yf_dtype_name(tl->dtype), yf_shape_str(tl, b, sizeof b));
-    }
-    d->N = ti->shape[0], d->T = ti->shape[1];
-    if (d->N <= 0 || d->T <= 0) return yf_errorf("%s: the data set is empty", path);
-    d->ids = ti->data, d->labels = tl->data;
-    d->len = yf_malloc((size_t)d->N * sizeof *d->len);
-    const yf_tensor *tm = yf_table_find(&d->tab, "attention_mask");
-    if (tm && (tm->dtype != YF_I64 || tm->ndim != 2 || tm->shape[0] != d->N || tm->shape[1] != d->T))
-        return yf_errorf("%s: attention_mask must be I64 [N, T] like input_ids", path);
-    for (int64_t i = 0; i < d->N; i++) {
-        int64_t last = 0;
-        for (int64_t t = 0; t < d->T; t++) {
-            int64_t id = d->ids[i * d->T + t], lb = d->labels[i * d->T + t];
-            if (id < 0 || id >= cfg->vocab_size)
-                return yf_errorf("%s: input_ids[%lld, %lld] = %lld is outside the vocabulary [0, %lld)", path, (long long)i,
-                                 (long long)t, (long long)id, (long long)cfg->vocab_size);
-            if (lb != -100 && (lb < 0 || lb >= cfg->vocab_size))
-                return yf_errorf("%s: labels[%lld, %lld] = %lld is neither -100 nor a token id below %lld", path, (long long)i,
-                                 (long long)t, (long long)lb, (long long)cfg->vocab_size);
-            if (lb != -100) last = t + 1;
-            if (tm && ((const int64_t *)tm->data)[i * d->T + t] && t + 1 > last) last = t + 1;
-        }
-        /* positions after the last scored label cannot change the loss (causal
-         * model), so batches are cut there: HF's pad-to-longest, recovered */
-        d->len[i] = last > 0 ? last : 1;
-        if (cfg->max_position_embeddings > 0 && d->len[i] > cfg->max_position_embeddings)
-            return yf_errorf("%s: row %lld has %lld tokens, more than the model's max_position_embeddings %lld "
-                             "(truncate the data, e.g. to 384 as the recipe does)",
-                             path, (long long)i, (long long)d->len[i], (long long)cfg->max_position_embeddings);
-    }
-    return 0;
-}
-
-static void trainset_free(trainset *d) {
-    free(d->len);
-    yf_table_free(&d->tab);
-}
 
 /* ---- hooks ---------------------------------------------------------------------- */
 
 typedef struct ctx {
     yf_model *model;
     yf_lora *lora;        /* NULL in full fine-tuning */
-    trainset *data;
+    yf_trainset *data;
     bool grad_ckpt;
     float dropout;
     const char *model_dir;
@@ -169,7 +35,7 @@ typedef struct ctx {
 } ctx;
 
 static int64_t hook_count(void *vc, const int64_t *rows, int64_t n) {
-    const trainset *d = ((ctx *)vc)->data;
+    const yf_trainset *d = ((ctx *)vc)->data;
     int64_t c = 0;
     for (int64_t k = 0; k < n; k++) {
         const int64_t *lb = d->labels + rows[k] * d->T;
@@ -181,7 +47,7 @@ static int64_t hook_count(void *vc, const int64_t *rows, int64_t n) {
 static int hook_fb(void *vc, const int64_t *rows, int64_t n, float scale, yf_rng *rng, double *loss_sum, int64_t *ntok,
                    int64_t *n_input) {
     ctx *c = vc;
-    const trainset *d = c->data;
+    const yf_trainset *d = c->data;
     int64_t Tb = 1;
     for (int64_t k = 0; k < n; k++) Tb = d->len[rows[k]] > Tb ? d->len[rows[k]] : Tb;
     for (int64_t k = 0; k < n; k++) {
@@ -309,16 +175,22 @@ static int train(int argc, char **argv, yf_dist *dist) {
     int crc = yf_config_load(cfg_path, &cfg);
     free(cfg_path);
     if (crc) return yc_fail("train");
-    trainset ds;
-    text_opts to = {tokenizer, template_spec, max_length, model_dir};
-    if (trainset_load(&ds, data, &cfg, &to)) {
-        trainset_free(&ds);
+    yf_trainset ds;
+    yf_trainset_opts to = {.model_dir = model_dir, .tokenizer = tokenizer, .template_spec = template_spec,
+                           .max_length = max_length};
+    int lrc = yf_trainset_load(data, &cfg, &to, &ds);
+    if (g_log && ds.n_records)
+        fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", data,
+                (long long)ds.n_records, (long long)ds.T, (long long)ds.n_truncated, (long long)max_length,
+                ds.vocab_mapped ? " (ids mapped through the model's vocab_map)" : "");
+    if (lrc) {
+        yf_trainset_free(&ds);
         return yc_fail("train");
     }
     char *resume_dir = NULL;
     if (resume && (!strcmp(resume, "true") || !strcmp(resume, "True"))) {
         if (yf_latest_checkpoint(out_dir, &resume_dir)) {
-            trainset_free(&ds);
+            yf_trainset_free(&ds);
             return yc_fail("train");
         }
     } else if (resume) {
@@ -327,7 +199,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
     if (resume_dir && !yf_dir_exists(resume_dir)) {
         yf_errorf("%s: checkpoint directory not found (--resume-from-checkpoint)", resume_dir);
         free(resume_dir);
-        trainset_free(&ds);
+        yf_trainset_free(&ds);
         return yc_fail("train");
     }
     a.resume_dir = resume_dir;
@@ -386,7 +258,7 @@ done:
     free(c.blab);
     if (lo) yf_lora_free(lo);
     if (m) yf_model_free(m);
-    trainset_free(&ds);
+    yf_trainset_free(&ds);
     free(resume_dir);
     return rc;
 }
