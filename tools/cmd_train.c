@@ -93,59 +93,59 @@ static int train(int argc, char **argv, yf_dist *dist) {
     bool group_by_length = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
     const yc_opt opts[] = {
-        {"model", YC_STR, &model_dir, "base model directory (config.json + weights) [required]"},
-        {"data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors with "
-                                "input_ids and labels [N, T] I64 (-100 = not scored) [required]"},
-        {"tokenizer", YC_STR, &tokenizer, "text data: tokenizer.model (default: MODEL/tokenizer.model)"},
-        {"prompt-template", YC_STR, &template_spec, "text data: resume (the recipe's), none, or a file with {input} (resume)"},
-        {"max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens (384)"},
-        {"output-dir", YC_STR, &out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go [required]"},
-        {"adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are used)"},
-        {"per-device-train-batch-size", YC_INT, &bs, "examples per micro-batch (8)"},
-        {"gradient-accumulation-steps", YC_INT, &accum, "micro-batches per optimizer step (1)"},
-        {"num-train-epochs", YC_FLOAT, &epochs, "epochs (3)"},
-        {"max-steps", YC_INT, &max_steps, "optimizer steps; > 0 overrides --num-train-epochs (-1)"},
-        {"learning-rate", YC_FLOAT, &lr, "peak AdamW learning rate (5e-5)"},
-        {"weight-decay", YC_FLOAT, &wd, "AdamW decoupled weight decay (0); full fine-tuning skips bias/norm weights"},
-        {"adam-beta1", YC_FLOAT, &beta1, "(0.9)"},
-        {"adam-beta2", YC_FLOAT, &beta2, "(0.999)"},
-        {"adam-epsilon", YC_FLOAT, &adam_eps, "(1e-8)"},
-        {"lr-scheduler-type", YC_STR, &sched, "linear, cosine, constant or constant_with_warmup (linear)"},
-        {"warmup-steps", YC_INT, &warmup_steps, "linear warmup steps (0)"},
-        {"warmup-ratio", YC_FLOAT, &warmup_ratio, "warmup as a fraction of all steps, used when --warmup-steps is 0 (0)"},
-        {"max-grad-norm", YC_FLOAT, &max_grad_norm, "clip the global gradient norm to this; 0 disables (1.0)"},
-        {"logging-steps", YC_INT, &logging_steps, "print the mean loss every N optimizer steps (500)"},
-        {"save-strategy", YC_STR, &save, "no, epoch or steps (steps)"},
-        {"save-steps", YC_INT, &save_steps, "checkpoint every N steps with --save-strategy steps (500)"},
-        {"seed", YC_INT, &seed, "shuffling, adapter init and dropout (42)"},
-        {"no-shuffle", YC_FLAG, &no_shuffle, "keep the data file's order"},
-        {"group-by-length", YC_FLAG, &group_by_length, "batch examples of similar length together (less padding), as HF's flag"},
-        {"gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"},
-        {"bf16", YC_FLAG, &bf16, "bf16 compute (like torch autocast): activations rounded to bf16 for the "
-                                 "matrix products, fp32 accumulation; default: fp32-exact products. Weights "
-                                 "keep their stored dtype either way (fp32 copies only with --full-finetune)"},
-        {"lora-r", YC_INT, &lora_r, "LoRA rank (8; recipe value, as PEFT's default)"},
-        {"lora-alpha", YC_FLOAT, &lora_alpha, "LoRA alpha (32; the recipe's value, PEFT's default is 8)"},
-        {"lora-dropout", YC_FLOAT, &lora_dropout, "dropout on the LoRA input (0.1, the recipe's; PEFT's default is 0; "
-                                                  "with --adapter: the adapter's)"},
-        {"target-modules", YC_STR, &targets, "comma-separated projections, or all-linear (the seven projections)"},
-        {"use-dora", YC_FLAG, &dora, "DoRA: also train a magnitude per output row"},
-        {"use-rslora", YC_FLAG, &rslora, "scaling alpha/sqrt(r) instead of alpha/r"},
-        {"full-finetune", YC_FLAG, &full, "train every weight instead of an adapter"},
-        {"resume-from-checkpoint", YC_STR, &resume, "a checkpoint directory, or true for the latest in --output-dir"},
-        {"save-on-each-node", YC_FLAG, &each_node, "under mpirun/srun: write checkpoints and the result on the first rank "
-                                                   "of every node (node-local disks), not only on rank 0"},
+        YC_OPT("model", YC_STR, &model_dir, "base model directory (config.json + weights)", .meta = "DIR", .required = true),
+        YC_OPT("data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors "
+               "with input_ids and labels [N, T] I64 (-100 = not scored)", .meta = "FILE", .required = true),
+        YC_OPT_TOKENIZER(&tokenizer, "text data: "),
+        YC_OPT_PROMPT_TEMPLATE(&template_spec, "text data: "),
+        YC_OPT("max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens"),
+        YC_OPT("output-dir", YC_STR, &out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go",
+               .meta = "DIR", .required = true),
+        YC_OPT("adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are "
+               "used)", .meta = "DIR"),
+        YC_OPT("per-device-train-batch-size", YC_INT, &bs, "examples per micro-batch"),
+        YC_OPT("gradient-accumulation-steps", YC_INT, &accum, "micro-batches per optimizer step"),
+        YC_OPT("num-train-epochs", YC_FLOAT, &epochs, "epochs"),
+        YC_OPT("max-steps", YC_INT, &max_steps, "optimizer steps; > 0 overrides --num-train-epochs"),
+        YC_OPT("learning-rate", YC_FLOAT, &lr, "peak AdamW learning rate"),
+        YC_OPT("weight-decay", YC_FLOAT, &wd, "AdamW decoupled weight decay; full fine-tuning skips bias/norm weights"),
+        YC_OPT("adam-beta1", YC_FLOAT, &beta1, "AdamW beta1"),
+        YC_OPT("adam-beta2", YC_FLOAT, &beta2, "AdamW beta2"),
+        YC_OPT("adam-epsilon", YC_FLOAT, &adam_eps, "AdamW epsilon"),
+        YC_OPT("lr-scheduler-type", YC_STR, &sched, "linear, cosine, constant or constant_with_warmup", .meta = "NAME"),
+        YC_OPT("warmup-steps", YC_INT, &warmup_steps, "linear warmup steps"),
+        YC_OPT("warmup-ratio", YC_FLOAT, &warmup_ratio, "warmup as a fraction of all steps, used when --warmup-steps is 0"),
+        YC_OPT("max-grad-norm", YC_FLOAT, &max_grad_norm, "clip the global gradient norm to this; 0: no clipping"),
+        YC_OPT("logging-steps", YC_INT, &logging_steps, "print the mean loss every N optimizer steps"),
+        YC_OPT("save-strategy", YC_STR, &save, "no, epoch or steps", .meta = "NAME"),
+        YC_OPT("save-steps", YC_INT, &save_steps, "checkpoint every N steps with --save-strategy steps"),
+        YC_OPT("seed", YC_INT, &seed, "shuffling, adapter init and dropout"),
+        YC_OPT("no-shuffle", YC_FLAG, &no_shuffle, "keep the data file's order"),
+        YC_OPT("group-by-length", YC_FLAG, &group_by_length, "batch examples of similar length together (less padding), "
+               "as HF's flag"),
+        YC_OPT("gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"),
+        YC_OPT("bf16", YC_FLAG, &bf16, "bf16 compute (like torch autocast): activations rounded to bf16 for the matrix "
+               "products, fp32 accumulation; without it: fp32-exact products. Weights keep their stored dtype either "
+               "way (fp32 copies only with --full-finetune)"),
+        YC_OPT("lora-r", YC_INT, &lora_r, "LoRA rank; the recipe's value, as PEFT's default"),
+        YC_OPT("lora-alpha", YC_FLOAT, &lora_alpha, "LoRA alpha; the recipe's value (PEFT's default is 8)"),
+        YC_OPT("lora-dropout", YC_FLOAT, &lora_dropout, "dropout on the LoRA input; the recipe's value (PEFT's default is 0)",
+               .def = "0.1; with --adapter: the adapter's"),
+        YC_OPT("target-modules", YC_STR, &targets, "comma-separated projections, or all-linear (the seven projections)",
+               .meta = "LIST"),
+        YC_OPT("use-dora", YC_FLAG, &dora, "DoRA: also train a magnitude per output row"),
+        YC_OPT("use-rslora", YC_FLAG, &rslora, "scaling alpha/sqrt(r) instead of alpha/r"),
+        YC_OPT("full-finetune", YC_FLAG, &full, "train every weight instead of an adapter"),
+        YC_OPT("resume-from-checkpoint", YC_STR, &resume, "a checkpoint directory, or true for the latest in --output-dir",
+               .meta = "DIR|true"),
+        YC_OPT("save-on-each-node", YC_FLAG, &each_node, "under mpirun/srun: write checkpoints and the result on the first "
+               "rank of every node (node-local disks), not only on rank 0"),
     };
-    int prc = yc_parse("train", "Fine-tunes a Yuan model with the Hugging Face Trainer's semantics (AdamW, linear schedule,\n"
+    int prc = yc_parse("train", "Fine-tune a Yuan model with the Hugging Face Trainer's semantics (AdamW, linear schedule,\n"
                                 "gradient clipping, token-averaged accumulation). LoRA by default; the LoRA defaults are\n"
                                 "the fine-tuning recipe's (r 8, alpha 32, dropout 0.1, the seven projections).",
                        argc, argv, opts, (int)(sizeof opts / sizeof *opts));
-    if (prc == 1) return 0;
-    if (prc) return 2;
-    if (!model_dir || !data || !out_dir) {
-        fprintf(stderr, "yuanft train: --model, --data and --output-dir are required (see yuanft train --help)\n");
-        return 2;
-    }
+    if (prc) return prc == 1 ? 0 : 2;
 
     /* everything that can be checked before loading the weights */
     yf_train_args a = yf_train_args_defaults();
