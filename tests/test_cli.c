@@ -171,3 +171,62 @@ TEST(cli_every_command_help_in_one_style) {
         }
     }
 }
+
+/* ---- one name for one thing; the old spellings still work ------------------- */
+
+TEST(cli_help_lists_the_aliases) {
+    static const struct { const char *cmd, *line_start, *alias; } want[] = {
+        {"init", "--output-dir DIR", "(alias: --out)"},
+        {"merge", "--output-dir DIR", "(alias: --out)"},
+        {"train", "--output-dir DIR", "(alias: --out)"},
+        {"score", "--input FILE", "(alias: --batch, deprecated)"},
+        {"score", "--output-file FILE", "(alias: --out)"},
+        {"data resume-ner", "--output-file FILE", "(alias: --out)"},
+        {"data tokenize", "--output-file FILE", "(alias: --out)"},
+        {"data tokenize", "--prompt-template TEMPLATE", "(alias: --template)"},
+    };
+    char out[16384], needle[64];
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        int rc = yt_sh(out, sizeof out, "%s %s --help", yt_cli(), want[i].cmd);
+        snprintf(needle, sizeof needle, "\n  %s ", want[i].line_start);
+        char *line = strstr(out, needle), *nl = line ? strchr(line + 1, '\n') : NULL, *alias = strstr(out, want[i].alias);
+        CHECK(rc == 0 && line && alias && alias > line && (!nl || alias < nl), "%s: want '%s ... %s':\n%s", want[i].cmd,
+              want[i].line_start, want[i].alias, out);
+    }
+}
+
+/* Every renamed option's old spelling parses to the same thing; only
+ * score's --batch (a count elsewhere) warns. */
+TEST(cli_old_spellings_still_work) {
+    char g[600], tok[600], out[16384];
+    snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
+    snprintf(tok, sizeof tok, "%s", yt_shared_path("yuan/tokenizer.model"));
+    const char *d = yt_tmpdir();
+    int rc = yt_sh(out, sizeof out, "%s score --model %s --batch %s/forward.safetensors --out %s/logits.safetensors", yt_cli(),
+                   g, g, d);
+    CHECK(rc == 0 && strstr(out, "yuanft score: warning: --batch FILE is now --input FILE") && strstr(out, "loss "),
+          "score --batch: exit %d:\n%s", rc, out);
+    CHECK(yt_sh(NULL, 0, "test -s %s/logits.safetensors", d) == 0, "score --out wrote nothing");
+    rc = yt_sh(out, sizeof out, "%s init --config %s/config.json --out %s/init --seed 3", yt_cli(), g, d);
+    CHECK(rc == 0 && !strstr(out, "warning") && yt_sh(NULL, 0, "test -s %s/init/model.safetensors", d) == 0,
+          "init --out: exit %d:\n%s", rc, out);
+    rc = yt_sh(out, sizeof out, "%s merge --model %s --adapter %s/lora --out %s/merged", yt_cli(), g, g, d);
+    CHECK(rc == 0 && !strstr(out, "warning") && yt_sh(NULL, 0, "test -s %s/merged/model.safetensors", d) == 0,
+          "merge --out: exit %d:\n%s", rc, out);
+    rc = yt_sh(out, sizeof out,
+               "OMP_NUM_THREADS=1 %s train --model %s --data %s/forward.safetensors --out %s/train --max-steps 1 "
+               "--per-device-train-batch-size 2 --save-strategy no",
+               yt_cli(), g, g, d);
+    CHECK(rc == 0 && yt_sh(NULL, 0, "test -s %s/train/adapter_model.safetensors", d) == 0, "train --out: exit %d:\n%s", rc,
+          out);
+    rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --out %s/dev.jsonl", yt_cli(),
+               yt_shared_path("data/resume-ner/dev.char.bmes"), d);
+    CHECK(rc == 0 && strstr(out, "463 sentences"), "data resume-ner --out: exit %d:\n%s", rc, out);
+    rc = yt_sh(out, sizeof out,
+               "head -n 3 %s/dev.jsonl > %s/three.jsonl && %s data tokenize --data %s/three.jsonl --tokenizer %s "
+               "--template none --out %s/old.safetensors && %s data tokenize --data %s/three.jsonl --tokenizer %s "
+               "--prompt-template none --output-file %s/new.safetensors && cmp %s/old.safetensors %s/new.safetensors",
+               d, d, yt_cli(), d, tok, d, yt_cli(), d, tok, d, d, d);
+    CHECK(rc == 0 && strstr(out, "3 examples") && !strstr(out, "warning"), "data tokenize --template/--out: exit %d:\n%s", rc,
+          out);
+}

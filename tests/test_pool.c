@@ -58,10 +58,10 @@ TEST(pool_thread_rule_cli_note_when_cores_busy) {
     char out[16384];
     int rc = yt_sh(out, sizeof out,
                    "p=''; for i in $(seq %ld); do timeout 10 sh -c 'while :; do :; done' >/dev/null 2>&1 & p=\"$p $!\"; done; "
-                   "sleep 0.2; env -u OMP_NUM_THREADS %s score --model %s --batch %s/forward.safetensors; r=$?; kill $p; exit $r",
+                   "sleep 0.2; env -u OMP_NUM_THREADS %s score --model %s --input %s/forward.safetensors; r=$?; kill $p; exit $r",
                    ncpu, yt_cli(), g, g);
     CHECK(rc == 0 && strstr(out, "other processes are using") && strstr(out, ": 1 thread instead of"), "exit %d:\n%s", rc,
           out);
-    rc = yt_sh(out, sizeof out, "OMP_NUM_THREADS=2 %s score --model %s --batch %s/forward.safetensors", yt_cli(), g, g);
+    rc = yt_sh(out, sizeof out, "OMP_NUM_THREADS=2 %s score --model %s --input %s/forward.safetensors", yt_cli(), g, g);
     CHECK(rc == 0 && !strstr(out, "other processes"), "exit %d:\n%s", rc, out);
 }

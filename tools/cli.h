@@ -45,6 +45,12 @@ typedef struct yc_opt {
 #define YC_OPT_PROMPT_TEMPLATE(dst, when, ...)                                                                     \
     YC_OPT("prompt-template", YC_STR, dst, when "the prompt template: resume (the recipe's), none, or a file with " \
            "{input}", .meta = "TEMPLATE", __VA_ARGS__)
+/* What a command writes: a directory (HF's --output_dir) or a single file;
+ * --out, the old spelling of both, stays as an alias. */
+#define YC_OPT_OUTPUT_DIR(dst, help) \
+    YC_OPT("output-dir", YC_STR, dst, help, .meta = "DIR", .required = true, .alias = "out")
+#define YC_OPT_OUTPUT_FILE(dst, help, ...) \
+    YC_OPT("output-file", YC_STR, dst, help, .meta = "FILE", .alias = "out", __VA_ARGS__)
 #define YC_OPT_BF16(dst)                                                                                             \
     YC_OPT("bf16", YC_FLAG, dst, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)")
 

@@ -1,8 +1,8 @@
 /* yuanft data: prepare training data.
- *   data resume-ner --bmes FILE --out FILE.jsonl   the Resume NER corpus → records
- *   data check --data FILE                          read and check a records file
- *   data tokenize --data FILE --tokenizer FILE [--template T] [--max-length N] [--out FILE.safetensors]
- *                                                   records → training tensors, as train does (and save) */
+ *   data resume-ner --bmes FILE --output-file FILE.jsonl   the Resume NER corpus → records
+ *   data check --data FILE                                  read and check a records file
+ *   data tokenize --data FILE --tokenizer FILE [--prompt-template T] [--max-length N]
+ *                 [--output-file FILE.safetensors]          records → training tensors, as train does */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +18,8 @@ static int data_resume_ner(int argc, char **argv) {
     const yc_opt opts[] = {
         YC_OPT("bmes", YC_STR, &bmes, "Resume NER file (*.char.bmes: CHARACTER TAG a line, blank line between sentences)",
                .meta = "FILE", .required = true),
-        YC_OPT("out", YC_STR, &out, "the JSON Lines to write: {\"input\": sentence, \"output\": answer JSON} a line",
-               .meta = "FILE", .required = true),
+        YC_OPT_OUTPUT_FILE(&out, "the JSON Lines to write: {\"input\": sentence, \"output\": answer JSON} a line",
+                           .required = true),
     };
     int rc = yc_parse("data resume-ner", "Convert the Resume NER corpus (BMES) into the recipe's training records.", argc,
                       argv, opts, (int)(sizeof opts / sizeof *opts));
@@ -78,15 +78,13 @@ static int data_tokenize(int argc, char **argv) {
                .required = true),
         YC_OPT("tokenizer", YC_STR, &tokp, "tokenizer.model, or a model directory holding it", .meta = "FILE",
                .required = true),
-        YC_OPT("template", YC_STR, &tmpl, "the prompt template: resume (the recipe's), none, or a file with {input}",
-               .meta = "TEMPLATE"),
+        YC_OPT_PROMPT_TEMPLATE(&tmpl, "", .alias = "template"),
         YC_OPT("max-length", YC_INT, &max_length, "truncate input_ids and labels to this many tokens; 0: no limit"),
-        YC_OPT("out", YC_STR, &out, "write the tensors here (safetensors: input_ids, labels [N, T], lengths [N])",
-               .meta = "FILE"),
+        YC_OPT_OUTPUT_FILE(&out, "write the tensors here (safetensors: input_ids, labels [N, T], lengths [N])"),
     };
     int rc = yc_parse("data tokenize",
                       "Turn training records into training tensors, as train does; `tokenize` encodes plain strings to ids.\n"
-                      "prompt = template(input) + <sep> (labels -100), answer = output + <eod>; saved with --out,\n"
+                      "prompt = template(input) + <sep> (labels -100), answer = output + <eod>; saved with --output-file,\n"
                       "a file train --data takes.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
@@ -130,9 +128,9 @@ static void usage(FILE *f) {
     fprintf(f, "usage: yuanft data SUBCOMMAND [options]\n\n"
                "Prepare training data.\n\n"
                "subcommands:\n"
-               "  resume-ner   Convert the Resume NER corpus into training records (--bmes FILE --out FILE.jsonl)\n"
+               "  resume-ner   Convert the Resume NER corpus into training records (--bmes FILE --output-file FILE.jsonl)\n"
                "  check        Read and check a training data file (--data FILE)\n"
-               "  tokenize     Turn training records into training tensors, as train does (--out FILE.safetensors)\n"
+               "  tokenize     Turn training records into training tensors, as train does (--output-file FILE.safetensors)\n"
                "\n'yuanft data SUBCOMMAND --help' shows its options.\n");
 }
 

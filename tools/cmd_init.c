@@ -79,7 +79,7 @@ int cmd_init(int argc, char **argv) {
     int64_t seed = 42;
     const yc_opt opts[] = {
         YC_OPT("config", YC_STR, &config, "the config.json to initialise", .meta = "FILE", .required = true),
-        YC_OPT("out", YC_STR, &out, "the model directory to write, created if needed", .meta = "DIR", .required = true),
+        YC_OPT_OUTPUT_DIR(&out, "the model directory to write, created if needed"),
         YC_OPT("seed", YC_INT, &seed, "random seed"),
         YC_OPT("dtype", YC_STR, &dtype_s, "bf16 or f32", .meta = "NAME", .def = "the config's torch_dtype: bf16 for bfloat16, else f32"),
         YC_OPT("tokenizer", YC_STR, &tokenizer, "tokenizer.model to copy into the model directory", .meta = "FILE"),

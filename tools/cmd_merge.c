@@ -18,8 +18,7 @@ int cmd_merge(int argc, char **argv) {
     const yc_opt opts[] = {
         YC_OPT("model", YC_STR, &model, "base model directory", .meta = "DIR", .required = true),
         YC_OPT("adapter", YC_STR, &adapter, "PEFT adapter directory", .meta = "DIR", .required = true),
-        YC_OPT("out", YC_STR, &out, "the merged model directory to write: config.json + model.safetensors", .meta = "DIR",
-               .required = true),
+        YC_OPT_OUTPUT_DIR(&out, "the merged model directory to write: config.json + model.safetensors"),
     };
     int pr = yc_parse("merge", "Merge an adapter into the base weights (PEFT's merge_and_unload) and write the merged model\n"
                                "in the base model's dtype.",
@@ -27,7 +26,7 @@ int cmd_merge(int argc, char **argv) {
     if (pr) return pr == 1 ? 0 : 2;
     char a[PATH_MAX], b[PATH_MAX];
     if (realpath(model, a) && realpath(out, b) && !strcmp(a, b))
-        return yc_usage_error("merge", "--out must not be the base model directory (%s)", model);
+        return yc_usage_error("merge", "--output-dir must not be the base model directory (%s)", model);
     yf_par_adapt_to_load();
     double t0 = yf_time();
     yf_config cfg;

@@ -30,14 +30,14 @@ static int read_batch(const char *path, yf_table *tab, const int64_t **ids, cons
 }
 
 int cmd_score(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *batch = NULL, *out = NULL, *grads = NULL;
+    const char *model = NULL, *adapter = NULL, *input = NULL, *out = NULL, *grads = NULL;
     bool ckpt = false, f32 = false;
     const yc_opt opts[] = {
         YC_OPT_MODEL(&model),
         YC_OPT_ADAPTER(&adapter, ""),
-        YC_OPT("batch", YC_STR, &batch, "the batch: safetensors with input_ids and labels, I64 [B, T]", .meta = "FILE",
-               .required = true),
-        YC_OPT("out", YC_STR, &out, "write logits F32 [B, T, V] and loss F32 [1] here", .meta = "FILE"),
+        YC_OPT("input", YC_STR, &input, "the batch: safetensors with input_ids and labels, I64 [B, T]", .meta = "FILE",
+               .required = true, .alias = "batch", .alias_warns = true), /* --batch is a count elsewhere */
+        YC_OPT_OUTPUT_FILE(&out, "write logits F32 [B, T, V] and loss F32 [1] here"),
         YC_OPT("grads", YC_STR, &grads, "write d loss / d every adapter tensor here (needs --adapter and labels)",
                .meta = "FILE"),
         YC_OPT("gradient-checkpointing", YC_FLAG, &ckpt, "recompute layers in the backward (less memory, same grads)"),
@@ -59,9 +59,9 @@ int cmd_score(int argc, char **argv) {
     const int64_t *ids = NULL, *labels = NULL;
     int64_t B = 0, T = 0;
     yf_model_opts mo = {.force_f32 = f32};
-    if (read_batch(batch, &bt, &ids, &labels, &B, &T) != 0) goto done;
+    if (read_batch(input, &bt, &ids, &labels, &B, &T) != 0) goto done;
     if (grads && !labels) {
-        yf_errorf("%s: --grads needs labels", batch);
+        yf_errorf("%s: --grads needs labels", input);
         goto done;
     }
     if (yf_model_load(model, &mo, &m) != 0) goto done;

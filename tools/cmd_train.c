@@ -99,8 +99,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
         YC_OPT_TOKENIZER(&tokenizer, "text data: "),
         YC_OPT_PROMPT_TEMPLATE(&template_spec, "text data: "),
         YC_OPT("max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens"),
-        YC_OPT("output-dir", YC_STR, &out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go",
-               .meta = "DIR", .required = true),
+        YC_OPT_OUTPUT_DIR(&out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go"),
         YC_OPT("adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are "
                "used)", .meta = "DIR"),
         YC_OPT("per-device-train-batch-size", YC_INT, &bs, "examples per micro-batch"),
