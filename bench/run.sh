@@ -139,7 +139,7 @@ yf_init() {
   yf_has init || return 1
   rm -rf "$dir"
   say "yuanft init $cfg -> $dir ($dt) [$(elapsed) s]"
-  run "$L/init-$(basename "$dir")" 900 "$YF" init --config "$cfg" --out "$dir" --dtype "$dt" || return 1
+  run "$L/init-$(basename "$dir")" 900 "$YF" init --config "$cfg" --output-dir "$dir" --dtype "$dt" || return 1
   echo "$stamp" > "$dir/.bench-stamp"
 }
 
