@@ -43,7 +43,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 # the CLI objects other than main.o are linked into the tests too (cli parsing, commands)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
-.PHONY: all deps test test-asan asan demo bench clean
+.PHONY: all deps test test-asan asan demo bench clean fuzz fuzz-build
 all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
 
 deps:
@@ -96,6 +96,33 @@ test:
 demo: all
 	@sh scripts/demo.sh
 
+# libFuzzer harnesses (fuzz/, one a file) built with clang, ASan and UBSan
+# over the readers they need; `make fuzz` runs each for FUZZ_SECONDS (60) with
+# seeds from ../shared/golden (scripts/fuzz.sh; crashes go to fuzz/crashes/).
+FUZZCC    ?= clang
+FUZZFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc -fno-omit-frame-pointer \
+             -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas
+FUZZLIBSRC := src/base/util.c src/base/tensor.c src/base/jsontext.c $(wildcard src/formats/*.c) \
+             src/tokenizer/tokenizer.c src/task/data.c src/task/bmes.c src/task/eval.c src/lora/lora.c
+FUZZNAMES := $(patsubst fuzz/%.c,%,$(filter-out fuzz/fuzz_util.c,$(wildcard fuzz/fuzz_*.c)))
+FUZZOBJ   := $(FUZZLIBSRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/fuzz/fuzz_util.o
+
+# the objects are not intermediate files: keep them between builds
+.PRECIOUS: build/fuzz/obj/%.o
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZCC) $(FUZZFLAGS) -MMD -MP -c $< -o $@
+
+build/fuzz/%: build/fuzz/obj/fuzz/%.o $(FUZZOBJ)
+	$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $@ $^ -lcjson -lz -lm
+
+fuzz-build:
+	@sh scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZNAMES:%=build/fuzz/%)
+
+fuzz: fuzz-build
+	@sh scripts/fuzz.sh $(FUZZNAMES)
+
 bench: all
 	@sh scripts/deps.sh bench
 	@sh bench/run.sh
@@ -103,4 +130,5 @@ bench: all
 clean:
 	rm -rf build
 
+-include $(wildcard build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)
 -include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d

@@ -842,7 +842,7 @@ int yf_tokenizer_decode_n(const yf_tokenizer *t, const int64_t *ids, size_t n, b
         size_t start = 0;
         for (size_t i = 0; i <= n; i++) {
             if (i < n && !t->is_special[ids[i]]) continue;
-            sp_decode(t, ids + start, i - start, &out);
+            if (i > start) sp_decode(t, ids + start, i - start, &out); /* ids may be NULL when n = 0 */
             if (i < n) {
                 const char *s = yf_tokenizer_id_piece(t, ids[i]);
                 buf_put(&out, s, strlen(s));
