@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +57,31 @@ void yt_skip(const char *fmt, ...) {
     va_end(ap);
     fflush(stderr);
     _exit(77);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define YT_ASAN 1
+#else
+#define YT_ASAN 0
+#endif
+
+void yt_limit(int64_t mem_mb, int secs) {
+    struct rlimit r;
+    if (!YT_ASAN) {
+        r.rlim_cur = r.rlim_max = (rlim_t)mem_mb << 20;
+        if (setrlimit(RLIMIT_AS, &r) != 0) perror("setrlimit RLIMIT_AS");
+    }
+    r.rlim_cur = (rlim_t)secs;
+    r.rlim_max = (rlim_t)secs + 5;
+    if (setrlimit(RLIMIT_CPU, &r) != 0) perror("setrlimit RLIMIT_CPU");
+    alarm((unsigned)(2 * secs));
+}
+
+const char *yt_limit_sh(int64_t mem_mb, int secs) {
+    static char buf[128];
+    if (YT_ASAN) snprintf(buf, sizeof buf, "timeout -s KILL %d", 2 * secs);
+    else snprintf(buf, sizeof buf, "ulimit -v %lld; timeout -s KILL %d", (long long)mem_mb << 10, 2 * secs);
+    return buf;
 }
 
 const char *yt_shared(void) {

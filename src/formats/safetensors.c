@@ -108,14 +108,10 @@ int yf_table_check_unique(const yf_table *tab, int from, const char *where) {
 }
 
 int yf_st_load(const char *path, yf_table *tab) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return yf_errorf("%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return yf_errorf("%s: not a regular file", path);
-    }
-    uint64_t size = (uint64_t)st.st_size;
+    int fd;
+    uint64_t size;
+    /* mapped, not read: no cap beyond the address space */
+    if (yf_open_regular(path, UINT64_MAX, &fd, &size)) return -1;
     if (size < 8) {
         close(fd);
         return yf_errorf("%s: truncated: %llu bytes, but a safetensors file starts with an 8-byte header length", path,
@@ -364,7 +360,7 @@ static bool safe_shard_name(const char *s) {
 
 int yf_shard_index_load(const char *index_path, yf_shard_loader load, yf_table *tab) {
     char *text = NULL;
-    if (yf_read_file(index_path, &text, NULL)) return -1;
+    if (yf_read_file_max(index_path, YF_MAX_INDEX_BYTES, &text, NULL)) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
     int rc = -1, first = tab->n;

@@ -201,7 +201,7 @@ static int json_bool(const cJSON *root, const char *key, const char *path, bool 
 
 static int parse_adapter_config(const char *path, yf_lora_cfg *lc) {
     char *text = NULL;
-    if (yf_read_file(path, &text, NULL) != 0) return -1;
+    if (yf_read_file_max(path, YF_MAX_CONFIG_BYTES, &text, NULL) != 0) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root || !cJSON_IsObject(root)) {

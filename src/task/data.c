@@ -133,7 +133,7 @@ int yf_data_load(const char *path, yf_records *out) {
     memset(out, 0, sizeof *out);
     char *buf;
     size_t len;
-    if (yf_read_file(path, &buf, &len)) return -1;
+    if (yf_read_file_max(path, YF_MAX_TEXT_BYTES, &buf, &len)) return -1;
     size_t i = 0, cap = 0;
     if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) memset(buf, ' ', 3); /* byte order mark */
     while (i < len && is_ws(buf[i])) i++;
@@ -176,7 +176,7 @@ int yf_template_load(const char *spec, yf_template *out) {
     }
     char *text;
     size_t len;
-    if (yf_read_file(spec, &text, &len))
+    if (yf_read_file_max(spec, YF_MAX_CONFIG_BYTES, &text, &len))
         return yf_errorf("%s (the template is 'resume', 'none' or a file with an {input} placeholder)", yf_last_error());
     if (strlen(text) != len || !yf_utf8_valid(text, len)) {
         free(text);

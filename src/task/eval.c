@@ -491,7 +491,7 @@ void yf_strv_free(char **v, size_t n) {
 int yf_eval_read_predictions(const char *path, char ***texts, size_t *n) {
     char *buf;
     size_t len;
-    if (yf_read_file(path, &buf, &len)) return -1;
+    if (yf_read_file_max(path, YF_MAX_TEXT_BYTES, &buf, &len)) return -1;
     size_t cap = 64, cnt = 0;
     char **v = yf_malloc(cap * sizeof *v);
     size_t pos = 0;

@@ -465,7 +465,7 @@ int yf_tokenizer_load(const char *path, yf_tokenizer **out) {
     *out = NULL;
     char *buf = NULL;
     size_t len = 0;
-    if (yf_read_file(path, &buf, &len)) return -1;
+    if (yf_read_file_max(path, YF_MAX_TOKENIZER_BYTES, &buf, &len)) return -1;
     tk_raw raw = {0};
     raw.model_type = 1; /* proto default: UNIGRAM */
     raw.add_dummy_prefix = raw.remove_extra_ws = raw.escape_ws = true;
