@@ -287,6 +287,35 @@ done:
     return rc;
 }
 
+/* An adapter's rank against the model and the file: r at most min(in, out)
+ * of every targeted projection (a larger rank adds nothing and would size
+ * every buffer by a number from the file), and the tensors it implies (at
+ * least 2 bytes an element) must fit in the file, counted in int64 with
+ * overflow checks. */
+static int check_rank(const yf_lora_cfg *lc, const yf_config *cfg, const yf_table *tab, const char *cpath,
+                      const char *wpath) {
+    int64_t need = 0, file = 0;
+    for (int i = 0; i < tab->n; i++) file += (int64_t)tab->t[i].nbytes;
+    for (int p = 0; p < YF_NPROJ; p++) {
+        if (!(lc->targets & (1u << p))) continue;
+        int64_t out, in, per;
+        proj_dims(cfg, p, &out, &in);
+        if (lc->r > (out < in ? out : in))
+            return yf_errorf("%s: r = %d is larger than %s's smaller side (%lld x %lld): the adapter does not fit this "
+                             "model", cpath, lc->r, yf_proj_names[p], (long long)out, (long long)in);
+        if (__builtin_add_overflow(in, out, &per) || __builtin_add_overflow(per, lc->use_dora ? 1 : 0, &per) ||
+            __builtin_mul_overflow(per, (int64_t)lc->r, &per) ||
+            __builtin_mul_overflow(per, cfg->num_hidden_layers, &per) || __builtin_mul_overflow(per, (int64_t)2, &per) ||
+            __builtin_add_overflow(need, per, &need))
+            return yf_errorf("%s: r = %d and this model's sizes overflow 64 bits", cpath, lc->r);
+    }
+    if (need > file)
+        return yf_errorf("%s: holds %lld bytes of tensors, but r = %d on %lld layers needs at least %lld: the adapter "
+                         "does not match adapter_config.json", wpath, (long long)file, lc->r,
+                         (long long)cfg->num_hidden_layers, (long long)need);
+    return 0;
+}
+
 int yf_lora_load(const char *dir, const yf_config *cfg, yf_lora *lo) {
     memset(lo, 0, sizeof *lo);
     char *cpath = yf_path_join(dir, "adapter_config.json");
@@ -300,8 +329,9 @@ int yf_lora_load(const char *dir, const yf_config *cfg, yf_lora *lo) {
         yf_errorf("%s: lora_dropout must be in [0, 1) (got %g)", cpath, lc.dropout);
         goto done;
     }
+    /* the file's sizes are checked before anything is allocated for them */
+    if (yf_st_load(wpath, &tab) != 0 || check_rank(&lc, cfg, &tab, cpath, wpath) != 0) goto done;
     if (yf_lora_create(lo, cfg, &lc) != 0) goto done;
-    if (yf_st_load(wpath, &tab) != 0) goto done;
     bool *used = yf_calloc((size_t)tab.n + 1, 1);
     for (int i = 0; i < lo->store.n && rc != 0; i++) {
         yf_tensor *want = &lo->store.t[i];
