@@ -396,6 +396,43 @@ TEST(trainer_bad_args_and_resume_dir) {
     CHECK(yf_train(&a, &h, &pl, &res) == -1 && strstr(yf_last_error(), "trainer_state.json"), "%s", yf_last_error());
 }
 
+/* A resumed trainer_state.json's counters size buffers (a loss per step) and
+ * index the data: forged ones must fail with one line, not allocate by them. */
+TEST(trainer_bad_forged_resume_counters) {
+    float w[2];
+    yf_train_result res;
+    CHECK(toy_run(sub("run"), NULL, YF_SAVE_EPOCH, 0, w, &res, sub("run.log")) == 0, "%s", yf_last_error());
+    yt_limit(512, 20);
+    static const struct { const char *key, *value, *want; } cases[] = {
+        {"global_step", "1e15", "per-step losses"},       /* 8 PB of step losses */
+        {"global_step", "1e300", "[0, 2^53)"},            /* an undefined double -> int64 cast */
+        {"micro_batches_done_in_epoch", "4000000000", "micro-batches done"},
+        {"per_device_train_batch_size", "9007199254740991", "micro-batches done"},
+        {"epoch", "1e308", "do not fit"},
+        {"last_logged_step", "-1", "[0, 2^53)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *text = slurp(sub("run/checkpoint-2/trainer_state.json"));
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        cJSON *y = cJSON_GetObjectItem(j, "yuanft");
+        cJSON *where = cJSON_GetObjectItem(j, cases[i].key) ? j : y;
+        cJSON_ReplaceItemInObject(where, cases[i].key, cJSON_Parse(cases[i].value));
+        char dir[64];
+        snprintf(dir, sizeof dir, "forged%zu", i);
+        CHECK(yt_sh(NULL, 0, "cp -r %s %s", sub("run/checkpoint-2"), sub(dir)) == 0);
+        char name[96];
+        snprintf(name, sizeof name, "%s/trainer_state.json", dir);
+        char *out = cJSON_Print(j);
+        CHECK(yf_write_file_atomic(sub(name), out, strlen(out)) == 0);
+        free(out);
+        cJSON_Delete(j);
+        CHECK(toy_run(sub("res"), sub(dir), YF_SAVE_NO, 0, w, &res, sub("res.log")) == -1 &&
+                  strstr(yf_last_error(), cases[i].want),
+              "%s = %s: %s", cases[i].key, cases[i].value, yf_last_error());
+    }
+}
+
 TEST(trainer_python_float_repr) {
     char b[64];
     const struct { double x; const char *s; } cases[] = {

@@ -190,7 +190,8 @@ int yf_latest_checkpoint(const char *output_dir, char **out) {
 
 static int load_json(const char *dir, const char *name, cJSON **out) {
     char *path = yf_path_join(dir, name), *text = NULL;
-    int rc = yf_read_file(path, &text, NULL);
+    int rc = yf_read_file_max(path, !strcmp(name, "trainer_state.json") ? YF_MAX_STATE_BYTES : YF_MAX_CONFIG_BYTES, &text,
+                              NULL);
     if (rc == 0) {
         *out = cJSON_Parse(text);
         if (!*out) rc = yf_errorf("%s: not valid JSON", path);
@@ -200,17 +201,21 @@ static int load_json(const char *dir, const char *name, cJSON **out) {
     return rc;
 }
 
+/* Counters are integers in [0, 2^53): checked as doubles before the cast
+ * (a cast of 1e300 to int64 is undefined). */
 static int json_int(const cJSON *o, const char *key, const char *file, int64_t *v) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble != floor(it->valuedouble))
-        return yf_errorf("%s: field '%s' missing or not a non-negative integer", file, key);
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || it->valuedouble >= 9007199254740992.0 ||
+        it->valuedouble != floor(it->valuedouble))
+        return yf_errorf("%s: field '%s' missing or not an integer in [0, 2^53)", file, key);
     *v = (int64_t)it->valuedouble;
     return 0;
 }
 
 static int json_num(const cJSON *o, const char *key, const char *file, double *v) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it)) return yf_errorf("%s: field '%s' missing or not a number", file, key);
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
+        return yf_errorf("%s: field '%s' missing or not a finite number", file, key);
     *v = it->valuedouble;
     return 0;
 }
@@ -222,6 +227,35 @@ static int parse_hex(const cJSON *it, uint64_t *v) {
     unsigned long long x = strtoull(it->valuestring, &end, 16);
     if (errno || *end || end == it->valuestring) return -1;
     *v = x;
+    return 0;
+}
+
+/* The counters of a resumed state against each other, the data and the
+ * arguments, before anything is sized by them: the step count by the
+ * per-step losses the file holds (one a step), the position in the epoch by
+ * the checkpoint's own batches, every product in int64 with overflow checks.
+ * A legitimate checkpoint of another batch size or data still resumes (with
+ * the warning below); a forged one fails here with one line. */
+static int check_position(const yf_trun *r, const char *spath, int64_t n_ex, int64_t bs, int64_t acc, int64_t world,
+                          int64_t opt_step, const cJSON *losses) {
+    int64_t gbs, micro;
+    if (bs < 1 || acc < 1 || n_ex < 1 || world > 1 << 20 || __builtin_mul_overflow(bs, world, &gbs) ||
+        __builtin_mul_overflow(gbs, acc, &micro))
+        return yf_errorf("%s: batch %lld x %lld ranks x accumulation %lld over %lld examples is not a training run's "
+                         "state", spath, (long long)bs, (long long)world, (long long)acc, (long long)n_ex);
+    int64_t micro_per_epoch = n_ex / gbs + (n_ex % gbs != 0);
+    int64_t nloss = cJSON_IsArray(losses) ? cJSON_GetArraySize(losses) : -1;
+    if (r->global_step != nloss)
+        return yf_errorf("%s: global_step %lld but %lld per-step losses: the file is damaged", spath,
+                         (long long)r->global_step, (long long)nloss);
+    if (r->micro_in_epoch > micro_per_epoch)
+        return yf_errorf("%s: %lld micro-batches done in the epoch, but %lld examples make %lld", spath,
+                         (long long)r->micro_in_epoch, (long long)n_ex, (long long)micro_per_epoch);
+    if (r->epoch_index > r->global_step || r->last_logged_step > r->global_step || opt_step > r->global_step ||
+        !(r->epoch >= 0) || r->epoch > (double)r->global_step + 1)
+        return yf_errorf("%s: epoch %g (index %lld), last logged step %lld, optimizer step %lld do not fit global_step "
+                         "%lld: the file is damaged", spath, r->epoch, (long long)r->epoch_index,
+                         (long long)r->last_logged_step, (long long)opt_step, (long long)r->global_step);
     return 0;
 }
 
@@ -253,10 +287,12 @@ int yf_trun_resume(yf_trun *r, const char *dir) {
         goto done;
     if (cJSON_GetObjectItemCaseSensitive(y, "world_size") && json_int(y, "world_size", spath, &world)) goto done;
     if (world < 1) world = 1;
+    if (check_position(r, spath, n_ex, bs, acc, world, opt_step, cJSON_GetObjectItemCaseSensitive(y, "step_losses")))
+        goto done;
     /* the position in rows of the epoch's order, re-counted in this run's global
      * micro-batches: exact whenever the global batch (batch x ranks x
      * accumulation) is unchanged, whatever the number of ranks */
-    int64_t rows_done = r->micro_in_epoch * bs * world;
+    int64_t rows_done = r->micro_in_epoch * bs * world; /* <= micro_per_epoch * bs * world: no overflow (checked) */
     if (rows_done > r->n) rows_done = r->n;
     r->micro_in_epoch = (rows_done + r->gbs - 1) / r->gbs;
     if (n_ex != r->n || bs * world * acc != r->gbs * r->a->grad_accum || (rows_done < r->n && rows_done % r->gbs != 0)) {
