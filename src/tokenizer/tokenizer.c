@@ -54,7 +54,7 @@ struct yf_tokenizer {
     int32_t unk_id;
     int32_t byte_id[256];
     bool byte_fallback, add_dummy_prefix, remove_extra_ws, escape_ws;
-    int32_t *user; /* USER_DEFINED ids, longest first */
+    int32_t *user; /* USER_DEFINED ids, their texts in byte order (a prefix before its extensions) */
     int n_user;
     int n_unused;
     char *unk_surface;
@@ -370,6 +370,15 @@ static int byte_piece_value(const char *s, size_t n) {
     return (int)((hi - hex) * 16 + (lo - hex));
 }
 
+/* Byte order of two pieces' texts; a prefix sorts before its extensions. */
+static int cmp_piece_text(const void *a, const void *b, void *tp) {
+    const yf_tokenizer *t = tp;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    uint32_t lx = t->pieces[x].len, ly = t->pieces[y].len;
+    int c = memcmp(piece_text(t, x), piece_text(t, y), lx < ly ? lx : ly);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
 static int build(yf_tokenizer *t, const char *path, tk_raw *raw) {
     if (raw->n == 0) return yf_errorf("%s: not a SentencePiece model (no pieces found)", path);
     if (raw->n > (1u << 26)) return yf_errorf("%s: %zu pieces is more than any SentencePiece model holds", path, raw->n);
@@ -439,13 +448,8 @@ static int build(yf_tokenizer *t, const char *path, tk_raw *raw) {
     if (t->byte_fallback)
         for (int b = 0; b < 256; b++)
             if (t->byte_id[b] < 0) return yf_errorf("%s: byte_fallback is on but byte piece <0x%02X> is missing", path, b);
-    /* longest user-defined piece first, so the first match is the longest */
-    for (int i = 1; i < t->n_user; i++)
-        for (int j = i; j > 0 && t->pieces[t->user[j]].len > t->pieces[t->user[j - 1]].len; j--) {
-            int32_t x = t->user[j];
-            t->user[j] = t->user[j - 1];
-            t->user[j - 1] = x;
-        }
+    /* sorted once (O(n log n)); user_match narrows the range byte by byte */
+    qsort_r(t->user, (size_t)t->n_user, sizeof *t->user, cmp_piece_text, t);
 
     /* Special tokens: their model id when the model has the piece, else the
      * next new id, as the tokenizer's add_special_tokens assigns them. */
@@ -540,13 +544,38 @@ static inline void push_id(tk_work *w, int64_t id) {
     w->ids[w->nids++] = id;
 }
 
-/* Length of the longest user-defined piece at s, 0 if none. */
+/* Length of the longest user-defined piece at s, 0 if none. The pieces are
+ * sorted by text: after d bytes, those that begin with s[0, d) are a range
+ * [lo, hi) whose first may be exactly s[0, d) (a match), and the next byte
+ * narrows it by two binary searches: O(match length x log n_user). */
 static size_t user_match(const yf_tokenizer *t, const char *s, size_t n) {
-    for (int i = 0; i < t->n_user; i++) {
-        const tk_piece *p = &t->pieces[t->user[i]];
-        if (p->len <= n && memcmp(piece_text(t, t->user[i]), s, p->len) == 0) return p->len;
+    size_t best = 0, d = 0;
+    int lo = 0, hi = t->n_user;
+    while (lo < hi) {
+        if (t->pieces[t->user[lo]].len == d) {
+            best = d;
+            if (++lo == hi) break;
+        }
+        if (d == n) break;
+        /* every piece in [lo, hi) is longer than d now */
+        uint8_t c = (uint8_t)s[d];
+        int a = lo, b = hi;
+        while (a < b) {
+            int m = a + (b - a) / 2;
+            if ((uint8_t)piece_text(t, t->user[m])[d] < c) a = m + 1;
+            else b = m;
+        }
+        lo = a;
+        b = hi;
+        while (a < b) {
+            int m = a + (b - a) / 2;
+            if ((uint8_t)piece_text(t, t->user[m])[d] <= c) a = m + 1;
+            else b = m;
+        }
+        hi = a;
+        d++;
     }
-    return 0;
+    return best;
 }
 
 static inline void norm_put(tk_work *w, const char *s, size_t n) {
