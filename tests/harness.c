@@ -11,6 +11,15 @@
 #include <unistd.h>
 #include <math.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define YT_ASAN 1
+#include <sanitizer/lsan_interface.h>
+static int yt_leak_check(void) { return __lsan_do_recoverable_leak_check(); }
+#else
+#define YT_ASAN 0
+static int yt_leak_check(void) { return 0; }
+#endif
+
 typedef struct { const char *name, *file; yt_fn fn; } yt_case;
 static yt_case *g_cases;
 static int g_n, g_cap;
@@ -59,11 +68,6 @@ void yt_skip(const char *fmt, ...) {
     _exit(77);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define YT_ASAN 1
-#else
-#define YT_ASAN 0
-#endif
 
 void yt_limit(int64_t mem_mb, int secs) {
     struct rlimit r;
@@ -223,6 +227,12 @@ int main(int argc, char **argv) {
             c->fn();
             fflush(stdout);
             fflush(stderr);
+            /* _exit skips LeakSanitizer's exit-time check: run it here, so a
+             * leak in what the test called fails the test */
+            if (yt_leak_check()) {
+                fprintf(stderr, "    FAIL: memory leaked (LeakSanitizer report above)\n");
+                g_failures++;
+            }
             _exit(g_failures ? 1 : 0);
         }
         int st = 0;
