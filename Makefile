@@ -109,10 +109,14 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" \
 		LDLIBS="-lcjson -lz -lm -fopenmp -fsanitize=address,undefined" build/asan/yuanft build/asan/yuanft-tests
 
+# test: the suite, the whole suite again under ASan + UBSan, and each fuzz
+# harness for a few seconds when clang can build them (tests/run.sh)
 test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 	@$(MAKE) --no-print-directory asan
+	@if command -v $(FUZZCC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz-build; \
+	 else echo "fuzz: $(FUZZCC) not found: the harnesses are not built and their smoke run is skipped"; fi
 	@sh tests/run.sh
 
 demo:
@@ -142,7 +146,7 @@ build/fuzz/%: build/fuzz/obj/fuzz/%.o $(FUZZOBJ)
 
 fuzz-build:
 	@sh scripts/deps.sh fuzz
-	@$(MAKE) --no-print-directory $(FUZZNAMES:%=build/fuzz/%)
+	@$(MAKE) --no-print-directory -j2 $(FUZZNAMES:%=build/fuzz/%)
 
 fuzz: fuzz-build
 	@sh scripts/fuzz.sh $(FUZZNAMES)

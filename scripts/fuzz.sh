@@ -6,7 +6,7 @@
 # build/fuzz/corpus/NAME (outside git; it grows from run to run). A crash, a
 # leak, an out-of-memory (-rss_limit_mb=2048) or a slow input (-timeout=10)
 # is saved as fuzz/crashes/NAME-*: turn each into a regression test in
-# tests/. Each run's log is build/fuzz/logs/NAME.log; the last line printed
+# tests/. Each run's log is build/fuzz/logs/NAME.log ($FUZZ_LOGDIR); the last line printed
 # per harness gives executions, cov: (edges) and ft: (features).
 # Knobs: FUZZ_SECONDS, FUZZ_JOBS_ARGS (extra libFuzzer flags), YF_SHARED.
 cd "$(dirname "$0")/.." || exit 2
@@ -17,7 +17,8 @@ export YF_FUZZ_TOKENIZER="${YF_FUZZ_TOKENIZER:-$shared/yuan/tokenizer.model}"
 # -fno-sanitize-recover=undefined as well)
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
-mkdir -p build/fuzz/corpus build/fuzz/logs fuzz/crashes
+logdir=${FUZZ_LOGDIR:-build/fuzz/logs}
+mkdir -p build/fuzz/corpus "$logdir" fuzz/crashes
 
 names="$*"
 [ -n "$names" ] || names=$(cd build/fuzz && ls fuzz_* 2>/dev/null)
@@ -131,7 +132,7 @@ for n in $names; do
   [ -x "build/fuzz/$n" ] || { echo "fuzz: build/fuzz/$n missing"; fail=1; continue; }
   mkdir -p "build/fuzz/corpus/$n"
   prepare "$n"
-  log=build/fuzz/logs/$n.log
+  log=$logdir/$n.log
   # shellcheck disable=SC2086
   "build/fuzz/$n" "build/fuzz/corpus/$n" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -max_len="$(maxlen "$n")" -print_final_stats=1 -artifact_prefix="fuzz/crashes/$n-" $FUZZ_JOBS_ARGS >"$log" 2>&1
