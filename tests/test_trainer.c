@@ -3,6 +3,11 @@
  * step/epoch counting, shuffling, logging, checkpoints and exact resume.
  * Then `yuanft train` on the tiny golden model: the reference 3-step
  * trajectories (LoRA, DoRA), accumulation, full fine-tuning, resume, bad input. */
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "harness.h"
 #include "model/model.h"
 #include "formats/safetensors.h"
@@ -371,6 +376,36 @@ TEST(trainer_checkpoint_temp_dirs_are_ignored) {
           latest ? latest : yf_last_error());
     free(latest);
     CHECK(yf_latest_checkpoint(sub("nothing-here"), &latest) == -1);
+}
+
+/* Temporary checkpoint directories of killed runs are removed at the next
+ * start, only when their writer is gone: a live writer's stays. */
+TEST(trainer_removes_stale_checkpoint_temps) {
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    char a[64], b[64], c[64], e[64];
+    snprintf(a, sizeof a, "st/.checkpoint-7.tmp.%d", (int)dead);       /* unlocked .writer: gone */
+    snprintf(b, sizeof b, "st/.checkpoint-9.tmp.%d", (int)getppid());  /* .writer locked below: alive */
+    snprintf(c, sizeof c, "st/.checkpoint-5.tmp.%d", (int)getppid());  /* no .writer, live pid: kept */
+    snprintf(e, sizeof e, "st/.adapter.tmp.%d", (int)dead);            /* no .writer, dead pid: gone */
+    const char *dirs[4] = {a, b, c, e};
+    for (int i = 0; i < 4; i++) CHECK(yf_mkdir_p(sub(dirs[i])) == 0);
+    char wa[96], wb[96];
+    snprintf(wa, sizeof wa, "%s/.writer", a);
+    snprintf(wb, sizeof wb, "%s/.writer", b);
+    CHECK(yf_write_file_atomic(sub(wa), "1\n", 2) == 0 && yf_write_file_atomic(sub(wb), "1\n", 2) == 0);
+    int held = open(sub(wb), O_RDONLY);
+    CHECK(held >= 0 && flock(held, LOCK_EX) == 0);
+    /* flock locks belong to open file descriptions: the trainer's own open
+     * of b's .writer (in this process) conflicts with this one, as another
+     * run's would */
+    float w[2];
+    yf_train_result res;
+    CHECK(toy_run(sub("st"), NULL, YF_SAVE_NO, 0, w, &res, sub("st.log")) == 0, "%s", yf_last_error());
+    CHECK(!yf_dir_exists(sub(a)) && !yf_dir_exists(sub(e)), "stale directories of dead writers remain");
+    CHECK(yf_dir_exists(sub(b)) && yf_dir_exists(sub(c)), "a live writer's directory was removed");
+    close(held);
 }
 
 TEST(trainer_bad_args_and_resume_dir) {

@@ -4,7 +4,10 @@
 #include "lora/lora.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -420,14 +423,28 @@ int yf_lora_save(const yf_lora *lo, const char *dir, const char *base_model_name
     json[n++] = '\n';
     json[n] = 0;
     cJSON_free(raw);
-    char *cpath = yf_path_join(dir, "adapter_config.json");
-    char *wpath = yf_path_join(dir, "adapter_model.safetensors");
-    int rc = yf_write_file_atomic(cpath, json, strlen(json));
+    /* The pair is written whole into DIR/.adapter.tmp.PID, then each file is
+     * renamed into DIR (weights first) and DIR synced: a crash leaves the old
+     * pair, or at worst (between the two renames) the new weights beside the
+     * old config, which then no longer loads if the rank or targets changed:
+     * never a half-written file. */
+    char tname[64];
+    snprintf(tname, sizeof tname, ".adapter.tmp.%d", (int)getpid());
+    char *tmp = yf_path_join(dir, tname);
+    static const char *const names[2] = {"adapter_model.safetensors", "adapter_config.json"};
+    char *tp[2], *fp[2];
+    for (int i = 0; i < 2; i++) tp[i] = yf_path_join(tmp, names[i]), fp[i] = yf_path_join(dir, names[i]);
     static const char *const meta[] = {"format", "pt", NULL};
-    if (rc == 0) rc = yf_st_save(wpath, lo->store.t, lo->store.n, meta);
+    int rc = mkdir(tmp, 0755) != 0 && errno != EEXIST ? yf_errorf("%s: cannot create: %s", tmp, strerror(errno)) : 0;
+    if (rc == 0) rc = yf_write_file_atomic(tp[1], json, strlen(json));
+    if (rc == 0) rc = yf_st_save(tp[0], lo->store.t, lo->store.n, meta);
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (rename(tp[i], fp[i]) != 0) rc = yf_errorf("%s: cannot rename into place: %s", fp[i], strerror(errno));
+    if (rc == 0) rc = yf_fsync_dir(dir);
+    for (int i = 0; i < 2; i++) unlink(tp[i]), free(tp[i]), free(fp[i]);
+    rmdir(tmp);
+    free(tmp);
     free(json);
-    free(cpath);
-    free(wpath);
     return rc;
 }
 

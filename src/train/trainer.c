@@ -282,7 +282,10 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     if (a->max_steps <= 0 && !(a->num_epochs > 0 && a->num_epochs <= 1e6))
         return yf_errorf("num_train_epochs must be in (0, 1e6] (got %g)", a->num_epochs);
     if (a->save_strategy == YF_SAVE_STEPS && a->save_steps <= 0) return yf_errorf("save_steps must be positive with save_strategy steps");
-    if (yf_dist_writes(a->dist, a->save_on_each_node) && yf_mkdir_p(a->output_dir)) return -1;
+    if (yf_dist_writes(a->dist, a->save_on_each_node)) {
+        if (yf_mkdir_p(a->output_dir)) return -1;
+        yf_trun_remove_stale(a->output_dir, !a->dist || a->dist->rank == 0);
+    }
 
     yf_trun R, *r = &R;
     memset(r, 0, sizeof R);
