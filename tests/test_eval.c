@@ -248,3 +248,20 @@ TEST(eval_cli_gold_against_itself) {
     CHECK(strstr(out, "micro               1.0000    1.0000    1.0000") && strstr(out, "unparsable answers 0, recovered answers 0"),
           "%s", out);
 }
+
+/* Found by fuzz_answer: an entity holding "\u0000" was deduplicated on its
+ * whole length but kept cut at the NUL, so one answer could list the same
+ * string twice (and format -> parse did not give the answer back). */
+TEST(eval_bad_fuzz_nul_in_entity) {
+    const char *text = "{\"地名\": [\"杭州\\u0000a\", \"杭州\\u0000b\", \"杭州\"]}";
+    yf_answer a, b;
+    yf_answer_parse(text, strlen(text), &a);
+    CHECK(a.status == YF_ANS_OK && a.ent[7].n == 1 && !strcmp(a.ent[7].s[0], "杭州"), "status %d, %zu entities",
+          (int)a.status, a.ent[7].n);
+    char *f = yf_answer_format(&a);
+    yf_answer_parse(f, strlen(f), &b);
+    CHECK(b.status == YF_ANS_OK && b.ent[7].n == a.ent[7].n, "%s", f);
+    free(f);
+    yf_answer_free(&a);
+    yf_answer_free(&b);
+}

@@ -756,3 +756,25 @@ TEST(tok_bad_many_user_pieces_load_fast) {
     free(ids);
     yf_tokenizer_free(tok);
 }
+
+/* Found by fuzz_tokenizer_text: encoding empty text gives no ids (ids =
+ * NULL), and decoding those did pointer arithmetic on NULL (UBSan). */
+TEST(tok_bad_fuzz_decode_no_ids) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/toy.model", yt_tmpdir());
+    write_toy_model(path, false);
+    yf_tokenizer *t = NULL;
+    CHECK(yf_tokenizer_load(path, &t) == 0, "%s", yf_last_error());
+    if (!t) return;
+    int64_t *ids = NULL;
+    size_t n = 1;
+    CHECK(yf_tokenizer_encode(t, "", 0, &ids, &n) == 0 && n == 0);
+    char *s = NULL;
+    size_t len = 1;
+    CHECK(yf_tokenizer_decode_n(t, ids, n, false, &s, &len) == 0 && s && len == 0);
+    free(s);
+    CHECK(yf_tokenizer_decode_n(t, ids, n, true, &s, &len) == 0 && s && len == 0);
+    free(s);
+    free(ids);
+    yf_tokenizer_free(t);
+}
