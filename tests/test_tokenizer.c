@@ -316,15 +316,20 @@ static const toy_piece k_toy[] = {
     {"xy", 0, 4},    {"cc", 5, 5},    {"cca", 4, 1},    {"\xE2\x96\x81\xE2\x96\x81", -3, 1}, {"x", -100, 1},
 };
 
+/* The toy's pieces as ModelProto field 1 entries into m (sub: scratch). */
+static void put_toy_pieces(pbw *m, pbw *sub) {
+    for (size_t i = 0; i < sizeof k_toy / sizeof *k_toy; i++) {
+        sub->n = 0;
+        pw_bytes(sub, 1, k_toy[i].text, strlen(k_toy[i].text));
+        pw_float(sub, 2, k_toy[i].score);
+        if (k_toy[i].type != 1) pw_uint(sub, 3, (uint64_t)k_toy[i].type);
+        pw_bytes(m, 1, sub->b, sub->n);
+    }
+}
+
 static void write_toy_model(const char *path, bool remove_extra_ws) {
     pbw m = {0}, sub = {0};
-    for (size_t i = 0; i < sizeof k_toy / sizeof *k_toy; i++) {
-        sub.n = 0;
-        pw_bytes(&sub, 1, k_toy[i].text, strlen(k_toy[i].text));
-        pw_float(&sub, 2, k_toy[i].score);
-        if (k_toy[i].type != 1) pw_uint(&sub, 3, (uint64_t)k_toy[i].type);
-        pw_bytes(&m, 1, sub.b, sub.n);
-    }
+    put_toy_pieces(&m, &sub);
     sub.n = 0;
     pw_uint(&sub, 3, 2);   /* BPE */
     pw_uint(&sub, 4, 15);  /* vocab_size */
@@ -701,13 +706,7 @@ TEST(tok_bad_model_corrupt) {
 TEST(tok_bad_many_user_pieces_load_fast) {
     yt_limit(1024, 30);
     pbw m = {0}, sub = {0};
-    for (size_t i = 0; i < sizeof k_toy / sizeof *k_toy; i++) {
-        sub.n = 0;
-        pw_bytes(&sub, 1, k_toy[i].text, strlen(k_toy[i].text));
-        pw_float(&sub, 2, k_toy[i].score);
-        if (k_toy[i].type != 1) pw_uint(&sub, 3, (uint64_t)k_toy[i].type);
-        pw_bytes(&m, 1, sub.b, sub.n);
-    }
+    put_toy_pieces(&m, &sub);
     const int nuser = 100000;
     for (int i = 0; i < nuser; i++) {
         char s[32];

@@ -555,30 +555,26 @@ TEST(torch_bad_pickle_dag) {
     free(p.p);
 }
 
-TEST(torch_bad_pickle_nodes) {
-    /* 4 MiB of EMPTY_TUPLE: a value a byte, 4 million of them */
+/* A pickle of n EMPTY_TUPLE opcodes: a value a byte. */
+static buf tuples_pickle(size_t n) {
     buf p = {0};
     put(&p, "\x80\x02", 2);
-    size_t n = (size_t)4 << 20;
     char *t = yf_malloc(n);
     memset(t, ')', n);
     put(&p, t, n);
     put8(&p, '.');
     free(t);
+    return p;
+}
+
+TEST(torch_bad_pickle_nodes) {
+    buf p = tuples_pickle((size_t)4 << 20); /* 4 million values */
     bad_archive("nodes", &p, false, "more than a state dict");
     free(p.p);
 }
 
 TEST(torch_bad_zip_bomb) {
-    /* 64 MiB of pickle deflated to ~64 KB */
-    buf p = {0};
-    put(&p, "\x80\x02", 2);
-    size_t n = (size_t)64 << 20;
-    char *t = yf_malloc(n);
-    memset(t, ')', n);
-    put(&p, t, n);
-    put8(&p, '.');
-    free(t);
+    buf p = tuples_pickle((size_t)64 << 20); /* 64 MiB, deflated to ~64 KB */
     bad_archive("bomb", &p, true, "zip bomb");
     free(p.p);
 }
