@@ -327,9 +327,19 @@ static void put_toy_pieces(pbw *m, pbw *sub) {
     }
 }
 
-static void write_toy_model(const char *path, bool remove_extra_ws) {
+/* The toy model with extra pieces (texts[i] of type types[i], score 5 for
+ * UNUSED ones, else -100) after its own. */
+static void write_toy_model_plus(const char *path, bool remove_extra_ws, const char *const *texts, const int *types,
+                                 int n) {
     pbw m = {0}, sub = {0};
     put_toy_pieces(&m, &sub);
+    for (int i = 0; i < n; i++) {
+        sub.n = 0;
+        pw_bytes(&sub, 1, texts[i], strlen(texts[i]));
+        pw_float(&sub, 2, types[i] == 5 ? 5.0f : -100.0f);
+        pw_uint(&sub, 3, (uint64_t)types[i]);
+        pw_bytes(&m, 1, sub.b, sub.n);
+    }
     sub.n = 0;
     pw_uint(&sub, 3, 2);   /* BPE */
     pw_uint(&sub, 4, 15);  /* vocab_size */
@@ -345,6 +355,8 @@ static void write_toy_model(const char *path, bool remove_extra_ws) {
     free(m.b);
     free(sub.b);
 }
+
+static void write_toy_model(const char *path, bool remove_extra_ws) { write_toy_model_plus(path, remove_extra_ws, NULL, NULL, 0); }
 
 TEST(tok_toy_model_paths) {
     char path[600];
@@ -775,5 +787,36 @@ TEST(tok_bad_fuzz_decode_no_ids) {
     CHECK(yf_tokenizer_decode_n(t, ids, n, true, &s, &len) == 0 && s && len == 0);
     free(s);
     free(ids);
+    yf_tokenizer_free(t);
+}
+
+/* UNUSED pieces are split back into the pair that formed them, found by
+ * their text among the merges recorded. "cc" x 40,000 then "dd" x 40,000
+ * (both UNUSED in this model) records 80,000 merges; each "cc" emitted
+ * scanned back over the 40,000 "dd" records first: quadratic (a hostile
+ * model and a long text: a hang); indexed by text it is linear. */
+TEST(tok_bad_many_unused_merges) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/toy-dd.model", yt_tmpdir());
+    static const char *const extra[] = {"d", "dd"};
+    static const int types[] = {1, 5};
+    write_toy_model_plus(path, false, extra, types, 2);
+    yf_tokenizer *t = NULL;
+    CHECK(yf_tokenizer_load(path, &t) == 0, "%s", yf_last_error());
+    if (!t) return;
+    yt_limit(512, 10);
+    size_t n = 160000;
+    char *text = malloc(n);
+    memset(text, 'c', n / 2);
+    memset(text + n / 2, 'd', n / 2);
+    int64_t *ids = NULL;
+    size_t m = 0;
+    double t0 = yf_time();
+    CHECK(yf_tokenizer_encode_sp(t, text, n, &ids, &m) == 0);
+    fprintf(stderr, "    %zu bytes -> %zu ids in %.3f s\n", n, m, yf_time() - t0);
+    /* "▁" then every "cc" and "dd" split back into single letters */
+    CHECK(m == n + 1 && ids[0] == 3 && ids[1] == 6 && ids[m - 1] == 15, "%zu ids", m);
+    free(ids);
+    free(text);
     yf_tokenizer_free(t);
 }

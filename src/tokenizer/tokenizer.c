@@ -524,6 +524,9 @@ typedef struct {
     size_t nheap, heap_cap;
     tk_rev *rev;
     size_t nrev, rev_cap;
+    int32_t *rslot;      /* hash set over rev by text: index + 1, 0 empty; built once a piece */
+    size_t rslot_cap;
+    bool rbuilt;
     int64_t *ids;
     size_t nids, ids_cap;
 } tk_work;
@@ -533,6 +536,7 @@ static void work_free(tk_work *w) {
     free(w->sym);
     free(w->heap);
     free(w->rev);
+    free(w->rslot);
     free(w->ids);
 }
 
@@ -673,18 +677,55 @@ static void maybe_add_pair(const yf_tokenizer *t, tk_work *w, int32_t left, int3
 }
 
 /* Emits the id(s) of the final symbol norm[off, off+len). */
+/* Indexes the merge records by their text, a later record replacing an
+ * earlier one of the same text (SentencePiece's map keeps the last): a
+ * lookup is then O(1) instead of a scan of every record, which made a text
+ * with many UNUSED merges quadratic. */
+static void build_rev_index(tk_work *w) {
+    size_t cap = 64;
+    while (cap < 2 * w->nrev + 2) cap *= 2;
+    if (cap > w->rslot_cap) {
+        free(w->rslot);
+        w->rslot = yf_malloc(cap * sizeof *w->rslot);
+        w->rslot_cap = cap;
+    }
+    memset(w->rslot, 0, w->rslot_cap * sizeof *w->rslot);
+    size_t mask = w->rslot_cap - 1;
+    for (size_t k = 0; k < w->nrev; k++) {
+        const tk_rev *r = &w->rev[k];
+        for (size_t i = hash_bytes(w->norm + r->off, (size_t)r->len) & mask;; i = (i + 1) & mask) {
+            int32_t e = w->rslot[i];
+            if (e == 0 || (w->rev[e - 1].len == r->len && memcmp(w->norm + w->rev[e - 1].off, w->norm + r->off,
+                                                                  (size_t)r->len) == 0)) {
+                w->rslot[i] = (int32_t)k + 1;
+                break;
+            }
+        }
+    }
+    w->rbuilt = true;
+}
+
+static const tk_rev *find_rev(tk_work *w, int32_t off, int32_t len) {
+    if (!w->rbuilt) build_rev_index(w);
+    size_t mask = w->rslot_cap - 1;
+    for (size_t i = hash_bytes(w->norm + off, (size_t)len) & mask;; i = (i + 1) & mask) {
+        int32_t e = w->rslot[i];
+        if (e == 0) return NULL;
+        const tk_rev *r = &w->rev[e - 1];
+        if (r->len == len && memcmp(w->norm + r->off, w->norm + off, (size_t)len) == 0) return r;
+    }
+}
+
 static void emit_piece(const yf_tokenizer *t, tk_work *w, int32_t off, int32_t len, bool *prev_unk) {
     int32_t id = lookup_any(t, w->norm + off, (size_t)len);
     if (id >= 0 && t->pieces[id].type == PT_UNUSED) {
         /* the latest record for this text wins, as SentencePiece's map does */
-        for (size_t k = w->nrev; k-- > 0;) {
-            const tk_rev *r = &w->rev[k];
-            if (r->len == len && memcmp(w->norm + r->off, w->norm + off, (size_t)len) == 0) {
-                int32_t ll = r->left_len;
-                emit_piece(t, w, off, ll, prev_unk);
-                emit_piece(t, w, off + ll, len - ll, prev_unk);
-                return;
-            }
+        const tk_rev *r = find_rev(w, off, len);
+        if (r) {
+            int32_t ll = r->left_len;
+            emit_piece(t, w, off, ll, prev_unk);
+            emit_piece(t, w, off + ll, len - ll, prev_unk);
+            return;
         }
     }
     if (id < 0) id = t->unk_id;
@@ -723,6 +764,7 @@ static void encode_piece(const yf_tokenizer *t, const char *text, size_t len, tk
     }
     w->nheap = 0;
     w->nrev = 0;
+    w->rbuilt = false;
     for (int32_t i = 0; i + 1 < nsym; i++) maybe_add_pair(t, w, i, i + 1);
     while (w->nheap) {
         tk_pair top = heap_pop(w);
