@@ -12,6 +12,7 @@
 #include "formats/config.h"
 #include "formats/safetensors.h"
 #include "formats/vocab_map.h"
+#include "task/data.h"
 #include "tokenizer/tokenizer.h"
 
 static const char *tmp(const char *name) {
@@ -95,4 +96,17 @@ TEST(limits_bad_vocab_map_ids) {
     CHECK(yf_vocab_map_load(d, 0, &vm) == -1 && strstr(yf_last_error(), "row 0 must be"), "%s", yf_last_error());
     write_map(d, neg, 2);
     CHECK(yf_vocab_map_load(d, 0, &vm) == -1 && strstr(yf_last_error(), "orig_ids[1]"), "%s", yf_last_error());
+}
+
+/* A pre-tokenised data set of [10^12, 0] rows takes no bytes in the file:
+ * its row count must not size the examples array (40 TB). */
+TEST(limits_bad_dataset_empty_rows) {
+    yt_limit(512, 10);
+    const char *p = tmp("rows.safetensors");
+    int64_t dummy = 0;
+    yf_tensor ts[2] = {{.name = "input_ids", .dtype = YF_I64, .ndim = 2, .shape = {1000000000000LL, 0}, .data = &dummy},
+                       {.name = "labels", .dtype = YF_I64, .ndim = 2, .shape = {1000000000000LL, 0}, .data = &dummy}};
+    CHECK(yf_st_save(p, ts, 2, NULL) == 0, "%s", yf_last_error());
+    yf_dataset ds;
+    CHECK(yf_dataset_load(p, 3, &ds) == -1 && strstr(yf_last_error(), "rows without tokens"), "%s", yf_last_error());
 }

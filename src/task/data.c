@@ -338,6 +338,9 @@ int yf_dataset_load(const char *path, int64_t pad_id_default, yf_dataset *out) {
     else if (ids->dtype != YF_I64 || lab->dtype != YF_I64 || ids->ndim != 2 || lab->ndim != 2 ||
              ids->shape[0] != lab->shape[0] || ids->shape[1] != lab->shape[1])
         rc = yf_errorf("%s: 'input_ids' and 'labels' must be I64 [N, T] of the same shape", path);
+    /* rows of no tokens take no bytes: N would then be bounded by nothing in the file */
+    else if (ids->shape[1] < 1 && ids->shape[0] > 0)
+        rc = yf_errorf("%s: 'input_ids' is [%lld, 0]: rows without tokens", path, (long long)ids->shape[0]);
     else if (lens && (lens->dtype != YF_I64 || lens->ndim != 1 || lens->shape[0] != ids->shape[0]))
         rc = yf_errorf("%s: 'lengths' must be I64 [N] with N the rows of 'input_ids'", path);
     if (rc) {
