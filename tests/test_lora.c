@@ -268,6 +268,78 @@ static void check_blocked_head(int64_t V, int64_t B, float boost) {
     free(ids), free(labels);
 }
 
+/* Exact mode on the AVX-512 and AVX2 paths takes the blocked head as well
+ * (fp32 products either way there): its online softmax must stay at fp32
+ * level against the two-pass head, with an f32 and a bf16 head, the max
+ * moving to later blocks (weights spread over tens), with and without the
+ * head's packs (the same bits). */
+static void check_exact_blocked_head(yf_dtype dt, int64_t V, int64_t B);
+TEST(lora_exact_blocked_head_matches_two_pass_on_fma) {
+    yf_kpath p = yf_kernels_path();
+    if (p != YF_KPATH_AVX512 && p != YF_KPATH_AVX2) {
+        yt_skip("the exact blocked head runs on the avx512 and avx2 paths only (this: %s)", yf_kpath_name(p));
+        return;
+    }
+    check_exact_blocked_head(YF_F32, 5000, 2);
+    check_exact_blocked_head(YF_BF16, 4136, 6);
+}
+
+static void check_exact_blocked_head(yf_dtype dt, int64_t V, int64_t B) {
+    int64_t T = 24;
+    yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
+    int64_t *ids = malloc((size_t)(B * T) * sizeof(int64_t)), *labels = malloc((size_t)(B * T) * sizeof(int64_t));
+    yt_random_batch(ids, labels, B, T, V, 19);
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .dropout = 0, .targets = (1u << YF_NPROJ) - 1};
+    enum { RUNS = 3 }; /* two-pass; blocked without packs; blocked with packs */
+    double loss[RUNS] = {0};
+    float *g[RUNS] = {NULL};
+    int64_t ng = 0;
+    CHECK(yf_kernels_precision() == YF_PREC_EXACT, "the tests run in exact mode");
+    for (int run = 0; run < RUNS; run++) {
+        yf_model *m = yt_random_model(&cfg, 31, dt, 30.0f, NULL);
+        m->head_two_pass = run == 0;
+        if (run == 1) m->pack_budget = 0;
+        yf_lora lo;
+        CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+        yt_randomize_lora(&lo, 37, 0.05f);
+        yf_lora_alloc_grads(&lo);
+        yf_lora_zero_grads(&lo);
+        yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(labels, B, T)};
+        int64_t nt;
+        CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &loss[run], &nt));
+        yf_param_list pl;
+        yf_lora_params(&lo, &pl);
+        ng = 0;
+        for (int i = 0; i < pl.n; i++) ng += pl.p[i].numel;
+        g[run] = malloc((size_t)ng * sizeof(float));
+        for (int i = 0, o = 0; i < pl.n; o += (int)pl.p[i].numel, i++)
+            memcpy(g[run] + o, pl.p[i].g, (size_t)pl.p[i].numel * sizeof(float));
+        free(pl.p);
+        yf_lora_free(&lo);
+        yf_model_free(m);
+    }
+    double gmax = 0;
+    for (int64_t i = 0; i < ng; i++) gmax = fmax(gmax, fabs(g[0][i]));
+    char what[160];
+    /* fp32 rounding of a sum over 5000 exps and of the rescaled U, amplified
+     * by the network as in the bf16 test (there 1.4e-2 for bf16 roundings) */
+    snprintf(what, sizeof what, "%s head V %lld B %lld, exact blocked vs two-pass: |loss difference| / loss",
+             dt == YF_F32 ? "f32" : "bf16", (long long)V, (long long)B);
+    CHECK_NEAR(what, fabs(loss[1] - loss[0]) / fabs(loss[0]), 1e-6);
+    snprintf(what, sizeof what, "%s head V %lld B %lld, exact blocked vs two-pass: max |grad difference| / max |grad|",
+             dt == YF_F32 ? "f32" : "bf16", (long long)V, (long long)B);
+    CHECK_NEAR(what, yt_max_abs_diff(g[0], g[1], (size_t)ng) / gmax, 1e-4);
+    snprintf(what, sizeof what, "%s head V %lld B %lld, exact blocked: packs vs no packs, max |grad difference|",
+             dt == YF_F32 ? "f32" : "bf16", (long long)V, (long long)B);
+    CHECK_NEAR(what, yt_max_abs_diff(g[1], g[2], (size_t)ng), 0.0);
+    CHECK(loss[1] == loss[2], "exact blocked head: loss with packs %.9g, without %.9g", loss[2], loss[1]);
+    /* the blocked route ran: its other order of sums leaves different last bits */
+    CHECK(loss[1] != loss[0] || yt_max_abs_diff(g[0], g[1], (size_t)ng) > 0,
+          "exact mode took the two-pass head here too (the same bits)");
+    for (int run = 0; run < RUNS; run++) free(g[run]);
+    free(ids), free(labels);
+}
+
 /* ---- dropout ----------------------------------------------------------------------- */
 
 /* With A = B = identity (r = D, alpha = r: scaling 1) the branch output of
