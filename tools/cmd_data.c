@@ -1,5 +1,6 @@
 /* yuanft data: prepare training data.
- *   data resume-ner --bmes FILE --out FILE.jsonl   the Resume NER corpus → records
+ *   data resume-ner --bmes FILE --out FILE.jsonl [--augment K --seed S]
+ *                                                   the Resume NER corpus → records
  *   data check --data FILE                          read and check a records file
  *   data tokenize --data FILE --tokenizer MODEL [--template T] [--max-length N] [--out FILE.safetensors]
  *                                                   tokenise as training does (and save) */
@@ -13,21 +14,48 @@
 #include "task/data.h"
 #include "tokenizer/tokenizer.h"
 
+/* Whether a corpus file's name says it is a dev or test split. */
+static bool is_held_out(const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return strstr(base, "dev") || strstr(base, "test") || strstr(base, "valid");
+}
+
 static int data_resume_ner(int argc, char **argv) {
     const char *bmes = NULL, *out = NULL;
+    int64_t augment = 0, seed = 42;
     yc_opt opts[] = {
         {"bmes", YC_STR, &bmes, "Resume NER file (*.char.bmes: CHARACTER TAG a line, blank line between sentences)"},
         {"out", YC_STR, &out, "JSON Lines to write: {\"input\": sentence, \"output\": answer JSON} a line"},
+        {"augment", YC_INT, &augment, "training split only: after each sentence with entities, K variants with every entity "
+                                      "replaced by another of its type from the same file, the answer rewritten (0)"},
+        {"seed", YC_INT, &seed, "with --augment: the draw of the replacements (42)"},
     };
     int rc = yc_parse("data resume-ner", "Converts the Resume NER corpus into the recipe's training records.", argc, argv,
-                      opts, 2);
+                      opts, 4);
     if (rc) return rc == 1 ? 0 : 2;
     if (!bmes || !out) {
         fprintf(stderr, "yuanft data resume-ner: --bmes and --out are required\n");
         return 2;
     }
+    if (augment < 0 || augment > 1000) {
+        fprintf(stderr, "yuanft data resume-ner: --augment must be in [0, 1000] (got %lld)\n", (long long)augment);
+        return 2;
+    }
+    if (augment > 0 && is_held_out(bmes)) {
+        fprintf(stderr, "yuanft data resume-ner: %s looks like a dev or test split: --augment is for the training split only "
+                        "(scores on augmented held-out data mean nothing)\n", bmes);
+        return 2;
+    }
     yf_bmes_corpus c;
     if (yf_bmes_read(bmes, &c)) return yc_fail("data resume-ner");
+    if (augment > 0) {
+        yf_bmes_corpus aug;
+        int arc = yf_bmes_augment(&c, augment, (uint64_t)seed, &aug);
+        yf_bmes_free(&c);
+        if (arc) return yc_fail("data resume-ner");
+        c = aug;
+    }
     if (yf_bmes_write_jsonl(&c, out)) {
         yf_bmes_free(&c);
         return yc_fail("data resume-ner");
@@ -131,7 +159,7 @@ static int data_tokenize(int argc, char **argv) {
 static void usage(FILE *f) {
     fprintf(f, "usage: yuanft data SUBCOMMAND [options]\n\n"
                "subcommands:\n"
-               "  resume-ner   convert the Resume NER corpus (--bmes FILE --out FILE.jsonl)\n"
+               "  resume-ner   convert the Resume NER corpus (--bmes FILE --out FILE.jsonl [--augment K])\n"
                "  check        read and check a training data file (--data FILE)\n"
                "  tokenize     tokenise training data as training does, optionally saving it (--out FILE.safetensors)\n"
                "\n'yuanft data SUBCOMMAND --help' shows its options.\n");
