@@ -175,7 +175,7 @@ TEST(dora_golden_forward_and_grads) { check_golden_adapter("dora", false); }
 TEST(dora_golden_grads_checkpointed) { check_golden_adapter("dora", true); }
 
 /* bf16 training runs the LM head a vocabulary block (2048 rows) at a time
- * with an online softmax (model.c, head_chunk_blocked) instead of the
+ * with an online softmax (model/head.c, head_chunk_blocked) instead of the
  * two-pass softmax over whole rows. With 5000 tokens (three blocks) and 4136
  * (a short last block joined to the one before), and weights large enough
  * that a row's max often moves to a later block, the loss and the LoRA
