@@ -21,6 +21,10 @@ int yf_save_strategy_parse(const char *s, yf_save_strategy *out) {
     return 0;
 }
 
+static const char *strategy_name(yf_save_strategy s) {
+    return s == YF_SAVE_NO ? "no" : s == YF_SAVE_EPOCH ? "epoch" : "steps";
+}
+
 yf_train_args yf_train_args_defaults(void) {
     yf_train_args a;
     memset(&a, 0, sizeof a);
@@ -301,7 +305,7 @@ static int eval_setup(yf_trun *r) {
     const yf_train_hooks *h = r->h;
     bool eval = a->eval_strategy != YF_SAVE_NO;
     if (eval && (h->n_eval <= 0 || !h->eval_loss))
-        return yf_errorf("eval_strategy %s needs evaluation data (--eval-data)", a->eval_strategy == YF_SAVE_EPOCH ? "epoch" : "steps");
+        return yf_errorf("eval_strategy %s needs evaluation data (--eval-data)", strategy_name(a->eval_strategy));
     if (eval && a->eval_batch_size <= 0)
         return yf_errorf("per_device_eval_batch_size must be positive (got %lld)", (long long)a->eval_batch_size);
     r->eval_steps = a->eval_steps > 0 ? a->eval_steps : a->logging_steps;
@@ -322,8 +326,7 @@ static int eval_setup(yf_trun *r) {
         /* as HF: the best evaluation must have a checkpoint to load */
         if (a->save_strategy != a->eval_strategy)
             return yf_errorf("load_best_model_at_end needs save_strategy and eval_strategy to match (got %s and %s)",
-                             a->save_strategy == YF_SAVE_NO ? "no" : a->save_strategy == YF_SAVE_EPOCH ? "epoch" : "steps",
-                             a->eval_strategy == YF_SAVE_EPOCH ? "epoch" : "steps");
+                             strategy_name(a->save_strategy), strategy_name(a->eval_strategy));
         if (a->save_strategy == YF_SAVE_STEPS && a->save_steps % r->eval_steps != 0)
             return yf_errorf("load_best_model_at_end needs save_steps (%lld) to be a multiple of eval_steps (%lld)",
                              (long long)a->save_steps, (long long)r->eval_steps);
