@@ -413,8 +413,8 @@ static const char *f1_model(char *recs, size_t cap) {
     CHECK(yf_write_file_atomic(sub("cfg.json"), cfg, strlen(cfg)) == 0);
     char out[16384];
     int st = yt_sh(out, sizeof out,
-                   "%s data resume-ner --bmes %s --out %s/dev.jsonl >/dev/null && head -4 %s/dev.jsonl > %s && "
-                   "%s init --config %s --out %s --seed 1 --tokenizer %s --vocab-from %s --prompt-template none && "
+                   "%s data resume-ner --bmes %s --output-file %s/dev.jsonl >/dev/null && head -4 %s/dev.jsonl > %s && "
+                   "%s init --config %s --output-dir %s --seed 1 --tokenizer %s --vocab-from %s --prompt-template none && "
                    "OMP_NUM_THREADS=1 %s train --model %s --data %s --prompt-template none --output-dir %s --full-finetune "
                    "--max-steps 20 --per-device-train-batch-size 4 --learning-rate 1e-2 --save-strategy no",
                    yt_cli(), dev, yt_tmpdir(), yt_tmpdir(), recs, yt_cli(), sub("cfg.json"), sub("base"), tok, recs, yt_cli(),
