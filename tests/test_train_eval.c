@@ -205,6 +205,32 @@ TEST(train_eval_loss_is_the_row_weighted_mean_of_batch_losses) {
     cJSON_Delete(j);
 }
 
+TEST(train_eval_delay_skips_the_first_evaluations) {
+    /* HF's eval_delay: epochs with the epoch strategy, steps with steps */
+    for (int k = 0; k < 2; k++) {
+        etoy e;
+        yf_param p;
+        yf_param_list pl;
+        yf_train_hooks h;
+        etoy_init(&e, &p, &pl, &h, true);
+        FILE *out = fopen(sub("delay.log"), "w");
+        yf_train_args a = toy_args(sub(k ? "delay-steps" : "delay-epochs"), out);
+        a.batch_size = 5, a.num_epochs = 4, a.logging_steps = 0; /* 2 steps an epoch */
+        a.eval_strategy = k ? YF_SAVE_STEPS : YF_SAVE_EPOCH, a.eval_steps = 1;
+        a.eval_delay = k ? 5 : 3; /* steps 5..8, or epochs 3 and 4 */
+        CHECK(yf_train(&a, &h, &pl, &(yf_train_result){0}) == 0, "%s", yf_last_error());
+        fclose(out);
+        CHECK(e.n_evals == (k ? 4 : 2), "%s: %d evaluations, want %d", k ? "steps" : "epochs", e.n_evals, k ? 4 : 2);
+        cJSON *j = read_state(sub(k ? "delay-steps" : "delay-epochs"));
+        const cJSON *first = NULL;
+        for (const cJSON *it = j ? cJSON_GetObjectItem(j, "log_history")->child : NULL; it && !first; it = it->next)
+            if (cJSON_GetObjectItem(it, "eval_loss")) first = it;
+        CHECK(first && cJSON_GetObjectItem(first, "step")->valuedouble == (k ? 5 : 6), "first evaluation at step %g",
+              first ? cJSON_GetObjectItem(first, "step")->valuedouble : -1);
+        cJSON_Delete(j);
+    }
+}
+
 TEST(train_eval_best_checkpoint_picked_and_loaded) {
     etoy e;
     peak_at_epoch_2(&e, 4);

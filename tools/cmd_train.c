@@ -118,6 +118,7 @@ static int hook_eval_metrics(void *vc, const double *counts, const char **names,
 typedef struct eval_opts {
     const char *data, *strategy, *metric;
     int64_t steps, batch, limit, max_new_tokens;
+    double delay;
     bool load_best;
     int64_t save_total_limit, patience;
 } eval_opts;
@@ -229,6 +230,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
         YC_OPT("eval-strategy", YC_STR, &eo.strategy, "evaluate: no, every --eval-steps steps, or every epoch",
                .meta = "NAME"),
         YC_OPT("eval-steps", YC_INT, &eo.steps, "with --eval-strategy steps: evaluate every N steps", .def = "--logging-steps"),
+        YC_OPT("eval-delay", YC_FLOAT, &eo.delay, "no evaluation before this epoch (--eval-strategy epoch) or step (steps)"),
         YC_OPT("per-device-eval-batch-size", YC_INT, &eo.batch, "eval examples a batch, for the loss and for extraction"),
         YC_OPT("metric-for-best-model", YC_STR, &eo.metric, "eval_loss (lower is better) or eval_f1 (extract the eval "
                "records and score them; higher is better): picks best_model_checkpoint", .meta = "NAME",
@@ -273,7 +275,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
                yc_fail("train");
     if (a.eval_strategy != YF_SAVE_NO && !eo.data)
         return yf_errorf("--eval-strategy %s needs --eval-data", eo.strategy), yc_fail("train");
-    a.eval_steps = eo.steps, a.eval_batch_size = eo.batch, a.metric_for_best_model = eo.metric;
+    a.eval_steps = eo.steps, a.eval_delay = eo.delay, a.eval_batch_size = eo.batch, a.metric_for_best_model = eo.metric;
     a.load_best_model_at_end = eo.load_best, a.save_total_limit = eo.save_total_limit;
     a.early_stopping_patience = eo.patience;
     if (!(isnan(lora_dropout) || (lora_dropout >= 0 && lora_dropout < 1)))

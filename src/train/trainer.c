@@ -332,8 +332,8 @@ static int eval_setup(yf_trun *r) {
                              (long long)a->save_steps, (long long)r->eval_steps);
         if (!h->load) return yf_errorf("load_best_model_at_end: this trainer cannot load weights back");
     }
-    if (a->save_total_limit < 0 || a->early_stopping_patience < 0)
-        return yf_errorf("save_total_limit and early_stopping_patience must be >= 0");
+    if (a->save_total_limit < 0 || a->early_stopping_patience < 0 || !(a->eval_delay >= 0))
+        return yf_errorf("save_total_limit, early_stopping_patience and eval_delay must be >= 0");
     return 0;
 }
 
@@ -499,14 +499,15 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
             int64_t nm = r->micro_per_epoch - m < a->grad_accum ? r->micro_per_epoch - m : a->grad_accum;
             if (train_step(r, perm, m, nm)) goto done;
             stop = r->global_step >= r->total_steps;
-            if (a->eval_strategy == YF_SAVE_STEPS && r->global_step % r->eval_steps == 0) {
+            if (a->eval_strategy == YF_SAVE_STEPS && r->global_step % r->eval_steps == 0 &&
+                a->eval_delay <= (double)r->global_step) {
                 if (evaluate(r)) goto done;
                 stop = stop || r->stop_early;
             }
             if (a->save_strategy == YF_SAVE_STEPS && (r->global_step % a->save_steps == 0 || stop) && save_checkpoint(r))
                 goto done;
         }
-        if (a->eval_strategy == YF_SAVE_EPOCH) {
+        if (a->eval_strategy == YF_SAVE_EPOCH && a->eval_delay <= r->epoch) {
             if (evaluate(r)) goto done;
             stop = stop || r->stop_early;
         }

@@ -55,6 +55,7 @@ typedef struct yf_train_args {
      * combined exactly, so every rank and every N see the same numbers. */
     yf_save_strategy eval_strategy; /* (no) */
     int64_t eval_steps;       /* with eval_strategy steps; <= 0: logging_steps (as HF) */
+    double eval_delay;        /* no evaluation before this epoch (epoch strategy) or step (steps) (0) */
     int64_t eval_batch_size;  /* per_device_eval_batch_size (8) */
     /* "eval_loss" (lower is better) or another metric the hooks compute,
      * e.g. "eval_f1" (higher is better); "loss" means "eval_loss". NULL: none,
