@@ -142,7 +142,7 @@ static int eval_setup(ctx *c, yf_trainset *es, yf_records *recs, yf_tokenizer **
     char *tp = to->tokenizer ? yf_strdup(to->tokenizer) : yf_path_join(to->model_dir, "tokenizer.model");
     int rc = yf_data_load(eo->data, recs);
     if (rc == 0) rc = yf_tokenizer_load(tp, tok);
-    if (rc == 0) rc = yf_vocab_map_load(to->model_dir, vm);
+    if (rc == 0) rc = yf_vocab_map_load(to->model_dir, yf_tokenizer_n_ids(*tok), vm);
     if (rc == 0) rc = yf_template_load(to->template_spec, &c->ev.x.tpl);
     free(tp);
     if (rc) return -1;
