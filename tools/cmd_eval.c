@@ -16,8 +16,9 @@
 int cmd_eval(int argc, char **argv) {
     const char *pred_path = NULL, *data_path = NULL, *report = NULL;
     const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *tpl = "resume", *save_pred = NULL;
+    const char *constrain = "spans", *types = NULL;
     int64_t max_new = 128, batch = 16, limit = 0;
-    bool bf16 = false;
+    bool bf16 = false, lenient = false;
     yc_opt opts[] = {
         {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"} [required]"},
@@ -29,13 +30,26 @@ int cmd_eval(int argc, char **argv) {
         {"max-new-tokens", YC_INT, &max_new, "with --model: answer length cap (128)"},
         {"batch", YC_INT, &batch, "with --model: prompts decoded together (16)"},
         {"limit", YC_INT, &limit, "score only the first N records (0 = all)"},
+        {"constrain", YC_STR, &constrain, "with --model: spans (default): answers in the training format, every string "
+                                          "a substring of the input; schema: strings free; none: free-running"},
+        {"types", YC_STR, &types, "with --model: the answer's keys, comma-separated names or tags (default: all eight)"},
+        {"lenient", YC_FLAG, &lenient, "recover what can be read from answers that are not valid JSON (the strict "
+                                       "score, invalid = empty, is printed beside it)"},
         {"save-predictions", YC_STR, &save_pred, "with --model: write the answers here, one JSON string a line"},
         {"report", YC_STR, &report, "also write the scores as JSON here (keys micro, per_type, ...)"},
     };
     int rc = yc_parse("eval", "Scores extraction answers: entity-level precision, recall and F1 per type and micro-averaged,\n"
-                              "from a predictions file or by running a model (and adapter) over the data's inputs.",
+                              "from a predictions file or by running a model (and adapter) over the data's inputs\n"
+                              "(constrained decoding by default). Strict by default: an answer that is not valid JSON\n"
+                              "counts as empty, as the recipe's json.loads would; --lenient recovers them.",
                       argc, argv, opts, sizeof opts / sizeof *opts);
     if (rc) return rc == 1 ? 0 : 2;
+    yf_constrain_mode mode;
+    uint32_t type_mask = 0;
+    if (yf_constrain_mode_parse(constrain, &mode) || (types && yf_types_parse(types, &type_mask))) {
+        fprintf(stderr, "yuanft eval: %s\n", yf_last_error());
+        return 2;
+    }
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     if (!data_path || !pred_path == !model) {
         fprintf(stderr, "yuanft eval: needs --data and one of --predictions / --model (see --help)\n");
@@ -60,7 +74,8 @@ int cmd_eval(int argc, char **argv) {
             return yc_fail("eval");
         }
         yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
-                          .max_new_tokens = max_new, .max_length = 384, .batch = batch, .progress = true};
+                          .max_new_tokens = max_new, .max_length = 384, .batch = batch, .progress = true,
+                          .constrain = mode, .types = type_mask};
         const char **in = yf_malloc((recs.n ? recs.n : 1) * sizeof *in);
         for (size_t i = 0; i < recs.n; i++) in[i] = recs.r[i].input;
         int xrc = yf_template_load(tpl, &x.tpl);
@@ -95,7 +110,7 @@ int cmd_eval(int argc, char **argv) {
     const char **gold = malloc((recs.n ? recs.n : 1) * sizeof *gold);
     for (size_t i = 0; i < recs.n; i++) gold[i] = recs.r[i].output;
     yf_eval_result res;
-    rc = yf_eval_score((const char *const *)pred, gold, recs.n, data_path, &res);
+    rc = (lenient ? yf_eval_score_lenient : yf_eval_score)((const char *const *)pred, gold, recs.n, data_path, &res);
     free(gold);
     yf_strv_free(pred, np);
     yf_records_free(&recs);
