@@ -900,5 +900,9 @@ size_t yf_tokenizer_id_bytes(const yf_tokenizer *t, int64_t id, char *buf, size_
     return n;
 }
 
+bool yf_tokenizer_is_byte_piece(const yf_tokenizer *t, int64_t id) {
+    return id >= 0 && id < t->n_pieces && t->pieces[id].type == PT_BYTE;
+}
+
 int64_t yf_tokenizer_n_ids(const yf_tokenizer *t) { return t->n_ids; }
 int64_t yf_tokenizer_n_pieces(const yf_tokenizer *t) { return t->n_pieces; }
