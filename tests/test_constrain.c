@@ -19,6 +19,7 @@
 #include "task/data.h"
 #include "task/eval.h"
 #include "task/extract.h"
+#include "task/jsonschema.h"
 
 static const char *k_input = "高勇：男，中国国籍，无境外居留权，";
 /* invalid UTF-8 in an input: a stray byte and a character cut short */
@@ -235,6 +236,40 @@ TEST(constrain_mask_equals_brute_force_yuan_vocab) {
     yf_tokenizer_free(tok);
 }
 
+/* Inside free strings the plain rows come from precomputed masks (by their
+ * characters, under a maxLength): the mask still equals brute force. The
+ * text is fed as byte pieces (row 3 + byte in the Yuan vocabulary). */
+TEST(constrain_mask_free_strings_yuan_vocab) {
+    yf_tokenizer *tok = tokenizer();
+    if (!tok) return;
+    yf_cvocab *v = NULL;
+    yf_cvocab_build(tok, NULL, 135040, &v);
+    uint64_t *bits = yf_malloc((135040 / 64 + 1) * sizeof *bits);
+    yf_constraint *free_answer = grammar(false), *short_str = NULL;
+    const char *sch = "{\"type\": \"array\", \"items\": {\"type\": \"string\", \"maxLength\": 3}}";
+    CHECK(yf_constraint_json_schema(sch, strlen(sch), "s", &short_str) == 0, "%s", yf_last_error());
+    struct {
+        const yf_constraint *c;
+        const char *prefix;
+    } cases[] = {{free_answer, "{\"姓名\": [\"ab"}, {free_answer, "{\"姓名\": [\""}, {short_str, "[\"a"},
+                 {short_str, "[\"高高"}, {short_str, "[\"ab\", \"高高高"}, {short_str, "[\"\xe9"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        yf_cstate *s = NULL;
+        if (!cases[i].c || yf_cstate_new(cases[i].c, v, "", 0, &s)) continue;
+        for (const char *p = cases[i].prefix; *p; p++) CHECK(yf_cstate_advance(s, 3 + (uint8_t)*p) == 0, "%s", yf_last_error());
+        int64_t n = mask_vs_brute(s, 135040, INT64_MAX, bits, cases[i].prefix);
+        mask_vs_brute(s, 135040, yf_cstate_cost(s), bits, cases[i].prefix);
+        mask_vs_brute(s, 135040, yf_cstate_cost(s) + 1, bits, cases[i].prefix);
+        if (i == 0) CHECK(n > 100000, "inside a free string most rows are allowed: %lld", (long long)n);
+        yf_cstate_free(s);
+    }
+    free(bits);
+    yf_constraint_free(free_answer);
+    yf_constraint_free(short_str);
+    yf_cvocab_free(v);
+    yf_tokenizer_free(tok);
+}
+
 /* The golden tiny model's vocabulary: rows 0..319 = tokenizer ids 0..319,
  * the byte pieces and a few short pieces, no <eod>. Each Chinese character
  * takes three byte pieces. */
@@ -445,6 +480,31 @@ TEST(constrain_extract_golden_tiny_model) {
     for (int b = 0; b < 2; b++)
         if (ans[b]) yf_strv_free(ans[b], N_INPUTS);
     yf_constraint_free(c);
+    yf_vocab_map_free(&vm);
+    yf_tokenizer_free(tok);
+    yf_model_free(m);
+}
+
+/* A pruned vocabulary without the rows that spell "{" or "}": no answer can
+ * be spelled, and extract still gives a complete one (the completion text). */
+TEST(constrain_extract_pruned_vocab_completes) {
+    yf_model *m = NULL;
+    yf_model_opts mo = {0};
+    CHECK(yf_model_load(yt_shared_path("golden/yuan-tiny"), &mo, &m) == 0, "%s", yf_last_error());
+    yf_tokenizer *tok = tokenizer();
+    if (!m || !tok) return;
+    int64_t ids[320], n = 0;
+    for (int64_t id = 0; n < 320; id++)
+        if (id != 3 + '{' && id != 3 + '}') ids[n++] = id;
+    yf_vocab_map vm;
+    yf_vocab_map_build(&vm, ids, 320);
+    yf_extractor x = {.model = m, .tok = tok, .vmap = &vm, .max_new_tokens = 16, .batch = 2};
+    CHECK(yf_template_load("none", &x.tpl) == 0);
+    char **ans = NULL;
+    CHECK(yf_extract_run(&x, k_inputs, N_INPUTS, &ans) == 0, "%s", yf_last_error());
+    for (size_t i = 0; ans && i < N_INPUTS; i++) CHECK(!strcmp(ans[i], "{}"), "input %zu: '%s'", i + 1, ans[i]);
+    if (ans) yf_strv_free(ans, N_INPUTS);
+    yf_template_free(&x.tpl);
     yf_vocab_map_free(&vm);
     yf_tokenizer_free(tok);
     yf_model_free(m);

@@ -565,6 +565,14 @@ int cs_next_bytes(const cs_ctx *x, const cs_state *s, uint8_t *out) {
     }
 }
 
+int64_t cs_free_text_room(const cs_ctx *x, const cs_state *s) {
+    if (s->depth == 0 || s->esc != CE_NONE || s->utf8 != CU_OK) return -1;
+    const cs_frame *f = &s->f[s->depth - 1];
+    const ck_node *n = &x->g->nodes[f->node];
+    if (n->kind != CK_STRING || n->span || f->phase != S_TEXT) return -1;
+    return n->max < 0 ? INT64_MAX : n->max - s->chars;
+}
+
 bool yf_constraint_accepts(const yf_constraint *c, const char *input, size_t input_len, const char *text, size_t len) {
     cs_ctx x;
     if (cs_ctx_init(&x, c, input, input_len)) return false;

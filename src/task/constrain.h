@@ -112,6 +112,9 @@ bool yf_cstate_complete(const yf_cstate *s);
 /* Tokens the shortest completion takes (0 when complete; its bytes when the
  * vocabulary cannot spell it). */
 int64_t yf_cstate_cost(yf_cstate *s);
+/* The text of the shortest completion (malloc'd, "" when complete): what
+ * closes an answer a pruned vocabulary could not finish (extract appends it). */
+char *yf_cstate_completion(yf_cstate *s, size_t *len);
 
 /* A generation hook over states[0..n): sequence i of yf_generate uses
  * states[i] (greedy: yf_cstate_pick; sampling: the mask; a sequence whose

@@ -164,6 +164,11 @@ void cs_close(const cs_ctx *x, const cs_state *s, char **buf, size_t *n, size_t 
  * bytes (free string text, numbers, escapes). */
 int cs_next_bytes(const cs_ctx *x, const cs_state *s, uint8_t *out);
 
+/* When s is inside a free string's text (not a span, no escape begun, between
+ * characters): how many more characters it may take (INT64_MAX: no limit).
+ * Else -1. */
+int64_t cs_free_text_room(const cs_ctx *x, const cs_state *s);
+
 int cs_ctx_init(cs_ctx *x, const yf_constraint *g, const char *input, size_t len);
 void cs_ctx_free(cs_ctx *x);
 

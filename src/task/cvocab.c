@@ -24,6 +24,7 @@
 #include "task/constrain_internal.h"
 
 enum { CV_DUMMY = 1, CV_NONE = 2 };
+#define PLAIN_K 32 /* plain rows of more characters are walked like the others */
 
 typedef struct cv_node {
     int32_t child;    /* first child; children are contiguous, sorted by byte */
@@ -31,7 +32,8 @@ typedef struct cv_node {
     uint16_t n_child;
     uint16_t n_rows;  /* rows whose bytes end here */
     uint8_t byte;     /* the byte on the edge into this node */
-    uint8_t kinds;    /* bit 0: a row here has a dummy prefix; bit 1: a row here has none */
+    uint8_t kinds;    /* bit 0: a row here has a dummy prefix; bit 1: a row here has none;
+                       * bit 2: a row here or below is not plain text (PLAIN_K) */
     uint16_t pad;
 } cv_node;
 
@@ -44,6 +46,8 @@ struct yf_cvocab {
     int32_t n_nodes;
     int32_t *rows;    /* terminal rows, grouped per node */
     bool byte_complete; /* every byte is some row's whole text */
+    uint64_t *plain;  /* [(PLAIN_K + 1) * words] plain[k]: the rows whose text is 1..k whole
+                       * characters of plain string content (no '"', '\\', control bytes) */
 };
 
 /* ---- building ------------------------------------------------------------- */
@@ -105,6 +109,37 @@ static void build_trie(yf_cvocab *v, const int32_t *order, int32_t m) {
     free(depth);
 }
 
+/* Characters of row r's text when it is plain string content, else 0 (also
+ * for more than PLAIN_K characters). */
+static int plain_chars(const yf_cvocab *v, int64_t r) {
+    if (v->flags[r] & CV_NONE) return 0;
+    uint8_t u = CU_OK;
+    int chars = 0;
+    for (int64_t i = v->off[r]; i < v->off[r + 1]; i++) {
+        uint8_t b = v->bytes[i];
+        if (b < 0x20 || b == '"' || b == '\\' || (u = cu_step(u, b)) == CU_BAD) return 0;
+        chars += u == CU_OK;
+    }
+    return u == CU_OK && chars <= PLAIN_K ? chars : 0;
+}
+
+/* The plain masks, and each trie node's bit 2: a row not plain at or below it
+ * (children come after their parents, so a reverse pass sees them first). */
+static void plain_rows(yf_cvocab *v) {
+    int64_t words = (v->V + 63) / 64;
+    v->plain = yf_calloc((size_t)((PLAIN_K + 1) * words), sizeof *v->plain);
+    for (int64_t r = 0; r < v->V; r++) {
+        int c = plain_chars(v, r);
+        for (int k = c; c && k <= PLAIN_K; k++) v->plain[k * words + (r >> 6)] |= 1ull << (r & 63);
+    }
+    for (int32_t i = v->n_nodes - 1; i >= 0; i--) {
+        cv_node *nd = &v->nodes[i];
+        for (int32_t k = nd->rows; k < nd->rows + nd->n_rows && !(nd->kinds & 4); k++)
+            if (!plain_chars(v, v->rows[k])) nd->kinds |= 4;
+        for (int32_t c = nd->child; c < nd->child + nd->n_child && !(nd->kinds & 4); c++) nd->kinds |= v->nodes[c].kinds & 4;
+    }
+}
+
 static int32_t child(const yf_cvocab *v, int32_t node, uint8_t b) {
     const cv_node *nd = &v->nodes[node];
     if (nd->n_child == 256) return nd->child + b;
@@ -154,6 +189,7 @@ int yf_cvocab_build(const yf_tokenizer *tok, const yf_vocab_map *vmap, int64_t V
     qsort_r(order, (size_t)m, sizeof *order, cmp_rows, v);
     build_trie(v, order, m);
     free(order);
+    plain_rows(v);
     v->byte_complete = v->nodes[0].n_child == 256;
     for (int32_t c = 0; c < v->nodes[0].n_child && v->byte_complete; c++)
         v->byte_complete = v->nodes[v->nodes[0].child + c].n_rows > 0;
@@ -168,6 +204,7 @@ void yf_cvocab_free(yf_cvocab *v) {
     free(v->flags);
     free(v->nodes);
     free(v->rows);
+    free(v->plain);
     free(v);
 }
 
@@ -270,6 +307,16 @@ static bool within(yf_cstate *s, const cs_state *st, bool bos, int64_t X) {
 
 int64_t yf_cstate_cost(yf_cstate *s) { return yf_cstate_complete(s) ? 0 : cost(s, &s->st, s->bos); }
 
+char *yf_cstate_completion(yf_cstate *s, size_t *len) {
+    s->n = 0;
+    if (!s->ended) cs_close(&s->x, &s->st, &s->buf, &s->n, &s->cap);
+    char *t = yf_malloc(s->n + 1);
+    memcpy(t, s->buf ? s->buf : "", s->n);
+    t[s->n] = 0;
+    if (len) *len = s->n;
+    return t;
+}
+
 /* What a row may cost after it: max(budget, cost now) - 1. */
 static int64_t limit(yf_cstate *s, int64_t budget) {
     if (budget == INT64_MAX) return INT64_MAX;
@@ -327,6 +374,7 @@ typedef struct walker {
     int64_t X;
     uint64_t *bits;
     uint8_t want;      /* rows taken: 3 all, 2 without a dummy prefix, 1 with one */
+    bool skip_plain;   /* the plain rows are in the mask already: enter only nodes with others */
 } walker;
 
 static void walk(walker *w, int32_t node, const cs_state *st);
@@ -359,7 +407,8 @@ static void walk(walker *w, int32_t node, const cs_state *st) {
         }
         return;
     }
-    for (int32_t c = nd->child; c < nd->child + nd->n_child; c++) enter(w, c, st);
+    for (int32_t c = nd->child; c < nd->child + nd->n_child; c++)
+        if (!w->skip_plain || (v->nodes[c].kinds & 4)) enter(w, c, st);
 }
 
 static int64_t mask_x(yf_cstate *s, int64_t X, uint64_t *bits) {
@@ -368,7 +417,20 @@ static int64_t mask_x(yf_cstate *s, int64_t X, uint64_t *bits) {
     memset(bits, 0, (size_t)words * sizeof *bits);
     if (s->ended) return 0;
     if (v->eod >= 0 && cs_accepting(&s->x, &s->st)) bits[v->eod >> 6] |= 1ull << (v->eod & 63);
-    walker w = {s, X, bits, s->bos ? 2 : 3};
+    walker w = {s, X, bits, s->bos ? 2 : 3, false};
+    int64_t room = cs_free_text_room(&s->x, &s->st);
+    if (room > 0) {
+        /* inside a free string every plain row of at most `room` characters
+         * keeps the string open and adds no bytes to its completion: when the
+         * completion's bytes fit, they are all allowed at once */
+        s->n = 0;
+        cs_close(&s->x, &s->st, &s->buf, &s->n, &s->cap);
+        if ((int64_t)s->n <= X) {
+            const uint64_t *p = v->plain + (room < PLAIN_K ? room : PLAIN_K) * words;
+            for (int64_t i = 0; i < words; i++) bits[i] |= p[i];
+            w.skip_plain = true;
+        }
+    }
     walk(&w, 0, &s->st);
     int32_t sp = child(v, 0, ' ');
     if (s->bos && sp >= 0) {
