@@ -9,8 +9,8 @@
  *   yf_cvocab      the model's vocabulary as bytes (each row's text as the
  *                  tokenizer decodes it: byte pieces as their byte, U+2581 as
  *                  a space, special tokens as nothing) and a byte trie over
- *                  it. Built once per model (tokenizer + vocab map, ~0.1 s for
- *                  the 135,040-row Yuan vocabulary); immutable, shareable.
+ *                  it. Built once per model (tokenizer + vocab map); immutable,
+ *                  shareable.
  *   yf_cstate      one sequence's position in the grammar, with an index of
  *                  its input text when strings must be spans of it. One per
  *                  sequence (never shared between threads); reset to reuse.
