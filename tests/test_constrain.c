@@ -642,3 +642,115 @@ TEST(constrain_bad_cli_flags) {
     rc = yt_sh(out, sizeof out, "%s eval --model %s --data x.jsonl --types NAME,NAME", yt_cli(), model);
     CHECK(rc == 2 && strstr(out, "twice"), "exit %d: %s", rc, out);
 }
+
+/* ---- a reference in Python ------------------------------------------------ */
+
+/* An answer with 1-3 random edits: cuts, repeats, and insertions of bytes
+ * that matter to the grammar (quotes, brackets, separators, escapes, a key,
+ * text of the input). Often invalid UTF-8; sometimes still a valid answer. */
+static size_t mutate(const char *ans, const char *input, char *out, size_t cap) {
+    static const char *const bits[] = {"{", "}", "[", "]", "\"", ", ", ",", ": ", ":", " ", "\\", "\\n", "\\\"",
+                                       "\\u0001", "\\u000a", "\\/", "\"\"", "[]", "{}", "\"姓名\": [\"", "\"]}", "\", \"",
+                                       "\"], \"组织名\": [\"", "\xe4", "\xb8\xad"};
+    size_t n = strlen(ans);
+    if (n >= cap) return 0;
+    memcpy(out, ans, n);
+    int edits = 1 + (int)(rnd() % 3);
+    for (int e = 0; e < edits; e++) {
+        size_t at = n ? (size_t)(rnd() % (n + 1)) : 0, len = 1 + (size_t)(rnd() % 6);
+        const char *ins = NULL;
+        size_t il = 0;
+        switch (rnd() % 4) {
+        case 0: /* cut */
+            if (at + len > n) len = n - at;
+            memmove(out + at, out + at + len, n - at - len);
+            n -= len;
+            continue;
+        case 1: ins = bits[rnd() % (sizeof bits / sizeof *bits)], il = strlen(ins); break;
+        case 2: { /* a piece of the input (any bytes, maybe half a character) */
+            size_t l = strlen(input), a = l ? (size_t)(rnd() % l) : 0;
+            ins = input + a, il = l - a < len ? l - a : len;
+            break;
+        }
+        default: /* a piece of the answer again */
+            ins = ans + (at < strlen(ans) ? at : 0), il = len;
+            if (ins + il > ans + strlen(ans)) il = (size_t)(ans + strlen(ans) - ins);
+        }
+        if (n + il >= cap) break;
+        char tmp[64];
+        memcpy(tmp, ins, il < sizeof tmp ? il : sizeof tmp);
+        il = il < sizeof tmp ? il : sizeof tmp;
+        memmove(out + at + il, out + at, n - at);
+        memcpy(out + at, tmp, il);
+        n += il;
+    }
+    return n;
+}
+
+static void hex(FILE *f, const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) fprintf(f, "%02x", (uint8_t)s[i]);
+}
+
+/* The span grammar against a reference written from its definition:
+ * json.loads gives an object, json.dumps(ensure_ascii=False) gives the text
+ * back (the format and the escapes), keys are types in the template's order,
+ * lists non-empty, strings non-empty substrings of the input. */
+TEST(constrain_accepts_equals_python_reference) {
+    if (yt_sh(NULL, 0, "python3 -c 'import json' 2>/dev/null") != 0) yt_skip("python3 is not installed");
+    yf_bmes_corpus corpus;
+    CHECK(yf_bmes_read(yt_shared_path("data/resume-ner/dev.char.bmes"), &corpus) == 0, "%s", yf_last_error());
+    yf_constraint *c = grammar(true);
+    if (!c) return;
+    char path[1024], out[8192];
+    snprintf(path, sizeof path, "%s/cases.txt", yt_tmpdir());
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    int n = 0, accepted = 0;
+    char buf[4096];
+    for (size_t i = 0; i < corpus.n && n < 6000; i++) {
+        char *ans = yf_bmes_answer(&corpus.s[i]);
+        for (int k = 0; k < 15; k++, n++) {
+            size_t len = k == 0 ? strlen(ans) : mutate(ans, corpus.s[i].text, buf, sizeof buf);
+            const char *text = k == 0 ? ans : buf;
+            bool a = yf_constraint_accepts(c, corpus.s[i].text, corpus.s[i].len, text, len);
+            accepted += a;
+            fprintf(f, "%d ", a);
+            hex(f, corpus.s[i].text, corpus.s[i].len);
+            fputc(' ', f);
+            hex(f, text, len);
+            fputc('\n', f);
+        }
+        free(ans);
+    }
+    fclose(f);
+    int rc = yt_sh(out, sizeof out,
+                   "python3 -c '\n"
+                   "import json, sys\n"
+                   "keys = [\"姓名\", \"国籍\", \"种族\", \"职位\", \"教育背景\", \"专业\", \"组织名\", \"地名\"]\n"
+                   "def ref(inp, raw):\n"
+                   "    try:\n"
+                   "        text = raw.decode(\"utf-8\")\n"
+                   "        obj = json.loads(text)\n"
+                   "    except Exception:\n"
+                   "        return False\n"
+                   "    if not isinstance(obj, dict) or json.dumps(obj, ensure_ascii=False) != text:\n"
+                   "        return False\n"
+                   "    idx = [keys.index(k) if k in keys else -1 for k in obj]\n"
+                   "    if -1 in idx or idx != sorted(set(idx)):\n"
+                   "        return False\n"
+                   "    return all(isinstance(v, list) and v and all(isinstance(s, str) and s and s in inp for s in v) for v in obj.values())\n"
+                   "bad = 0\n"
+                   "for line in open(sys.argv[1]):\n"
+                   "    a, inp, raw = line.rstrip(\"\\n\").split(\" \")\n"
+                   "    r = ref(bytes.fromhex(inp).decode(\"utf-8\"), bytes.fromhex(raw))\n"
+                   "    if r != (a == \"1\"):\n"
+                   "        bad += 1\n"
+                   "        if bad <= 5: print(\"DIFF c=%%s python=%%s %%r\" %% (a, r, bytes.fromhex(raw)))\n"
+                   "print(\"differ\", bad)\n"
+                   "' %s 2>&1",
+                   path);
+    CHECK(rc == 0 && strstr(out, "differ 0"), "%d cases, %d accepted by the grammar; python3 reference: %s", n, accepted, out);
+    CHECK(accepted > n / 20 && accepted < n, "%d of %d accepted: the cases should mix valid and invalid answers", accepted, n);
+    yf_constraint_free(c);
+    yf_bmes_free(&corpus);
+}
