@@ -754,3 +754,77 @@ TEST(constrain_accepts_equals_python_reference) {
     yf_constraint_free(c);
     yf_bmes_free(&corpus);
 }
+
+/* The schema grammar against json.loads + json.dumps + python3-jsonschema,
+ * with keys in the schema's order and none outside it (what the grammar
+ * writes, stricter than the schema). Numbers are left out: json.dumps would
+ * rewrite them (1e2 -> 100.0). */
+TEST(constrain_schema_accepts_equals_python_reference) {
+    if (yt_sh(NULL, 0, "python3 -c 'import jsonschema' 2>/dev/null") != 0)
+        yt_skip("python3-jsonschema is not installed (apt-get install python3-jsonschema)");
+    const char *sch = "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 4}, "
+                      "\"tags\": {\"type\": \"array\", \"items\": {\"enum\": [\"a\", \"b\\\"\", \"中文\"]}, \"minItems\": 1, "
+                      "\"maxItems\": 3}, \"ok\": {\"type\": \"boolean\"}, \"x\": {\"type\": \"null\"}, \"sub\": {\"type\": "
+                      "\"object\", \"properties\": {\"k\": {\"type\": \"string\"}}, \"required\": [\"k\"]}}, \"required\": "
+                      "[\"name\"]}";
+    static const char *const seeds[] = {
+        "{\"name\": \"ab\"}",
+        "{\"name\": \"高\\n\\\"\", \"tags\": [\"a\", \"b\\\"\"], \"ok\": true, \"x\": null, \"sub\": {\"k\": \"\"}}",
+        "{\"name\": \"\\u0001x\", \"tags\": [\"中文\"], \"sub\": {\"k\": \"中文 \\\\\"}}",
+        "{\"name\": \"abcd\", \"ok\": false}",
+    };
+    yf_constraint *c = NULL;
+    CHECK(yf_constraint_json_schema(sch, strlen(sch), "s", &c) == 0, "%s", yf_last_error());
+    if (!c) return;
+    char path[1024], spath[1024], out[8192], buf[4096];
+    snprintf(path, sizeof path, "%s/cases.txt", yt_tmpdir());
+    snprintf(spath, sizeof spath, "%s/s.json", yt_tmpdir());
+    CHECK(yf_write_file_atomic(spath, sch, strlen(sch)) == 0);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    int n = 0, accepted = 0;
+    for (int k = 0; k < 4000; k++, n++) {
+        const char *seed = seeds[k % 4];
+        size_t len = k < 4 ? strlen(seed) : mutate(seed, "高ab中文\"\\\n", buf, sizeof buf);
+        const char *text = k < 4 ? seed : buf;
+        bool a = yf_constraint_accepts(c, "", 0, text, len);
+        accepted += a;
+        fprintf(f, "%d ", a);
+        hex(f, text, len);
+        fputc('\n', f);
+    }
+    fclose(f);
+    int rc = yt_sh(out, sizeof out,
+                   "python3 -c '\n"
+                   "import json, sys, jsonschema\n"
+                   "schema = json.load(open(sys.argv[2]))\n"
+                   "def order_ok(v, s):\n"
+                   "    if s.get(\"type\") == \"object\":\n"
+                   "        names = list(s.get(\"properties\", {}))\n"
+                   "        idx = [names.index(k) if k in names else -1 for k in v]\n"
+                   "        return -1 not in idx and idx == sorted(set(idx)) and all(order_ok(v[k], s[\"properties\"][k]) for k in v)\n"
+                   "    if s.get(\"type\") == \"array\":\n"
+                   "        return all(order_ok(e, s[\"items\"]) for e in v)\n"
+                   "    return True\n"
+                   "def ref(raw):\n"
+                   "    try:\n"
+                   "        text = raw.decode(\"utf-8\")\n"
+                   "        v = json.loads(text)\n"
+                   "        jsonschema.validate(v, schema)\n"
+                   "    except Exception:\n"
+                   "        return False\n"
+                   "    return json.dumps(v, ensure_ascii=False) == text and order_ok(v, schema)\n"
+                   "bad = 0\n"
+                   "for line in open(sys.argv[1]):\n"
+                   "    a, raw = line.rstrip(\"\\n\").split(\" \")\n"
+                   "    r = ref(bytes.fromhex(raw))\n"
+                   "    if r != (a == \"1\"):\n"
+                   "        bad += 1\n"
+                   "        if bad <= 5: print(\"DIFF c=%%s python=%%s %%r\" %% (a, r, bytes.fromhex(raw)))\n"
+                   "print(\"differ\", bad)\n"
+                   "' %s %s 2>&1",
+                   path, spath);
+    CHECK(rc == 0 && strstr(out, "differ 0"), "%d cases, %d accepted by the grammar; python3 reference: %s", n, accepted, out);
+    CHECK(accepted >= 20 && accepted < n, "%d of %d accepted: the cases should mix valid and invalid texts", accepted, n);
+    yf_constraint_free(c);
+}
