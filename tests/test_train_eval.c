@@ -407,6 +407,8 @@ TEST(train_eval_cli_bad_flags) {
         {"--eval-strategy epoch --eval-data D --per-device-eval-batch-size 0", "eval-batch-size"},
         {"--eval-strategy epoch --eval-data /nonexistent/eval.jsonl", "/nonexistent/eval.jsonl"},
         {"--early-stopping-patience 2", "eval_strategy"},
+        {"--constrain grammar", "grammar"},
+        {"--types 姓名,CITY", "CITY"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char args[600], out[8192];
@@ -477,6 +479,16 @@ TEST(train_eval_cli_f1_matches_yuanft_eval_and_two_ranks) {
     micro = strstr(ev, "\nmicro");
     CHECK(st == 0 && micro && sscanf(micro, "\nmicro %lf %lf %lf", &p, &r, &f1) == 3, "exit %d:\n%s\n%s", st, out2, ev);
     CHECK_NEAR("eval_f1 with --eval-limit 2 vs yuanft eval --limit 2", fabs(atof(values_of(out2, "eval_f1")) - f1), 5e-5);
+    /* --constrain reaches eval_f1's decoding: unconstrained = yuanft eval --constrain none */
+    double f1c = f1;
+    st = yt_sh(out2, sizeof out2, "OMP_NUM_THREADS=1 %s %s --output-dir %s --eval-limit 2 --constrain none", yt_cli(), common,
+               sub("free"));
+    st |= yt_sh(ev, sizeof ev, "%s eval --model %s --data %s --prompt-template none --max-new-tokens 64 --batch 1 --limit 2 "
+                "--constrain none", yt_cli(), model, recs);
+    micro = strstr(ev, "\nmicro");
+    CHECK(st == 0 && micro && sscanf(micro, "\nmicro %lf %lf %lf", &p, &r, &f1) == 3, "exit %d:\n%s\n%s", st, out2, ev);
+    CHECK_NEAR("eval_f1 with --constrain none vs yuanft eval --constrain none", fabs(atof(values_of(out2, "eval_f1")) - f1), 5e-5);
+    if (f1 == f1c) fprintf(stderr, "    note: the test model's F1 is %g with and without the constraint\n", f1);
     /* two ranks split the eval set (batch k on rank k % 2): the same numbers */
     yt_need_mpi();
     st = yt_sh(out2, sizeof out2, "timeout 120 " YT_MPIRUN " -np 2 %s %s --per-device-train-batch-size 1 --output-dir %s",

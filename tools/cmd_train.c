@@ -117,6 +117,9 @@ static int hook_eval_metrics(void *vc, const double *counts, const char **names,
 /* What evaluation during training needs beyond the training set. */
 typedef struct eval_opts {
     const char *data, *strategy, *metric;
+    const char *constrain, *types; /* eval_f1's decoding */
+    yf_constrain_mode mode;
+    uint32_t type_mask;
     int64_t steps, batch, limit, max_new_tokens;
     double delay;
     bool load_best;
@@ -154,7 +157,11 @@ static int eval_setup(ctx *c, yf_trainset *es, yf_records *recs, yf_tokenizer **
     c->ev.x.max_new_tokens = eo->max_new_tokens;
     c->ev.x.max_length = to->max_length;
     c->ev.x.batch = eo->batch;
-    /* the seam for constrained decoding: the extractor is configured here */
+    c->ev.x.constrain = eo->mode;
+    c->ev.x.types = eo->type_mask;
+    /* the vocabulary as bytes once, not at every evaluation */
+    if (eo->mode != YF_CONSTRAIN_NONE && yf_cvocab_build(*tok, vm, cfg->vocab_size, &c->ev.cvocab)) return -1;
+    c->ev.x.cvocab = c->ev.cvocab;
     h->n_counts = YF_TEVAL_COUNTS;
     h->n_count_rows = eo->limit;
     h->eval_counts = hook_eval_counts;
@@ -175,7 +182,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
     double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
     bool group_by_length = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
-    eval_opts eo = {.strategy = "no", .batch = 8, .max_new_tokens = 128};
+    eval_opts eo = {.strategy = "no", .constrain = "spans", .batch = 8, .max_new_tokens = 128};
     const yc_opt opts[] = {
         YC_OPT("model", YC_STR, &model_dir, "base model directory (config.json + weights)", .meta = "DIR", .required = true),
         YC_OPT("data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors "
@@ -237,6 +244,8 @@ static int train(int argc, char **argv, yf_dist *dist) {
                .def = "none; eval_loss with --load-best-model-at-end"),
         YC_OPT("eval-limit", YC_INT, &eo.limit, "eval_f1: extract only the first N eval records; 0: all"),
         YC_OPT("eval-max-new-tokens", YC_INT, &eo.max_new_tokens, "eval_f1: answer length cap"),
+        YC_OPT_CONSTRAIN(&eo.constrain, "eval_f1's decoding, as yuanft eval's: "),
+        YC_OPT_TYPES(&eo.types, "eval_f1: "),
         YC_OPT("load-best-model-at-end", YC_FLAG, &eo.load_best, "end with the best checkpoint's weights in --output-dir "
                "(--save-strategy must be --eval-strategy)"),
         YC_OPT("early-stopping-patience", YC_INT, &eo.patience, "stop after N evaluations without improving the metric; "
@@ -273,6 +282,8 @@ static int train(int argc, char **argv, yf_dist *dist) {
         return yf_errorf("--per-device-eval-batch-size must be in [1, 4096], --eval-max-new-tokens positive, --eval-limit, "
                          "--save-total-limit and --early-stopping-patience >= 0"),
                yc_fail("train");
+    if (yf_constrain_mode_parse(eo.constrain, &eo.mode) || (eo.types && yf_types_parse(eo.types, &eo.type_mask)))
+        return yc_usage_error("train", "%s", yf_last_error());
     if (a.eval_strategy != YF_SAVE_NO && !eo.data)
         return yf_errorf("--eval-strategy %s needs --eval-data", eo.strategy), yc_fail("train");
     a.eval_steps = eo.steps, a.eval_delay = eo.delay, a.eval_batch_size = eo.batch, a.metric_for_best_model = eo.metric;

@@ -79,4 +79,7 @@ void yf_teval_free(yf_teval *e) {
     free(e->blab);
     e->bids = e->blab = NULL;
     e->cap = 0;
+    yf_cvocab_free(e->cvocab);
+    e->cvocab = NULL;
+    e->x.cvocab = NULL;
 }

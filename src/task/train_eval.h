@@ -13,7 +13,7 @@
  *   yf_teval_loss(&e, rows, n, &loss, &ntok);
  *   double c[YF_TEVAL_COUNTS] = {0};
  *   yf_teval_counts(&e, rows, n, c);  ...  yf_teval_metrics(c, names, values);
- *   yf_teval_free(&e);                             // the scratch buffers */
+ *   yf_teval_free(&e);                             // the scratch buffers, cvocab */
 #ifndef YF_TRAIN_EVAL_H
 #define YF_TRAIN_EVAL_H
 
@@ -31,6 +31,7 @@ typedef struct yf_teval {
      * (x.model and x.lora are set from the fields above at each call) */
     const yf_records *recs;
     yf_extractor x;
+    yf_cvocab *cvocab;            /* owned: x.cvocab when set (freed by yf_teval_free) */
     /* scratch */
     int64_t *bids, *blab;
     int64_t cap;
