@@ -66,6 +66,20 @@ static void etoy_init(etoy *e, yf_param *p, yf_param_list *pl, yf_train_hooks *h
     if (score) h->n_counts = 1, h->eval_counts = etoy_counts, h->eval_metrics = etoy_metrics;
 }
 
+/* The toy's hooks and arguments for a run in sub(dir), logging to sub(dir).log
+ * (*out; fclose it after the run): batches of 5 (2 steps an epoch), no loss
+ * lines. */
+static yf_train_args etoy_args(etoy *e, yf_param *p, yf_param_list *pl, yf_train_hooks *h, bool score, const char *dir,
+                               FILE **out) {
+    etoy_init(e, p, pl, h, score);
+    char log[200];
+    snprintf(log, sizeof log, "%s.log", dir);
+    *out = fopen(sub(log), "w");
+    yf_train_args a = toy_args(sub(dir), *out);
+    a.batch_size = 5, a.logging_steps = 0;
+    return a;
+}
+
 static cJSON *read_state(const char *dir) {
     char path[800];
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
@@ -182,10 +196,9 @@ TEST(train_eval_loss_is_the_row_weighted_mean_of_batch_losses) {
     yf_param p;
     yf_param_list pl;
     yf_train_hooks h;
-    etoy_init(&e, &p, &pl, &h, false);
-    FILE *out = fopen(sub("w.log"), "w");
-    yf_train_args a = toy_args(sub("w"), out);
-    a.batch_size = 5, a.num_epochs = 1, a.logging_steps = 0, a.eval_strategy = YF_SAVE_EPOCH, a.eval_batch_size = 4;
+    FILE *out;
+    yf_train_args a = etoy_args(&e, &p, &pl, &h, false, "w", &out);
+    a.num_epochs = 1, a.eval_strategy = YF_SAVE_EPOCH, a.eval_batch_size = 4;
     CHECK(yf_train(&a, &h, &pl, &(yf_train_result){0}) == 0, "%s", yf_last_error());
     fclose(out);
     double want = 0;
@@ -212,10 +225,9 @@ TEST(train_eval_delay_skips_the_first_evaluations) {
         yf_param p;
         yf_param_list pl;
         yf_train_hooks h;
-        etoy_init(&e, &p, &pl, &h, true);
-        FILE *out = fopen(sub("delay.log"), "w");
-        yf_train_args a = toy_args(sub(k ? "delay-steps" : "delay-epochs"), out);
-        a.batch_size = 5, a.num_epochs = 4, a.logging_steps = 0; /* 2 steps an epoch */
+        FILE *out;
+        yf_train_args a = etoy_args(&e, &p, &pl, &h, true, k ? "delay-steps" : "delay-epochs", &out);
+        a.num_epochs = 4; /* 2 steps an epoch */
         a.eval_strategy = k ? YF_SAVE_STEPS : YF_SAVE_EPOCH, a.eval_steps = 1;
         a.eval_delay = k ? 5 : 3; /* steps 5..8, or epochs 3 and 4 */
         CHECK(yf_train(&a, &h, &pl, &(yf_train_result){0}) == 0, "%s", yf_last_error());
