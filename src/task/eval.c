@@ -296,7 +296,9 @@ static lp_end lp_skip_value(lp *p) {
 }
 
 static void lp_take(lp *p, int t, const yf_sbuf *s) {
-    if (s->n == 0) return; /* an empty string is never an entity */
+    /* an empty string is never an entity, nor one that a NUL ("\u0000") at its
+     * start cuts to nothing (entities are kept up to a NUL: yf_answer_add) */
+    if (strnlen(s->s, s->n) == 0) return;
     if (t >= 0) yf_answer_add(p->a, t, s->s, s->n);
     else p->a->n_other++;
 }
