@@ -304,6 +304,12 @@ TEST(eval_bad_fuzz_nul_in_entity) {
     free(f);
     yf_answer_free(&a);
     yf_answer_free(&b);
+    /* fuzz_answer, 2026-12-07: a recovered string that starts with a NUL was
+     * an empty entity that the formatted answer then dropped */
+    static const char broken[] = "{\"姓名\": [\"\0\0\xa2卫东\"], \"教育背景\": [\"硕";
+    yf_answer_parse(broken, sizeof broken - 1, &a);
+    CHECK(a.status == YF_ANS_RECOVERED && a.ent[0].n == 0, "status %d, %zu names", (int)a.status, a.ent[0].n);
+    yf_answer_free(&a);
 }
 
 /* An answer of 200,000 distinct entities (a 2.6 MB line of a predictions

@@ -81,8 +81,10 @@ static bool list_has(const yf_strlist *l, const char *s, size_t n) { return l->n
 void yf_answer_add(yf_answer *a, int t, const char *s, size_t n) {
     YF_CHECK(t >= 0 && t < YF_N_TYPES);
     /* entities are C strings: one holding a NUL ("\u0000") is kept up to it,
-     * and compared as kept, so that no two kept strings are equal */
+     * and compared as kept, so that no two kept strings are equal; one that
+     * is empty up to its NUL is no entity, as an empty string is none */
     n = strnlen(s, n);
+    if (n == 0) return;
     yf_strlist *l = &a->ent[t];
     if (list_has(l, s, n)) return;
     if (l->n == l->cap) {
