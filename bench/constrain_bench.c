@@ -214,7 +214,8 @@ static int bench_extract(int argc, char **argv) {
     yf_model_opts mo = {0};
     yf_lora lo;
     if (yf_tokenizer_load(arg(argc, argv, "--tokenizer", tokp), &tok) || yf_data_load(data, &recs) ||
-        yf_encoder_from_tokenizer(tok, &enc) || yf_template_load("none", &tpl) || yf_vocab_map_load(dir, yf_tokenizer_n_ids(tok), &vm) ||
+        yf_encoder_from_tokenizer(tok, &enc) || yf_template_load("none", &tpl) ||
+        yf_vocab_map_load(dir, yf_tokenizer_n_ids(tok), &vm) ||
         yf_model_load(dir, &mo, &m) || (adapter && yf_lora_load(adapter, yf_model_config(m), &lo)))
         return die();
     size_t n = recs.n < nrec ? recs.n : nrec;

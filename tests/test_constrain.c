@@ -544,7 +544,8 @@ TEST(constrain_greedy_equals_unconstrained_when_valid) {
     yf_model_opts mo = {0};
     yf_tokenizer *tok = tokenizer();
     yf_vocab_map vm;
-    CHECK(yf_model_load(p, &mo, &m) == 0 && yf_vocab_map_load(p, tok ? yf_tokenizer_n_ids(tok) : 0, &vm) == 0, "%s", yf_last_error());
+    CHECK(tok && yf_model_load(p, &mo, &m) == 0 && yf_vocab_map_load(p, yf_tokenizer_n_ids(tok), &vm) == 0, "%s",
+          yf_last_error());
     if (!m || !tok) return;
     yf_cvocab *v = NULL;
     yf_cvocab_build(tok, &vm, yf_model_config(m)->vocab_size, &v);

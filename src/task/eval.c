@@ -81,8 +81,10 @@ static bool list_has(const yf_strlist *l, const char *s, size_t n) { return l->n
 void yf_answer_add(yf_answer *a, int t, const char *s, size_t n) {
     YF_CHECK(t >= 0 && t < YF_N_TYPES);
     /* entities are C strings: one holding a NUL ("\u0000") is kept up to it,
-     * and compared as kept, so that no two kept strings are equal */
+     * and compared as kept, so that no two kept strings are equal; one that
+     * is empty up to its NUL is no entity, as an empty string is none */
     n = strnlen(s, n);
+    if (n == 0) return;
     yf_strlist *l = &a->ent[t];
     if (list_has(l, s, n)) return;
     if (l->n == l->cap) {
@@ -296,9 +298,7 @@ static lp_end lp_skip_value(lp *p) {
 }
 
 static void lp_take(lp *p, int t, const yf_sbuf *s) {
-    /* an empty string is never an entity, nor one that a NUL ("\u0000") at its
-     * start cuts to nothing (entities are kept up to a NUL: yf_answer_add) */
-    if (strnlen(s->s, s->n) == 0) return;
+    if (s->n == 0) return; /* an empty string is never an entity */
     if (t >= 0) yf_answer_add(p->a, t, s->s, s->n);
     else p->a->n_other++;
 }

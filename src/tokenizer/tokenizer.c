@@ -274,6 +274,9 @@ static int parse_piece(pb_reader *r, tk_raw *raw) {
     if (!text || len == 0) return pb_fail(r, "empty piece");
     if (type < PT_NORMAL || type > PT_BYTE) return pb_fail(r, "unknown piece type");
     if (len > (1u << 20)) return pb_fail(r, "piece longer than 1 MiB");
+    /* pieces are C strings to the rest of the library: one with a NUL would
+     * be a different piece there (found by fuzz_tokenizer_model) */
+    if (memchr(text, 0, len)) return pb_fail(r, "piece with a NUL byte");
     if (raw->n == raw->cap) {
         raw->cap = raw->cap ? raw->cap * 2 : 1024;
         raw->pieces = yf_realloc(raw->pieces, raw->cap * sizeof *raw->pieces);
