@@ -99,15 +99,18 @@ int cmd_eval(int argc, char **argv) {
         yf_records_free(&recs);
         return 1;
     }
-    const char **gold = malloc((recs.n ? recs.n : 1) * sizeof *gold);
-    for (size_t i = 0; i < recs.n; i++) gold[i] = recs.r[i].output;
+    const char **gold = malloc((recs.n ? recs.n : 1) * sizeof *gold), **inputs = malloc((recs.n ? recs.n : 1) * sizeof *inputs);
+    for (size_t i = 0; i < recs.n; i++) gold[i] = recs.r[i].output, inputs[i] = recs.r[i].input;
     yf_eval_result res;
     rc = (lenient ? yf_eval_score_lenient : yf_eval_score)((const char *const *)pred, gold, recs.n, data_path, &res);
+    int64_t invented = yf_eval_not_in_input((const char *const *)pred, inputs, recs.n);
     free(gold);
+    free(inputs);
     yf_strv_free(pred, np);
     yf_records_free(&recs);
     if (rc) return yc_fail("eval");
     yf_eval_print(&res, stdout);
+    printf("predicted strings not found in the input %lld\n", (long long)invented);
     if (report && yf_eval_write_report(&res, report)) return yc_fail("eval");
     if (report) printf("report written to %s\n", report);
     return 0;

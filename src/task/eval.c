@@ -494,6 +494,18 @@ static int score(const char *const *pred, const char *const *gold, size_t n, con
     return 0;
 }
 
+int64_t yf_eval_not_in_input(const char *const *pred, const char *const *inputs, size_t n) {
+    int64_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        yf_answer p;
+        yf_answer_parse(pred[i], strlen(pred[i]), &p);
+        for (int t = 0; t < YF_N_TYPES; t++)
+            for (size_t k = 0; k < p.ent[t].n; k++) c += !strstr(inputs[i], p.ent[t].s[k]);
+        yf_answer_free(&p);
+    }
+    return c;
+}
+
 int yf_eval_score(const char *const *pred, const char *const *gold, size_t n, const char *gold_name,
                   yf_eval_result *out) {
     return score(pred, gold, n, gold_name, false, out);

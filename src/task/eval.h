@@ -104,6 +104,10 @@ int yf_eval_score(const char *const *pred, const char *const *gold, size_t n, co
 int yf_eval_score_lenient(const char *const *pred, const char *const *gold, size_t n, const char *gold_name,
                           yf_eval_result *out);
 
+/* The entity strings of the predicted answers pred[0..n) (parsed leniently)
+ * that are not substrings of their record's input: what a model invented. */
+int64_t yf_eval_not_in_input(const char *const *pred, const char *const *inputs, size_t n);
+
 /* Writes the JSON report: {"micro": {precision, recall, f1, tp, fp, fn},
  * "per_type": {"姓名": {...}, ...}, "records", "unparsable", "recovered",
  * "other_fp", "scoring": "strict"|"lenient", and when lenient
