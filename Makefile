@@ -7,7 +7,7 @@ CC      ?= gcc
 OPT     ?= -O2 -march=x86-64-v3 -mtune=native
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp -Iinclude -Isrc
-LDLIBS  += -lcjson -lz -lm -fopenmp
+LDLIBS  += -lcjson -lmicrohttpd -lz -lm -fopenmp
 BUILD   ?= build
 
 # MPI (data-parallel `mpirun -np N yuanft train`): MPI=auto builds with mpicc
@@ -53,6 +53,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# the page at / is built into page.o (.incbin): rebuild it when the page changes
+$(BUILD)/obj/src/serve/page.o: src/serve/page.html
+
 # dist.o is the one object that differs with MPI: rebuild it when MPI= changes
 $(BUILD)/obj/src/train/dist.o: $(BUILD)/$(MPI_STATE).flag
 $(BUILD)/$(MPI_STATE).flag:
@@ -85,7 +88,7 @@ $(BUILD)/bench-products: $(BUILD)/obj/bench/bench_products.o $(BUILD)/libyuanft.
 # AddressSanitizer + UBSan build of the same sources, in build/asan.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" \
-		LDLIBS="-lcjson -lz -lm -fopenmp -fsanitize=address,undefined" build/asan/yuanft build/asan/yuanft-tests
+		LDLIBS="-lcjson -lmicrohttpd -lz -lm -fopenmp -fsanitize=address,undefined" build/asan/yuanft build/asan/yuanft-tests
 
 test:
 	@sh scripts/deps.sh test

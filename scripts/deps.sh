@@ -3,7 +3,7 @@
 # Guarded: a second run only checks dpkg and returns at once.
 # usage: scripts/deps.sh [build|test|bench]
 set -e
-want="gcc make libc6-dev libcjson-dev zlib1g-dev"
+want="gcc make libc6-dev libcjson-dev libmicrohttpd-dev zlib1g-dev"
 case "${1:-build}" in
   test)  want="$want python3-numpy python3-sentencepiece libopenmpi-dev openmpi-bin" ;;
   # libopenblas0: python3-torch only recommends it; without it fp32 matmuls use the reference BLAS (a 2-layer train step: >8 min instead of ~4 s)

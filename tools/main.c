@@ -20,6 +20,7 @@ static const struct {
     {"data", cmd_data, "prepare training data (data resume-ner --bmes FILE --out FILE)"},
     {"extract", cmd_extract, "extract entities from resumes as JSON, one a line"},
     {"eval", cmd_eval, "precision / recall / F1 of extraction against gold data"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server with batching, adapters and an extraction page"},
 };
 
 static void usage(FILE *f) {
