@@ -27,31 +27,30 @@ int cmd_serve(int argc, char **argv) {
     const char *adapter = NULL;
     bool bf16 = false;
     double shutdown = o.shutdown_timeout;
-    yc_opt opts[] = {
-        {"model", YC_STR, &o.model_dir, "model directory (config.json + weights) [required]"},
-        {"adapter", YC_STR, &adapter, "NAME=DIR: a PEFT adapter served as model NAME; repeat for more"},
-        {"tokenizer", YC_STR, &o.tokenizer, "tokenizer.model (default: MODEL/tokenizer.model)"},
-        {"host", YC_STR, &o.host, "address to listen on (default 127.0.0.1: this machine only)"},
-        {"port", YC_INT, &o.port, "port (default 8080; 0: any free port, printed at the start)"},
-        {"parallel", YC_INT, &o.parallel, "requests decoded together, each in a slot of its own (default 4)"},
-        {"max-queue", YC_INT, &o.max_queue, "requests waiting for a slot at most; past it 503 (default 64)"},
-        {"max-length", YC_INT, &o.max_length, "positions a request may use, prompt + new tokens (default: the model's, at most 2048)"},
-        {"api-key", YC_STR, &o.api_key, "require 'Authorization: Bearer KEY' on /v1/* and /metrics (default: none)"},
-        {"prompt-template", YC_STR, &o.prompt_template, "template of /v1/extract: resume (the recipe's), none, or a file with {input} (resume)"},
-        {"max-body", YC_INT, &o.max_body, "request body bytes at most; past it 413 (default 1048576)"},
-        {"shutdown-timeout", YC_FLOAT, &shutdown, "seconds SIGTERM waits for requests in flight before cancelling them (default 10)"},
-        {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
+    const yc_opt opts[] = {
+        YC_OPT_MODEL(&o.model_dir),
+        YC_OPT("adapter", YC_STR, &adapter, "a PEFT adapter served as model NAME; give it again for more",
+               .meta = "NAME=DIR", .def = "none"),
+        YC_OPT_TOKENIZER(&o.tokenizer, ""),
+        YC_OPT("host", YC_STR, &o.host, "address to listen on; 127.0.0.1 is this machine only", .meta = "ADDR"),
+        YC_OPT("port", YC_INT, &o.port, "port; 0: any free one (printed at the start)"),
+        YC_OPT("parallel", YC_INT, &o.parallel, "requests decoded together, each in a slot of its own"),
+        YC_OPT("max-queue", YC_INT, &o.max_queue, "requests that may wait for a slot; past it: 503"),
+        YC_OPT("max-length", YC_INT, &o.max_length, "positions a request may use, prompt + new tokens",
+               .def = "the model's, at most 2048"),
+        YC_OPT("api-key", YC_STR, &o.api_key, "require 'Authorization: Bearer KEY' on /v1/* and /metrics", .meta = "KEY",
+               .def = "none"),
+        YC_OPT_PROMPT_TEMPLATE(&o.prompt_template, "of /v1/extract: "),
+        YC_OPT("max-body", YC_INT, &o.max_body, "request body bytes at most; past it: 413"),
+        YC_OPT("shutdown-timeout", YC_FLOAT, &shutdown, "seconds SIGTERM waits for requests in flight, then cancels them"),
+        YC_OPT_BF16(&bf16),
     };
     int pr = yc_parse("serve",
                       "Serve a model over HTTP: OpenAI's /v1/completions and /v1/chat/completions, /v1/extract for\n"
                       "résumés, /v1/models, /health, /metrics, and a page at / to try extraction in a browser.\n"
                       "Requests for the base model and any adapter are batched together. Stop with SIGTERM or Ctrl-C.",
-                      argc, argv, opts, sizeof opts / sizeof *opts);
+                      argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
-    if (!o.model_dir) {
-        fprintf(stderr, "yuanft serve: --model is required (see --help)\n");
-        return 2;
-    }
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     o.shutdown_timeout = shutdown;
     const char **ads = adapter_values(argc, argv, &o.nadapters);
