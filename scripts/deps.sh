@@ -5,7 +5,9 @@
 set -e
 want="gcc make libc6-dev libcjson-dev libmicrohttpd-dev zlib1g-dev"
 case "${1:-build}" in
-  test)  want="$want python3-numpy python3-sentencepiece libopenmpi-dev openmpi-bin" ;;
+  # chromium, chromium-driver, python3-selenium: the serve page's browser test (skipped without them);
+  # fonts-wqy-microhei: Chinese glyphs in its screenshot
+  test)  want="$want python3-numpy python3-sentencepiece libopenmpi-dev openmpi-bin chromium chromium-driver python3-selenium fonts-wqy-microhei" ;;
   # libopenblas0: python3-torch only recommends it; without it fp32 matmuls use the reference BLAS (a 2-layer train step: >8 min instead of ~4 s)
   bench) want="$want python3-numpy python3-sentencepiece python3-torch libopenblas0 python3-venv libopenmpi-dev openmpi-bin" ;;
 esac

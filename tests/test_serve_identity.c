@@ -293,3 +293,31 @@ TEST(serve_load_no_request_lost_or_mixed) {
         for (int k = 0; k < PER; k++) free(want[c][k]);
     yt_serve_down(&s);
 }
+
+/* ---- the page, in a browser ------------------------------------------------------ */
+
+/* tests/serve_page.py drives headless Chromium over the page; optional
+ * (python3-selenium, chromium, chromium-driver), skipped without them. The
+ * screenshot goes to out/serve-page.png. */
+TEST(serve_page_in_headless_chromium) {
+    char out[16384];
+    if (yt_sh(out, sizeof out, "/usr/bin/python3 -c 'import selenium' 2>&1 && command -v chromium && command -v chromedriver") != 0)
+        yt_skip("the page test needs python3-selenium, chromium and chromium-driver (Debian packages)");
+    const char *model = yt_serve_trained_model();
+    char args[4096], txt[1024];
+    snprintf(args, sizeof args, "--prompt-template none");
+    snprintf(txt, sizeof txt, "%s/resume.txt", yt_tmpdir());
+    const char *resume = yt_serve_test_resume();
+    CHECK(resume[0] && yf_write_file_atomic(txt, resume, strlen(resume)) == 0);
+    yt_server s;
+    if (yt_serve_up(&s, model, args)) return;
+    int rc = yt_sh(out, sizeof out, "mkdir -p out && timeout 120 /usr/bin/python3 tests/serve_page.py http://127.0.0.1:%d %s "
+                                    "out/serve-page.png 2>&1", s.port, txt);
+    if (rc == 77) {
+        yt_serve_down(&s);
+        yt_skip("%s", out);
+    }
+    CHECK(rc == 0, "serve_page.py: exit %d:\n%s", rc, out);
+    fprintf(stderr, "    %s", out);
+    yt_serve_down(&s);
+}

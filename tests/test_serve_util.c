@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "formats/vocab_map.h"
+#include "task/eval.h"
 #include "harness.h"
 #include "tokenizer/tokenizer.h"
 
@@ -94,16 +95,69 @@ const char *yt_serve_golden_model(void) {
     return dir;
 }
 
+/* The opening of the test split's first résumé (its first two sentences)
+ * as one record {"input", "output"} (JSON text), its input in *text. */
+static char *test_resume_record(char **text) {
+    char p[1024], out[4096];
+    snprintf(p, sizeof p, "%s/test.jsonl", yt_tmpdir());
+    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --output-file %s 2>&1", yt_cli(),
+                   yt_shared_path("data/resume-ner/test.char.bmes"), p);
+    CHECK(rc == 0, "data resume-ner: %s", out);
+    char *all = NULL;
+    size_t n = 0;
+    *text = NULL;
+    if (rc || yf_read_file(p, &all, &n)) return NULL;
+    yf_answer a;
+    yf_answer_init(&a);
+    char in[2048] = "";
+    char *save = NULL, *ln = strtok_r(all, "\n", &save);
+    for (int k = 0; k < 2 && ln; k++, ln = strtok_r(NULL, "\n", &save)) {
+        cJSON *r = cJSON_Parse(ln);
+        const cJSON *i = cJSON_GetObjectItem(r, "input"), *o = cJSON_GetObjectItem(r, "output");
+        if (cJSON_IsString(i) && cJSON_IsString(o)) {
+            strncat(in, i->valuestring, sizeof in - strlen(in) - 1);
+            yf_answer part;
+            yf_answer_parse(o->valuestring, strlen(o->valuestring), &part);
+            for (int t = 0; t < YF_N_TYPES; t++)
+                for (size_t e = 0; e < part.ent[t].n; e++) yf_answer_add(&a, t, part.ent[t].s[e], strlen(part.ent[t].s[e]));
+            yf_answer_free(&part);
+        }
+        cJSON_Delete(r);
+    }
+    free(all);
+    char *ans = yf_answer_format(&a);
+    yf_answer_free(&a);
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "input", in);
+    cJSON_AddStringToObject(rec, "output", ans);
+    char *t = cJSON_PrintUnformatted(rec);
+    cJSON_Delete(rec);
+    free(ans);
+    *text = strdup(in);
+    return t;
+}
+
+const char *yt_serve_test_resume(void) {
+    static char *text;
+    if (!text) free(test_resume_record(&text));
+    return text ? text : "";
+}
+
 const char *yt_serve_trained_model(void) {
     static char dir[1024];
-    const char *d = yt_tmpdir(), *tok = yt_shared_path("yuan/tokenizer.model");
-    char p[1024], out[16384];
+    const char *d = yt_tmpdir();
+    char tok[1024], p[1024], out[16384];
+    snprintf(tok, sizeof tok, "%s", yt_shared_path("yuan/tokenizer.model"));
     snprintf(p, sizeof p, "%s/records.jsonl", d);
     char recs[8192] = "";
     for (int i = 0; i < 4; i++) {
         size_t l = strlen(recs);
         snprintf(recs + l, sizeof recs - l, "{\"input\": \"%s\", \"output\": \"%s\"}\n", yt_serve_lines[i], k_answers[i]);
     }
+    char *text = NULL, *rec = test_resume_record(&text);
+    if (rec) snprintf(recs + strlen(recs), sizeof recs - strlen(recs), "%s\n", rec);
+    free(rec);
+    free(text);
     write_file(p, recs);
     /* the golden tiny model's shapes (its adapters fit), a pruned vocabulary */
     snprintf(p, sizeof p, "%s/config.json", d);
@@ -111,9 +165,9 @@ const char *yt_serve_trained_model(void) {
                   "\"num_attention_heads\": 4, \"max_position_embeddings\": 256, \"torch_dtype\": \"float32\"}\n");
     int rc = yt_sh(out, sizeof out,
                    "export OMP_NUM_THREADS=1; %s init --config %s/config.json --out %s/base --tokenizer %s "
-                   "--vocab-from %s/records.jsonl --prompt-template none --seed 7 >/dev/null 2>&1 && "
+                   "--vocab-from %s/records.jsonl --prompt-template none --seed 7 2>&1 && "
                    "%s train --model %s/base --data %s/records.jsonl --prompt-template none --output-dir %s/trained "
-                   "--full-finetune --max-steps 150 --per-device-train-batch-size 4 --learning-rate 1e-2 "
+                   "--full-finetune --max-steps 200 --per-device-train-batch-size 5 --learning-rate 1e-2 "
                    "--logging-steps 50 --save-strategy no --seed 7 2>&1",
                    yt_cli(), d, d, tok, d, yt_cli(), d, d, d);
     CHECK(rc == 0, "init + train: exit %d: %s", rc, out);

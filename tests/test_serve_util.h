@@ -23,6 +23,8 @@ const char *yt_serve_trained_model(void);
  * --tokenizer (yt_serve_tokenizer) and prompts as token ids. */
 const char *yt_serve_long_model(void);
 const char *yt_serve_tokenizer(void);
+/* The opening of the test split's first résumé, which it memorised too. */
+const char *yt_serve_test_resume(void);
 /* The four lines it memorised. */
 extern const char *const yt_serve_lines[4];
 
