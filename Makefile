@@ -62,7 +62,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
 .PHONY: all deps test test-asan asan demo bench clean
-all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
+all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products $(BUILD)/bench-serve
 
 # Set-up targets: install what the target needs (build, test or bench
 # packages), then build everything in a sub-make; one line each, so that
@@ -75,8 +75,8 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# the page at / is built into page.o (.incbin): rebuild it when the page changes
-$(BUILD)/obj/src/serve/page.o: src/serve/page.html
+# the page at / is built into http.o (.incbin): rebuild it when the page changes
+$(BUILD)/obj/src/serve/http.o: src/serve/page.html
 
 # dist.o is the one object that differs with MPI: rebuild it when MPI= changes
 $(BUILD)/obj/src/train/dist.o: $(BUILD)/$(MPI_STATE).flag
@@ -107,6 +107,10 @@ $(BUILD)/bench-ops: $(BUILD)/obj/bench/bench_ops.o $(BUILD)/libyuanft.a
 $(BUILD)/bench-products: $(BUILD)/obj/bench/bench_products.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# the load client of bench/serve_bench.sh: the tests' small HTTP client
+$(BUILD)/bench-serve: $(BUILD)/obj/bench/serve_bench.o $(BUILD)/obj/tests/http_client.o
+	$(CC) $(CFLAGS) -o $@ $^ -lpthread
+
 # AddressSanitizer + UBSan build of the same sources, in build/asan.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" \
@@ -131,4 +135,4 @@ bench:
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d
+-include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d $(BUILD)/obj/bench/serve_bench.d

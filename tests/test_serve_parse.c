@@ -6,10 +6,9 @@
 #include <string.h>
 
 #include "harness.h"
-#include "serve/metrics.h"
 #include "serve/openai.h"
 #include "serve/request.h"
-#include "serve/spans.h"
+#include "serve/server.h"
 
 static void bad(yf_api_kind kind, const char *body, const char *param) {
     yf_api_request r;

@@ -73,17 +73,21 @@ static void ws_alloc(yf_run *r, int64_t R, bool adapters) {
     ws_layout(&r->ws, &c, r->N, r->m->D, r->m->I, R, adapters, r->backward);
 }
 
-void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
-                 const int64_t *start, yf_rng *dropout_rng, bool backward) {
+/* The fields every run context sets, the rest zeroed. */
+static void run_rows(yf_run *r, yf_model *m, int64_t B, int64_t T, int64_t pos0, const int64_t *start) {
     memset(r, 0, sizeof *r);
     r->m = m;
-    r->lo = lo;
     r->B = B;
     r->T = T;
     r->N = B * T;
     r->pos0 = pos0;
-    r->posb = NULL;
     r->start = start;
+}
+
+void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
+                 const int64_t *start, yf_rng *dropout_rng, bool backward) {
+    run_rows(r, m, B, T, pos0, start);
+    r->lo = lo;
     r->backward = backward;
     if (lo) {
         r->dora_n = yf_dora_norms_new(m, lo);
@@ -103,14 +107,8 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
 
 void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
                       const int64_t *start) {
-    memset(r, 0, sizeof *r);
-    r->m = m;
+    run_rows(r, m, B, T, pos0, start);
     r->ra = ra;
-    r->B = B;
-    r->T = T;
-    r->N = B * T;
-    r->pos0 = pos0;
-    r->start = start;
     int64_t R = 0;
     for (int64_t a = 0; a < ra->n; a++)
         if (ra->lo[a]->cfg.r > R) R = ra->lo[a]->cfg.r;

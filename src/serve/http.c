@@ -25,9 +25,7 @@
 
 #include "base/jsontext.h"
 #include "serve/job.h"
-#include "serve/metrics.h"
 #include "serve/openai.h"
-#include "serve/page.h"
 
 typedef enum route {
     R_NONE, R_PAGE, R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_EXTRACT
@@ -72,11 +70,13 @@ static int conn_fd(struct MHD_Connection *c) {
     return ci ? ci->connect_fd : -1;
 }
 
+/* timing: a Server-Timing header's value, or NULL. */
 static enum MHD_Result send_text(yf_server *s, struct MHD_Connection *c, int status, const char *type, const char *body,
-                                 size_t len) {
+                                 size_t len, const char *timing) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (timing) MHD_add_response_header(resp, "Server-Timing", timing);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == MHD_HTTP_UNAUTHORIZED) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
@@ -88,7 +88,7 @@ static enum MHD_Result send_text(yf_server *s, struct MHD_Connection *c, int sta
 }
 
 static enum MHD_Result send_json(yf_server *s, struct MHD_Connection *c, int status, char *json) {
-    enum MHD_Result rc = send_text(s, c, status, "application/json", json, strlen(json));
+    enum MHD_Result rc = send_text(s, c, status, "application/json", json, strlen(json), NULL);
     free(json);
     return rc;
 }
@@ -159,14 +159,83 @@ static int precheck(yf_server *s, struct MHD_Connection *c, conn *k, const char 
 
 /* ---- the GET endpoints --------------------------------------------------------- */
 
+/* The page at / (src/serve/page.html: HTML, CSS and JavaScript in one file,
+ * no external assets, Chinese and English), built into the binary: the
+ * assembler's .incbin copies the file's bytes (the Makefile makes http.o
+ * depend on it and runs the compiler from the repository root, where the
+ * path is resolved). */
+__asm__(".section .rodata\n"
+        ".balign 16\n"
+        ".globl yf_page_html_bytes\n"
+        ".hidden yf_page_html_bytes\n"
+        "yf_page_html_bytes:\n"
+        ".incbin \"src/serve/page.html\"\n"
+        ".byte 0\n"
+        ".previous\n");
+extern const char yf_page_html_bytes[];
+
+const char *yf_serve_page(void) { return yf_page_html_bytes; }
+
+/* GET /metrics: Prometheus' text exposition format (version 0.0.4), one
+ * "# HELP", one "# TYPE" and one sample a metric, every name yuanft_. */
+static void metric(yf_sbuf *b, const char *name, const char *type, const char *help, double v) {
+    char t[512];
+    snprintf(t, sizeof t, "# HELP yuanft_%s %s\n# TYPE yuanft_%s %s\nyuanft_%s %.17g\n", name, help, name, type, name, v);
+    yf_sbuf_puts(b, t);
+}
+
+char *yf_metrics_text(const yf_sched_stats *st, const yf_http_counters *hc, int64_t http_inflight, bool ready) {
+    yf_sbuf b = {0};
+    metric(&b, "ready", "gauge", "1 once the model is loaded", ready);
+    metric(&b, "requests_processed_total", "counter", "Generation requests that finished (stop or length).",
+           (double)st->processed);
+    metric(&b, "requests_deferred_total", "counter", "Requests that found every slot busy and waited in the queue.",
+           (double)st->deferred);
+    metric(&b, "requests_rejected_total", "counter", "Requests refused with 503: the queue was full.",
+           (double)st->rejected);
+    metric(&b, "requests_cancelled_total", "counter", "Requests cancelled: client gone, or shutdown.",
+           (double)st->cancelled);
+    metric(&b, "requests_failed_total", "counter", "Requests the model failed on.", (double)st->failed);
+    metric(&b, "prompt_tokens_total", "counter", "Prompt tokens prefilled.", (double)st->prompt_tokens);
+    metric(&b, "generated_tokens_total", "counter", "Tokens generated.", (double)st->generated_tokens);
+    double busy = st->prefill_s + st->decode_s;
+    metric(&b, "generated_tokens_per_second", "gauge",
+           "Tokens generated per second of model time (prefill and decode), since the start.",
+           busy > 0 ? (double)st->generated_tokens / busy : 0);
+    metric(&b, "prefill_seconds_total", "counter", "Seconds spent prefilling prompts.", st->prefill_s);
+    metric(&b, "decode_seconds_total", "counter", "Seconds spent in decode steps.", st->decode_s);
+    metric(&b, "decode_steps_total", "counter", "Decode steps (one token for every running request).",
+           (double)st->steps);
+    metric(&b, "queue_depth", "gauge", "Requests waiting for a slot.", (double)st->queued);
+    metric(&b, "slots_busy", "gauge", "Slots decoding a request now.", (double)st->active);
+    metric(&b, "slots", "gauge", "Slots (--parallel).", (double)st->parallel);
+    metric(&b, "batch_occupancy", "gauge", "Busy slots / slots, now.",
+           st->parallel ? (double)st->active / (double)st->parallel : 0);
+    metric(&b, "batch_occupancy_mean", "gauge", "Rows of a decode step / slots, averaged over the steps so far.",
+           st->steps && st->parallel ? (double)st->step_rows / (double)st->steps / (double)st->parallel : 0);
+    metric(&b, "http_requests_total", "counter", "HTTP requests answered.", (double)hc->requests);
+    metric(&b, "http_requests_in_flight", "gauge", "HTTP requests being handled.", (double)http_inflight);
+    metric(&b, "http_client_errors_total", "counter", "Answers with a 4xx status.", (double)hc->errors_4xx);
+    metric(&b, "http_server_errors_total", "counter", "Answers with a 5xx status.", (double)hc->errors_5xx);
+    metric(&b, "http_unauthorized_total", "counter", "401 answers: missing or wrong API key.", (double)hc->unauthorized);
+    metric(&b, "http_body_too_large_total", "counter", "413 answers: body over --max-body.", (double)hc->too_large);
+    metric(&b, "http_disconnects_total", "counter", "Clients gone before their answer was complete.",
+           (double)hc->disconnects);
+    metric(&b, "http_overhead_seconds_mean", "gauge",
+           "Mean seconds a generation request spends in the HTTP layer (parsing, tokenizing, writing; not the model).",
+           hc->overhead_n ? (double)hc->overhead_ns * 1e-9 / (double)hc->overhead_n : 0);
+    return yf_sbuf_take(&b);
+}
+
+
 static enum MHD_Result get(yf_server *s, struct MHD_Connection *c, route r) {
     bool ready = __atomic_load_n(&s->ready, __ATOMIC_ACQUIRE), draining = __atomic_load_n(&s->draining, __ATOMIC_ACQUIRE);
-    if (r == R_PAGE) return send_text(s, c, 200, "text/html; charset=utf-8", yf_serve_page(), strlen(yf_serve_page()));
+    if (r == R_PAGE) return send_text(s, c, 200, "text/html; charset=utf-8", yf_serve_page(), strlen(yf_serve_page()), NULL);
     if (r == R_HEALTH) {
         const char *st = draining ? "shutting down" : ready ? "ok" : "loading";
         char body[64];
         snprintf(body, sizeof body, "{\"status\": \"%s\"}\n", st);
-        return send_text(s, c, ready && !draining ? 200 : 503, "application/json", body, strlen(body));
+        return send_text(s, c, ready && !draining ? 200 : 503, "application/json", body, strlen(body), NULL);
     }
     if (r == R_METRICS) {
         yf_sched_stats st = {0};
@@ -174,7 +243,7 @@ static enum MHD_Result get(yf_server *s, struct MHD_Connection *c, route r) {
         yf_http_counters hc;
         memcpy(&hc, &s->hc, sizeof hc); /* each field read whole; the set need not be one instant */
         char *t = yf_metrics_text(&st, &hc, __atomic_load_n(&s->http_inflight, __ATOMIC_RELAXED), ready);
-        enum MHD_Result rc = send_text(s, c, 200, "text/plain; version=0.0.4; charset=utf-8", t, strlen(t));
+        enum MHD_Result rc = send_text(s, c, 200, "text/plain; version=0.0.4; charset=utf-8", t, strlen(t), NULL);
         free(t);
         return rc;
     }
@@ -322,7 +391,12 @@ static enum MHD_Result answer_whole(yf_server *s, struct MHD_Connection *c, conn
             t = yf_api_completion_json(j->q.kind, id, (int64_t)time(NULL), j->model_name, j->text, j->len,
                                        yf_job_finish_reason(j), &u);
         }
-        rc = send_json(s, c, 200, t);
+        /* the job's time from submit to done (queue and model): what a client
+         * subtracts from its round trip to see the HTTP layer's share */
+        char timing[64];
+        snprintf(timing, sizeof timing, "model;dur=%.3f", (j->t_end - j->t_start) * 1e3);
+        rc = send_text(s, c, 200, "application/json", t, strlen(t), timing);
+        free(t);
         /* the HTTP layer's share: all but the job's time from submit to done */
         double http = (j->t_start - k->t0) + (yf_time() - t_send);
         add64(&s->hc.overhead_ns, (int64_t)(http * 1e9));
@@ -403,7 +477,7 @@ int yf_http_start(yf_server *s, int64_t *port) {
     snprintf(ps, sizeof ps, "%lld", (long long)s->o.port);
     int gr = getaddrinfo(s->o.host, ps, &hints, &ai);
     if (gr != 0 || !ai) return yf_errorf("serve: --host %s: %s", s->o.host, gai_strerror(gr));
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     unsigned limit = (unsigned)(s->o.parallel + s->o.max_queue + 64);
     struct MHD_Daemon *d = MHD_start_daemon(flags, (uint16_t)s->o.port, NULL, NULL, handler, s,

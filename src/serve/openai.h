@@ -1,17 +1,38 @@
 /* openai: the response bodies of `yuanft serve`, in the OpenAI API's shapes
  * (https://platform.openai.com/docs/api-reference): errors, completions,
  * chat completions, their server-sent-event chunks, the model list; and
- * the answer of /v1/extract. All are malloc'd NUL-terminated JSON text;
- * texts may hold any bytes of valid UTF-8 (NUL included: escaped). */
+ * the answer of /v1/extract with the places of its entities in the text.
+ * All are malloc'd NUL-terminated JSON text; texts may hold any bytes of
+ * valid UTF-8 (NUL included: escaped). */
 #ifndef YF_OPENAI_H
 #define YF_OPENAI_H
 
 #include "serve/request.h"
-#include "serve/spans.h"
+#include "task/eval.h"
 
 typedef struct yf_api_usage {
     int64_t prompt_tokens, completion_tokens;
 } yf_api_usage;
+
+/* ---- where extracted entities are ----------------------------------------
+ * For /v1/extract's "spans" and the page's highlighting. Offsets count
+ * Unicode characters (code points) of the text, as Python's str and
+ * JavaScript's Array.from(text) index it. */
+typedef struct yf_span {
+    int type;             /* index into yf_type_names */
+    const char *entity;   /* the answer's string (not owned) */
+    int64_t start, end;   /* characters [start, end) */
+    size_t bstart, bend;  /* the same in bytes */
+} yf_span;
+
+/* Every occurrence of every entity of a (restricted to the types in mask,
+ * 0: all) in text[0..len) (UTF-8): for each entity, its occurrences left to
+ * right, not overlapping each other. Sorted by start, then longer first,
+ * then type. *out malloc'd ([*n], NULL when none). Entities that do not
+ * occur (a model that paraphrased) give no span. */
+void yf_spans_find(const yf_answer *a, uint32_t mask, const char *text, size_t len, yf_span **out, size_t *n);
+
+/* ---- response bodies ---------------------------------------------------- */
 
 /* {"error": {"message", "type", "param", "code"}} */
 char *yf_api_error_json(const yf_api_error *e);

@@ -3,14 +3,14 @@
  *
  * The pieces, each a module of this folder:
  *   server.c   loading, the process's life (signals, drain), the shared state
- *   http.c     libmicrohttpd: routing, limits, the API key, responses, SSE
+ *   http.c     libmicrohttpd: routing, limits, the API key, responses, SSE,
+ *              the text of /metrics
  *   request.c  the request bodies (no socket, no model: tested and fuzzed alone)
  *   job.c      one request's life: its prompt, the scheduler, its text, stop strings
  *   sched.c    the continuous-batching scheduler thread that runs the model
- *   openai.c   the response bodies (OpenAI shapes) and the /v1/extract answer
- *   spans.c    where each extracted entity occurs in the text
- *   metrics.c  the Prometheus text of /metrics
- *   page.c     the page at / (src/serve/page.html, built into the binary) */
+ *   openai.c   the response bodies (OpenAI shapes), the /v1/extract answer and
+ *              where each extracted entity occurs in the text
+ *   page.html  the page at / (built into http.o) */
 #ifndef YF_SERVER_H
 #define YF_SERVER_H
 
@@ -89,6 +89,11 @@ typedef struct yf_server {
 
 /* The adapter a request names: -1 for "base", its index, or -2 (unknown). */
 int32_t yf_server_adapter(const yf_server *s, const char *name);
+
+/* http.c: the page at / (static, NUL-terminated) and the text of /metrics
+ * (malloc'd) from the scheduler's and the HTTP side's counters. */
+const char *yf_serve_page(void);
+char *yf_metrics_text(const yf_sched_stats *st, const yf_http_counters *hc, int64_t http_inflight, bool ready);
 
 /* http.c: starts / stops the daemon on s->o.host:port (port written back). */
 int yf_http_start(yf_server *s, int64_t *port);
