@@ -87,25 +87,29 @@ AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, in
 }
 
 /* dot style: C(m,n) = sum_k A(m,k) B(k,n), both contiguous along k, four
- * columns at a time (M = 1: gemv_dot1, the same sums in the same order). */
-AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    int64_t mm = m1 - m0, K = g->K;
-    if (mm == 1) {
-        gemv_dot1(g, m0, n0, n1);
-        return;
-    }
+ * columns at a time for mm rows (a constant in each inlined copy, so that
+ * the accumulators stay in registers; M = 1: gemv_dot1, the same sums in
+ * the same order). */
+AVX512_TARGET static inline __attribute__((always_inline)) void gemv_dot_rows(const yf_gemm *g, int64_t m0, const int mm,
+                                                                               int64_t n0, int64_t n1) {
+    int64_t K = g->K;
     for (int64_t n = n0; n < n1; n += 4) {
         int64_t nc = n1 - n < 4 ? n1 - n : 4;
         __m512 acc[YF_GEMV_MAX_M][4];
-        for (int m = 0; m < YF_GEMV_MAX_M; m++)
+#pragma GCC unroll 4
+        for (int m = 0; m < mm; m++)
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
         for (int64_t k = 0; k < K; k += 16) {
             int64_t kl = K - k;
             __m512 w[4];
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++)
                 w[j] = j < nc ? load16(g->b, g->bt, (n + j) * g->bcs + k, kl) : _mm512_setzero_ps();
+#pragma GCC unroll 4
             for (int m = 0; m < mm; m++) {
                 __m512 a = _mm512_maskz_loadu_ps(mask16(kl), g->a + (m0 + m) * g->ars + k);
+#pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) acc[m][j] = _mm512_fmadd_ps(a, w[j], acc[m][j]);
             }
         }
@@ -114,6 +118,15 @@ AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int
                 float s = _mm512_reduce_add_ps(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
                 *cp = g->accumulate ? *cp + s : s;
             }
+    }
+}
+
+AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    switch (m1 - m0) {
+    case 1: gemv_dot1(g, m0, n0, n1); break;
+    case 2: gemv_dot_rows(g, m0, 2, n0, n1); break;
+    case 3: gemv_dot_rows(g, m0, 3, n0, n1); break;
+    default: gemv_dot_rows(g, m0, 4, n0, n1); break;
     }
 }
 
