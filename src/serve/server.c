@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/pool.h"
+
 void yf_serve_opts_default(yf_serve_opts *o) {
     memset(o, 0, sizeof *o);
     o->host = "127.0.0.1";
@@ -61,13 +63,10 @@ static int parse_adapter_spec(const yf_server *s, const char *spec, char **name,
 static int load(yf_server *s) {
     const yf_serve_opts *o = &s->o;
     yf_model_opts mo = {0};
+    yf_par_adapt_to_load(); /* the thread rule of every command that runs the model */
     if (yf_model_load(o->model_dir, &mo, &s->model)) return -1;
     const yf_config *cfg = yf_model_config(s->model);
     s->V = cfg->vocab_size;
-    if (yf_vocab_map_load(o->model_dir, &s->vmap)) return -1;
-    if (s->vmap.n && s->vmap.n != s->V)
-        return yf_errorf("%s/%s: maps %lld ids but the model has vocab_size %lld", o->model_dir, YF_VOCAB_MAP_FILE,
-                         (long long)s->vmap.n, (long long)s->V);
     char *tp = o->tokenizer ? yf_strdup(o->tokenizer) : yf_path_join(o->model_dir, "tokenizer.model");
     if (!o->tokenizer && !yf_file_exists(tp)) {
         yf_errorf("%s has no tokenizer.model: pass --tokenizer FILE", o->model_dir);
@@ -78,6 +77,11 @@ static int load(yf_server *s) {
     free(tp);
     if (rc || yf_encoder_from_tokenizer(s->tok, &s->enc) || yf_template_load(o->prompt_template, &s->tpl)) return -1;
     s->n_tok_ids = yf_tokenizer_n_ids(s->tok);
+    /* after the tokenizer: the map's ids are checked against its size */
+    if (yf_vocab_map_load(o->model_dir, s->n_tok_ids, &s->vmap)) return -1;
+    if (s->vmap.n && s->vmap.n != s->V)
+        return yf_errorf("%s/%s: maps %lld ids but the model has vocab_size %lld", o->model_dir, YF_VOCAB_MAP_FILE,
+                         (long long)s->vmap.n, (long long)s->V);
     int64_t eod = yf_tokenizer_piece_id(s->tok, "<eod>");
     s->eod_row = yf_vocab_to_model(&s->vmap, eod >= 0 ? eod : cfg->eod_token);
     s->turn_sep = "<n>";
