@@ -294,8 +294,8 @@ yf_suite() {
 yf_serve() {
   tok=$SHARED/yuan/tokenizer.model
   {
-    echo "| model | load | generated tokens/s | vs 1 client | time to first token p50 / p95 (ms) | time per token p50 / p95 (ms) | errors |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| model | load | generated tokens/s | vs 1 client | time to first token p50 / p95 (ms) | time per token p50 / p95 (ms) | decode step / rows; prefill share of model time | errors |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     if [ "$QUICK" = 1 ]; then
       sh bench/serve_bench.sh "tiny (golden)" "$GOLD" "$L" --tokenizer "$tok"
     else

@@ -21,7 +21,9 @@ YF=build/yuanft
 BS=build/bench-serve
 mkdir -p "$logdir"
 log=$logdir/serve-$(printf '%s' "$name" | tr -c 'a-zA-Z0-9-' '_').log
-na() { echo "| $name | $1 | n/a: $2 | | | | |"; }
+na() { echo "| $name | $1 | n/a: $2 | | | | | |"; }
+# m NAME: a series of the server's /metrics now
+m() { curl -s "http://127.0.0.1:$port/metrics" | awk -v n="yuanft_$1" '$1 == n { print $2 }'; }
 
 if [ ! -x "$YF" ] || [ ! -x "$BS" ]; then na "all" "build/yuanft or build/bench-serve not built"; exit 0; fi
 if [ ! -f "$model/config.json" ]; then na "all" "no model folder $model"; exit 0; fi
@@ -44,20 +46,30 @@ fi
 base=""
 for c in 1 4 16; do
   case $c in 1) r=${SERVE_REQUESTS:-4} ;; 4) r=${SERVE_REQUESTS:-4} ;; *) r=${SERVE_REQUESTS:-2} ;; esac
+  # the server's own split of the model time over this load alone: decode
+  # steps (seconds, count, rows: the tokens less each request's first, which
+  # its prefill gives) and prefill
+  d0=$(m decode_seconds_total); s0=$(m decode_steps_total); g0=$(m generated_tokens_total)
+  p0=$(m prefill_seconds_total); q0=$(m requests_processed_total)
   out=$("$BS" load "$port" $c "$r" "$PL" "$MT" base "$IM" 2>&1 | tail -1)
+  steps=$(awk -v d0="$d0" -v d1="$(m decode_seconds_total)" -v s0="$s0" -v s1="$(m decode_steps_total)" \
+    -v g0="$g0" -v g1="$(m generated_tokens_total)" -v q0="$q0" -v q1="$(m requests_processed_total)" \
+    -v p0="$p0" -v p1="$(m prefill_seconds_total)" 'BEGIN {
+      s = s1 - s0; d = d1 - d0; p = p1 - p0; rows = (g1 - g0) - (q1 - q0)
+      if (s > 0) printf "%.1f ms / %.1f rows; prefill %.0f%%", 1000 * d / s, rows / s, 100 * p / (p + d) }')
   tps=$(echo "$out" | sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p')
   if [ -z "$tps" ]; then na "$c clients" "$out"; continue; fi
   [ $c = 1 ] && base=$tps
   g() { echo "$out" | sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
   ratio=""
   [ -n "$base" ] && ratio=$(awk -v a="$tps" -v b="$base" 'BEGIN { if (b > 0) printf "%.2fx", a / b }')
-  echo "| $name | $c client$([ $c = 1 ] || echo s) x $r requests | $tps | $ratio | $(g ttft_p50_ms) / $(g ttft_p95_ms) | $(g tpot_p50_ms) / $(g tpot_p95_ms) | $(g errors) |"
+  echo "| $name | $c client$([ $c = 1 ] || echo s) x $r requests | $tps | $ratio | $(g ttft_p50_ms) / $(g ttft_p95_ms) | $(g tpot_p50_ms) / $(g tpot_p95_ms) | $steps | $(g errors) |"
 done
 ov=$("$BS" overhead "$port" "$ON" base 2>&1 | tail -1)
 g() { echo "$ov" | sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
 # the server's own count: parsing, tokenizing and writing a generation request (no socket time)
 inside=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "yuanft_http_overhead_seconds_mean" { printf "%.3f", $2 * 1000 }')
-echo "| $name | HTTP overhead, $ON requests, a connection each | round trip - model time: mean $(g overhead_mean_ms) ms, p50 $(g overhead_p50_ms), p95 $(g overhead_p95_ms); GET /health p50 $(g health_p50_ms) ms; inside the server: ${inside:-?} ms | | | | $(g errors) |"
+echo "| $name | HTTP overhead, $ON requests, a connection each | round trip - model time: mean $(g overhead_mean_ms) ms, p50 $(g overhead_p50_ms), p95 $(g overhead_p95_ms); GET /health p50 $(g health_p50_ms) ms; inside the server: ${inside:-?} ms | | | | | $(g errors) |"
 kill -TERM $pid
 wait $pid
 echo "serve exit status $?" >> "$log"
