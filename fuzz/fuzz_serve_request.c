@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     text_ok(r.text);
     if (kind == YF_API_COMPLETION) need(r.model && (r.prompt || r.n_prompt_ids > 0));
     if (kind == YF_API_CHAT) need(r.model && r.nmsgs > 0);
-    if (kind == YF_API_EXTRACT) need(r.text != NULL && r.types < (1u << 8));
+    if (kind == YF_API_EXTRACT) need(r.text != NULL && r.types < (1u << 8) && r.constrain >= -1 && r.constrain <= 2);
     for (size_t i = 0; i < r.nmsgs; i++) need(r.msgs[i].role && r.msgs[i].content), text_ok(r.msgs[i].content);
     for (int64_t i = 0; i < r.n_prompt_ids; i++) need(r.prompt_ids[i] >= 0);
     need(r.format != YF_FORMAT_JSON_SCHEMA || r.schema != NULL);

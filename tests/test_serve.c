@@ -88,11 +88,23 @@ TEST(serve_bad_requests) {
     expect(p, "/v1/extract", "{\"types\": [\"姓名\"]}", key, 400, "text");
     expect(p, "/v1/extract", "{\"text\": \"x\", \"types\": [\"PHONE\"]}", key, 400, "types");
     expect(p, "/v1/extract", "{\"text\": 5}", key, 400, "text");
-    /* response_format json_schema: refused until constrained decoding is in */
+    expect(p, "/v1/extract", "{\"text\": \"x\", \"constrain\": \"json\"}", key, 400, "constrain");
+    /* response_format: free-form json_object is not supported; a schema
+     * outside the subset, or whose shortest answer max_tokens cuts */
     expect(p, "/v1/chat/completions",
            "{\"model\": \"base\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": "
-           "{\"type\": \"json_schema\", \"json_schema\": {\"name\": \"a\", \"schema\": {\"type\": \"object\"}}}}",
-           key, 400, "response_format");
+           "{\"type\": \"json_object\"}}",
+           key, 400, "response_format.type");
+    expect(p, "/v1/chat/completions",
+           "{\"model\": \"base\", \"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"response_format\": "
+           "{\"type\": \"json_schema\", \"json_schema\": {\"name\": \"a\", \"schema\": {\"type\": \"object\", "
+           "\"patternProperties\": {}}}}}",
+           key, 400, "response_format.json_schema.schema");
+    expect(p, "/v1/completions",
+           "{\"model\": \"base\", \"prompt\": \"x\", \"max_tokens\": 2, \"response_format\": {\"type\": \"json_schema\", "
+           "\"json_schema\": {\"schema\": {\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"}}, "
+           "\"required\": [\"name\"]}}}}",
+           key, 400, "max_tokens");
     /* a body over --max-body: 413, with Content-Length and sent anyway */
     char *huge = malloc(8192);
     memset(huge, ' ', 8191);

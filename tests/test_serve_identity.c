@@ -1,6 +1,7 @@
 /* Greedy (and seeded) results through `yuanft serve` equal `yuanft
  * generate` and `yuanft extract` for the same input: one request at a
- * time, and 16 clients at once mixing the base model and two adapters;
+ * time, and 16 clients at once mixing the base model and two adapters,
+ * free and constrained decoding (json_schema, extraction spans);
  * then a bounded load test in which no request is lost, duplicated or
  * mixed up. */
 #include <pthread.h>
@@ -42,11 +43,32 @@ typedef struct call {
     pthread_t th;
 } call;
 
+/* yuanft extract's raw answer for one line (the server's default template). */
+static char *cli_raw(const char *model, int a, const char *line) {
+    char out[65536], in[1024], ad[1200] = "";
+    if (a) snprintf(ad, sizeof ad, "--adapter %s", adapter_dir(a));
+    snprintf(in, sizeof in, "%s/raw-in-%d.txt", yt_tmpdir(), a);
+    CHECK(yf_write_file_atomic(in, line, strlen(line)) == 0);
+    int rc = yt_sh(out, sizeof out, "%s extract --model %s %s --input %s --raw %s.raw >/dev/null 2>&1 && cat %s.raw", yt_cli(),
+                   model, ad, in, in, in);
+    CHECK(rc == 0, "extract: exit %d: %s", rc, out);
+    cJSON *r = cJSON_Parse(out);
+    char *t = cJSON_IsString(r) ? strdup(r->valuestring) : NULL;
+    cJSON_Delete(r);
+    return t;
+}
+
+/* The schema of the constrained requests (response_format json_schema and
+ * yuanft generate --json-schema): its shortest answer fits NEW tokens. */
+static const char k_schema[] = "{\"type\": \"object\", \"properties\": {\"tag\": {\"enum\": [\"NAME\", \"ORG\", \"LOC\"]}, "
+                               "\"ok\": {\"type\": \"boolean\"}}, \"required\": [\"tag\"]}";
+
 static void *run_call(void *arg) {
     call *c = arg;
     cJSON *j;
     c->status = yt_post_json(c->port, c->path, c->body, NULL, &j);
-    const char *t = yt_choice_text(j);
+    const cJSON *raw = cJSON_GetObjectItem(j, "raw"); /* /v1/extract */
+    const char *t = cJSON_IsString(raw) ? raw->valuestring : yt_choice_text(j);
     c->text = t ? strdup(t) : NULL;
     cJSON_Delete(j);
     return NULL;
@@ -56,10 +78,24 @@ TEST(serve_greedy_equals_generate_alone_and_16_at_once) {
     const char *model = yt_serve_golden_model();
     char args[4096];
     snprintf(args, sizeof args, "--parallel 16 --adapter lora=%s --adapter dora=%s", adapter_dir(1), adapter_dir(2));
-    /* what yuanft generate says for each line and adapter */
+    /* what yuanft generate says for each line and adapter; line 2 goes to
+     * /v1/extract (span-constrained, as yuanft extract), line 3 with
+     * response_format json_schema (as yuanft generate --json-schema) */
+    char schema_file[1024], gen_schema[1200];
+    snprintf(schema_file, sizeof schema_file, "%s/schema.json", yt_tmpdir());
+    CHECK(yf_write_file_atomic(schema_file, k_schema, strlen(k_schema)) == 0);
+    snprintf(gen_schema, sizeof gen_schema, "--json-schema %s", schema_file);
     char *want[4][NAD];
     for (int i = 0; i < 4; i++)
-        for (int a = 0; a < NAD; a++) want[i][a] = cli_text(model, a, yt_serve_lines[i], "");
+        for (int a = 0; a < NAD; a++)
+            want[i][a] = i == 2 ? cli_raw(model, a, yt_serve_lines[i]) : cli_text(model, a, yt_serve_lines[i], i == 3 ? gen_schema : "");
+    for (int a = 0; a < NAD; a++) { /* the constrained answers are what their constraint allows */
+        cJSON *v = want[3][a] ? cJSON_Parse(want[3][a]) : NULL;
+        CHECK(cJSON_IsString(cJSON_GetObjectItem(v, "tag")), "generate --json-schema (%s): '%s'", k_names[a],
+              want[3][a] ? want[3][a] : "");
+        cJSON_Delete(v);
+        CHECK(want[2][a] && want[2][a][0] == '{', "extract (%s): '%s'", k_names[a], want[2][a] ? want[2][a] : "");
+    }
     yt_server s;
     if (yt_serve_up(&s, model, args)) return;
     enum { N = 16 };
@@ -68,9 +104,14 @@ TEST(serve_greedy_equals_generate_alone_and_16_at_once) {
     for (int round = 0; round < 2; round++) {
         for (int k = 0; k < N; k++) {
             int i = k % 4, a = (k / 4 + k) % NAD;
-            c[k] = (call){.port = s.port, .path = "/v1/completions"};
-            snprintf(c[k].body, sizeof c[k].body, "{\"model\": \"%s\", \"prompt\": \"%s\", \"max_tokens\": %d}", k_names[a],
-                     yt_serve_lines[i], NEW);
+            c[k] = (call){.port = s.port, .path = i == 2 ? "/v1/extract" : "/v1/completions"};
+            if (i == 2)
+                snprintf(c[k].body, sizeof c[k].body, "{\"adapter\": \"%s\", \"text\": \"%s\"}", k_names[a], yt_serve_lines[i]);
+            else
+                snprintf(c[k].body, sizeof c[k].body, "{\"model\": \"%s\", \"prompt\": \"%s\", \"max_tokens\": %d%s%s%s}",
+                         k_names[a], yt_serve_lines[i], NEW, i == 3 ? ", \"response_format\": {\"type\": \"json_schema\", "
+                                                                      "\"json_schema\": {\"name\": \"t\", \"schema\": " : "",
+                         i == 3 ? k_schema : "", i == 3 ? "}}" : "");
             if (round == 0) run_call(&c[k]); /* alone */
             else pthread_create(&c[k].th, NULL, run_call, &c[k]);
         }
@@ -85,8 +126,9 @@ TEST(serve_greedy_equals_generate_alone_and_16_at_once) {
             free(c[k].text);
         }
     }
-    CHECK(bad_alone == 0, "%d of %d requests one at a time differ from yuanft generate", bad_alone, N);
-    CHECK(bad_together == 0, "%d of %d requests sent together (base, lora, dora mixed) differ from yuanft generate",
+    CHECK(bad_alone == 0, "%d of %d requests one at a time differ from yuanft generate / extract", bad_alone, N);
+    CHECK(bad_together == 0,
+          "%d of %d requests sent together (base, lora, dora; free, json_schema, extract spans mixed) differ from the CLI",
           bad_together, N);
     /* chat: the messages joined, then <sep>; sampling with a seed */
     char prompt[512];
@@ -205,15 +247,35 @@ TEST(serve_extract_equals_yuanft_extract) {
             cJSON_Delete(j);
         }
     CHECK(found >= 8, "the memorised base model's answers gave %d spans on 4 lines", found);
-    /* "types" keeps those types only */
-    cJSON *j;
-    char body[1024];
-    snprintf(body, sizeof body, "{\"text\": \"%s\", \"adapter\": \"base\", \"types\": [\"NAME\"]}", yt_serve_lines[0]);
-    yt_post_json(s.port, "/v1/extract", body, NULL, &j);
-    char *ent = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "entities"));
-    CHECK(ent && !strcmp(ent, "{\"姓名\":[\"张伟\"]}"), "types [NAME]: %s", ent ? ent : "");
-    free(ent);
-    cJSON_Delete(j);
+    /* "types" and "constrain" as yuanft extract's --types and --constrain:
+     * the same entities (the keys limited to the types, the spans of the
+     * text; free strings; unconstrained) */
+    static const char *const cases[][2] = {
+        {", \"types\": [\"NAME\"]", "--types NAME"},
+        {", \"types\": [\"ORG\", \"姓名\"], \"constrain\": \"schema\"", "--types 姓名,ORG --constrain schema"},
+        {", \"constrain\": \"none\"", "--constrain none"},
+        {", \"constrain\": \"spans\"", "--constrain spans"},
+    };
+    char line0[1024];
+    snprintf(line0, sizeof line0, "%s/line0.txt", yt_tmpdir());
+    CHECK(yf_write_file_atomic(line0, yt_serve_lines[0], strlen(yt_serve_lines[0])) == 0);
+    for (int c = 0; c < 4; c++) {
+        int rc = yt_sh(out, sizeof out, "%s extract --model %s --prompt-template none --input %s %s 2>/dev/null", yt_cli(),
+                       model, line0, cases[c][1]);
+        CHECK(rc == 0, "extract %s: exit %d: %s", cases[c][1], rc, out);
+        out[strcspn(out, "\n")] = 0;
+        cJSON *w = cJSON_Parse(out), *j;
+        char body[1024];
+        snprintf(body, sizeof body, "{\"text\": \"%s\", \"adapter\": \"base\"%s}", yt_serve_lines[0], cases[c][0]);
+        int st = yt_post_json(s.port, "/v1/extract", body, NULL, &j);
+        char *ent = cJSON_PrintUnformatted(cJSON_GetObjectItem(j, "entities")), *went = cJSON_PrintUnformatted(w);
+        CHECK(st == 200 && ent && went && !strcmp(ent, went), "%s: status %d, entities %s; yuanft extract %s: %s", body, st,
+              ent ? ent : "", cases[c][1], out);
+        if (c == 0) CHECK(ent && strstr(ent, "张伟") && !strstr(ent, "国籍\":"), "types [NAME]: %s", ent ? ent : "");
+        free(ent), free(went);
+        cJSON_Delete(w);
+        cJSON_Delete(j);
+    }
     yt_serve_down(&s);
 }
 

@@ -24,7 +24,7 @@ static const char **adapter_values(int argc, char **argv, int64_t *n) {
 int cmd_serve(int argc, char **argv) {
     yf_serve_opts o;
     yf_serve_opts_default(&o);
-    const char *adapter = NULL;
+    const char *adapter = NULL, *constrain = "spans";
     bool bf16 = false;
     double shutdown = o.shutdown_timeout;
     const yc_opt opts[] = {
@@ -41,6 +41,7 @@ int cmd_serve(int argc, char **argv) {
         YC_OPT("api-key", YC_STR, &o.api_key, "require 'Authorization: Bearer KEY' on /v1/* and /metrics", .meta = "KEY",
                .def = "none"),
         YC_OPT_PROMPT_TEMPLATE(&o.prompt_template, "of /v1/extract: "),
+        YC_OPT_CONSTRAIN(&constrain, "/v1/extract's decoding when a request does not say: "),
         YC_OPT("max-body", YC_INT, &o.max_body, "request body bytes at most; past it: 413"),
         YC_OPT("shutdown-timeout", YC_FLOAT, &shutdown, "seconds SIGTERM waits for requests in flight, then cancels them"),
         YC_OPT_BF16(&bf16),
@@ -51,6 +52,7 @@ int cmd_serve(int argc, char **argv) {
                       "Requests for the base model and any adapter are batched together. Stop with SIGTERM or Ctrl-C.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
+    if (yf_constrain_mode_parse(constrain, &o.extract_constrain)) return yc_fail("serve");
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     o.shutdown_timeout = shutdown;
     const char **ads = adapter_values(argc, argv, &o.nadapters);

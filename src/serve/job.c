@@ -7,6 +7,7 @@
 
 #include "base/jsontext.h"
 #include "task/eval.h"
+#include "task/jsonschema.h"
 
 #define U_FFFD "\xEF\xBF\xBD"
 
@@ -143,13 +144,50 @@ static int set_limits(yf_job *j, yf_api_error *e) {
     return 0;
 }
 
-/* The constrained decoder (issue 18) plugs in here: response_format and the
- * extraction spans. Until it does, a format that asks for JSON is refused. */
+/* The constrained decoder (task/constrain.h) on this one request. */
+_Static_assert(YF_CONSTRAIN_SPANS == 0 && YF_CONSTRAIN_SCHEMA == 1 && YF_CONSTRAIN_NONE == 2,
+               "request.h's constrain values are yf_constrain_mode's");
+
 static int set_constraint(yf_job *j, yf_api_error *e) {
-    if (j->q.format == YF_FORMAT_TEXT) return 0;
-    return yf_api_fail(e, 400, "invalid_request_error", "unsupported_response_format", "response_format",
-                       "'response_format' %s needs constrained decoding, which this build does not have yet",
-                       j->q.format == YF_FORMAT_JSON_SCHEMA ? "json_schema" : "json_object");
+    yf_server *s = j->srv;
+    yf_api_request *q = &j->q;
+    const char *input = NULL;
+    if (q->kind == YF_API_EXTRACT) {
+        /* as yuanft extract --constrain MODE --types LIST */
+        yf_constrain_mode mode = q->constrain >= 0 ? (yf_constrain_mode)q->constrain : s->o.extract_constrain;
+        if (mode == YF_CONSTRAIN_NONE) return 0;
+        const char *keys[YF_N_TYPES];
+        size_t nk = 0;
+        for (int t = 0; t < YF_N_TYPES; t++)
+            if (!q->types || (q->types >> t & 1)) keys[nk++] = yf_type_names[t];
+        if (yf_constraint_answer(keys, nk, mode == YF_CONSTRAIN_SPANS, &j->grammar))
+            return yf_api_fail(e, 400, "invalid_request_error", NULL, "types", "%s", yf_last_error());
+        input = q->text;
+    } else if (q->format == YF_FORMAT_JSON_OBJECT) {
+        return yf_api_fail(e, 400, "invalid_request_error", "unsupported_response_format", "response_format.type",
+                           "'response_format' json_object (any JSON object) is not supported: the constrained decoder "
+                           "takes a JSON Schema; send {\"type\": \"json_schema\", \"json_schema\": {\"schema\": ...}} "
+                           "(the subset of docs/constrained-decoding.md)");
+    } else if (q->format == YF_FORMAT_JSON_SCHEMA) {
+        if (yf_constraint_json_schema(q->schema, strlen(q->schema), "response_format.json_schema.schema", &j->grammar))
+            return yf_api_fail(e, 400, "invalid_request_error", "invalid_json_schema", "response_format.json_schema.schema",
+                               "%s", yf_last_error());
+    } else {
+        return 0;
+    }
+    if (yf_cstate_new(j->grammar, s->cv, input, input ? strlen(input) : 0, &j->cst))
+        return yf_api_fail(e, 400, "invalid_request_error", NULL, input ? "text" : "response_format.json_schema.schema",
+                           "%s", yf_last_error());
+    /* a schema whose shortest answer does not fit max_tokens would be cut:
+     * refused (yuanft generate warns) */
+    int64_t need = yf_cstate_cost(j->cst);
+    if (!input && need > j->req.max_new)
+        return yf_api_fail(e, 400, "invalid_request_error", NULL, "max_tokens",
+                           "'max_tokens' is %lld, but the shortest JSON the schema allows takes %lld tokens",
+                           (long long)j->req.max_new, (long long)need);
+    yf_cstate_hook(&j->cst, &j->hook);
+    j->req.hook = &j->hook;
+    return 0;
 }
 
 /* ---- the scheduler side: tokens, text, stop strings ---------------------------- */
@@ -221,7 +259,20 @@ static bool on_token(void *ctx, int64_t id) {
 
 static void on_done(void *ctx, yf_finish why, const char *error) {
     yf_job *j = ctx;
+    /* an extraction answer a pruned vocabulary could not finish: its
+     * shortest completion, as yuanft extract appends it */
+    char *tail = NULL;
+    size_t tl = 0;
+    bool ended = why == YF_FINISH_STOP || why == YF_FINISH_LENGTH;
+    if (j->cst && j->q.kind == YF_API_EXTRACT && ended && !yf_cstate_complete(j->cst))
+        tail = yf_cstate_completion(j->cst, &tl);
     pthread_mutex_lock(&j->mu);
+    if (tail && tl) {
+        j->text = yf_realloc(j->text, j->len + tl + 1);
+        memcpy(j->text + j->len, tail, tl + 1);
+        j->len += tl;
+    }
+    free(tail);
     j->why = why;
     if (error) snprintf(j->error, sizeof j->error, "%s", error);
     j->safe = j->len; /* nothing more comes: the held-back bytes are final */
@@ -309,6 +360,8 @@ void yf_job_free(yf_job *j) {
         while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
         pthread_mutex_unlock(&j->mu);
     }
+    yf_cstate_free(j->cst);
+    yf_constraint_free(j->grammar);
     yf_api_request_free(&j->q);
     free(j->prompt);
     free(j->ids);

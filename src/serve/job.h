@@ -12,7 +12,12 @@
  *                (Yuan 2.0's turn format; the roles are not written);
  *   extract      the server's template + "<sep>", as yuanft extract builds
  *                it (the end kept when longer than 384 tokens), greedy, at
- *                most 128 new tokens.
+ *                most 128 new tokens, constrained as yuanft extract's
+ *                --constrain (spans by default; the keys limited to
+ *                "types"); an answer a pruned vocabulary could not finish
+ *                gets its shortest completion, as there.
+ * response_format json_schema constrains completions and chat to the
+ * schema (task/jsonschema.h), as yuanft generate --json-schema does.
  * Generation stops at <eod> (not part of the text), at a stop string (cut
  * off before it), or at max_tokens / the context. */
 #ifndef YF_JOB_H
@@ -32,6 +37,11 @@ typedef struct yf_job {
     int64_t *prompt;           /* [plen] model ids */
     int64_t plen;
     double t_start, t_first, t_end; /* yf_time(): submitted, first token, done */
+    /* constrained decoding (response_format, /v1/extract's spans): the
+     * grammar, the one sequence's state and the scheduler's hook over it */
+    yf_constraint *grammar;
+    yf_cstate *cst;
+    yf_sched_hook hook;
     /* guarded by mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -49,7 +59,8 @@ typedef struct yf_job {
 /* A job for a parsed request (taken over: q is left empty). Returns 0, or
  * -1 with e: 404 for an unknown model / adapter, 400 for a prompt that does
  * not fit the context, max_tokens too large, token ids outside the
- * vocabulary, or a response_format this build cannot enforce yet. */
+ * vocabulary, a JSON Schema outside the subset or longer than max_tokens
+ * allows, response_format json_object (free-form JSON: not supported). */
 int yf_job_new(yf_server *s, yf_api_request *q, yf_job **out, yf_api_error *e);
 /* Queues it. -1 with e: 503 when the queue is full or the server stops. */
 int yf_job_submit(yf_job *j, yf_api_error *e);

@@ -248,6 +248,21 @@ static int get_types(const cJSON *o, yf_api_request *r, yf_api_error *e) {
     return 0;
 }
 
+/* "constrain": how /v1/extract decodes, as yuanft extract --constrain. */
+static int get_constrain(const cJSON *o, yf_api_request *r, yf_api_error *e) {
+    static const char *const modes[] = {"spans", "schema", "none"};
+    const cJSON *f = field(o, "constrain");
+    r->constrain = -1;
+    if (!f) return 0;
+    for (int i = 0; cJSON_IsString(f) && i < 3; i++)
+        if (!strcmp(f->valuestring, modes[i])) {
+            r->constrain = i;
+            return 0;
+        }
+    return BAD(e, "constrain", "'constrain' must be \"spans\" (every string a span of the text), \"schema\" (the "
+                               "answer format, strings free) or \"none\" (free-running)");
+}
+
 static int parse_object(yf_api_kind kind, const cJSON *o, yf_api_request *r, yf_api_error *e) {
     if (kind == YF_API_EXTRACT) {
         const cJSON *t = field(o, "text");
@@ -255,7 +270,7 @@ static int parse_object(yf_api_kind kind, const cJSON *o, yf_api_request *r, yf_
         if (get_text(t, "text", MAX_TEXT_BYTES, &r->text, e)) return -1;
         const cJSON *a = field(o, "adapter");
         if (a && get_text(a, "adapter", 256, &r->model, e)) return -1;
-        if (get_types(o, r, e)) return -1;
+        if (get_types(o, r, e) || get_constrain(o, r, e)) return -1;
         return get_int(o, "max_tokens", 1, MAX_TOKENS_CAP, &r->max_tokens, NULL, e);
     }
     const cJSON *m = field(o, "model");
@@ -285,6 +300,7 @@ int yf_api_parse(yf_api_kind kind, const char *body, size_t len, yf_api_request 
     memset(out, 0, sizeof *out);
     out->kind = kind;
     out->max_tokens = -1;
+    out->constrain = -1;
     out->top_p = 1;
     out->repetition_penalty = 1;
     const char *end = NULL;

@@ -15,7 +15,8 @@
  *                               of "prompt", and "max_completion_tokens" as
  *                               another name of max_tokens
  *   POST /v1/extract           {"text", "types": [name, ...]?, "adapter"?,
- *                               "max_tokens"?}
+ *                               "max_tokens"?, "constrain": "spans" |
+ *                               "schema" | "none"?}
  *
  * Unknown fields are ignored (OpenAI clients send many); fields that are
  * null count as absent. Every error is a yf_api_error naming the field. */
@@ -62,6 +63,8 @@ typedef struct yf_api_request {
     size_t nmsgs;
     char *text;                   /* extract: the résumé */
     uint32_t types;               /* extract: bit t = yf_type_names[t]; 0: all */
+    int constrain;                /* extract: -1 the server's --constrain, else a yf_constrain_mode
+                                   * (task/extract.h): 0 spans, 1 schema, 2 none */
     int64_t max_tokens;           /* -1: the default */
     double temperature;           /* 0: greedy (the default) */
     double top_p;                 /* 1 */

@@ -98,7 +98,7 @@ static int emit(yf_sched *s, slot *sl, float *logits) {
     if (!h) {
         id = yf_sample(logits, V, &r->samp, sl->hist, sl->nhist, &sl->rng);
     } else if (r->samp.temperature == 0) {
-        yf_sample(logits, V, &r->samp, sl->hist, sl->nhist, &sl->rng); /* greedy: the penalty, in place */
+        yf_sample_penalize(logits, V, &r->samp, sl->hist, sl->nhist); /* as yf_generate */
         id = h->pick(h->ctx, 0, logits, V, budget);
     } else {
         id = h->mask(h->ctx, 0, logits, V, budget) == 0 ? -1 : yf_sample(logits, V, &r->samp, sl->hist, sl->nhist, &sl->rng);

@@ -23,6 +23,7 @@
 #define YF_SCHED_H
 
 #include "lora/lora.h"
+#include "model/generate.h"
 #include "model/model.h"
 #include "model/model_internal.h"
 #include "model/sample.h"
@@ -34,23 +35,16 @@ typedef enum yf_finish {
     YF_FINISH_ERROR      /* the model failed (message given) */
 } yf_finish;
 
-/* A restriction of a request's tokens: the constrained decoder of
- * task/constrain.h plugs in here. The calls and their meaning are
- * yf_gen_hook's (model/generate.h on the constrained-decoding branch), with
- * seq always 0 and ctx the request's own state:
+/* A restriction of a request's tokens: the constrained decoder's hook
+ * (task/constrain.h, yf_cstate_hook) plugs in as it does into yf_generate,
+ * with seq always 0 and ctx the request's own states:
  *   pick   greedy: the token to emit given the logits (repetition penalty
  *          applied); -1 ends the request without a token.
  *   mask   sampling: sets the logits of tokens not allowed to -INFINITY;
  *          returns how many are allowed (0 ends the request).
  *   advance  the token emitted.  done  true when the request must end now.
  * budget: the tokens the request may still emit, this one included. */
-typedef struct yf_sched_hook {
-    void *ctx;
-    int64_t (*pick)(void *ctx, int64_t seq, const float *logits, int64_t V, int64_t budget);
-    int64_t (*mask)(void *ctx, int64_t seq, float *logits, int64_t V, int64_t budget);
-    void (*advance)(void *ctx, int64_t seq, int64_t id);
-    bool (*done)(void *ctx, int64_t seq);
-} yf_sched_hook;
+typedef yf_gen_hook yf_sched_hook;
 
 /* A store of computed prompt prefixes (the prefix cache plugs in here).
  * lookup: before a prefill, may fill positions 0..n-1 of the one-sequence

@@ -85,6 +85,8 @@ static int load(yf_server *s) {
     int64_t eod = yf_tokenizer_piece_id(s->tok, "<eod>");
     s->eod_row = yf_vocab_to_model(&s->vmap, eod >= 0 ? eod : cfg->eod_token);
     s->turn_sep = "<n>";
+    /* the vocabulary as bytes, once: /v1/extract's spans and response_format */
+    if (yf_cvocab_build(s->tok, &s->vmap, s->V, &s->cv)) return -1;
     s->ctx = o->max_length > 0 ? o->max_length : cfg->max_position_embeddings < 2048 ? cfg->max_position_embeddings : 2048;
     s->ad = yf_calloc((size_t)o->nadapters + 1, sizeof *s->ad);
     s->los = yf_calloc((size_t)o->nadapters + 1, sizeof *s->los);
@@ -116,6 +118,7 @@ static void unload(yf_server *s) {
         free(s->ad[i].name);
     }
     free(s->ad), free(s->los), free(s->dns);
+    yf_cvocab_free(s->cv);
     yf_template_free(&s->tpl);
     if (s->tok) yf_tokenizer_free(s->tok);
     yf_vocab_map_free(&s->vmap);

@@ -19,7 +19,9 @@
 #include "lora/lora.h"
 #include "model/model.h"
 #include "serve/sched.h"
+#include "task/constrain.h"
 #include "task/data.h"
+#include "task/extract.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct yf_serve_opts {
@@ -38,6 +40,7 @@ typedef struct yf_serve_opts {
     double shutdown_timeout;        /* seconds SIGTERM waits for requests in flight (10) */
     int64_t extract_max_length;     /* /v1/extract prompt truncation (384, as yuanft extract) */
     int64_t extract_max_new;        /* /v1/extract answer cap (128, as yuanft extract) */
+    yf_constrain_mode extract_constrain; /* /v1/extract's decoding when a request does not say (spans) */
 } yf_serve_opts;
 
 void yf_serve_opts_default(yf_serve_opts *o);
@@ -78,6 +81,7 @@ typedef struct yf_server {
     int64_t V, ctx;                 /* the model's rows; positions a request may use */
     int64_t eod_row;                /* <eod> as a model row */
     int64_t n_tok_ids;              /* ids the tokenizer knows */
+    yf_cvocab *cv;                  /* the model's rows as bytes: constrained decoding */
     const char *turn_sep;           /* between chat messages */
     int64_t created;                /* unix time of the start (the models' "created") */
     bool ready;                     /* atomic: loaded (GET /health 200) */
