@@ -234,10 +234,11 @@ int yt_serve_start(yt_server *s, const char *cli, const char *args, const char *
             yt_http_resp r;
             int rc = yt_http(s->port, "GET", "/health", NULL, NULL, 0, 5, NULL, NULL, &r);
             int st2 = r.status;
+            s->loading_503 += rc == 0 && st2 == 503 && r.body && strstr(r.body, "\"loading\"");
             yt_http_resp_free(&r);
             if (rc == 0 && st2 == 200) return 0;
         }
-        usleep(20000);
+        usleep(s->port ? 2000 : 5000); /* the port is printed before the model loads */
     }
     yt_serve_stop(s, SIGKILL, 5);
     return -1;

@@ -39,6 +39,7 @@ typedef struct yt_server {
     pid_t pid;
     int port;
     char log[1024];
+    int loading_503;    /* GET /health answers 503 {"status": "loading"} seen while it came up */
 } yt_server;
 int yt_serve_start(yt_server *s, const char *cli, const char *args, const char *log_path, double timeout_s);
 /* Sends sig and waits up to timeout_s for the exit: its status (the exit

@@ -382,3 +382,23 @@ TEST(serve_sigterm_finishes_or_cancels) {
         CHECK(ex == 0, "exit status %d", ex);
     }
 }
+
+/* GET /health: 503 {"status": "loading"} from the moment the port is bound
+ * until the model is loaded, then 200. yt_serve_start polls it every 2 ms
+ * from the "listening" line on; the load (tokenizer, vocabulary bytes,
+ * caches) takes tens of milliseconds, so a 503 is seen unless the test is
+ * descheduled for all of it: three tries. */
+TEST(serve_health_503_while_loading) {
+    const char *model = yt_serve_long_model();
+    char args[2048];
+    snprintf(args, sizeof args, "--tokenizer %s --parallel 16", yt_serve_tokenizer());
+    int seen = 0;
+    for (int attempt = 0; attempt < 3 && !seen; attempt++) {
+        yt_server s;
+        if (yt_serve_up(&s, model, args)) return;
+        seen = s.loading_503;
+        fprintf(stderr, "    start %d: %d answers 503 \"loading\" before the 200\n", attempt + 1, seen);
+        yt_serve_down(&s);
+    }
+    CHECK(seen > 0, "no GET /health answered 503 \"loading\" before the 200 in 3 starts");
+}
