@@ -189,6 +189,9 @@ int yf_serve_run(const yf_serve_opts *opts) {
                     "of cache), queue %lld\n",
             yf_time() - t0, (long long)cfg->num_hidden_layers, (long long)s->nad, s->nad == 1 ? "" : "s",
             (long long)s->o.parallel, (long long)s->ctx, kv_mib, (long long)s->o.max_queue);
+    if (!yf_cvocab_byte_complete(s->cv))
+        fprintf(stderr, "yuanft serve: note: the model's vocabulary (pruned?) lacks some bytes: a constrained answer "
+                        "(response_format, /v1/extract) may end where it cannot be spelled (extract completes it)\n");
     __atomic_store_n(&s->ready, true, __ATOMIC_RELEASE);
 
     int sig = 0;
