@@ -10,7 +10,6 @@
  * does for attention's batched products); in exact mode they are fp32.
  * The scalar versions in ops.c (yf_attention_fwd with pos0 = 0, and
  * yf_attention_bwd_ref) are the references these are tested against. */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,35 +39,10 @@ static float softmax_row(float *s, int64_t nk, int64_t j0, int64_t t, float scal
 }
 
 /* per-thread buffers, grown as needed: scores, and keys / values packed;
- * freed when a thread that ends (serve's scheduler) exits (a key's
- * destructor), kept by the threads that live as long as the process */
-typedef struct tbuf {
-    void *p;
-    size_t n;
-} tbuf;
-static _Thread_local tbuf t_buf[5];
-static _Thread_local bool t_buf_kept;
-static pthread_key_t g_buf_key;
-static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
-static void buf_release(void *p) {
-    tbuf *b = p;
-    for (int i = 0; i < 5; i++) free(b[i].p), b[i].p = NULL, b[i].n = 0;
-}
-static void buf_key(void) { pthread_key_create(&g_buf_key, buf_release); }
+ * freed when a thread that ends (serve's scheduler) exits (yf_tbuf) */
+static _Thread_local yf_tbufs t_buf;
 
-static void *thread_buf(int i, size_t bytes) {
-    if (!t_buf_kept) {
-        pthread_once(&g_buf_once, buf_key);
-        pthread_setspecific(g_buf_key, t_buf);
-        t_buf_kept = true;
-    }
-    if (t_buf[i].n < bytes) {
-        free(t_buf[i].p);
-        t_buf[i].p = yf_malloc(bytes);
-        t_buf[i].n = bytes;
-    }
-    return t_buf[i].p;
-}
+static void *thread_buf(int i, size_t bytes) { return yf_tbuf(&t_buf, i, bytes); }
 
 /* A head's keys or values [T, hd] packed once for all of its blocks' products
  * (bf16 AMX; NULL otherwise: each product packs its own). */

@@ -81,38 +81,10 @@ yf_precision yf_kernels_precision(void) { return g_prec; }
 
 /* ---- per-thread scratch ------------------------------------------------- */
 
-typedef struct scratch {
-    void *p;
-    size_t n;
-} scratch;
-static _Thread_local scratch t_scratch[5];
-static _Thread_local bool t_scratch_kept;
+/* freed when a thread that ends (serve's scheduler) exits (yf_tbuf) */
+static _Thread_local yf_tbufs t_scratch;
 
-/* A thread that ends (serve's scheduler) gives its scratch back: the key's
- * destructor runs at its exit; threads that live as long as the process
- * (the pool's, the main one) never get there. */
-static pthread_key_t g_scratch_key;
-static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
-static void scratch_release(void *p) {
-    scratch *s = p;
-    for (int i = 0; i < 5; i++) free(s[i].p), s[i].p = NULL, s[i].n = 0;
-}
-static void scratch_key(void) { pthread_key_create(&g_scratch_key, scratch_release); }
-
-void *yf_scratch(int slot, size_t bytes) {
-    YF_CHECK(slot >= 0 && slot < 5);
-    if (!t_scratch_kept) {
-        pthread_once(&g_scratch_once, scratch_key);
-        pthread_setspecific(g_scratch_key, t_scratch);
-        t_scratch_kept = true;
-    }
-    if (t_scratch[slot].n < bytes) {
-        free(t_scratch[slot].p);
-        t_scratch[slot].p = yf_aligned_alloc(bytes);
-        t_scratch[slot].n = bytes;
-    }
-    return t_scratch[slot].p;
-}
+void *yf_scratch(int slot, size_t bytes) { return yf_tbuf(&t_scratch, slot, bytes); }
 
 /* ---- the packed fp32 driver (AVX2 / AVX-512 micro-kernels) -------------- */
 
