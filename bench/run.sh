@@ -289,6 +289,32 @@ yf_suite() {
   [ "$QUICK" != 1 ] && yf_mpi
 }
 
+# yf_serve: `yuanft serve` under 1, 4 and 16 concurrent clients (bench/serve_bench.sh) on the
+# 2-layer bf16 model and on the demo model's shape (scripts/demo-config.json, its vocabulary
+# pruned to the Resume NER corpus as make demo does; untrained: the speed is the same); the
+# golden tiny model only with BENCH_QUICK=1
+yf_serve() {
+  tok=$SHARED/yuan/tokenizer.model
+  {
+    echo "| model | load | generated tokens/s | vs 1 client | time to first token p50 / p95 (ms) | time per token p50 / p95 (ms) | decode step / rows; prefill share of model time | errors |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    if [ "$QUICK" = 1 ]; then
+      sh bench/serve_bench.sh "tiny (golden)" "$GOLD" "$L" --tokenizer "$tok"
+    else
+      say "yuanft serve: 2-layer bf16 [$(elapsed) s]"
+      SERVE_ID_MAX=20000 sh bench/serve_bench.sh "2-layer bf16" "$W/m-2layer-bf16" "$L" --tokenizer "$tok" --bf16
+      demo=$W/m-demo
+      if [ ! -f "$demo/config.json" ] && [ -f "$SHARED/data/resume-ner/train.char.bmes" ]; then
+        "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/train.char.bmes" --output-file "$W/demo-train.jsonl" > "$L/demo-data.log" 2>&1
+        "$YF" init --config scripts/demo-config.json --output-dir "$demo" --seed 1 --tokenizer "$tok" \
+          --vocab-from "$W/demo-train.jsonl" --prompt-template none > "$L/demo-init.log" 2>&1
+      fi
+      say "yuanft serve: demo model [$(elapsed) s]"
+      SERVE_ID_MAX=20000 sh bench/serve_bench.sh "demo (4 layers, D 256)" "$demo" "$L" --tokenizer "$tok"
+    fi
+  } > "$L/serve.md"
+}
+
 yf_24() {
   wl="24-layer train B6 T384 ckpt"
   if yf_init bench/configs/yuan2b.json "$W/m-24layer-bf16" bf16; then
@@ -315,6 +341,7 @@ st_deb=$(torch_selftest "$PY" "Debian"); say "Debian: $st_deb"
 st_pypi=$(torch_selftest "$PYNEW" "PyPI"); say "PyPI: $st_pypi"
 [ "$QUICK" != 1 ] && train_rounds "$st_deb" "$st_pypi"
 yf_suite
+yf_serve
 torch_suite "$PY" "Debian" "$st_deb"
 torch_suite "$PYNEW" "PyPI" "$st_pypi"
 if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
@@ -445,5 +472,5 @@ T=$(elapsed)
   echo "(PyTorch: the median timed step after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
   echo
 } > "$L/head.md"
-rep table "$R" bench/results.md --head "$L/head.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md" --section "Constrained decoding (build/bench-constrain)=$L/constrain.md"
+rep table "$R" bench/results.md --head "$L/head.md" --section "Serving (bench/serve_bench.sh: streamed completions, 64-token prompts, 32 new tokens, --parallel 16)=$L/serve.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md" --section "Constrained decoding (build/bench-constrain)=$L/constrain.md"
 say "done in $T s; table written to bench/results.md"

@@ -20,6 +20,7 @@ static const struct {
     {"data", cmd_data, "Prepare training data: records, checks, training tensors"},
     {"extract", cmd_extract, "Extract entities from resumes as JSON, one a line"},
     {"eval", cmd_eval, "Score extraction: precision, recall and F1 against gold data"},
+    {"serve", cmd_serve, "Serve a model over HTTP: OpenAI API, batching, adapters, an extraction page"},
 };
 
 static void usage(FILE *f) {

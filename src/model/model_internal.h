@@ -128,9 +128,22 @@ typedef struct yf_act {
     void *block;
 } yf_act;
 
+/* Per-sequence adapters of one batched forward (serving: requests for
+ * different adapters decode together). Sequence b uses lo[row[b]], or no
+ * adapter when row[b] < 0. The base products run once for all rows; each
+ * adapter's low-rank term runs over its own rows, with the same bits as a
+ * forward of those rows with that adapter alone. Inference only. */
+typedef struct yf_row_adapters {
+    int64_t n;                   /* adapters */
+    const yf_lora *const *lo;    /* [n] */
+    float **const *dora_n;       /* [n] each one's yf_dora_norms_new (NULL: computed per call) */
+    const int32_t *row;          /* [B] index into lo, -1: the base model */
+} yf_row_adapters;
+
 typedef struct yf_run {
     yf_model *m;
     const yf_lora *lo;     /* adapter for the forward, or NULL */
+    const yf_row_adapters *ra; /* or per-sequence adapters (lo NULL; yf_run_init_rows) */
     yf_lora *glo;          /* where adapter gradients go (backward), or NULL */
     int64_t B, T, N;       /* N = B*T rows */
     int64_t pos0;          /* absolute position of each sequence's first row */
@@ -162,7 +175,16 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
  * norms) from lo; dropout p/seeds only when rng != NULL and lo has dropout. */
 void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
                  const int64_t *start, yf_rng *dropout_rng, bool backward);
+/* The same for per-sequence adapters (no backward, no dropout); ra, its
+ * arrays and start stay the caller's. */
+void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
+                      const int64_t *start);
 void yf_run_free(yf_run *r);
+/* lo's DoRA row norms ||W + s B A|| per module ([L*YF_NPROJ], NULL where a
+ * module is not DoRA), what yf_run_init computes for every call: for a
+ * caller that runs an adapter many times (serving). */
+float **yf_dora_norms_new(yf_model *m, const yf_lora *lo);
+void yf_dora_norms_free(float **n, const yf_model *m);
 void yf_act_alloc(yf_act *a, const yf_model *m, int64_t B, int64_t T, bool with_x);
 void yf_act_free(yf_act *a);
 
@@ -205,10 +227,17 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
                            int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits);
 /* The same with sequence b starting at position pos0 + posb[b] (posb [B] or
  * NULL), so that sequences of different lengths decode together; with
- * last_only, logits is [B, V]: each sequence's last row only. */
+ * last_only, logits is [B, V]: each sequence's last row only. A decode step
+ * (T = 1) of up to YF_ROWSTABLE_M sequences gives each the bits it gets
+ * alone (yf_kernels_set_rowstable): batching does not change the tokens. */
 int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                             const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                             float *logits, bool last_only);
+/* The same with an adapter per sequence (ra->row [B]): the bits of
+ * yf_model_forward_cached for each sequence with its adapter, alone. */
+int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_layer_state *states, int64_t pos0,
+                                 const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
+                                 float *logits, bool last_only);
 yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap);
 void yf_layer_states_free(yf_layer_state *s, const yf_model *m);
 
