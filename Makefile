@@ -44,7 +44,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
 .PHONY: all deps test test-asan asan demo bench clean
-all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
+all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products $(BUILD)/bench-quant $(BUILD)/bench-quant-quality
 
 deps:
 	@sh scripts/deps.sh build
@@ -82,6 +82,12 @@ $(BUILD)/bench-ops: $(BUILD)/obj/bench/bench_ops.o $(BUILD)/libyuanft.a
 $(BUILD)/bench-products: $(BUILD)/obj/bench/bench_products.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bench-quant: $(BUILD)/obj/bench/bench_quant.o $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench-quant-quality: $(BUILD)/obj/bench/quant_quality.o $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 # AddressSanitizer + UBSan build of the same sources, in build/asan.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" \
@@ -103,4 +109,4 @@ bench: all
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d
+-include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d $(BUILD)/obj/bench/bench_quant.d $(BUILD)/obj/bench/quant_quality.d

@@ -18,12 +18,14 @@ int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *tpl = "resume", *save_pred = NULL;
     int64_t max_new = 128, batch = 16, limit = 0;
     bool bf16 = false;
+    yc_quant qa = {0};
     yc_opt opts[] = {
         {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"} [required]"},
         {"predictions", YC_STR, &pred_path, "answers, one a line in the data's order: a JSON string (the model's text) or the JSON object"},
         {"model", YC_STR, &model, "or: a model directory to extract with (greedy, batched)"},
         {"adapter", YC_STR, &adapter, "with --model: a PEFT adapter directory"},
+        YC_QUANT_OPTS(&qa),
         {"tokenizer", YC_STR, &tokenizer, "with --model: tokenizer.model (default: MODEL/tokenizer.model)"},
         {"prompt-template", YC_STR, &tpl, "with --model: resume, none or a file with {input}; as in training (resume)"},
         {"max-new-tokens", YC_INT, &max_new, "with --model: answer length cap (128)"},
@@ -37,6 +39,8 @@ int cmd_eval(int argc, char **argv) {
                       argc, argv, opts, sizeof opts / sizeof *opts);
     if (rc) return rc == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("eval", &qa, &mo)) return 2;
     if (!data_path || !pred_path == !model) {
         fprintf(stderr, "yuanft eval: needs --data and one of --predictions / --model (see --help)\n");
         return 2;
@@ -55,7 +59,7 @@ int cmd_eval(int argc, char **argv) {
     size_t np = 0;
     if (model) {
         yc_session s;
-        if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+        if (yc_session_open(&s, model, adapter, tokenizer, true, &mo)) {
             yf_records_free(&recs);
             return yc_fail("eval");
         }

@@ -36,10 +36,12 @@ int cmd_extract(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *input = NULL, *tokenizer = NULL, *tpl = "resume", *raw_out = NULL;
     int64_t max_new = 128, batch = 16, max_length = 384;
     bool bf16 = false;
+    yc_quant qa = {0};
     yc_opt opts[] = {
         {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"model", YC_STR, &model, "model directory [required]"},
         {"adapter", YC_STR, &adapter, "PEFT adapter directory (applied without merging)"},
+        YC_QUANT_OPTS(&qa),
         {"input", YC_STR, &input, "résumé text, one a line (default: stdin)"},
         {"tokenizer", YC_STR, &tokenizer, "tokenizer.model (default: MODEL/tokenizer.model)"},
         {"prompt-template", YC_STR, &tpl, "resume (the recipe's), none, or a file with {input}; as in training (resume)"},
@@ -54,6 +56,8 @@ int cmd_extract(int argc, char **argv) {
                       argc, argv, opts, sizeof opts / sizeof *opts);
     if (pr) return pr == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("extract", &qa, &mo)) return 2;
     if (!model) {
         fprintf(stderr, "yuanft extract: --model is required (see --help)\n");
         return 2;
@@ -74,7 +78,7 @@ int cmd_extract(int argc, char **argv) {
     if (rrc) return yc_fail("extract");
 
     yc_session s;
-    if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+    if (yc_session_open(&s, model, adapter, tokenizer, true, &mo)) {
         yf_strv_free(lines, n);
         return yc_fail("extract");
     }

@@ -44,10 +44,12 @@ int cmd_generate(int argc, char **argv) {
     double temperature = 0, top_p = 1, rep = 1;
     bool json = false, keep_special = false;
     bool bf16 = false;
+    yc_quant qa = {0};
     yc_opt opts[] = {
         {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"model", YC_STR, &model, "model directory (config.json + weights) [required]"},
         {"adapter", YC_STR, &adapter, "PEFT adapter directory applied without merging"},
+        YC_QUANT_OPTS(&qa),
         {"prompt", YC_STR, &prompt, "prompt text (encoded with the tokenizer)"},
         {"prompt-ids", YC_STR, &prompt_ids, "prompt as token ids: 1,2,3"},
         {"tokenizer", YC_STR, &tokenizer, "tokenizer.model (default: MODEL/tokenizer.model)"},
@@ -65,6 +67,8 @@ int cmd_generate(int argc, char **argv) {
                       sizeof opts / sizeof *opts);
     if (pr) return pr == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("generate", &qa, &mo)) return 2;
     if (max_new < 1 || max_new > (1 << 24)) {
         fprintf(stderr, "yuanft generate: --max-new-tokens must be between 1 and %d\n", 1 << 24);
         return 2;
@@ -86,7 +90,9 @@ int cmd_generate(int argc, char **argv) {
     if (yf_sampling_check(&go.samp)) return yc_fail("generate");
 
     yc_session s;
-    if (yc_session_open(&s, model, adapter, tokenizer, prompt != NULL)) return yc_fail("generate");
+    double t_load = yf_time();
+    if (yc_session_open(&s, model, adapter, tokenizer, prompt != NULL, &mo)) return yc_fail("generate");
+    t_load = yf_time() - t_load;
     int64_t *ids = NULL, n = 0;
     int rc = 0;
     if (prompt) {
@@ -129,6 +135,9 @@ int cmd_generate(int argc, char **argv) {
             printf("\n");
         }
         fflush(stdout);
+        size_t qb, wb = yf_model_weight_bytes(s.model, &qb);
+        fprintf(stderr, "model: loaded in %.2f s; weights read a token %.1f MB (%.1f MB of them quantized)\n", t_load,
+                wb / 1e6, qb / 1e6);
         fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s (%.2f tokens/s)\n",
                 (long long)stats.prefill_tokens, stats.prefill_s,
                 stats.prefill_s > 0 ? stats.prefill_tokens / stats.prefill_s : 0.0, (long long)stats.decode_tokens,

@@ -11,18 +11,25 @@
 #include "commands.h"
 #include "lora/lora.h"
 #include "formats/safetensors.h"
+#include "session.h"
 
 int cmd_merge(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL;
+    yc_quant qa = {0};
     yc_opt opts[] = {
         {"model", YC_STR, &model, "base model directory (required)"},
         {"adapter", YC_STR, &adapter, "PEFT adapter directory (required)"},
+        {"quantize", YC_STR, &qa.type, "int8 or q4: the adapter was trained over the base quantized so (train "
+                                       "--quantize): merge into those dequantized weights, written in the base's dtype"},
+        {"quantize-head", YC_FLAG, &qa.head, "with --quantize: the head was quantized too (train --quantize-head)"},
         {"out", YC_STR, &out, "output model directory: config.json + model.safetensors (required)"},
     };
     int pr = yc_parse("merge", "Merge an adapter into the base weights (merge_and_unload).", argc, argv, opts,
                       (int)(sizeof opts / sizeof *opts));
     if (pr == 1) return 0;
     if (pr) return 2;
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("merge", &qa, &mo)) return 2;
     if (!model || !adapter || !out) {
         fprintf(stderr, "yuanft merge: --model, --adapter and --out are required (see yuanft merge --help)\n");
         return 2;
@@ -37,13 +44,26 @@ int cmd_merge(int argc, char **argv) {
     yf_table tab;
     yf_table_init(&tab);
     yf_lora lo = {0};
+    yf_dtype *orig = NULL;
     int rc = yf_checkpoint_open(model, &cfg, &tab);
     if (rc == 0) rc = yf_lora_load(adapter, &cfg, &lo);
+    if (rc == 0 && mo.quant.type != YF_QT_NONE) {
+        /* W_deq + s B A, what the adapter was trained with, in each tensor's own dtype */
+        orig = yf_malloc((size_t)(tab.n + 1) * sizeof *orig);
+        rc = yf_table_dequantized(&cfg, &tab, &mo, orig);
+    }
     if (rc == 0) rc = yf_lora_merge_table(&lo, &cfg, &tab);
+    for (int i = 0; rc == 0 && orig && i < tab.n; i++) yf_table_convert(&tab, &tab.t[i], orig[i]);
     if (rc == 0) rc = yf_model_dir_write(out, &cfg, tab.t, tab.n, NULL, NULL, model);
-    if (rc == 0)
-        printf("merged %s (r=%d%s) into %s: %d tensors, %.1f s, peak RSS %zu MB\n", adapter, lo.cfg.r,
-               lo.cfg.use_dora ? ", DoRA" : "", out, tab.n, yf_time() - t0, yf_peak_rss_mb());
+    if (rc == 0) {
+        char sb[64], q[160] = "";
+        if (orig)
+            snprintf(q, sizeof q, " (into the base's weights quantized to %s and dequantized, written in their dtype)",
+                     yf_qspec_str(&mo.quant, sb, sizeof sb));
+        printf("merged %s (r=%d%s) into %s%s: %d tensors, %.1f s, peak RSS %zu MB\n", adapter, lo.cfg.r,
+               lo.cfg.use_dora ? ", DoRA" : "", out, q, tab.n, yf_time() - t0, yf_peak_rss_mb());
+    }
+    free(orig);
     yf_lora_free(&lo);
     yf_table_free(&tab);
     return rc ? yc_fail("merge") : 0;

@@ -11,6 +11,7 @@
 #include "lora/lora.h"
 #include "model/model.h"
 #include "formats/safetensors.h"
+#include "session.h"
 
 static int read_batch(const char *path, yf_table *tab, const int64_t **ids, const int64_t **labels, int64_t *B,
                       int64_t *T) {
@@ -31,9 +32,11 @@ static int read_batch(const char *path, yf_table *tab, const int64_t **ids, cons
 int cmd_score(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *batch = NULL, *out = NULL, *grads = NULL;
     bool ckpt = false, f32 = false;
+    yc_quant qa = {0};
     yc_opt opts[] = {
         {"model", YC_STR, &model, "model directory (required)"},
         {"adapter", YC_STR, &adapter, "PEFT adapter directory (optional)"},
+        YC_QUANT_OPTS(&qa),
         {"batch", YC_STR, &batch, "safetensors with input_ids and labels, I64 [B, T] (required)"},
         {"out", YC_STR, &out, "write logits F32 [B, T, V] and loss F32 [1] here (optional)"},
         {"grads", YC_STR, &grads, "write d loss / d every adapter tensor here (needs --adapter and labels)"},
@@ -48,6 +51,8 @@ int cmd_score(int argc, char **argv) {
         fprintf(stderr, "yuanft score: --model and --batch are required (see yuanft score --help)\n");
         return 2;
     }
+    yf_model_opts mo = {.force_f32 = f32};
+    if (yc_quant_opts("score", &qa, &mo)) return 2;
     if (grads && !adapter) {
         fprintf(stderr, "yuanft score: --grads needs --adapter (the gradients are the adapter's)\n");
         return 2;
@@ -61,7 +66,6 @@ int cmd_score(int argc, char **argv) {
     int rc = -1;
     const int64_t *ids = NULL, *labels = NULL;
     int64_t B = 0, T = 0;
-    yf_model_opts mo = {.force_f32 = f32};
     if (read_batch(batch, &bt, &ids, &labels, &B, &T) != 0) goto done;
     if (grads && !labels) {
         yf_errorf("%s: --grads needs labels", batch);

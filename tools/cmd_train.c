@@ -20,6 +20,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/trainer.h"
 #include "formats/vocab_map.h"
+#include "session.h"
 
 /* Information lines come from rank 0 only when several MPI ranks run this. */
 static bool g_log = true;
@@ -226,8 +227,10 @@ static int train(int argc, char **argv, yf_dist *dist) {
     double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
     bool group_by_length = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         {"model", YC_STR, &model_dir, "base model directory (config.json + weights) [required]"},
+        YC_QUANT_OPTS(&qa),
         {"data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors with "
                                 "input_ids and labels [N, T] I64 (-100 = not scored) [required]"},
         {"tokenizer", YC_STR, &tokenizer, "text data: tokenizer.model (default: MODEL/tokenizer.model)"},
@@ -278,6 +281,13 @@ static int train(int argc, char **argv, yf_dist *dist) {
     if (prc) return 2;
     if (!model_dir || !data || !out_dir) {
         fprintf(stderr, "yuanft train: --model, --data and --output-dir are required (see yuanft train --help)\n");
+        return 2;
+    }
+    yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
+    if (yc_quant_opts("train", &qa, &mo)) return 2;
+    if (full && mo.quant.type != YF_QT_NONE) {
+        fprintf(stderr, "yuanft train: --quantize keeps the base weights frozen: use it with LoRA/DoRA, not "
+                        "--full-finetune\n");
         return 2;
     }
 
@@ -339,7 +349,6 @@ static int train(int argc, char **argv, yf_dist *dist) {
     yf_lora lora, *lo = NULL;
     memset(&lora, 0, sizeof lora);
     ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir};
-    yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
     yf_kernels_set_precision(bf16 ? YF_PREC_BF16 : YF_PREC_EXACT);
     yf_par_adapt_to_load();
     /* full fine-tuning resumes from the checkpoint's weights */

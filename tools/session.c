@@ -5,11 +5,10 @@
 #include <string.h>
 
 int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
-                    bool need_tok) {
+                    bool need_tok, const yf_model_opts *mo) {
     memset(s, 0, sizeof *s);
     if (!model_dir) return yf_errorf("--model DIR is required");
-    yf_model_opts mo = {0};
-    if (yf_model_load(model_dir, &mo, &s->model)) return -1;
+    if (yf_model_load(model_dir, mo, &s->model)) return -1;
     if (adapter_dir) {
         if (yf_lora_load(adapter_dir, yf_model_config(s->model), &s->lora)) goto fail;
         s->has_lora = true;
@@ -76,5 +75,19 @@ int yc_parse_ids(const char *s, int64_t **ids, int64_t *n) {
         *ids = NULL;
         return yf_errorf("--prompt-ids: no ids given");
     }
+    return 0;
+}
+
+int yc_quant_opts(const char *cmd, const yc_quant *q, yf_model_opts *mo) {
+    if (!q->type || !strcmp(q->type, "none")) {
+        if (!q->head) return 0;
+        fprintf(stderr, "yuanft %s: --quantize-head needs --quantize int8 or q4\n", cmd);
+        return 2;
+    }
+    if (yf_qtype_parse(q->type, &mo->quant.type)) {
+        fprintf(stderr, "yuanft %s: --quantize: %s\n", cmd, yf_last_error());
+        return 2;
+    }
+    mo->quantize_head = q->head;
     return 0;
 }

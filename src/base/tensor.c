@@ -10,7 +10,9 @@ static const struct { const char *name; size_t size; } g_dtypes[YF_DTYPE_COUNT] 
 };
 
 size_t yf_dtype_size(yf_dtype t) { return (unsigned)t < YF_DTYPE_COUNT ? g_dtypes[t].size : 0; }
-const char *yf_dtype_name(yf_dtype t) { return (unsigned)t < YF_DTYPE_COUNT ? g_dtypes[t].name : "?"; }
+const char *yf_dtype_name(yf_dtype t) {
+    return (unsigned)t < YF_DTYPE_COUNT ? g_dtypes[t].name : t == YF_QMAT ? "QMAT" : "?";
+}
 
 int yf_dtype_parse(const char *s, yf_dtype *out) {
     for (int i = 0; i < YF_DTYPE_COUNT; i++)
@@ -116,6 +118,23 @@ yf_tensor *yf_table_find(const yf_table *tab, const char *name) {
     for (int i = 0; i < tab->n; i++)
         if (strcmp(tab->t[i].name, name) == 0) return &tab->t[i];
     return NULL;
+}
+
+void yf_table_convert(yf_table *tab, yf_tensor *t, yf_dtype to) {
+    YF_CHECK(to == YF_F32 || to == YF_BF16 || to == YF_F16);
+    if (t->dtype == to) return;
+    int64_t n = yf_tensor_numel(t);
+    void *buf = yf_aligned_alloc((size_t)n * yf_dtype_size(to) + 1);
+    for (int64_t i = 0; i < n; i++) {
+        float v = yf_tensor_get_f32(t, i);
+        if (to == YF_F32) ((float *)buf)[i] = v;
+        else if (to == YF_BF16) ((uint16_t *)buf)[i] = yf_f32_to_bf16(v);
+        else ((uint16_t *)buf)[i] = yf_f32_to_f16(v);
+    }
+    yf_table_own(tab, buf);
+    t->data = buf;
+    t->dtype = to;
+    t->nbytes = (size_t)n * yf_dtype_size(to);
 }
 
 void yf_table_merge(yf_table *dst, yf_table *src) {

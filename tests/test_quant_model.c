@@ -1,0 +1,270 @@
+/* A model loaded with quantized weights (yf_model_opts.quant) against the
+ * same model built from the dequantized weights in fp32 (yf_table_dequantized,
+ * the reference): logits of the full forward and of cached decoding, LoRA and
+ * DoRA gradients (QLoRA: exact for the quantized W), DoRA's initial
+ * magnitudes, the group fallback, saving; and the CLI: train over a q4
+ * base, merge into the dequantized weights, bad flags. Golden tiny model
+ * (shared/golden/yuan-tiny: D 64, I 96, V 320). Tolerances: fp32 summation
+ * order only, on logits of order 1-10 and gradients relative to their
+ * largest element. */
+#include "harness.h"
+#include "formats/checkpoint.h"
+#include "formats/safetensors.h"
+#include "model/model_internal.h"
+#include "test_model_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *golden(void) { return yt_shared_path("golden/yuan-tiny"); }
+
+/* The golden model quantized at load (q), and built from its weights
+ * quantized and dequantized to fp32 (ref). */
+static void load_pair(const yf_model_opts *o, yf_model **q, yf_model **ref) {
+    *q = *ref = NULL;
+    CHECK_OK(yf_model_load(golden(), o, q));
+    yf_config cfg;
+    yf_table tab;
+    yf_table_init(&tab);
+    CHECK_OK(yf_checkpoint_open(golden(), &cfg, &tab));
+    yf_dtype *orig = malloc((size_t)(tab.n + 1) * sizeof *orig);
+    CHECK_OK(yf_table_dequantized(&cfg, &tab, o, orig));
+    free(orig);
+    CHECK_OK(yf_model_from_table(&cfg, &tab, NULL, "dequantized golden", ref));
+}
+
+static const yf_model_opts variants[] = {
+    {.quant = {YF_QT_INT8, 0, false}},
+    {.quant = {YF_QT_Q4, 32, false}},
+    {.quant = {YF_QT_Q4, 32, false}, .quantize_head = true},
+    {.quant = {YF_QT_INT8, 0, false}, .quantize_head = true},
+    {.quant = {YF_QT_Q4, 64, true}}, /* down_proj (K 96) falls back to groups of 32 */
+};
+enum { NVAR = sizeof variants / sizeof *variants };
+
+static const char *vname(const yf_model_opts *o, char *buf, size_t cap) {
+    char sb[64];
+    snprintf(buf, cap, "%s%s", yf_qspec_str(&o->quant, sb, sizeof sb), o->quantize_head ? " + head" : "");
+    return buf;
+}
+
+TEST(quant_model_forward_matches_dequantized) {
+    yt_batch bt;
+    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
+    const yf_tensor *want = yf_table_find(&bt.tab, "logits");
+    for (int v = 0; v < NVAR; v++) {
+        yf_model *q, *ref;
+        load_pair(&variants[v], &q, &ref);
+        if (!q || !ref) continue;
+        size_t n = (size_t)(bt.B * bt.T * q->V);
+        float *lq = malloc(n * sizeof(float)), *lr = malloc(n * sizeof(float));
+        double sq, sr;
+        int64_t nt;
+        CHECK_OK(yf_model_forward(q, NULL, bt.ids, bt.labels, bt.B, bt.T, lq, &sq, &nt));
+        CHECK_OK(yf_model_forward(ref, NULL, bt.ids, bt.labels, bt.B, bt.T, lr, &sr, &nt));
+        char what[256], vb[96];
+        snprintf(what, sizeof what, "%s: max |logits - dequantized fp32 model's|", vname(&variants[v], vb, sizeof vb));
+        CHECK_NEAR(what, yt_max_abs_diff(lq, lr, n), 1e-4);
+        /* and the weights were quantized: the logits moved from the fp32 model's */
+        CHECK(want && yt_max_abs_diff(lq, want->data, n) > 1e-3, "%s: logits equal the unquantized model's", vb);
+        CHECK(q->layers[0].proj[YF_Q].dt == YF_QMAT && q->layers[1].ln1.dt == YF_F32 &&
+                  q->layers[1].conv1.dt == YF_F32,
+              "projections quantized, norms and convolutions not");
+        CHECK((q->head.dt == YF_QMAT) == variants[v].quantize_head, "head quantized only with quantize_head");
+        free(lq), free(lr);
+        yf_model_free(q);
+        yf_model_free(ref);
+    }
+    yt_batch_free(&bt);
+}
+
+/* prefill of 5 positions for 2 sequences, then single-token steps: the
+ * decode products read W in registers (1 and 2 rows) */
+TEST(quant_model_cached_decode_matches_dequantized) {
+    const int64_t B = 2, P = 5, S = 4;
+    for (int v = 0; v < NVAR; v++) {
+        yf_model *m[2];
+        load_pair(&variants[v], &m[0], &m[1]);
+        if (!m[0] || !m[1]) continue;
+        int64_t V = m[0]->V;
+        float *lg[2] = {malloc((size_t)(B * P * V) * sizeof(float)), malloc((size_t)(B * P * V) * sizeof(float))};
+        double worst = 0;
+        for (int b1 = 0; b1 < 2; b1++) { /* batch of 2, then one sequence */
+            int64_t nb = b1 ? 1 : B;
+            yf_layer_state *st[2];
+            int64_t doc[2][2] = {{0, 0}, {0, 0}}, ids[2 * 5];
+            for (int64_t i = 0; i < nb * P; i++) ids[i] = 5 + (i * 37) % 300;
+            for (int k = 0; k < 2; k++) {
+                st[k] = yf_layer_states_alloc(m[k], nb, P + S);
+                CHECK_OK(yf_model_forward_chunk(m[k], NULL, st[k], 0, doc[k], ids, nb, P, lg[k]));
+            }
+            worst = fmax(worst, yt_max_abs_diff(lg[0], lg[1], (size_t)(nb * P * V)));
+            for (int64_t s = 0; s < S; s++) {
+                int64_t step[2] = {7 + s, 100 + s};
+                for (int k = 0; k < 2; k++) CHECK_OK(yf_model_forward_chunk(m[k], NULL, st[k], P + s, doc[k], step, nb, 1, lg[k]));
+                worst = fmax(worst, yt_max_abs_diff(lg[0], lg[1], (size_t)(nb * V)));
+            }
+            for (int k = 0; k < 2; k++) yf_layer_states_free(st[k], m[k]);
+        }
+        char what[256], vb[96];
+        snprintf(what, sizeof what, "%s: cached decode, max |logits - dequantized fp32 model's|",
+                 vname(&variants[v], vb, sizeof vb));
+        CHECK_NEAR(what, worst, 1e-4);
+        free(lg[0]), free(lg[1]);
+        yf_model_free(m[0]);
+        yf_model_free(m[1]);
+    }
+}
+
+/* adapter gradients over the quantized base equal those over the dequantized
+ * fp32 base (the golden LoRA and DoRA adapters, with and without
+ * checkpointing) */
+static void grads_vs_dequantized(const char *kind) {
+    yt_batch bt;
+    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
+    char ad[700];
+    snprintf(ad, sizeof ad, "%s/%s", golden(), kind);
+    for (int v = 0; v < NVAR; v++)
+        for (int ckpt = 0; ckpt < 2; ckpt++) {
+            yf_model *m[2];
+            load_pair(&variants[v], &m[0], &m[1]);
+            if (!m[0] || !m[1]) continue;
+            yf_lora lo[2];
+            double ls[2];
+            for (int k = 0; k < 2; k++) {
+                CHECK_OK(yf_lora_load(ad, &m[k]->cfg, &lo[k]));
+                yf_lora_alloc_grads(&lo[k]);
+                yf_backward_opts bo = {.loss_scale = 0.1f, .gradient_checkpointing = ckpt};
+                int64_t nt;
+                CHECK_OK(yf_model_forward_backward(m[k], &lo[k], bt.ids, bt.labels, bt.B, bt.T, &bo, &ls[k], &nt));
+            }
+            yf_param_list p0, p1;
+            yf_lora_params(&lo[0], &p0);
+            yf_lora_params(&lo[1], &p1);
+            double worst = 0;
+            for (int i = 0; i < p0.n && i < p1.n; i++) {
+                double mag = yt_max_abs(p1.p[i].g, (size_t)p1.p[i].numel);
+                double e = yt_max_abs_diff(p0.p[i].g, p1.p[i].g, (size_t)p0.p[i].numel) / (mag > 0 ? mag : 1);
+                worst = fmax(worst, e);
+            }
+            char what[256], vb[96];
+            snprintf(what, sizeof what, "%s %s ckpt=%d: worst per-tensor max|dg| / max|g| vs the dequantized base", kind,
+                     vname(&variants[v], vb, sizeof vb), ckpt);
+            CHECK_NEAR(what, worst, 1e-4);
+            CHECK(fabs(ls[0] - ls[1]) <= 1e-5 * fabs(ls[1]), "loss %.9g vs %.9g", ls[0], ls[1]);
+            free(p0.p), free(p1.p);
+            for (int k = 0; k < 2; k++) {
+                yf_lora_free(&lo[k]);
+                yf_model_free(m[k]);
+            }
+        }
+    yt_batch_free(&bt);
+}
+
+TEST(quant_model_lora_grads_match_dequantized) { grads_vs_dequantized("lora"); }
+TEST(quant_model_dora_grads_match_dequantized) { grads_vs_dequantized("dora"); }
+
+/* a fresh DoRA adapter over a quantized base starts as the identity: its
+ * magnitudes are the dequantized rows' norms */
+TEST(quant_model_dora_init_uses_dequantized_rows) {
+    yf_model_opts o = variants[1];
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(golden(), &o, &m));
+    if (!m) return;
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .use_dora = true, .targets = (1u << YF_NPROJ) - 1};
+    yf_rng rng;
+    yf_rng_seed(&rng, 3);
+    CHECK_OK(yf_lora_create(&lo, &m->cfg, &lc));
+    CHECK_OK(yf_lora_init(&lo, &m->cfg, yf_model_tensors(m), &rng));
+    int64_t ids[8] = {5, 9, 3, 40, 41, 7, 200, 11}, V = m->V;
+    float *a = malloc((size_t)(8 * V) * sizeof(float)), *b = malloc((size_t)(8 * V) * sizeof(float));
+    double s;
+    int64_t nt;
+    CHECK_OK(yf_model_forward(m, NULL, ids, NULL, 1, 8, a, &s, &nt));
+    CHECK_OK(yf_model_forward(m, &lo, ids, NULL, 1, 8, b, &s, &nt));
+    CHECK_NEAR("max |logits with a fresh DoRA adapter - without|", yt_max_abs_diff(a, b, (size_t)(8 * V)), 1e-5);
+    free(a), free(b);
+    yf_lora_free(&lo);
+    yf_model_free(m);
+}
+
+TEST(quant_model_group_fallback_and_bad_opts) {
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(golden(), &variants[4], &m));
+    if (m) {
+        const yf_qmat *down = m->layers[0].proj[YF_DOWN].data, *up = m->layers[0].proj[YF_UP].data;
+        CHECK(m->quant_fallbacks == 2 && down->group == 32 && up->group == 64 && down->with_min,
+              "fallbacks %d, down_proj groups of %lld, up_proj %lld", m->quant_fallbacks, (long long)down->group,
+              (long long)up->group);
+        yf_model_free(m);
+    }
+    yf_model_opts bad = {.full_finetune = true, .quant = {YF_QT_Q4, 32, false}};
+    CHECK(yf_model_load(golden(), &bad, &m) == -1 && strstr(yf_last_error(), "full-finetune"), "%s", yf_last_error());
+}
+
+/* yf_model_save writes the dequantized weights */
+TEST(quant_model_save_writes_dequantized) {
+    yf_model *q, *ref;
+    load_pair(&variants[2], &q, &ref);
+    if (!q || !ref) return;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/saved", yt_tmpdir());
+    CHECK_OK(yf_model_save(q, dir, YF_F32));
+    yf_model *back = NULL;
+    CHECK_OK(yf_model_load(dir, NULL, &back));
+    if (back) {
+        const yf_mw *a = &back->layers[1].proj[YF_GATE], *b = &ref->layers[1].proj[YF_GATE];
+        CHECK(memcmp(a->data, b->data, (size_t)a->numel * 4) == 0, "saved gate_proj differs from the dequantized");
+        CHECK(memcmp(back->embed.data, ref->embed.data, (size_t)ref->embed.numel * 4) == 0, "embedding differs");
+        yf_model_free(back);
+    }
+    yf_model_free(q);
+    yf_model_free(ref);
+}
+
+static double score_loss(const char *args) {
+    char out[8192];
+    int st = yt_sh(out, sizeof out, "%s score --batch %s/forward.safetensors %s", yt_cli(), golden(), args);
+    CHECK(st == 0, "score %s: exit %d\n%s", args, st, out);
+    const char *l = strstr(out, "loss ");
+    return st == 0 && l ? atof(l + 5) : NAN;
+}
+
+/* QLoRA end to end: train an adapter over the q4 base; merging it into the
+ * dequantized weights gives the model the adapter was trained with */
+TEST(quant_cli_train_merge_score) {
+    const char *t = yt_tmpdir();
+    char out[16384];
+    int st = yt_sh(out, sizeof out,
+                   "%s train --model %s --data %s/forward.safetensors --quantize q4 --output-dir %s/qlora "
+                   "--per-device-train-batch-size 2 --max-steps 2 --learning-rate 1e-2 --lora-r 4 --lora-alpha 8 "
+                   "--lora-dropout 0.1 --save-strategy no --logging-steps 1",
+                   yt_cli(), golden(), golden(), t);
+    CHECK(st == 0, "train --quantize q4: exit %d\n%s", st, out);
+    st = yt_sh(out, sizeof out, "%s merge --model %s --adapter %s/qlora --quantize q4 --out %s/merged", yt_cli(),
+               golden(), t, t);
+    CHECK(st == 0 && strstr(out, "dequantized"), "merge --quantize q4: exit %d\n%s", st, out);
+    char a[800], b[800];
+    snprintf(a, sizeof a, "--model %s --quantize q4 --adapter %s/qlora", golden(), t);
+    snprintf(b, sizeof b, "--model %s/merged", t);
+    double la = score_loss(a), lb = score_loss(b);
+    CHECK(fabs(la - lb) <= 1e-5, "loss over the q4 base + adapter %.6f, merged %.6f", la, lb);
+    snprintf(b, sizeof b, "--model %s --adapter %s/qlora", golden(), t);
+    CHECK(fabs(la - score_loss(b)) > 1e-5, "the unquantized base gave the same loss: nothing was quantized");
+}
+
+TEST(quant_cli_bad_flags) {
+    char out[4096];
+    int st = yt_sh(out, sizeof out, "%s generate --model %s --prompt-ids 1,2 --quantize int4", yt_cli(), golden());
+    CHECK(st == 2 && strstr(out, "int8 or q4"), "exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "%s generate --model %s --prompt-ids 1,2 --quantize-head", yt_cli(), golden());
+    CHECK(st == 2 && strstr(out, "needs --quantize"), "exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "%s train --model %s --data x --output-dir %s/o --full-finetune --quantize q4",
+               yt_cli(), golden(), yt_tmpdir());
+    CHECK(st == 2 && strstr(out, "full-finetune"), "exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "%s generate --model %s --prompt-ids 5,6,7 --max-new-tokens 4 --json --quantize q4 "
+               "--quantize-head", yt_cli(), golden());
+    CHECK(st == 0 && out[0] == '[', "generate --quantize q4 --quantize-head: exit %d: %s", st, out);
+}
