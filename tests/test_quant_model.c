@@ -226,7 +226,7 @@ TEST(quant_model_save_writes_dequantized) {
 
 static double score_loss(const char *args) {
     char out[8192];
-    int st = yt_sh(out, sizeof out, "%s score --batch %s/forward.safetensors %s", yt_cli(), golden(), args);
+    int st = yt_sh(out, sizeof out, "%s score --input %s/forward.safetensors %s", yt_cli(), golden(), args);
     CHECK(st == 0, "score %s: exit %d\n%s", args, st, out);
     const char *l = strstr(out, "loss ");
     return st == 0 && l ? atof(l + 5) : NAN;
@@ -243,7 +243,7 @@ TEST(quant_cli_train_merge_score) {
                    "--lora-dropout 0.1 --save-strategy no --logging-steps 1",
                    yt_cli(), golden(), golden(), t);
     CHECK(st == 0, "train --quantize q4: exit %d\n%s", st, out);
-    st = yt_sh(out, sizeof out, "%s merge --model %s --adapter %s/qlora --quantize q4 --out %s/merged", yt_cli(),
+    st = yt_sh(out, sizeof out, "%s merge --model %s --adapter %s/qlora --quantize q4 --output-dir %s/merged", yt_cli(),
                golden(), t, t);
     CHECK(st == 0 && strstr(out, "dequantized"), "merge --quantize q4: exit %d\n%s", st, out);
     char a[800], b[800];

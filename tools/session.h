@@ -3,6 +3,7 @@
 #ifndef YF_SESSION_H
 #define YF_SESSION_H
 
+#include "cli.h"
 #include "model/generate.h"
 #include "lora/lora.h"
 #include "model/model.h"
@@ -18,7 +19,8 @@ typedef struct yc_session {
 } yc_session;
 
 /* tokenizer: a path, or NULL for DIR/tokenizer.model (need_tok: fail if
- * absent); mo: how to load the model (NULL: as it is). */
+ * absent); mo: how to load the model (NULL: as it is). Applies the thread
+ * rule (yf_par_adapt_to_load) before loading. */
 int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
                     bool need_tok, const yf_model_opts *mo);
 
@@ -30,10 +32,10 @@ typedef struct yc_quant {
     const char *type;
     bool head;
 } yc_quant;
-#define YC_QUANT_OPTS(q)                                                                                          \
-    {"quantize", YC_STR, &(q)->type, "int8 or q4: quantize the frozen projection weights at load "                 \
-                                     "(docs/quantization.md; default: none)"},                                     \
-    {"quantize-head", YC_FLAG, &(q)->head, "with --quantize: the LM head (the tied embedding) too"}
+#define YC_QUANT_OPTS(q, when)                                                                                  \
+    YC_OPT("quantize", YC_STR, &(q)->type, when "quantize the frozen projection weights at load: int8 or q4 "        \
+           "(docs/quantization.md)", .meta = "TYPE", .def = "none"),                                                  \
+    YC_OPT("quantize-head", YC_FLAG, &(q)->head, when "with --quantize: the LM head (the tied embedding) too")
 int yc_quant_opts(const char *cmd, const yc_quant *q, yf_model_opts *mo);
 void yc_session_close(yc_session *s);
 

@@ -1,8 +1,8 @@
 /* matmul: the dispatching matrix products. Each public product becomes one
  * strided general product (yf_gemm, see matmul_impl.h); yf_gemm_run picks the path
  * (AMX, AVX-512, AVX2, scalar; few-row products go to the unpacked "gemv"
- * kernels), splits C between the OpenMP threads and calls the path on each
- * piece. Paths are detected at run time (cpu.c) and capped by YF_KERNELS. */
+ * kernels), splits C between the threads of the pool (base/pool.h) and
+ * calls the path on each piece. Paths are detected at run time (cpu.c) and capped by YF_KERNELS. */
 #include "kernels/cpu/matmul_impl.h"
 
 #include "kernels/cpu/cpu.h"
