@@ -7,7 +7,8 @@
 # (bench/run.sh, unless BENCH_SKIP_24 or BENCH_QUICK); alone: sh bench/quant.sh [MODEL_DIR].
 # Writes bench/.work/log/quant.md (and prints it). Heavy (4.2 GB model, ~15 min): run it under
 # flock /work/heavy.lock on a shared machine.
-# Knobs: QUANT_ROUNDS (decode rounds, default 3), QUANT_SKIP_TRAIN=1, QUANT_SKIP_QUALITY=1.
+# Knobs: QUANT_ROUNDS (decode rounds, default 3), QUANT_SKIP_TRAIN=1, QUANT_SKIP_QUALITY=1,
+# QUANT_SKIP_KERNELS=1, QUANT_IDS (the prompt's ids; default: 64 of bench/torch_ref.py's).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 W=bench/.work
@@ -30,8 +31,9 @@ if [ ! -f "$M/config.json" ]; then
   # the stamp bench/run.sh's yf_init checks, so that make bench reuses the folder
   echo "$("$YF" --version 2>/dev/null) $(cksum < bench/configs/yuan2b.json) bf16" > "$M/.bench-stamp"
 fi
-[ -f "$DATA" ] || "$PY" bench/torch_ref.py --config yuan2b --batch 6 --seq 384 --write-data "$DATA"
-ids=$("$PY" bench/torch_ref.py --config yuan2b --seq 64 --print-ids)
+[ "${QUANT_SKIP_TRAIN:-0}" = 1 ] || [ -f "$DATA" ] ||
+  "$PY" bench/torch_ref.py --config yuan2b --batch 6 --seq 384 --write-data "$DATA"
+ids=${QUANT_IDS:-$("$PY" bench/torch_ref.py --config yuan2b --seq 64 --print-ids)}
 
 say "read bandwidth"
 bw=$(build/bench-membw 1024 2>/dev/null | sed -n 's/.*"read_gb_s": \([0-9.]*\).*/\1/p')
@@ -66,12 +68,16 @@ if [ "${QUANT_SKIP_TRAIN:-0}" != 1 ]; then
       --lora-r 8 --lora-alpha 32 --lora-dropout 0.1 --bf16 --gradient-checkpointing $(flags "$v")
   done
 fi
+rm -f "$L/quant-quality.out" "$L"/quant-train-*
 if [ "${QUANT_SKIP_QUALITY:-0}" != 1 ]; then
   say "quality (build/bench-quant-quality)"
   build/bench-quant-quality > "$L/quant-quality.out" 2> "$L/quant-quality.err"
 fi
-say "kernels (build/bench-quant)"
-build/bench-quant --reps 5 > "$L/quant-kernels.out" 2>&1
+rm -f "$L/quant-kernels.out"
+if [ "${QUANT_SKIP_KERNELS:-0}" != 1 ]; then
+  say "kernels (build/bench-quant)"
+  build/bench-quant --reps 5 > "$L/quant-kernels.out" 2>&1
+fi
 
 "$PY" - "$L" "${bw:-0}" "$ROUNDS" "$variants" > "$L/quant.md" <<'PY'
 import json, re, statistics, sys
@@ -107,7 +113,7 @@ for v in variants:
     rel = f"{tps / base:.2f}×" if base else "n/a"
     pct = f"{100 * tps / bound:.0f}%" if bound else "n/a"
     rss = max((g["rss"] or 0) for g in ok)
-    print(f"| {v} | {load:.2f} | {mb:,.0f} | {tps:.2f} | {rel} | {bound:.2f} | {pct} | {rss:,.0f} | "
+    print(f"| {v} | {load:.2f} | {mb:,.1f} | {tps:.2f} | {rel} | {bound:.2f} | {pct} | {rss:,.0f} | "
           + ", ".join(f"{g['tps']:.2f}" for g in ok) + " |")
 tr = []
 for v in ("bf16", "q4", "q4-head"):

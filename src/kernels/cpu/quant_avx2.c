@@ -43,18 +43,24 @@ AVX2_TARGET INLINE void i8_block(const yf_qmat *qm, float *y, int64_t ldy, const
     const int8_t *qr[4];
     for (int r = 0; r < R; r++) qr[r] = (const int8_t *)qm->q + (n + (r < nrows ? r : 0)) * K;
     __m256 a[4][4];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) a[r][m] = _mm256_setzero_ps();
     for (int64_t k = 0; k < K; k += 8) {
         __m256 xv[4];
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) xv[m] = f_load8(x + m * K + k, K - k);
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             __m256 w = i8_load8(qr[r] + k, K - k);
+            #pragma GCC unroll 8
             for (int m = 0; m < M; m++) a[r][m] = _mm256_fmadd_ps(xv[m], w, a[r][m]);
         }
     }
     const float *sc = (const float *)qm->scale + n;
     for (int r = 0; r < R && r < nrows; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) {
             float s = sc[r] * hsum8(a[r][m]), *d = y + m * ldy + r;
             *d = accumulate ? *d + s : s;
@@ -78,9 +84,12 @@ AVX2_TARGET INLINE void q4_block(const yf_qmat *qm, float *y, int64_t ldy, const
     int64_t rows[4];
     for (int r = 0; r < R; r++) rows[r] = n + (r < nrows ? r : 0);
     __m256 a[4][4][2];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) a[r][m][0] = a[r][m][1] = _mm256_setzero_ps();
     for (int64_t g = 0; g < ng; g++)
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             float sf, mf;
             yf_q4_group(qm, rows[r], g, &sf, &mf);
@@ -91,6 +100,7 @@ AVX2_TARGET INLINE void q4_block(const yf_qmat *qm, float *y, int64_t ldy, const
                 nibbles8(qg + h, &lo, &hi);
                 __m256 wl = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), s, mm);
                 __m256 wh = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), s, mm);
+                #pragma GCC unroll 8
                 for (int m = 0; m < M; m++) {
                     const float *xg = x + m * K + g * G + h;
                     a[r][m][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xg), wl, a[r][m][0]);
@@ -99,6 +109,7 @@ AVX2_TARGET INLINE void q4_block(const yf_qmat *qm, float *y, int64_t ldy, const
             }
         }
     for (int r = 0; r < R && r < nrows; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) {
             float s = hsum8(_mm256_add_ps(a[r][m][0], a[r][m][1])), *d = y + m * ldy + r;
             *d = accumulate ? *d + s : s;

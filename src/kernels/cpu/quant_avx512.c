@@ -29,30 +29,40 @@ AVX512_TARGET INLINE void i8_block(const yf_qmat *qm, float *y, int64_t ldy, con
     const int8_t *qr[8];
     for (int r = 0; r < R; r++) qr[r] = (const int8_t *)qm->q + (n + (r < nrows ? r : 0)) * K;
     __m512 a[8][4];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) a[r][m] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
         if (k % 64 == 0)
+            #pragma GCC unroll 8
             for (int r = 0; r < R; r++) _mm_prefetch((const char *)qr[r] + k + 256, _MM_HINT_T0);
         __m512 xv[4];
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) xv[m] = _mm512_loadu_ps(x + m * K + k);
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qr[r] + k))));
+            #pragma GCC unroll 8
             for (int m = 0; m < M; m++) a[r][m] = _mm512_fmadd_ps(xv[m], w, a[r][m]);
         }
     }
     if (k < K) {
         __mmask16 t = mask16(K - k);
         __m512 xv[4];
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) xv[m] = _mm512_maskz_loadu_ps(t, x + m * K + k);
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(t, qr[r] + k)));
+            #pragma GCC unroll 8
             for (int m = 0; m < M; m++) a[r][m] = _mm512_fmadd_ps(xv[m], w, a[r][m]);
         }
     }
     const float *sc = (const float *)qm->scale + n;
     for (int r = 0; r < R && r < nrows; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) {
             float s = sc[r] * _mm512_reduce_add_ps(a[r][m]), *d = y + m * ldy + r;
             *d = accumulate ? *d + s : s;
@@ -67,6 +77,7 @@ AVX512_TARGET INLINE void q4_block(const yf_qmat *qm, float *y, int64_t ldy, con
     int64_t K = qm->K, G = 32 * H, half = 16 * H, ng = K / G;
     const uint8_t *qr[4];
     const uint16_t *sr[4], *mr[4];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         int64_t row = n + (r < nrows ? r : 0);
         qr[r] = (const uint8_t *)qm->q + row * (K / 2);
@@ -76,34 +87,50 @@ AVX512_TARGET INLINE void q4_block(const yf_qmat *qm, float *y, int64_t ldy, con
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 iota8 = _mm512_sub_ps(iota, _mm512_set1_ps(8));
     __m512 a[4][4][2];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) a[r][m][0] = a[r][m][1] = _mm512_setzero_ps();
     float sf[4][16] __attribute__((aligned(64))), mf[4][16] __attribute__((aligned(64)));
     for (int64_t g0 = 0; g0 < ng; g0 += 16) {
         int64_t gc = ng - g0 < 16 ? ng - g0 : 16;
         __mmask16 t = mask16(gc);
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             _mm512_store_ps(sf[r], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(t, sr[r] + g0)));
             if (mr[r]) _mm512_store_ps(mf[r], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(t, mr[r] + g0)));
-            _mm_prefetch((const char *)qr[r] + (g0 + 16) * half, _MM_HINT_T0);
+            for (int64_t l = 0; l < 16 * half; l += 64) /* the next 16 groups' bytes */
+                _mm_prefetch((const char *)qr[r] + (g0 + 16) * half + l, _MM_HINT_T0);
         }
         for (int64_t j = 0; j < gc; j++) {
             const float *xg = x + (g0 + j) * G;
+            __m512 xl[4][2], xh[4][2]; /* the group's x, once for every row of W */
+            #pragma GCC unroll 8
+            for (int m = 0; m < M; m++)
+                #pragma GCC unroll 8
+                for (int h = 0; h < H; h++) {
+                    xl[m][h] = _mm512_loadu_ps(xg + m * K + 16 * h);
+                    xh[m][h] = _mm512_loadu_ps(xg + m * K + half + 16 * h);
+                }
+            #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 __m512 T = mr[r] ? _mm512_fmadd_ps(iota, _mm512_set1_ps(sf[r][j]), _mm512_set1_ps(mf[r][j]))
                                  : _mm512_mul_ps(iota8, _mm512_set1_ps(sf[r][j]));
+                #pragma GCC unroll 8
                 for (int h = 0; h < H; h++) {
                     __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qr[r] + (g0 + j) * half + 16 * h)));
                     __m512 lo = _mm512_permutexvar_ps(v, T), hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), T);
+                    #pragma GCC unroll 8
                     for (int m = 0; m < M; m++) {
-                        a[r][m][0] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + m * K + 16 * h), lo, a[r][m][0]);
-                        a[r][m][1] = _mm512_fmadd_ps(_mm512_loadu_ps(xg + m * K + half + 16 * h), hi, a[r][m][1]);
+                        a[r][m][0] = _mm512_fmadd_ps(xl[m][h], lo, a[r][m][0]);
+                        a[r][m][1] = _mm512_fmadd_ps(xh[m][h], hi, a[r][m][1]);
                     }
                 }
             }
         }
     }
     for (int r = 0; r < R && r < nrows; r++)
+        #pragma GCC unroll 8
         for (int m = 0; m < M; m++) {
             float s = _mm512_reduce_add_ps(_mm512_add_ps(a[r][m][0], a[r][m][1])), *d = y + m * ldy + r;
             *d = accumulate ? *d + s : s;
