@@ -3,14 +3,14 @@
  *   decode: one row of x against 4 layers of Yuan2-2B-width weights (q k v o
  *           2048 x 2048, gate up 8192 x 2048, down 2048 x 8192: 537 MB in
  *           bf16, far beyond the caches), all threads: ms a pass, the weight
- *           bytes read per second, and the same over the read bandwidth
- *           measured here (a sum over a 1 GiB buffer);
+ *           bytes read per second, and with --bw GB/S (build/bench-membw's
+ *           read bandwidth) that over it;
  *   core:   the same kernels on one thread over a 2048 x 2048 weight that
  *           stays in L2/L3: what one core can do when memory is not the limit;
  *   rows:   x·W^T and dy·W of 384 and 2304 rows (prefill, a training step)
  *           through a 8192 x 2048 weight: ms and GFLOP/s.
- * Medians of --reps repetitions (default 7).
- * usage: build/bench-quant [--reps N] [--no-rows] */
+ * The fastest of --reps repetitions (default 7).
+ * usage: build/bench-quant [--reps N] [--no-rows] [--bw GB/S] */
 #include "base/pool.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/quant.h"
@@ -22,14 +22,10 @@
 
 enum { D = 2048, F = 8192, LAYERS = 4, NPROJ = 7, MAXREPS = 51 };
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
+static double fastest(const double *v, int n) {
+    double b = v[0];
+    for (int i = 1; i < n; i++) b = v[i] < b ? v[i] : b;
+    return b;
 }
 
 static float *filled(int64_t n, float scale) {
@@ -62,34 +58,18 @@ static void product(const weight *w, int kind, float *y, const float *x, int64_t
     else yf_matmul_xwt(y, x, kind == 1 ? (const void *)&w->q8 : (const void *)&w->q4, YF_QMAT, M, w->N, w->K, false);
 }
 
-static double read_bandwidth(void) {
-    size_t n = (size_t)1 << 28; /* floats: 1 GiB */
-    float *a = yf_malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023);
-    double best = 0, sink = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = yf_time();
-        float s = 0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-        for (size_t i = 0; i < n; i++) s += a[i];
-        double t = yf_time() - t0;
-        sink += s;
-        if (n * 4 / t > best) best = n * 4 / t;
-    }
-    free(a);
-    return sink == -1 ? 0 : best / 1e9;
-}
-
 static const char *kind_name[3] = {"bf16", "int8", "q4"};
 
 int main(int argc, char **argv) {
     int reps = 7;
     bool rows = true;
+    double bw = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-rows")) rows = false;
+        else if (!strcmp(argv[i], "--bw") && i + 1 < argc) bw = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--no-rows]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--reps N] [--no-rows] [--bw GB/S]\n", argv[0]);
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
     }
@@ -109,9 +89,8 @@ int main(int argc, char **argv) {
         }
         free(f);
     }
-    double bw = read_bandwidth();
-    printf("threads %d, path %s; read bandwidth (1 GiB sum, all threads) %.2f GB/s\n", yf_par_threads(),
-           yf_kpath_name(yf_kernels_path()), bw);
+    printf("threads %d, path %s; read bandwidth (--bw) %.2f GB/s\n", yf_par_threads(), yf_kpath_name(yf_kernels_path()),
+           bw);
     float *x = filled(4 * F, 1.0f), *y = yf_malloc((size_t)2304 * F * sizeof(float));
     printf("decode: 1 row x %d layers' 7 weights (Yuan2-2B width)\n", LAYERS);
     printf("%-5s %10s %9s %9s %11s\n", "dtype", "MB", "ms/pass", "GB/s", "of read bw");
@@ -124,10 +103,10 @@ int main(int argc, char **argv) {
             for (int i = 0; i < LAYERS * NPROJ; i++) product(&ws[i], kind, y, x, 1);
             if (r >= 0) t[r] = yf_time() - t0;
         }
-        double ms = median(t, reps) * 1e3;
+        double ms = fastest(t, reps) * 1e3;
         if (kind == 0) base_ms = ms;
         printf("%-5s %10.1f %9.2f %9.2f %10.0f%%  (%.2fx bf16's speed)\n", kind_name[kind], bytes / 1e6, ms,
-               bytes / ms / 1e6, 100 * bytes / ms / 1e6 / bw, base_ms / ms);
+               bytes / ms / 1e6, bw > 0 ? 100 * bytes / ms / 1e6 / bw : 0.0, base_ms / ms);
     }
     printf("core: 1 row x one 2048 x 2048 weight, one thread, in cache\n");
     yf_kpath path = yf_kernels_path();
@@ -141,7 +120,7 @@ int main(int argc, char **argv) {
             for (int k = 0; k < 20; k++) product(w, kind, y, x, 1);
             if (r >= 0) t[r] = (yf_time() - t0) / 20;
         }
-        double ms = median(t, reps) * 1e3;
+        double ms = fastest(t, reps) * 1e3;
         printf("%-5s %9.3f ms  %7.2f GB/s of weights on %s\n", kind_name[kind], ms, (double)wbytes(w, kind) / ms / 1e6,
                yf_kpath_name(path));
     }
@@ -165,7 +144,7 @@ int main(int argc, char **argv) {
                         else yf_matmul_xw(y, xx, wp, wt, M, w->N, w->K, false);
                         if (r >= 0) t[r] = yf_time() - t0;
                     }
-                    double ms = median(t, nr) * 1e3;
+                    double ms = fastest(t, nr) * 1e3;
                     printf("%-5s %-6s M=%-5lld %9.2f ms %8.1f GFLOP/s\n", kind_name[kind], op ? "dy.W" : "x.W^T",
                            (long long)M, ms, 2.0 * M * w->N * w->K / ms / 1e6);
                 }

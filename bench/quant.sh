@@ -76,7 +76,7 @@ fi
 rm -f "$L/quant-kernels.out"
 if [ "${QUANT_SKIP_KERNELS:-0}" != 1 ]; then
   say "kernels (build/bench-quant)"
-  build/bench-quant --reps 5 > "$L/quant-kernels.out" 2>&1
+  build/bench-quant --reps 5 --bw "${bw:-0}" > "$L/quant-kernels.out" 2>&1
 fi
 
 "$PY" - "$L" "${bw:-0}" "$ROUNDS" "$variants" > "$L/quant.md" <<'PY'
