@@ -216,6 +216,11 @@ TEST(quant_bad_input) {
     w[100] = NAN;
     CHECK(yf_qmat_quantize(&qm, w, YF_F32, 2, 96, &specs[0], "w") == -1 && strstr(yf_last_error(), "row 1"), "%s",
           yf_last_error());
+    for (int p = YF_KPATH_AVX2; p <= YF_KPATH_AVX512; p++) { /* q4's generic and AVX-512 quantizers */
+        if (!yf_kernels_path_supported(p) || yf_kernels_set_path(p)) continue;
+        CHECK(yf_qmat_quantize(&qm, w, YF_F32, 2, 96, &specs[1], "w") == -1 && strstr(yf_last_error(), "not finite"),
+              "%s: %s", yf_kpath_name(p), yf_last_error());
+    }
     w[100] = 1e6f;
     CHECK(yf_qmat_quantize(&qm, w, YF_F32, 2, 96, &specs[1], "w") == -1 && strstr(yf_last_error(), "int8"), "%s",
           yf_last_error());

@@ -271,3 +271,124 @@ TEST(quant_cli_bad_flags) {
                "--json --quantize q4 --quantize-head", yt_cli(), golden());
     CHECK(st == 0 && strstr(out, "\n[") && strstr(out, "MB of them quantized"), "generate --quantize q4 --quantize-head: exit %d: %s", st, out);
 }
+
+/* ---- weights stored quantized (yuanft quantize) ---- */
+
+static void stored_dir(const yf_model_opts *o, const char *dir) {
+    yf_model *m = NULL;
+    CHECK_OK(yf_model_load(golden(), o, &m));
+    if (m) CHECK_OK(yf_model_save_quantized(m, dir, golden()));
+    yf_model_free(m);
+}
+
+/* loading the stored weights gives the model quantized at load, bit for bit */
+TEST(quant_stored_round_trip) {
+    yt_batch bt;
+    CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
+    for (int v = 0; v < NVAR; v++) {
+        char dir[700], vb[96];
+        snprintf(dir, sizeof dir, "%s/stored-%d", yt_tmpdir(), v);
+        stored_dir(&variants[v], dir);
+        yf_model *a = NULL, *b = NULL;
+        CHECK_OK(yf_model_load(golden(), &variants[v], &a));
+        CHECK_OK(yf_model_load(dir, NULL, &b));
+        if (!a || !b) continue;
+        size_t n = (size_t)(bt.B * bt.T * a->V);
+        float *la = malloc(n * sizeof(float)), *lb = malloc(n * sizeof(float));
+        double s;
+        int64_t nt;
+        CHECK_OK(yf_model_forward(a, NULL, bt.ids, NULL, bt.B, bt.T, la, &s, &nt));
+        CHECK_OK(yf_model_forward(b, NULL, bt.ids, NULL, bt.B, bt.T, lb, &s, &nt));
+        CHECK(memcmp(la, lb, n * sizeof(float)) == 0 && a->quant_bytes == b->quant_bytes,
+              "%s: stored and reloaded, the logits differ (max %g)", vname(&variants[v], vb, sizeof vb),
+              yt_max_abs_diff(la, lb, n));
+        /* what a DoRA initialisation reads, and what saving writes: the dequantized weights, F32 as the source */
+        const yf_tensor *t = yf_table_find(yf_model_tensors(b), "model.layers.1.mlp.up_proj.weight");
+        CHECK(t && t->dtype == YF_QMAT, "the table shows the stored weight under its name");
+        CHECK(b->layers[0].proj[YF_V].src_dt == YF_F32, "source dtype %s", yf_dtype_name(b->layers[0].proj[YF_V].src_dt));
+        free(la), free(lb);
+        yf_model_free(a);
+        yf_model_free(b);
+    }
+    yt_batch_free(&bt);
+}
+
+/* rewrites dir's model.safetensors with tensor `name` replaced by `repl`
+ * (NULL: dropped) and the metadata meta */
+static void damage(const char *dir, const char *name, const yf_tensor *repl, const char *const *meta) {
+    yf_config cfg;
+    yf_table tab;
+    yf_table_init(&tab);
+    CHECK_OK(yf_checkpoint_open(dir, &cfg, &tab));
+    yf_tensor *ts = malloc((size_t)tab.n * sizeof *ts);
+    int n = 0;
+    for (int i = 0; i < tab.n; i++) {
+        if (strcmp(tab.t[i].name, name) != 0) ts[n++] = tab.t[i];
+        else if (repl) ts[n++] = *repl;
+    }
+    char out[800];
+    snprintf(out, sizeof out, "%s-damaged", dir);
+    CHECK_OK(yf_model_dir_write_meta(out, &cfg, ts, n, NULL, NULL, NULL, meta));
+    free(ts);
+    yf_table_free(&tab);
+}
+
+TEST(quant_stored_bad_files) {
+    char dir[700], bad[800];
+    snprintf(dir, sizeof dir, "%s/stored", yt_tmpdir());
+    snprintf(bad, sizeof bad, "%s-damaged", dir);
+    stored_dir(&variants[1], dir);
+    const char *ok_meta[] = {"yuanft_quantization", "q4", "yuanft_quantization_version", "1", NULL};
+    const char *new_meta[] = {"yuanft_quantization", "q4", "yuanft_quantization_version", "7", NULL};
+    const char *qs = "model.layers.0.self_attn.o_proj.weight.qscale";
+    uint16_t scales[64 * 4];
+    for (int i = 0; i < 64 * 4; i++) scales[i] = 0x3c00;
+    yf_tensor wrong = {.name = (char *)qs, .dtype = YF_F16, .ndim = 2, .shape = {64, 3}, .data = scales,
+                       .nbytes = 64 * 3 * 2};
+    yf_tensor nan = {.name = (char *)qs, .dtype = YF_F16, .ndim = 2, .shape = {64, 2}, .data = scales, .nbytes = 64 * 2 * 2};
+    scales[77] = 0x7e00;
+    struct {
+        const char *what, *name;
+        const yf_tensor *repl;
+        const char *const *meta;
+        const char *want;
+    } cases[] = {
+        {"no metadata", "", NULL, NULL, "no yuanft_quantization_version"},
+        {"a newer layout", "", NULL, new_meta, "version 7"},
+        {"scales of the wrong shape", qs, &wrong, ok_meta, "o_proj"},
+        {"a scale that is not finite", qs, &nan, ok_meta, "not finite"},
+        {"scales missing", qs, NULL, ok_meta, "missing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        damage(dir, cases[i].name, cases[i].repl, cases[i].meta);
+        yf_model *m = NULL;
+        int rc = yf_model_load(bad, NULL, &m);
+        printf("    %s: %s\n", cases[i].what, rc ? yf_last_error() : "loaded");
+        CHECK(rc == -1 && !m && strstr(yf_last_error(), cases[i].want), "%s: rc %d, message: %s", cases[i].what, rc,
+              rc ? yf_last_error() : "");
+        yf_model_free(m);
+    }
+    /* a cut file: the safetensors reader's error */
+    char out[4096];
+    int st = yt_sh(out, sizeof out, "truncate -s 50000 %s/model.safetensors && %s generate --model %s --prompt-ids 5 "
+                   "--max-new-tokens 1", dir, yt_cli(), dir);
+    CHECK(st == 1 && strstr(out, "model.safetensors"), "a cut file: exit %d: %s", st, out);
+}
+
+TEST(quant_cli_quantize) {
+    const char *t = yt_tmpdir();
+    char out[8192];
+    int st = yt_sh(out, sizeof out, "%s quantize --model %s --output-dir %s/q8 --type int8", yt_cli(), golden(), t);
+    CHECK(st == 0 && strstr(out, "quantized"), "exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "OMP_NUM_THREADS=1 %s generate --model %s/q8 --prompt-ids 5,6,7 --max-new-tokens 4 "
+               "--json 2>&1 && echo; OMP_NUM_THREADS=1 %s generate --model %s --quantize int8 --prompt-ids 5,6,7 "
+               "--max-new-tokens 4 --json", yt_cli(), t, yt_cli(), golden());
+    char *a = strchr(out, '['), *b = a ? strchr(a + 1, '[') : NULL;
+    CHECK(st == 0 && a && b && strncmp(a, b, (size_t)(strchr(a, ']') - a)) == 0, "stored vs at load: %s", out);
+    st = yt_sh(out, sizeof out, "%s generate --model %s/q8 --quantize q4 --prompt-ids 5 --max-new-tokens 1", yt_cli(), t);
+    CHECK(st == 1 && strstr(out, "stored quantized to int8"), "exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "%s merge --model %s/q8 --adapter %s/lora --output-dir %s/m", yt_cli(), t, golden(), t);
+    CHECK(st == 1 && strstr(out, "--quantize"), "merge onto stored weights: exit %d: %s", st, out);
+    st = yt_sh(out, sizeof out, "%s quantize --model %s --output-dir %s/x --type int4", yt_cli(), golden(), t);
+    CHECK(st == 2 && strstr(out, "int8 or q4"), "exit %d: %s", st, out);
+}

@@ -44,6 +44,9 @@ int cmd_merge(int argc, char **argv) {
     yf_dtype *orig = NULL;
     int rc = yf_checkpoint_open(model, &cfg, &tab);
     if (rc == 0) rc = yf_lora_load(adapter, &cfg, &lo);
+    if (rc == 0 && yf_table_has_stored_quant(&tab))
+        rc = yf_errorf("%s holds weights stored quantized (yuanft quantize): merge onto the model it was made "
+                       "from, with --quantize TYPE", model);
     if (rc == 0 && mo.quant.type != YF_QT_NONE) {
         /* W_deq + s B A, what the adapter was trained with, in each tensor's own dtype */
         orig = yf_malloc((size_t)(tab.n + 1) * sizeof *orig);

@@ -12,6 +12,7 @@ typedef enum yf_dtype {
     YF_I64,
     YF_I32,
     YF_U8,
+    YF_I8,
     YF_DTYPE_COUNT,
     /* Not a file dtype: a matrix quantized in memory (kernels/cpu/quant.h);
      * the data pointer is then a yf_qmat's. Size 0, name "QMAT". */

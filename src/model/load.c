@@ -71,7 +71,7 @@ static int check_tensor(const yf_tensor *t, const yf_wspec *s, const yf_config *
 }
 
 /* The compute tensor a checkpoint tensor binds to. */
-static yf_mw *spec_slot(yf_model *m, const yf_wspec *s) {
+yf_mw *yf_model_slot(yf_model *m, const yf_wspec *s) {
     yf_layer_w *lw = s->layer >= 0 && s->layer < m->L ? &m->layers[s->layer] : NULL;
     switch (s->kind) {
     case YF_W_EMBED: return &m->embed;
@@ -98,7 +98,7 @@ static yf_mw *spec_slot(yf_model *m, const yf_wspec *s) {
 static void build_params(yf_model *m) {
     m->params = yf_calloc((size_t)m->nspecs, sizeof *m->params);
     for (int64_t i = 0; i < m->nspecs; i++) {
-        const yf_mw *w = spec_slot(m, &m->specs[i]);
+        const yf_mw *w = yf_model_slot(m, &m->specs[i]);
         yf_param *p = &m->params[i];
         p->name = w->name;
         p->w = (float *)w->data;
@@ -165,13 +165,15 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
         const yf_wspec *s = &m->specs[i];
         yf_tensor *t = yf_table_find(&m->tab, s->name);
         if (!t && s->kind == YF_W_EMBED && m->tied) t = yf_table_find(&m->tab, "lm_head.weight");
+        if (!t && (rc = yf_mw_bind_stored(m, yf_model_slot(m, s), s, what)) != 1) continue; /* stored quantized */
+        rc = 0;
         if (!t) {
             rc = yf_errorf("%s: tensor %s is missing (an incomplete checkpoint, or not a Yuan model for this "
                            "config.json)", what, s->name);
             break;
         }
         if ((rc = check_tensor(t, s, cfg, what)) != 0) break;
-        rc = bind(m, spec_slot(m, s), t, s, what);
+        rc = bind(m, yf_model_slot(m, s), t, s, what);
     }
     if (rc == 0 && m->tied) {
         m->head = m->embed;
@@ -201,11 +203,14 @@ int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out) {
     yf_table tab;
     yf_table_init(&tab);
     *out = NULL;
-    if (yf_checkpoint_open(dir, &cfg, &tab) != 0) {
+    yf_dtype qsrc = YF_BF16;
+    if (yf_checkpoint_open(dir, &cfg, &tab) != 0 || (yf_table_has_stored_quant(&tab) && yf_stored_quant_check(dir, &qsrc))) {
         yf_table_free(&tab);
         return -1;
     }
-    return yf_model_from_table(&cfg, &tab, opts, dir, out);
+    int rc = yf_model_from_table(&cfg, &tab, opts, dir, out);
+    if (rc == 0) yf_model_stored_src_dt(*out, qsrc);
+    return rc;
 }
 
 /* ---- pre-packed weights ----------------------------------------------------------- */
@@ -357,8 +362,10 @@ typedef struct save_src {
 /* tensor i in the dtype the file wants (a conversion where it differs) */
 static int save_tensor(void *ctx, int64_t i, void *buf, const void **data) {
     const save_src *c = ctx;
-    const yf_mw *w = c->ws[i];
-    yf_dtype to = c->ts[i].dtype;
+    return yf_mw_bytes(c->ws[i], c->ts[i].dtype, buf, data);
+}
+
+int yf_mw_bytes(const yf_mw *w, yf_dtype to, void *buf, const void **data) {
     if (to == w->dt) {
         *data = w->data;
         return 0;
@@ -390,7 +397,7 @@ int yf_model_save(const yf_model *m, const char *dir, yf_dtype dt) {
     const yf_mw **ws = yf_malloc((size_t)n * sizeof *ws);
     yf_tensor *ts = yf_calloc((size_t)n, sizeof *ts);
     for (int64_t i = 0; i < n; i++) {
-        const yf_mw *w = ws[i] = spec_slot((yf_model *)m, &m->specs[i]);
+        const yf_mw *w = ws[i] = yf_model_slot((yf_model *)m, &m->specs[i]);
         ts[i].name = (char *)w->name;
         ts[i].dtype = dt == YF_DTYPE_COUNT ? w->src_dt : dt;
         ts[i].ndim = w->ndim;

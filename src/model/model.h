@@ -31,6 +31,14 @@ const yf_config *yf_model_config(const yf_model *m);
  * quantized one as YF_QMAT): what an adapter's DoRA initialisation reads
  * (yf_lora_init). */
 const yf_table *yf_model_tensors(const yf_model *m);
+/* Writes the model as a directory whose quantized weights are stored
+ * quantized (yuanft quantize; docs/quantization.md names the tensors and the
+ * metadata), the others in their checkpoint dtype; loading it does not
+ * quantize again. tokenizer.model and the vocabulary map are copied from
+ * copy_from (NULL: none). */
+int yf_model_save_quantized(const yf_model *m, const char *dir, const char *copy_from);
+/* Whether a checkpoint's table holds weights stored quantized (NAME.qweight). */
+bool yf_table_has_stored_quant(const yf_table *tab);
 /* Bytes of the weights a decoded token reads (every layer's, the final norm,
  * the head; not an untied embedding's), quantized ones at their quantized
  * size; *quantized (may be NULL): the quantized ones' share. */

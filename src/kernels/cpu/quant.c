@@ -80,7 +80,7 @@ typedef struct quant_job {
     int64_t rows_per_piece;
     int64_t bad_row;   /* first row with a non-finite value, or -1 */
     int64_t big_row;   /* first row whose q4 scale overflows fp16, or -1 */
-    bool avx512;       /* q4 groups by yf_qrow_q4_avx512 (the same bits) */
+    bool avx512;       /* q4 rows by yf_qrow_q4_avx512 (the same bits) */
 } quant_job;
 
 static void note_row(int64_t *slot, int64_t n) {
@@ -122,6 +122,14 @@ static void quant_piece(void *ctx, int64_t piece) {
     int64_t n1 = n0 + j->rows_per_piece < qm->N ? n0 + j->rows_per_piece : qm->N;
     float *row = yf_malloc((size_t)K * sizeof(float));
     for (int64_t n = n0; n < n1; n++) {
+        if (j->avx512) { /* q4 from the source row in one pass */
+            int64_t G = qm->group, ng = K / G;
+            const char *src = (const char *)j->w + (size_t)(n * K) * (j->wt == YF_BF16 ? 2 : 4);
+            int st = yf_qrow_q4_avx512(src, j->wt, K, G, (uint8_t *)qm->q + n * (K / 2), (uint16_t *)qm->scale + n * ng,
+                                       qm->min ? qm->min + n * ng : NULL);
+            if (st) note_row(st == 1 ? &j->bad_row : &j->big_row, n);
+            continue;
+        }
         if (j->wt == YF_BF16) {
             const uint16_t *src = (const uint16_t *)j->w + n * K;
 #pragma omp simd
@@ -152,10 +160,6 @@ static void quant_piece(void *ctx, int64_t piece) {
         int64_t G = qm->group, ng = K / G;
         uint8_t *qb = (uint8_t *)qm->q + n * (K / 2);
         uint16_t *sc = (uint16_t *)qm->scale + n * ng, *mn = qm->min ? qm->min + n * ng : NULL;
-        if (j->avx512) {
-            if (!yf_qrow_q4_avx512(row, K, G, qb, sc, mn)) note_row(&j->big_row, n);
-            continue;
-        }
         for (int64_t g = 0; g < ng; g++)
             if (!quant_group_q4(row + g * G, G, qm->with_min, qb + g * (G / 2), sc + g, mn ? mn + g : &(uint16_t){0}))
                 note_row(&j->big_row, n);
@@ -184,7 +188,8 @@ int yf_qmat_quantize(yf_qmat *qm, const void *w, yf_dtype wt, int64_t N, int64_t
                     .with_min = spec->type == YF_QT_Q4 && spec->with_min};
     if (qm->with_min) qm->min = (uint16_t *)(buf + qpad + spad);
     int64_t pieces = N < 256 ? 1 : 256;
-    quant_job j = {qm, w, wt, (N + pieces - 1) / pieces, -1, -1, yf_kernels_path() >= YF_KPATH_AVX512};
+    quant_job j = {qm, w, wt, (N + pieces - 1) / pieces, -1, -1,
+                   spec->type == YF_QT_Q4 && yf_kernels_path() >= YF_KPATH_AVX512};
     yf_par_for((N + j.rows_per_piece - 1) / j.rows_per_piece, quant_piece, &j);
     int rc = 0;
     if (j.bad_row >= 0)

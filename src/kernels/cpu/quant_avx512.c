@@ -12,6 +12,8 @@
  * quant_gemv.h's; the q4 quantizer of a row is this file's own. */
 #include "kernels/cpu/quant_impl.h"
 
+#include <float.h>
+
 #if YF_CC_AVX512
 #include <immintrin.h>
 
@@ -57,19 +59,31 @@ AVX512_TARGET static inline void q_nib(const uint8_t *p, __m512 t, __m512 *lo, _
 
 /* ---- quantizing a row ----------------------------------------------------------- */
 
-AVX512_TARGET bool yf_qrow_q4_avx512(const float *row, int64_t K, int64_t G, uint8_t *qb, uint16_t *sc, uint16_t *mn) {
+/* 16 values at element i of a row, f32 or bf16, as floats */
+AVX512_TARGET static inline __m512 q_row16(const void *src, yf_dtype wt, int64_t i) {
+    if (wt == YF_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i))), 16));
+    return _mm512_loadu_ps((const float *)src + i);
+}
+
+AVX512_TARGET int yf_qrow_q4_avx512(const void *src, yf_dtype wt, int64_t K, int64_t G, uint8_t *qb, uint16_t *sc,
+                                    uint16_t *mn) {
     int64_t nv = G / 16, half = G / 2; /* 16-float vectors a group: 2 or 4 */
     uint16_t mdummy;
+    const __m512 fmax = _mm512_set1_ps(FLT_MAX);
     for (int64_t g = 0; g < K / G; g++) {
-        const float *v = row + g * G;
-        __m512 x[4], lo = _mm512_loadu_ps(v), hi = lo;
+        __m512 x[4], lo = q_row16(src, wt, g * G), hi = lo;
+        __mmask16 bad = 0;
         for (int64_t i = 0; i < nv; i++) {
-            x[i] = _mm512_loadu_ps(v + 16 * i);
+            x[i] = q_row16(src, wt, g * G + 16 * i);
+            bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(x[i]), fmax, _CMP_NLE_UQ); /* NaN or infinity */
             lo = _mm512_min_ps(lo, x[i]);
             hi = _mm512_max_ps(hi, x[i]);
         }
+        if (bad) return 1;
         float l = _mm512_reduce_min_ps(lo), h = _mm512_reduce_max_ps(hi), s, m, inv;
-        if (fabsf(l) >= YF_Q4_MAX_ABS || fabsf(h) >= YF_Q4_MAX_ABS) return false;
+        if (fabsf(l) >= YF_Q4_MAX_ABS || fabsf(h) >= YF_Q4_MAX_ABS) return 2;
         yf_q4_params(l, h, mn != NULL, sc + g, mn ? mn + g : &mdummy, &s, &m, &inv);
         __m512i q[4];
         for (int64_t i = 0; i < nv; i++) {
@@ -83,7 +97,7 @@ AVX512_TARGET bool yf_qrow_q4_avx512(const float *row, int64_t K, int64_t G, uin
             _mm_storeu_si128((__m128i *)(qb + g * half + 16 * i),
                              _mm512_cvtepi32_epi8(_mm512_or_si512(q[i], _mm512_slli_epi32(q[i + nv / 2], 4))));
     }
-    return true;
+    return 0;
 }
 
 #else
@@ -96,9 +110,9 @@ void yf_qdequant_avx512(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, i
     (void)qm, (void)n0, (void)n1, (void)k0, (void)k1, (void)out, (void)ldo;
     YF_CHECK(!"AVX-512 path not compiled in");
 }
-bool yf_qrow_q4_avx512(const float *row, int64_t K, int64_t G, uint8_t *qb, uint16_t *sc, uint16_t *mn) {
-    (void)row, (void)K, (void)G, (void)qb, (void)sc, (void)mn;
+int yf_qrow_q4_avx512(const void *src, yf_dtype wt, int64_t K, int64_t G, uint8_t *qb, uint16_t *sc, uint16_t *mn) {
+    (void)src, (void)wt, (void)K, (void)G, (void)qb, (void)sc, (void)mn;
     YF_CHECK(!"AVX-512 path not compiled in");
-    return false;
+    return -1;
 }
 #endif

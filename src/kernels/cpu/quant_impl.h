@@ -23,10 +23,11 @@ void yf_qgemv_avx2(const yf_qmat *qm, float *y, int64_t ldy, const float *x, int
 void yf_qdequant_avx512(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float *out, int64_t ldo);
 void yf_qdequant_avx2(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float *out, int64_t ldo);
 
-/* Quantizes a row of K floats (finite) into q4 groups of G: bytes qb [K/2],
- * scales sc [K/G], minimums mn [K/G] (NULL: symmetric), as quant.c's
- * generic code does, bit for bit; false when a value reaches YF_Q4_MAX_ABS. */
-bool yf_qrow_q4_avx512(const float *row, int64_t K, int64_t G, uint8_t *qb, uint16_t *sc, uint16_t *mn);
+/* Quantizes a row of K values (YF_F32 or YF_BF16 at src) into q4 groups of
+ * G: bytes qb [K/2], scales sc [K/G], minimums mn [K/G] (NULL: symmetric),
+ * as quant.c's generic code does, bit for bit. Returns 0, or 1 when a value
+ * is not finite, 2 when one reaches YF_Q4_MAX_ABS. */
+int yf_qrow_q4_avx512(const void *src, yf_dtype wt, int64_t K, int64_t G, uint8_t *qb, uint16_t *sc, uint16_t *mn);
 
 /* |values| at or above this make an fp16 scale (max / 8 or range / 15) overflow */
 #define YF_Q4_MAX_ABS 5.0e5f
