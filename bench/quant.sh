@@ -58,6 +58,12 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
+# the weights stored quantized (yuanft quantize) and loaded from there
+say "yuanft quantize (q4, head) and a load of its output"
+rm -rf "$W/m-quant-q4-head"
+run "$L/quant-store" 900 "$YF" quantize --model "$M" --output-dir "$W/m-quant-q4-head" --type q4 --quantize-head
+run "$L/quant-gen-stored" 900 "$YF" generate --model "$W/m-quant-q4-head" --prompt-ids "$ids" --max-new-tokens 32 --json
+
 if [ "${QUANT_SKIP_TRAIN:-0}" != 1 ]; then
   for v in bf16 q4 q4-head; do
     say "train step $v"
@@ -115,6 +121,11 @@ for v in variants:
     rss = max((g["rss"] or 0) for g in ok)
     print(f"| {v} | {load:.2f} | {mb:,.1f} | {tps:.2f} | {rel} | {bound:.2f} | {pct} | {rss:,.0f} | "
           + ", ".join(f"{g['tps']:.2f}" for g in ok) + " |")
+st = gen(f"{L}/quant-gen-stored")
+qs = re.search(r"loaded and quantized in ([0-9.]+) s, ([0-9.]+) s in all", read(f"{L}/quant-store.out"))
+if st and qs:
+    print(f"\nyuanft quantize (q4, head): loaded and quantized in {qs.group(1)} s, written in {qs.group(2)} s in all; "
+          f"its output loads in {st['load']:.2f} s and decodes at {st['tps']:.2f} tokens/s (one run).")
 tr = []
 for v in ("bf16", "q4", "q4-head"):
     objs = [json.loads(l) for l in read(f"{L}/quant-train-{v}.out").splitlines() if l.strip().startswith("{") and "train_tokens_per_second" in l]
