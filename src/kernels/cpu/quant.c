@@ -379,7 +379,7 @@ void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, con
         yf_qmat_xwt_ref(qm, y, ldy, x, M, n0, n1, accumulate);
         return;
     }
-    if (M > YF_QGEMV_MAX_M || p < YF_KPATH_AVX2) {
+    if (M > YF_QPASS_MAX_M || p < YF_KPATH_AVX2) {
         slab_xwt(qm, y, ldy, x, M, n0, n1, accumulate);
         return;
     }
@@ -389,12 +389,19 @@ void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, con
     int nt = bytes < (double)(1 << 20) ? 1 : yf_par_threads();
     int64_t units = (n1 - n0 + 15) / 16, pieces = units >= 8 * nt ? 2 * nt : nt;
     if (pieces > units) pieces = units;
-    gemv_job j = {qm, y, ldy, x, M, n0, n1, (units + pieces - 1) / pieces * 16, accumulate, p >= YF_KPATH_AVX512};
+    gemv_job j = {qm, y, ldy, x, 0, n0, n1, (units + pieces - 1) / pieces * 16, accumulate, p >= YF_KPATH_AVX512};
     pieces = (n1 - n0 + j.chunk - 1) / j.chunk;
-    if (pieces <= 1)
-        gemv_piece(&j, 0);
-    else
-        yf_par_for(pieces, gemv_piece, &j);
+    /* up to YF_QPASS_MAX_M rows (batched decoding) in passes of up to 4 over W,
+     * which stays in the caches between passes */
+    for (int64_t m0 = 0; m0 < M; m0 += YF_QGEMV_MAX_M) {
+        j.M = M - m0 < YF_QGEMV_MAX_M ? M - m0 : YF_QGEMV_MAX_M;
+        j.x = x + m0 * qm->K;
+        j.y = y + m0 * ldy;
+        if (pieces <= 1)
+            gemv_piece(&j, 0);
+        else
+            yf_par_for(pieces, gemv_piece, &j);
+    }
 }
 
 void yf_qmat_xw(const void *w, int64_t N, int64_t K, float *dx, int64_t ldx, const float *dy, int64_t lddy, int64_t M,
