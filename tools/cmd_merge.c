@@ -41,29 +41,24 @@ int cmd_merge(int argc, char **argv) {
     yf_table tab;
     yf_table_init(&tab);
     yf_lora lo = {0};
-    yf_dtype *orig = NULL;
     int rc = yf_checkpoint_open(model, &cfg, &tab);
     if (rc == 0) rc = yf_lora_load(adapter, &cfg, &lo);
     if (rc == 0 && yf_table_has_stored_quant(&tab))
         rc = yf_errorf("%s holds weights stored quantized (yuanft quantize): merge onto the model it was made "
                        "from, with --quantize TYPE", model);
-    if (rc == 0 && mo.quant.type != YF_QT_NONE) {
-        /* W_deq + s B A, what the adapter was trained with, in each tensor's own dtype */
-        orig = yf_malloc((size_t)(tab.n + 1) * sizeof *orig);
-        rc = yf_table_dequantized(&cfg, &tab, &mo, orig);
-    }
+    bool quant = mo.quant.type != YF_QT_NONE;
+    /* W_deq + s B A: what the adapter was trained with */
+    if (rc == 0 && quant) rc = yf_table_dequantized(&cfg, &tab, &mo);
     if (rc == 0) rc = yf_lora_merge_table(&lo, &cfg, &tab);
-    for (int i = 0; rc == 0 && orig && i < tab.n; i++) yf_table_convert(&tab, &tab.t[i], orig[i]);
     if (rc == 0) rc = yf_model_dir_write(out, &cfg, tab.t, tab.n, NULL, NULL, model);
     if (rc == 0) {
         char sb[64], q[160] = "";
-        if (orig)
+        if (quant)
             snprintf(q, sizeof q, " (into the base's weights quantized to %s and dequantized, written in their dtype)",
                      yf_qspec_str(&mo.quant, sb, sizeof sb));
         printf("merged %s (r=%d%s) into %s%s: %d tensors, %.1f s, peak RSS %zu MB\n", adapter, lo.cfg.r,
                lo.cfg.use_dora ? ", DoRA" : "", out, q, tab.n, yf_time() - t0, yf_peak_rss_mb());
     }
-    free(orig);
     yf_lora_free(&lo);
     yf_table_free(&tab);
     return rc ? yc_fail("merge") : 0;

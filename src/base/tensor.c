@@ -121,23 +121,6 @@ yf_tensor *yf_table_find(const yf_table *tab, const char *name) {
     return NULL;
 }
 
-void yf_table_convert(yf_table *tab, yf_tensor *t, yf_dtype to) {
-    YF_CHECK(to == YF_F32 || to == YF_BF16 || to == YF_F16);
-    if (t->dtype == to) return;
-    int64_t n = yf_tensor_numel(t);
-    void *buf = yf_aligned_alloc((size_t)n * yf_dtype_size(to) + 1);
-    for (int64_t i = 0; i < n; i++) {
-        float v = yf_tensor_get_f32(t, i);
-        if (to == YF_F32) ((float *)buf)[i] = v;
-        else if (to == YF_BF16) ((uint16_t *)buf)[i] = yf_f32_to_bf16(v);
-        else ((uint16_t *)buf)[i] = yf_f32_to_f16(v);
-    }
-    yf_table_own(tab, buf);
-    t->data = buf;
-    t->dtype = to;
-    t->nbytes = (size_t)n * yf_dtype_size(to);
-}
-
 void yf_table_merge(yf_table *dst, yf_table *src) {
     for (int i = 0; i < src->n; i++) {
         yf_tensor *s = &src->t[i];

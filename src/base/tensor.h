@@ -64,9 +64,6 @@ yf_tensor *yf_table_alloc(yf_table *tab, const char *name, yf_dtype dt, int ndim
 void yf_table_own(yf_table *tab, void *buf);
 void yf_table_own_map(yf_table *tab, void *addr, size_t len);
 yf_tensor *yf_table_find(const yf_table *tab, const char *name);
-/* Converts tensor t of tab (F32, BF16 or F16) to float dtype to (rounding to
- * nearest even), into a buffer tab owns. */
-void yf_table_convert(yf_table *tab, yf_tensor *t, yf_dtype to);
 /* Moves every entry and resource of src into dst (src left empty). */
 void yf_table_merge(yf_table *dst, yf_table *src);
 

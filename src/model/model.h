@@ -45,9 +45,10 @@ bool yf_table_has_stored_quant(const yf_table *tab);
 size_t yf_model_weight_bytes(const yf_model *m, size_t *quantized);
 /* For merging an adapter trained over a quantized base (yuanft merge
  * --quantize): each tensor of tab (a checkpoint of cfg) that a model loaded
- * with o quantizes is replaced by its quantization, dequantized, as F32;
- * orig [tab->n] receives every tensor's dtype before (to write them in). */
-int yf_table_dequantized(const yf_config *cfg, yf_table *tab, const yf_model_opts *o, yf_dtype *orig);
+ * with o quantizes is replaced by its quantization, dequantized and rounded
+ * to the tensor's own dtype (bf16 for a bf16 checkpoint: a rounding far
+ * below the quantization's). */
+int yf_table_dequantized(const yf_config *cfg, yf_table *tab, const yf_model_opts *o);
 
 /* Forward pass. ids [B,T]. logits [B,T,V] f32 or NULL. If labels != NULL,
  * *loss_sum = sum of next-token cross-entropies (labels[t+1] scored against

@@ -94,11 +94,10 @@ void yf_model_quant_note(const yf_model *m) {
 
 /* ---- on a bare table (merge) -------------------------------------------------- */
 
-int yf_table_dequantized(const yf_config *cfg, yf_table *tab, const yf_model_opts *o, yf_dtype *orig) {
+int yf_table_dequantized(const yf_config *cfg, yf_table *tab, const yf_model_opts *o) {
     yf_wspec *specs = NULL;
     int64_t ns = yf_weight_specs(cfg, &specs);
     int fallbacks = 0, rc = 0;
-    for (int i = 0; i < tab->n; i++) orig[i] = tab->t[i].dtype;
     for (int64_t i = 0; i < ns && rc == 0; i++) {
         if (!yf_model_quantizes(o, &specs[i], cfg->tie_word_embeddings)) continue;
         yf_tensor *t = yf_table_find(tab, specs[i].name);
@@ -117,13 +116,27 @@ int yf_table_dequantized(const yf_config *cfg, yf_table *tab, const yf_model_opt
             rc = -1;
             break;
         }
-        float *deq = yf_aligned_alloc((size_t)(qm->N * qm->K) * sizeof(float));
-        yf_qmat_dequant_rows(qm, 0, qm->N, deq);
+        /* in t's own dtype, 64 rows at a time: the whole model in fp32 would
+         * take twice a bf16 checkpoint's memory */
+        void *deq = yf_aligned_alloc(t->nbytes);
+        yf_mw view = {.data = qm, .dt = YF_QMAT, .numel = qm->N * qm->K, .ndim = 2, .shape = {qm->N, qm->K}};
+        for (int64_t n0 = 0; n0 < qm->N; n0 += 64) {
+            int64_t rows = qm->N - n0 < 64 ? qm->N - n0 : 64;
+            yf_qmat part = *qm;
+            part.N = rows;
+            part.q = (char *)qm->q + n0 * (qm->type == YF_QT_INT8 ? qm->K : qm->K / 2);
+            part.scale = (char *)qm->scale + n0 * (qm->type == YF_QT_INT8 ? 4 : 2 * (qm->K / qm->group));
+            part.min = qm->min ? qm->min + n0 * (qm->K / qm->group) : NULL;
+            view.data = &part;
+            view.numel = rows * qm->K;
+            view.shape[0] = rows;
+            const void *src;
+            char *dst = (char *)deq + (size_t)(n0 * qm->K) * yf_dtype_size(t->dtype);
+            yf_mw_bytes(&view, t->dtype, dst, &src);
+        }
         yf_table_free(&own);
         yf_table_own(tab, deq);
         t->data = deq;
-        t->dtype = YF_F32;
-        t->nbytes = (size_t)yf_tensor_numel(t) * sizeof(float);
     }
     free(specs);
     return rc;
