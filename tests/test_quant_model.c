@@ -347,6 +347,10 @@ TEST(quant_stored_bad_files) {
                        .nbytes = 64 * 3 * 2};
     yf_tensor nan = {.name = (char *)qs, .dtype = YF_F16, .ndim = 2, .shape = {64, 2}, .data = scales, .nbytes = 64 * 2 * 2};
     scales[77] = 0x7e00;
+    /* a .qweight for a weight yuanft never quantizes (the final norm, [64]) in place of the norm */
+    int8_t q1[64] = {0};
+    yf_tensor norm = {.name = "model.norm.weight.qweight", .dtype = YF_I8, .ndim = 2, .shape = {64, 1}, .data = q1,
+                      .nbytes = 64};
     struct {
         const char *what, *name;
         const yf_tensor *repl;
@@ -358,6 +362,7 @@ TEST(quant_stored_bad_files) {
         {"scales of the wrong shape", qs, &wrong, ok_meta, "o_proj"},
         {"a scale that is not finite", qs, &nan, ok_meta, "not finite"},
         {"scales missing", qs, NULL, ok_meta, "missing"},
+        {"a norm stored quantized", "model.norm.weight", &norm, ok_meta, "only the projections"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         damage(dir, cases[i].name, cases[i].repl, cases[i].meta);

@@ -171,27 +171,35 @@ int yf_mw_bind_stored(yf_model *m, yf_mw *w, const yf_wspec *s, const char *what
     const yf_tensor *qt = find_part(&m->tab, s->name, "qweight"), *st = find_part(&m->tab, s->name, "qscale");
     const yf_tensor *mt = find_part(&m->tab, s->name, "qmin");
     if (!qt) return 1;
+    if (s->kind != YF_W_LINEAR && s->kind != YF_W_LM_HEAD && !(s->kind == YF_W_EMBED && m->tied))
+        return yf_errorf("%s: %s is stored quantized (.qweight), but yuanft quantizes only the projections and the "
+                         "LM head: a damaged or foreign file; run yuanft quantize again", what, s->name);
     int64_t N = s->shape[0], K = 1;
     for (int d = 1; d < s->ndim; d++) K *= s->shape[d];
     yf_qmat qm = {.N = N, .K = K, .q = qt->data};
-    bool ok;
+    bool ok, finite = true;
     if (qt->dtype == YF_I8) { /* int8: a scale per row, finite and >= 0 */
         qm.type = YF_QT_INT8, qm.group = K;
         ok = shape_is(qt, YF_I8, N, K) && shape_is(st, YF_F32, N, 0) && !mt;
-        for (int64_t i = 0; ok && i < N; i++) ok = ((const float *)st->data)[i] >= 0 && isfinite(((const float *)st->data)[i]);
+        for (int64_t i = 0; ok && finite && i < N; i++)
+            finite = ((const float *)st->data)[i] >= 0 && isfinite(((const float *)st->data)[i]);
     } else { /* q4: the group from the scales' shape */
         int64_t ng = st && st->ndim == 2 ? st->shape[1] : 0;
         qm.type = YF_QT_Q4, qm.group = ng > 0 && K % ng == 0 ? K / ng : 0;
         ok = (qm.group == 32 || qm.group == 64) && shape_is(qt, YF_U8, N, K / 2) && shape_is(st, YF_F16, N, ng) &&
-             (!mt || shape_is(mt, YF_F16, N, ng)) && f16_all_finite(st) && (!mt || f16_all_finite(mt));
+             (!mt || shape_is(mt, YF_F16, N, ng));
+        finite = ok && f16_all_finite(st) && (!mt || f16_all_finite(mt));
         qm.with_min = mt != NULL;
         qm.min = mt ? mt->data : NULL;
     }
     if (!ok)
         return yf_errorf("%s: the stored quantized weight %s (.qweight %s, .qscale %s%s) does not fit a [%lld, %lld] "
-                         "weight, or has scales that are not finite: a damaged file; run yuanft quantize again",
+                         "weight in int8 or q4 with groups of 32 or 64: a damaged file; run yuanft quantize again",
                          what, s->name, yf_dtype_name(qt->dtype), st ? yf_dtype_name(st->dtype) : "missing",
                          mt ? ", .qmin" : "", (long long)N, (long long)K);
+    if (!finite)
+        return yf_errorf("%s: the stored quantized weight %s has scales%s that are not finite (or negative int8 "
+                         "scales): a damaged file; run yuanft quantize again", what, s->name, mt ? " or minimums" : "");
     qm.scale = st->data;
     if (m->opts.quant.type != YF_QT_NONE && m->opts.quant.type != qm.type && s->kind == YF_W_LINEAR)
         return yf_errorf("%s: its weights are stored quantized to %s (yuanft quantize): load it without --quantize, "
