@@ -8,7 +8,9 @@
 # Writes bench/.work/log/quant.md (and prints it). Heavy (4.2 GB model, ~15 min): run it under
 # flock /work/heavy.lock on a shared machine.
 # Knobs: QUANT_ROUNDS (decode rounds, default 3), QUANT_SKIP_TRAIN=1, QUANT_SKIP_QUALITY=1,
-# QUANT_SKIP_KERNELS=1, QUANT_IDS (the prompt's ids; default: 64 of bench/torch_ref.py's).
+# QUANT_SKIP_KERNELS=1, QUANT_IDS (the prompt's ids; default: 64 of bench/torch_ref.py's),
+# QUANT_VARIANTS (decode; default "bf16 int8 int8-head q4 q4-head"), QUANT_TRAIN_VARIANTS
+# (default "bf16 q4 q4-head"), QUANT_BW (GB/s: skips build/bench-membw).
 set -u
 cd "$(dirname "$0")/.." || exit 2
 W=bench/.work
@@ -36,11 +38,11 @@ fi
 ids=${QUANT_IDS:-$("$PY" bench/torch_ref.py --config yuan2b --seq 64 --print-ids)}
 
 say "read bandwidth"
-bw=$(build/bench-membw 1024 2>/dev/null | sed -n 's/.*"read_gb_s": \([0-9.]*\).*/\1/p')
+bw=${QUANT_BW:-$(build/bench-membw 1024 2>/dev/null | sed -n 's/.*"read_gb_s": \([0-9.]*\).*/\1/p')}
 
 # decode: one greedy generation of 32 tokens after a 64-token prompt per variant, the variants
 # taking turns round after round (a slow spell of the shared machine falls on all of them)
-variants="bf16 int8 int8-head q4 q4-head"
+variants=${QUANT_VARIANTS:-bf16 int8 int8-head q4 q4-head}
 flags() {
   case $1 in
     bf16) echo "" ;; int8) echo "--quantize int8" ;; int8-head) echo "--quantize int8 --quantize-head" ;;
@@ -65,7 +67,7 @@ run "$L/quant-store" 900 "$YF" quantize --model "$M" --output-dir "$W/m-quant-q4
 run "$L/quant-gen-stored" 900 "$YF" generate --model "$W/m-quant-q4-head" --prompt-ids "$ids" --max-new-tokens 32 --json
 
 if [ "${QUANT_SKIP_TRAIN:-0}" != 1 ]; then
-  for v in bf16 q4 q4-head; do
+  for v in ${QUANT_TRAIN_VARIANTS:-bf16 q4 q4-head}; do
     say "train step $v"
     rm -rf "$W/out/quant-train-$v"
     # shellcheck disable=SC2046
