@@ -62,7 +62,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
 .PHONY: all deps test test-asan asan demo bench clean fuzz fuzz-build
-all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products $(BUILD)/bench-quant $(BUILD)/bench-quant-quality
+all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products $(BUILD)/bench-quant $(BUILD)/bench-quant-quality $(BUILD)/bench-constrain
 
 # Set-up targets: install what the target needs (build, test or bench
 # packages), then build everything in a sub-make; one line each, so that
@@ -108,6 +108,9 @@ $(BUILD)/bench-quant: $(BUILD)/obj/bench/bench_quant.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench-quant-quality: $(BUILD)/obj/bench/quant_quality.o $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench-constrain: $(BUILD)/obj/bench/constrain_bench.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # AddressSanitizer + UBSan build of the same sources, in build/asan.
@@ -166,4 +169,4 @@ clean:
 	rm -rf build
 
 -include $(wildcard build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)
--include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d $(BUILD)/obj/bench/bench_quant.d $(BUILD)/obj/bench/quant_quality.d
+-include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d $(BUILD)/obj/bench/bench_quant.d $(BUILD)/obj/bench/quant_quality.d $(BUILD)/obj/bench/constrain_bench.d
