@@ -76,7 +76,7 @@ TEST(quant_rounding_bounds) {
     free(w);
 }
 
-/* the dequantizers (per ISA, slab blocks, row gathers) give the
+/* the dequantizers (per ISA, slab blocks, row gathers, yf_qmat_row) give the
  * element-wise definition's values bit for bit */
 TEST(quant_dequant_is_exact_on_every_path) {
     const int64_t N = 45, K = 1152;
@@ -93,6 +93,8 @@ TEST(quant_dequant_is_exact_on_every_path) {
             int64_t ids[3] = {44, 0, 17};
             yf_qmat_gather_rows(&qm, ids, 3, g);
             for (int i = 0; i < 3; i++) bad += memcmp(g + i * K, d + ids[i] * K, (size_t)K * sizeof(float)) != 0;
+            yf_qmat_row(&qm, 17, g); /* the one-row dequantizer for code outside the kernels */
+            bad += memcmp(g, d + 17 * K, (size_t)K * sizeof(float)) != 0;
             char sb[64];
             CHECK(bad == 0, "%s %s: %lld values differ from the definition", yf_kpath_name(p),
                   yf_qspec_str(&specs[s], sb, sizeof sb), (long long)bad);

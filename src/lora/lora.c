@@ -98,7 +98,9 @@ static void merged_row(double *row, const yf_lora_mod *md, int r, float s, const
     int64_t in = md->in;
     if (wt == YF_QMAT) {
         float *f = yf_malloc((size_t)in * sizeof(float));
-        yf_qmat_dequant_rows(yf_qmat_of(w, md->out, in), o, o + 1, f);
+        const yf_qmat *qm = w;
+        YF_CHECK(qm->N == md->out && qm->K == in);
+        yf_qmat_row(qm, o, f);
         for (int64_t i = 0; i < in; i++) row[i] = f[i];
         free(f);
     } else {

@@ -28,6 +28,8 @@
 
 #include "base/tensor.h"
 
+#include <math.h>
+
 typedef enum yf_qtype { YF_QT_NONE = 0, YF_QT_INT8, YF_QT_Q4 } yf_qtype;
 
 /* What to quantize to. */
@@ -85,5 +87,36 @@ void yf_qmat_xw_ref(const yf_qmat *qm, float *dx, int64_t ldx, const float *dy, 
 const yf_qmat *yf_qmat_of(const void *w, int64_t N, int64_t K);
 /* Element (n, k) dequantized, the reference's way. */
 float yf_qmat_get(const yf_qmat *qm, int64_t n, int64_t k);
+
+/* Row n's q4 group g: its scale and offset as floats (W = fma(s, q, m)). */
+static inline void yf_q4_group(const yf_qmat *qm, int64_t n, int64_t g, float *s, float *m) {
+    int64_t i = n * (qm->K / qm->group) + g;
+    *s = yf_f16_to_f32(((const uint16_t *)qm->scale)[i]);
+    *m = qm->min ? yf_f16_to_f32(qm->min[i]) : -8.0f * *s;
+}
+
+/* Row n of qm dequantized into out[K] (the values yf_qmat_get gives), on
+ * the calling thread and without the ISA paths: for code outside the
+ * kernels that reads a few rows (DoRA's row norms), which links without
+ * them (the fuzz harnesses). */
+static inline void yf_qmat_row(const yf_qmat *qm, int64_t n, float *out) {
+    int64_t K = qm->K;
+    if (qm->type == YF_QT_INT8) {
+        const int8_t *q = (const int8_t *)qm->q + n * K;
+        float s = ((const float *)qm->scale)[n];
+        for (int64_t k = 0; k < K; k++) out[k] = s * (float)q[k];
+        return;
+    }
+    int64_t G = qm->group, half = G / 2;
+    const uint8_t *b = (const uint8_t *)qm->q + n * (K / 2);
+    for (int64_t g = 0; g < K / G; g++) {
+        float s, m;
+        yf_q4_group(qm, n, g, &s, &m);
+        for (int64_t j = 0; j < half; j++) {
+            out[g * G + j] = fmaf(s, (float)(b[g * half + j] & 15), m);
+            out[g * G + j + half] = fmaf(s, (float)(b[g * half + j] >> 4), m);
+        }
+    }
+}
 
 #endif

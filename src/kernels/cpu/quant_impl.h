@@ -67,11 +67,4 @@ static inline void yf_q4_params(float lo, float hi, bool with_min, uint16_t *sc,
     *inv = *s != 0 ? 1.0f / *s : 0;
 }
 
-/* Row n's group g: its scale and offset as floats (W = fma(s, q, m)). */
-static inline void yf_q4_group(const yf_qmat *qm, int64_t n, int64_t g, float *s, float *m) {
-    int64_t i = n * (qm->K / qm->group) + g;
-    *s = yf_f16_to_f32(((const uint16_t *)qm->scale)[i]);
-    *m = qm->min ? yf_f16_to_f32(qm->min[i]) : -8.0f * *s;
-}
-
 #endif
