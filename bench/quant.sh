@@ -8,7 +8,8 @@
 # Writes bench/.work/log/quant.md (and prints it). Heavy (4.2 GB model, ~15 min): run it under
 # flock /work/heavy.lock on a shared machine.
 # Knobs: QUANT_ROUNDS (decode rounds, default 3), QUANT_SKIP_TRAIN=1, QUANT_SKIP_QUALITY=1,
-# QUANT_SKIP_KERNELS=1, QUANT_IDS (the prompt's ids; default: 64 of bench/torch_ref.py's),
+# QUANT_SKIP_KERNELS=1, QUANT_SKIP_DECODE=1 (the decode rounds and yuanft quantize; their logs of an
+# earlier run are reported again), QUANT_IDS (the prompt's ids; default: 64 of bench/torch_ref.py's),
 # QUANT_VARIANTS (decode; default "bf16 int8 int8-head q4 q4-head"), QUANT_TRAIN_VARIANTS
 # (default "bf16 q4 q4-head"), QUANT_BW (GB/s: skips build/bench-membw).
 set -u
@@ -49,7 +50,8 @@ flags() {
     q4) echo "--quantize q4" ;; q4-head) echo "--quantize q4 --quantize-head" ;;
   esac
 }
-rm -f "$L"/quant-gen-*
+if [ "${QUANT_SKIP_DECODE:-0}" != 1 ]; then
+rm -f "$L"/quant-gen-* "$L"/quant-store*
 say "warm-up (the model's pages into the page cache)"
 run "$L/quant-gen-warmup" 900 "$YF" generate --model "$M" --prompt-ids "$ids" --max-new-tokens 4 --json
 for r in $(seq "$ROUNDS"); do
@@ -65,7 +67,9 @@ say "yuanft quantize (q4, head) and a load of its output"
 rm -rf "$W/m-quant-q4-head"
 run "$L/quant-store" 900 "$YF" quantize --model "$M" --output-dir "$W/m-quant-q4-head" --type q4 --quantize-head
 run "$L/quant-gen-stored" 900 "$YF" generate --model "$W/m-quant-q4-head" --prompt-ids "$ids" --max-new-tokens 32 --json
+fi
 
+rm -f "$L"/quant-train-*
 if [ "${QUANT_SKIP_TRAIN:-0}" != 1 ]; then
   for v in ${QUANT_TRAIN_VARIANTS:-bf16 q4 q4-head}; do
     say "train step $v"
@@ -76,7 +80,7 @@ if [ "${QUANT_SKIP_TRAIN:-0}" != 1 ]; then
       --lora-r 8 --lora-alpha 32 --lora-dropout 0.1 --bf16 --gradient-checkpointing $(flags "$v")
   done
 fi
-rm -f "$L/quant-quality.out" "$L"/quant-train-*
+rm -f "$L/quant-quality.out"
 if [ "${QUANT_SKIP_QUALITY:-0}" != 1 ]; then
   say "quality (build/bench-quant-quality)"
   build/bench-quant-quality > "$L/quant-quality.out" 2> "$L/quant-quality.err"
