@@ -24,6 +24,7 @@
 #   BENCH_FRESH=1          re-create the yuanft model folders in bench/.work
 #   BENCH_QUICK=1          only the tiny-model rows (a check of this script, a minute)
 #   BENCH_ROUNDS=N         rounds of the 2-layer bf16 train step (default 5; see train_rounds)
+#   BENCH_SKIP_QUANT=1     leave out bench/quant.sh (quantized weights on the 24-layer shape, ~15 min)
 set -u
 cd "$(dirname "$0")/.." || exit 2
 START=$(date +%s)
@@ -349,6 +350,13 @@ if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
   torch_24 "$PY" "Debian"
   torch_24 "$PYNEW" "PyPI"
 fi
+# quantized weights against bf16, on the same 24-layer model folder
+if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ] && [ "${BENCH_SKIP_QUANT:-0}" != 1 ]; then
+  say "quantized weights (bench/quant.sh) [$(elapsed) s]"
+  sh bench/quant.sh "$W/m-24layer-bf16" > /dev/null 2> "$L/quant.err" || echo "bench/quant.sh failed: $(tail -1 "$L/quant.err")" > "$L/quant.md"
+else
+  echo "n/a (BENCH_SKIP_24, BENCH_QUICK or BENCH_SKIP_QUANT)" > "$L/quant.md"
+fi
 
 # tokenizer and kernel benchmarks, when their programs exist
 if [ "$QUICK" = 1 ]; then
@@ -472,5 +480,5 @@ T=$(elapsed)
   echo "(PyTorch: the median timed step after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
   echo
 } > "$L/head.md"
-rep table "$R" bench/results.md --head "$L/head.md" --section "Serving (bench/serve_bench.sh: streamed completions, 64-token prompts, 32 new tokens, --parallel 16)=$L/serve.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md" --section "Constrained decoding (build/bench-constrain)=$L/constrain.md"
+rep table "$R" bench/results.md --head "$L/head.md" --section "Serving (bench/serve_bench.sh: streamed completions, 64-token prompts, 32 new tokens, --parallel 16)=$L/serve.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md" --section "Constrained decoding (build/bench-constrain)=$L/constrain.md" --section "Quantized weights (bench/quant.sh)=$L/quant.md"
 say "done in $T s; table written to bench/results.md"

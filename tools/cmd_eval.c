@@ -19,6 +19,7 @@ int cmd_eval(int argc, char **argv) {
     const char *constrain = "spans", *types = NULL;
     int64_t max_new = 128, batch = 16, limit = 0;
     bool bf16 = false, lenient = false;
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT("data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"}",
                .meta = "FILE", .required = true),
@@ -26,6 +27,7 @@ int cmd_eval(int argc, char **argv) {
                "text) or the JSON object", .meta = "FILE"),
         YC_OPT("model", YC_STR, &model, "or: a model directory to extract with (greedy, batched)", .meta = "DIR"),
         YC_OPT_ADAPTER(&adapter, "with --model: "),
+        YC_QUANT_OPTS(&qa, "with --model: "),
         YC_OPT_TOKENIZER(&tokenizer, "with --model: "),
         YC_OPT_PROMPT_TEMPLATE(&tpl, "with --model: "),
         YC_OPT("max-new-tokens", YC_INT, &max_new, "with --model: answer length cap in tokens"),
@@ -47,6 +49,8 @@ int cmd_eval(int argc, char **argv) {
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("eval", &qa, &mo)) return 2;
     if (!pred_path == !model) return yc_usage_error("eval", "give exactly one of --predictions / --model");
     yf_constrain_mode mode;
     uint32_t type_mask = 0;
@@ -64,7 +68,7 @@ int cmd_eval(int argc, char **argv) {
     size_t np = 0;
     if (model) {
         yc_session s;
-        if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+        if (yc_session_open(&s, model, adapter, tokenizer, true, &mo)) {
             yf_records_free(&recs);
             return yc_fail("eval");
         }

@@ -54,9 +54,11 @@ int cmd_extract(int argc, char **argv) {
     const char *constrain = "spans", *types = NULL;
     int64_t max_new = 128, batch = 16, max_length = 384;
     bool bf16 = false;
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT_MODEL(&model),
         YC_OPT_ADAPTER(&adapter, ""),
+        YC_QUANT_OPTS(&qa, ""),
         YC_OPT("input", YC_STR, &input, "résumé text, one a line", .meta = "FILE", .def = "stdin"),
         YC_OPT_TOKENIZER(&tokenizer, ""),
         YC_OPT_PROMPT_TEMPLATE(&tpl, ""),
@@ -76,6 +78,8 @@ int cmd_extract(int argc, char **argv) {
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("extract", &qa, &mo)) return 2;
     if (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536)
         return yc_usage_error("extract", "--batch must be in [1, 4096] and --max-new-tokens in [1, 65536]");
     yf_constrain_mode mode;
@@ -88,7 +92,7 @@ int cmd_extract(int argc, char **argv) {
     if (input ? read_file_lines(input, &lines, &n) : read_lines(stdin, "stdin", &lines, &n)) return yc_fail("extract");
 
     yc_session s;
-    if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+    if (yc_session_open(&s, model, adapter, tokenizer, true, &mo)) {
         yf_strv_free(lines, n);
         return yc_fail("extract");
     }

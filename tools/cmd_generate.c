@@ -50,9 +50,11 @@ int cmd_generate(int argc, char **argv) {
     double temperature = 0, top_p = 1, rep = 1;
     bool json = false, keep_special = false;
     bool bf16 = false;
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT_MODEL(&model),
         YC_OPT_ADAPTER(&adapter, ""),
+        YC_QUANT_OPTS(&qa, ""),
         YC_OPT("prompt", YC_STR, &prompt, "prompt text (encoded with the tokenizer)", .meta = "TEXT"),
         YC_OPT("prompt-ids", YC_STR, &prompt_ids, "or: the prompt as token ids, 1,2,3", .meta = "IDS"),
         YC_OPT_TOKENIZER(&tokenizer, ""),
@@ -73,6 +75,8 @@ int cmd_generate(int argc, char **argv) {
                       opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("generate", &qa, &mo)) return 2;
     if (max_new < 1 || max_new > (1 << 24))
         return yc_usage_error("generate", "--max-new-tokens must be between 1 and %d", 1 << 24);
     if (!prompt == !prompt_ids) return yc_usage_error("generate", "give exactly one of --prompt / --prompt-ids");
@@ -98,10 +102,12 @@ int cmd_generate(int argc, char **argv) {
         if (src) return yc_fail("generate");
     }
     yc_session s;
-    if (yc_session_open(&s, model, adapter, tokenizer, prompt != NULL || schema != NULL)) {
+    double t_load = yf_time();
+    if (yc_session_open(&s, model, adapter, tokenizer, prompt != NULL || schema != NULL, &mo)) {
         yf_constraint_free(grammar);
         return yc_fail("generate");
     }
+    t_load = yf_time() - t_load;
     /* the schema's constraint on the one sequence */
     yf_cvocab *cv = NULL;
     yf_cstate *cst = NULL;
@@ -163,6 +169,9 @@ int cmd_generate(int argc, char **argv) {
             printf("\n");
         }
         fflush(stdout);
+        size_t qb, wb = yf_model_weight_bytes(s.model, &qb);
+        fprintf(stderr, "model: loaded in %.2f s; weights read a token %.1f MB (%.1f MB of them quantized)\n", t_load,
+                wb / 1e6, qb / 1e6);
         fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s (%.2f tokens/s)\n",
                 (long long)stats.prefill_tokens, stats.prefill_s,
                 stats.prefill_s > 0 ? stats.prefill_tokens / stats.prefill_s : 0.0, (long long)stats.decode_tokens,

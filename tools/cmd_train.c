@@ -19,6 +19,7 @@
 #include "kernels/cpu/kernels.h"
 #include "base/pool.h"
 #include "train/trainer.h"
+#include "session.h"
 
 /* Information lines come from rank 0 only when several MPI ranks run this. */
 static bool g_log = true;
@@ -183,8 +184,10 @@ static int train(int argc, char **argv, yf_dist *dist) {
     bool group_by_length = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
     eval_opts eo = {.strategy = "no", .constrain = "spans", .batch = 8, .max_new_tokens = 128};
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT("model", YC_STR, &model_dir, "base model directory (config.json + weights)", .meta = "DIR", .required = true),
+        YC_QUANT_OPTS(&qa, "LoRA/DoRA: "),
         YC_OPT("data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors "
                "with input_ids and labels [N, T] I64 (-100 = not scored)", .meta = "FILE", .required = true),
         YC_OPT_TOKENIZER(&tokenizer, "text data: "),
@@ -256,6 +259,11 @@ static int train(int argc, char **argv, yf_dist *dist) {
                                 "the fine-tuning recipe's (r 8, alpha 32, dropout 0.1, the seven projections).",
                        argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (prc) return prc == 1 ? 0 : 2;
+    yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
+    if (yc_quant_opts("train", &qa, &mo)) return 2;
+    if (full && mo.quant.type != YF_QT_NONE)
+        return yc_usage_error("train", "--quantize keeps the base weights frozen: use it with LoRA/DoRA, not "
+                                       "--full-finetune");
 
     /* everything that can be checked before loading the weights */
     yf_train_args a = yf_train_args_defaults();
@@ -344,7 +352,6 @@ static int train(int argc, char **argv, yf_dist *dist) {
     yf_lora lora, *lo = NULL;
     memset(&lora, 0, sizeof lora);
     ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir};
-    yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
     yf_kernels_set_precision(bf16 ? YF_PREC_BF16 : YF_PREC_EXACT);
     yf_par_adapt_to_load();
     /* full fine-tuning resumes from the checkpoint's weights */

@@ -31,7 +31,7 @@
 /* One model tensor as the compute sees it. */
 typedef struct yf_mw {
     const char *name; /* checkpoint name */
-    const void *data; /* YF_F32 or YF_BF16 (small vectors are always F32) */
+    const void *data; /* YF_F32 or YF_BF16 (small vectors are always F32), or a yf_qmat (YF_QMAT) */
     yf_dtype dt;
     yf_dtype src_dt;  /* dtype in the checkpoint (what yf_model_save writes by default) */
     float *g;         /* gradient [numel] in full-finetune mode, else NULL */
@@ -71,7 +71,36 @@ struct yf_model {
     bool head_no_fuse;              /* tests: the packed head without its fused blocks (head_chunk_blocked) */
     int64_t head_fused, head_refits; /* tests: vocabulary blocks the head fused; chunks it redid unfused */
     bool pack_failed;               /* a pack could not be made: no more tries */
+    size_t quant_bytes;             /* quantized weights (opts.quant): their bytes */
+    int quant_fallbacks;            /* weights quantized otherwise than opts.quant asks (their shape) */
+    const char *quant_fallback_name; /* the first of them */
 };
+
+/* The compute tensor of checkpoint tensor spec s (load.c). */
+yf_mw *yf_model_slot(yf_model *m, const yf_wspec *s);
+/* W's values in dtype to (F32, BF16, F16; a quantized W dequantized):
+ * *data = W's own bytes when they are already, else converted into buf
+ * (numel elements of to). */
+int yf_mw_bytes(const yf_mw *w, yf_dtype to, void *buf, const void **data);
+
+/* model/quantize.c: whether a model loaded with o quantizes the tensor of
+ * spec s; w (bound to t, a [N, K] weight) quantized (t then shows it in the
+ * table as YF_QMAT); the one-line note on weights quantized otherwise than
+ * asked, on stderr. */
+bool yf_model_quantizes(const yf_model_opts *o, const yf_wspec *s, bool tied);
+int yf_mw_quantize(yf_model *m, yf_mw *w, yf_tensor *t, const char *what);
+void yf_model_quant_note(const yf_model *m);
+/* A tensor stored quantized (yuanft quantize: NAME.qweight, .qscale, .qmin
+ * in tab) bound to w, checked against spec s; 1 when tab has no NAME.qweight
+ * (nothing done), 0 when bound, -1 with a message. */
+int yf_mw_bind_stored(yf_model *m, yf_mw *w, const yf_wspec *s, const char *what);
+/* The checks of DIR's metadata
+ * (its layout version) before they are bound, and the dtype they were
+ * quantized from. */
+int yf_stored_quant_check(const char *dir, yf_dtype *src_dt);
+/* The stored quantized weights' checkpoint dtype (what saving writes; bound
+ * as BF16). */
+void yf_model_stored_src_dt(yf_model *m, yf_dtype dt);
 
 /* W's pre-packed tiles for a product of M rows (kind YF_PACK_XWT: x·W^T,
  * YF_PACK_XW: dy·W), made on first use when they pay (a frozen bf16 weight,

@@ -1,5 +1,7 @@
 /* kernels: matrix products, the hot path of every forward and backward.
- * Weights are in PyTorch [out, in] layout, f32 or bf16; accumulation is f32.
+ * Weights are in PyTorch [out, in] layout, f32 or bf16, or quantized
+ * (YF_QMAT: w is a yf_qmat, kernels/cpu/quant.h; packs are ignored for
+ * them); accumulation is f32.
  * Each public kernel dispatches to the fastest path the CPU supports (checked
  * at run time); the *_ref versions are the naive references they are tested
  * against. */

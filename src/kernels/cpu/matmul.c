@@ -438,6 +438,10 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
 
 void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                       int64_t N, int64_t K, bool accumulate) {
+    if (wt == YF_QMAT) { /* quantized: quant.c (no packs) */
+        yf_qmat_xwt(w, N, K, y, N, x, M, 0, N, accumulate);
+        return;
+    }
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
     if (yf_kernels_path() == YF_KPATH_REF) {
         yf_matmul_xwt_ref(y, x, w, wt, M, N, K, accumulate);
@@ -452,6 +456,10 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
 
 void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                      int64_t N, int64_t K, bool accumulate) {
+    if (wt == YF_QMAT) {
+        yf_qmat_xw(w, N, K, dx, K, dy, N, M, 0, N, accumulate);
+        return;
+    }
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
     if (yf_kernels_path() == YF_KPATH_REF) {
         yf_matmul_xw_ref(dx, dy, w, wt, M, N, K, accumulate);
