@@ -40,13 +40,28 @@ typedef struct seq {
     yf_rng rng;
 } seq;
 
+/* The next token of slot s under the hook (-1: the hook ends the sequence). */
+static int64_t hooked(seq *s, float *logits, int64_t V, const yf_gen_opts *o, int64_t budget) {
+    const yf_gen_hook *h = o->hook;
+    if (o->samp.temperature == 0) {
+        yf_sample_penalize(logits, V, &o->samp, s->hist, s->nhist);
+        return h->pick(h->ctx, s->idx, logits, V, budget);
+    }
+    if (h->mask(h->ctx, s->idx, logits, V, budget) == 0) return -1;
+    return yf_sample(logits, V, &o->samp, s->hist, s->nhist, &s->rng);
+}
+
 /* Appends a sampled token to slot s; returns true when the sequence ends. */
 static bool emit(seq *s, float *logits, int64_t V, const yf_gen_opts *o, yf_gen_out *out) {
-    int64_t id = yf_sample(logits, V, &o->samp, s->hist, s->nhist, &s->rng);
+    int64_t budget = o->max_new_tokens - out->n < s->limit - s->nhist ? o->max_new_tokens - out->n : s->limit - s->nhist;
+    int64_t id = o->hook ? hooked(s, logits, V, o, budget) : yf_sample(logits, V, &o->samp, s->hist, s->nhist, &s->rng);
+    if (id < 0) return true;
     out->ids[out->n++] = id;
     s->hist[s->nhist++] = id;
+    if (o->hook) o->hook->advance(o->hook->ctx, s->idx, id);
     if (o->on_token) o->on_token(o->ctx, s->idx, id);
     if (id == o->stop_id) out->stopped = true;
+    if (o->hook && o->hook->done && o->hook->done(o->hook->ctx, s->idx)) return true;
     return out->stopped || out->n >= o->max_new_tokens || s->nhist >= s->limit;
 }
 

@@ -31,7 +31,8 @@ static int fma_nr(void) {
 bool yf_wpack_pays(int64_t M, yf_dtype wt) {
     if (M > PACK_MAX_M) return false;
     if (yf_kernels_path() == YF_KPATH_AMX) return wt == YF_BF16 && M >= YF_AMX_MIN_M;
-    return fma_nr() > 0 && M > YF_GEMV_MAX_M; /* the few-row products read W itself */
+    /* the few-row products read W itself; a quantized W is never packed */
+    return fma_nr() > 0 && (wt == YF_BF16 || wt == YF_F32) && M > yf_gemv_rows();
 }
 
 typedef struct pack_job {
@@ -337,6 +338,10 @@ void yf_check_rows(const yf_wpack *pk, const void *w, yf_dtype wt, int64_t N, in
 void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
                         const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1) {
     yf_check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XWT, x, xpk);
+    if (wt == YF_QMAT) {
+        yf_qmat_xwt(w, N, K, y, n1 - n0, x, M, n0, n1, false);
+        return;
+    }
     if (yf_kernels_path() == YF_KPATH_REF) {
         YF_CHECK(x);
         yf_matmul_xwt_ref(y, x, w_at(w, wt, n0 * K), wt, M, n1 - n0, K, false);
@@ -351,6 +356,10 @@ void yf_matmul_xw_rows(float *dx, int64_t ldx, const float *dy, const uint16_t *
                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate) {
     yf_check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XW, dy, dypk);
     YF_CHECK(ldx >= K);
+    if (wt == YF_QMAT) {
+        yf_qmat_xw(w, N, K, dx, ldx, dy, n1 - n0, M, n0, n1, accumulate);
+        return;
+    }
     if (yf_kernels_path() == YF_KPATH_REF) {
         YF_CHECK(dy);
         int64_t rows = ldx == K ? M : 1; /* the reference takes contiguous rows: rows ldx apart one at a time */
