@@ -263,3 +263,23 @@ TEST(kernels_fma_big_operands_match_ref) {
     }
     CHECK_NEAR("fma paths: long K / many rows, max rel err against the reference", worst, 1e-5);
 }
+
+/* Packs only where a product reads them: not for a quantized W (the
+ * products read it unpacked: kernels.h), not for the rows the few-row
+ * kernels take (up to YF_ROWSTABLE_M while decode steps keep rows stable). */
+TEST(kernels_fma_packs_only_what_products_read) {
+    if (!paths_run()) yt_skip("this CPU (or build) has neither the avx512 nor the avx2 path");
+    for (size_t pi = 0; pi < NPATHS; pi++) {
+        if (!use_path(pi)) continue;
+        const char *name = yf_kpath_name(fma_paths[pi]);
+        CHECK(yf_wpack_pays(384, YF_BF16) && yf_wpack_pays(384, YF_F32), "%s: 384 rows, bf16 and f32", name);
+        CHECK(!yf_wpack_pays(384, YF_QMAT), "%s: a quantized W is packed", name);
+        CHECK(!yf_wpack_pays(4, YF_F32), "%s: 4 rows (the gemv kernels') packed", name);
+        CHECK(yf_wpack_pays(8, YF_F32), "%s: 8 rows not packed", name);
+        bool was = yf_kernels_set_rowstable(true);
+        CHECK(!yf_wpack_pays(YF_ROWSTABLE_M, YF_F32), "%s: %d rows packed while rows are kept stable", name,
+              YF_ROWSTABLE_M);
+        CHECK(yf_wpack_pays(YF_ROWSTABLE_M + 1, YF_F32), "%s: %d rows not packed", name, YF_ROWSTABLE_M + 1);
+        yf_kernels_set_rowstable(was);
+    }
+}

@@ -34,9 +34,10 @@ void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t
 typedef struct yf_wpack yf_wpack;
 typedef enum yf_pack_kind { YF_PACK_XWT = 0, YF_PACK_XW = 1 } yf_pack_kind;
 /* Whether products of M rows with a W of dtype wt would use a pack now:
- * AMX (bf16 W, M rows enough for AMX), AVX-512 or AVX2 (more rows than the
- * few-row kernels take), and few enough rows (<= 1536) that packing W per
- * call is a real cost. */
+ * AMX (bf16 W, M rows enough for AMX), AVX-512 or AVX2 (a bf16 or f32 W,
+ * never a quantized one; more rows than the few-row kernels take on the
+ * calling thread: see yf_kernels_set_rowstable), and few enough rows
+ * (<= 1536) that packing W per call is a real cost. */
 bool yf_wpack_pays(int64_t M, yf_dtype wt);
 /* NULL (with yf_errorf) when no pack is made on this path for this dtype,
  * or memory is short. With release_w, W's pages are released
