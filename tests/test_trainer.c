@@ -89,7 +89,7 @@ static void toy_init(toy *m, yf_param *p, yf_param_list *pl, yf_train_hooks *h) 
     p->name = "toy.weight";
     p->w = m->w, p->g = m->g, p->numel = 2, p->ndim = 1, p->shape[0] = 2;
     *pl = (yf_param_list){p, 1};
-    *h = (yf_train_hooks){m, TOY_N, toy_count, toy_fb, toy_save};
+    *h = (yf_train_hooks){m, TOY_N, toy_count, toy_fb, toy_save, NULL};
 }
 
 static yf_train_args toy_args(const char *outdir, FILE *out) {

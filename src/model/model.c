@@ -135,7 +135,23 @@ int yf_model_forward(yf_model *m, const yf_lora *lora, const int64_t *ids, const
 int yf_model_forward_backward(yf_model *m, yf_lora *lora, const int64_t *ids, const int64_t *labels, int64_t B,
                               int64_t T, const yf_backward_opts *o, double *loss_sum, int64_t *ntok) {
     yf_backward_opts def = {.loss_scale = 1.0f};
-    return model_run(m, lora, lora, ids, labels, B, T, NULL, o ? o : &def, loss_sum, ntok);
+    if (!o) o = &def;
+    if (o->shared_prefix != YF_SHARE_OFF) {
+        if (check_inputs(m, lora, ids, labels, B, T, 0) != 0) return -1;
+        if (!labels) return yf_errorf("model: the backward needs labels");
+        if (m->opts.full_finetune && lora)
+            return yf_errorf("model: full fine-tuning and an adapter at once are not supported");
+        int64_t P = yf_common_prefix(ids, B, T);
+        if (o->shared_prefix == YF_SHARE_ON || (B >= 2 && P >= YF_SHARE_AUTO_MIN)) {
+            double ls = 0;
+            int64_t nt = 0;
+            int rc = yf_model_run_shared(m, lora, lora, ids, labels, B, T, P, o, &ls, &nt);
+            if (loss_sum) *loss_sum = ls;
+            if (ntok) *ntok = nt;
+            return rc;
+        }
+    }
+    return model_run(m, lora, lora, ids, labels, B, T, NULL, o, loss_sum, ntok);
 }
 
 /* ---- incremental forward (the generation path's building block) ---------------------- */

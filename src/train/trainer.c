@@ -385,6 +385,13 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
         free(xs);
         if (wrc) goto done;
     }
+    /* what a shared prefix saved, over every rank (each rank calls the sum) */
+    int64_t saved[2] = {0, 0};
+    bool has_saved = h->tokens_saved != NULL;
+    if (has_saved) {
+        h->tokens_saved(h->ctx, saved);
+        if (yf_dist_sum_i64(r->dist, saved, 2, "all-reduce tokens saved")) goto done;
+    }
     if (!r->logger) {
         rc = 0;
         goto done;
@@ -402,7 +409,10 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     /* steady state: the median step after the first (which also pays for
      * faulting in the weights and packing them), as a benchmark that times
      * steps after a warm-up step reports */
-    char b[6][64], dist[256] = "", steady[224] = "";
+    char b[6][64], dist[256] = "", steady[224] = "", shared[160] = "";
+    if (has_saved)
+        snprintf(shared, sizeof shared, ", \"shared_prefix_tokens_saved\": %lld, \"padding_tokens_skipped\": %lld",
+                 (long long)saved[0], (long long)saved[1]);
     if (r->steps_run >= 2) {
         int64_t n = r->steps_run - 1;
         double *v = yf_malloc((size_t)n * sizeof(double));
@@ -431,10 +441,10 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     }
     fprintf(r->out,
             "{\"train_runtime\": %s, \"train_samples_per_second\": %s, \"train_steps_per_second\": %s, "
-            "\"train_tokens_per_second\": %s%s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s}\n",
+            "\"train_tokens_per_second\": %s%s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s%s}\n",
             yf_py_float(round_to(runtime, 4), b[0], 64), yf_py_float(round_to(res->samples_per_s, 3), b[1], 64),
             yf_py_float(round_to(res->steps_per_s, 3), b[2], 64), yf_py_float(round_to(res->tokens_per_s, 1), b[3], 64),
-            steady, yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), dist);
+            steady, yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), shared, dist);
     fflush(r->out);
     rc = 0;
 done:
