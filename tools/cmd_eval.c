@@ -18,6 +18,7 @@ int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *tpl = "resume", *save_pred = NULL;
     int64_t max_new = 128, batch = 16, limit = 0;
     bool bf16 = false;
+    const char *prefix_cache = "on";
     yc_opt opts[] = {
         {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"} [required]"},
@@ -28,6 +29,8 @@ int cmd_eval(int argc, char **argv) {
         {"prompt-template", YC_STR, &tpl, "with --model: resume, none or a file with {input}; as in training (resume)"},
         {"max-new-tokens", YC_INT, &max_new, "with --model: answer length cap (128)"},
         {"batch", YC_INT, &batch, "with --model: prompts decoded together (16)"},
+        {"prefix-cache", YC_STR, &prefix_cache, "with --model: on: the prompts' common prefix (the template) is computed "
+                                                "once and copied into every prompt's cache; off: each prompt whole (on)"},
         {"limit", YC_INT, &limit, "score only the first N records (0 = all)"},
         {"save-predictions", YC_STR, &save_pred, "with --model: write the answers here, one JSON string a line"},
         {"report", YC_STR, &report, "also write the scores as JSON here (keys micro, per_type, ...)"},
@@ -36,6 +39,8 @@ int cmd_eval(int argc, char **argv) {
                               "from a predictions file or by running a model (and adapter) over the data's inputs.",
                       argc, argv, opts, sizeof opts / sizeof *opts);
     if (rc) return rc == 1 ? 0 : 2;
+    bool no_cache = false;
+    if (yc_prefix_cache_flag("eval", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     if (!data_path || !pred_path == !model) {
         fprintf(stderr, "yuanft eval: needs --data and one of --predictions / --model (see --help)\n");
@@ -60,11 +65,13 @@ int cmd_eval(int argc, char **argv) {
             return yc_fail("eval");
         }
         yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
-                          .max_new_tokens = max_new, .max_length = 384, .batch = batch, .progress = true};
+                          .max_new_tokens = max_new, .max_length = 384, .batch = batch, .progress = true,
+                          .no_prefix_cache = no_cache};
         const char **in = yf_malloc((recs.n ? recs.n : 1) * sizeof *in);
         for (size_t i = 0; i < recs.n; i++) in[i] = recs.r[i].input;
         int xrc = yf_template_load(tpl, &x.tpl);
         if (xrc == 0) xrc = yf_extract_run(&x, in, recs.n, &pred);
+        if (xrc == 0) yc_print_gen_stats("eval", &x.stats);
         np = recs.n;
         free(in);
         yf_template_free(&x.tpl);

@@ -36,6 +36,7 @@ int cmd_extract(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *input = NULL, *tokenizer = NULL, *tpl = "resume", *raw_out = NULL;
     int64_t max_new = 128, batch = 16, max_length = 384;
     bool bf16 = false;
+    const char *prefix_cache = "on";
     yc_opt opts[] = {
         {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
         {"model", YC_STR, &model, "model directory [required]"},
@@ -47,12 +48,16 @@ int cmd_extract(int argc, char **argv) {
         {"max-length", YC_INT, &max_length, "prompt length cap in tokens (384)"},
         {"batch", YC_INT, &batch, "prompts decoded together (16)"},
         {"raw", YC_STR, &raw_out, "also write the model's raw answer texts here, one JSON string a line"},
+        {"prefix-cache", YC_STR, &prefix_cache, "on: the prompts' common prefix (the template) is computed once and "
+                                                "copied into every prompt's cache; off: each prompt whole (on)"},
     };
     int pr = yc_parse("extract", "Extracts named entities from résumés: one line in, one JSON object out, greedy decoding.\n"
                                  "Answers that are not valid JSON are recovered as far as possible (noted on stderr);\n"
                                  "a hopeless answer gives {}. Every input line gives exactly one output line.",
                       argc, argv, opts, sizeof opts / sizeof *opts);
     if (pr) return pr == 1 ? 0 : 2;
+    bool no_cache = false;
+    if (yc_prefix_cache_flag("extract", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     if (!model) {
         fprintf(stderr, "yuanft extract: --model is required (see --help)\n");
@@ -79,7 +84,8 @@ int cmd_extract(int argc, char **argv) {
         return yc_fail("extract");
     }
     yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
-                      .max_new_tokens = max_new, .max_length = max_length, .batch = batch, .progress = true};
+                      .max_new_tokens = max_new, .max_length = max_length, .batch = batch, .progress = true,
+                      .no_prefix_cache = no_cache};
     int rc = 0;
     char **ans = NULL;
     if (yf_template_load(tpl, &x.tpl) || yf_extract_run(&x, (const char *const *)lines, n, &ans)) {
@@ -108,6 +114,7 @@ int cmd_extract(int argc, char **argv) {
         if (raw) fclose(raw);
         fprintf(stderr, "extract: %zu lines, %lld answers recovered, %lld unparsable\n", n, (long long)recovered,
                 (long long)hopeless);
+        yc_print_gen_stats("extract", &x.stats);
         yf_strv_free(ans, n);
     }
     yf_template_free(&x.tpl);

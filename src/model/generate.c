@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "model/prefix_cache.h"
 
 void yf_gen_opts_default(yf_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -50,6 +51,24 @@ static bool emit(seq *s, float *logits, int64_t V, const yf_gen_opts *o, yf_gen_
     return out->stopped || out->n >= o->max_new_tokens || s->nhist >= s->limit;
 }
 
+/* The prompts' common prefix (short of each one's last token, whose logits
+ * a prefill must compute), added to the prefix cache when long enough. */
+static int add_common_prefix(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, const int64_t *plen,
+                             int64_t n, yf_prefix_cache *pc, yf_gen_stats *stats) {
+    if (n < 2) return 0;
+    int64_t p = plen[0] - 1;
+    for (int64_t i = 1; i < n; i++) {
+        int64_t k = 0, lim = plen[i] - 1 < p ? plen[i] - 1 : p;
+        while (k < lim && prompts[i][k] == prompts[0][k]) k++;
+        p = k;
+    }
+    if (p < YF_PREFIX_CACHE_MIN) return 0;
+    double t0 = yf_time();
+    int rc = yf_prefix_cache_add(pc, m, lo, prompts[0], p);
+    if (stats) stats->prefill_s += yf_time() - t0;
+    return rc;
+}
+
 /* Continuous batching: `batch` slots share one cache; a free slot takes the
  * next prompt (prefilled alone, in one pass), and every step decodes one
  * token for all occupied slots together, each at its own position. Every
@@ -88,6 +107,7 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
     int64_t *step_ids = yf_calloc((size_t)B, sizeof *step_ids);
     int rc = 0, next = 0, live = 0;
     for (int64_t b = 0; b < B; b++) sq[b].idx = -1;
+    if (o->prefix_cache) rc = add_common_prefix(m, lo, prompts, plen, n, o->prefix_cache, stats);
     for (;;) {
         /* fill free slots: prefill prompts until every slot decodes */
         for (int64_t b = 0; b < B && rc == 0; b++) {
@@ -109,8 +129,13 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
                     memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
                 }
                 double t0 = yf_time();
-                rc = yf_model_forward_cached(m, lo, view, 0, NULL, &s->doc_start, prompts[i], 1, plen[i], logits, true);
-                if (stats) stats->prefill_s += yf_time() - t0, stats->prefill_tokens += plen[i];
+                /* from the longest cached prefix (at least the last token is computed: its logits) */
+                int64_t k = o->prefix_cache ? yf_prefix_cache_load(o->prefix_cache, prompts[i], plen[i], plen[i] - 1,
+                                                                   view, &s->doc_start)
+                                            : 0;
+                rc = yf_model_forward_cached(m, lo, view, k, NULL, &s->doc_start, prompts[i] + k, 1, plen[i] - k, logits,
+                                             true);
+                if (stats) stats->prefill_s += yf_time() - t0, stats->prefill_tokens += plen[i], stats->prefill_reused += k;
                 if (rc) break;
                 s->pos = plen[i];
                 live++;

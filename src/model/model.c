@@ -184,9 +184,12 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
     return yf_model_forward_cached(m, lo, states, pos0, NULL, doc_start, ids, B, T, logits, false);
 }
 
-int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
-                            const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
-                            float *logits, bool last_only) {
+/* yf_model_forward_cached, and with a_rows / c_rows (NULL: not wanted)
+ * each layer's input_layernorm and conv1 rows: a_rows[l] [B*T, D],
+ * c_rows[l] [B*T, D/2] (what a prefix cache keeps). */
+static int forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, const int64_t *posb,
+                          int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits, bool last_only,
+                          float *const *a_rows, float *const *c_rows) {
     int64_t maxpos = pos0;
     for (int64_t b = 0; posb && b < B; b++)
         if (pos0 + posb[b] > maxpos) maxpos = pos0 + posb[b];
@@ -214,6 +217,8 @@ int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *stat
     for (int64_t l = 0; l < m->L; l++) {
         act.x = xa;
         yf_layer_fwd(&r, l, &act, xb, &states[l]);
+        if (a_rows) memcpy(a_rows[l], act.a, (size_t)(N * D) * sizeof(float));
+        if (c_rows) memcpy(c_rows[l], act.c, (size_t)(N * D / 2) * sizeof(float));
         float *t = xa;
         xa = xb;
         xb = t;
@@ -230,4 +235,15 @@ int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *stat
     yf_act_free(&act);
     yf_run_free(&r);
     return 0;
+}
+
+int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
+                            const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
+                            float *logits, bool last_only) {
+    return forward_cached(m, lo, states, pos0, posb, doc_start, ids, B, T, logits, last_only, NULL, NULL);
+}
+
+int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
+                          const int64_t *ids, int64_t T, float *const *a_rows, float *const *c_rows) {
+    return forward_cached(m, lo, states, pos0, NULL, doc_start, ids, 1, T, NULL, false, a_rows, c_rows);
 }

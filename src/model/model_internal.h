@@ -251,6 +251,11 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
 int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                             const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                             float *logits, bool last_only);
+/* yf_model_forward_cached for one sequence without logits, also writing
+ * each layer's input_layernorm rows a_rows[l] [T, D] and conv1 rows
+ * c_rows[l] [T, D/2] (a prefix cache's entries, model/prefix_cache.c). */
+int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
+                          const int64_t *ids, int64_t T, float *const *a_rows, float *const *c_rows);
 yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap);
 void yf_layer_states_free(yf_layer_state *s, const yf_model *m);
 
