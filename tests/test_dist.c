@@ -204,18 +204,23 @@ static long long json_int(const char *out, const char *key) {
     return p ? atoll(p + strlen(key) + 3) : -1; /* key": value */
 }
 
+/* np ranks (0: one process) of batch bs on the prefix data, into dir */
+static int train_prefix(char *out, size_t cap, int np, int bs, const char *dir, const char *share) {
+    char args[1024];
+    snprintf(args, sizeof args, "--adapter %s/lora --learning-rate 1e-2 --max-steps 3 --lora-dropout 0 --save-strategy no "
+                                "--seed 5 --gradient-accumulation-steps 2 --per-device-train-batch-size %d --shared-prefix %s",
+             tiny(), bs, share);
+    return train(out, cap, np, dir, args);
+}
+
 TEST(dist_shared_prefix_two_ranks_match_whole_rows) {
     tiny();
     make_prefix_data();
-    char out[16384], args[1024];
-    const char *common = "--learning-rate 1e-2 --max-steps 3 --lora-dropout 0 --save-strategy no --seed 5 "
-                         "--gradient-accumulation-steps 2";
-    snprintf(args, sizeof args, "--adapter %s/lora %s --per-device-train-batch-size 4 --shared-prefix off", tiny(), common);
-    int st = train(out, sizeof out, 0, sub("off"), args);
+    char out[16384];
+    int st = train_prefix(out, sizeof out, 0, 4, sub("off"), "off");
     CHECK(st == 0, "one process, whole rows: exit %d:\n%s", st, out);
     CHECK(json_int(out, "shared_prefix_tokens_saved") == 0, "off saved tokens:\n%s", out);
-    snprintf(args, sizeof args, "--adapter %s/lora %s --per-device-train-batch-size 4", tiny(), common);
-    st = train(out, sizeof out, 0, sub("auto"), args);
+    st = train_prefix(out, sizeof out, 0, 4, sub("auto"), "auto");
     CHECK(st == 0, "one process, shared prefix: exit %d:\n%s", st, out);
     /* 6 micro-batches of 4 (3 steps x 2) of 10 rows in an epoch, each sharing 20 ids */
     long long saved = json_int(out, "shared_prefix_tokens_saved");
@@ -223,8 +228,7 @@ TEST(dist_shared_prefix_two_ranks_match_whole_rows) {
     CHECK_NEAR("adapter: shared prefix vs whole rows, one process (max |d| / max |ref|)",
                yt_st_rel_err(sub("auto/adapter_model.safetensors"), sub("off/adapter_model.safetensors")), 1e-5);
     need_mpi();
-    snprintf(args, sizeof args, "--adapter %s/lora %s --per-device-train-batch-size 2", tiny(), common);
-    st = train(out, sizeof out, 2, sub("np2"), args);
+    st = train_prefix(out, sizeof out, 2, 2, sub("np2"), "auto");
     CHECK(st == 0, "mpirun -np 2, shared prefix: exit %d:\n%s", st, out);
     CHECK(json_int(out, "shared_prefix_tokens_saved") >= 20 * 3 * 2, "2 ranks: no tokens saved:\n%s", out);
     CHECK_NEAR("adapter: 2 ranks x batch 2 sharing prefixes vs 1 process x batch 4 whole rows (max |d| / max |ref|)",
