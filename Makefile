@@ -1,7 +1,10 @@
-# yuanft build. `make` builds the library, the CLI and the tests; `make test`
-# runs every test (and the bad-input tests again under AddressSanitizer);
-# `make demo` runs the end-to-end demo; `make bench` the benchmarks.
-# Each target first installs missing Debian packages (scripts/deps.sh, guarded).
+# yuanft build. `make` builds the library, the CLI and the tests, and installs
+# nothing. The set-up targets install the Debian packages they need first
+# (scripts/deps.sh, guarded: a no-op once installed), then build, then act:
+# `make deps` only that; `make test` runs every test (and the bad-input tests
+# again under AddressSanitizer); `make demo` the end-to-end demo; `make bench`
+# the benchmarks. Installing and building are steps of one recipe, so they
+# run in order under -j (a prerequisite would race the compile).
 
 CC      ?= gcc
 OPT     ?= -O2 -march=x86-64-v3 -mtune=native
@@ -30,8 +33,23 @@ else
 MPI_STATE := nompi
 MPI_MSG := MPI no ($(if $(filter 0,$(MPI)),MPI=0,$(MPICC) not found or not working)): single-process training only
 endif
+# Said once a build: by a plain `make`, or by the sub-make that a set-up
+# target runs after installing (MPI may only just have been installed).
+SETUP_GOALS := deps demo test bench clean
 ifeq ($(MAKELEVEL),0)
+ifeq ($(filter $(SETUP_GOALS),$(MAKECMDGOALS)),)
+SAY_BUILD := 1
+endif
+endif
+ifneq ($(SAY_BUILD)$(YF_SETUP_BUILD),)
 $(info yuanft build: $(MPI_MSG))
+endif
+# plain `make` installs nothing: when a header the build needs is missing,
+# say where it comes from before the compiler's error
+ifeq ($(filter $(SETUP_GOALS),$(MAKECMDGOALS)),)
+ifneq ($(shell printf '\043include <cjson/cJSON.h>\n\043include <zlib.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 && echo ok),ok)
+$(info yuanft build: cjson/cJSON.h or zlib.h not found: run 'make deps' (installs libcjson-dev and zlib1g-dev, then builds))
+endif
 endif
 
 SRC     := $(wildcard src/*/*.c src/*/*/*.c)
@@ -44,10 +62,14 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
 .PHONY: all deps test test-asan asan demo bench clean
-all: deps $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
+all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
 
+# Set-up targets: install what the target needs (build, test or bench
+# packages), then build everything in a sub-make; one line each, so that
+# `make -n` installs nothing.
 deps:
 	@sh scripts/deps.sh build
+	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -89,15 +111,18 @@ asan:
 
 test:
 	@sh scripts/deps.sh test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 	@$(MAKE) --no-print-directory asan
 	@sh tests/run.sh
 
-demo: all
+demo:
+	@sh scripts/deps.sh build
+	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 	@sh scripts/demo.sh
 
-bench: all
+bench:
 	@sh scripts/deps.sh bench
+	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 	@sh bench/run.sh
 
 clean:

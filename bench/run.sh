@@ -36,9 +36,8 @@ R=$W/results.jsonl
 PY=/usr/bin/python3
 PYNEW=bench/venv/bin/python
 YF=build/yuanft
-# every core, as PyTorch's rows (torch.set_num_threads(nproc)): without it
-# yuanft train falls back to one thread while the load average still counts
-# the PyTorch run that just ended (it did for the 24-layer row)
+# every core, as PyTorch's rows (torch.set_num_threads(nproc)), set explicitly
+# so that yuanft's busy-CPU check never lowers it in the middle of the table
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 export OMP_NUM_THREADS
 SHARED=${YF_SHARED:-../shared}
@@ -142,7 +141,7 @@ yf_init() {
   yf_has init || return 1
   rm -rf "$dir"
   say "yuanft init $cfg -> $dir ($dt) [$(elapsed) s]"
-  run "$L/init-$(basename "$dir")" 900 "$YF" init --config "$cfg" --out "$dir" --dtype "$dt" || return 1
+  run "$L/init-$(basename "$dir")" 900 "$YF" init --config "$cfg" --output-dir "$dir" --dtype "$dt" || return 1
   echo "$stamp" > "$dir/.bench-stamp"
 }
 

@@ -28,12 +28,12 @@ mkdir -p "$OUT"
 t0=$(date +%s)
 echo "== 1/5 data: Resume NER (BMES) -> {input, output} records"
 for s in train dev test; do
-  $Y data resume-ner --bmes "$BMES/$s.char.bmes" --out "$OUT/$s.jsonl" >/dev/null
+  $Y data resume-ner --bmes "$BMES/$s.char.bmes" --output-file "$OUT/$s.jsonl" >/dev/null
 done
 wc -l "$OUT"/train.jsonl "$OUT"/test.jsonl | head -2
 echo "== 2/5 model: a small Yuan (scripts/demo-config.json), vocabulary pruned to the corpus' ids"
 rm -rf "$OUT/base" "$OUT/full" "$OUT/lora"
-$Y init --config "$CONFIG" --out "$OUT/base" --seed 1 --tokenizer "$TOK" \
+$Y init --config "$CONFIG" --output-dir "$OUT/base" --seed 1 --tokenizer "$TOK" \
    --vocab-from "$OUT/train.jsonl,$OUT/dev.jsonl,$OUT/test.jsonl" --prompt-template none
 echo "== 3/5 full-parameter training from scratch: $EPOCHS epochs"
 $Y train --model "$OUT/base" --data "$OUT/train.jsonl" --prompt-template none --output-dir "$OUT/full" \

@@ -57,10 +57,19 @@ void yt_skip(const char *fmt, ...) {
     _exit(77);
 }
 
+static const char *yt_shared_dir(void) {
+    const char *env = getenv("YF_SHARED");
+    return env && env[0] ? env : "../shared";
+}
+
+static bool yt_in_ci(void) {
+    const char *ci = getenv("CI");
+    return ci && !strcmp(ci, "true");
+}
+
 const char *yt_shared(void) {
     static char buf[512];
-    const char *env = getenv("YF_SHARED");
-    snprintf(buf, sizeof buf, "%s", env && env[0] ? env : "../shared");
+    snprintf(buf, sizeof buf, "%s", yt_shared_dir());
     struct stat st;
     return stat(buf, &st) == 0 ? buf : NULL;
 }
@@ -68,7 +77,13 @@ const char *yt_shared(void) {
 const char *yt_shared_path(const char *rel) {
     static char buf[1024];
     const char *s = yt_shared();
-    if (!s) yt_skip("../shared is absent: golden reference files not available (set YF_SHARED)");
+    if (!s && yt_in_ci()) {
+        fprintf(stderr, "    FAIL: CI=true and %s is absent: the golden reference files are needed (set YF_SHARED)\n",
+                yt_shared_dir());
+        fflush(stderr);
+        _exit(1);
+    }
+    if (!s) yt_skip("%s is absent: golden reference files not available (set YF_SHARED)", yt_shared_dir());
     snprintf(buf, sizeof buf, "%s/%s", s, rel);
     return buf;
 }
@@ -176,6 +191,9 @@ static int cmp_case(const void *a, const void *b) {
 /* usage: yuanft-tests [substring filters...]; a filter matches name or file. */
 int main(int argc, char **argv) {
     qsort(g_cases, (size_t)g_n, sizeof *g_cases, cmp_case);
+    if (!yt_shared() && yt_in_ci())
+        fprintf(stderr, "CI=true and %s is absent: every test that needs the golden files FAILS (set YF_SHARED)\n",
+                yt_shared_dir());
     int passed = 0, failed = 0, skipped = 0;
     char root[256];
     snprintf(root, sizeof root, "/tmp/yuanft-tests.%d", (int)getpid());

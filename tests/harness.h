@@ -28,7 +28,9 @@ void yt_skip(const char *fmt, ...) __attribute__((noreturn));
 
 /* Paths: repo root (cwd of `make test`), ../shared beside it, build dir. */
 const char *yt_shared(void);          /* NULL when ../shared is absent */
-const char *yt_shared_path(const char *rel); /* static buffer; skips the test if shared is absent */
+/* static buffer; when shared is absent the test is skipped, or fails in CI
+ * (CI=true), where the golden tests must run */
+const char *yt_shared_path(const char *rel);
 const char *yt_tmpdir(void);          /* a fresh per-test directory */
 const char *yt_cli(void);             /* path to the yuanft binary (YF_CLI env or build/yuanft) */
 /* Runs a shell command; returns its exit status; output (stdout+stderr,

@@ -2,8 +2,17 @@
 # Runs the whole suite: every test on the optimised build, then the tests
 # whose name contains "bad" (malformed input) again on the ASan/UBSan build.
 # Ends with one line "N passed, N failed, N skipped" and exits non-zero on any failure.
+# The golden tests need ../shared (or $YF_SHARED): without it they are skipped,
+# except in CI (CI=true), where a missing reference folder fails the run.
 cd "$(dirname "$0")/.." || exit 2
-[ -d ../shared ] || echo "WARNING: ../shared is absent: golden tests will be SKIPPED" >&2
+shared=${YF_SHARED:-../shared}
+if [ ! -d "$shared" ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "ERROR: CI=true and $shared is absent: the golden tests cannot run (set YF_SHARED to the shared folder)" >&2
+    exit 1
+  fi
+  echo "WARNING: $shared is absent: golden tests will be SKIPPED" >&2
+fi
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0
 log=$(mktemp)
 st=0

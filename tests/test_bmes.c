@@ -228,14 +228,15 @@ TEST(bmes_bad_cut_entity_left_out) {
 TEST(bmes_cli_converts_dev) {
     char out[8192];
     const char *bmes = yt_shared_path("data/resume-ner/dev.char.bmes");
-    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --out %s/dev.jsonl", yt_cli(), bmes, yt_tmpdir());
+    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --output-file %s/dev.jsonl", yt_cli(), bmes, yt_tmpdir());
     CHECK(rc == 0, "exit %d: %s", rc, out);
     CHECK(strstr(out, "463 sentences") != NULL, "%s", out);
     rc = yt_sh(out, sizeof out, "head -n 2 %s/dev.jsonl | tail -n 1; wc -l < %s/dev.jsonl", yt_tmpdir(), yt_tmpdir());
     const char *want = "{\"input\": \"历任公司副总经理、总工程师，\", \"output\": \"{\\\"职位\\\": [\\\"副总经理\\\", "
                        "\\\"总工程师\\\"], \\\"组织名\\\": [\\\"公司\\\"]}\"}\n463\n";
     CHECK(rc == 0 && !strcmp(out, want), "got:\n%s", out);
-    rc = yt_sh(out, sizeof out, "printf 'a O\\nb M-ORG\\n' > %s/bad.bmes; %s data resume-ner --bmes %s/bad.bmes --out %s/x.jsonl",
+    rc = yt_sh(out, sizeof out,
+               "printf 'a O\\nb M-ORG\\n' > %s/bad.bmes; %s data resume-ner --bmes %s/bad.bmes --output-file %s/x.jsonl",
                yt_tmpdir(), yt_cli(), yt_tmpdir(), yt_tmpdir());
     CHECK(rc == 1 && strstr(out, "bad.bmes:2:"), "exit %d: %s", rc, out);
     CHECK(yt_sh(NULL, 0, "test ! -e %s/x.jsonl", yt_tmpdir()) == 0, "an output file was left behind");

@@ -165,7 +165,7 @@ TEST(init_writes_loadable_model_equal_to_weights_init) {
     for (int k = 0; k < 2; k++) {
         char out[700], log[2048];
         snprintf(out, sizeof out, "%s/init-%s", yt_tmpdir(), k ? "bf16" : "f32");
-        int rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s' --seed 7 --dtype %s", yt_cli(), cfgcopy, out,
+        int rc = yt_sh(log, sizeof log, "%s init --config '%s' --output-dir '%s' --seed 7 --dtype %s", yt_cli(), cfgcopy, out,
                        k ? "bf16" : "f32");
         CHECK(rc == 0, "yuanft init failed (%d): %s", rc, log);
         CHECK(strstr(log, "wrote ") && strstr(log, "30 tensors"), "output: %s", log);
@@ -198,7 +198,7 @@ TEST(init_bad_config_and_arguments) {
     snprintf(dir, sizeof dir, "%s/out", yt_tmpdir());
     snprintf(cfg, sizeof cfg, "%s/broken-config.json", yt_tmpdir());
     CHECK(yt_sh(NULL, 0, "grep -v num_attention_heads '%s' > '%s'", yt_shared_path(GOLDEN "config.json"), cfg) == 0);
-    int rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s'", yt_cli(), cfg, dir);
+    int rc = yt_sh(log, sizeof log, "%s init --config '%s' --output-dir '%s'", yt_cli(), cfg, dir);
     CHECK(rc == 1, "exit %d: %s", rc, log);
     CHECK(strstr(log, "broken-config.json: missing required field \"num_attention_heads\""), "output: %s", log);
     CHECK(strchr(log, '\n') == strrchr(log, '\n'), "more than one line: %s", log);
@@ -207,15 +207,15 @@ TEST(init_bad_config_and_arguments) {
     /* heads that do not divide hidden_size */
     CHECK(yt_sh(NULL, 0, "sed 's/\"num_attention_heads\": 4/\"num_attention_heads\": 5/' '%s' > '%s'",
                 yt_shared_path(GOLDEN "config.json"), cfg) == 0);
-    rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s'", yt_cli(), cfg, dir);
+    rc = yt_sh(log, sizeof log, "%s init --config '%s' --output-dir '%s'", yt_cli(), cfg, dir);
     CHECK(rc == 1 && strstr(log, "not divisible"), "exit %d: %s", rc, log);
     rc = yt_sh(log, sizeof log, "%s init --config '%s'", yt_cli(), yt_shared_path(GOLDEN "config.json"));
-    CHECK(rc == 2 && strstr(log, "--out"), "exit %d: %s", rc, log);
-    rc = yt_sh(log, sizeof log, "%s init --config '%s' --out '%s' --dtype f64", yt_cli(),
+    CHECK(rc == 2 && strstr(log, "--output-dir is required"), "exit %d: %s", rc, log);
+    rc = yt_sh(log, sizeof log, "%s init --config '%s' --output-dir '%s' --dtype f64", yt_cli(),
                yt_shared_path(GOLDEN "config.json"), dir);
     CHECK(rc == 2 && strstr(log, "f64"), "exit %d: %s", rc, log);
     /* an output directory that cannot be created */
-    rc = yt_sh(log, sizeof log, "%s init --config '%s' --out /proc/no/such/dir", yt_cli(),
+    rc = yt_sh(log, sizeof log, "%s init --config '%s' --output-dir /proc/no/such/dir", yt_cli(),
                yt_shared_path(GOLDEN "config.json"));
     CHECK(rc == 1 && strstr(log, "/proc/no/such/dir"), "exit %d: %s", rc, log);
 }

@@ -265,7 +265,7 @@ TEST(data_real_tokenizer_dev_set) {
     const char *bmes = yt_shared_path("data/resume-ner/dev.char.bmes");
     char data[700], out[4096];
     snprintf(data, sizeof data, "%s/dev.jsonl", yt_tmpdir());
-    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --out %s", yt_cli(), bmes, data);
+    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --output-file %s", yt_cli(), bmes, data);
     CHECK(rc == 0, "%s", out);
     yf_tokenizer *tok = real_tokenizer();
     yf_encoder enc;
@@ -296,7 +296,8 @@ TEST(data_cli_check_and_tokenize) {
     const char *good = write_tmp("g.jsonl", "{\"input\": \"王小明\", \"output\": \"{\\\"姓名\\\": [\\\"王小明\\\"]}\"}\n");
     int rc = yt_sh(out, sizeof out, "%s data check --data %s", yt_cli(), good);
     CHECK(rc == 0 && strstr(out, "1 records"), "exit %d: %s", rc, out);
-    rc = yt_sh(out, sizeof out, "%s data tokenize --data %s --tokenizer %s --template none --out %s/g.safetensors", yt_cli(),
+    rc = yt_sh(out, sizeof out,
+               "%s data tokenize --data %s --tokenizer %s --prompt-template none --output-file %s/g.safetensors", yt_cli(),
                good, yt_shared_path("yuan/tokenizer.model"), yt_tmpdir());
     CHECK(rc == 0 && strstr(out, "1 examples, 12 tokens (8 answer tokens)"), "exit %d: %s", rc, out);
     const char *bad = write_tmp("b.jsonl", "{\"input\": \"a\", \"output\": \"{}\"}\n{\"input\": \"b\"}\n");

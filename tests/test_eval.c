@@ -235,7 +235,7 @@ TEST(eval_cli_gold_against_itself) {
     char data[700], pred[700], out[8192];
     snprintf(data, sizeof data, "%s/dev.jsonl", yt_tmpdir());
     snprintf(pred, sizeof pred, "%s/pred.jsonl", yt_tmpdir());
-    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --out %s", yt_cli(), bmes, data);
+    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --output-file %s", yt_cli(), bmes, data);
     CHECK(rc == 0, "exit %d: %s", rc, out);
     yf_records recs;
     CHECK(yf_data_load(data, &recs) == 0, "%s", yf_last_error());

@@ -31,7 +31,7 @@ TEST(extract_train_text_then_extract_and_eval) {
     write(p, config);
     /* OMP_NUM_THREADS=1: tiny matrices gain nothing from threads */
     int rc = yt_sh(out, sizeof out,
-                   "export OMP_NUM_THREADS=1; %s init --config %s/config.json --out %s/base --tokenizer %s "
+                   "export OMP_NUM_THREADS=1; %s init --config %s/config.json --output-dir %s/base --tokenizer %s "
                    "--vocab-from %s/data.jsonl --prompt-template none",
                    yt_cli(), d, d, tok, d);
     CHECK(rc == 0 && strstr(out, "vocabulary pruned"), "init: %s", out);
@@ -103,7 +103,7 @@ TEST(extract_bad_input) {
     CHECK(rc == 2 && strstr(out, "--max-new-tokens"), "eval max-new-tokens 0: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s eval --data x.jsonl", yt_cli());
     CHECK(rc == 2, "neither --model nor --predictions: exit %d: %s", rc, out);
-    rc = yt_sh(out, sizeof out, "%s init --config %s --out %s/m --vocab-from x.jsonl", yt_cli(),
+    rc = yt_sh(out, sizeof out, "%s init --config %s --output-dir %s/m --vocab-from x.jsonl", yt_cli(),
                yt_shared_path("golden/yuan-tiny/config.json"), d);
     CHECK(rc == 2 && strstr(out, "--tokenizer"), "vocab without tokenizer: exit %d: %s", rc, out);
 }

@@ -175,7 +175,7 @@ TEST(dora_golden_forward_and_grads) { check_golden_adapter("dora", false); }
 TEST(dora_golden_grads_checkpointed) { check_golden_adapter("dora", true); }
 
 /* bf16 training runs the LM head a vocabulary block (2048 rows) at a time
- * with an online softmax (model.c, head_chunk_blocked) instead of the
+ * with an online softmax (model/head.c, head_chunk_blocked) instead of the
  * two-pass softmax over whole rows. With 5000 tokens (three blocks) and 4136
  * (a short last block joined to the one before), and weights large enough
  * that a row's max often moves to a later block, the loss and the LoRA
@@ -573,8 +573,9 @@ static void cli_golden_score(const char *kind) {
     snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
     snprintf(out, sizeof out, "%s/out.safetensors", yt_tmpdir());
     snprintf(gr, sizeof gr, "%s/grads.safetensors", yt_tmpdir());
-    int rc = yt_sh(msg, sizeof msg, "%s score --model %s --adapter %s/%s --batch %s/forward.safetensors --out %s --grads %s",
-                   yt_cli(), g, g, kind, g, out, gr);
+    int rc = yt_sh(msg, sizeof msg,
+                   "%s score --model %s --adapter %s/%s --input %s/forward.safetensors --output-file %s --grads %s", yt_cli(),
+                   g, g, kind, g, out, gr);
     CHECK(rc == 0, "score failed: %s", msg);
     CHECK(strstr(msg, "peak RSS") != NULL, "score must print its peak RSS: %s", msg);
     snprintf(ref, sizeof ref, "%s/%s/forward.safetensors", g, kind);
@@ -598,7 +599,8 @@ static void cli_golden_score(const char *kind) {
     yf_table_free(&a);
     yf_table_free(&b);
     /* determinism: the same command writes the same bytes */
-    rc = yt_sh(msg, sizeof msg, "%s score --model %s --adapter %s/%s --batch %s/forward.safetensors --out %s.2 --grads %s.2 "
+    rc = yt_sh(msg, sizeof msg,
+               "%s score --model %s --adapter %s/%s --input %s/forward.safetensors --output-file %s.2 --grads %s.2 "
                "&& cmp %s %s.2 && cmp %s %s.2", yt_cli(), g, g, kind, g, out, gr, out, out, gr, gr);
     CHECK(rc == 0, "two score runs differ: %s", msg);
 }
@@ -613,8 +615,8 @@ TEST(cli_merge_golden) {
         snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
         snprintf(dir, sizeof dir, "%s/merged-%s", yt_tmpdir(), kinds[k]);
         snprintf(out, sizeof out, "%s/out.safetensors", dir);
-        int rc = yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/%s --out %s && %s score --model %s --batch "
-                       "%s/forward.safetensors --out %s", yt_cli(), g, g, kinds[k], dir, yt_cli(), dir, g, out);
+        int rc = yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/%s --output-dir %s && %s score --model %s --input "
+                       "%s/forward.safetensors --output-file %s", yt_cli(), g, g, kinds[k], dir, yt_cli(), dir, g, out);
         CHECK(rc == 0, "merge + score failed: %s", msg);
         snprintf(ref, sizeof ref, "%s/%s/forward.safetensors", g, kinds[k]);
         char what[128];
@@ -625,7 +627,8 @@ TEST(cli_merge_golden) {
     char g[600], dir[700], msg[4096];
     snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
     snprintf(dir, sizeof dir, "%s/merged-bf16", yt_tmpdir());
-    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s/bf16 --adapter %s/lora --out %s", yt_cli(), g, g, dir) == 0, "%s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s/bf16 --adapter %s/lora --output-dir %s", yt_cli(), g, g, dir) == 0, "%s",
+          msg);
     yf_model *m = NULL;
     CHECK_OK(yf_model_load(dir, NULL, &m));
     if (m) CHECK(m->layers[1].proj[YF_DOWN].dt == YF_BF16, "merged weights must keep the base dtype");
@@ -635,14 +638,14 @@ TEST(cli_merge_golden) {
 TEST(cli_score_merge_bad_arguments) {
     char msg[4096], g[600];
     snprintf(g, sizeof g, "%s", yt_shared_path("golden/yuan-tiny"));
-    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s", yt_cli(), g) == 2, "missing --batch: %s", msg);
-    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --batch %s/forward.safetensors --grads x", yt_cli(), g, g) == 2,
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s", yt_cli(), g) == 2, "missing --input: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --input %s/forward.safetensors --grads x", yt_cli(), g, g) == 2,
           "--grads without --adapter: %s", msg);
-    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --batch %s/lora/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s --input %s/lora/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
     CHECK(strstr(msg, "input_ids") != NULL, "a batch without input_ids must be named: %s", msg);
-    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s/lora --batch %s/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
-    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s --out %s/m", yt_cli(), g, g, yt_tmpdir()) == 1,
+    CHECK(yt_sh(msg, sizeof msg, "%s score --model %s/lora --input %s/forward.safetensors", yt_cli(), g, g) == 1, "%s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s --output-dir %s/m", yt_cli(), g, g, yt_tmpdir()) == 1,
           "a model dir is not an adapter: %s", msg);
     CHECK(strstr(msg, "adapter_config.json") != NULL, "%s", msg);
-    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/lora", yt_cli(), g, g) == 2, "missing --out: %s", msg);
+    CHECK(yt_sh(msg, sizeof msg, "%s merge --model %s --adapter %s/lora", yt_cli(), g, g) == 2, "missing --output-dir: %s", msg);
 }

@@ -1,8 +1,8 @@
 /* yuanft data: prepare training data.
- *   data resume-ner --bmes FILE --out FILE.jsonl   the Resume NER corpus → records
- *   data check --data FILE                          read and check a records file
- *   data tokenize --data FILE --tokenizer MODEL [--template T] [--max-length N] [--out FILE.safetensors]
- *                                                   tokenise as training does (and save) */
+ *   data resume-ner --bmes FILE --output-file FILE.jsonl   the Resume NER corpus → records
+ *   data check --data FILE                                  read and check a records file
+ *   data tokenize --data FILE --tokenizer FILE [--prompt-template T] [--max-length N]
+ *                 [--output-file FILE.safetensors]          records → training tensors, as train does */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +15,15 @@
 
 static int data_resume_ner(int argc, char **argv) {
     const char *bmes = NULL, *out = NULL;
-    yc_opt opts[] = {
-        {"bmes", YC_STR, &bmes, "Resume NER file (*.char.bmes: CHARACTER TAG a line, blank line between sentences)"},
-        {"out", YC_STR, &out, "JSON Lines to write: {\"input\": sentence, \"output\": answer JSON} a line"},
+    const yc_opt opts[] = {
+        YC_OPT("bmes", YC_STR, &bmes, "Resume NER file (*.char.bmes: CHARACTER TAG a line, blank line between sentences)",
+               .meta = "FILE", .required = true),
+        YC_OPT_OUTPUT_FILE(&out, "the JSON Lines to write: {\"input\": sentence, \"output\": answer JSON} a line",
+                           .required = true),
     };
-    int rc = yc_parse("data resume-ner", "Converts the Resume NER corpus into the recipe's training records.", argc, argv,
-                      opts, 2);
+    int rc = yc_parse("data resume-ner", "Convert the Resume NER corpus (BMES) into the recipe's training records.", argc,
+                      argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
-    if (!bmes || !out) {
-        fprintf(stderr, "yuanft data resume-ner: --bmes and --out are required\n");
-        return 2;
-    }
     yf_bmes_corpus c;
     if (yf_bmes_read(bmes, &c)) return yc_fail("data resume-ner");
     if (yf_bmes_write_jsonl(&c, out)) {
@@ -55,14 +53,11 @@ static int data_resume_ner(int argc, char **argv) {
 
 static int data_check(int argc, char **argv) {
     const char *path = NULL;
-    yc_opt opts[] = {{"data", YC_STR, &path, "records: a JSON array or JSON Lines of {\"input\", \"output\"}"}};
-    int rc = yc_parse("data check", "Reads a training data file and reports its records or its first error.", argc, argv,
-                      opts, 1);
+    const yc_opt opts[] = {YC_OPT("data", YC_STR, &path, "records: a JSON array or JSON Lines of {\"input\", \"output\"}",
+                                  .meta = "FILE", .required = true)};
+    int rc = yc_parse("data check", "Read a training data file and report its records or its first error.", argc, argv,
+                      opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
-    if (!path) {
-        fprintf(stderr, "yuanft data check: --data is required\n");
-        return 2;
-    }
     yf_records r;
     if (yf_data_load(path, &r)) return yc_fail("data check");
     size_t in = 0, out = 0;
@@ -78,20 +73,21 @@ static int data_check(int argc, char **argv) {
 static int data_tokenize(int argc, char **argv) {
     const char *path = NULL, *tokp = NULL, *tmpl = "resume", *out = NULL;
     int64_t max_length = YF_DEFAULT_MAX_LENGTH;
-    yc_opt opts[] = {
-        {"data", YC_STR, &path, "records: a JSON array or JSON Lines of {\"input\", \"output\"}"},
-        {"tokenizer", YC_STR, &tokp, "tokenizer.model (or a model directory holding it)"},
-        {"template", YC_STR, &tmpl, "prompt template: resume (default), none, or a file with an {input} placeholder"},
-        {"max-length", YC_INT, &max_length, "truncate input_ids and labels to this many tokens (default 384; 0: no limit)"},
-        {"out", YC_STR, &out, "write the pre-tokenised data here (safetensors: input_ids, labels [N, T], lengths [N])"},
+    const yc_opt opts[] = {
+        YC_OPT("data", YC_STR, &path, "records: a JSON array or JSON Lines of {\"input\", \"output\"}", .meta = "FILE",
+               .required = true),
+        YC_OPT("tokenizer", YC_STR, &tokp, "tokenizer.model, or a model directory holding it", .meta = "FILE",
+               .required = true),
+        YC_OPT_PROMPT_TEMPLATE(&tmpl, "", .alias = "template"),
+        YC_OPT("max-length", YC_INT, &max_length, "truncate input_ids and labels to this many tokens; 0: no limit"),
+        YC_OPT_OUTPUT_FILE(&out, "write the tensors here (safetensors: input_ids, labels [N, T], lengths [N])"),
     };
-    int rc = yc_parse("data tokenize", "Tokenises training records as training does: prompt = template(input) + <sep> "
-                      "(labels -100), answer = output + <eod>.", argc, argv, opts, 5);
+    int rc = yc_parse("data tokenize",
+                      "Turn training records into training tensors, as train does; `tokenize` encodes plain strings to ids.\n"
+                      "prompt = template(input) + <sep> (labels -100), answer = output + <eod>; saved with --output-file,\n"
+                      "a file train --data takes.",
+                      argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
-    if (!path || !tokp) {
-        fprintf(stderr, "yuanft data tokenize: --data and --tokenizer are required\n");
-        return 2;
-    }
     char *tpath = yf_dir_exists(tokp) ? yf_path_join(tokp, "tokenizer.model") : yf_strdup(tokp);
     yf_records recs = {0};
     yf_template t = {0};
@@ -130,10 +126,11 @@ static int data_tokenize(int argc, char **argv) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: yuanft data SUBCOMMAND [options]\n\n"
+               "Prepare training data.\n\n"
                "subcommands:\n"
-               "  resume-ner   convert the Resume NER corpus (--bmes FILE --out FILE.jsonl)\n"
-               "  check        read and check a training data file (--data FILE)\n"
-               "  tokenize     tokenise training data as training does, optionally saving it (--out FILE.safetensors)\n"
+               "  resume-ner   Convert the Resume NER corpus into training records (--bmes FILE --output-file FILE.jsonl)\n"
+               "  check        Read and check a training data file (--data FILE)\n"
+               "  tokenize     Turn training records into training tensors, as train does (--output-file FILE.safetensors)\n"
                "\n'yuanft data SUBCOMMAND --help' shows its options.\n");
 }
 

@@ -19,37 +19,35 @@ int cmd_eval(int argc, char **argv) {
     int64_t max_new = 128, batch = 16, limit = 0;
     bool bf16 = false;
     const char *prefix_cache = "on";
-    yc_opt opts[] = {
-        {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
-        {"data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"} [required]"},
-        {"predictions", YC_STR, &pred_path, "answers, one a line in the data's order: a JSON string (the model's text) or the JSON object"},
-        {"model", YC_STR, &model, "or: a model directory to extract with (greedy, batched)"},
-        {"adapter", YC_STR, &adapter, "with --model: a PEFT adapter directory"},
-        {"tokenizer", YC_STR, &tokenizer, "with --model: tokenizer.model (default: MODEL/tokenizer.model)"},
-        {"prompt-template", YC_STR, &tpl, "with --model: resume, none or a file with {input}; as in training (resume)"},
-        {"max-new-tokens", YC_INT, &max_new, "with --model: answer length cap (128)"},
-        {"batch", YC_INT, &batch, "with --model: prompts decoded together (16)"},
-        {"prefix-cache", YC_STR, &prefix_cache, "with --model: on: the prompts' common prefix (the template) is computed "
-                                                "once and copied into every prompt's cache; off: each prompt whole (on)"},
-        {"limit", YC_INT, &limit, "score only the first N records (0 = all)"},
-        {"save-predictions", YC_STR, &save_pred, "with --model: write the answers here, one JSON string a line"},
-        {"report", YC_STR, &report, "also write the scores as JSON here (keys micro, per_type, ...)"},
+    const yc_opt opts[] = {
+        YC_OPT("data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"}",
+               .meta = "FILE", .required = true),
+        YC_OPT("predictions", YC_STR, &pred_path, "answers, one a line in the data's order: a JSON string (the model's "
+               "text) or the JSON object", .meta = "FILE"),
+        YC_OPT("model", YC_STR, &model, "or: a model directory to extract with (greedy, batched)", .meta = "DIR"),
+        YC_OPT_ADAPTER(&adapter, "with --model: "),
+        YC_OPT_TOKENIZER(&tokenizer, "with --model: "),
+        YC_OPT_PROMPT_TEMPLATE(&tpl, "with --model: "),
+        YC_OPT("max-new-tokens", YC_INT, &max_new, "with --model: answer length cap in tokens"),
+        YC_OPT("batch", YC_INT, &batch, "with --model: prompts decoded together"),
+        YC_OPT("limit", YC_INT, &limit, "score only the first N records; 0: all"),
+        YC_OPT("save-predictions", YC_STR, &save_pred, "with --model: write the answers here, one JSON string a line",
+               .meta = "FILE"),
+        YC_OPT("report", YC_STR, &report, "also write the scores as JSON here (keys micro, per_type, ...)", .meta = "FILE"),
+        YC_OPT("prefix-cache", YC_STR, &prefix_cache, "with --model: on: the prompts' common prefix (the template) is "
+               "computed once and copied into every prompt's cache; off: each prompt whole", .meta = "on|off"),
+        YC_OPT_BF16(&bf16),
     };
-    int rc = yc_parse("eval", "Scores extraction answers: entity-level precision, recall and F1 per type and micro-averaged,\n"
+    int rc = yc_parse("eval", "Score extraction answers: entity-level precision, recall and F1 per type and micro-averaged,\n"
                               "from a predictions file or by running a model (and adapter) over the data's inputs.",
-                      argc, argv, opts, sizeof opts / sizeof *opts);
+                      argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
     bool no_cache = false;
     if (yc_prefix_cache_flag("eval", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
-    if (!data_path || !pred_path == !model) {
-        fprintf(stderr, "yuanft eval: needs --data and one of --predictions / --model (see --help)\n");
-        return 2;
-    }
-    if (model && (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536)) {
-        fprintf(stderr, "yuanft eval: --batch must be in [1, 4096] and --max-new-tokens in [1, 65536]\n");
-        return 2;
-    }
+    if (!pred_path == !model) return yc_usage_error("eval", "give exactly one of --predictions / --model");
+    if (model && (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536))
+        return yc_usage_error("eval", "--batch must be in [1, 4096] and --max-new-tokens in [1, 65536]");
     yf_records recs;
     if (yf_data_load(data_path, &recs)) return yc_fail("eval");
     if (limit > 0 && (size_t)limit < recs.n) {

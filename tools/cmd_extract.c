@@ -37,36 +37,30 @@ int cmd_extract(int argc, char **argv) {
     int64_t max_new = 128, batch = 16, max_length = 384;
     bool bf16 = false;
     const char *prefix_cache = "on";
-    yc_opt opts[] = {
-        {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
-        {"model", YC_STR, &model, "model directory [required]"},
-        {"adapter", YC_STR, &adapter, "PEFT adapter directory (applied without merging)"},
-        {"input", YC_STR, &input, "résumé text, one a line (default: stdin)"},
-        {"tokenizer", YC_STR, &tokenizer, "tokenizer.model (default: MODEL/tokenizer.model)"},
-        {"prompt-template", YC_STR, &tpl, "resume (the recipe's), none, or a file with {input}; as in training (resume)"},
-        {"max-new-tokens", YC_INT, &max_new, "answer length cap in tokens (128)"},
-        {"max-length", YC_INT, &max_length, "prompt length cap in tokens (384)"},
-        {"batch", YC_INT, &batch, "prompts decoded together (16)"},
-        {"raw", YC_STR, &raw_out, "also write the model's raw answer texts here, one JSON string a line"},
-        {"prefix-cache", YC_STR, &prefix_cache, "on: the prompts' common prefix (the template) is computed once and "
-                                                "copied into every prompt's cache; off: each prompt whole (on)"},
+    const yc_opt opts[] = {
+        YC_OPT_MODEL(&model),
+        YC_OPT_ADAPTER(&adapter, ""),
+        YC_OPT("input", YC_STR, &input, "résumé text, one a line", .meta = "FILE", .def = "stdin"),
+        YC_OPT_TOKENIZER(&tokenizer, ""),
+        YC_OPT_PROMPT_TEMPLATE(&tpl, ""),
+        YC_OPT("max-new-tokens", YC_INT, &max_new, "answer length cap in tokens"),
+        YC_OPT("max-length", YC_INT, &max_length, "prompt length cap in tokens"),
+        YC_OPT("batch", YC_INT, &batch, "prompts decoded together"),
+        YC_OPT("raw", YC_STR, &raw_out, "also write the model's raw answer texts here, one JSON string a line", .meta = "FILE"),
+        YC_OPT_BF16(&bf16),
+        YC_OPT("prefix-cache", YC_STR, &prefix_cache, "on: the prompts' common prefix (the template) is computed once "
+               "and copied into every prompt's cache; off: each prompt whole", .meta = "on|off"),
     };
-    int pr = yc_parse("extract", "Extracts named entities from résumés: one line in, one JSON object out, greedy decoding.\n"
+    int pr = yc_parse("extract", "Extract named entities from résumés: one line in, one JSON object out, greedy decoding.\n"
                                  "Answers that are not valid JSON are recovered as far as possible (noted on stderr);\n"
                                  "a hopeless answer gives {}. Every input line gives exactly one output line.",
-                      argc, argv, opts, sizeof opts / sizeof *opts);
+                      argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
     bool no_cache = false;
     if (yc_prefix_cache_flag("extract", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
-    if (!model) {
-        fprintf(stderr, "yuanft extract: --model is required (see --help)\n");
-        return 2;
-    }
-    if (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536) {
-        fprintf(stderr, "yuanft extract: --batch must be in [1, 4096] and --max-new-tokens in [1, 65536]\n");
-        return 2;
-    }
+    if (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536)
+        return yc_usage_error("extract", "--batch must be in [1, 4096] and --max-new-tokens in [1, 65536]");
     char **lines = NULL;
     size_t n = 0;
     FILE *f = input ? fopen(input, "r") : stdin;

@@ -44,35 +44,30 @@ int cmd_generate(int argc, char **argv) {
     double temperature = 0, top_p = 1, rep = 1;
     bool json = false, keep_special = false;
     bool bf16 = false;
-    yc_opt opts[] = {
-        {"bf16", YC_FLAG, &bf16, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)"},
-        {"model", YC_STR, &model, "model directory (config.json + weights) [required]"},
-        {"adapter", YC_STR, &adapter, "PEFT adapter directory applied without merging"},
-        {"prompt", YC_STR, &prompt, "prompt text (encoded with the tokenizer)"},
-        {"prompt-ids", YC_STR, &prompt_ids, "prompt as token ids: 1,2,3"},
-        {"tokenizer", YC_STR, &tokenizer, "tokenizer.model (default: MODEL/tokenizer.model)"},
-        {"max-new-tokens", YC_INT, &max_new, "new tokens at most (default 64)"},
-        {"max-length", YC_INT, &max_length, "prompt + new tokens at most (default: the model's maximum)"},
-        {"temperature", YC_FLOAT, &temperature, "0 = greedy (default), > 0 samples"},
-        {"top-k", YC_INT, &top_k, "sample among the k most likely (0 = off)"},
-        {"top-p", YC_FLOAT, &top_p, "nucleus sampling mass (1 = off)"},
-        {"repetition-penalty", YC_FLOAT, &rep, "penalty for repeated tokens (1 = off)"},
-        {"seed", YC_INT, &seed, "sampling seed (default 42)"},
-        {"json", YC_FLAG, &json, "print the new ids as one JSON array"},
-        {"keep-special-tokens", YC_FLAG, &keep_special, "text mode: keep <eod> and other special tokens"},
+    const yc_opt opts[] = {
+        YC_OPT_MODEL(&model),
+        YC_OPT_ADAPTER(&adapter, ""),
+        YC_OPT("prompt", YC_STR, &prompt, "prompt text (encoded with the tokenizer)", .meta = "TEXT"),
+        YC_OPT("prompt-ids", YC_STR, &prompt_ids, "or: the prompt as token ids, 1,2,3", .meta = "IDS"),
+        YC_OPT_TOKENIZER(&tokenizer, ""),
+        YC_OPT("max-new-tokens", YC_INT, &max_new, "new tokens at most"),
+        YC_OPT("max-length", YC_INT, &max_length, "prompt + new tokens at most", .def = "the model's maximum"),
+        YC_OPT("temperature", YC_FLOAT, &temperature, "0: greedy; > 0: sample"),
+        YC_OPT("top-k", YC_INT, &top_k, "sample among the k most likely; 0: off"),
+        YC_OPT("top-p", YC_FLOAT, &top_p, "nucleus sampling mass; 1: off"),
+        YC_OPT("repetition-penalty", YC_FLOAT, &rep, "penalty for repeated tokens; 1: off"),
+        YC_OPT("seed", YC_INT, &seed, "sampling seed"),
+        YC_OPT("json", YC_FLAG, &json, "print the new ids as one JSON array"),
+        YC_OPT("keep-special-tokens", YC_FLAG, &keep_special, "text mode: keep <eod> and other special tokens"),
+        YC_OPT_BF16(&bf16),
     };
-    int pr = yc_parse("generate", "Generate from a prompt: greedy by default, stopping at <eod>.", argc, argv, opts,
-                      sizeof opts / sizeof *opts);
+    int pr = yc_parse("generate", "Generate text or ids from a prompt: greedy by default, stopping at <eod>.", argc, argv,
+                      opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
-    if (max_new < 1 || max_new > (1 << 24)) {
-        fprintf(stderr, "yuanft generate: --max-new-tokens must be between 1 and %d\n", 1 << 24);
-        return 2;
-    }
-    if (!model || (!prompt == !prompt_ids)) {
-        fprintf(stderr, "yuanft generate: needs --model and one of --prompt / --prompt-ids (see --help)\n");
-        return 2;
-    }
+    if (max_new < 1 || max_new > (1 << 24))
+        return yc_usage_error("generate", "--max-new-tokens must be between 1 and %d", 1 << 24);
+    if (!prompt == !prompt_ids) return yc_usage_error("generate", "give exactly one of --prompt / --prompt-ids");
     yf_gen_opts go;
     yf_gen_opts_default(&go);
     go.max_new_tokens = max_new;

@@ -77,39 +77,29 @@ int cmd_init(int argc, char **argv) {
     const char *config = NULL, *out = NULL, *dtype_s = NULL, *tokenizer = NULL, *vocab_from = NULL;
     const char *template_spec = "resume";
     int64_t seed = 42;
-    yc_opt opts[] = {
-        {"config", YC_STR, &config, "config.json to initialise (required)"},
-        {"out", YC_STR, &out, "output model directory, created if needed (required)"},
-        {"seed", YC_INT, &seed, "random seed (default 42)"},
-        {"dtype", YC_STR, &dtype_s, "bf16 or f32 (default: the config's torch_dtype; bf16 for bfloat16)"},
-        {"tokenizer", YC_STR, &tokenizer, "tokenizer.model to copy into the model directory"},
-        {"vocab-from", YC_STR, &vocab_from, "prune the vocabulary to the ids these record files (.jsonl, comma-separated) "
-                                            "use; writes vocab_map.safetensors (needs --tokenizer)"},
-        {"prompt-template", YC_STR, &template_spec, "with --vocab-from: the template the prompts use (resume)"},
+    const yc_opt opts[] = {
+        YC_OPT("config", YC_STR, &config, "the config.json to initialise", .meta = "FILE", .required = true),
+        YC_OPT_OUTPUT_DIR(&out, "the model directory to write, created if needed"),
+        YC_OPT("seed", YC_INT, &seed, "random seed"),
+        YC_OPT("dtype", YC_STR, &dtype_s, "bf16 or f32", .meta = "NAME", .def = "the config's torch_dtype: bf16 for bfloat16, else f32"),
+        YC_OPT("tokenizer", YC_STR, &tokenizer, "tokenizer.model to copy into the model directory", .meta = "FILE"),
+        YC_OPT("vocab-from", YC_STR, &vocab_from, "prune the vocabulary to the ids these record files (.jsonl, "
+               "comma-separated) use; writes vocab_map.safetensors (needs --tokenizer)", .meta = "FILES"),
+        YC_OPT_PROMPT_TEMPLATE(&template_spec, "with --vocab-from: "),
     };
-    int pr = yc_parse("init", "Writes config.json and model.safetensors with the HF model's random initialisation.",
+    int pr = yc_parse("init", "Write a model directory for a config: config.json and model.safetensors with the HF model's\n"
+                              "random initialisation, generated and written one tensor at a time.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
-    if (pr == 1) return 0;
-    if (pr) return 2;
-    if (!config || !out) {
-        fprintf(stderr, "yuanft init: --config and --out are required (see yuanft init --help)\n");
-        return 2;
-    }
+    if (pr) return pr == 1 ? 0 : 2;
     yf_config cfg;
     if (yf_config_load(config, &cfg)) return yc_fail("init");
     yf_dtype dt;
     if (!dtype_s) dt = strcmp(cfg.torch_dtype, "bfloat16") == 0 ? YF_BF16 : YF_F32;
     else if (!strcmp(dtype_s, "bf16") || !strcmp(dtype_s, "bfloat16")) dt = YF_BF16;
     else if (!strcmp(dtype_s, "f32") || !strcmp(dtype_s, "float32")) dt = YF_F32;
-    else {
-        fprintf(stderr, "yuanft init: --dtype must be bf16 or f32, not '%s'\n", dtype_s);
-        return 2;
-    }
+    else return yc_usage_error("init", "--dtype must be bf16 or f32, not '%s'", dtype_s);
     strcpy(cfg.torch_dtype, dt == YF_BF16 ? "bfloat16" : "float32");
-    if (vocab_from && !tokenizer) {
-        fprintf(stderr, "yuanft init: --vocab-from needs --tokenizer\n");
-        return 2;
-    }
+    if (vocab_from && !tokenizer) return yc_usage_error("init", "--vocab-from needs --tokenizer");
     yf_vocab_map vm = {0};
     if (vocab_from) {
         if (collect_vocab(vocab_from, tokenizer, template_spec, &vm)) return yc_fail("init");

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "formats/checkpoint.h"
 #include "cli.h"
 #include "commands.h"
@@ -14,24 +15,19 @@
 
 int cmd_merge(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *out = NULL;
-    yc_opt opts[] = {
-        {"model", YC_STR, &model, "base model directory (required)"},
-        {"adapter", YC_STR, &adapter, "PEFT adapter directory (required)"},
-        {"out", YC_STR, &out, "output model directory: config.json + model.safetensors (required)"},
+    const yc_opt opts[] = {
+        YC_OPT("model", YC_STR, &model, "base model directory", .meta = "DIR", .required = true),
+        YC_OPT("adapter", YC_STR, &adapter, "PEFT adapter directory", .meta = "DIR", .required = true),
+        YC_OPT_OUTPUT_DIR(&out, "the merged model directory to write: config.json + model.safetensors"),
     };
-    int pr = yc_parse("merge", "Merge an adapter into the base weights (merge_and_unload).", argc, argv, opts,
-                      (int)(sizeof opts / sizeof *opts));
-    if (pr == 1) return 0;
-    if (pr) return 2;
-    if (!model || !adapter || !out) {
-        fprintf(stderr, "yuanft merge: --model, --adapter and --out are required (see yuanft merge --help)\n");
-        return 2;
-    }
+    int pr = yc_parse("merge", "Merge an adapter into the base weights (PEFT's merge_and_unload) and write the merged model\n"
+                               "in the base model's dtype.",
+                      argc, argv, opts, (int)(sizeof opts / sizeof *opts));
+    if (pr) return pr == 1 ? 0 : 2;
     char a[PATH_MAX], b[PATH_MAX];
-    if (realpath(model, a) && realpath(out, b) && !strcmp(a, b)) {
-        fprintf(stderr, "yuanft merge: --out must not be the base model directory (%s)\n", model);
-        return 2;
-    }
+    if (realpath(model, a) && realpath(out, b) && !strcmp(a, b))
+        return yc_usage_error("merge", "--output-dir must not be the base model directory (%s)", model);
+    yf_par_adapt_to_load();
     double t0 = yf_time();
     yf_config cfg;
     yf_table tab;

@@ -15,23 +15,21 @@ int cmd_params(int argc, char **argv) {
     double alpha = 32;
     bool dora = false, rslora = false, full = false;
     const yc_opt opts[] = {
-        {"model", YC_STR, &model_dir, "model directory (its config.json is read)"},
-        {"config", YC_STR, &config, "a config.json file (instead of --model)"},
-        {"lora-r", YC_INT, &r, "LoRA rank (8)"},
-        {"lora-alpha", YC_FLOAT, &alpha, "LoRA alpha (32; does not change the counts)"},
-        {"target-modules", YC_STR, &targets, "comma-separated projections, or all-linear (the seven projections)"},
-        {"use-dora", YC_FLAG, &dora, "add DoRA magnitude vectors (one per output row)"},
-        {"use-rslora", YC_FLAG, &rslora, "rank-stabilised scaling (does not change the counts)"},
-        {"full-finetune", YC_FLAG, &full, "every weight trainable, no adapter"},
+        YC_OPT("model", YC_STR, &model_dir, "model directory (its config.json is read)", .meta = "DIR"),
+        YC_OPT("config", YC_STR, &config, "a config.json file (instead of --model)", .meta = "FILE"),
+        YC_OPT("lora-r", YC_INT, &r, "LoRA rank"),
+        YC_OPT("lora-alpha", YC_FLOAT, &alpha, "LoRA alpha; does not change the counts"),
+        YC_OPT("target-modules", YC_STR, &targets, "comma-separated projections, or all-linear (the seven projections)",
+               .meta = "LIST"),
+        YC_OPT("use-dora", YC_FLAG, &dora, "add DoRA magnitude vectors (one per output row)"),
+        YC_OPT("use-rslora", YC_FLAG, &rslora, "rank-stabilised scaling (does not change the counts)"),
+        YC_OPT("full-finetune", YC_FLAG, &full, "every weight trainable, no adapter"),
     };
-    int prc = yc_parse("params", "Prints PEFT's print_trainable_parameters line for a model config and a LoRA set-up.", argc,
-                       argv, opts, (int)(sizeof opts / sizeof *opts));
-    if (prc == 1) return 0;
-    if (prc) return 2;
-    if (!model_dir == !config) {
-        fprintf(stderr, "yuanft params: give exactly one of --model DIR or --config FILE\n");
-        return 2;
-    }
+    int prc = yc_parse("params", "Print PEFT's print_trainable_parameters line for a model config and a LoRA set-up\n"
+                                 "(arithmetic on the config: no weights are read).",
+                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
+    if (prc) return prc == 1 ? 0 : 2;
+    if (!model_dir == !config) return yc_usage_error("params", "give exactly one of --model DIR or --config FILE");
     yf_config cfg;
     char *path = config ? yf_strdup(config) : yf_path_join(model_dir, "config.json");
     int rc = yf_config_load(path, &cfg);

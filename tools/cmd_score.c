@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pool.h"
 #include "cli.h"
 #include "commands.h"
 #include "lora/lora.h"
@@ -29,29 +30,25 @@ static int read_batch(const char *path, yf_table *tab, const int64_t **ids, cons
 }
 
 int cmd_score(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *batch = NULL, *out = NULL, *grads = NULL;
+    const char *model = NULL, *adapter = NULL, *input = NULL, *out = NULL, *grads = NULL;
     bool ckpt = false, f32 = false;
-    yc_opt opts[] = {
-        {"model", YC_STR, &model, "model directory (required)"},
-        {"adapter", YC_STR, &adapter, "PEFT adapter directory (optional)"},
-        {"batch", YC_STR, &batch, "safetensors with input_ids and labels, I64 [B, T] (required)"},
-        {"out", YC_STR, &out, "write logits F32 [B, T, V] and loss F32 [1] here (optional)"},
-        {"grads", YC_STR, &grads, "write d loss / d every adapter tensor here (needs --adapter and labels)"},
-        {"gradient-checkpointing", YC_FLAG, &ckpt, "recompute layers in the backward (less memory, same grads)"},
-        {"force-f32", YC_FLAG, &f32, "convert bf16 weights to f32 at load"},
+    const yc_opt opts[] = {
+        YC_OPT_MODEL(&model),
+        YC_OPT_ADAPTER(&adapter, ""),
+        YC_OPT("input", YC_STR, &input, "the batch: safetensors with input_ids and labels, I64 [B, T]", .meta = "FILE",
+               .required = true, .alias = "batch", .alias_warns = true), /* --batch is a count elsewhere */
+        YC_OPT_OUTPUT_FILE(&out, "write logits F32 [B, T, V] and loss F32 [1] here"),
+        YC_OPT("grads", YC_STR, &grads, "write d loss / d every adapter tensor here (needs --adapter and labels)",
+               .meta = "FILE"),
+        YC_OPT("gradient-checkpointing", YC_FLAG, &ckpt, "recompute layers in the backward (less memory, same grads)"),
+        YC_OPT("force-f32", YC_FLAG, &f32, "convert bf16 weights to f32 at load"),
     };
-    int pr = yc_parse("score", "Forward a batch: logits, mean next-token loss, optional adapter gradients.", argc,
-                      argv, opts, (int)(sizeof opts / sizeof *opts));
-    if (pr == 1) return 0;
-    if (pr) return 2;
-    if (!model || !batch) {
-        fprintf(stderr, "yuanft score: --model and --batch are required (see yuanft score --help)\n");
-        return 2;
-    }
-    if (grads && !adapter) {
-        fprintf(stderr, "yuanft score: --grads needs --adapter (the gradients are the adapter's)\n");
-        return 2;
-    }
+    int pr = yc_parse("score", "Score one batch: forward it through a model (and adapter) for the logits and the mean\n"
+                               "next-token loss, and optionally the adapter gradients.",
+                      argc, argv, opts, (int)(sizeof opts / sizeof *opts));
+    if (pr) return pr == 1 ? 0 : 2;
+    if (grads && !adapter) return yc_usage_error("score", "--grads needs --adapter (the gradients are the adapter's)");
+    yf_par_adapt_to_load();
     double t0 = yf_time();
     yf_model *m = NULL;
     yf_lora lo = {0};
@@ -62,9 +59,9 @@ int cmd_score(int argc, char **argv) {
     const int64_t *ids = NULL, *labels = NULL;
     int64_t B = 0, T = 0;
     yf_model_opts mo = {.force_f32 = f32};
-    if (read_batch(batch, &bt, &ids, &labels, &B, &T) != 0) goto done;
+    if (read_batch(input, &bt, &ids, &labels, &B, &T) != 0) goto done;
     if (grads && !labels) {
-        yf_errorf("%s: --grads needs labels", batch);
+        yf_errorf("%s: --grads needs labels", input);
         goto done;
     }
     if (yf_model_load(model, &mo, &m) != 0) goto done;

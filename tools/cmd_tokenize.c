@@ -178,19 +178,16 @@ int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL;
     bool decode = false, skip_special = false;
     const yc_opt opts[] = {
-        {"tokenizer", YC_STR, &model, "tokenizer.model (SentencePiece) to use (required)"},
-        {"decode", YC_FLAG, &decode, "read JSON arrays of ids, write JSON strings (default: encode)"},
-        {"skip-special-tokens", YC_FLAG, &skip_special, "with --decode: drop special tokens (<eod>, <sep>, ...)"},
+        YC_OPT("tokenizer", YC_STR, &model, "the model's tokenizer.model (SentencePiece)", .meta = "FILE", .required = true),
+        YC_OPT("decode", YC_FLAG, &decode, "read JSON arrays of ids, write JSON strings (without it: encode)"),
+        YC_OPT("skip-special-tokens", YC_FLAG, &skip_special, "with --decode: drop special tokens (<eod>, <sep>, ...)"),
     };
     int rc = yc_parse("tokenize",
-                      "Encodes JSON strings (one a line on stdin) to JSON arrays of ids, one a line on stdout,\n"
-                      "as the fine-tuning recipe does: split on special tokens, no BOS/EOS. --decode reverses it.",
+                      "Encode strings to token ids, or decode ids to strings; `data tokenize` turns records into training tensors.\n"
+                      "One JSON string a line on stdin gives one JSON array of ids a line on stdout, encoded as the\n"
+                      "fine-tuning recipe does: split on special tokens, no BOS/EOS. --decode reverses it.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
-    if (rc) return rc == 1 ? 0 : rc;
-    if (!model) {
-        fprintf(stderr, "yuanft tokenize: --tokenizer FILE is required (the model's tokenizer.model)\n");
-        return 2;
-    }
+    if (rc) return rc == 1 ? 0 : 2;
     yf_tokenizer *tok = NULL;
     if (yf_tokenizer_load(model, &tok)) return yc_fail("tokenize");
 

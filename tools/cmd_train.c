@@ -1,6 +1,6 @@
 /* yuanft train: fine-tune a Yuan model (LoRA, DoRA or full) with the HF
  * Trainer's semantics. Wires the generic loop (src/train/trainer.h) to the model,
- * the adapter and a pre-tokenised data file. */
+ * the adapter and the training set (src/task/trainset.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,155 +12,21 @@
 #include "formats/config.h"
 #include "lora/lora.h"
 #include "model/model.h"
-#include "formats/safetensors.h"
-#include "task/data.h"
+#include "task/trainset.h"
 #include "train/dist.h"
 #include "kernels/cpu/kernels.h"
 #include "base/pool.h"
-#include "tokenizer/tokenizer.h"
 #include "train/trainer.h"
-#include "formats/vocab_map.h"
 
 /* Information lines come from rank 0 only when several MPI ranks run this. */
 static bool g_log = true;
-
-/* ---- the data set: input_ids / labels [N, T] int64 ------------------------- */
-
-typedef struct trainset {
-    yf_table tab;
-    const int64_t *ids, *labels; /* [N, T] */
-    int64_t N, T;
-    int64_t *len;                /* [N] positions that matter: up to the last scored label */
-} trainset;
-
-static int trainset_check(trainset *d, const char *path, const yf_config *cfg);
-
-/* How text data (.jsonl / .json records) becomes token ids. */
-typedef struct text_opts {
-    const char *tokenizer;  /* NULL: MODEL/tokenizer.model */
-    const char *template_spec;
-    int64_t max_length;
-    const char *model_dir;
-} text_opts;
-
-static bool is_text_data(const char *path) {
-    size_t n = strlen(path);
-    return (n > 6 && !strcmp(path + n - 6, ".jsonl")) || (n > 5 && !strcmp(path + n - 5, ".json"));
-}
-
-/* Records {"input", "output"} → prompt/answer ids through the tokenizer,
- * the template and the model's vocabulary map, padded into [N, T]. */
-static int trainset_from_text(trainset *d, const char *path, const text_opts *to, const yf_config *cfg) {
-    yf_records recs = {0};
-    yf_template tpl = {0};
-    yf_tokenizer *tok = NULL;
-    yf_encoder enc;
-    yf_dataset ds = {0};
-    yf_vocab_map vm = {0};
-    int rc = -1;
-    char *tp = to->tokenizer ? yf_strdup(to->tokenizer) : yf_path_join(to->model_dir, "tokenizer.model");
-    if (!yf_file_exists(tp)) {
-        yf_errorf("%s: tokenizer not found (text data needs --tokenizer FILE or MODEL/tokenizer.model)", tp);
-        goto out;
-    }
-    if (yf_data_load(path, &recs) || yf_template_load(to->template_spec, &tpl) || yf_tokenizer_load(tp, &tok) ||
-        yf_encoder_from_tokenizer(tok, &enc) || yf_dataset_build(&recs, &tpl, &enc, to->max_length, &ds) ||
-        yf_vocab_map_load(to->model_dir, &vm))
-        goto out;
-    if (ds.n == 0) {
-        yf_errorf("%s: no records", path);
-        goto out;
-    }
-    int64_t T = ds.longest > 0 ? ds.longest : 1, N = (int64_t)ds.n;
-    yf_tensor *ti = yf_table_alloc(&d->tab, "input_ids", YF_I64, 2, (int64_t[]){N, T});
-    yf_tensor *tl = yf_table_alloc(&d->tab, "labels", YF_I64, 2, (int64_t[]){N, T});
-    int64_t *ids = ti->data, *lab = tl->data;
-    for (int64_t i = 0; i < N; i++) {
-        const yf_example *ex = &ds.ex[i];
-        for (int64_t t = 0; t < T; t++) {
-            ids[i * T + t] = t < ex->len ? ex->ids[t] : ds.pad_id;
-            lab[i * T + t] = t < ex->len ? ex->labels[t] : -100;
-        }
-    }
-    yf_vocab_map_ids(&vm, ids, N * T);
-    yf_vocab_map_ids(&vm, lab, N * T);
-    if (g_log)
-        fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", path,
-                (long long)N, (long long)T, (long long)ds.n_truncated, (long long)to->max_length,
-                vm.n ? " (ids mapped through the model's vocab_map)" : "");
-    rc = 0;
-out:
-    free(tp);
-    yf_dataset_free(&ds);
-    yf_records_free(&recs);
-    yf_template_free(&tpl);
-    if (tok) yf_tokenizer_free(tok);
-    yf_vocab_map_free(&vm);
-    return rc ? rc : trainset_check(d, path, cfg);
-}
-
-/* Loads and checks the data file; rows longer than max_pos are an error. */
-static int trainset_load(trainset *d, const char *path, const yf_config *cfg, const text_opts *to) {
-    memset(d, 0, sizeof *d);
-    yf_table_init(&d->tab);
-    if (!yf_file_exists(path))
-        return yf_errorf("%s: data file not found (--data takes .jsonl/.json records or a .safetensors file with input_ids and labels)", path);
-    if (is_text_data(path)) return trainset_from_text(d, path, to, cfg);
-    if (yf_st_load(path, &d->tab)) return -1;
-    return trainset_check(d, path, cfg);
-}
-
-static int trainset_check(trainset *d, const char *path, const yf_config *cfg) {
-    const yf_tensor *ti = yf_table_find(&d->tab, "input_ids"), *tl = yf_table_find(&d->tab, "labels");
-    if (!ti || !tl) return yf_errorf("%s: needs tensors 'input_ids' and 'labels' [N, T] (I64)", path);
-    if (ti->dtype != YF_I64 || tl->dtype != YF_I64 || ti->ndim != 2 || tl->ndim != 2 || ti->shape[0] != tl->shape[0] ||
-        ti->shape[1] != tl->shape[1]) {
-        char a[64], b[64];
-        return yf_errorf("%s: input_ids %s %s and labels %s %s must both be I64 [N, T]", path, yf_dtype_name(ti->dtype),
-                         yf_shape_str(ti, a, sizeof a), yf_dtype_name(tl->dtype), yf_shape_str(tl, b, sizeof b));
-    }
-    d->N = ti->shape[0], d->T = ti->shape[1];
-    if (d->N <= 0 || d->T <= 0) return yf_errorf("%s: the data set is empty", path);
-    d->ids = ti->data, d->labels = tl->data;
-    d->len = yf_malloc((size_t)d->N * sizeof *d->len);
-    const yf_tensor *tm = yf_table_find(&d->tab, "attention_mask");
-    if (tm && (tm->dtype != YF_I64 || tm->ndim != 2 || tm->shape[0] != d->N || tm->shape[1] != d->T))
-        return yf_errorf("%s: attention_mask must be I64 [N, T] like input_ids", path);
-    for (int64_t i = 0; i < d->N; i++) {
-        int64_t last = 0;
-        for (int64_t t = 0; t < d->T; t++) {
-            int64_t id = d->ids[i * d->T + t], lb = d->labels[i * d->T + t];
-            if (id < 0 || id >= cfg->vocab_size)
-                return yf_errorf("%s: input_ids[%lld, %lld] = %lld is outside the vocabulary [0, %lld)", path, (long long)i,
-                                 (long long)t, (long long)id, (long long)cfg->vocab_size);
-            if (lb != -100 && (lb < 0 || lb >= cfg->vocab_size))
-                return yf_errorf("%s: labels[%lld, %lld] = %lld is neither -100 nor a token id below %lld", path, (long long)i,
-                                 (long long)t, (long long)lb, (long long)cfg->vocab_size);
-            if (lb != -100) last = t + 1;
-            if (tm && ((const int64_t *)tm->data)[i * d->T + t] && t + 1 > last) last = t + 1;
-        }
-        /* positions after the last scored label cannot change the loss (causal
-         * model), so batches are cut there: HF's pad-to-longest, recovered */
-        d->len[i] = last > 0 ? last : 1;
-        if (cfg->max_position_embeddings > 0 && d->len[i] > cfg->max_position_embeddings)
-            return yf_errorf("%s: row %lld has %lld tokens, more than the model's max_position_embeddings %lld "
-                             "(truncate the data, e.g. to 384 as the recipe does)",
-                             path, (long long)i, (long long)d->len[i], (long long)cfg->max_position_embeddings);
-    }
-    return 0;
-}
-
-static void trainset_free(trainset *d) {
-    free(d->len);
-    yf_table_free(&d->tab);
-}
 
 /* ---- hooks ---------------------------------------------------------------------- */
 
 typedef struct ctx {
     yf_model *model;
     yf_lora *lora;        /* NULL in full fine-tuning */
-    trainset *data;
+    yf_trainset *data;
     bool grad_ckpt;
     float dropout;
     const char *model_dir;
@@ -171,7 +37,7 @@ typedef struct ctx {
 } ctx;
 
 static int64_t hook_count(void *vc, const int64_t *rows, int64_t n) {
-    const trainset *d = ((ctx *)vc)->data;
+    const yf_trainset *d = ((ctx *)vc)->data;
     int64_t c = 0;
     for (int64_t k = 0; k < n; k++) {
         const int64_t *lb = d->labels + rows[k] * d->T;
@@ -183,7 +49,7 @@ static int64_t hook_count(void *vc, const int64_t *rows, int64_t n) {
 static int hook_fb(void *vc, const int64_t *rows, int64_t n, float scale, yf_rng *rng, double *loss_sum, int64_t *ntok,
                    int64_t *n_input) {
     ctx *c = vc;
-    const trainset *d = c->data;
+    const yf_trainset *d = c->data;
     int64_t Tb = 1;
     for (int64_t k = 0; k < n; k++) Tb = d->len[rows[k]] > Tb ? d->len[rows[k]] : Tb;
     for (int64_t k = 0; k < n; k++) {
@@ -236,63 +102,61 @@ static int train(int argc, char **argv, yf_dist *dist) {
     bool group_by_length = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
     const yc_opt opts[] = {
-        {"model", YC_STR, &model_dir, "base model directory (config.json + weights) [required]"},
-        {"data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors with "
-                                "input_ids and labels [N, T] I64 (-100 = not scored) [required]"},
-        {"tokenizer", YC_STR, &tokenizer, "text data: tokenizer.model (default: MODEL/tokenizer.model)"},
-        {"prompt-template", YC_STR, &template_spec, "text data: resume (the recipe's), none, or a file with {input} (resume)"},
-        {"max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens (384)"},
-        {"output-dir", YC_STR, &out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go [required]"},
-        {"adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are used)"},
-        {"per-device-train-batch-size", YC_INT, &bs, "examples per micro-batch (8)"},
-        {"gradient-accumulation-steps", YC_INT, &accum, "micro-batches per optimizer step (1)"},
-        {"num-train-epochs", YC_FLOAT, &epochs, "epochs (3)"},
-        {"max-steps", YC_INT, &max_steps, "optimizer steps; > 0 overrides --num-train-epochs (-1)"},
-        {"learning-rate", YC_FLOAT, &lr, "peak AdamW learning rate (5e-5)"},
-        {"weight-decay", YC_FLOAT, &wd, "AdamW decoupled weight decay (0); full fine-tuning skips bias/norm weights"},
-        {"adam-beta1", YC_FLOAT, &beta1, "(0.9)"},
-        {"adam-beta2", YC_FLOAT, &beta2, "(0.999)"},
-        {"adam-epsilon", YC_FLOAT, &adam_eps, "(1e-8)"},
-        {"lr-scheduler-type", YC_STR, &sched, "linear, cosine, constant or constant_with_warmup (linear)"},
-        {"warmup-steps", YC_INT, &warmup_steps, "linear warmup steps (0)"},
-        {"warmup-ratio", YC_FLOAT, &warmup_ratio, "warmup as a fraction of all steps, used when --warmup-steps is 0 (0)"},
-        {"max-grad-norm", YC_FLOAT, &max_grad_norm, "clip the global gradient norm to this; 0 disables (1.0)"},
-        {"logging-steps", YC_INT, &logging_steps, "print the mean loss every N optimizer steps (500)"},
-        {"save-strategy", YC_STR, &save, "no, epoch or steps (steps)"},
-        {"save-steps", YC_INT, &save_steps, "checkpoint every N steps with --save-strategy steps (500)"},
-        {"seed", YC_INT, &seed, "shuffling, adapter init and dropout (42)"},
-        {"no-shuffle", YC_FLAG, &no_shuffle, "keep the data file's order"},
-        {"group-by-length", YC_FLAG, &group_by_length, "batch examples of similar length together (less padding), as HF's flag"},
-        {"gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"},
-        {"shared-prefix", YC_STR, &shared_prefix, "auto: a micro-batch's rows compute their common prefix (the prompt "
-                                                  "template) once and skip their padding, when the prefix is long "
-                                                  "enough to pay; same loss and gradients (LoRA dropout: one mask for "
-                                                  "the shared prefix); off: every row whole (auto)"},
-        {"bf16", YC_FLAG, &bf16, "bf16 compute (like torch autocast): activations rounded to bf16 for the "
-                                 "matrix products, fp32 accumulation; default: fp32-exact products. Weights "
-                                 "keep their stored dtype either way (fp32 copies only with --full-finetune)"},
-        {"lora-r", YC_INT, &lora_r, "LoRA rank (8; recipe value, as PEFT's default)"},
-        {"lora-alpha", YC_FLOAT, &lora_alpha, "LoRA alpha (32; the recipe's value, PEFT's default is 8)"},
-        {"lora-dropout", YC_FLOAT, &lora_dropout, "dropout on the LoRA input (0.1, the recipe's; PEFT's default is 0; "
-                                                  "with --adapter: the adapter's)"},
-        {"target-modules", YC_STR, &targets, "comma-separated projections, or all-linear (the seven projections)"},
-        {"use-dora", YC_FLAG, &dora, "DoRA: also train a magnitude per output row"},
-        {"use-rslora", YC_FLAG, &rslora, "scaling alpha/sqrt(r) instead of alpha/r"},
-        {"full-finetune", YC_FLAG, &full, "train every weight instead of an adapter"},
-        {"resume-from-checkpoint", YC_STR, &resume, "a checkpoint directory, or true for the latest in --output-dir"},
-        {"save-on-each-node", YC_FLAG, &each_node, "under mpirun/srun: write checkpoints and the result on the first rank "
-                                                   "of every node (node-local disks), not only on rank 0"},
+        YC_OPT("model", YC_STR, &model_dir, "base model directory (config.json + weights)", .meta = "DIR", .required = true),
+        YC_OPT("data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors "
+               "with input_ids and labels [N, T] I64 (-100 = not scored)", .meta = "FILE", .required = true),
+        YC_OPT_TOKENIZER(&tokenizer, "text data: "),
+        YC_OPT_PROMPT_TEMPLATE(&template_spec, "text data: "),
+        YC_OPT("max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens"),
+        YC_OPT_OUTPUT_DIR(&out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go"),
+        YC_OPT("adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are "
+               "used)", .meta = "DIR"),
+        YC_OPT("per-device-train-batch-size", YC_INT, &bs, "examples per micro-batch"),
+        YC_OPT("gradient-accumulation-steps", YC_INT, &accum, "micro-batches per optimizer step"),
+        YC_OPT("num-train-epochs", YC_FLOAT, &epochs, "epochs"),
+        YC_OPT("max-steps", YC_INT, &max_steps, "optimizer steps; > 0 overrides --num-train-epochs"),
+        YC_OPT("learning-rate", YC_FLOAT, &lr, "peak AdamW learning rate"),
+        YC_OPT("weight-decay", YC_FLOAT, &wd, "AdamW decoupled weight decay; full fine-tuning skips bias/norm weights"),
+        YC_OPT("adam-beta1", YC_FLOAT, &beta1, "AdamW beta1"),
+        YC_OPT("adam-beta2", YC_FLOAT, &beta2, "AdamW beta2"),
+        YC_OPT("adam-epsilon", YC_FLOAT, &adam_eps, "AdamW epsilon"),
+        YC_OPT("lr-scheduler-type", YC_STR, &sched, "linear, cosine, constant or constant_with_warmup", .meta = "NAME"),
+        YC_OPT("warmup-steps", YC_INT, &warmup_steps, "linear warmup steps"),
+        YC_OPT("warmup-ratio", YC_FLOAT, &warmup_ratio, "warmup as a fraction of all steps, used when --warmup-steps is 0"),
+        YC_OPT("max-grad-norm", YC_FLOAT, &max_grad_norm, "clip the global gradient norm to this; 0: no clipping"),
+        YC_OPT("logging-steps", YC_INT, &logging_steps, "print the mean loss every N optimizer steps"),
+        YC_OPT("save-strategy", YC_STR, &save, "no, epoch or steps", .meta = "NAME"),
+        YC_OPT("save-steps", YC_INT, &save_steps, "checkpoint every N steps with --save-strategy steps"),
+        YC_OPT("seed", YC_INT, &seed, "shuffling, adapter init and dropout"),
+        YC_OPT("no-shuffle", YC_FLAG, &no_shuffle, "keep the data file's order"),
+        YC_OPT("group-by-length", YC_FLAG, &group_by_length, "batch examples of similar length together (less padding), "
+               "as HF's flag"),
+        YC_OPT("gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"),
+        YC_OPT("shared-prefix", YC_STR, &shared_prefix, "auto: a micro-batch's rows compute their common prefix (the "
+               "prompt template) once and skip their padding, when the prefix is long enough to pay; same loss and "
+               "gradients (LoRA dropout: one mask for the shared prefix); off: every row whole", .meta = "auto|off"),
+        YC_OPT("bf16", YC_FLAG, &bf16, "bf16 compute (like torch autocast): activations rounded to bf16 for the matrix "
+               "products, fp32 accumulation; without it: fp32-exact products. Weights keep their stored dtype either "
+               "way (fp32 copies only with --full-finetune)"),
+        YC_OPT("lora-r", YC_INT, &lora_r, "LoRA rank; the recipe's value, as PEFT's default"),
+        YC_OPT("lora-alpha", YC_FLOAT, &lora_alpha, "LoRA alpha; the recipe's value (PEFT's default is 8)"),
+        YC_OPT("lora-dropout", YC_FLOAT, &lora_dropout, "dropout on the LoRA input; the recipe's value (PEFT's default is 0)",
+               .def = "0.1; with --adapter: the adapter's"),
+        YC_OPT("target-modules", YC_STR, &targets, "comma-separated projections, or all-linear (the seven projections)",
+               .meta = "LIST"),
+        YC_OPT("use-dora", YC_FLAG, &dora, "DoRA: also train a magnitude per output row"),
+        YC_OPT("use-rslora", YC_FLAG, &rslora, "scaling alpha/sqrt(r) instead of alpha/r"),
+        YC_OPT("full-finetune", YC_FLAG, &full, "train every weight instead of an adapter"),
+        YC_OPT("resume-from-checkpoint", YC_STR, &resume, "a checkpoint directory, or true for the latest in --output-dir",
+               .meta = "DIR|true"),
+        YC_OPT("save-on-each-node", YC_FLAG, &each_node, "under mpirun/srun: write checkpoints and the result on the first "
+               "rank of every node (node-local disks), not only on rank 0"),
     };
-    int prc = yc_parse("train", "Fine-tunes a Yuan model with the Hugging Face Trainer's semantics (AdamW, linear schedule,\n"
+    int prc = yc_parse("train", "Fine-tune a Yuan model with the Hugging Face Trainer's semantics (AdamW, linear schedule,\n"
                                 "gradient clipping, token-averaged accumulation). LoRA by default; the LoRA defaults are\n"
                                 "the fine-tuning recipe's (r 8, alpha 32, dropout 0.1, the seven projections).",
                        argc, argv, opts, (int)(sizeof opts / sizeof *opts));
-    if (prc == 1) return 0;
-    if (prc) return 2;
-    if (!model_dir || !data || !out_dir) {
-        fprintf(stderr, "yuanft train: --model, --data and --output-dir are required (see yuanft train --help)\n");
-        return 2;
-    }
+    if (prc) return prc == 1 ? 0 : 2;
 
     /* everything that can be checked before loading the weights */
     yf_train_args a = yf_train_args_defaults();
@@ -311,9 +175,9 @@ static int train(int argc, char **argv, yf_dist *dist) {
     if (yf_sched_parse(sched, &a.sched) || yf_save_strategy_parse(save, &a.save_strategy)) return yc_fail("train");
     yf_share_mode share = YF_SHARE_AUTO;
     if (!strcmp(shared_prefix, "off")) share = YF_SHARE_OFF;
-    else if (!strcmp(shared_prefix, "on")) share = YF_SHARE_ON; /* undocumented: every batch (tests) */
+    else if (!strcmp(shared_prefix, "on")) share = YF_SHARE_ON; /* not in --help: every batch, even without a prefix */
     else if (strcmp(shared_prefix, "auto"))
-        return yf_errorf("--shared-prefix must be auto or off (got '%s')", shared_prefix), yc_fail("train");
+        return yc_usage_error("train", "--shared-prefix must be auto or off (got '%s')", shared_prefix);
     if (!(isnan(lora_dropout) || (lora_dropout >= 0 && lora_dropout < 1)))
         return yf_errorf("--lora-dropout must be in [0, 1) (got %g)", lora_dropout), yc_fail("train");
     yf_lora_cfg lc = {.r = (int)lora_r, .alpha = (float)lora_alpha, .dropout = isnan(lora_dropout) ? 0.1f : (float)lora_dropout,
@@ -327,16 +191,22 @@ static int train(int argc, char **argv, yf_dist *dist) {
     int crc = yf_config_load(cfg_path, &cfg);
     free(cfg_path);
     if (crc) return yc_fail("train");
-    trainset ds;
-    text_opts to = {tokenizer, template_spec, max_length, model_dir};
-    if (trainset_load(&ds, data, &cfg, &to)) {
-        trainset_free(&ds);
+    yf_trainset ds;
+    yf_trainset_opts to = {.model_dir = model_dir, .tokenizer = tokenizer, .template_spec = template_spec,
+                           .max_length = max_length};
+    int lrc = yf_trainset_load(data, &cfg, &to, &ds);
+    if (g_log && ds.n_records)
+        fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", data,
+                (long long)ds.n_records, (long long)ds.T, (long long)ds.n_truncated, (long long)max_length,
+                ds.vocab_mapped ? " (ids mapped through the model's vocab_map)" : "");
+    if (lrc) {
+        yf_trainset_free(&ds);
         return yc_fail("train");
     }
     char *resume_dir = NULL;
     if (resume && (!strcmp(resume, "true") || !strcmp(resume, "True"))) {
         if (yf_latest_checkpoint(out_dir, &resume_dir)) {
-            trainset_free(&ds);
+            yf_trainset_free(&ds);
             return yc_fail("train");
         }
     } else if (resume) {
@@ -345,7 +215,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
     if (resume_dir && !yf_dir_exists(resume_dir)) {
         yf_errorf("%s: checkpoint directory not found (--resume-from-checkpoint)", resume_dir);
         free(resume_dir);
-        trainset_free(&ds);
+        yf_trainset_free(&ds);
         return yc_fail("train");
     }
     a.resume_dir = resume_dir;
@@ -404,7 +274,7 @@ done:
     free(c.blab);
     if (lo) yf_lora_free(lo);
     if (m) yf_model_free(m);
-    trainset_free(&ds);
+    yf_trainset_free(&ds);
     free(resume_dir);
     return rc;
 }

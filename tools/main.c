@@ -10,16 +10,16 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } g_cmds[] = {
-    {"init", cmd_init, "write a randomly initialised model directory for a config"},
-    {"score", cmd_score, "forward a batch: logits, loss (and adapter gradients)"},
-    {"tokenize", cmd_tokenize, "encode JSON strings to ids, or decode ids (--decode)"},
-    {"params", cmd_params, "print trainable parameter counts for a LoRA set-up"},
-    {"train", cmd_train, "fine-tune (LoRA, DoRA or full) with the HF Trainer's semantics"},
-    {"merge", cmd_merge, "merge an adapter into the base weights (merge_and_unload)"},
-    {"generate", cmd_generate, "generate text or ids from a prompt"},
-    {"data", cmd_data, "prepare training data (data resume-ner --bmes FILE --out FILE)"},
-    {"extract", cmd_extract, "extract entities from resumes as JSON, one a line"},
-    {"eval", cmd_eval, "precision / recall / F1 of extraction against gold data"},
+    {"init", cmd_init, "Write a randomly initialised model directory for a config"},
+    {"score", cmd_score, "Score one batch: logits, loss and adapter gradients"},
+    {"tokenize", cmd_tokenize, "Encode strings to token ids, or decode ids (strings <-> ids)"},
+    {"params", cmd_params, "Print trainable parameter counts for a LoRA set-up"},
+    {"train", cmd_train, "Fine-tune (LoRA, DoRA or full) with the HF Trainer's semantics"},
+    {"merge", cmd_merge, "Merge an adapter into the base weights (merge_and_unload)"},
+    {"generate", cmd_generate, "Generate text or ids from a prompt"},
+    {"data", cmd_data, "Prepare training data: records, checks, training tensors"},
+    {"extract", cmd_extract, "Extract entities from resumes as JSON, one a line"},
+    {"eval", cmd_eval, "Score extraction: precision, recall and F1 against gold data"},
 };
 
 static void usage(FILE *f) {

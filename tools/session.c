@@ -1,15 +1,20 @@
 #include "session.h"
 
+#include "cli.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/pool.h"
 
 int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
                     bool need_tok) {
     memset(s, 0, sizeof *s);
     if (!model_dir) return yf_errorf("--model DIR is required");
     yf_model_opts mo = {0};
+    yf_par_adapt_to_load(); /* the thread rule of every command that runs the model */
     if (yf_model_load(model_dir, &mo, &s->model)) return -1;
     if (adapter_dir) {
         if (yf_lora_load(adapter_dir, yf_model_config(s->model), &s->lora)) goto fail;
@@ -52,8 +57,7 @@ int yc_prefix_cache_flag(const char *cmd, const char *value, bool *off) {
         *off = !strcmp(value, "off");
         return 0;
     }
-    fprintf(stderr, "yuanft %s: --prefix-cache must be on or off (got '%s')\n", cmd, value);
-    return 2;
+    return yc_usage_error(cmd, "--prefix-cache must be on or off (got '%s')", value);
 }
 
 void yc_print_gen_stats(const char *cmd, const yf_gen_stats *st) {

@@ -17,13 +17,14 @@ typedef struct yc_session {
     yf_vocab_map vmap;   /* identity when the model has none */
 } yc_session;
 
-/* tokenizer: a path, or NULL for DIR/tokenizer.model (need_tok: fail if absent). */
+/* tokenizer: a path, or NULL for DIR/tokenizer.model (need_tok: fail if absent).
+ * Applies the thread rule (yf_par_adapt_to_load) before loading. */
 int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
                     bool need_tok);
 void yc_session_close(yc_session *s);
 
 /* --prefix-cache VALUE: on (false into *off) or off (true); anything else
- * prints a usage error and returns 2. */
+ * is a usage error (yc_usage_error: message, returns 2). */
 int yc_prefix_cache_flag(const char *cmd, const char *value, bool *off);
 /* "CMD: prefill: N tokens in S s (R tokens/s; K from the prefix cache);
  * decode: ..." on stderr. */

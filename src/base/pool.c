@@ -6,6 +6,7 @@
  * done, so they are stable. */
 #include "base/pool.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <omp.h>
@@ -15,7 +16,9 @@
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -126,15 +129,73 @@ void yf_par_for(int64_t n, yf_par_fn fn, void *ctx) {
     pthread_mutex_unlock(&P.mu);
 }
 
+int yf_par_threads_for_load(int want, double ncpu, double busy) {
+    if (want <= 1) return want < 1 ? 1 : want;
+    if (!(busy > 0)) return want; /* idle, or noise below zero after subtracting our own time */
+    double free_cpus = ncpu - busy;
+    int n = free_cpus >= 1 ? (int)(free_cpus + 0.5) : 1;
+    return n < want ? n : want;
+}
+
+/* Busy and total jiffies summed over the CPUs in mask (the per-CPU lines of
+ * /proc/stat: user nice system idle iowait irq softirq steal; idle and iowait
+ * are free, the rest busy, steal too: a vCPU the host gives to others is not
+ * ours). Returns the CPUs counted, 0 when the file cannot be read. */
+static int cpu_jiffies(const cpu_set_t *mask, double *busy, double *total) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    char line[256];
+    int n = 0;
+    *busy = *total = 0;
+    while (fgets(line, sizeof line, f)) {
+        int cpu;
+        unsigned long long v[8] = {0};
+        if (strncmp(line, "cpu", 3) != 0 || !isdigit((unsigned char)line[3])) continue;
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]) < 5)
+            continue;
+        if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, mask)) continue;
+        double t = 0;
+        for (int k = 0; k < 8; k++) t += (double)v[k];
+        *total += t;
+        *busy += t - (double)v[3] - (double)v[4];
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static double seconds(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int yf_par_measure_load(double window_s, double *ncpu, double *busy) {
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) != 0) return -1;
+    double b0, t0, b1, t1;
+    double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_PROCESS_CPUTIME_ID);
+    int n = cpu_jiffies(&mask, &b0, &t0);
+    struct timespec ws = {(time_t)window_s, (long)((window_s - (double)(time_t)window_s) * 1e9)};
+    nanosleep(&ws, NULL);
+    if (n == 0 || cpu_jiffies(&mask, &b1, &t1) != n || !(t1 > t0)) return -1;
+    double wall = seconds(CLOCK_MONOTONIC) - w0, own = seconds(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    *ncpu = n;
+    /* the share of the window the CPUs were busy, in CPUs, less our own */
+    *busy = (b1 - b0) / (t1 - t0) * n - (wall > 0 ? own / wall : 0);
+    return 0;
+}
+
 int yf_par_adapt_to_load(void) {
     int nt = omp_get_max_threads();
     const char *env = getenv("OMP_NUM_THREADS");
-    double load[1];
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (nt <= 1 || (env && *env) || ncpu < 1 || getloadavg(load, 1) != 1) return nt;
-    if (load[0] + 0.5 < (double)ncpu) return nt;
-    fprintf(stderr, "yuanft: load average %.1f on %ld CPUs: the cores are busy, using 1 thread "
-                    "(set OMP_NUM_THREADS to choose)\n", load[0], ncpu);
-    omp_set_num_threads(1);
-    return 1;
+    double ncpu, busy;
+    if (nt <= 1 || (env && *env) || yf_par_measure_load(0.1, &ncpu, &busy) != 0) return nt;
+    int use = yf_par_threads_for_load(nt, ncpu, busy);
+    if (use >= nt) return nt;
+    fprintf(stderr, "yuanft: other processes are using %.1f of %.0f CPUs now: %d thread%s instead of %d "
+                    "(set OMP_NUM_THREADS to choose)\n", busy, ncpu, use, use == 1 ? "" : "s", nt);
+    omp_set_num_threads(use);
+    return use;
 }

@@ -1,6 +1,6 @@
 /* lora: LoRA / DoRA adapter tensors, PEFT file format, init, merge
  * (shared/docs/finetune-semantics.md). The forward/backward math lives in
- * the model (model/linear.c: yf_linear_fwd / yf_linear_bwd). */
+ * the model (yf_linear_fwd / yf_linear_bwd, model/model_internal.h). */
 #include "lora/lora.h"
 
 #include <cjson/cJSON.h>

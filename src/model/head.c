@@ -86,10 +86,8 @@ static void head_block_rows(void *ctx, int64_t i) {
  * asks for exp(L - m), packed, added to the row's sum (yf_exp_spec): the
  * kernel computes those during the next block's tile products. With m fixed
  * there is no rescaling; a logit more than HEAD_EXP_LIM above m (exp near
- * fp32's range) makes the chunk run again unfused. Measured on the 2-layer
- * bench step (T 384, 2 threads, alternating runs): head 207 -> 200 ms with
- * the exps run after each block, -> 194 ms with them in the next block's
- * shadow; 940 -> ~975 tokens/s. */
+ * fp32's range) makes the chunk run again unfused (docs/performance.md: what
+ * the fused blocks saved). */
 enum { HEAD_EXP_LIM = 64 };
 
 typedef struct head_task {

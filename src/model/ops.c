@@ -1,9 +1,11 @@
-/* ops: per-op forward/backward kernels (see ops.h). Plain loops, OpenMP over
- * rows or (batch, head); the matrix products live in kernels/cpu. The
- * elementwise loops carry `omp simd`: gcc -O2 vectorises no loop whose trip
- * count or aliasing it cannot prove (its "very cheap" cost model), and without
- * reductions or fp contraction (-std=c11) the vector loop computes the same
- * bits. Exp-heavy ops and the double sums have AVX-512 forms (ops_avx512.c). */
+/* ops: per-op forward/backward kernels (see ops.h). Plain loops: elementwise
+ * and row-wise ops on the thread pool (base/pool.h) in chunks, the scalar
+ * attention over (batch, head) and a few others under OpenMP above PAR's
+ * size; the matrix products live in kernels/cpu. The elementwise loops carry
+ * `omp simd`: gcc -O2 vectorises no loop whose trip count or aliasing it
+ * cannot prove (its "very cheap" cost model), and without reductions or fp
+ * contraction (-std=c11) the vector loop computes the same bits. Exp-heavy
+ * ops and the double sums have AVX-512 forms (kernels/cpu/ops_avx512.c). */
 #include "model/ops.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/ops_fast.h"
@@ -47,10 +49,10 @@ static inline int64_t chunk_len(int64_t n, int64_t c) { return n - c * CHUNK < C
 
 /* Row-wise ops (each row's result depends on that row alone, so the split
  * changes no bits) on the pool the same way: pieces of about CHUNK elements,
- * from 4 chunks' work on. Below PAR's size an OpenMP region left these on one
- * thread, and at T = 384 the norms, RoPE and head reshuffles of a training
- * step ran on the caller while the other core waited (~5% of the 2-layer
- * bench step's time). */
+ * from 4 chunks' work on. Not an OpenMP region: below PAR's size it would
+ * leave them on one thread, and at T = 384 the norms, RoPE and head
+ * reshuffles of a training step would run on the caller while the other core
+ * waits. */
 typedef void (*rows_fn)(void *ctx, int64_t r0, int64_t r1);
 typedef struct rows_job {
     rows_fn fn;
@@ -144,8 +146,8 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
     norm_job j = {.dx = dx, .x = x, .w = w, .dy = dy, .rsc = rs, .D = D, .acc = acc};
     by_rows(N, D, rmsnorm_bwd_rows, &j);
     if (dw) {
-        /* row by row (a column walk was 8% of a small model's step); each
-         * column still sums its rows in order, in double */
+        /* row by row: a column walk strides D floats a step (8% of a small
+         * model's step); each column still sums its rows in order, in double */
         double *s = yf_calloc((size_t)D, sizeof(double));
         for (int64_t n = 0; n < N; n++) {
             const float *dyr = dy + n * D, *xr = x + n * D;
@@ -735,8 +737,9 @@ static void dropout_chunk(void *ctx, int64_t c) {
 yf_drop yf_dropout_params(float p, uint64_t seed) {
     /* keep(i): a 32-bit hash of (seed, i) (murmur3's finaliser over the
      * counter mixed with the seed's halves) >= p 2^32, in 32-bit integer
-     * arithmetic (16 lanes at a time with AVX-512; a 64-bit scalar hash was
-     * 5-7% of a LoRA step); the vector and scalar forms give the same mask */
+     * arithmetic so that AVX-512 takes 16 lanes at a time (a 64-bit scalar
+     * hash costs 5-7% of a LoRA step); the vector and scalar forms give the
+     * same mask */
     double tf = (double)p * 4294967296.0;
     return (yf_drop){.thr = tf >= 4294967295.0 ? 0xffffffffu : (uint32_t)tf, .ks = 1.0f / (1.0f - p),
                      .s0 = (uint32_t)seed * 0x9e3779b9u, .s1 = (uint32_t)(seed >> 32) ^ 0x85ebca6bu};

@@ -95,10 +95,8 @@ void yf_matmul_xw_rows(float *dx, int64_t ldx, const float *dy, const uint16_t *
  * Products with a side <= 16 (LoRA's rank r: K <= 16, N <= 16, or M <= 16
  * rows of dW) use the "narrow" AVX-512/AVX2 kernels (matmul_narrow.h): fp32 in
  * either precision, the big operand streamed once, the small one kept in
- * registers/L1/L2 (r = 8, T = 384, widths 2048/8192: 84-107 GFLOP/s per core
- * on AVX-512 with warm caches, 45-100 on AVX2; 50-85 inside a training step,
- * where reading cold activations from memory bounds them); products with
- * M <= 4 rows (decode) the unpacked gemv kernels; AMX needs M >= 16. Products of 16M+ multiply-adds are split between the threads
+ * registers/L1/L2; products with M <= 4 rows (decode) the unpacked gemv
+ * kernels; AMX needs M >= 16. Products of 16M+ multiply-adds are split between the threads
  * of pool.h (OMP_NUM_THREADS of them; the bigger operand is split, 1-2
  * pieces per thread claimed dynamically); a call made from a pool job or an
  * OpenMP parallel region runs on the calling thread. Each thread keeps

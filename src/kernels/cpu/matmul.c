@@ -1,8 +1,8 @@
 /* matmul: the dispatching matrix products. Each public product becomes one
  * strided general product (yf_gemm, see matmul_impl.h); yf_gemm_run picks the path
  * (AMX, AVX-512, AVX2, scalar; few-row products go to the unpacked "gemv"
- * kernels), splits C between the OpenMP threads and calls the path on each
- * piece. Paths are detected at run time (cpu.c) and capped by YF_KERNELS. */
+ * kernels), splits C between the threads of the pool (base/pool.h) and
+ * calls the path on each piece. Paths are detected at run time (cpu.c) and capped by YF_KERNELS. */
 #include "kernels/cpu/matmul_impl.h"
 
 #include "kernels/cpu/cpu.h"
@@ -197,8 +197,7 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512, K_
 #define MT_MIN_WORK ((double)(1 << 24))
 /* The narrow kernels (LoRA's rank-r sides) do a multiply-add per element of
  * the big operand they stream, at ~70 GFLOP/s: 2^21 of them are ~0.05 ms as
- * well. Left on one thread below MT_MIN_WORK, the 384-row step's (6-25M
- * each, ~60 a step) kept the other core waiting for ~4% of the step. */
+ * well, so they take threads from there (a 384-row step has ~60 of 6-25M). */
 #define MT_MIN_NARROW ((double)(1 << 21))
 
 static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {

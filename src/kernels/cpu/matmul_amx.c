@@ -320,9 +320,8 @@ AMX_TARGET static inline __attribute__((always_inline)) void lr_row(const lr_pen
 
 /* Rank 8 (LoRA's default) inside a kernel call: R's 8 x 32 slice stays in
  * 16 registers for the whole call (lr_load8), so a row is 16 FMAs on
- * broadcasts of L. With lr_row reloading R and the rows a half at a time,
- * the terms had made the layers' products ~15% slower than without; this
- * took 3-4% off their time in the 2-layer step (YF_KPROF). */
+ * broadcasts of L, not reloads of R (which made the terms cost several
+ * times more). */
 typedef struct lr_regs {
     __m512 r[2][8];
 } lr_regs;
@@ -541,12 +540,9 @@ AMX_TARGET static void block_terms(terms *t, const uint16_t *ap, const uint16_t 
         /* the block to a buffer of 32-float rows; its rows then go to C once,
          * with the term, during the next block's products. C's rows are a
          * multiple of 4 KiB apart, so a block's 32 rows fall in one L1 set:
-         * the term's loads and stores on C itself missed L1 (its cost on a
-         * 384 x 2048 x 8192 x·W^T, bench-products: +0.95 -> +0.1 ms). The
-         * dropout term went in as C's first value before, written to C during
-         * the block before and loaded with the tiles: on a 384 x 8192 x 2048
-         * dy·W (one K block) it cost +0.84-0.92 ms of 6.1-6.2, added after
-         * as here +0.14-0.16 */
+         * the term's loads and stores on C itself would miss L1. (The same
+         * holds for the dropout term, which is why it too is added after the
+         * product rather than written as C's first value.) */
         float *b = t->blk[t->nblk++ & 1];
         if (loadc)
             for (int r = 0; r < 32; r++) memcpy(b + 32 * r, c + r * g->ldc, 32 * sizeof(float));
@@ -589,7 +585,7 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, const yf_gemm_epi *e, in
     /* A chunk: B is read from memory once per chunk. 768 KiB leaves L2 room
      * for B's pairs in flight and was fastest for the layers' products; for
      * a B of hundreds of MB (the LM head: 553 MB) halving its reads matters
-     * more: 1.5 MiB (measured, 2 threads, M 384: head x·W^T 131 -> 100 ms) */
+     * more: 1.5 MiB */
     double b_bytes = (double)g->N * (double)g->K * 2;
     const int64_t amax = b_bytes >= 256.0 * 1048576 ? (3 << 19) : (768 << 10);
     const int64_t nks_all = (g->K + 31) / 32, pair_u16 = g->bpk_ld ? g->bpk_ld : nks_all * 2 * TILE_U16;

@@ -52,8 +52,8 @@ AVX512_TARGET static inline __m512 load16(const void *b, yf_dtype bt, int64_t i,
 }
 
 /* M = 1 (decode): 8 columns of B at a time, i.e. 8 rows of W streamed side
- * by side, each a line ahead in a software prefetch: with 4 the loads did
- * not keep enough misses in flight (a core read 7 GB/s of the 14 it can). */
+ * by side, each a line ahead in a software prefetch: 4 rows do not keep
+ * enough misses in flight for a core to read at the memory's rate. */
 AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, int64_t n1) {
     enum { NC = 8 };
     int64_t K = g->K;
@@ -71,8 +71,8 @@ AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, in
                     _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz + 512, _MM_HINT_T0);
                 /* and the next 8 rows at the same place into L2: each row is a
                  * page of its own (a bf16 row of 2048), where the hardware
-                 * prefetchers stop, so a group's rows used to start cold
-                 * (decode of the 2-layer bench model: 27.2 -> 29.2 tokens/s) */
+                 * prefetchers stop, so without this every group of rows would
+                 * start on cold lines */
                 for (int j = 0; j < NC && n + NC + j < n1; j++)
                     _mm_prefetch((const char *)g->b + ((n + NC + j) * g->bcs + k) * esz, _MM_HINT_T1);
             }

@@ -43,8 +43,8 @@ T512 double yf_xent_row_avx512(float *d, const float *x, int64_t V, int64_t tg, 
     float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
     /* sum of exp(x - mx) in double (the row is in L2 now); stored to d when
      * wanted. Four vectors are added in fp32 first (error <= 2 ulp of that
-     * partial sum), then converted: the conversions were a third of the
-     * loop's instructions. */
+     * partial sum), then converted: converting every vector would be a
+     * third of the loop's instructions. */
     __m512 vm = _mm512_set1_ps(mx);
     __m512d s0 = _mm512_setzero_pd(), s1 = s0;
     for (i = 0; i + 64 <= V; i += 64) {
