@@ -313,11 +313,11 @@ RTOK=$SHARED/yuan/tokenizer.model
 # recipe_prepare: records, tokens, the sampled batches (9: 1 warm-up + 8) and the test inputs
 recipe_prepare() {
   [ -f "$RTOK" ] || { echo "no $RTOK"; return 1; }
-  { "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/train.char.bmes" --out "$W/recipe-train.jsonl" &&
-    "$YF" data tokenize --data "$W/recipe-train.jsonl" --tokenizer "$RTOK" --template resume \
-      --out "$W/recipe-train.safetensors" &&
+  { "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/train.char.bmes" --output-file "$W/recipe-train.jsonl" &&
+    "$YF" data tokenize --data "$W/recipe-train.jsonl" --tokenizer "$RTOK" --prompt-template resume \
+      --output-file "$W/recipe-train.safetensors" &&
     "$PY" bench/torch_ref.py --recipe-batches "$W/recipe-train.safetensors" --write-data "$RDATA" --batch 6 --steps 9 > "$W/recipe-stats.json" &&
-    "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/test.char.bmes" --out "$W/recipe-test.jsonl" &&
+    "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/test.char.bmes" --output-file "$W/recipe-test.jsonl" &&
     "$PY" -c "import json,sys
 for l in open(sys.argv[1], encoding='utf-8'): print(json.loads(l)['input'])" "$W/recipe-test.jsonl" > "$W/recipe-test.txt"
   } > "$L/recipe-prepare.log" 2>&1 || { echo "preparing the recipe data failed (see $L/recipe-prepare.log)"; return 1; }

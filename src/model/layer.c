@@ -386,7 +386,7 @@ static void heads_groups(const yf_run *r, float *dst, const float *src, bool mer
 /* A segment's keys (or values) after the prefix's: [H, P + n, hd] */
 static void kv_concat(float *dst, const float *pfx, const float *own, int64_t H, int64_t P, int64_t n, int64_t hd) {
     for (int64_t h = 0; h < H; h++) {
-        memcpy(dst + h * (P + n) * hd, pfx + h * P * hd, (size_t)(P * hd) * sizeof(float));
+        if (P > 0) memcpy(dst + h * (P + n) * hd, pfx + h * P * hd, (size_t)(P * hd) * sizeof(float));
         memcpy(dst + (h * (P + n) + P) * hd, own + h * n * hd, (size_t)(n * hd) * sizeof(float));
     }
 }
