@@ -42,6 +42,7 @@ typedef struct part {
     int64_t N;
     yf_act *acts;     /* [L] kept, or [1] recomputed (checkpointing) */
     float **xs;       /* checkpointing: [L + 1] layer inputs and the output; else [1]: the output */
+    float *xblock;    /* what xs point into (one block: the buffer cache keeps few) */
     float *rs;        /* [N] the final norm's 1/rms */
     float *dh, *dh2;  /* [N, D] */
 } part;
@@ -52,7 +53,8 @@ static void part_alloc(part *p, const yf_model *m, int64_t N, bool ckpt) {
     p->acts = yf_calloc((size_t)nacts, sizeof *p->acts);
     for (int64_t i = 0; i < nacts; i++) yf_act_alloc(&p->acts[i], m, 1, N, !ckpt);
     p->xs = yf_calloc((size_t)nx, sizeof *p->xs);
-    for (int64_t i = 0; i < nx; i++) p->xs[i] = yf_buf_get((size_t)(N * m->D) * sizeof(float));
+    p->xblock = yf_buf_get((size_t)(nx * N * m->D) * sizeof(float));
+    for (int64_t i = 0; i < nx; i++) p->xs[i] = p->xblock + i * N * m->D;
     p->rs = yf_malloc((size_t)N * sizeof(float));
     p->dh = yf_buf_get((size_t)(N * m->D) * sizeof(float));
     p->dh2 = yf_buf_get((size_t)(N * m->D) * sizeof(float));
@@ -61,7 +63,7 @@ static void part_alloc(part *p, const yf_model *m, int64_t N, bool ckpt) {
 static void part_free(part *p, const yf_model *m, bool ckpt) {
     if (!p->acts) return;
     for (int64_t i = 0; i < (ckpt ? 1 : m->L); i++) yf_act_free(&p->acts[i]);
-    for (int64_t i = 0; i < (ckpt ? m->L + 1 : 1); i++) yf_buf_put(p->xs[i]);
+    yf_buf_put(p->xblock);
     free(p->acts), free(p->xs), free(p->rs);
     yf_buf_put(p->dh), yf_buf_put(p->dh2);
     yf_run_free(&p->r);
