@@ -362,16 +362,17 @@ recipe_train() {
 }
 
 # recipe_extract WORKLOAD MODEL N: extraction of the first N test résumés (template, greedy, 1 new
-# token: the prefill is the work), the prefix cache on and off, after a warm-up run
+# token: the prefill is the work), the prefix cache on and off, after a warm-up run of 16
 recipe_extract() {
   wl=$1; m=$2; n=$3
   if ! yf_has extract || [ ! -f "$m/config.json" ]; then
     rep row "$R" --workload "$wl" --impl yuanft --dtype bf16 --na "$(yf_missing extract) (or no model folder)"; return
   fi
   head -n "$n" "$W/recipe-test.txt" > "$W/recipe-test-$n.txt"
+  head -n 16 "$W/recipe-test.txt" > "$W/recipe-test-16.txt"
   xa="--model $m --tokenizer $RTOK --prompt-template resume --max-new-tokens 1 --batch 16 --bf16"
   # shellcheck disable=SC2086
-  run "$L/recipe-extract-warmup" 1800 "$YF" extract $xa --input "$W/recipe-test-$n.txt" --prefix-cache off
+  run "$L/recipe-extract-warmup" 1800 "$YF" extract $xa --input "$W/recipe-test-16.txt" --prefix-cache off
   for c in on off; do
     tag=recipe-$(slug "$wl")-$c
     say "yuanft extract --prefix-cache $c: $wl [$(elapsed) s]"
@@ -388,7 +389,7 @@ recipe_suite() {
   fi
   yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
   recipe_train "recipe 2-layer train B6 ckpt" "$W/m-2layer-bf16" yuan2b-2layer 9 8 "$RECIPE_ROUNDS"
-  recipe_extract "recipe extraction 2-layer, prefill" "$W/m-2layer-bf16" 477
+  recipe_extract "recipe extraction 2-layer, prefill" "$W/m-2layer-bf16" 96
   if [ "${BENCH_SKIP_24:-0}" != 1 ]; then
     if yf_init bench/configs/yuan2b.json "$W/m-24layer-bf16" bf16; then
       recipe_train "recipe 24-layer train B6 ckpt" "$W/m-24layer-bf16" yuan2b 5 3 1
