@@ -1,8 +1,9 @@
 #!/bin/sh
 # Where a shared prefix starts to pay (the threshold of `yuanft train --shared-prefix auto`,
 # YF_SHARE_AUTO_MIN in src/model/model.h; docs/shared-prefix.md): batches of 6 rows of 256
-# tokens, all the same length (no padding to skip: only the prefix counts), whose first P tokens
-# are common, trained with the shared path forced on and with it off, taking turns.
+# tokens, all the same length (no padding to skip: only the prefix counts), the last 24 of each
+# scored (as the recipe's rows score ~24), whose first P tokens are common, trained with the
+# shared path forced on and with it off, taking turns.
 # usage (from the repo root, under the lock): flock /work/heavy.lock sh bench/shared_prefix_threshold.sh MODEL_DIR [P...]
 # MODEL_DIR: a yuanft model folder (bench/.work/m-2layer-bf16 after make bench). Prints one line a P.
 set -eu
@@ -23,7 +24,7 @@ ids[ids == 77185] += 1
 for k in range(0, N, B):
     ids[k:k + B, :P] = ids[k, :P]           # each batch's rows share their first P ids
 lab = ids.copy()
-lab[:, : max(P, 64) + 8] = -100               # a prompt, then scored tokens
+lab[:, : T - 24] = -100                       # the recipe's share: ~24 scored tokens a row
 h = {}
 off = 0
 blobs = []
