@@ -61,7 +61,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 # the CLI objects other than main.o are linked into the tests too (cli parsing, commands)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
-.PHONY: all deps test test-asan asan demo bench clean
+.PHONY: all deps test test-asan asan demo bench clean fuzz fuzz-build
 all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
 
 # Set-up targets: install what the target needs (build, test or bench
@@ -109,16 +109,47 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" \
 		LDLIBS="-lcjson -lz -lm -fopenmp -fsanitize=address,undefined" build/asan/yuanft build/asan/yuanft-tests
 
+# test: the suite, the whole suite again under ASan + UBSan, and each fuzz
+# harness for a few seconds when clang can build them (tests/run.sh)
 test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 	@$(MAKE) --no-print-directory asan
+	@if command -v $(FUZZCC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz-build; \
+	 else echo "fuzz: $(FUZZCC) not found: the harnesses are not built and their smoke run is skipped"; fi
 	@sh tests/run.sh
 
 demo:
 	@sh scripts/deps.sh build
 	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 	@sh scripts/demo.sh
+
+# libFuzzer harnesses (fuzz/, one a file) built with clang, ASan and UBSan
+# over the readers they need; `make fuzz` runs each for FUZZ_SECONDS (60) with
+# seeds from ../shared/golden (scripts/fuzz.sh; crashes go to fuzz/crashes/).
+FUZZCC    ?= clang
+FUZZFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc -fno-omit-frame-pointer \
+             -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas
+FUZZLIBSRC := src/base/util.c src/base/tensor.c src/base/jsontext.c $(wildcard src/formats/*.c) \
+             src/tokenizer/tokenizer.c src/task/data.c src/task/bmes.c src/task/eval.c src/lora/lora.c
+FUZZNAMES := $(patsubst fuzz/%.c,%,$(filter-out fuzz/fuzz_util.c,$(wildcard fuzz/fuzz_*.c)))
+FUZZOBJ   := $(FUZZLIBSRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/fuzz/fuzz_util.o
+
+# the objects are not intermediate files: keep them between builds
+.PRECIOUS: build/fuzz/obj/%.o
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZCC) $(FUZZFLAGS) -MMD -MP -c $< -o $@
+
+build/fuzz/%: build/fuzz/obj/fuzz/%.o $(FUZZOBJ)
+	$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $@ $^ -lcjson -lz -lm
+
+fuzz-build:
+	@sh scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory -j2 $(FUZZNAMES:%=build/fuzz/%)
+
+fuzz: fuzz-build
+	@sh scripts/fuzz.sh $(FUZZNAMES)
 
 bench:
 	@sh scripts/deps.sh bench
@@ -128,4 +159,5 @@ bench:
 clean:
 	rm -rf build
 
+-include $(wildcard build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)
 -include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages yuanft needs to build and test, once.
 # Guarded: a second run only checks dpkg and returns at once.
-# usage: scripts/deps.sh [build|test|bench]
+# usage: scripts/deps.sh [build|test|bench|fuzz]
 set -e
 want="gcc make libc6-dev libcjson-dev zlib1g-dev"
 case "${1:-build}" in
   test)  want="$want python3-numpy python3-sentencepiece libopenmpi-dev openmpi-bin" ;;
   # libopenblas0: python3-torch only recommends it; without it fp32 matmuls use the reference BLAS (a 2-layer train step: >8 min instead of ~4 s)
+  # libFuzzer ships in clang's runtime package (Debian 12: libclang-rt-14-dev)
+  fuzz)  want="$want clang libclang-rt-14-dev" ;;
   bench) want="$want python3-numpy python3-sentencepiece python3-torch libopenblas0 python3-venv libopenmpi-dev openmpi-bin" ;;
 esac
 missing=""

@@ -4,10 +4,21 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <math.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define YT_ASAN 1
+#include <sanitizer/lsan_interface.h>
+static int yt_leak_check(void) { return __lsan_do_recoverable_leak_check(); }
+#else
+#define YT_ASAN 0
+static int yt_leak_check(void) { return 0; }
+#endif
 
 typedef struct { const char *name, *file; yt_fn fn; } yt_case;
 static yt_case *g_cases;
@@ -55,6 +66,25 @@ void yt_skip(const char *fmt, ...) {
     va_end(ap);
     fflush(stderr);
     _exit(77);
+}
+
+void yt_limit(int64_t mem_mb, int secs) {
+    struct rlimit r;
+    if (!YT_ASAN) {
+        r.rlim_cur = r.rlim_max = (rlim_t)mem_mb << 20;
+        if (setrlimit(RLIMIT_AS, &r) != 0) perror("setrlimit RLIMIT_AS");
+    }
+    r.rlim_cur = (rlim_t)secs;
+    r.rlim_max = (rlim_t)secs + 5;
+    if (setrlimit(RLIMIT_CPU, &r) != 0) perror("setrlimit RLIMIT_CPU");
+    alarm((unsigned)(2 * secs));
+}
+
+const char *yt_limit_sh(int64_t mem_mb, int secs) {
+    static char buf[128];
+    if (YT_ASAN) snprintf(buf, sizeof buf, "timeout -s KILL %d", 2 * secs);
+    else snprintf(buf, sizeof buf, "ulimit -v %lld; timeout -s KILL %d", (long long)mem_mb << 10, 2 * secs);
+    return buf;
 }
 
 static const char *yt_shared_dir(void) {
@@ -214,6 +244,12 @@ int main(int argc, char **argv) {
             c->fn();
             fflush(stdout);
             fflush(stderr);
+            /* _exit skips LeakSanitizer's exit-time check: run it here, so a
+             * leak in what the test called fails the test */
+            if (yt_leak_check()) {
+                fprintf(stderr, "    FAIL: memory leaked (LeakSanitizer report above)\n");
+                g_failures++;
+            }
             _exit(g_failures ? 1 : 0);
         }
         int st = 0;

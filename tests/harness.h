@@ -26,6 +26,16 @@ void yt_check_near(const char *file, int line, const char *what, double err, dou
 /* Marks the test skipped (with a loud reason) and leaves it. */
 void yt_skip(const char *fmt, ...) __attribute__((noreturn));
 
+/* Runs the rest of the test (and the commands it starts) under limits: an
+ * address space of mem_mb MiB, secs seconds of CPU time and 2 x secs of wall
+ * time. Under AddressSanitizer (whose shadow needs terabytes of address
+ * space) the memory limit is ASAN_OPTIONS' hard_rss_limit_mb instead, set by
+ * tests/run.sh. A test that runs out is killed: a failure. */
+void yt_limit(int64_t mem_mb, int secs);
+/* The same limits for a CLI run under yt_sh: "ulimit -v N; timeout ..." to
+ * put before the command (empty memory part under ASan); static buffer. */
+const char *yt_limit_sh(int64_t mem_mb, int secs);
+
 /* Paths: repo root (cwd of `make test`), ../shared beside it, build dir. */
 const char *yt_shared(void);          /* NULL when ../shared is absent */
 /* static buffer; when shared is absent the test is skipped, or fails in CI

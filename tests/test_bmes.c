@@ -163,7 +163,9 @@ TEST(bmes_json_matches_python) {
     yf_sbuf_free(&b);
     yf_answer a;
     yf_answer_init(&a);
-    CHECK(!strcmp(yf_bmes_answer(&(yf_bmes_sentence){.text = "x"}), "{}"));
+    char *empty = yf_bmes_answer(&(yf_bmes_sentence){.text = "x"});
+    CHECK(!strcmp(empty, "{}"));
+    free(empty);
     yf_answer_add(&a, 6, "公司", 6);
     yf_answer_add(&a, 0, "张三", 6);
     yf_answer_add(&a, 0, "李\"四", 7);

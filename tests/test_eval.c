@@ -248,3 +248,43 @@ TEST(eval_cli_gold_against_itself) {
     CHECK(strstr(out, "micro               1.0000    1.0000    1.0000") && strstr(out, "unparsable answers 0, recovered answers 0"),
           "%s", out);
 }
+
+/* Found by fuzz_answer: an entity holding "\u0000" was deduplicated on its
+ * whole length but kept cut at the NUL, so one answer could list the same
+ * string twice (and format -> parse did not give the answer back). */
+TEST(eval_bad_fuzz_nul_in_entity) {
+    const char *text = "{\"地名\": [\"杭州\\u0000a\", \"杭州\\u0000b\", \"杭州\"]}";
+    yf_answer a, b;
+    yf_answer_parse(text, strlen(text), &a);
+    CHECK(a.status == YF_ANS_OK && a.ent[7].n == 1 && !strcmp(a.ent[7].s[0], "杭州"), "status %d, %zu entities",
+          (int)a.status, a.ent[7].n);
+    char *f = yf_answer_format(&a);
+    yf_answer_parse(f, strlen(f), &b);
+    CHECK(b.status == YF_ANS_OK && b.ent[7].n == a.ent[7].n, "%s", f);
+    free(f);
+    yf_answer_free(&a);
+    yf_answer_free(&b);
+}
+
+/* An answer of 200,000 distinct entities (a 2.6 MB line of a predictions
+ * file): deduplication is a hash set, so this parses and scores in well
+ * under a second (0.14 s here); comparing each entity with all before it
+ * is 2 x 10^10 comparisons, past the 10 s limit. */
+TEST(eval_bad_many_entities) {
+    yt_limit(512, 10);
+    size_t n = 200000, cap = 16 * n + 64, k = 0;
+    char *t = malloc(cap);
+    k += (size_t)snprintf(t + k, cap - k, "{\"地名\": [");
+    for (size_t i = 0; i < n; i++) k += (size_t)snprintf(t + k, cap - k, "%s\"e%zu\"", i ? ", " : "", i);
+    k += (size_t)snprintf(t + k, cap - k, ", \"e7\"]}");
+    yf_answer a;
+    double t0 = yf_time();
+    yf_answer_parse(t, k, &a);
+    yf_eval_result r;
+    yf_eval_init(&r);
+    yf_eval_add(&r, &a, &a);
+    fprintf(stderr, "    %zu entities parsed and scored in %.3f s\n", a.ent[7].n, yf_time() - t0);
+    CHECK(a.status == YF_ANS_OK && a.ent[7].n == n && r.per_type[7].tp == (int64_t)n);
+    yf_answer_free(&a);
+    free(t);
+}

@@ -92,6 +92,8 @@ TEST(extract_bad_input) {
     int rc = yt_sh(out, sizeof out, "%s extract --input /dev/null", yt_cli());
     CHECK(rc == 2 && strstr(out, "--model"), "no model: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s extract --model %s/none --input /dev/null", yt_cli(), d);
+    CHECK(rc == 1 && strstr(out, "/dev/null: not a regular file"), "a device as input: exit %d: %s", rc, out);
+    rc = yt_sh(out, sizeof out, ": > %s/empty.txt; %s extract --model %s/none --input %s/empty.txt", d, yt_cli(), d, d);
     CHECK(rc == 1 && strstr(out, "none"), "missing model dir: exit %d: %s", rc, out);
     rc = yt_sh(out, sizeof out, "%s extract --model %s --input %s/missing.txt", yt_cli(), yt_shared_path("golden/yuan-tiny"), d);
     CHECK(rc == 1 && strstr(out, "missing.txt"), "missing input: exit %d: %s", rc, out);

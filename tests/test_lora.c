@@ -527,6 +527,28 @@ TEST(lora_bad_adapter_config) {
     yf_lora_free(&lo);
 }
 
+/* A rank from adapter_config.json sizes every adapter buffer: r = 1,000,000
+ * on the tiny model would be gigabytes before the tensors are even read. */
+TEST(lora_bad_rank_bounded) {
+    const char *d = adapter_with_config("{\"r\": 1000000, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"]}");
+    yt_limit(1024, 20);
+    yf_config cfg;
+    CHECK_OK(yf_config_load(yt_shared_path("golden/yuan-tiny/config.json"), &cfg));
+    yf_lora lo;
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "smaller side") != NULL, "%s", yf_last_error());
+    /* r within min(in, out) but more than the file holds */
+    d = adapter_with_config("{\"r\": 64, \"lora_alpha\": 8, \"target_modules\": \"all-linear\"}");
+    CHECK(yf_lora_load(d, &cfg, &lo) != 0);
+    CHECK(strstr(yf_last_error(), "needs at least") != NULL, "%s", yf_last_error());
+    /* the CLI: one line, exit 1 */
+    d = adapter_with_config("{\"r\": 1000000, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"]}");
+    char out[4096];
+    int rc = yt_sh(out, sizeof out, "%s %s generate --model %s --adapter %s --prompt-ids 1,2 --max-new-tokens 1",
+                   yt_limit_sh(1024, 20), yt_cli(), yt_shared_path("golden/yuan-tiny"), d);
+    CHECK(rc == 1 && strstr(out, "smaller side"), "exit %d: %s", rc, out);
+}
+
 TEST(lora_bad_adapter_for_other_model) {
     /* the golden adapter (D=64, L=2) against a model with D=32, and one with L=3 */
     yf_config small = yt_config(320, 32, 4, 96, 2, 256, true);

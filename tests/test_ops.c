@@ -350,7 +350,8 @@ TEST(ops_exp_sum_bf16_matches_exp_sum) {
  * (ops.c's by_rows): the whole batch at once must give the same bits as one
  * call per sequence, each small enough to run on the caller alone. */
 TEST(ops_rows_on_pool_equal_per_sequence) {
-    const int64_t B = 4, T = 128, H = 8, hd = 64, D = H * hd, P = T + 8; /* B T D = 4 x 64K: pooled */
+    /* P: positions in the tables, pos0 (2) + the largest posb (8) + T */
+    const int64_t B = 4, T = 128, H = 8, hd = 64, D = H * hd, P = T + 10; /* B T D = 4 x 64K: pooled */
     float *x = frand_n(B * T * D, 1), *w = frand_n(D, 1), *dy = frand_n(B * T * D, 1);
     float *prev = frand_n(B * D, 1), *cs = frand_n(P * hd / 2, 1), *sn = frand_n(P * hd / 2, 1);
     float *k_in = frand_n(B * T * D, 1);

@@ -517,3 +517,80 @@ TEST(torch_bad_random_pickle_mutations) {
     yf_zip_close(&z);
     free(raw);
 }
+
+/* ---- bounded cost: hostile pickles and archives ------------------------------
+ * Each runs under 512 MiB of address space and 20 s of CPU: without the
+ * limits in torch_pickle.c / zip.c they would hang or run out of memory
+ * (exit 3) instead of failing with one clear message. */
+
+static void bad_archive(const char *name, const buf *pkl, bool deflate, const char *want) {
+    yt_limit(512, 20);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.bin", yt_tmpdir(), name);
+    zent es[] = {{"archive/data.pkl", pkl->p, pkl->n, deflate}};
+    write_zip(path, es, 1, false);
+    yf_table tab;
+    yf_table_init(&tab);
+    double t0 = yf_time();
+    int rc = yf_torch_load(path, &tab);
+    CHECK(rc == -1 && strstr(yf_last_error(), want), "%s", yf_last_error());
+    CHECK(tab.n == 0);
+    fprintf(stderr, "    %s: refused in %.2f s: %s\n", name, yf_time() - t0, yf_last_error());
+    yf_table_free(&tab);
+}
+
+TEST(torch_bad_pickle_dag) {
+    /* 9 levels of dicts, each holding 1000 references to the level below:
+     * walked as a tree that is 1000^8 entries */
+    buf p = {0};
+    put(&p, "\x80\x02X\x01\x00\x00\x00kq\x01" "0", 10); /* memo[1] = "k" */
+    put(&p, "}q\x02" "0", 4);                            /* memo[2] = level 0 */
+    for (int lv = 1; lv <= 8; lv++) {
+        put(&p, "}(", 2);
+        for (int i = 0; i < 1000; i++) put8(&p, 'h'), put8(&p, 1), put8(&p, 'h'), put8(&p, (unsigned)(lv + 1));
+        put8(&p, 'u'), put8(&p, 'q'), put8(&p, (unsigned)(lv + 2)), put8(&p, '0');
+    }
+    put8(&p, 'h'), put8(&p, 10), put8(&p, '.');
+    bad_archive("dag", &p, false, "reached twice");
+    free(p.p);
+}
+
+/* A pickle of n EMPTY_TUPLE opcodes: a value a byte. */
+static buf tuples_pickle(size_t n) {
+    buf p = {0};
+    put(&p, "\x80\x02", 2);
+    char *t = yf_malloc(n);
+    memset(t, ')', n);
+    put(&p, t, n);
+    put8(&p, '.');
+    free(t);
+    return p;
+}
+
+TEST(torch_bad_pickle_nodes) {
+    buf p = tuples_pickle((size_t)4 << 20); /* 4 million values */
+    bad_archive("nodes", &p, false, "more than a state dict");
+    free(p.p);
+}
+
+TEST(torch_bad_zip_bomb) {
+    buf p = tuples_pickle((size_t)64 << 20); /* 64 MiB, deflated to ~64 KB */
+    bad_archive("bomb", &p, true, "zip bomb");
+    free(p.p);
+}
+
+TEST(torch_bad_pickle_global) {
+    /* a 1 MiB string named as module and attribute 100,000 times: 200 GB of names */
+    buf p = {0};
+    put(&p, "\x80\x02X", 3);
+    put32(&p, 1u << 20);
+    char *t = yf_malloc((size_t)1 << 20);
+    memset(t, 'a', (size_t)1 << 20);
+    put(&p, t, (size_t)1 << 20);
+    free(t);
+    put(&p, "q\x00" "0", 3);
+    for (int i = 0; i < 100000; i++) put(&p, "h\x00h\x00\x93" "0", 6);
+    put(&p, "}.", 2);
+    bad_archive("global", &p, false, "STACK_GLOBAL");
+    free(p.p);
+}

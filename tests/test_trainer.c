@@ -3,6 +3,11 @@
  * step/epoch counting, shuffling, logging, checkpoints and exact resume.
  * Then `yuanft train` on the tiny golden model: the reference 3-step
  * trajectories (LoRA, DoRA), accumulation, full fine-tuning, resume, bad input. */
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "harness.h"
 #include "model/model.h"
 #include "formats/safetensors.h"
@@ -373,6 +378,36 @@ TEST(trainer_checkpoint_temp_dirs_are_ignored) {
     CHECK(yf_latest_checkpoint(sub("nothing-here"), &latest) == -1);
 }
 
+/* Temporary checkpoint directories of killed runs are removed at the next
+ * start, only when their writer is gone: a live writer's stays. */
+TEST(trainer_removes_stale_checkpoint_temps) {
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    char a[64], b[64], c[64], e[64];
+    snprintf(a, sizeof a, "st/.checkpoint-7.tmp.%d", (int)dead);       /* unlocked .writer: gone */
+    snprintf(b, sizeof b, "st/.checkpoint-9.tmp.%d", (int)getppid());  /* .writer locked below: alive */
+    snprintf(c, sizeof c, "st/.checkpoint-5.tmp.%d", (int)getppid());  /* no .writer, live pid: kept */
+    snprintf(e, sizeof e, "st/.adapter.tmp.%d", (int)dead);            /* no .writer, dead pid: gone */
+    const char *dirs[4] = {a, b, c, e};
+    for (int i = 0; i < 4; i++) CHECK(yf_mkdir_p(sub(dirs[i])) == 0);
+    char wa[96], wb[96];
+    snprintf(wa, sizeof wa, "%s/.writer", a);
+    snprintf(wb, sizeof wb, "%s/.writer", b);
+    CHECK(yf_write_file_atomic(sub(wa), "1\n", 2) == 0 && yf_write_file_atomic(sub(wb), "1\n", 2) == 0);
+    int held = open(sub(wb), O_RDONLY);
+    CHECK(held >= 0 && flock(held, LOCK_EX) == 0);
+    /* flock locks belong to open file descriptions: the trainer's own open
+     * of b's .writer (in this process) conflicts with this one, as another
+     * run's would */
+    float w[2];
+    yf_train_result res;
+    CHECK(toy_run(sub("st"), NULL, YF_SAVE_NO, 0, w, &res, sub("st.log")) == 0, "%s", yf_last_error());
+    CHECK(!yf_dir_exists(sub(a)) && !yf_dir_exists(sub(e)), "stale directories of dead writers remain");
+    CHECK(yf_dir_exists(sub(b)) && yf_dir_exists(sub(c)), "a live writer's directory was removed");
+    close(held);
+}
+
 TEST(trainer_bad_args_and_resume_dir) {
     toy m;
     yf_param p;
@@ -394,6 +429,43 @@ TEST(trainer_bad_args_and_resume_dir) {
     CHECK(yf_write_file_atomic(sub("badck/trainer_state.json"), "{\"global_step\": ", 16) == 0);
     a.resume_dir = sub("badck");
     CHECK(yf_train(&a, &h, &pl, &res) == -1 && strstr(yf_last_error(), "trainer_state.json"), "%s", yf_last_error());
+}
+
+/* A resumed trainer_state.json's counters size buffers (a loss per step) and
+ * index the data: forged ones must fail with one line, not allocate by them. */
+TEST(trainer_bad_forged_resume_counters) {
+    float w[2];
+    yf_train_result res;
+    CHECK(toy_run(sub("run"), NULL, YF_SAVE_EPOCH, 0, w, &res, sub("run.log")) == 0, "%s", yf_last_error());
+    yt_limit(512, 20);
+    static const struct { const char *key, *value, *want; } cases[] = {
+        {"global_step", "1e15", "per-step losses"},       /* 8 PB of step losses */
+        {"global_step", "1e300", "[0, 2^53)"},            /* an undefined double -> int64 cast */
+        {"micro_batches_done_in_epoch", "4000000000", "micro-batches done"},
+        {"per_device_train_batch_size", "9007199254740991", "micro-batches done"},
+        {"epoch", "1e308", "do not fit"},
+        {"last_logged_step", "-1", "[0, 2^53)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *text = slurp(sub("run/checkpoint-2/trainer_state.json"));
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        cJSON *y = cJSON_GetObjectItem(j, "yuanft");
+        cJSON *where = cJSON_GetObjectItem(j, cases[i].key) ? j : y;
+        cJSON_ReplaceItemInObject(where, cases[i].key, cJSON_Parse(cases[i].value));
+        char dir[64];
+        snprintf(dir, sizeof dir, "forged%zu", i);
+        CHECK(yt_sh(NULL, 0, "cp -r %s %s", sub("run/checkpoint-2"), sub(dir)) == 0);
+        char name[96];
+        snprintf(name, sizeof name, "%s/trainer_state.json", dir);
+        char *out = cJSON_Print(j);
+        CHECK(yf_write_file_atomic(sub(name), out, strlen(out)) == 0);
+        free(out);
+        cJSON_Delete(j);
+        CHECK(toy_run(sub("res"), sub(dir), YF_SAVE_NO, 0, w, &res, sub("res.log")) == -1 &&
+                  strstr(yf_last_error(), cases[i].want),
+              "%s = %s: %s", cases[i].key, cases[i].value, yf_last_error());
+    }
 }
 
 TEST(trainer_python_float_repr) {

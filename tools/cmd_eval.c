@@ -78,13 +78,10 @@ int cmd_eval(int argc, char **argv) {
             yf_records_free(&recs);
             return yc_fail("eval");
         }
-        if (save_pred) {
-            FILE *f = fopen(save_pred, "w");
-            for (size_t i = 0; f && i < np; i++) {
-                yf_fput_json_line(f, pred[i]);
-            }
-            if (f) fclose(f);
-            else fprintf(stderr, "yuanft eval: cannot write %s\n", save_pred);
+        if (save_pred && yf_write_json_lines(save_pred, (const char *const *)pred, np)) {
+            yf_strv_free(pred, np);
+            yf_records_free(&recs);
+            return yc_fail("eval");
         }
     } else if (yf_eval_read_predictions(pred_path, &pred, &np)) {
         yf_records_free(&recs);

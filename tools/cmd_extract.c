@@ -32,6 +32,23 @@ static int read_lines(FILE *f, const char *name, char ***lines, size_t *n) {
     return 0;
 }
 
+static int read_file_lines(const char *path, char ***lines, size_t *n) {
+    char *buf;
+    size_t len;
+    if (yf_read_file_max(path, YF_MAX_TEXT_BYTES, &buf, &len)) return -1;
+    if (len == 0) { /* no lines (fmemopen refuses a 0-byte stream) */
+        free(buf);
+        *lines = yf_malloc(sizeof **lines);
+        *n = 0;
+        return 0;
+    }
+    FILE *f = fmemopen(buf, len, "r");
+    int rc = f ? read_lines(f, path, lines, n) : yf_errorf("%s: cannot read", path);
+    if (f) fclose(f);
+    free(buf);
+    return rc;
+}
+
 int cmd_extract(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *input = NULL, *tokenizer = NULL, *tpl = "resume", *raw_out = NULL;
     int64_t max_new = 128, batch = 16, max_length = 384;
@@ -63,14 +80,8 @@ int cmd_extract(int argc, char **argv) {
         return yc_usage_error("extract", "--batch must be in [1, 4096] and --max-new-tokens in [1, 65536]");
     char **lines = NULL;
     size_t n = 0;
-    FILE *f = input ? fopen(input, "r") : stdin;
-    if (!f) {
-        yf_errorf("%s: cannot open", input);
-        return yc_fail("extract");
-    }
-    int rrc = read_lines(f, input ? input : "stdin", &lines, &n);
-    if (input) fclose(f);
-    if (rrc) return yc_fail("extract");
+    /* a file: checked (a regular file, within the size cap) and read whole */
+    if (input ? read_file_lines(input, &lines, &n) : read_lines(stdin, "stdin", &lines, &n)) return yc_fail("extract");
 
     yc_session s;
     if (yc_session_open(&s, model, adapter, tokenizer, true)) {
@@ -86,7 +97,6 @@ int cmd_extract(int argc, char **argv) {
         rc = yc_fail("extract");
     } else {
         int64_t recovered = 0, hopeless = 0;
-        FILE *raw = raw_out ? fopen(raw_out, "w") : NULL;
         for (size_t i = 0; i < n; i++) {
             yf_answer a;
             yf_answer_parse(ans[i], strlen(ans[i]), &a);
@@ -101,11 +111,8 @@ int cmd_extract(int argc, char **argv) {
             printf("%s\n", js);
             free(js);
             yf_answer_free(&a);
-            if (raw) {
-                yf_fput_json_line(raw, ans[i]);
-            }
         }
-        if (raw) fclose(raw);
+        if (raw_out && yf_write_json_lines(raw_out, (const char *const *)ans, n)) rc = yc_fail("extract");
         fprintf(stderr, "extract: %zu lines, %lld answers recovered, %lld unparsable\n", n, (long long)recovered,
                 (long long)hopeless);
         yc_print_gen_stats("extract", &x.stats);

@@ -115,7 +115,7 @@ int cmd_init(int argc, char **argv) {
     yf_vocab_map_free(&vm);
     if (tokenizer) {
         char *tdst = yf_path_join(out, "tokenizer.model");
-        int trc = yf_copy_file(tokenizer, tdst);
+        int trc = yf_copy_file(tokenizer, tdst, YF_MAX_TOKENIZER_BYTES);
         free(tdst);
         if (trc) return yc_fail("init");
     }

@@ -20,12 +20,6 @@ int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_di
         if (yf_lora_load(adapter_dir, yf_model_config(s->model), &s->lora)) goto fail;
         s->has_lora = true;
     }
-    if (yf_vocab_map_load(model_dir, &s->vmap)) goto fail;
-    if (s->vmap.n && s->vmap.n != yf_model_config(s->model)->vocab_size) {
-        yf_errorf("%s/%s: maps %lld ids but the model has vocab_size %lld", model_dir, YF_VOCAB_MAP_FILE,
-                  (long long)s->vmap.n, (long long)yf_model_config(s->model)->vocab_size);
-        goto fail;
-    }
     char *tp = tokenizer ? yf_strdup(tokenizer) : yf_path_join(model_dir, "tokenizer.model");
     if (tokenizer || yf_file_exists(tp)) {
         int rc = yf_tokenizer_load(tp, &s->tok);
@@ -37,6 +31,13 @@ int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_di
             yf_errorf("%s has no tokenizer.model: pass --tokenizer FILE", model_dir);
             goto fail;
         }
+    }
+    /* after the tokenizer: the map's ids are checked against its size */
+    if (yf_vocab_map_load(model_dir, s->tok ? yf_tokenizer_n_ids(s->tok) : 0, &s->vmap)) goto fail;
+    if (s->vmap.n && s->vmap.n != yf_model_config(s->model)->vocab_size) {
+        yf_errorf("%s/%s: maps %lld ids but the model has vocab_size %lld", model_dir, YF_VOCAB_MAP_FILE,
+                  (long long)s->vmap.n, (long long)yf_model_config(s->model)->vocab_size);
+        goto fail;
     }
     return 0;
 fail:

@@ -96,3 +96,11 @@ void yf_fput_json_line(FILE *f, const char *s) {
     fputs(t, f);
     free(t);
 }
+
+int yf_write_json_lines(const char *path, const char *const *s, size_t n) {
+    yf_atomic_file af;
+    if (yf_atomic_open(&af, path)) return -1;
+    for (size_t i = 0; i < n; i++) yf_fput_json_line(af.f, s[i]);
+    /* a failed write leaves the stream's error flag set: commit reports it */
+    return yf_atomic_commit(&af);
+}

@@ -28,5 +28,8 @@ bool yf_utf8_valid(const char *s, size_t n);
 
 /* Writes s as one JSON string (Python json.dumps, ensure_ascii=False) and a newline. */
 void yf_fput_json_line(FILE *f, const char *s);
+/* Writes s[0..n) to path as one JSON string a line, atomically (a crash or a
+ * full disk leaves what was at path before); write errors are reported. */
+int yf_write_json_lines(const char *path, const char *const *s, size_t n);
 
 #endif

@@ -104,43 +104,116 @@ size_t yf_peak_rss_mb(void) {
 
 /* ---- files -------------------------------------------------------------- */
 
-int yf_read_file(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return yf_errorf("%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
+int yf_open_regular(const char *path, uint64_t max_bytes, int *fd, uint64_t *size) {
+    *fd = -1;
+    /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever */
+    int f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (f < 0) return yf_errorf("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) != 0) {
+        int e = errno;
+        close(f);
+        return yf_errorf("%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(f);
+        return yf_errorf("%s: not a regular file (%s): give the path of a file", path,
+                         S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" :
+                         S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "a socket or other special file");
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        close(f);
+        return yf_errorf("%s: %llu bytes is more than such a file can hold (limit %llu MiB): is it the right file?", path,
+                         (unsigned long long)st.st_size, (unsigned long long)(max_bytes >> 20));
+    }
+    int fl = fcntl(f, F_GETFL);
+    if (fl >= 0) (void)fcntl(f, F_SETFL, fl & ~O_NONBLOCK);
+    *fd = f;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int yf_read_file_max(const char *path, uint64_t max_bytes, char **out, size_t *len) {
+    int fd;
+    uint64_t size;
+    if (yf_open_regular(path, max_bytes, &fd, &size)) return -1;
+    /* the size from fstat sizes the buffer; a file that grows meanwhile is
+     * read up to the cap and no further */
+    size_t cap = (size_t)size + 1, n = 0;
     char *buf = yf_malloc(cap);
     for (;;) {
-        if (n + 1 >= cap) buf = yf_realloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
+        if (n + 1 >= cap) {
+            if (n >= max_bytes) {
+                free(buf);
+                close(fd);
+                return yf_errorf("%s: grew past the %llu MiB limit while being read", path,
+                                 (unsigned long long)(max_bytes >> 20));
+            }
+            cap = cap * 2 < max_bytes + 1 ? cap * 2 : (size_t)max_bytes + 1;
+            buf = yf_realloc(buf, cap);
+        }
+        ssize_t got = read(fd, buf + n, cap - n - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return yf_errorf("%s: read error: %s", path, strerror(e));
+        }
         if (got == 0) break;
+        n += (size_t)got;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return yf_errorf("%s: read error", path);
-    }
+    close(fd);
     buf[n] = 0;
     *out = buf;
     if (len) *len = n;
     return 0;
 }
 
+int yf_read_file(const char *path, char **out, size_t *len) { return yf_read_file_max(path, YF_MAX_TEXT_BYTES, out, len); }
+
+int yf_fsync_dir(const char *dir) {
+    int fd = open(dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return yf_errorf("%s: cannot open directory to sync it: %s", dir, strerror(errno));
+    int rc = 0;
+    /* EINVAL: a file system that cannot sync directories (nothing to do) */
+    if (fsync(fd) != 0 && errno != EINVAL) rc = yf_errorf("%s: fsync of the directory failed: %s", dir, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* The directory holding path ("." for a bare name), malloc'd. */
+static char *parent_dir(const char *path) {
+    const char *sl = strrchr(path, '/');
+    if (!sl) return yf_strdup(".");
+    if (sl == path) return yf_strdup("/");
+    char *d = yf_malloc((size_t)(sl - path) + 1);
+    memcpy(d, path, (size_t)(sl - path));
+    d[sl - path] = 0;
+    return d;
+}
+
 int yf_atomic_open(yf_atomic_file *af, const char *path) {
     memset(af, 0, sizeof *af);
-    af->path = yf_strdup(path);
     size_t n = strlen(path) + 32;
-    af->tmp = yf_malloc(n);
-    snprintf(af->tmp, n, "%s.tmp.%d", path, (int)getpid());
-    af->f = fopen(af->tmp, "wb");
-    if (!af->f) {
+    char *tmp = yf_malloc(n);
+    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
+    /* O_EXCL | O_NOFOLLOW: never write through a link someone left at that
+     * name. A leftover of ours (a process that had this pid and died) is
+     * removed once and the create tried again. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
         int e = errno;
-        free(af->path);
-        free(af->tmp);
-        memset(af, 0, sizeof *af);
+        if (fd >= 0) close(fd), unlink(tmp);
+        free(tmp);
         return yf_errorf("%s: cannot create: %s", path, strerror(e));
     }
+    af->f = f;
+    af->path = yf_strdup(path);
+    af->tmp = tmp;
     return 0;
 }
 
@@ -151,6 +224,11 @@ int yf_atomic_commit(yf_atomic_file *af) {
     if (fclose(af->f) != 0 && rc == 0) rc = yf_errorf("%s: close failed: %s", af->path, strerror(errno));
     if (rc == 0 && rename(af->tmp, af->path) != 0) rc = yf_errorf("%s: rename failed: %s", af->path, strerror(errno));
     if (rc != 0) unlink(af->tmp);
+    if (rc == 0) {
+        char *dir = parent_dir(af->path);
+        rc = yf_fsync_dir(dir);
+        free(dir);
+    }
     free(af->path);
     free(af->tmp);
     memset(af, 0, sizeof *af);
@@ -176,10 +254,10 @@ int yf_write_file_atomic(const char *path, const void *data, size_t len) {
     return yf_atomic_commit(&af);
 }
 
-int yf_copy_file(const char *from, const char *to) {
+int yf_copy_file(const char *from, const char *to, uint64_t max_bytes) {
     char *buf = NULL;
     size_t len = 0;
-    if (yf_read_file(from, &buf, &len)) return -1;
+    if (yf_read_file_max(from, max_bytes, &buf, &len)) return -1;
     int rc = yf_write_file_atomic(to, buf, len);
     free(buf);
     return rc;

@@ -41,12 +41,32 @@ void yf_release_resident(const void *p, size_t bytes);
  * one 4 KiB page at a time. */
 void yf_prefault(const void *p, size_t bytes);
 
-/* ---- files -------------------------------------------------------------- */
-/* Reads a whole (small) file; *out is NUL-terminated and owned by the caller. */
+/* ---- files --------------------------------------------------------------
+ * Every reader of outside input opens through yf_open_regular: a FIFO, a
+ * device or a directory is refused at once (the open does not block on a FIFO
+ * without a writer), and so is a file larger than the cap for its kind,
+ * before anything is read or allocated. */
+#define YF_MIB ((uint64_t)1 << 20)
+#define YF_MAX_CONFIG_BYTES (1 * YF_MIB)      /* config.json, adapter_config.json, scheduler/rng state, templates */
+#define YF_MAX_INDEX_BYTES (64 * YF_MIB)      /* *.safetensors.index.json */
+#define YF_MAX_STATE_BYTES (256 * YF_MIB)     /* trainer_state.json: log history, a loss per step */
+#define YF_MAX_TOKENIZER_BYTES (256 * YF_MIB) /* tokenizer.model (Yuan 2.0's: 2 MB) */
+#define YF_MAX_TEXT_BYTES (2048 * YF_MIB)     /* data sets, corpora, predictions: read whole into memory */
+
+/* Opens path read-only (close-on-exec) after checking that it is a regular
+ * file of at most max_bytes; *fd and *size on success. */
+int yf_open_regular(const char *path, uint64_t max_bytes, int *fd, uint64_t *size);
+/* Reads a whole regular file of at most max_bytes; *out is NUL-terminated
+ * and owned by the caller. */
+int yf_read_file_max(const char *path, uint64_t max_bytes, char **out, size_t *len);
+/* yf_read_file_max with the largest cap, YF_MAX_TEXT_BYTES. */
 int yf_read_file(const char *path, char **out, size_t *len);
-/* Writes data to path atomically: path.tmp.PID, fsync, rename. */
+/* Writes data to path atomically: a temporary file beside it (created with
+ * O_EXCL | O_NOFOLLOW), fsync, rename, fsync of the directory; every step's
+ * error is reported and leaves path as it was. */
 int yf_write_file_atomic(const char *path, const void *data, size_t len);
-/* Opens path.tmp.PID for writing; yf_atomic_commit fsyncs, closes and renames.
+/* Opens the temporary file for path; yf_atomic_commit checks the writes,
+ * fsyncs, closes, renames it over path and fsyncs the directory.
  * yf_atomic_abort closes and removes the temporary file. */
 typedef struct yf_atomic_file {
     FILE *f;
@@ -56,8 +76,11 @@ typedef struct yf_atomic_file {
 int yf_atomic_open(yf_atomic_file *af, const char *path);
 int yf_atomic_commit(yf_atomic_file *af);
 void yf_atomic_abort(yf_atomic_file *af);
-/* Copies a (small) file, writing the copy atomically. */
-int yf_copy_file(const char *from, const char *to);
+/* fsync of a directory, so that a rename or a new entry in it survives a
+ * crash of the machine (message names dir). */
+int yf_fsync_dir(const char *dir);
+/* Copies a regular file of at most max_bytes, writing the copy atomically. */
+int yf_copy_file(const char *from, const char *to, uint64_t max_bytes);
 bool yf_file_exists(const char *path);
 bool yf_dir_exists(const char *path);
 int yf_mkdir_p(const char *path);

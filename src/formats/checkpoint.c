@@ -110,7 +110,7 @@ int yf_model_dir_write(const char *dir, const yf_config *cfg, const yf_tensor *t
     static const char *const extra[] = {"tokenizer.model", YF_VOCAB_MAP_FILE};
     for (size_t k = 0; rc == 0 && copy_from && k < sizeof extra / sizeof *extra; k++) {
         char *from = yf_path_join(copy_from, extra[k]), *to = yf_path_join(dir, extra[k]);
-        if (yf_file_exists(from)) rc = yf_copy_file(from, to);
+        if (yf_file_exists(from)) rc = yf_copy_file(from, to, k == 0 ? YF_MAX_TOKENIZER_BYTES : YF_MAX_TEXT_BYTES);
         free(from);
         free(to);
     }

@@ -167,7 +167,7 @@ int yf_config_validate(const yf_config *c, const char *where) {
 
 int yf_config_load(const char *path, yf_config *cfg) {
     char *text = NULL;
-    if (yf_read_file(path, &text, NULL)) return -1;
+    if (yf_read_file_max(path, YF_MAX_CONFIG_BYTES, &text, NULL)) return -1;
     int rc = yf_config_parse(text, path, cfg);
     free(text);
     return rc;

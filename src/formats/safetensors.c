@@ -108,14 +108,10 @@ int yf_table_check_unique(const yf_table *tab, int from, const char *where) {
 }
 
 int yf_st_load(const char *path, yf_table *tab) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return yf_errorf("%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return yf_errorf("%s: not a regular file", path);
-    }
-    uint64_t size = (uint64_t)st.st_size;
+    int fd;
+    uint64_t size;
+    /* mapped, not read: no cap beyond the address space */
+    if (yf_open_regular(path, UINT64_MAX, &fd, &size)) return -1;
     if (size < 8) {
         close(fd);
         return yf_errorf("%s: truncated: %llu bytes, but a safetensors file starts with an 8-byte header length", path,
@@ -362,14 +358,35 @@ static bool safe_shard_name(const char *s) {
     return true;
 }
 
+typedef struct wm_pair {
+    const char *tensor, *shard;
+} wm_pair;
+
+static int cmp_pair(const void *a, const void *b) {
+    const wm_pair *x = a, *y = b;
+    int c = strcmp(x->shard, y->shard);
+    return c ? c : strcmp(x->tensor, y->tensor);
+}
+
+/* Whether tab (with by[] its indices sorted by name) holds name. */
+static bool sorted_has(const yf_table *tab, const int *by, const char *name) {
+    int lo = 0, hi = tab->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(tab->t[by[mid]].name, name);
+        if (c == 0) return true;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
+}
+
 int yf_shard_index_load(const char *index_path, yf_shard_loader load, yf_table *tab) {
     char *text = NULL;
-    if (yf_read_file(index_path, &text, NULL)) return -1;
+    if (yf_read_file_max(index_path, YF_MAX_INDEX_BYTES, &text, NULL)) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
     int rc = -1, first = tab->n;
-    const char **shards = NULL;
-    int nshards = 0;
+    wm_pair *pairs = NULL;
     char *dir = yf_strdup(index_path);
     char *slash = strrchr(dir, '/');
     if (slash) slash[1] = 0;
@@ -391,7 +408,11 @@ int yf_shard_index_load(const char *index_path, yf_shard_loader load, yf_table *
         yf_errorf("%s: \"weight_map\" is empty", index_path);
         goto done;
     }
-    shards = yf_malloc((size_t)nw * sizeof *shards);
+    /* (tensor, shard) sorted by shard: each shard is one run, loaded once,
+     * and its tensors are looked up by binary search (O(n log n) for an
+     * index of n entries, however they are spread over shards) */
+    pairs = yf_malloc((size_t)nw * sizeof *pairs);
+    int np = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, wm) {
         if (!cJSON_IsString(it) || !safe_shard_name(it->valuestring)) {
@@ -399,12 +420,12 @@ int yf_shard_index_load(const char *index_path, yf_shard_loader load, yf_table *
                       it->string);
             goto done;
         }
-        int k = 0;
-        while (k < nshards && strcmp(shards[k], it->valuestring) != 0) k++;
-        if (k == nshards) shards[nshards++] = it->valuestring;
+        pairs[np++] = (wm_pair){it->string, it->valuestring};
     }
-    for (int s = 0; s < nshards; s++) {
-        char *p = yf_path_join(dir, shards[s]);
+    qsort(pairs, (size_t)np, sizeof *pairs, cmp_pair);
+    for (int a = 0, b; a < np; a = b) {
+        for (b = a + 1; b < np && !strcmp(pairs[b].shard, pairs[a].shard);) b++;
+        char *p = yf_path_join(dir, pairs[a].shard);
         yf_table one;
         yf_table_init(&one);
         if (load(p, &one)) {
@@ -412,16 +433,19 @@ int yf_shard_index_load(const char *index_path, yf_shard_loader load, yf_table *
             free(p);
             goto done;
         }
-        cJSON_ArrayForEach(it, wm) {
-            if (strcmp(it->valuestring, shards[s]) == 0 && !yf_table_find(&one, it->string)) {
+        free(p);
+        int *by = yf_malloc((size_t)(one.n ? one.n : 1) * sizeof *by);
+        for (int i = 0; i < one.n; i++) by[i] = i;
+        qsort_r(by, (size_t)one.n, sizeof *by, cmp_name_idx, &one);
+        for (int k = a; k < b; k++)
+            if (!sorted_has(&one, by, pairs[k].tensor)) {
                 yf_errorf("%s: tensor \"%s\" is listed in shard %s, but that shard has no such tensor", index_path,
-                          it->string, shards[s]);
+                          pairs[k].tensor, pairs[k].shard);
+                free(by);
                 yf_table_free(&one);
-                free(p);
                 goto done;
             }
-        }
-        free(p);
+        free(by);
         yf_table_merge(&loaded, &one);
     }
     yf_table_merge(tab, &loaded);
@@ -430,7 +454,7 @@ int yf_shard_index_load(const char *index_path, yf_shard_loader load, yf_table *
     rc = 0;
 done:
     yf_table_free(&loaded);
-    free(shards);
+    free(pairs);
     free(dir);
     cJSON_Delete(root);
     return rc;

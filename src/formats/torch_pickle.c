@@ -27,34 +27,52 @@ typedef enum {
 } pv_kind;
 
 typedef struct pv pv;
+typedef struct pv_tensor {
+    pv *storage;
+    int64_t offset;
+    int ndim;
+    int64_t shape[YF_MAX_DIMS], stride[YF_MAX_DIMS];
+} pv_tensor;
 struct pv {
     pv_kind kind;
+    bool seen;        /* DICT: already walked (a DAG or a cycle is refused) */
+    int n, cap;
     int64_t i;        /* INT, BOOL; STORAGE: numel */
     double f;
     char *s;          /* STR/BYTES (NUL-terminated copy); GLOBAL: "module.name"; STORAGE: key */
     size_t slen;
     pv **items;       /* TUPLE/LIST: items; DICT: key, value, key, value ... */
-    int n, cap;
     yf_dtype dtype;   /* STORAGE */
-    /* TENSOR */
-    pv *storage;
-    int64_t offset;
-    int ndim;
-    int64_t shape[YF_MAX_DIMS], stride[YF_MAX_DIMS];
+    pv_tensor *t;     /* TENSOR */
 };
 
+/* A state dict needs about one value per 4 bytes of pickle (a tensor: ~17
+ * values in ~70 bytes); the machine allows one per 2 bytes, plus slack. */
+#define PK_NODES_PER_BYTE_DIV 2
+#define PK_NODES_SLACK 4096
+/* data.pkl of a real checkpoint is ~100 bytes a tensor: 256 MiB is millions of tensors */
+#define PK_MAX_PICKLE_BYTES (256 * YF_MIB)
+/* module and attribute names of a GLOBAL, and storage keys, are short */
+#define PK_MAX_NAME 256
+
 /* Every value lives until the load ends: the machine allocates from an arena
- * of nodes freed together, so shared (memoised) values need no refcounts. */
+ * of nodes freed together, so shared (memoised) values need no refcounts.
+ * Every allocation is charged to a budget of bytes (from the archive's size,
+ * see yf_torch_load) checked once an opcode: a pickle can make the machine
+ * allocate only in proportion to the file. */
 typedef struct vm {
     const char *where; /* "FILE: ARCHIVE/data.pkl" for messages */
     pv **all;
-    int nall, capall;
+    int64_t nall, capall, max_nodes;
     pv **stack;
-    int sp, capstack;
+    int64_t sp, capstack;
     pv **memo;
-    int64_t nmemo;
+    int64_t nmemo, capmemo;
+    uint64_t used, budget; /* bytes allocated for values, names, stacks */
     pv mark; /* the MARK sentinel, pushed by pointer */
 } vm;
+
+static inline void charge(vm *m, uint64_t bytes) { m->used += bytes; }
 
 static pv *pv_new(vm *m, pv_kind k) {
     pv *v = yf_calloc(1, sizeof *v);
@@ -62,23 +80,27 @@ static pv *pv_new(vm *m, pv_kind k) {
     if (m->nall == m->capall) {
         m->capall = m->capall ? m->capall * 2 : 256;
         m->all = yf_realloc(m->all, (size_t)m->capall * sizeof *m->all);
+        charge(m, (uint64_t)m->capall / 2 * sizeof *m->all);
     }
     m->all[m->nall++] = v;
+    charge(m, sizeof *v + 16);
     return v;
 }
 
-static void pv_append(pv *c, pv *x) {
+static void pv_append(vm *m, pv *c, pv *x) {
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 4;
         c->items = yf_realloc(c->items, (size_t)c->cap * sizeof *c->items);
+        charge(m, (uint64_t)c->cap / 2 * sizeof *c->items + 16);
     }
     c->items[c->n++] = x;
 }
 
 static void vm_free(vm *m) {
-    for (int i = 0; i < m->nall; i++) {
+    for (int64_t i = 0; i < m->nall; i++) {
         free(m->all[i]->s);
         free(m->all[i]->items);
+        free(m->all[i]->t);
         free(m->all[i]);
     }
     free(m->all);
@@ -90,6 +112,7 @@ static void push(vm *m, pv *v) {
     if (m->sp == m->capstack) {
         m->capstack = m->capstack ? m->capstack * 2 : 64;
         m->stack = yf_realloc(m->stack, (size_t)m->capstack * sizeof *m->stack);
+        charge(m, (uint64_t)m->capstack / 2 * sizeof *m->stack);
     }
     m->stack[m->sp++] = v;
 }
@@ -113,7 +136,8 @@ static pv *persistent_load(vm *m, pv *pid, size_t pos) {
         return yf_errorf("%s: persistent id at offset %zu is not a ('storage', type, key, location, numel) tuple",
                          m->where, pos), NULL;
     pv *type = pid->items[1], *key = pid->items[2], *numel = pid->items[4];
-    if (type->kind != PV_GLOBAL || key->kind != PV_STR || numel->kind != PV_INT || numel->i < 0)
+    if (type->kind != PV_GLOBAL || key->kind != PV_STR || numel->kind != PV_INT || numel->i < 0 ||
+        key->slen > PK_MAX_NAME)
         return yf_errorf("%s: malformed storage persistent id at offset %zu", m->where, pos), NULL;
     pv *st = pv_new(m, PV_STORAGE);
     size_t k = 0, nst = sizeof g_storages / sizeof *g_storages;
@@ -123,6 +147,7 @@ static pv *persistent_load(vm *m, pv *pid, size_t pos) {
                          type->s), NULL;
     st->dtype = g_storages[k].dt;
     st->s = yf_strdup(key->s);
+    charge(m, key->slen + 1);
     st->i = numel->i;
     return st;
 }
@@ -150,7 +175,9 @@ static pv *reduce(vm *m, pv *fn, pv *args, size_t pos) {
         /* (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata]) */
         if (args->n < 4 || args->items[0]->kind != PV_STORAGE || args->items[1]->kind != PV_INT)
             return yf_errorf("%s: _rebuild_tensor_v2 at offset %zu has unexpected arguments", m->where, pos), NULL;
-        pv *t = pv_new(m, PV_TENSOR);
+        pv *tv = pv_new(m, PV_TENSOR);
+        pv_tensor *t = tv->t = yf_calloc(1, sizeof *t);
+        charge(m, sizeof *t + 16);
         int nstride = 0;
         t->storage = args->items[0];
         t->offset = args->items[1]->i;
@@ -159,7 +186,7 @@ static pv *reduce(vm *m, pv *fn, pv *args, size_t pos) {
             return yf_errorf("%s: _rebuild_tensor_v2 at offset %zu: size/stride are not matching int tuples of at "
                              "most %d dims",
                              m->where, pos, YF_MAX_DIMS), NULL;
-        return t;
+        return tv;
     }
     if (!strcmp(fn->s, "torch._utils._rebuild_parameter")) {
         if (args->n < 1 || args->items[0]->kind != PV_TENSOR)
@@ -188,6 +215,10 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
     while (i < n) {
         size_t at = i;
         uint8_t op = p[i++];
+        if (m->used > m->budget || m->nall > m->max_nodes)
+            return yf_errorf("%s: unpacking the pickle needs more than %llu MiB or %lld values by offset %zu, more than "
+                             "a state dict of this size does: not a plain state dict (or a hostile file)",
+                             m->where, (unsigned long long)(m->budget >> 20), (long long)m->max_nodes, at), NULL;
         pv *a, *b, *c;
         switch (op) {
         case 0x80: /* PROTO */
@@ -260,6 +291,7 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
                                  (unsigned long long)len), NULL;
             a = pv_new(m, (op == 'B' || op == 'C' || op == 0x8e) ? PV_BYTES : PV_STR);
             a->s = yf_malloc((size_t)len + 1);
+            charge(m, len + 1);
             memcpy(a->s, p + i, (size_t)len);
             a->s[len] = 0;
             a->slen = (size_t)len;
@@ -272,6 +304,9 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
             const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(p + n - nl1 - 1)) : NULL;
             if (!nl2) return yf_errorf("%s: truncated GLOBAL at offset %zu", m->where, at), NULL;
             size_t ml = (size_t)(nl1 - (p + i)), nl = (size_t)(nl2 - nl1 - 1);
+            if (ml > PK_MAX_NAME || nl > PK_MAX_NAME)
+                return yf_errorf("%s: GLOBAL at offset %zu names a %zu-byte module or attribute: not a state dict",
+                                 m->where, at, ml > nl ? ml : nl), NULL;
             a = pv_new(m, PV_GLOBAL);
             a->s = yf_malloc(ml + nl + 2);
             memcpy(a->s, p + i, ml);
@@ -285,8 +320,9 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
         case 0x93: /* STACK_GLOBAL */
             POP(b);
             POP(a);
-            if (a->kind != PV_STR || b->kind != PV_STR)
-                return yf_errorf("%s: STACK_GLOBAL at offset %zu needs two strings", m->where, at), NULL;
+            if (a->kind != PV_STR || b->kind != PV_STR || a->slen > PK_MAX_NAME || b->slen > PK_MAX_NAME)
+                return yf_errorf("%s: STACK_GLOBAL at offset %zu needs two strings (of at most %d bytes)", m->where, at,
+                                 PK_MAX_NAME), NULL;
             c = pv_new(m, PV_GLOBAL);
             c->s = yf_malloc(a->slen + b->slen + 2);
             snprintf(c->s, a->slen + b->slen + 2, "%s.%s", a->s, b->s);
@@ -299,11 +335,17 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
             else idx = m->nmemo;
             if (m->sp == 0 || m->stack[m->sp - 1] == &m->mark)
                 return yf_errorf("%s: memo store with an empty stack at offset %zu", m->where, at), NULL;
-            /* memo indices are dense in practice; a wild one means corruption */
-            if (idx > m->nmemo + 1024 || idx >= (1 << 24))
+            /* memo indices are dense in practice (one per value at most); a wild one means corruption */
+            if (idx > m->nmemo + 1024 || idx > m->nall + 1024)
                 return yf_errorf("%s: memo index %lld at offset %zu is out of range", m->where, (long long)idx, at), NULL;
+            if (idx >= m->capmemo) {
+                int64_t cap = m->capmemo ? m->capmemo : 256;
+                while (cap <= idx) cap *= 2;
+                m->memo = yf_realloc(m->memo, (size_t)cap * sizeof *m->memo);
+                charge(m, (uint64_t)(cap - m->capmemo) * sizeof *m->memo);
+                m->capmemo = cap;
+            }
             if (idx >= m->nmemo) {
-                m->memo = yf_realloc(m->memo, (size_t)(idx + 1) * sizeof *m->memo);
                 for (int64_t k = m->nmemo; k <= idx; k++) m->memo[k] = NULL;
                 m->nmemo = idx + 1;
             }
@@ -321,15 +363,15 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
             break;
         }
         case 't': case 'l': case 'd': case 'e': case 'u': case '1': { /* everything since MARK */
-            int k = m->sp;
+            int64_t k = m->sp;
             while (k > 0 && m->stack[k - 1] != &m->mark) k--;
             if (k == 0) return yf_errorf("%s: opcode '%c' at offset %zu without a MARK", m->where, op, at), NULL;
-            int first = k, cnt = m->sp - k;
+            int64_t first = k, cnt = m->sp - k;
             m->sp = k - 1; /* drop the items and the mark */
             if (op == '1') break;
             if (op == 't' || op == 'l') {
                 a = pv_new(m, op == 't' ? PV_TUPLE : PV_LIST);
-                for (int q = 0; q < cnt; q++) pv_append(a, m->stack[first + q]);
+                for (int64_t q = 0; q < cnt; q++) pv_append(m, a, m->stack[first + q]);
                 push(m, a);
                 break;
             }
@@ -341,18 +383,18 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
                 a = m->stack[m->sp - 1];
             }
             if ((op == 'e' && a->kind != PV_LIST) || (op != 'e' && a->kind != PV_DICT) || (op != 'e' && cnt % 2))
-                return yf_errorf("%s: opcode '%c' at offset %zu on a %s with %d items", m->where, op, at,
-                                 kind_name(a->kind), cnt), NULL;
-            for (int q = 0; q < cnt; q++) pv_append(a, m->stack[first + q]);
+                return yf_errorf("%s: opcode '%c' at offset %zu on a %s with %lld items", m->where, op, at,
+                                 kind_name(a->kind), (long long)cnt), NULL;
+            for (int64_t q = 0; q < cnt; q++) pv_append(m, a, m->stack[first + q]);
             break;
         }
         case 0x85: case 0x86: case 0x87: { /* TUPLE1..3 */
             int cnt = op - 0x84;
             if (m->sp < cnt) return yf_errorf("%s: pickle stack underflow at offset %zu", m->where, at), NULL;
             a = pv_new(m, PV_TUPLE);
-            for (int q = m->sp - cnt; q < m->sp; q++) {
+            for (int64_t q = m->sp - cnt; q < m->sp; q++) {
                 if (m->stack[q] == &m->mark) return yf_errorf("%s: MARK inside TUPLE%d at offset %zu", m->where, cnt, at), NULL;
-                pv_append(a, m->stack[q]);
+                pv_append(m, a, m->stack[q]);
             }
             m->sp -= cnt;
             push(m, a);
@@ -362,7 +404,7 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
             POP(b);
             POP(a);
             if (a->kind != PV_LIST) return yf_errorf("%s: APPEND to a %s at offset %zu", m->where, kind_name(a->kind), at), NULL;
-            pv_append(a, b);
+            pv_append(m, a, b);
             push(m, a);
             break;
         case 's': /* SETITEM */
@@ -370,8 +412,8 @@ static pv *run(vm *m, const uint8_t *p, size_t n) {
             POP(b);
             POP(a);
             if (a->kind != PV_DICT) return yf_errorf("%s: SETITEM on a %s at offset %zu", m->where, kind_name(a->kind), at), NULL;
-            pv_append(a, b);
-            pv_append(a, c);
+            pv_append(m, a, b);
+            pv_append(m, a, c);
             push(m, a);
             break;
         case '0': POP(a); break; /* POP */
@@ -418,42 +460,30 @@ typedef struct loader {
     yf_zip zip;
     const char *prefix; /* "ARCHIVE/" */
     yf_table *tab;
-    /* storages already resolved (shared storages: tied weights) */
-    struct { const char *key; const uint8_t *data; uint64_t size; } *res;
-    int nres, capres;
+    vm *m;              /* its budget also pays for the tensor names */
+    /* storages already resolved, by zip entry (shared storages: tied weights) */
+    const uint8_t **data; /* [zip.n], NULL until read */
 } loader;
 
 static int storage_bytes(loader *L, pv *st, const uint8_t **data, uint64_t *size) {
-    int found = -1;
-    for (int i = 0; i < L->nres && found < 0; i++)
-        if (!strcmp(L->res[i].key, st->s)) found = i;
-    if (found >= 0) {
-        *data = L->res[found].data;
-        *size = L->res[found].size;
-    } else {
-        size_t nn = strlen(L->prefix) + strlen(st->s) + 8;
-        char *name = yf_malloc(nn);
-        snprintf(name, nn, "%sdata/%s", L->prefix, st->s);
-        const yf_zip_entry *e = yf_zip_find(&L->zip, name);
-        if (!e) {
-            yf_errorf("%s: storage %s is missing from the archive (no entry %s)", L->path, st->s, name);
-            free(name);
-            return -1;
-        }
+    size_t nn = strlen(L->prefix) + strlen(st->s) + 8;
+    char *name = yf_malloc(nn);
+    snprintf(name, nn, "%sdata/%s", L->prefix, st->s);
+    const yf_zip_entry *e = yf_zip_find(&L->zip, name);
+    if (!e) {
+        yf_errorf("%s: storage %s is missing from the archive (no entry %s)", L->path, st->s, name);
         free(name);
-        void *owned = NULL;
-        if (yf_zip_data(&L->zip, e, false, data, &owned)) return -1;
-        if (owned) yf_table_own(L->tab, owned); /* inflated once, shared by every view */
-        *size = e->usize;
-        if (L->nres == L->capres) {
-            L->capres = L->capres ? L->capres * 2 : 64;
-            L->res = yf_realloc(L->res, (size_t)L->capres * sizeof *L->res);
-        }
-        L->res[L->nres].key = st->s;
-        L->res[L->nres].data = *data;
-        L->res[L->nres].size = *size;
-        L->nres++;
+        return -1;
     }
+    free(name);
+    ptrdiff_t k = e - L->zip.e;
+    if (!L->data[k]) {
+        void *owned = NULL;
+        if (yf_zip_data(&L->zip, e, false, &L->data[k], &owned)) return -1;
+        if (owned) yf_table_own(L->tab, owned); /* inflated once, shared by every view */
+    }
+    *data = L->data[k];
+    *size = e->usize;
     size_t es = yf_dtype_size(st->dtype);
     if ((uint64_t)st->i > *size / es)
         return yf_errorf("%s: storage %s holds %llu bytes, too few for %lld %s elements", L->path, st->s,
@@ -461,7 +491,7 @@ static int storage_bytes(loader *L, pv *st, const uint8_t **data, uint64_t *size
     return 0;
 }
 
-static int add_tensor(loader *L, const char *name, pv *t) {
+static int add_tensor(loader *L, const char *name, const pv_tensor *t) {
     pv *st = t->storage;
     size_t es = yf_dtype_size(st->dtype);
     /* numel and the contiguity check; size-1 dimensions may have any stride */
@@ -503,17 +533,27 @@ static int add_tensor(loader *L, const char *name, pv *t) {
 }
 
 /* Appends the dict's tensors; nested dicts ({"model": state_dict}) give
- * dotted names. None values are skipped. */
+ * dotted names. None values are skipped. A dict is walked once: one reached
+ * a second time (memo references make the value a DAG, whose walk could take
+ * exponential time, or a cycle) is refused, as no state dict holds one. The
+ * names are charged to the machine's budget. */
 static int walk(loader *L, pv *d, const char *prefix, int depth) {
     if (depth > 8) return yf_errorf("%s: dictionaries nested too deep", L->where);
+    if (d->seen)
+        return yf_errorf("%s: a dictionary is reached twice (shared or cyclic): not a plain state dict", L->where);
+    d->seen = true;
     for (int i = 0; i + 1 < d->n; i += 2) {
+        if (L->m->used > L->m->budget)
+            return yf_errorf("%s: the tensor names need more than %llu MiB: not a plain state dict", L->where,
+                             (unsigned long long)(L->m->budget >> 20));
         pv *k = d->items[i], *v = d->items[i + 1];
         if (k->kind != PV_STR) return yf_errorf("%s: a state dict key is a %s, not a string", L->where, kind_name(k->kind));
         size_t nn = strlen(prefix) + k->slen + 2;
+        charge(L->m, 2 * nn + 64); /* the name here and its copy in the table */
         char *name = yf_malloc(nn);
         snprintf(name, nn, "%s%s", prefix, k->s);
         int rc = 0;
-        if (v->kind == PV_TENSOR) rc = add_tensor(L, name, v);
+        if (v->kind == PV_TENSOR) rc = add_tensor(L, name, v->t);
         else if (v->kind == PV_DICT) {
             strcat(name, ".");
             rc = walk(L, v, name, depth + 1);
@@ -526,14 +566,14 @@ static int walk(loader *L, pv *d, const char *prefix, int depth) {
 }
 
 int yf_torch_load(const char *path, yf_table *tab) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return yf_errorf("%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
+    int fd;
+    uint64_t fsize;
+    if (yf_open_regular(path, UINT64_MAX, &fd, &fsize)) return -1;
+    if (fsize == 0) {
         close(fd);
-        return yf_errorf("%s: not a regular non-empty file", path);
+        return yf_errorf("%s: empty file: not a torch.save archive", path);
     }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)fsize;
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
     close(fd);
@@ -550,9 +590,15 @@ int yf_torch_load(const char *path, yf_table *tab) {
     vm m;
     memset(&m, 0, sizeof m);
     m.mark.kind = PV_MARK;
+    L.m = &m;
+    /* what unpacking may allocate: a real state dict takes ~1 KB a tensor,
+     * far less than the tensor's bytes in the archive; 64 MiB covers the
+     * smallest archives */
+    m.budget = 64 * YF_MIB + (size > (UINT64_MAX - 64 * YF_MIB) / 16 ? UINT64_MAX / 2 : 16 * (uint64_t)size);
     char *where = NULL, *prefix = NULL;
     int rc = -1, first = tab->n, nbufs0 = tab->nbufs;
     if (yf_zip_open(&L.zip, path, b, size)) goto done;
+    L.data = yf_calloc((size_t)(L.zip.n ? L.zip.n : 1), sizeof *L.data);
     /* the pickle is ARCHIVE/data.pkl for whatever ARCHIVE the saver chose */
     const yf_zip_entry *pk = NULL;
     for (int i = 0; i < L.zip.n && !pk; i++) {
@@ -583,6 +629,12 @@ int yf_torch_load(const char *path, yf_table *tab) {
             goto done;
         }
     }
+    if (pk->usize > PK_MAX_PICKLE_BYTES) {
+        yf_errorf("%s: %llu bytes of pickle is more than any state dict needs (limit %llu MiB)", where,
+                  (unsigned long long)pk->usize, (unsigned long long)(PK_MAX_PICKLE_BYTES >> 20));
+        goto done;
+    }
+    m.max_nodes = PK_NODES_SLACK + (int64_t)(pk->usize / PK_NODES_PER_BYTE_DIV);
     const uint8_t *pdata;
     void *powned = NULL;
     if (yf_zip_data(&L.zip, pk, true, &pdata, &powned)) goto done;
@@ -603,7 +655,7 @@ done:
     }
     vm_free(&m);
     yf_zip_close(&L.zip);
-    free(L.res);
+    free(L.data);
     free(where);
     free(prefix);
     return rc;

@@ -47,6 +47,12 @@ short_field:
     return yf_errorf("%s: corrupt zip: entry %s needs a zip64 extra field, which is missing or short", path, name);
 }
 
+static int cmp_name(const void *a, const void *b, void *zp) {
+    const yf_zip *z = zp;
+    int c = strcmp(z->e[*(const int *)a].name, z->e[*(const int *)b].name);
+    return c ? c : (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
 int yf_zip_open(yf_zip *z, const char *path, const uint8_t *b, uint64_t size) {
     memset(z, 0, sizeof *z);
     z->path = path;
@@ -131,6 +137,10 @@ int yf_zip_open(yf_zip *z, const char *path, const uint8_t *b, uint64_t size) {
         e->data_off = doff;
         p += 46 + nlen + xlen + clen;
     }
+    z->by_name = yf_malloc((size_t)(z->n ? z->n : 1) * sizeof *z->by_name);
+    for (int i = 0; i < z->n; i++) z->by_name[i] = i;
+    qsort_r(z->by_name, (size_t)z->n, sizeof *z->by_name, cmp_name, z);
+    z->inflate_left = size > (UINT64_MAX - YF_MIB) / YF_ZIP_INFLATE_RATIO ? UINT64_MAX : size * YF_ZIP_INFLATE_RATIO + YF_MIB;
     return 0;
 fail:
     yf_zip_close(z);
@@ -140,14 +150,21 @@ fail:
 void yf_zip_close(yf_zip *z) {
     for (int i = 0; i < z->n; i++) free(z->e[i].name);
     free(z->e);
+    free(z->by_name);
     z->e = NULL;
+    z->by_name = NULL;
     z->n = 0;
 }
 
 const yf_zip_entry *yf_zip_find(const yf_zip *z, const char *name) {
-    for (int i = 0; i < z->n; i++)
-        if (strcmp(z->e[i].name, name) == 0) return &z->e[i];
-    return NULL;
+    /* the first of equal names, as a linear search would find */
+    int lo = 0, hi = z->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(z->e[z->by_name[mid]].name, name) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < z->n && strcmp(z->e[z->by_name[lo]].name, name) == 0 ? &z->e[z->by_name[lo]] : NULL;
 }
 
 static uint32_t crc_of(const uint8_t *p, uint64_t n) {
@@ -161,7 +178,7 @@ static uint32_t crc_of(const uint8_t *p, uint64_t n) {
     return (uint32_t)c;
 }
 
-int yf_zip_data(const yf_zip *z, const yf_zip_entry *e, bool check_crc, const uint8_t **data, void **owned) {
+int yf_zip_data(yf_zip *z, const yf_zip_entry *e, bool check_crc, const uint8_t **data, void **owned) {
     *data = NULL;
     *owned = NULL;
     const uint8_t *src = z->base + e->data_off;
@@ -176,6 +193,11 @@ int yf_zip_data(const yf_zip *z, const yf_zip_entry *e, bool check_crc, const ui
     if (e->usize / 1032 > e->csize + 1)
         return yf_errorf("%s: corrupt zip: %s claims %llu bytes from %llu compressed", z->path, e->name,
                          (unsigned long long)e->usize, (unsigned long long)e->csize);
+    if (e->usize > z->inflate_left)
+        return yf_errorf("%s: %s inflates to %llu bytes, more than %dx the archive's size allows: a zip bomb, or "
+                         "re-save it uncompressed (torch.save does)", z->path, e->name, (unsigned long long)e->usize,
+                         YF_ZIP_INFLATE_RATIO);
+    z->inflate_left -= e->usize;
     uint8_t *out = yf_aligned_alloc(e->usize ? (size_t)e->usize : 1);
     z_stream s;
     memset(&s, 0, sizeof s);

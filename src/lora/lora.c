@@ -4,7 +4,10 @@
 #include "lora/lora.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,7 +204,7 @@ static int json_bool(const cJSON *root, const char *key, const char *path, bool 
 
 static int parse_adapter_config(const char *path, yf_lora_cfg *lc) {
     char *text = NULL;
-    if (yf_read_file(path, &text, NULL) != 0) return -1;
+    if (yf_read_file_max(path, YF_MAX_CONFIG_BYTES, &text, NULL) != 0) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root || !cJSON_IsObject(root)) {
@@ -287,6 +290,35 @@ done:
     return rc;
 }
 
+/* An adapter's rank against the model and the file: r at most min(in, out)
+ * of every targeted projection (a larger rank adds nothing and would size
+ * every buffer by a number from the file), and the tensors it implies (at
+ * least 2 bytes an element) must fit in the file, counted in int64 with
+ * overflow checks. */
+static int check_rank(const yf_lora_cfg *lc, const yf_config *cfg, const yf_table *tab, const char *cpath,
+                      const char *wpath) {
+    int64_t need = 0, file = 0;
+    for (int i = 0; i < tab->n; i++) file += (int64_t)tab->t[i].nbytes;
+    for (int p = 0; p < YF_NPROJ; p++) {
+        if (!(lc->targets & (1u << p))) continue;
+        int64_t out, in, per;
+        proj_dims(cfg, p, &out, &in);
+        if (lc->r > (out < in ? out : in))
+            return yf_errorf("%s: r = %d is larger than %s's smaller side (%lld x %lld): the adapter does not fit this "
+                             "model", cpath, lc->r, yf_proj_names[p], (long long)out, (long long)in);
+        if (__builtin_add_overflow(in, out, &per) || __builtin_add_overflow(per, lc->use_dora ? 1 : 0, &per) ||
+            __builtin_mul_overflow(per, (int64_t)lc->r, &per) ||
+            __builtin_mul_overflow(per, cfg->num_hidden_layers, &per) || __builtin_mul_overflow(per, (int64_t)2, &per) ||
+            __builtin_add_overflow(need, per, &need))
+            return yf_errorf("%s: r = %d and this model's sizes overflow 64 bits", cpath, lc->r);
+    }
+    if (need > file)
+        return yf_errorf("%s: holds %lld bytes of tensors, but r = %d on %lld layers needs at least %lld: the adapter "
+                         "does not match adapter_config.json", wpath, (long long)file, lc->r,
+                         (long long)cfg->num_hidden_layers, (long long)need);
+    return 0;
+}
+
 int yf_lora_load(const char *dir, const yf_config *cfg, yf_lora *lo) {
     memset(lo, 0, sizeof *lo);
     char *cpath = yf_path_join(dir, "adapter_config.json");
@@ -300,8 +332,9 @@ int yf_lora_load(const char *dir, const yf_config *cfg, yf_lora *lo) {
         yf_errorf("%s: lora_dropout must be in [0, 1) (got %g)", cpath, lc.dropout);
         goto done;
     }
+    /* the file's sizes are checked before anything is allocated for them */
+    if (yf_st_load(wpath, &tab) != 0 || check_rank(&lc, cfg, &tab, cpath, wpath) != 0) goto done;
     if (yf_lora_create(lo, cfg, &lc) != 0) goto done;
-    if (yf_st_load(wpath, &tab) != 0) goto done;
     bool *used = yf_calloc((size_t)tab.n + 1, 1);
     for (int i = 0; i < lo->store.n && rc != 0; i++) {
         yf_tensor *want = &lo->store.t[i];
@@ -390,14 +423,28 @@ int yf_lora_save(const yf_lora *lo, const char *dir, const char *base_model_name
     json[n++] = '\n';
     json[n] = 0;
     cJSON_free(raw);
-    char *cpath = yf_path_join(dir, "adapter_config.json");
-    char *wpath = yf_path_join(dir, "adapter_model.safetensors");
-    int rc = yf_write_file_atomic(cpath, json, strlen(json));
+    /* The pair is written whole into DIR/.adapter.tmp.PID, then each file is
+     * renamed into DIR (weights first) and DIR synced: a crash leaves the old
+     * pair, or at worst (between the two renames) the new weights beside the
+     * old config, which then no longer loads if the rank or targets changed:
+     * never a half-written file. */
+    char tname[64];
+    snprintf(tname, sizeof tname, ".adapter.tmp.%d", (int)getpid());
+    char *tmp = yf_path_join(dir, tname);
+    static const char *const names[2] = {"adapter_model.safetensors", "adapter_config.json"};
+    char *tp[2], *fp[2];
+    for (int i = 0; i < 2; i++) tp[i] = yf_path_join(tmp, names[i]), fp[i] = yf_path_join(dir, names[i]);
     static const char *const meta[] = {"format", "pt", NULL};
-    if (rc == 0) rc = yf_st_save(wpath, lo->store.t, lo->store.n, meta);
+    int rc = mkdir(tmp, 0755) != 0 && errno != EEXIST ? yf_errorf("%s: cannot create: %s", tmp, strerror(errno)) : 0;
+    if (rc == 0) rc = yf_write_file_atomic(tp[1], json, strlen(json));
+    if (rc == 0) rc = yf_st_save(tp[0], lo->store.t, lo->store.n, meta);
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (rename(tp[i], fp[i]) != 0) rc = yf_errorf("%s: cannot rename into place: %s", fp[i], strerror(errno));
+    if (rc == 0) rc = yf_fsync_dir(dir);
+    for (int i = 0; i < 2; i++) unlink(tp[i]), free(tp[i]), free(fp[i]);
+    rmdir(tmp);
+    free(tmp);
     free(json);
-    free(cpath);
-    free(wpath);
     return rc;
 }
 

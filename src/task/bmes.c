@@ -134,7 +134,7 @@ int yf_bmes_read(const char *path, yf_bmes_corpus *out) {
     memset(out, 0, sizeof *out);
     char *buf;
     size_t len;
-    if (yf_read_file(path, &buf, &len)) return -1;
+    if (yf_read_file_max(path, YF_MAX_TEXT_BYTES, &buf, &len)) return -1;
     reader r = {.path = path, .c = out, .open_type = -1, .cut_type = -1};
     int rc = 0;
     int64_t line = 0;

@@ -133,7 +133,7 @@ int yf_data_load(const char *path, yf_records *out) {
     memset(out, 0, sizeof *out);
     char *buf;
     size_t len;
-    if (yf_read_file(path, &buf, &len)) return -1;
+    if (yf_read_file_max(path, YF_MAX_TEXT_BYTES, &buf, &len)) return -1;
     size_t i = 0, cap = 0;
     if (len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0) memset(buf, ' ', 3); /* byte order mark */
     while (i < len && is_ws(buf[i])) i++;
@@ -176,7 +176,7 @@ int yf_template_load(const char *spec, yf_template *out) {
     }
     char *text;
     size_t len;
-    if (yf_read_file(spec, &text, &len))
+    if (yf_read_file_max(spec, YF_MAX_CONFIG_BYTES, &text, &len))
         return yf_errorf("%s (the template is 'resume', 'none' or a file with an {input} placeholder)", yf_last_error());
     if (strlen(text) != len || !yf_utf8_valid(text, len)) {
         free(text);
@@ -338,6 +338,9 @@ int yf_dataset_load(const char *path, int64_t pad_id_default, yf_dataset *out) {
     else if (ids->dtype != YF_I64 || lab->dtype != YF_I64 || ids->ndim != 2 || lab->ndim != 2 ||
              ids->shape[0] != lab->shape[0] || ids->shape[1] != lab->shape[1])
         rc = yf_errorf("%s: 'input_ids' and 'labels' must be I64 [N, T] of the same shape", path);
+    /* rows of no tokens take no bytes: N would then be bounded by nothing in the file */
+    else if (ids->shape[1] < 1 && ids->shape[0] > 0)
+        rc = yf_errorf("%s: 'input_ids' is [%lld, 0]: rows without tokens", path, (long long)ids->shape[0]);
     else if (lens && (lens->dtype != YF_I64 || lens->ndim != 1 || lens->shape[0] != ids->shape[0]))
         rc = yf_errorf("%s: 'lengths' must be I64 [N] with N the rows of 'input_ids'", path);
     if (rc) {

@@ -27,18 +27,37 @@ void yf_answer_free(yf_answer *a) {
     for (int t = 0; t < YF_N_TYPES; t++) {
         for (size_t i = 0; i < a->ent[t].n; i++) free(a->ent[t].s[i]);
         free(a->ent[t].s);
+        free(a->ent[t].slot);
     }
     memset(a, 0, sizeof *a);
 }
 
-static bool list_has(const yf_strlist *l, const char *s, size_t n) {
-    for (size_t i = 0; i < l->n; i++)
-        if (strlen(l->s[i]) == n && memcmp(l->s[i], s, n) == 0) return true;
-    return false;
+/* Entities are kept in a hash set beside the list, so that an answer of n
+ * entities (a model's, or a hostile predictions file's) costs O(n), not the
+ * O(n^2) of comparing each with all before it. */
+static size_t str_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
 }
+
+/* The slot of s[0..n) in l's set: holding it, or the empty one where it goes. */
+static size_t *find_slot(const yf_strlist *l, const char *s, size_t n) {
+    for (size_t i = str_hash(s, n) & (l->nslot - 1);; i = (i + 1) & (l->nslot - 1)) {
+        size_t *sl = &l->slot[i];
+        if (!*sl) return sl;
+        const char *x = l->s[*sl - 1];
+        if (strlen(x) == n && memcmp(x, s, n) == 0) return sl;
+    }
+}
+
+static bool list_has(const yf_strlist *l, const char *s, size_t n) { return l->nslot && *find_slot(l, s, n); }
 
 void yf_answer_add(yf_answer *a, int t, const char *s, size_t n) {
     YF_CHECK(t >= 0 && t < YF_N_TYPES);
+    /* entities are C strings: one holding a NUL ("\u0000") is kept up to it,
+     * and compared as kept, so that no two kept strings are equal */
+    n = strnlen(s, n);
     yf_strlist *l = &a->ent[t];
     if (list_has(l, s, n)) return;
     if (l->n == l->cap) {
@@ -49,6 +68,14 @@ void yf_answer_add(yf_answer *a, int t, const char *s, size_t n) {
     memcpy(c, s, n);
     c[n] = 0;
     l->s[l->n++] = c;
+    if (2 * l->n >= l->nslot) { /* grow and re-insert every index */
+        free(l->slot);
+        l->nslot = l->nslot ? 2 * l->nslot : 16;
+        l->slot = yf_calloc(l->nslot, sizeof *l->slot);
+        for (size_t i = 0; i < l->n; i++) *find_slot(l, l->s[i], strlen(l->s[i])) = i + 1;
+    } else {
+        *find_slot(l, c, n) = l->n;
+    }
 }
 
 char *yf_answer_format(const yf_answer *a) {
@@ -488,7 +515,7 @@ void yf_strv_free(char **v, size_t n) {
 int yf_eval_read_predictions(const char *path, char ***texts, size_t *n) {
     char *buf;
     size_t len;
-    if (yf_read_file(path, &buf, &len)) return -1;
+    if (yf_read_file_max(path, YF_MAX_TEXT_BYTES, &buf, &len)) return -1;
     size_t cap = 64, cnt = 0;
     char **v = yf_malloc(cap * sizeof *v);
     size_t pos = 0;

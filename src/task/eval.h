@@ -31,6 +31,8 @@ typedef enum yf_ans_status {
 typedef struct yf_strlist {
     char **s;             /* [n] malloc'd NUL-terminated strings */
     size_t n, cap;
+    size_t *slot;         /* [nslot] open-addressing set: index + 1 into s, 0 empty */
+    size_t nslot;         /* 0 or a power of two, kept > 2 n */
 } yf_strlist;
 
 /* One answer: per type, its distinct entity strings in order of first appearance. */

@@ -33,7 +33,7 @@ static int trainset_from_text(yf_trainset *d, const char *path, const yf_trainse
     }
     if (yf_data_load(path, &recs) || yf_template_load(to->template_spec, &tpl) || yf_tokenizer_load(tp, &tok) ||
         yf_encoder_from_tokenizer(tok, &enc) || yf_dataset_build(&recs, &tpl, &enc, to->max_length, &ds) ||
-        yf_vocab_map_load(to->model_dir, &vm))
+        yf_vocab_map_load(to->model_dir, yf_tokenizer_n_ids(tok), &vm))
         goto out;
     if (ds.n == 0) {
         yf_errorf("%s: no records", path);

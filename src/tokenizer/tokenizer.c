@@ -54,7 +54,7 @@ struct yf_tokenizer {
     int32_t unk_id;
     int32_t byte_id[256];
     bool byte_fallback, add_dummy_prefix, remove_extra_ws, escape_ws;
-    int32_t *user; /* USER_DEFINED ids, longest first */
+    int32_t *user; /* USER_DEFINED ids, their texts in byte order (a prefix before its extensions) */
     int n_user;
     int n_unused;
     char *unk_surface;
@@ -370,6 +370,15 @@ static int byte_piece_value(const char *s, size_t n) {
     return (int)((hi - hex) * 16 + (lo - hex));
 }
 
+/* Byte order of two pieces' texts; a prefix sorts before its extensions. */
+static int cmp_piece_text(const void *a, const void *b, void *tp) {
+    const yf_tokenizer *t = tp;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    uint32_t lx = t->pieces[x].len, ly = t->pieces[y].len;
+    int c = memcmp(piece_text(t, x), piece_text(t, y), lx < ly ? lx : ly);
+    return c ? c : (lx > ly) - (lx < ly);
+}
+
 static int build(yf_tokenizer *t, const char *path, tk_raw *raw) {
     if (raw->n == 0) return yf_errorf("%s: not a SentencePiece model (no pieces found)", path);
     if (raw->n > (1u << 26)) return yf_errorf("%s: %zu pieces is more than any SentencePiece model holds", path, raw->n);
@@ -439,13 +448,8 @@ static int build(yf_tokenizer *t, const char *path, tk_raw *raw) {
     if (t->byte_fallback)
         for (int b = 0; b < 256; b++)
             if (t->byte_id[b] < 0) return yf_errorf("%s: byte_fallback is on but byte piece <0x%02X> is missing", path, b);
-    /* longest user-defined piece first, so the first match is the longest */
-    for (int i = 1; i < t->n_user; i++)
-        for (int j = i; j > 0 && t->pieces[t->user[j]].len > t->pieces[t->user[j - 1]].len; j--) {
-            int32_t x = t->user[j];
-            t->user[j] = t->user[j - 1];
-            t->user[j - 1] = x;
-        }
+    /* sorted once (O(n log n)); user_match narrows the range byte by byte */
+    qsort_r(t->user, (size_t)t->n_user, sizeof *t->user, cmp_piece_text, t);
 
     /* Special tokens: their model id when the model has the piece, else the
      * next new id, as the tokenizer's add_special_tokens assigns them. */
@@ -465,7 +469,7 @@ int yf_tokenizer_load(const char *path, yf_tokenizer **out) {
     *out = NULL;
     char *buf = NULL;
     size_t len = 0;
-    if (yf_read_file(path, &buf, &len)) return -1;
+    if (yf_read_file_max(path, YF_MAX_TOKENIZER_BYTES, &buf, &len)) return -1;
     tk_raw raw = {0};
     raw.model_type = 1; /* proto default: UNIGRAM */
     raw.add_dummy_prefix = raw.remove_extra_ws = raw.escape_ws = true;
@@ -520,6 +524,9 @@ typedef struct {
     size_t nheap, heap_cap;
     tk_rev *rev;
     size_t nrev, rev_cap;
+    int32_t *rslot;      /* hash set over rev by text: index + 1, 0 empty; built once a piece */
+    size_t rslot_cap;
+    bool rbuilt;
     int64_t *ids;
     size_t nids, ids_cap;
 } tk_work;
@@ -529,6 +536,7 @@ static void work_free(tk_work *w) {
     free(w->sym);
     free(w->heap);
     free(w->rev);
+    free(w->rslot);
     free(w->ids);
 }
 
@@ -540,13 +548,38 @@ static inline void push_id(tk_work *w, int64_t id) {
     w->ids[w->nids++] = id;
 }
 
-/* Length of the longest user-defined piece at s, 0 if none. */
+/* Length of the longest user-defined piece at s, 0 if none. The pieces are
+ * sorted by text: after d bytes, those that begin with s[0, d) are a range
+ * [lo, hi) whose first may be exactly s[0, d) (a match), and the next byte
+ * narrows it by two binary searches: O(match length x log n_user). */
 static size_t user_match(const yf_tokenizer *t, const char *s, size_t n) {
-    for (int i = 0; i < t->n_user; i++) {
-        const tk_piece *p = &t->pieces[t->user[i]];
-        if (p->len <= n && memcmp(piece_text(t, t->user[i]), s, p->len) == 0) return p->len;
+    size_t best = 0, d = 0;
+    int lo = 0, hi = t->n_user;
+    while (lo < hi) {
+        if (t->pieces[t->user[lo]].len == d) {
+            best = d;
+            if (++lo == hi) break;
+        }
+        if (d == n) break;
+        /* every piece in [lo, hi) is longer than d now */
+        uint8_t c = (uint8_t)s[d];
+        int a = lo, b = hi;
+        while (a < b) {
+            int m = a + (b - a) / 2;
+            if ((uint8_t)piece_text(t, t->user[m])[d] < c) a = m + 1;
+            else b = m;
+        }
+        lo = a;
+        b = hi;
+        while (a < b) {
+            int m = a + (b - a) / 2;
+            if ((uint8_t)piece_text(t, t->user[m])[d] <= c) a = m + 1;
+            else b = m;
+        }
+        hi = a;
+        d++;
     }
-    return 0;
+    return best;
 }
 
 static inline void norm_put(tk_work *w, const char *s, size_t n) {
@@ -644,18 +677,55 @@ static void maybe_add_pair(const yf_tokenizer *t, tk_work *w, int32_t left, int3
 }
 
 /* Emits the id(s) of the final symbol norm[off, off+len). */
+/* Indexes the merge records by their text, a later record replacing an
+ * earlier one of the same text (SentencePiece's map keeps the last): a
+ * lookup is then O(1) instead of a scan of every record, which made a text
+ * with many UNUSED merges quadratic. */
+static void build_rev_index(tk_work *w) {
+    size_t cap = 64;
+    while (cap < 2 * w->nrev + 2) cap *= 2;
+    if (cap > w->rslot_cap) {
+        free(w->rslot);
+        w->rslot = yf_malloc(cap * sizeof *w->rslot);
+        w->rslot_cap = cap;
+    }
+    memset(w->rslot, 0, w->rslot_cap * sizeof *w->rslot);
+    size_t mask = w->rslot_cap - 1;
+    for (size_t k = 0; k < w->nrev; k++) {
+        const tk_rev *r = &w->rev[k];
+        for (size_t i = hash_bytes(w->norm + r->off, (size_t)r->len) & mask;; i = (i + 1) & mask) {
+            int32_t e = w->rslot[i];
+            if (e == 0 || (w->rev[e - 1].len == r->len && memcmp(w->norm + w->rev[e - 1].off, w->norm + r->off,
+                                                                  (size_t)r->len) == 0)) {
+                w->rslot[i] = (int32_t)k + 1;
+                break;
+            }
+        }
+    }
+    w->rbuilt = true;
+}
+
+static const tk_rev *find_rev(tk_work *w, int32_t off, int32_t len) {
+    if (!w->rbuilt) build_rev_index(w);
+    size_t mask = w->rslot_cap - 1;
+    for (size_t i = hash_bytes(w->norm + off, (size_t)len) & mask;; i = (i + 1) & mask) {
+        int32_t e = w->rslot[i];
+        if (e == 0) return NULL;
+        const tk_rev *r = &w->rev[e - 1];
+        if (r->len == len && memcmp(w->norm + r->off, w->norm + off, (size_t)len) == 0) return r;
+    }
+}
+
 static void emit_piece(const yf_tokenizer *t, tk_work *w, int32_t off, int32_t len, bool *prev_unk) {
     int32_t id = lookup_any(t, w->norm + off, (size_t)len);
     if (id >= 0 && t->pieces[id].type == PT_UNUSED) {
         /* the latest record for this text wins, as SentencePiece's map does */
-        for (size_t k = w->nrev; k-- > 0;) {
-            const tk_rev *r = &w->rev[k];
-            if (r->len == len && memcmp(w->norm + r->off, w->norm + off, (size_t)len) == 0) {
-                int32_t ll = r->left_len;
-                emit_piece(t, w, off, ll, prev_unk);
-                emit_piece(t, w, off + ll, len - ll, prev_unk);
-                return;
-            }
+        const tk_rev *r = find_rev(w, off, len);
+        if (r) {
+            int32_t ll = r->left_len;
+            emit_piece(t, w, off, ll, prev_unk);
+            emit_piece(t, w, off + ll, len - ll, prev_unk);
+            return;
         }
     }
     if (id < 0) id = t->unk_id;
@@ -694,6 +764,7 @@ static void encode_piece(const yf_tokenizer *t, const char *text, size_t len, tk
     }
     w->nheap = 0;
     w->nrev = 0;
+    w->rbuilt = false;
     for (int32_t i = 0; i + 1 < nsym; i++) maybe_add_pair(t, w, i, i + 1);
     while (w->nheap) {
         tk_pair top = heap_pop(w);
@@ -842,7 +913,7 @@ int yf_tokenizer_decode_n(const yf_tokenizer *t, const int64_t *ids, size_t n, b
         size_t start = 0;
         for (size_t i = 0; i <= n; i++) {
             if (i < n && !t->is_special[ids[i]]) continue;
-            sp_decode(t, ids + start, i - start, &out);
+            if (i > start) sp_decode(t, ids + start, i - start, &out); /* ids may be NULL when n = 0 */
             if (i < n) {
                 const char *s = yf_tokenizer_id_piece(t, ids[i]);
                 buf_put(&out, s, strlen(s));

@@ -280,9 +280,13 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     if (a->grad_accum <= 0) return yf_errorf("gradient_accumulation_steps must be positive (got %lld)", (long long)a->grad_accum);
     if (!(a->lr >= 0)) return yf_errorf("learning_rate must be >= 0 (got %g)", a->lr);
     if (h->n_examples <= 0) return yf_errorf("the training data has no examples");
-    if (a->max_steps <= 0 && !(a->num_epochs > 0)) return yf_errorf("num_train_epochs must be positive (got %g)", a->num_epochs);
+    if (a->max_steps <= 0 && !(a->num_epochs > 0 && a->num_epochs <= 1e6))
+        return yf_errorf("num_train_epochs must be in (0, 1e6] (got %g)", a->num_epochs);
     if (a->save_strategy == YF_SAVE_STEPS && a->save_steps <= 0) return yf_errorf("save_steps must be positive with save_strategy steps");
-    if (yf_dist_writes(a->dist, a->save_on_each_node) && yf_mkdir_p(a->output_dir)) return -1;
+    if (yf_dist_writes(a->dist, a->save_on_each_node)) {
+        if (yf_mkdir_p(a->output_dir)) return -1;
+        yf_trun_remove_stale(a->output_dir, !a->dist || a->dist->rank == 0);
+    }
 
     yf_trun R, *r = &R;
     memset(r, 0, sizeof R);

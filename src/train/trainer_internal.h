@@ -52,6 +52,9 @@ int yf_trun_write_json(const char *dir, const char *name, cJSON *o);
  * optimizer, scheduler, RNG and trainer state; a temporary directory
  * renamed into place, so a crash leaves the previous checkpoint whole. */
 int yf_trun_save_checkpoint(yf_trun *r);
+/* Removes OUTPUT_DIR/.checkpoint-*.tmp.* (and .adapter.tmp.*) directories whose writer is gone
+ * (a run killed while saving); verbose: a line on stderr for each. */
+void yf_trun_remove_stale(const char *output_dir, bool verbose);
 /* Restores optimizer moments, schedule, RNG, data position and the log
  * history from a checkpoint directory written by yf_trun_save_checkpoint. */
 int yf_trun_resume(yf_trun *r, const char *dir);

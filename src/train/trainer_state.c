@@ -4,6 +4,10 @@
 #include "train/trainer_internal.h"
 
 #include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -20,18 +24,85 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 }
 static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
-static void fsync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
+/* ---- temporary checkpoint directories -------------------------------------
+ * A save builds OUTPUT_DIR/.checkpoint-N.tmp.PID and holds an flock on its
+ * .writer file until the directory is renamed into place. A run killed
+ * mid-save leaves the directory behind; the next run over the same output
+ * directory removes it if its writer is gone: the lock can be taken (locks
+ * die with their process, and with the machine), or, when killed before the
+ * lock file existed, no process has the pid in its name. A live writer's
+ * (another run over the same directory) is left alone. */
+
+#define WRITER_FILE ".writer"
+
+/* Creates dir/.writer and locks it; returns the descriptor (held until the
+ * save ends), -1 with a message. */
+static int lock_writer(const char *dir) {
+    char *p = yf_path_join(dir, WRITER_FILE);
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    int rc = fd >= 0 ? flock(fd, LOCK_EX | LOCK_NB) : -1;
+    if (rc != 0) {
+        yf_errorf("%s: cannot create and lock: %s", p, strerror(errno));
+        if (fd >= 0) close(fd);
+        fd = -1;
+    } else {
+        char line[64];
+        int n = snprintf(line, sizeof line, "%d\n", (int)getpid());
+        if (write(fd, line, (size_t)n) != n) { /* informational only: the lock is what counts */ }
     }
+    free(p);
+    return fd;
+}
+
+/* Whether the writer of a temporary directory (pid from its name) is gone. */
+static bool writer_gone(const char *dir, long pid) {
+    char *p = yf_path_join(dir, WRITER_FILE);
+    int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    free(p);
+    if (fd >= 0) {
+        bool gone = flock(fd, LOCK_EX | LOCK_NB) == 0;
+        close(fd);
+        return gone;
+    }
+    return pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+void yf_trun_remove_stale(const char *output_dir, bool verbose) {
+    DIR *d = opendir(output_dir);
+    if (!d) return; /* a new output directory */
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *nm = e->d_name, *t = strstr(nm, ".tmp.");
+        /* .checkpoint-N.tmp.PID (a checkpoint) and .adapter.tmp.PID (lora.c's final pair) */
+        if ((strncmp(nm, ".checkpoint-", 12) != 0 && strncmp(nm, ".adapter.tmp.", 13) != 0) || !t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || end == t + 5) continue;
+        char *path = yf_path_join(output_dir, nm);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && writer_gone(path, pid)) {
+            rm_rf(path);
+            if (verbose)
+                fprintf(stderr, "yuanft train: removed %s, left by a run that was killed while saving (pid %ld)\n",
+                        path, pid);
+        }
+        free(path);
+    }
+    closedir(d);
 }
 
 static char *hex_u64(uint64_t v) {
     char *s = yf_malloc(20);
     snprintf(s, 20, "%016llx", (unsigned long long)v);
     return s;
+}
+
+static void put_bits(cJSON *o, const char *key, double v) {
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    char *h = hex_u64(u);
+    cJSON_AddStringToObject(o, key, h);
+    free(h);
 }
 
 /* ---- checkpoints -------------------------------------------------------------- */
@@ -73,6 +144,11 @@ cJSON *yf_trun_state_json(const yf_trun *r) {
     cJSON_AddBoolToObject(y, "shuffle", a->shuffle);
     cJSON_AddNumberToObject(y, "total_loss", r->total_loss);
     cJSON_AddNumberToObject(y, "loss_since_log", r->loss_since_log);
+    /* the two sums again, bit for bit: cJSON prints 15 digits when they read
+     * back within an epsilon, which can drop the last bit, and a resumed run
+     * must end with the uninterrupted run's train_loss exactly */
+    put_bits(y, "total_loss_bits", r->total_loss);
+    put_bits(y, "loss_since_log_bits", r->loss_since_log);
     cJSON_AddNumberToObject(y, "last_logged_step", (double)r->last_logged_step);
     cJSON_AddItemToObject(y, "step_losses", cJSON_CreateDoubleArray(r->step_loss ? r->step_loss : (double[]){0},
                                                                      (int)r->global_step));
@@ -138,27 +214,30 @@ int yf_trun_save_checkpoint(yf_trun *r) {
     snprintf(name, sizeof name, "checkpoint-%lld", (long long)r->global_step);
     snprintf(tmpname, sizeof tmpname, ".%s.tmp.%d", name, (int)getpid());
     char *final = yf_path_join(r->a->output_dir, name), *tmp = yf_path_join(r->a->output_dir, tmpname);
-    int rc = 0;
+    int rc = 0, lock = -1;
     rm_rf(tmp);
-    if (yf_mkdir_p(tmp) || r->h->save(r->h->ctx, tmp) || write_state_files(r, tmp)) rc = -1;
+    if (mkdir(tmp, 0755) != 0) rc = yf_errorf("%s: cannot create: %s", tmp, strerror(errno));
+    if (rc == 0 && (lock = lock_writer(tmp)) < 0) rc = -1;
+    if (rc == 0 && (r->h->save(r->h->ctx, tmp) || write_state_files(r, tmp))) rc = -1;
     if (rc == 0) {
-        fsync_dir(tmp);
-        char *old = NULL;
-        if (yf_dir_exists(final)) {
-            /* re-saving a step (e.g. after a resume): move the old one aside first */
-            size_t n = strlen(final) + 32;
-            old = yf_malloc(n);
-            snprintf(old, n, "%s.old.%d", final, (int)getpid());
-            if (rename(final, old) != 0) rc = yf_errorf("%s: cannot move aside: %s", final, strerror(errno));
-        }
-        if (rc == 0 && rename(tmp, final) != 0) rc = yf_errorf("%s: cannot rename checkpoint into place: %s", final, strerror(errno));
-        if (old) {
-            if (rc == 0) rm_rf(old);
-            free(old);
-        }
-        fsync_dir(r->a->output_dir);
+        char *wf = yf_path_join(tmp, WRITER_FILE);
+        unlink(wf); /* the lock stays held on the open file until the rename is done */
+        free(wf);
+        rc = yf_fsync_dir(tmp);
     }
-    if (rc) rm_rf(tmp);
+    if (rc == 0) {
+        if (yf_dir_exists(final)) {
+            /* re-saving a step (e.g. after a resume): swap the two in one step,
+             * so that checkpoint-N exists at every instant, then drop the old */
+            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) != 0)
+                rc = yf_errorf("%s: cannot swap the new checkpoint into place: %s", final, strerror(errno));
+        } else if (rename(tmp, final) != 0) {
+            rc = yf_errorf("%s: cannot rename checkpoint into place: %s", final, strerror(errno));
+        }
+        if (rc == 0) rc = yf_fsync_dir(r->a->output_dir);
+    }
+    rm_rf(tmp); /* after a swap: the old checkpoint; after a failure: the partial new one */
+    if (lock >= 0) close(lock);
     free(final);
     free(tmp);
     return rc;
@@ -190,7 +269,8 @@ int yf_latest_checkpoint(const char *output_dir, char **out) {
 
 static int load_json(const char *dir, const char *name, cJSON **out) {
     char *path = yf_path_join(dir, name), *text = NULL;
-    int rc = yf_read_file(path, &text, NULL);
+    int rc = yf_read_file_max(path, !strcmp(name, "trainer_state.json") ? YF_MAX_STATE_BYTES : YF_MAX_CONFIG_BYTES, &text,
+                              NULL);
     if (rc == 0) {
         *out = cJSON_Parse(text);
         if (!*out) rc = yf_errorf("%s: not valid JSON", path);
@@ -200,17 +280,21 @@ static int load_json(const char *dir, const char *name, cJSON **out) {
     return rc;
 }
 
+/* Counters are integers in [0, 2^53): checked as doubles before the cast
+ * (a cast of 1e300 to int64 is undefined). */
 static int json_int(const cJSON *o, const char *key, const char *file, int64_t *v) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble != floor(it->valuedouble))
-        return yf_errorf("%s: field '%s' missing or not a non-negative integer", file, key);
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || it->valuedouble >= 9007199254740992.0 ||
+        it->valuedouble != floor(it->valuedouble))
+        return yf_errorf("%s: field '%s' missing or not an integer in [0, 2^53)", file, key);
     *v = (int64_t)it->valuedouble;
     return 0;
 }
 
 static int json_num(const cJSON *o, const char *key, const char *file, double *v) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it)) return yf_errorf("%s: field '%s' missing or not a number", file, key);
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
+        return yf_errorf("%s: field '%s' missing or not a finite number", file, key);
     *v = it->valuedouble;
     return 0;
 }
@@ -222,6 +306,45 @@ static int parse_hex(const cJSON *it, uint64_t *v) {
     unsigned long long x = strtoull(it->valuestring, &end, 16);
     if (errno || *end || end == it->valuestring) return -1;
     *v = x;
+    return 0;
+}
+
+/* The exact value of a sum written by put_bits, when present (older
+ * checkpoints have only the printed number, already read). */
+static void get_bits(const cJSON *o, const char *key, double *v) {
+    uint64_t u;
+    double d;
+    if (parse_hex(cJSON_GetObjectItemCaseSensitive(o, key), &u) != 0) return;
+    memcpy(&d, &u, sizeof d);
+    if (isfinite(d)) *v = d;
+}
+
+/* The counters of a resumed state against each other, the data and the
+ * arguments, before anything is sized by them: the step count by the
+ * per-step losses the file holds (one a step), the position in the epoch by
+ * the checkpoint's own batches, every product in int64 with overflow checks.
+ * A legitimate checkpoint of another batch size or data still resumes (with
+ * the warning below); a forged one fails here with one line. */
+static int check_position(const yf_trun *r, const char *spath, int64_t n_ex, int64_t bs, int64_t acc, int64_t world,
+                          int64_t opt_step, const cJSON *losses) {
+    int64_t gbs, micro;
+    if (bs < 1 || acc < 1 || n_ex < 1 || world > 1 << 20 || __builtin_mul_overflow(bs, world, &gbs) ||
+        __builtin_mul_overflow(gbs, acc, &micro))
+        return yf_errorf("%s: batch %lld x %lld ranks x accumulation %lld over %lld examples is not a training run's "
+                         "state", spath, (long long)bs, (long long)world, (long long)acc, (long long)n_ex);
+    int64_t micro_per_epoch = n_ex / gbs + (n_ex % gbs != 0);
+    int64_t nloss = cJSON_IsArray(losses) ? cJSON_GetArraySize(losses) : -1;
+    if (r->global_step != nloss)
+        return yf_errorf("%s: global_step %lld but %lld per-step losses: the file is damaged", spath,
+                         (long long)r->global_step, (long long)nloss);
+    if (r->micro_in_epoch > micro_per_epoch)
+        return yf_errorf("%s: %lld micro-batches done in the epoch, but %lld examples make %lld", spath,
+                         (long long)r->micro_in_epoch, (long long)n_ex, (long long)micro_per_epoch);
+    if (r->epoch_index > r->global_step || r->last_logged_step > r->global_step || opt_step > r->global_step ||
+        !(r->epoch >= 0) || r->epoch > (double)r->global_step + 1)
+        return yf_errorf("%s: epoch %g (index %lld), last logged step %lld, optimizer step %lld do not fit global_step "
+                         "%lld: the file is damaged", spath, r->epoch, (long long)r->epoch_index,
+                         (long long)r->last_logged_step, (long long)opt_step, (long long)r->global_step);
     return 0;
 }
 
@@ -252,11 +375,15 @@ int yf_trun_resume(yf_trun *r, const char *dir) {
         json_int(sch, "optimizer_step", "scheduler.json", &opt_step))
         goto done;
     if (cJSON_GetObjectItemCaseSensitive(y, "world_size") && json_int(y, "world_size", spath, &world)) goto done;
+    get_bits(y, "total_loss_bits", &r->total_loss);
+    get_bits(y, "loss_since_log_bits", &r->loss_since_log);
     if (world < 1) world = 1;
+    if (check_position(r, spath, n_ex, bs, acc, world, opt_step, cJSON_GetObjectItemCaseSensitive(y, "step_losses")))
+        goto done;
     /* the position in rows of the epoch's order, re-counted in this run's global
      * micro-batches: exact whenever the global batch (batch x ranks x
      * accumulation) is unchanged, whatever the number of ranks */
-    int64_t rows_done = r->micro_in_epoch * bs * world;
+    int64_t rows_done = r->micro_in_epoch * bs * world; /* <= micro_per_epoch * bs * world: no overflow (checked) */
     if (rows_done > r->n) rows_done = r->n;
     r->micro_in_epoch = (rows_done + r->gbs - 1) / r->gbs;
     if (n_ex != r->n || bs * world * acc != r->gbs * r->a->grad_accum || (rows_done < r->n && rows_done % r->gbs != 0)) {
