@@ -25,6 +25,8 @@
 #   BENCH_RECIPE=0         leave out the recipe-workload rows (docs/shared-prefix.md)
 #   BENCH_ONLY_RECIPE=1    only the recipe-workload rows (table: bench/.work/results-recipe.md)
 #   BENCH_RECIPE_ROUNDS=N  rounds of the 2-layer recipe rows (default 3)
+#   BENCH_RECIPE_STEPS=N   2-layer recipe training steps, the first a warm-up (default 9)
+#   BENCH_RECIPE_SHAPES=S  which recipe shapes: "2 24" (default; BENCH_SKIP_24=1 drops 24), "2", "24"
 set -u
 cd "$(dirname "$0")/.." || exit 2
 START=$(date +%s)
@@ -307,16 +309,18 @@ yf_24() {
 # padded to its own longest row; yuanft --shared-prefix auto against off and PyTorch with the HF
 # Trainer's padded batches. Then extraction of the test résumés with the prefix cache on / off.
 RECIPE_ROUNDS=${BENCH_RECIPE_ROUNDS:-3}
+RECIPE_STEPS=${BENCH_RECIPE_STEPS:-9}
+RECIPE_SHAPES=${BENCH_RECIPE_SHAPES:-2 24}
 RDATA=$W/recipe-b6.safetensors
 RTOK=$SHARED/yuan/tokenizer.model
 
-# recipe_prepare: records, tokens, the sampled batches (9: 1 warm-up + 8) and the test inputs
+# recipe_prepare: records, tokens, the sampled batches (RECIPE_STEPS: 1 warm-up + the timed) and the test inputs
 recipe_prepare() {
   [ -f "$RTOK" ] || { echo "no $RTOK"; return 1; }
   { "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/train.char.bmes" --output-file "$W/recipe-train.jsonl" &&
     "$YF" data tokenize --data "$W/recipe-train.jsonl" --tokenizer "$RTOK" --prompt-template resume \
       --output-file "$W/recipe-train.safetensors" &&
-    "$PY" bench/torch_ref.py --recipe-batches "$W/recipe-train.safetensors" --write-data "$RDATA" --batch 6 --steps 9 > "$W/recipe-stats.json" &&
+    "$PY" bench/torch_ref.py --recipe-batches "$W/recipe-train.safetensors" --write-data "$RDATA" --batch 6 --steps "$RECIPE_STEPS" > "$W/recipe-stats.json" &&
     "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/test.char.bmes" --output-file "$W/recipe-test.jsonl" &&
     "$PY" -c "import json,sys
 for l in open(sys.argv[1], encoding='utf-8'): print(json.loads(l)['input'])" "$W/recipe-test.jsonl" > "$W/recipe-test.txt"
@@ -387,15 +391,19 @@ recipe_suite() {
   if ! msg=$(recipe_prepare); then
     rep row "$R" --workload "recipe workload" --impl yuanft --dtype bf16 --na "$msg"; return
   fi
-  yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
-  recipe_train "recipe 2-layer train B6 ckpt" "$W/m-2layer-bf16" yuan2b-2layer 9 8 "$RECIPE_ROUNDS"
-  recipe_extract "recipe extraction 2-layer, prefill" "$W/m-2layer-bf16" 96
-  if [ "${BENCH_SKIP_24:-0}" != 1 ]; then
+  case " $RECIPE_SHAPES " in *" 2 "*)
+    yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
+    recipe_train "recipe 2-layer train B6 ckpt" "$W/m-2layer-bf16" yuan2b-2layer "$RECIPE_STEPS" $((RECIPE_STEPS - 1)) "$RECIPE_ROUNDS"
+    recipe_extract "recipe extraction 2-layer, prefill" "$W/m-2layer-bf16" 96 ;;
+  esac
+  case " $RECIPE_SHAPES " in *" 24 "*)
+    [ "${BENCH_SKIP_24:-0}" = 1 ] && return
     if yf_init bench/configs/yuan2b.json "$W/m-24layer-bf16" bf16; then
-      recipe_train "recipe 24-layer train B6 ckpt" "$W/m-24layer-bf16" yuan2b 5 3 1
+      # 1 warm-up and 1 timed step each (~a minute a step on 2 cores)
+      recipe_train "recipe 24-layer train B6 ckpt" "$W/m-24layer-bf16" yuan2b 2 1 1
       recipe_extract "recipe extraction 24-layer, prefill" "$W/m-24layer-bf16" 48
-    fi
-  fi
+    fi ;;
+  esac
 }
 
 # ---------------------------------------------------------------- the run

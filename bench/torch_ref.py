@@ -648,7 +648,7 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--grad-ckpt", action="store_true")
     ap.add_argument("--data", metavar="FILE", help="train mode: batches of real token data (input_ids, labels, "
-                    "lengths: bench/recipe_data.py) instead of one random batch")
+                    "lengths: torch_ref.py --recipe-batches) instead of one random batch")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--write-data", metavar="FILE", help="write the benchmark batch (input_ids, labels) "
                     "for --config/--batch/--seq as safetensors, for yuanft train, and exit")
