@@ -123,6 +123,7 @@ static const batch_spec cases[] = {
     {3, 14, 0, 3, false, false, 3},   /* no common prefix: ragged segments only */
     {3, 12, 12, 2, true, true, 4},    /* identical rows: all prefix, no segments */
     {2, 70, 66, 68, true, false, 5},  /* a prefix over attention's 64-row block */
+    {1, 13, 5, 3, true, false, 6},    /* one row (forced on): the prefix up to its last scored position */
 };
 
 static void lora_case(bool dora, bool ckpt, uint64_t seed, const char *what) {
@@ -146,7 +147,7 @@ static void lora_case(bool dora, bool ckpt, uint64_t seed, const char *what) {
 }
 
 TEST(shared_prefix_lora_equals_whole_rows) {
-    lora_case(false, false, 10, "LoRA: shared vs whole rows, 5 batches (max |d grad| / max |grad|)");
+    lora_case(false, false, 10, "LoRA: shared vs whole rows, 6 batches (max |d grad| / max |grad|)");
 }
 
 TEST(shared_prefix_lora_checkpointed_equals_whole_rows) {
@@ -175,6 +176,33 @@ TEST(shared_prefix_full_finetune_equals_whole_rows) {
         free(pl.p);
         yf_model_free(m);
     }
+}
+
+/* auto on a one-row batch (per-device batch 1, or an epoch's last rank
+ * share): nothing to share, so the whole-row path, whatever the prefix */
+TEST(shared_prefix_auto_single_row_runs_whole) {
+    yf_config cfg = yt_config(37, 16, 4, 24, 2, 96, true);
+    yf_model *m = yt_random_model(&cfg, 60, YF_F32, 3.0f, NULL);
+    CHECK(m != NULL, "%s", yf_last_error());
+    if (!m) return;
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .targets = ALL7};
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    yt_randomize_lora(&lo, 61, 0.2f);
+    yf_lora_alloc_grads(&lo);
+    batch_spec s = {1, 60, 50, 40, true, false, 62};
+    int64_t ids[60], lab[60];
+    make_batch(&s, cfg.vocab_size, ids, lab);
+    CHECK(yf_common_prefix(ids, 1, 60) == 60, "one row's prefix: %lld", (long long)yf_common_prefix(ids, 1, 60));
+    yf_share_stats st = {0};
+    yf_backward_opts bo = {.loss_scale = 0.01f, .shared_prefix = YF_SHARE_AUTO, .share_stats = &st};
+    double ls;
+    int64_t nt;
+    CHECK_OK(yf_model_forward_backward(m, &lo, ids, lab, 1, 60, &bo, &ls, &nt));
+    CHECK(st.batches == 0 && st.prefix_saved == 0 && nt > 0, "auto, one row: %lld shared batches, %lld saved",
+          (long long)st.batches, (long long)st.prefix_saved);
+    yf_lora_free(&lo);
+    yf_model_free(m);
 }
 
 /* bf16 weights and products: the same computation in another order, so the
