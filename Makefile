@@ -10,7 +10,7 @@ CC      ?= gcc
 OPT     ?= -O2 -march=x86-64-v3 -mtune=native
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fopenmp -Iinclude -Isrc
-LDLIBS  += -lcjson -lz -lm -fopenmp
+LDLIBS  += -lcjson -lmicrohttpd -lz -lm -fopenmp
 BUILD   ?= build
 
 # MPI (data-parallel `mpirun -np N yuanft train`): MPI=auto builds with mpicc
@@ -62,7 +62,7 @@ TESTOBJ := $(TESTS:%.c=$(BUILD)/obj/%.o)
 CMDOBJ  := $(filter-out $(BUILD)/obj/tools/main.o,$(TOOLOBJ))
 
 .PHONY: all deps test test-asan asan demo bench clean fuzz fuzz-build
-all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products
+all: $(BUILD)/libyuanft.a $(BUILD)/yuanft $(BUILD)/yuanft-tests $(BUILD)/bench-kernels $(BUILD)/bench-membw $(BUILD)/bench-ops $(BUILD)/bench-products $(BUILD)/bench-serve $(BUILD)/bench-constrain $(BUILD)/bench-quant $(BUILD)/bench-quant-quality
 
 # Set-up targets: install what the target needs (build, test or bench
 # packages), then build everything in a sub-make; one line each, so that
@@ -74,6 +74,9 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# the page at / is built into http.o (.incbin): rebuild it when the page changes
+$(BUILD)/obj/src/serve/http.o: src/serve/page.html
 
 # dist.o is the one object that differs with MPI: rebuild it when MPI= changes
 $(BUILD)/obj/src/train/dist.o: $(BUILD)/$(MPI_STATE).flag
@@ -104,10 +107,23 @@ $(BUILD)/bench-ops: $(BUILD)/obj/bench/bench_ops.o $(BUILD)/libyuanft.a
 $(BUILD)/bench-products: $(BUILD)/obj/bench/bench_products.o $(BUILD)/libyuanft.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# the load client of bench/serve_bench.sh: the tests' small HTTP client
+$(BUILD)/bench-serve: $(BUILD)/obj/bench/serve_bench.o $(BUILD)/obj/tests/http_client.o
+	$(CC) $(CFLAGS) -o $@ $^ -lpthread
+
+$(BUILD)/bench-quant: $(BUILD)/obj/bench/bench_quant.o $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench-quant-quality: $(BUILD)/obj/bench/quant_quality.o $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench-constrain: $(BUILD)/obj/bench/constrain_bench.o $(BUILD)/libyuanft.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 # AddressSanitizer + UBSan build of the same sources, in build/asan.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined" \
-		LDLIBS="-lcjson -lz -lm -fopenmp -fsanitize=address,undefined" build/asan/yuanft build/asan/yuanft-tests
+		LDLIBS="-lcjson -lmicrohttpd -lz -lm -fopenmp -fsanitize=address,undefined" build/asan/yuanft build/asan/yuanft-tests
 
 # test: the suite, the whole suite again under ASan + UBSan, and each fuzz
 # harness for a few seconds when clang can build them (tests/run.sh)
@@ -131,7 +147,8 @@ FUZZCC    ?= clang
 FUZZFLAGS := -std=c11 -O1 -g -D_GNU_SOURCE -Iinclude -Isrc -fno-omit-frame-pointer \
              -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-unknown-pragmas
 FUZZLIBSRC := src/base/util.c src/base/tensor.c src/base/jsontext.c $(wildcard src/formats/*.c) \
-             src/tokenizer/tokenizer.c src/task/data.c src/task/bmes.c src/task/eval.c src/lora/lora.c
+             src/tokenizer/tokenizer.c src/task/data.c src/task/bmes.c src/task/eval.c src/lora/lora.c \
+             src/serve/request.c
 FUZZNAMES := $(patsubst fuzz/%.c,%,$(filter-out fuzz/fuzz_util.c,$(wildcard fuzz/fuzz_*.c)))
 FUZZOBJ   := $(FUZZLIBSRC:%.c=build/fuzz/obj/%.o) build/fuzz/obj/fuzz/fuzz_util.o
 
@@ -160,4 +177,4 @@ clean:
 	rm -rf build
 
 -include $(wildcard build/fuzz/obj/*/*.d build/fuzz/obj/*/*/*.d)
--include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d
+-include $(OBJ:.o=.d) $(TOOLOBJ:.o=.d) $(TESTOBJ:.o=.d) $(BUILD)/obj/bench/bench_kernels.d $(BUILD)/obj/bench/membw.d $(BUILD)/obj/bench/bench_ops.d $(BUILD)/obj/bench/serve_bench.d $(BUILD)/obj/bench/constrain_bench.d $(BUILD)/obj/bench/bench_quant.d $(BUILD)/obj/bench/quant_quality.d

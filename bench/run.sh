@@ -14,6 +14,8 @@
 #     prefill of 384 tokens; decode of 32 tokens after it.
 #   24-layer Yuan2-2B: train step B 6, T 384, gradient checkpointing, bf16.
 #   golden tiny model (V 320, D 64, L 2): train B 4, T 64; prefill 64; decode 32.
+#   constrained decoding: the full mask over the 135,040-row vocabulary a step (one core), and
+#     the constraint's share of greedy extraction's wall time (the demo's model when present).
 # Environment knobs:
 #   BENCH_SKIP_24=1        leave out the 24-layer rows (the long part)
 #   BENCH_TORCH_24_MAX_S   skip the 24-layer PyTorch run when its predicted time
@@ -27,6 +29,7 @@
 #   BENCH_RECIPE_ROUNDS=N  rounds of the 2-layer recipe rows (default 3)
 #   BENCH_RECIPE_STEPS=N   2-layer recipe training steps, the first a warm-up (default 9)
 #   BENCH_RECIPE_SHAPES=S  which recipe shapes: "2 24" (default; BENCH_SKIP_24=1 drops 24), "2", "24"
+#   BENCH_SKIP_QUANT=1     leave out bench/quant.sh (quantized weights on the 24-layer shape, ~15 min)
 set -u
 cd "$(dirname "$0")/.." || exit 2
 START=$(date +%s)
@@ -292,6 +295,32 @@ yf_suite() {
   [ "$QUICK" != 1 ] && yf_mpi
 }
 
+# yf_serve: `yuanft serve` under 1, 4 and 16 concurrent clients (bench/serve_bench.sh) on the
+# 2-layer bf16 model and on the demo model's shape (scripts/demo-config.json, its vocabulary
+# pruned to the Resume NER corpus as make demo does; untrained: the speed is the same); the
+# golden tiny model only with BENCH_QUICK=1
+yf_serve() {
+  tok=$SHARED/yuan/tokenizer.model
+  {
+    echo "| model | load | generated tokens/s | vs 1 client | time to first token p50 / p95 (ms) | time per token p50 / p95 (ms) | decode step / rows; prefill share of model time | errors |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    if [ "$QUICK" = 1 ]; then
+      sh bench/serve_bench.sh "tiny (golden)" "$GOLD" "$L" --tokenizer "$tok"
+    else
+      say "yuanft serve: 2-layer bf16 [$(elapsed) s]"
+      SERVE_ID_MAX=20000 sh bench/serve_bench.sh "2-layer bf16" "$W/m-2layer-bf16" "$L" --tokenizer "$tok" --bf16
+      demo=$W/m-demo
+      if [ ! -f "$demo/config.json" ] && [ -f "$SHARED/data/resume-ner/train.char.bmes" ]; then
+        "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/train.char.bmes" --output-file "$W/demo-train.jsonl" > "$L/demo-data.log" 2>&1
+        "$YF" init --config scripts/demo-config.json --output-dir "$demo" --seed 1 --tokenizer "$tok" \
+          --vocab-from "$W/demo-train.jsonl" --prompt-template none > "$L/demo-init.log" 2>&1
+      fi
+      say "yuanft serve: demo model [$(elapsed) s]"
+      SERVE_ID_MAX=20000 sh bench/serve_bench.sh "demo (4 layers, D 256)" "$demo" "$L" --tokenizer "$tok"
+    fi
+  } > "$L/serve.md"
+}
+
 yf_24() {
   wl="24-layer train B6 T384 ckpt"
   if yf_init bench/configs/yuan2b.json "$W/m-24layer-bf16" bf16; then
@@ -433,6 +462,7 @@ st_deb=$(torch_selftest "$PY" "Debian"); say "Debian: $st_deb"
 st_pypi=$(torch_selftest "$PYNEW" "PyPI"); say "PyPI: $st_pypi"
 [ "$QUICK" != 1 ] && train_rounds "$st_deb" "$st_pypi"
 yf_suite
+yf_serve
 torch_suite "$PY" "Debian" "$st_deb"
 torch_suite "$PYNEW" "PyPI" "$st_pypi"
 [ "${BENCH_RECIPE:-1}" = 1 ] && [ "$QUICK" != 1 ] && recipe_suite
@@ -440,6 +470,13 @@ if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
   yf_24
   torch_24 "$PY" "Debian"
   torch_24 "$PYNEW" "PyPI"
+fi
+# quantized weights against bf16, on the same 24-layer model folder
+if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ] && [ "${BENCH_SKIP_QUANT:-0}" != 1 ]; then
+  say "quantized weights (bench/quant.sh) [$(elapsed) s]"
+  sh bench/quant.sh "$W/m-24layer-bf16" > /dev/null 2> "$L/quant.err" || echo "bench/quant.sh failed: $(tail -1 "$L/quant.err")" > "$L/quant.md"
+else
+  echo "n/a (BENCH_SKIP_24, BENCH_QUICK or BENCH_SKIP_QUANT)" > "$L/quant.md"
 fi
 
 # tokenizer and kernel benchmarks, when their programs exist
@@ -483,6 +520,73 @@ else
   echo "n/a" > "$L/membw.md"
 fi
 
+# constrained decoding (docs/constrained-decoding.md): the full mask over the real 135,040-row
+# vocabulary a step, on one core, and the greedy path's share of extract's wall time
+constrain_bench() {
+  tok=$SHARED/yuan/tokenizer.model; ner=$SHARED/data/resume-ner
+  [ -x build/bench-constrain ] || { echo "n/a (build/bench-constrain not built)"; return; }
+  [ -f "$tok" ] && [ -f "$ner/test.char.bmes" ] || { echo "n/a ($tok or $ner/test.char.bmes not found)"; return; }
+  for s in train dev test; do
+    "$YF" data resume-ner --bmes "$ner/$s.char.bmes" --output-file "$W/ner-$s.jsonl" > /dev/null 2>&1 || { echo "n/a (yuanft data resume-ner failed)"; return; }
+  done
+  n=100; [ "$QUICK" = 1 ] && n=20
+  core=""; command -v taskset > /dev/null && core="taskset -c 0"
+  say "constrained decoding: the full mask [$(elapsed) s]"
+  $core build/bench-constrain mask --tokenizer "$tok" --data "$W/ner-test.jsonl" --n $n > "$L/constrain-mask.jsonl" 2> "$L/constrain-mask.err" ||
+    { echo "n/a (bench-constrain mask failed: $(tail -1 "$L/constrain-mask.err"))"; return; }
+  # the demo's model when make demo has run, else one of its size with random weights
+  demo=${DEMO_OUT:-out/demo}
+  if [ -f "$demo/full/config.json" ]; then
+    m=$demo/full; note="the demo's model ($demo/full + $demo/lora)"
+    ad=""; [ -f "$demo/lora/adapter_config.json" ] && ad="--adapter $demo/lora"
+  else
+    m=$W/m-demo; ad=""; note="a demo-size model with random weights (make demo has not run): its answers are garbage, so constrained and unconstrained answers differ"
+    if [ ! -f "$m/config.json" ]; then
+      "$YF" init --config scripts/demo-config.json --output-dir "$m" --seed 1 --tokenizer "$tok" --prompt-template none \
+        --vocab-from "$W/ner-train.jsonl,$W/ner-dev.jsonl,$W/ner-test.jsonl" > "$L/init-m-demo.out" 2>&1 ||
+        { echo "n/a (yuanft init of the demo-size model failed: $L/init-m-demo.out)"; return; }
+    fi
+  fi
+  rounds=3; [ "$QUICK" = 1 ] && rounds=1
+  say "constrained decoding: extract, unconstrained and constrained, $rounds rounds [$(elapsed) s]"
+  # shellcheck disable=SC2086
+  build/bench-constrain extract --model "$m" $ad --tokenizer "$tok" --data "$W/ner-test.jsonl" --n 64 --batch 32 \
+    --max-new-tokens 96 --rounds $rounds > "$L/constrain-extract.jsonl" 2> "$L/constrain-extract.err" ||
+    { echo "n/a (bench-constrain extract failed: $(tail -1 "$L/constrain-extract.err"))"; return; }
+  "$PY" - "$L/constrain-mask.jsonl" "$L/constrain-extract.jsonl" "$note" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for f in sys.argv[1:3] for l in open(f, encoding="utf-8") if l.strip()]
+print("The résumé answer constraint over the real Yuan vocabulary (135,040 rows; goal: the full mask in ≤ 50 µs")
+print("median a step on one core), along the gold answers of the first test records, each step timed 3 times:")
+print()
+print("| what (one core) | steps | median µs | p90 µs | max µs |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for r in rows:
+    if r["bench"] == "constrain-mask":
+        print(f"| {r['what']} | {r['steps']} | {r['median_us']:.1f} | {r['p90_us']:.1f} | {r['max_us']:.1f} |")
+print()
+for r in rows:
+    if r["bench"] == "constrain-vocab":
+        print(f"Building the vocabulary's bytes and trie, once a model: {r['build_ms']:.0f} ms.")
+        print()
+for r in rows:
+    if r["bench"] != "constrain-extract":
+        continue
+    print(f"Greedy extraction of {r['records']} test records (batch {r['batch']}, up to {r['max_new_tokens']} new tokens, "
+          f"median of {r['rounds']} interleaved rounds) with {sys.argv[3]}: unconstrained {r['wall_none_s']:.2f} s "
+          f"({r['tokens_none']} tokens), span-constrained {r['wall_spans_s']:.2f} s ({r['tokens_spans']} tokens, "
+          f"{r['same_answers']} of {r['records']} answers the same ids); time in the constraint (vocabulary, each "
+          f"input's index, the hook, less the argmax unconstrained greedy takes too) {r['constraint_s']*1000:.1f} ms = "
+          f"**{r['overhead_pct']:.2f} %** of the constrained wall time (goal ≤ 2 %; {r['overhead_with_argmax_pct']:.2f} % "
+          f"with that argmax counted in).")
+PYEOF
+}
+if [ -f bench/constrain_bench.c ]; then
+  constrain_bench > "$L/constrain.md"
+else
+  echo "n/a" > "$L/constrain.md"
+fi
+
 T=$(elapsed)
 {
   echo "# yuanft benchmarks"
@@ -497,5 +601,5 @@ T=$(elapsed)
   echo "(PyTorch: the median timed step after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
   echo
 } > "$L/head.md"
-rep table "$R" bench/results.md --head "$L/head.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md"
+rep table "$R" bench/results.md --head "$L/head.md" --section "Serving (bench/serve_bench.sh: streamed completions, 64-token prompts, 32 new tokens, --parallel 16)=$L/serve.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md" --section "Constrained decoding (build/bench-constrain)=$L/constrain.md" --section "Quantized weights (bench/quant.sh)=$L/quant.md"
 say "done in $T s; table written to bench/results.md"

@@ -108,6 +108,13 @@ for l in open(sys.argv[1], encoding="utf-8"):
 for l in open(sys.argv[1], encoding="utf-8"): print(json.loads(l)["output"])' "$t/part.jsonl" 2>/dev/null | seed_lines "$1"
         fi
       fi ;;
+    fuzz_serve_request)
+      # the first byte picks the endpoint: \000 completions, \001 chat, \002 extract
+      printf '\000{"model": "base", "prompt": [1, 2, 3], "max_tokens": 4, "temperature": 0.7, "stop": ["a"], "stream": true, "stream_options": {"include_usage": true}}' >"$t/completion"
+      printf '\000{"model": "lora", "prompt": "张伟，男", "seed": -1, "top_p": 0.9, "n": 1, "logprobs": null}' >"$t/completion-text"
+      printf '\001{"model": "m", "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": [{"type": "text", "text": "y"}]}], "max_completion_tokens": 8, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "strict": true, "schema": {"type": "object"}}}}' >"$t/chat"
+      printf '\002{"text": "常建良，男，1963年出生", "types": ["姓名", "ORG"], "adapter": "lora", "max_tokens": 64, "constrain": "schema"}' >"$t/extract"
+      seed "$1" "$t"/* ;;
     fuzz_bmes)
       b=$shared/data/resume-ner/dev.char.bmes
       [ -f "$b" ] && for k in 0 1 2 3; do

@@ -1,5 +1,6 @@
 #include "harness.h"
 #include "formats/safetensors.h"
+#include "train/dist.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -148,6 +149,11 @@ int yt_sh(char *out, size_t cap, const char *fmt, ...) {
     if (out && cap) out[n] = 0;
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+void yt_need_mpi(void) {
+    if (!yf_dist_built_with_mpi()) yt_skip("this build has no MPI (make MPI=0, or mpicc missing): multi-rank tests skipped");
+    if (yt_sh(NULL, 0, "command -v mpirun") != 0) yt_skip("mpirun not found (apt-get install openmpi-bin): multi-rank tests skipped");
 }
 
 float yt_frand(uint64_t *state) {

@@ -47,6 +47,18 @@ const char *yt_cli(void);             /* path to the yuanft binary (YF_CLI env o
  * truncated to cap) into out when out != NULL. */
 int yt_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* mpirun for this machine: root allowed, more ranks than cores allowed, one
+ * OpenMP thread a rank (2 shared cores). Under ASan the ranks check no
+ * leaks: Open MPI's plugins leak at exit and are unloaded before
+ * LeakSanitizer looks, so their frames cannot be matched by a suppression
+ * (docs/reliability.md); single-process runs of the same code are checked.
+ * yt_need_mpi skips the test when the build has no MPI or mpirun is missing. */
+#define YT_MPIRUN                                                                                                  \
+    "env ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 "                 \
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                                       \
+    "mpirun --allow-run-as-root --oversubscribe --bind-to none"
+void yt_need_mpi(void);
+
 /* Two safetensors files of f32 tensors: max over want's tensors of
  * max|got-want| / max|want| (want may be any float dtype); INFINITY when a
  * file, a tensor or a shape does not match (the reason printed). */

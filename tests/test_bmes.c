@@ -1,6 +1,7 @@
 /* The Resume NER converter against the corpus itself, and its errors. */
 #include "harness.h"
 #include "task/bmes.h"
+#include "task/data.h"
 #include "base/jsontext.h"
 
 #include <stdlib.h>
@@ -242,4 +243,102 @@ TEST(bmes_cli_converts_dev) {
                yt_tmpdir(), yt_cli(), yt_tmpdir(), yt_tmpdir());
     CHECK(rc == 1 && strstr(out, "bad.bmes:2:"), "exit %d: %s", rc, out);
     CHECK(yt_sh(NULL, 0, "test ! -e %s/x.jsonl", yt_tmpdir()) == 0, "an output file was left behind");
+}
+
+/* ---- augmentation (mention replacement) ------------------------------------------ */
+
+/* Whether s[0..n) is an entity of type t somewhere in c. */
+static bool is_entity_of(const yf_bmes_corpus *c, int t, const char *s, size_t n) {
+    for (size_t i = 0; i < c->n; i++)
+        for (size_t j = 0; j < c->s[i].n_spans; j++) {
+            const yf_span *sp = &c->s[i].spans[j];
+            if (sp->type == t && sp->end - sp->start == n && !memcmp(c->s[i].text + sp->start, s, n)) return true;
+        }
+    return false;
+}
+
+TEST(bmes_augment_variants_keep_context_and_types) {
+    yf_bmes_corpus c, a, b;
+    CHECK(yf_bmes_read(yt_shared_path("data/resume-ner/train.char.bmes"), &c) == 0, "%s", yf_last_error());
+    CHECK(yf_bmes_augment(&c, 2, 7, &a) == 0, "%s", yf_last_error());
+    size_t with = 0;
+    for (size_t i = 0; i < c.n; i++) with += c.s[i].n_spans > 0;
+    CHECK(a.n == c.n + 2 * with, "%zu sentences, want %zu + 2 x %zu", a.n, c.n, with);
+    size_t k = 0, changed = 0, variants = 0, bad_ctx = 0, bad_pool = 0, bad_type = 0, bad_orig = 0;
+    for (size_t i = 0; i < c.n && k < a.n; i++) {
+        const yf_bmes_sentence *o = &c.s[i];
+        bad_orig += a.s[k].len != o->len || memcmp(a.s[k].text, o->text, o->len) != 0;
+        k++;
+        for (int v = 0; o->n_spans && v < 2 && k < a.n; v++, k++) {
+            const yf_bmes_sentence *s = &a.s[k];
+            variants++;
+            changed += s->len != o->len || memcmp(s->text, o->text, o->len) != 0;
+            if (s->n_spans != o->n_spans) {
+                bad_type++;
+                continue;
+            }
+            /* the text between entities is the original's; each entity, in
+             * order, has the original's type and is an entity of the corpus */
+            size_t at_s = 0, at_o = 0;
+            for (size_t j = 0; j < o->n_spans; j++) {
+                const yf_span *ss = &s->spans[j], *os = &o->spans[j];
+                bad_ctx += ss->start - at_s != os->start - at_o || memcmp(s->text + at_s, o->text + at_o, os->start - at_o);
+                bad_type += ss->type != os->type;
+                bad_pool += !is_entity_of(&c, ss->type, s->text + ss->start, ss->end - ss->start);
+                at_s = ss->end, at_o = os->end;
+            }
+            bad_ctx += s->len - at_s != o->len - at_o || memcmp(s->text + at_s, o->text + at_o, o->len - at_o);
+        }
+    }
+    CHECK(k == a.n && bad_orig == 0, "originals out of place or changed (%zu)", bad_orig);
+    CHECK(bad_ctx == 0 && bad_type == 0 && bad_pool == 0, "%zu contexts changed, %zu types changed, %zu strings not entities",
+          bad_ctx, bad_type, bad_pool);
+    CHECK(changed > variants * 9 / 10, "only %zu of %zu variants differ from their original", changed, variants);
+    /* deterministic for a seed, another seed another draw; k = 0 is the corpus */
+    CHECK(yf_bmes_augment(&c, 2, 7, &b) == 0);
+    bool same = a.n == b.n;
+    for (size_t i = 0; same && i < a.n; i++) same = a.s[i].len == b.s[i].len && !memcmp(a.s[i].text, b.s[i].text, a.s[i].len);
+    CHECK(same, "the same seed gave another corpus");
+    yf_bmes_free(&b);
+    CHECK(yf_bmes_augment(&c, 2, 8, &b) == 0);
+    size_t diff = 0;
+    for (size_t i = 0; i < a.n && i < b.n; i++) diff += a.s[i].len != b.s[i].len || memcmp(a.s[i].text, b.s[i].text, a.s[i].len);
+    CHECK(diff > variants / 2, "seeds 7 and 8 differ in only %zu sentences", diff);
+    yf_bmes_free(&b);
+    CHECK(yf_bmes_augment(&c, 0, 7, &b) == 0 && b.n == c.n);
+    yf_bmes_free(&b);
+    CHECK(yf_bmes_augment(&c, -1, 7, &b) == -1 && strstr(yf_last_error(), "-1"), "%s", yf_last_error());
+    yf_bmes_free(&a);
+    yf_bmes_free(&c);
+}
+
+TEST(bmes_augment_cli_answers_occur_in_inputs) {
+    char out[8192];
+    const char *bmes = yt_shared_path("data/resume-ner/train.char.bmes");
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/a.jsonl", yt_tmpdir());
+    snprintf(b, sizeof b, "%s/b.jsonl", yt_tmpdir());
+    int rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --output-file %s --augment 1 --seed 3 && "
+                                    "%s data resume-ner --bmes %s --output-file %s --augment 1 --seed 3 && cmp %s %s",
+                   yt_cli(), bmes, a, yt_cli(), bmes, b, a, b);
+    CHECK(rc == 0, "exit %d (the same seed must write the same file): %s", rc, out);
+    yf_records r;
+    CHECK(yf_data_load(a, &r) == 0, "%s", yf_last_error());
+    size_t strings = 0, missing = 0, bad = 0;
+    for (size_t i = 0; i < r.n; i++) {
+        yf_answer ans;
+        yf_answer_parse(r.r[i].output, strlen(r.r[i].output), &ans);
+        bad += ans.status != YF_ANS_OK;
+        for (int t = 0; t < YF_N_TYPES; t++)
+            for (size_t j = 0; j < ans.ent[t].n; j++) strings++, missing += !strstr(r.r[i].input, ans.ent[t].s[j]);
+        yf_answer_free(&ans);
+    }
+    CHECK(r.n == 3821 + 3718 && bad == 0 && missing == 0 && strings > 20000,
+          "%zu records, %zu answers not JSON objects, %zu of %zu answer strings not in the input", r.n, bad, missing, strings);
+    yf_records_free(&r);
+    /* never dev or test */
+    const char *dev = yt_shared_path("data/resume-ner/dev.char.bmes");
+    rc = yt_sh(out, sizeof out, "%s data resume-ner --bmes %s --output-file %s/d.jsonl --augment 2", yt_cli(), dev, yt_tmpdir());
+    CHECK(rc == 2 && strstr(out, "training split only"), "exit %d: %s", rc, out);
+    CHECK(yt_sh(NULL, 0, "test ! -e %s/d.jsonl", yt_tmpdir()) == 0, "an output file was written for dev");
 }

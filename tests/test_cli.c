@@ -230,3 +230,19 @@ TEST(cli_old_spellings_still_work) {
     CHECK(rc == 0 && strstr(out, "3 examples") && !strstr(out, "warning"), "data tokenize --template/--out: exit %d:\n%s", rc,
           out);
 }
+
+/* train's decoding flags for eval_f1 are checked before anything is read:
+ * a bad value exits 2 naming the flag and what it takes. */
+TEST(cli_train_bad_constrain_and_types_exit_2) {
+    static const struct { const char *args, *want; } bad[] = {
+        {"--constrain bogus", "--constrain takes spans, schema or none, not 'bogus'"},
+        {"--types FOO", "--types: unknown type 'FOO'"},
+    };
+    char out[4096];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = yt_sh(out, sizeof out, "%s train --model /nonexistent --data /nonexistent --output-dir %s/never %s",
+                       yt_cli(), yt_tmpdir(), bad[i].args);
+        CHECK(rc == 2 && strstr(out, bad[i].want), "%s: exit %d:\n%s", bad[i].args, rc, out);
+    }
+    CHECK(yt_sh(out, sizeof out, "test -e %s/never", yt_tmpdir()) != 0, "the output dir was created");
+}

@@ -22,26 +22,11 @@ static char *sub(const char *name) {
     return buf[k];
 }
 
-/* mpirun prefix for this machine: root allowed, more ranks than cores allowed,
- * one OpenMP thread a rank (2 shared cores). Under ASan the ranks check no
- * leaks: Open MPI's plugins leak at exit and are unloaded before
- * LeakSanitizer looks, so their frames cannot be matched by a suppression
- * (docs/reliability.md); single-process runs of the same code are checked. */
-#define MPIRUN                                                                                                     \
-    "env ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 "                   \
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                                         \
-    "mpirun --allow-run-as-root --oversubscribe --bind-to none"
-
 static const char *tiny(void) {
     static char buf[600];
     snprintf(buf, sizeof buf, "%s", yt_shared_path("golden/yuan-tiny"));
     if (!yf_dir_exists(buf)) yt_skip("golden/yuan-tiny not available");
     return buf;
-}
-
-static void need_mpi(void) {
-    if (!yf_dist_built_with_mpi()) yt_skip("this build has no MPI (make MPI=0, or mpicc missing): multi-rank tests skipped");
-    if (yt_sh(NULL, 0, "command -v mpirun") != 0) yt_skip("mpirun not found (apt-get install openmpi-bin): multi-rank tests skipped");
 }
 
 /* A training set for the tiny model (V 320): 10 rows of 5..16 tokens, a prompt
@@ -106,14 +91,14 @@ TEST(dist_single_process_without_launcher) {
 
 static int train(char *out, size_t cap, int np, const char *outdir, const char *args) {
     if (np > 0)
-        return yt_sh(out, cap, "timeout 60 " MPIRUN " -np %d %s train --model %s --data %s --output-dir %s %s", np, yt_cli(),
+        return yt_sh(out, cap, "timeout 60 " YT_MPIRUN " -np %d %s train --model %s --data %s --output-dir %s %s", np, yt_cli(),
                      tiny(), sub("train.safetensors"), outdir, args);
     return yt_sh(out, cap, "OMP_NUM_THREADS=1 %s train --model %s --data %s --output-dir %s %s", yt_cli(), tiny(),
                  sub("train.safetensors"), outdir, args);
 }
 
 TEST(dist_lora_two_ranks_match_one_process_and_resume_across_rank_counts) {
-    need_mpi();
+    yt_need_mpi();
     make_data();
     char out[16384], args[1024];
     const char *common = "--learning-rate 1e-2 --num-train-epochs 2 --lora-dropout 0 --save-strategy steps --save-steps 2 "
@@ -158,7 +143,7 @@ TEST(dist_lora_two_ranks_match_one_process_and_resume_across_rank_counts) {
 }
 
 TEST(dist_full_finetune_two_ranks_match_one_process) {
-    need_mpi();
+    yt_need_mpi();
     make_data();
     char out[16384];
     const char *common = "--full-finetune --learning-rate 1e-3 --max-steps 3 --save-strategy no --seed 3 --save-on-each-node";
@@ -231,7 +216,7 @@ TEST(dist_shared_prefix_two_ranks_match_whole_rows) {
     CHECK(saved >= 20 * 3 * 4, "shared_prefix_tokens_saved %lld:\n%s", saved, out);
     CHECK_NEAR("adapter: shared prefix vs whole rows, one process (max |d| / max |ref|)",
                yt_st_rel_err(sub("auto/adapter_model.safetensors"), sub("off/adapter_model.safetensors")), 1e-5);
-    need_mpi();
+    yt_need_mpi();
     st = train_prefix(out, sizeof out, 2, 2, sub("np2"), "auto");
     CHECK(st == 0, "mpirun -np 2, shared prefix: exit %d:\n%s", st, out);
     CHECK(json_int(out, "shared_prefix_tokens_saved") >= 20 * 3 * 2, "2 ranks: no tokens saved:\n%s", out);
@@ -242,14 +227,14 @@ TEST(dist_shared_prefix_two_ranks_match_whole_rows) {
 /* ---- failures end the job -------------------------------------------------------- */
 
 TEST(dist_dead_rank_fails_the_job_and_keeps_the_checkpoint) {
-    need_mpi();
+    yt_need_mpi();
     make_data();
     char out[16384], args[1024];
     snprintf(args, sizeof args, "--adapter %s/lora --learning-rate 1e-2 --max-steps 5 --lora-dropout 0 --save-strategy steps "
                                 "--save-steps 1 --per-device-train-batch-size 2",
              tiny());
     double t0 = yf_time();
-    int st = yt_sh(out, sizeof out, "YF_TEST_DIE_AT_STEP=3 timeout 60 " MPIRUN " -np 2 %s train --model %s --data %s "
+    int st = yt_sh(out, sizeof out, "YF_TEST_DIE_AT_STEP=3 timeout 60 " YT_MPIRUN " -np 2 %s train --model %s --data %s "
                                     "--output-dir %s %s",
                    yt_cli(), tiny(), sub("train.safetensors"), sub("die"), args);
     double dt = yf_time() - t0;
@@ -277,12 +262,12 @@ TEST(dist_dead_rank_fails_the_job_and_keeps_the_checkpoint) {
 }
 
 TEST(dist_hung_rank_times_out) {
-    need_mpi();
+    yt_need_mpi();
     make_data();
     char out[16384];
     double t0 = yf_time();
     int st = yt_sh(out, sizeof out,
-                   "YF_TEST_HANG_AT_STEP=2 YUANFT_DIST_TIMEOUT=2 timeout 60 " MPIRUN " -np 2 %s train --model %s --data %s "
+                   "YF_TEST_HANG_AT_STEP=2 YUANFT_DIST_TIMEOUT=2 timeout 60 " YT_MPIRUN " -np 2 %s train --model %s --data %s "
                    "--output-dir %s --max-steps 4 --save-strategy no --per-device-train-batch-size 2",
                    yt_cli(), tiny(), sub("train.safetensors"), sub("hang"));
     double dt = yf_time() - t0;

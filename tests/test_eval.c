@@ -111,19 +111,51 @@ TEST(eval_bad_invalid_json) {
 
 TEST(eval_bad_truncated_json) {
     parse_case("{\"姓名\": [\"张三\"], \"职位\": [\"工程师\", \"经", YF_ANS_RECOVERED, "张三", "工程师", 1);
-    parse_case("{\"姓名\": [\"张三\"], \"职位\": [\"工程", YF_ANS_RECOVERED, "张三", "工程", 1); /* a cut string is closed */
+    parse_case("{\"姓名\": [\"张三\"], \"职位\": [\"工程", YF_ANS_RECOVERED, "张三", NULL, 1); /* a cut string is no entity */
     parse_case("{\"姓名\": [\"张三\"], \"职位\": [", YF_ANS_RECOVERED, "张三", NULL, 1);
     parse_case("{\"姓名\": [\"张三\"], \"职位\":", YF_ANS_RECOVERED, "张三", NULL, 1);
     parse_case("{\"姓名\": [\"张三\"], \"职", YF_ANS_RECOVERED, "张三", NULL, 1);
     parse_case("{\"姓名\": [\"张三\"]", YF_ANS_RECOVERED, "张三", NULL, 1);
     parse_case("{\"姓名\": [\"张三\"", YF_ANS_RECOVERED, "张三", NULL, 1);
-    parse_case("{\"姓名\": [\"张\\", YF_ANS_RECOVERED, "张", NULL, 1);
-    parse_case("{\"姓名\": [\"张\\u4e", YF_ANS_RECOVERED, "张", NULL, 1);
-    parse_case("{\"姓名\": [\"a\\ud83d", YF_ANS_RECOVERED, "a\xef\xbf\xbd", NULL, 1); /* a lone high surrogate: U+FFFD */
+    parse_case("{\"姓名\": [\"张\\", YF_ANS_RECOVERED, NULL, NULL, 0);
+    parse_case("{\"姓名\": [\"张\\u4e", YF_ANS_RECOVERED, NULL, NULL, 0);
+    parse_case("{\"姓名\": [\"a\\ud83d\"]", YF_ANS_RECOVERED, "a\xef\xbf\xbd", NULL, 1); /* a lone high surrogate: U+FFFD */
+    parse_case("{\"姓名\": \"张三", YF_ANS_RECOVERED, NULL, NULL, 0); /* the recipe's complaint: {"姓名": [" */
+    parse_case("{\"姓名\": [\"", YF_ANS_RECOVERED, NULL, NULL, 0);
     parse_case("{", YF_ANS_RECOVERED, NULL, NULL, 0);
-    /* the scores of a truncated answer */
-    yf_eval_result r = score1("{\"姓名\": [\"张三\"], \"职位\": [\"工程", "{\"姓名\": [\"张三\"], \"职位\": [\"工程师\"]}");
-    CHECK(prf_is(&r.micro, 1, 1, 1) && r.n_recovered == 1 && r.n_unparsable == 0);
+    /* the scores of a truncated answer: strict, nothing; lenient, what was complete */
+    const char *p[1] = {"{\"姓名\": [\"张三\"], \"职位\": [\"工程"}, *g[1] = {"{\"姓名\": [\"张三\"], \"职位\": [\"工程师\"]}"};
+    yf_eval_result r = score1(p[0], g[0]);
+    CHECK(prf_is(&r.micro, 0, 0, 2) && r.n_recovered == 0 && r.n_unparsable == 1 && !r.lenient);
+    CHECK(yf_eval_score_lenient(p, g, 1, "gold", &r) == 0, "%s", yf_last_error());
+    CHECK(prf_is(&r.micro, 1, 0, 1) && r.n_recovered == 1 && r.n_unparsable == 0 && r.lenient);
+    CHECK(r.strict.tp == 0 && r.strict.fn == 2, "the strict scores beside the lenient ones");
+    /* {"姓名": [" scored no false positive either way */
+    p[0] = "{\"姓名\": [\"";
+    g[0] = "{}";
+    CHECK(yf_eval_score_lenient(p, g, 1, "gold", &r) == 0 && prf_is(&r.micro, 0, 0, 0), "fp %lld", (long long)r.micro.fp);
+}
+
+TEST(eval_empty_string_is_no_entity) {
+    yf_eval_result r = score1("{\"姓名\": [\"\", \"张三\"], \"组织名\": [\"\"], \"职位\": \"\"}", "{\"姓名\": [\"张三\"]}");
+    CHECK(prf_is(&r.micro, 1, 0, 0) && r.n_other == 0, "tp %lld fp %lld fn %lld other %lld", (long long)r.micro.tp,
+          (long long)r.micro.fp, (long long)r.micro.fn, (long long)r.n_other);
+}
+
+TEST(eval_strict_parser) {
+    const char *bad[] = {"{\"姓名\": [\"张三\"]}<eod>", "\"{\\\"姓名\\\": [\\\"张三\\\"]}\"", "{\"姓名\": [\"张三\"],}",
+                         "{\"姓名\": [\"张三\"]", "[]", "", "答案：{}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        yf_answer a;
+        yf_answer_parse_strict(bad[i], strlen(bad[i]), &a);
+        CHECK(a.status == YF_ANS_UNPARSABLE && a.ent[NAME].n == 0, "'%s': status %d", bad[i], a.status);
+        yf_answer_free(&a);
+    }
+    yf_answer a;
+    const char *ok = " {\"姓名\": [\"张三\"]}\n";
+    yf_answer_parse_strict(ok, strlen(ok), &a);
+    CHECK(a.status == YF_ANS_OK && a.ent[NAME].n == 1);
+    yf_answer_free(&a);
 }
 
 /* Every prefix and many byte-mangled copies of a valid answer parse without a
@@ -199,9 +231,14 @@ TEST(eval_cli_scores_predictions) {
                      "{\"input\": \"无\", \"output\": \"{}\"}\n");
     /* a JSON string (model text, truncated), an object written directly, garbage */
     write_text(pred, "\"{\\\"姓名\\\": [\\\"张三\\\"], \\\"职位\\\": [\\\"经\"\n{\"姓名\": [\"李四\"]}\r\nno answer\n");
-    int rc = yt_sh(out, sizeof out, "%s eval --predictions %s --data %s --report %s", yt_cli(), pred, data, rep);
+    /* strict (the default): the truncated answer counts as empty */
+    int rc = yt_sh(out, sizeof out, "%s eval --predictions %s --data %s", yt_cli(), pred, data);
+    CHECK(rc == 0 && strstr(out, "unparsable answers 2, recovered answers 0") && strstr(out, "scoring: strict"), "exit %d: %s",
+          rc, out);
+    rc = yt_sh(out, sizeof out, "%s eval --predictions %s --data %s --report %s --lenient", yt_cli(), pred, data, rep);
     CHECK(rc == 0, "exit %d: %s", rc, out);
-    CHECK(strstr(out, "micro") && strstr(out, "unparsable answers 1, recovered answers 1"), "%s", out);
+    CHECK(strstr(out, "micro") && strstr(out, "unparsable answers 1, recovered answers 1") && strstr(out, "scoring: lenient"),
+          "%s", out);
     char *text = NULL;
     CHECK(yf_read_file(rep, &text, NULL) == 0);
     cJSON *j = cJSON_Parse(text ? text : "");
@@ -209,7 +246,10 @@ TEST(eval_cli_scores_predictions) {
     double tp = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(micro, "tp"));
     double fp = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(micro, "fp"));
     double fn = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(micro, "fn"));
-    CHECK(tp == 2 && fp == 1 && fn == 1, "tp %g fp %g fn %g", tp, fp, fn);
+    CHECK(tp == 2 && fp == 0 && fn == 1, "tp %g fp %g fn %g (the cut \"经\" is no entity)", tp, fp, fn);
+    cJSON *sm = cJSON_GetObjectItemCaseSensitive(j, "strict_micro");
+    CHECK(sm && cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(sm, "tp")) == 1, "strict_micro in the lenient report");
+    CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "scoring")) ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "scoring")) : "", "lenient"));
     cJSON_Delete(j);
     free(text);
 }
@@ -264,6 +304,12 @@ TEST(eval_bad_fuzz_nul_in_entity) {
     free(f);
     yf_answer_free(&a);
     yf_answer_free(&b);
+    /* fuzz_answer, 2026-12-07: a recovered string that starts with a NUL was
+     * an empty entity that the formatted answer then dropped */
+    static const char broken[] = "{\"姓名\": [\"\0\0\xa2卫东\"], \"教育背景\": [\"硕";
+    yf_answer_parse(broken, sizeof broken - 1, &a);
+    CHECK(a.status == YF_ANS_RECOVERED && a.ent[0].n == 0, "status %d, %zu names", (int)a.status, a.ent[0].n);
+    yf_answer_free(&a);
 }
 
 /* An answer of 200,000 distinct entities (a 2.6 MB line of a predictions

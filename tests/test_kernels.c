@@ -617,3 +617,42 @@ TEST(kernels_rows_from_a_packed_weight) {
     }
     CHECK(bad == 0, "%d values differ from W's rows", bad);
 }
+
+/* With yf_kernels_set_rowstable on, each row of an x.W^T or dy.W product
+ * of up to YF_ROWSTABLE_M rows has the bits of the one-row product (a
+ * sequence decoded in a batch gets the tokens it gets alone): rows of 2..16-
+ * row products against each row alone, f32 and bf16 weights, every path. */
+TEST(kernels_few_rows_equal_one_row) {
+    static const int64_t nk[][2] = {{96, 64}, {320, 64}, {64, 2048}, {2048, 40}};
+    CHECK(yf_kernels_set_rowstable(true) == false, "off by default");
+    for (int p = YF_KPATH_SCALAR; p < YF_KPATH_COUNT; p++) {
+        if (!yf_kernels_path_supported(p)) continue;
+        CHECK(yf_kernels_set_path(p) == 0);
+        for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+            for (int op = OP_XWT; op <= OP_XW; op++)
+                for (int dt = 0; dt < 2; dt++) {
+                    const int64_t M = YF_ROWSTABLE_M, N = nk[s][0], K = nk[s][1];
+                    int64_t lda = op == OP_XWT ? K : N, ldc = op == OP_XWT ? N : K;
+                    float *a = malloc(M * lda * sizeof(float)), *w = malloc(N * K * sizeof(float));
+                    float *c = malloc(M * ldc * sizeof(float)), *c1 = malloc(ldc * sizeof(float));
+                    uint16_t *wb = malloc(N * K * sizeof(uint16_t));
+                    for (int64_t i = 0; i < M * lda; i++) a[i] = frand();
+                    for (int64_t i = 0; i < N * K; i++) wb[i] = yf_f32_to_bf16(w[i] = frand());
+                    const void *W = dt ? (const void *)wb : (const void *)w;
+                    yf_dtype wt = dt ? YF_BF16 : YF_F32;
+                    int bad = 0;
+                    for (int64_t m = 2; m <= M; m++) {
+                        if (op == OP_XWT) yf_matmul_xwt(c, a, W, wt, m, N, K, false);
+                        else yf_matmul_xw(c, a, W, wt, m, N, K, false);
+                        for (int64_t r = 0; r < m; r++) {
+                            if (op == OP_XWT) yf_matmul_xwt(c1, a + r * lda, W, wt, 1, N, K, false);
+                            else yf_matmul_xw(c1, a + r * lda, W, wt, 1, N, K, false);
+                            bad += memcmp(c1, c + r * ldc, (size_t)ldc * sizeof(float)) != 0;
+                        }
+                    }
+                    CHECK(bad == 0, "%s %s %s N=%ld K=%ld: %d rows of 2..16-row products differ from the row alone",
+                          yf_kpath_name(p), op_name[op], dt ? "bf16" : "f32", (long)N, (long)K, bad);
+                    free(a), free(w), free(c), free(c1), free(wb);
+                }
+    }
+}

@@ -66,6 +66,22 @@ TEST(limits_bad_size_caps) {
     CHECK(yf_tokenizer_load(tk, &tok) == -1 && strstr(yf_last_error(), "limit 256 MiB"), "%s", yf_last_error());
 }
 
+/* fuzz_tokenizer_model's crash (fuzz/crashes, 2026-12-07): a piece "W\0m"
+ * loaded, and id_piece() then named a piece that piece_id() did not know */
+TEST(limits_bad_tokenizer_piece_with_nul) {
+    static const unsigned char model[] = {
+        0x0a, 0x0e, 0x0a, 0x05, '<', 'u', 'n', 'k', '>', 0x15, 0, 0, 0, 0, 0x18, 0x02, /* <unk>, UNKNOWN */
+        0x0a, 0x0c, 0x0a, 0x03, 'W', 0x00, 'm', 0x15, 0, 0, 0, 0, 0x18, 0x01,           /* "W\0m", NORMAL */
+    };
+    const char *tk = tmp("nul.model");
+    FILE *f = fopen(tk, "wb");
+    CHECK(f && fwrite(model, 1, sizeof model, f) == sizeof model);
+    if (f) fclose(f);
+    yf_tokenizer *tok = NULL;
+    CHECK(yf_tokenizer_load(tk, &tok) == -1 && strstr(yf_last_error(), "NUL byte"), "%s", yf_last_error());
+    if (tok) yf_tokenizer_free(tok);
+}
+
 static void write_map(const char *dir, const int64_t *ids, int64_t n) {
     CHECK(yf_mkdir_p(dir) == 0);
     char *p = yf_path_join(dir, YF_VOCAB_MAP_FILE);

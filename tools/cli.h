@@ -51,6 +51,13 @@ typedef struct yc_opt {
     YC_OPT("output-dir", YC_STR, dst, help, .meta = "DIR", .required = true, .alias = "out")
 #define YC_OPT_OUTPUT_FILE(dst, help, ...) \
     YC_OPT("output-file", YC_STR, dst, help, .meta = "FILE", .alias = "out", __VA_ARGS__)
+/* Constrained extraction (docs/constrained-decoding.md): extract and eval. */
+#define YC_OPT_CONSTRAIN(dst, when)                                                                                \
+    YC_OPT("constrain", YC_STR, dst, when "spans: answers in the training format, every string a substring of the " \
+           "input; schema: the format, strings free; none: free-running", .meta = "spans|schema|none")
+#define YC_OPT_TYPES(dst, when)                                                                                  \
+    YC_OPT("types", YC_STR, dst, when "the answer's keys: type names or tags, comma-separated", .meta = "LIST", \
+           .def = "all eight, 姓名,...,地名")
 #define YC_OPT_BF16(dst)                                                                                             \
     YC_OPT("bf16", YC_FLAG, dst, "bf16 compute (activations rounded to bf16 in the matrix products, like torch autocast)")
 

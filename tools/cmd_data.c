@@ -1,5 +1,6 @@
 /* yuanft data: prepare training data.
- *   data resume-ner --bmes FILE --output-file FILE.jsonl   the Resume NER corpus → records
+ *   data resume-ner --bmes FILE --output-file FILE.jsonl [--augment K --seed S]
+ *                                                           the Resume NER corpus → records
  *   data check --data FILE                                  read and check a records file
  *   data tokenize --data FILE --tokenizer FILE [--prompt-template T] [--max-length N]
  *                 [--output-file FILE.safetensors]          records → training tensors, as train does */
@@ -13,19 +14,42 @@
 #include "task/data.h"
 #include "tokenizer/tokenizer.h"
 
+/* Whether a corpus file's name says it is a dev or test split. */
+static bool is_held_out(const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return strstr(base, "dev") || strstr(base, "test") || strstr(base, "valid");
+}
+
 static int data_resume_ner(int argc, char **argv) {
     const char *bmes = NULL, *out = NULL;
+    int64_t augment = 0, seed = 42;
     const yc_opt opts[] = {
         YC_OPT("bmes", YC_STR, &bmes, "Resume NER file (*.char.bmes: CHARACTER TAG a line, blank line between sentences)",
                .meta = "FILE", .required = true),
         YC_OPT_OUTPUT_FILE(&out, "the JSON Lines to write: {\"input\": sentence, \"output\": answer JSON} a line",
                            .required = true),
+        YC_OPT("augment", YC_INT, &augment, "training split only: after each sentence with entities, K variants with every "
+               "entity replaced by another of its type from the same file, the answer rewritten", .meta = "K"),
+        YC_OPT("seed", YC_INT, &seed, "with --augment: the draw of the replacements"),
     };
     int rc = yc_parse("data resume-ner", "Convert the Resume NER corpus (BMES) into the recipe's training records.", argc,
                       argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
+    if (augment < 0 || augment > 1000)
+        return yc_usage_error("data resume-ner", "--augment must be in [0, 1000] (got %lld)", (long long)augment);
+    if (augment > 0 && is_held_out(bmes))
+        return yc_usage_error("data resume-ner", "%s looks like a dev or test split: --augment is for the training split "
+                              "only (scores on augmented held-out data mean nothing)", bmes);
     yf_bmes_corpus c;
     if (yf_bmes_read(bmes, &c)) return yc_fail("data resume-ner");
+    if (augment > 0) {
+        yf_bmes_corpus aug;
+        int arc = yf_bmes_augment(&c, augment, (uint64_t)seed, &aug);
+        yf_bmes_free(&c);
+        if (arc) return yc_fail("data resume-ner");
+        c = aug;
+    }
     if (yf_bmes_write_jsonl(&c, out)) {
         yf_bmes_free(&c);
         return yc_fail("data resume-ner");
@@ -128,7 +152,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: yuanft data SUBCOMMAND [options]\n\n"
                "Prepare training data.\n\n"
                "subcommands:\n"
-               "  resume-ner   Convert the Resume NER corpus into training records (--bmes FILE --output-file FILE.jsonl)\n"
+               "  resume-ner   Convert the Resume NER corpus into training records (--bmes FILE --output-file FILE.jsonl [--augment K])\n"
                "  check        Read and check a training data file (--data FILE)\n"
                "  tokenize     Turn training records into training tensors, as train does (--output-file FILE.safetensors)\n"
                "\n'yuanft data SUBCOMMAND --help' shows its options.\n");

@@ -16,9 +16,11 @@
 int cmd_eval(int argc, char **argv) {
     const char *pred_path = NULL, *data_path = NULL, *report = NULL;
     const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *tpl = "resume", *save_pred = NULL;
+    const char *constrain = "spans", *types = NULL;
     int64_t max_new = 128, batch = 16, limit = 0;
-    bool bf16 = false;
     const char *prefix_cache = "on";
+    bool bf16 = false, lenient = false;
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT("data", YC_STR, &data_path, "gold records: JSON array or JSON Lines of {\"input\", \"output\"}",
                .meta = "FILE", .required = true),
@@ -26,10 +28,15 @@ int cmd_eval(int argc, char **argv) {
                "text) or the JSON object", .meta = "FILE"),
         YC_OPT("model", YC_STR, &model, "or: a model directory to extract with (greedy, batched)", .meta = "DIR"),
         YC_OPT_ADAPTER(&adapter, "with --model: "),
+        YC_QUANT_OPTS(&qa, "with --model: "),
         YC_OPT_TOKENIZER(&tokenizer, "with --model: "),
         YC_OPT_PROMPT_TEMPLATE(&tpl, "with --model: "),
         YC_OPT("max-new-tokens", YC_INT, &max_new, "with --model: answer length cap in tokens"),
         YC_OPT("batch", YC_INT, &batch, "with --model: prompts decoded together"),
+        YC_OPT_CONSTRAIN(&constrain, "with --model: "),
+        YC_OPT_TYPES(&types, "with --model: "),
+        YC_OPT("lenient", YC_FLAG, &lenient, "recover what can be read from answers that are not valid JSON (the strict "
+               "score, such an answer empty, is printed beside it)"),
         YC_OPT("limit", YC_INT, &limit, "score only the first N records; 0: all"),
         YC_OPT("save-predictions", YC_STR, &save_pred, "with --model: write the answers here, one JSON string a line",
                .meta = "FILE"),
@@ -39,13 +46,21 @@ int cmd_eval(int argc, char **argv) {
         YC_OPT_BF16(&bf16),
     };
     int rc = yc_parse("eval", "Score extraction answers: entity-level precision, recall and F1 per type and micro-averaged,\n"
-                              "from a predictions file or by running a model (and adapter) over the data's inputs.",
+                              "from a predictions file or by running a model (and adapter) over the data's inputs\n"
+                              "(constrained decoding by default). Strict by default: an answer that is not valid JSON\n"
+                              "counts as empty, as the recipe's json.loads would; --lenient recovers them.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
     bool no_cache = false;
     if (yc_prefix_cache_flag("eval", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("eval", &qa, &mo)) return 2;
     if (!pred_path == !model) return yc_usage_error("eval", "give exactly one of --predictions / --model");
+    yf_constrain_mode mode;
+    uint32_t type_mask = 0;
+    if (yf_constrain_mode_parse(constrain, &mode) || (types && yf_types_parse(types, &type_mask)))
+        return yc_usage_error("eval", "%s", yf_last_error());
     if (model && (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536))
         return yc_usage_error("eval", "--batch must be in [1, 4096] and --max-new-tokens in [1, 65536]");
     yf_records recs;
@@ -58,13 +73,13 @@ int cmd_eval(int argc, char **argv) {
     size_t np = 0;
     if (model) {
         yc_session s;
-        if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+        if (yc_session_open(&s, model, adapter, tokenizer, true, &mo)) {
             yf_records_free(&recs);
             return yc_fail("eval");
         }
         yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
                           .max_new_tokens = max_new, .max_length = 384, .batch = batch, .progress = true,
-                          .no_prefix_cache = no_cache};
+                          .no_prefix_cache = no_cache, .constrain = mode, .types = type_mask};
         const char **in = yf_malloc((recs.n ? recs.n : 1) * sizeof *in);
         for (size_t i = 0; i < recs.n; i++) in[i] = recs.r[i].input;
         int xrc = yf_template_load(tpl, &x.tpl);
@@ -94,15 +109,18 @@ int cmd_eval(int argc, char **argv) {
         yf_records_free(&recs);
         return 1;
     }
-    const char **gold = malloc((recs.n ? recs.n : 1) * sizeof *gold);
-    for (size_t i = 0; i < recs.n; i++) gold[i] = recs.r[i].output;
+    const char **gold = malloc((recs.n ? recs.n : 1) * sizeof *gold), **inputs = malloc((recs.n ? recs.n : 1) * sizeof *inputs);
+    for (size_t i = 0; i < recs.n; i++) gold[i] = recs.r[i].output, inputs[i] = recs.r[i].input;
     yf_eval_result res;
-    rc = yf_eval_score((const char *const *)pred, gold, recs.n, data_path, &res);
+    rc = (lenient ? yf_eval_score_lenient : yf_eval_score)((const char *const *)pred, gold, recs.n, data_path, &res);
+    int64_t invented = yf_eval_not_in_input((const char *const *)pred, inputs, recs.n);
     free(gold);
+    free(inputs);
     yf_strv_free(pred, np);
     yf_records_free(&recs);
     if (rc) return yc_fail("eval");
     yf_eval_print(&res, stdout);
+    printf("predicted strings not found in the input %lld\n", (long long)invented);
     if (report && yf_eval_write_report(&res, report)) return yc_fail("eval");
     if (report) printf("report written to %s\n", report);
     return 0;

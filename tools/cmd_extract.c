@@ -51,12 +51,15 @@ static int read_file_lines(const char *path, char ***lines, size_t *n) {
 
 int cmd_extract(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *input = NULL, *tokenizer = NULL, *tpl = "resume", *raw_out = NULL;
+    const char *constrain = "spans", *types = NULL;
     int64_t max_new = 128, batch = 16, max_length = 384;
     bool bf16 = false;
     const char *prefix_cache = "on";
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT_MODEL(&model),
         YC_OPT_ADAPTER(&adapter, ""),
+        YC_QUANT_OPTS(&qa, ""),
         YC_OPT("input", YC_STR, &input, "résumé text, one a line", .meta = "FILE", .def = "stdin"),
         YC_OPT_TOKENIZER(&tokenizer, ""),
         YC_OPT_PROMPT_TEMPLATE(&tpl, ""),
@@ -64,33 +67,43 @@ int cmd_extract(int argc, char **argv) {
         YC_OPT("max-length", YC_INT, &max_length, "prompt length cap in tokens"),
         YC_OPT("batch", YC_INT, &batch, "prompts decoded together"),
         YC_OPT("raw", YC_STR, &raw_out, "also write the model's raw answer texts here, one JSON string a line", .meta = "FILE"),
+        YC_OPT_CONSTRAIN(&constrain, ""),
+        YC_OPT_TYPES(&types, ""),
         YC_OPT_BF16(&bf16),
         YC_OPT("prefix-cache", YC_STR, &prefix_cache, "on: the prompts' common prefix (the template) is computed once "
                "and copied into every prompt's cache; off: each prompt whole", .meta = "on|off"),
     };
-    int pr = yc_parse("extract", "Extract named entities from résumés: one line in, one JSON object out, greedy decoding.\n"
-                                 "Answers that are not valid JSON are recovered as far as possible (noted on stderr);\n"
-                                 "a hopeless answer gives {}. Every input line gives exactly one output line.",
+    int pr = yc_parse("extract", "Extract named entities from résumés: one line in, one JSON object out, greedy decoding,\n"
+                                 "constrained by default to valid answers whose strings all come from the input\n"
+                                 "(docs/constrained-decoding.md). With --constrain none, answers that are not valid JSON\n"
+                                 "are recovered as far as possible (noted on stderr) and a hopeless one gives {}.\n"
+                                 "Every input line gives exactly one output line.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
     bool no_cache = false;
     if (yc_prefix_cache_flag("extract", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
+    yf_model_opts mo = {0};
+    if (yc_quant_opts("extract", &qa, &mo)) return 2;
     if (batch < 1 || batch > 4096 || max_new < 1 || max_new > 65536)
         return yc_usage_error("extract", "--batch must be in [1, 4096] and --max-new-tokens in [1, 65536]");
+    yf_constrain_mode mode;
+    uint32_t type_mask = 0;
+    if (yf_constrain_mode_parse(constrain, &mode) || (types && yf_types_parse(types, &type_mask)))
+        return yc_usage_error("extract", "%s", yf_last_error());
     char **lines = NULL;
     size_t n = 0;
     /* a file: checked (a regular file, within the size cap) and read whole */
     if (input ? read_file_lines(input, &lines, &n) : read_lines(stdin, "stdin", &lines, &n)) return yc_fail("extract");
 
     yc_session s;
-    if (yc_session_open(&s, model, adapter, tokenizer, true)) {
+    if (yc_session_open(&s, model, adapter, tokenizer, true, &mo)) {
         yf_strv_free(lines, n);
         return yc_fail("extract");
     }
     yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
                       .max_new_tokens = max_new, .max_length = max_length, .batch = batch, .progress = true,
-                      .no_prefix_cache = no_cache};
+                      .no_prefix_cache = no_cache, .constrain = mode, .types = type_mask};
     int rc = 0;
     char **ans = NULL;
     if (yf_template_load(tpl, &x.tpl) || yf_extract_run(&x, (const char *const *)lines, n, &ans)) {

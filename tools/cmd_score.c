@@ -12,6 +12,7 @@
 #include "lora/lora.h"
 #include "model/model.h"
 #include "formats/safetensors.h"
+#include "session.h"
 
 static int read_batch(const char *path, yf_table *tab, const int64_t **ids, const int64_t **labels, int64_t *B,
                       int64_t *T) {
@@ -32,9 +33,11 @@ static int read_batch(const char *path, yf_table *tab, const int64_t **ids, cons
 int cmd_score(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *input = NULL, *out = NULL, *grads = NULL;
     bool ckpt = false, f32 = false;
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT_MODEL(&model),
         YC_OPT_ADAPTER(&adapter, ""),
+        YC_QUANT_OPTS(&qa, ""),
         YC_OPT("input", YC_STR, &input, "the batch: safetensors with input_ids and labels, I64 [B, T]", .meta = "FILE",
                .required = true, .alias = "batch", .alias_warns = true), /* --batch is a count elsewhere */
         YC_OPT_OUTPUT_FILE(&out, "write logits F32 [B, T, V] and loss F32 [1] here"),
@@ -47,6 +50,8 @@ int cmd_score(int argc, char **argv) {
                                "next-token loss, and optionally the adapter gradients.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
+    yf_model_opts mo = {.force_f32 = f32};
+    if (yc_quant_opts("score", &qa, &mo)) return 2;
     if (grads && !adapter) return yc_usage_error("score", "--grads needs --adapter (the gradients are the adapter's)");
     yf_par_adapt_to_load();
     double t0 = yf_time();
@@ -58,7 +63,6 @@ int cmd_score(int argc, char **argv) {
     int rc = -1;
     const int64_t *ids = NULL, *labels = NULL;
     int64_t B = 0, T = 0;
-    yf_model_opts mo = {.force_f32 = f32};
     if (read_batch(input, &bt, &ids, &labels, &B, &T) != 0) goto done;
     if (grads && !labels) {
         yf_errorf("%s: --grads needs labels", input);

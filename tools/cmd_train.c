@@ -12,11 +12,14 @@
 #include "formats/config.h"
 #include "lora/lora.h"
 #include "model/model.h"
+#include "formats/safetensors.h"
+#include "task/train_eval.h"
 #include "task/trainset.h"
 #include "train/dist.h"
 #include "kernels/cpu/kernels.h"
 #include "base/pool.h"
 #include "train/trainer.h"
+#include "session.h"
 
 /* Information lines come from rank 0 only when several MPI ranks run this. */
 static bool g_log = true;
@@ -34,6 +37,7 @@ typedef struct ctx {
     yf_param_list params;
     yf_share_mode share;  /* --shared-prefix */
     yf_share_stats shared;
+    yf_teval ev;          /* --eval-data */
 } ctx;
 
 static int64_t hook_count(void *vc, const int64_t *rows, int64_t n) {
@@ -88,6 +92,93 @@ static int hook_save(void *vc, const char *dir) {
     return rc;
 }
 
+/* Loads the trainable tensors back from a checkpoint that hook_save wrote:
+ * the same names, fp32 (load_best_model_at_end). */
+static int hook_load(void *vc, const char *dir) {
+    ctx *c = vc;
+    char *path = yf_path_join(dir, c->lora ? "adapter_model.safetensors" : "model.safetensors");
+    yf_table tab;
+    yf_table_init(&tab);
+    int rc = yf_st_load(path, &tab);
+    for (int i = 0; rc == 0 && i < c->params.n; i++) {
+        const yf_param *p = &c->params.p[i];
+        const yf_tensor *t = yf_table_find(&tab, p->name);
+        if (!t || t->dtype != YF_F32 || yf_tensor_numel(t) != p->numel)
+            rc = yf_errorf("%s: tensor %s is missing, or not F32 with %lld values: not a checkpoint of this run", path,
+                           p->name, (long long)p->numel);
+        else memcpy(p->w, t->data, (size_t)p->numel * sizeof(float));
+    }
+    yf_table_free(&tab);
+    free(path);
+    return rc;
+}
+
+static int hook_eval_loss(void *vc, const int64_t *rows, int64_t n, double *loss, int64_t *ntok) {
+    return yf_teval_loss(&((ctx *)vc)->ev, rows, n, loss, ntok);
+}
+static int hook_eval_counts(void *vc, const int64_t *rows, int64_t n, double *counts) {
+    return yf_teval_counts(&((ctx *)vc)->ev, rows, n, counts);
+}
+static int hook_eval_metrics(void *vc, const double *counts, const char **names, double *values) {
+    (void)vc;
+    return yf_teval_metrics(counts, names, values);
+}
+
+/* What evaluation during training needs beyond the training set. */
+typedef struct eval_opts {
+    const char *data, *strategy, *metric;
+    const char *constrain, *types; /* eval_f1's decoding */
+    yf_constrain_mode mode;
+    uint32_t type_mask;
+    int64_t steps, batch, limit, max_new_tokens;
+    double delay;
+    bool load_best;
+    int64_t save_total_limit, patience;
+} eval_opts;
+
+/* The eval set: its examples for eval_loss and, for eval_f1, its records and
+ * how to extract them (the tokenizer, template and vocabulary map of the
+ * training data). */
+static int eval_setup(ctx *c, yf_trainset *es, yf_records *recs, yf_tokenizer **tok, yf_vocab_map *vm, const eval_opts *eo,
+                      const yf_trainset_opts *to, const yf_config *cfg, yf_train_hooks *h) {
+    if (yf_trainset_load(eo->data, cfg, to, es)) return -1;
+    if (g_log)
+        fprintf(stderr, "yuanft train: evaluation data %s: %lld examples\n", eo->data, (long long)es->N);
+    c->ev = (yf_teval){.model = c->model, .lora = c->lora, .ids = es->ids, .labels = es->labels, .len = es->len,
+                       .N = es->N, .T = es->T};
+    h->n_eval = es->N;
+    h->eval_loss = hook_eval_loss;
+    if (!eo->metric || strcmp(eo->metric, "eval_f1") != 0) return 0;
+    if (es->n_records == 0)
+        return yf_errorf("%s: --metric-for-best-model eval_f1 extracts the eval records: --eval-data must be records "
+                         "(.jsonl or .json of {\"input\", \"output\"}), not tokenised data", eo->data);
+    char *tp = to->tokenizer ? yf_strdup(to->tokenizer) : yf_path_join(to->model_dir, "tokenizer.model");
+    int rc = yf_data_load(eo->data, recs);
+    if (rc == 0) rc = yf_tokenizer_load(tp, tok);
+    if (rc == 0) rc = yf_vocab_map_load(to->model_dir, yf_tokenizer_n_ids(*tok), vm);
+    if (rc == 0) rc = yf_template_load(to->template_spec, &c->ev.x.tpl);
+    free(tp);
+    if (rc) return -1;
+    if (recs->n != (size_t)es->N)
+        return yf_errorf("%s: %zu records but %lld examples (internal)", eo->data, recs->n, (long long)es->N);
+    c->ev.recs = recs;
+    c->ev.x.tok = *tok;
+    c->ev.x.vmap = vm;
+    c->ev.x.max_new_tokens = eo->max_new_tokens;
+    c->ev.x.max_length = to->max_length;
+    c->ev.x.batch = eo->batch;
+    c->ev.x.constrain = eo->mode;
+    c->ev.x.types = eo->type_mask;
+    /* the vocabulary as bytes once, not at every evaluation */
+    if (eo->mode != YF_CONSTRAIN_NONE && yf_cvocab_build(*tok, vm, cfg->vocab_size, &c->ev.cvocab)) return -1;
+    c->ev.x.cvocab = c->ev.cvocab;
+    h->n_counts = YF_TEVAL_COUNTS;
+    h->n_count_rows = eo->limit;
+    h->eval_counts = hook_eval_counts;
+    h->eval_metrics = hook_eval_metrics;
+    return 0;
+}
+
 /* ---- the command ---------------------------------------------------------------- */
 
 static int train(int argc, char **argv, yf_dist *dist) {
@@ -101,8 +192,11 @@ static int train(int argc, char **argv, yf_dist *dist) {
     double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
     bool group_by_length = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
+    eval_opts eo = {.strategy = "no", .constrain = "spans", .batch = 8, .max_new_tokens = 128};
+    yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT("model", YC_STR, &model_dir, "base model directory (config.json + weights)", .meta = "DIR", .required = true),
+        YC_QUANT_OPTS(&qa, "LoRA/DoRA: "),
         YC_OPT("data", YC_STR, &data, "training data: {\"input\",\"output\"} records (.jsonl or .json), or .safetensors "
                "with input_ids and labels [N, T] I64 (-100 = not scored)", .meta = "FILE", .required = true),
         YC_OPT_TOKENIZER(&tokenizer, "text data: "),
@@ -151,12 +245,37 @@ static int train(int argc, char **argv, yf_dist *dist) {
                .meta = "DIR|true"),
         YC_OPT("save-on-each-node", YC_FLAG, &each_node, "under mpirun/srun: write checkpoints and the result on the first "
                "rank of every node (node-local disks), not only on rank 0"),
+        YC_OPT("save-total-limit", YC_INT, &eo.save_total_limit, "keep at most N checkpoints, deleting the oldest but never "
+               "the best; 0: all"),
+        YC_OPT("eval-data", YC_STR, &eo.data, "evaluation data, in either form --data takes (records for eval_f1)",
+               .meta = "FILE"),
+        YC_OPT("eval-strategy", YC_STR, &eo.strategy, "evaluate: no, every --eval-steps steps, or every epoch",
+               .meta = "NAME"),
+        YC_OPT("eval-steps", YC_INT, &eo.steps, "with --eval-strategy steps: evaluate every N steps", .def = "--logging-steps"),
+        YC_OPT("eval-delay", YC_FLOAT, &eo.delay, "no evaluation before this epoch (--eval-strategy epoch) or step (steps)"),
+        YC_OPT("per-device-eval-batch-size", YC_INT, &eo.batch, "eval examples a batch, for the loss and for extraction"),
+        YC_OPT("metric-for-best-model", YC_STR, &eo.metric, "eval_loss (lower is better) or eval_f1 (extract the eval "
+               "records and score them; higher is better): picks best_model_checkpoint", .meta = "NAME",
+               .def = "none; eval_loss with --load-best-model-at-end"),
+        YC_OPT("eval-limit", YC_INT, &eo.limit, "eval_f1: extract only the first N eval records; 0: all"),
+        YC_OPT("eval-max-new-tokens", YC_INT, &eo.max_new_tokens, "eval_f1: answer length cap"),
+        YC_OPT_CONSTRAIN(&eo.constrain, "eval_f1's decoding, as yuanft eval's: "),
+        YC_OPT_TYPES(&eo.types, "eval_f1: "),
+        YC_OPT("load-best-model-at-end", YC_FLAG, &eo.load_best, "end with the best checkpoint's weights in --output-dir "
+               "(--save-strategy must be --eval-strategy)"),
+        YC_OPT("early-stopping-patience", YC_INT, &eo.patience, "stop after N evaluations without improving the metric; "
+               "0: never"),
     };
     int prc = yc_parse("train", "Fine-tune a Yuan model with the Hugging Face Trainer's semantics (AdamW, linear schedule,\n"
                                 "gradient clipping, token-averaged accumulation). LoRA by default; the LoRA defaults are\n"
                                 "the fine-tuning recipe's (r 8, alpha 32, dropout 0.1, the seven projections).",
                        argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (prc) return prc == 1 ? 0 : 2;
+    yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
+    if (yc_quant_opts("train", &qa, &mo)) return 2;
+    if (full && mo.quant.type != YF_QT_NONE)
+        return yc_usage_error("train", "--quantize keeps the base weights frozen: use it with LoRA/DoRA, not "
+                                       "--full-finetune");
 
     /* everything that can be checked before loading the weights */
     yf_train_args a = yf_train_args_defaults();
@@ -172,7 +291,24 @@ static int train(int argc, char **argv, yf_dist *dist) {
     if (wd < 0 || warmup_steps < 0 || warmup_ratio < 0 || warmup_ratio > 1 || logging_steps < 0)
         return yf_errorf("--weight-decay, --warmup-steps and --logging-steps must be >= 0, --warmup-ratio in [0, 1]"),
                yc_fail("train");
-    if (yf_sched_parse(sched, &a.sched) || yf_save_strategy_parse(save, &a.save_strategy)) return yc_fail("train");
+    if (yf_sched_parse(sched, &a.sched) || yf_save_strategy_parse(save, &a.save_strategy) ||
+        yf_save_strategy_parse(eo.strategy, &a.eval_strategy))
+        return yc_fail("train");
+    if (eo.metric && strcmp(eo.metric, "eval_loss") && strcmp(eo.metric, "loss") && strcmp(eo.metric, "eval_f1") &&
+        strcmp(eo.metric, "f1"))
+        return yf_errorf("--metric-for-best-model '%s': use eval_loss or eval_f1", eo.metric), yc_fail("train");
+    if (eo.metric && !strcmp(eo.metric, "f1")) eo.metric = "eval_f1";
+    if (eo.batch <= 0 || eo.batch > 4096 || eo.limit < 0 || eo.max_new_tokens <= 0 || eo.save_total_limit < 0 || eo.patience < 0)
+        return yf_errorf("--per-device-eval-batch-size must be in [1, 4096], --eval-max-new-tokens positive, --eval-limit, "
+                         "--save-total-limit and --early-stopping-patience >= 0"),
+               yc_fail("train");
+    if (yf_constrain_mode_parse(eo.constrain, &eo.mode) || (eo.types && yf_types_parse(eo.types, &eo.type_mask)))
+        return yc_usage_error("train", "%s", yf_last_error());
+    if (a.eval_strategy != YF_SAVE_NO && !eo.data)
+        return yf_errorf("--eval-strategy %s needs --eval-data", eo.strategy), yc_fail("train");
+    a.eval_steps = eo.steps, a.eval_delay = eo.delay, a.eval_batch_size = eo.batch, a.metric_for_best_model = eo.metric;
+    a.load_best_model_at_end = eo.load_best, a.save_total_limit = eo.save_total_limit;
+    a.early_stopping_patience = eo.patience;
     yf_share_mode share = YF_SHARE_AUTO;
     if (!strcmp(shared_prefix, "off")) share = YF_SHARE_OFF;
     else if (!strcmp(shared_prefix, "on")) share = YF_SHARE_ON; /* not in --help: every batch, even without a prefix */
@@ -223,11 +359,16 @@ static int train(int argc, char **argv, yf_dist *dist) {
 
     /* model and trainable tensors */
     int rc = 1;
+    yf_trainset es;
+    memset(&es, 0, sizeof es);
+    yf_table_init(&es.tab);
+    yf_records erecs = {0};
+    yf_tokenizer *etok = NULL;
+    yf_vocab_map evm = {0};
     yf_model *m = NULL;
     yf_lora lora, *lo = NULL;
     memset(&lora, 0, sizeof lora);
     ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir, .share = share};
-    yf_model_opts mo = {.full_finetune = full}; /* bf16 weights stay bf16 (mapped), whatever --bf16 says */
     yf_kernels_set_precision(bf16 ? YF_PREC_BF16 : YF_PREC_EXACT);
     yf_par_adapt_to_load();
     /* full fine-tuning resumes from the checkpoint's weights */
@@ -263,12 +404,20 @@ static int train(int argc, char **argv, yf_dist *dist) {
     if (g_log)
         fprintf(stderr, "yuanft train: %s, %lld trainable parameters in %d tensors\n",
                 full ? "full fine-tuning" : lo->cfg.use_dora ? "DoRA" : "LoRA", (long long)trainable, c.params.n);
-    yf_train_hooks h = {&c, ds.N, hook_count, hook_fb, hook_save, hook_saved};
+    yf_train_hooks h = {.ctx = &c, .n_examples = ds.N, .count_tokens = hook_count, .forward_backward = hook_fb,
+                        .save = hook_save, .load = hook_load, .tokens_saved = hook_saved};
+    if (eo.data && a.eval_strategy != YF_SAVE_NO && eval_setup(&c, &es, &erecs, &etok, &evm, &eo, &to, &cfg, &h)) goto done;
     yf_train_result res;
     if (yf_train(&a, &h, &c.params, &res)) goto done;
     rc = 0;
 done:
     if (rc) yc_fail("train");
+    yf_teval_free(&c.ev);
+    yf_template_free(&c.ev.x.tpl);
+    yf_records_free(&erecs);
+    if (etok) yf_tokenizer_free(etok);
+    yf_vocab_map_free(&evm);
+    yf_trainset_free(&es);
     free(c.params.p);
     free(c.bids);
     free(c.blab);

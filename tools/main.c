@@ -16,10 +16,12 @@ static const struct {
     {"params", cmd_params, "Print trainable parameter counts for a LoRA set-up"},
     {"train", cmd_train, "Fine-tune (LoRA, DoRA or full) with the HF Trainer's semantics"},
     {"merge", cmd_merge, "Merge an adapter into the base weights (merge_and_unload)"},
+    {"quantize", cmd_quantize, "Write a model directory with its weights stored int8 or q4"},
     {"generate", cmd_generate, "Generate text or ids from a prompt"},
     {"data", cmd_data, "Prepare training data: records, checks, training tensors"},
     {"extract", cmd_extract, "Extract entities from resumes as JSON, one a line"},
     {"eval", cmd_eval, "Score extraction: precision, recall and F1 against gold data"},
+    {"serve", cmd_serve, "Serve a model over HTTP: OpenAI API, batching, adapters, an extraction page"},
 };
 
 static void usage(FILE *f) {

@@ -10,12 +10,11 @@
 #include "base/pool.h"
 
 int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
-                    bool need_tok) {
+                    bool need_tok, const yf_model_opts *mo) {
     memset(s, 0, sizeof *s);
     if (!model_dir) return yf_errorf("--model DIR is required");
-    yf_model_opts mo = {0};
     yf_par_adapt_to_load(); /* the thread rule of every command that runs the model */
-    if (yf_model_load(model_dir, &mo, &s->model)) return -1;
+    if (yf_model_load(model_dir, mo, &s->model)) return -1;
     if (adapter_dir) {
         if (yf_lora_load(adapter_dir, yf_model_config(s->model), &s->lora)) goto fail;
         s->has_lora = true;
@@ -100,5 +99,13 @@ int yc_parse_ids(const char *s, int64_t **ids, int64_t *n) {
         *ids = NULL;
         return yf_errorf("--prompt-ids: no ids given");
     }
+    return 0;
+}
+
+int yc_quant_opts(const char *cmd, const yc_quant *q, yf_model_opts *mo) {
+    if (!q->type || !strcmp(q->type, "none"))
+        return q->head ? yc_usage_error(cmd, "--quantize-head needs --quantize int8 or q4") : 0;
+    if (yf_qtype_parse(q->type, &mo->quant.type)) return yc_usage_error(cmd, "--quantize: %s", yf_last_error());
+    mo->quantize_head = q->head;
     return 0;
 }

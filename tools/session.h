@@ -3,6 +3,7 @@
 #ifndef YF_SESSION_H
 #define YF_SESSION_H
 
+#include "cli.h"
 #include "model/generate.h"
 #include "lora/lora.h"
 #include "model/model.h"
@@ -17,10 +18,25 @@ typedef struct yc_session {
     yf_vocab_map vmap;   /* identity when the model has none */
 } yc_session;
 
-/* tokenizer: a path, or NULL for DIR/tokenizer.model (need_tok: fail if absent).
- * Applies the thread rule (yf_par_adapt_to_load) before loading. */
+/* tokenizer: a path, or NULL for DIR/tokenizer.model (need_tok: fail if
+ * absent); mo: how to load the model (NULL: as it is). Applies the thread
+ * rule (yf_par_adapt_to_load) before loading. */
 int yc_session_open(yc_session *s, const char *model_dir, const char *adapter_dir, const char *tokenizer,
-                    bool need_tok);
+                    bool need_tok, const yf_model_opts *mo);
+
+/* --quantize TYPE and --quantize-head, the same in every command that loads
+ * a model: YC_QUANT_OPTS(&q) among a command's options, then
+ * yc_quant_opts(cmd, &q, &mo) after parsing (0, or 2 with a usage message
+ * printed: an unknown TYPE, --quantize-head alone). */
+typedef struct yc_quant {
+    const char *type;
+    bool head;
+} yc_quant;
+#define YC_QUANT_OPTS(q, when)                                                                                  \
+    YC_OPT("quantize", YC_STR, &(q)->type, when "quantize the frozen projection weights at load: int8 or q4 "        \
+           "(docs/quantization.md)", .meta = "TYPE", .def = "none"),                                                  \
+    YC_OPT("quantize-head", YC_FLAG, &(q)->head, when "with --quantize: the LM head (the tied embedding) too")
+int yc_quant_opts(const char *cmd, const yc_quant *q, yf_model_opts *mo);
 void yc_session_close(yc_session *s);
 
 /* --prefix-cache VALUE: on (false into *off) or off (true); anything else

@@ -20,30 +20,42 @@ void yf_sbuf_put(yf_sbuf *b, const char *s, size_t n) {
 
 void yf_sbuf_puts(yf_sbuf *b, const char *s) { yf_sbuf_put(b, s, strlen(s)); }
 
+int yf_json_escape_byte(unsigned char c, char out[6]) {
+    static const char hex[] = "0123456789abcdef";
+    char e = 0;
+    switch (c) {
+    case '"': e = '"'; break;
+    case '\\': e = '\\'; break;
+    case '\n': e = 'n'; break;
+    case '\r': e = 'r'; break;
+    case '\t': e = 't'; break;
+    case '\b': e = 'b'; break;
+    case '\f': e = 'f'; break;
+    default:
+        if (c >= 0x20) {
+            out[0] = (char)c;
+            return 1;
+        }
+        memcpy(out, "\\u00", 4); /* Python writes lowercase hex */
+        out[4] = hex[c >> 4];
+        out[5] = hex[c & 15];
+        return 6;
+    }
+    out[0] = '\\';
+    out[1] = e;
+    return 2;
+}
+
 void yf_sbuf_json_string(yf_sbuf *b, const char *s, size_t n) {
     yf_sbuf_put(b, "\"", 1);
     size_t run = 0; /* bytes copied in one go between escapes */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[8];
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default:
-            if (c < 0x20) {
-                snprintf(u, sizeof u, "\\u%04x", c); /* Python writes lowercase hex */
-                esc = u;
-            }
-        }
-        if (!esc) continue;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        char e[6];
+        int el = yf_json_escape_byte(c, e);
         yf_sbuf_put(b, s + run, i - run);
-        yf_sbuf_puts(b, esc);
+        yf_sbuf_put(b, e, (size_t)el);
         run = i + 1;
     }
     yf_sbuf_put(b, s + run, n - run);

@@ -19,6 +19,9 @@ void yf_sbuf_puts(yf_sbuf *b, const char *s);
 /* Appends s[0..n) as a quoted JSON string: \" \\ \n \r \t \b \f escaped,
  * other bytes below 0x20 as \u00xx, everything else (UTF-8 included) as is. */
 void yf_sbuf_json_string(yf_sbuf *b, const char *s, size_t n);
+/* How that escaping writes byte c: 1 (c itself), 2 (\n ...) or 6 (\u00xx)
+ * bytes to out; returns how many. */
+int yf_json_escape_byte(unsigned char c, char out[6]);
 /* Hands the text over (malloc'd, never NULL: "" when empty) and resets b. */
 char *yf_sbuf_take(yf_sbuf *b);
 void yf_sbuf_free(yf_sbuf *b);

@@ -6,11 +6,13 @@
 
 static const struct { const char *name; size_t size; } g_dtypes[YF_DTYPE_COUNT] = {
     [YF_F32] = {"F32", 4}, [YF_BF16] = {"BF16", 2}, [YF_F16] = {"F16", 2},
-    [YF_I64] = {"I64", 8}, [YF_I32] = {"I32", 4},   [YF_U8] = {"U8", 1},
+    [YF_I64] = {"I64", 8}, [YF_I32] = {"I32", 4},   [YF_U8] = {"U8", 1}, [YF_I8] = {"I8", 1},
 };
 
 size_t yf_dtype_size(yf_dtype t) { return (unsigned)t < YF_DTYPE_COUNT ? g_dtypes[t].size : 0; }
-const char *yf_dtype_name(yf_dtype t) { return (unsigned)t < YF_DTYPE_COUNT ? g_dtypes[t].name : "?"; }
+const char *yf_dtype_name(yf_dtype t) {
+    return (unsigned)t < YF_DTYPE_COUNT ? g_dtypes[t].name : t == YF_QMAT ? "QMAT" : "?";
+}
 
 int yf_dtype_parse(const char *s, yf_dtype *out) {
     for (int i = 0; i < YF_DTYPE_COUNT; i++)
@@ -35,6 +37,7 @@ float yf_tensor_get_f32(const yf_tensor *t, int64_t i) {
     case YF_I64: return (float)((const int64_t *)t->data)[i];
     case YF_I32: return (float)((const int32_t *)t->data)[i];
     case YF_U8: return (float)((const uint8_t *)t->data)[i];
+    case YF_I8: return (float)((const int8_t *)t->data)[i];
     default: YF_CHECK(0);
     }
     return 0;

@@ -12,7 +12,11 @@ typedef enum yf_dtype {
     YF_I64,
     YF_I32,
     YF_U8,
-    YF_DTYPE_COUNT
+    YF_I8,
+    YF_DTYPE_COUNT,
+    /* Not a file dtype: a matrix quantized in memory (kernels/cpu/quant.h);
+     * the data pointer is then a yf_qmat's. Size 0, name "QMAT". */
+    YF_QMAT = 64
 } yf_dtype;
 
 size_t yf_dtype_size(yf_dtype t);

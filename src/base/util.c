@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,45 @@ void *yf_aligned_alloc(size_t n) {
     if (!p) oom(n);
     memset(p, 0, sz);
     return p;
+}
+
+/* yf_tbuf: one key for every user; its value, the thread's list of
+ * yf_tbufs, is freed by the key's destructor at the thread's exit (threads
+ * that live as long as the process never get there). */
+enum { TBUF_USERS = 8 };
+static _Thread_local yf_tbufs *t_tbufs[TBUF_USERS];
+static pthread_key_t g_tbuf_key;
+static pthread_once_t g_tbuf_once = PTHREAD_ONCE_INIT;
+
+static void tbufs_release(void *arg) {
+    yf_tbufs **reg = arg;
+    for (int u = 0; u < TBUF_USERS && reg[u]; u++) {
+        yf_tbufs *t = reg[u];
+        for (int i = 0; i < YF_TBUF_SLOTS; i++) free(t->p[i]), t->p[i] = NULL, t->n[i] = 0;
+        t->kept = false;
+        reg[u] = NULL;
+    }
+}
+
+static void tbuf_key(void) { pthread_key_create(&g_tbuf_key, tbufs_release); }
+
+void *yf_tbuf(yf_tbufs *t, int slot, size_t bytes) {
+    YF_CHECK(slot >= 0 && slot < YF_TBUF_SLOTS);
+    if (!t->kept) {
+        pthread_once(&g_tbuf_once, tbuf_key);
+        int u = 0;
+        while (u < TBUF_USERS && t_tbufs[u]) u++;
+        YF_CHECK(u < TBUF_USERS);
+        t_tbufs[u] = t;
+        pthread_setspecific(g_tbuf_key, t_tbufs);
+        t->kept = true;
+    }
+    if (t->n[slot] < bytes) {
+        free(t->p[slot]);
+        t->p[slot] = yf_aligned_alloc(bytes);
+        t->n[slot] = bytes;
+    }
+    return t->p[slot];
 }
 
 char *yf_strdup(const char *s) {

@@ -28,6 +28,19 @@ void *yf_malloc(size_t n);            /* aborts with a message when out of memor
 void *yf_calloc(size_t n, size_t sz);
 void *yf_realloc(void *p, size_t n);
 void *yf_aligned_alloc(size_t n);      /* 64-byte aligned, zeroed; free with free() */
+
+/* A thread's reusable buffers (per-thread scratch): yf_tbuf gives slot i of
+ * t grown to at least `bytes` (64-byte aligned; the contents kept only while
+ * it does not grow). Each user declares one `static _Thread_local yf_tbufs`;
+ * a thread's buffers are all freed when it exits, so a thread that ends
+ * (serve's scheduler) leaves nothing behind. */
+#define YF_TBUF_SLOTS 5
+typedef struct yf_tbufs {
+    void *p[YF_TBUF_SLOTS];
+    size_t n[YF_TBUF_SLOTS];
+    bool kept; /* registered to be freed at the thread's exit */
+} yf_tbufs;
+void *yf_tbuf(yf_tbufs *t, int slot, size_t bytes);
 char *yf_strdup(const char *s);
 size_t yf_peak_rss_mb(void); /* VmHWM of this process, MiB */
 /* Asks the kernel to reclaim the resident pages inside [p, p + bytes)

@@ -75,11 +75,20 @@ int yf_checkpoint_open(const char *dir, yf_config *cfg, yf_table *tab) {
 
 int yf_model_dir_write(const char *dir, const yf_config *cfg, const yf_tensor *ts, int64_t n, yf_tensor_source src,
                        void *ctx, const char *copy_from) {
+    return yf_model_dir_write_meta(dir, cfg, ts, n, src, ctx, copy_from, NULL);
+}
+
+int yf_model_dir_write_meta(const char *dir, const yf_config *cfg, const yf_tensor *ts, int64_t n,
+                            yf_tensor_source src, void *ctx, const char *copy_from, const char *const *more) {
     if (n <= 0 || n > INT_MAX) return yf_errorf("%s: a model directory needs 1 to %d tensors", dir, INT_MAX);
     int rc = yf_mkdir_p(dir);
     char *wpath = yf_path_join(dir, "model.safetensors"), *cpath = yf_path_join(dir, "config.json");
     /* transformers refuses safetensors files without format=pt metadata */
-    static const char *const meta[] = {"format", "pt", NULL};
+    const char *meta[32] = {"format", "pt"};
+    for (int i = 0; more && more[i]; i++) {
+        YF_CHECK(i < 28);
+        meta[2 + i] = more[i];
+    }
     size_t maxbytes = 1;
     for (int64_t i = 0; i < n; i++)
         if (ts[i].nbytes > maxbytes) maxbytes = ts[i].nbytes;

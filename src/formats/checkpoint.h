@@ -31,5 +31,9 @@ typedef int (*yf_tensor_source)(void *ctx, int64_t i, void *buf, const void **da
  * full fine-tuning's checkpoints and yf_model_save all come here. */
 int yf_model_dir_write(const char *dir, const yf_config *cfg, const yf_tensor *ts, int64_t n, yf_tensor_source src,
                        void *ctx, const char *copy_from);
+/* The same with more "__metadata__" entries (NULL-terminated key, value
+ * list, or NULL) besides format = pt. */
+int yf_model_dir_write_meta(const char *dir, const yf_config *cfg, const yf_tensor *ts, int64_t n,
+                            yf_tensor_source src, void *ctx, const char *copy_from, const char *const *meta);
 
 #endif

@@ -107,6 +107,45 @@ int yf_table_check_unique(const yf_table *tab, int from, const char *where) {
     return rc;
 }
 
+int yf_st_metadata(const char *path, const char *key, char *out, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return yf_errorf("%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    uint8_t h8[8];
+    uint64_t hlen = 0;
+    int rc = -1;
+    char *hdr = NULL;
+    if (fstat(fd, &st) != 0 || pread(fd, h8, 8, 0) != 8) {
+        yf_errorf("%s: cannot read a safetensors header", path);
+        goto out;
+    }
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)h8[i] << (8 * i);
+    if (hlen > ST_MAX_HEADER || hlen > (uint64_t)st.st_size - 8) {
+        yf_errorf("%s: header length %llu does not fit the file: truncated or not safetensors", path,
+                  (unsigned long long)hlen);
+        goto out;
+    }
+    hdr = yf_malloc((size_t)hlen + 1);
+    if (pread(fd, hdr, (size_t)hlen, 8) != (ssize_t)hlen) {
+        yf_errorf("%s: cannot read its %llu-byte header", path, (unsigned long long)hlen);
+        goto out;
+    }
+    cJSON *root = cJSON_ParseWithLength(hdr, (size_t)hlen);
+    const cJSON *meta = root ? cJSON_GetObjectItemCaseSensitive(root, "__metadata__") : NULL;
+    const cJSON *v = cJSON_IsObject(meta) ? cJSON_GetObjectItemCaseSensitive(meta, key) : NULL;
+    if (!root)
+        yf_errorf("%s: header is not a valid JSON object (corrupt file?)", path);
+    else if (cJSON_IsString(v))
+        snprintf(out, cap, "%s", v->valuestring), rc = 1;
+    else
+        rc = 0;
+    cJSON_Delete(root);
+out:
+    free(hdr);
+    close(fd);
+    return rc;
+}
+
 int yf_st_load(const char *path, yf_table *tab) {
     int fd;
     uint64_t size;

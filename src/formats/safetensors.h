@@ -12,6 +12,10 @@
  * The mapping is read-only: copy a tensor before writing to it.
  * Errors name the file and the tensor; on error tab is left unchanged. */
 int yf_st_load(const char *path, yf_table *tab);
+/* The value of key in path's "__metadata__" into out (cap bytes, cut to
+ * fit): 1 when present, 0 when absent, -1 (with a message naming the file)
+ * when the file or its header cannot be read. Reads the header only. */
+int yf_st_metadata(const char *path, const char *key, char *out, size_t cap);
 /* Loads a sharded checkpoint through its model.safetensors.index.json (see
  * yf_shard_index_load). */
 int yf_st_load_index(const char *index_path, yf_table *tab);

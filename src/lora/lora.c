@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "formats/safetensors.h"
+#include "kernels/cpu/quant.h"
 
 static const char *proj_section(int p) { return p <= YF_O ? "self_attn" : "mlp"; }
 
@@ -91,10 +92,20 @@ static inline float wget(const void *w, yf_dtype wt, int64_t k) {
                            : yf_f16_to_f32(((const uint16_t *)w)[k]);
 }
 
-/* row o of W + s B A into row[in] (double) */
+/* row o of W + s B A into row[in] (double); W may be quantized (YF_QMAT:
+ * its dequantized values) */
 static void merged_row(double *row, const yf_lora_mod *md, int r, float s, const void *w, yf_dtype wt, int64_t o) {
     int64_t in = md->in;
-    for (int64_t i = 0; i < in; i++) row[i] = wget(w, wt, o * in + i);
+    if (wt == YF_QMAT) {
+        float *f = yf_malloc((size_t)in * sizeof(float));
+        const yf_qmat *qm = w;
+        YF_CHECK(qm->N == md->out && qm->K == in);
+        yf_qmat_row(qm, o, f);
+        for (int64_t i = 0; i < in; i++) row[i] = f[i];
+        free(f);
+    } else {
+        for (int64_t i = 0; i < in; i++) row[i] = wget(w, wt, o * in + i);
+    }
     for (int k = 0; k < r; k++) {
         double b = (double)s * md->B[o * r + k];
         if (b == 0) continue;
@@ -149,7 +160,7 @@ static yf_tensor *base_weight(const yf_table *tab, const yf_lora_mod *md, int64_
         return NULL;
     }
     if (t->ndim != 2 || t->shape[0] != md->out || t->shape[1] != md->in ||
-        (t->dtype != YF_F32 && t->dtype != YF_BF16 && t->dtype != YF_F16)) {
+        (t->dtype != YF_F32 && t->dtype != YF_BF16 && t->dtype != YF_F16 && t->dtype != YF_QMAT)) {
         yf_errorf("%s: tensor %s is not a float [%lld, %lld] weight", what, name, (long long)md->out,
                   (long long)md->in);
         return NULL;
@@ -517,6 +528,7 @@ int yf_lora_merge_table(const yf_lora *lo, const yf_config *cfg, yf_table *tab) 
             if (!md) continue;
             yf_tensor *t = base_weight(tab, md, l, p, "merge");
             if (!t) return -1;
+            YF_CHECK(t->dtype != YF_QMAT); /* merge into the dequantized weights: yf_table_dequantized */
             void *nb = yf_aligned_alloc(t->nbytes);
             yf_table_own(tab, nb);
             const void *w = t->data;

@@ -42,20 +42,11 @@ static float softmax_row(float *s, int64_t nk, int64_t j0, int64_t t, float scal
     return mx + (float)log(sum);
 }
 
-/* per-thread buffers, grown as needed: scores, and keys / values packed */
-static _Thread_local struct {
-    void *p;
-    size_t n;
-} t_buf[5];
+/* per-thread buffers, grown as needed: scores, and keys / values packed;
+ * freed when a thread that ends (serve's scheduler) exits (yf_tbuf) */
+static _Thread_local yf_tbufs t_buf;
 
-static void *thread_buf(int i, size_t bytes) {
-    if (t_buf[i].n < bytes) {
-        free(t_buf[i].p);
-        t_buf[i].p = yf_malloc(bytes);
-        t_buf[i].n = bytes;
-    }
-    return t_buf[i].p;
-}
+static void *thread_buf(int i, size_t bytes) { return yf_tbuf(&t_buf, i, bytes); }
 
 /* A head's keys or values [T, hd] packed once for all of its blocks' products
  * (bf16 AMX; NULL otherwise: each product packs its own). */

@@ -41,32 +41,29 @@ typedef struct seq {
     yf_rng rng;
 } seq;
 
-/* Appends a sampled token to slot s; returns true when the sequence ends. */
-static bool emit(seq *s, float *logits, int64_t V, const yf_gen_opts *o, yf_gen_out *out) {
-    int64_t id = yf_sample(logits, V, &o->samp, s->hist, s->nhist, &s->rng);
-    out->ids[out->n++] = id;
-    s->hist[s->nhist++] = id;
-    if (o->on_token) o->on_token(o->ctx, s->idx, id);
-    if (id == o->stop_id) out->stopped = true;
-    return out->stopped || out->n >= o->max_new_tokens || s->nhist >= s->limit;
+/* The next token of slot s under the hook (-1: the hook ends the sequence). */
+static int64_t hooked(seq *s, float *logits, int64_t V, const yf_gen_opts *o, int64_t budget) {
+    const yf_gen_hook *h = o->hook;
+    if (o->samp.temperature == 0) {
+        yf_sample_penalize(logits, V, &o->samp, s->hist, s->nhist);
+        return h->pick(h->ctx, s->idx, logits, V, budget);
+    }
+    if (h->mask(h->ctx, s->idx, logits, V, budget) == 0) return -1;
+    return yf_sample(logits, V, &o->samp, s->hist, s->nhist, &s->rng);
 }
 
-/* The prompts' common prefix (short of each one's last token, whose logits
- * a prefill must compute), added to the prefix cache when long enough. */
-static int add_common_prefix(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, const int64_t *plen,
-                             int64_t n, yf_prefix_cache *pc, yf_gen_stats *stats) {
-    if (n < 2) return 0;
-    int64_t p = plen[0] - 1;
-    for (int64_t i = 1; i < n; i++) {
-        int64_t k = 0, lim = plen[i] - 1 < p ? plen[i] - 1 : p;
-        while (k < lim && prompts[i][k] == prompts[0][k]) k++;
-        p = k;
-    }
-    if (p < YF_PREFIX_CACHE_MIN) return 0;
-    double t0 = yf_time();
-    int rc = yf_prefix_cache_add(pc, m, lo, prompts[0], p);
-    if (stats) stats->prefill_s += yf_time() - t0;
-    return rc;
+/* Appends a sampled token to slot s; returns true when the sequence ends. */
+static bool emit(seq *s, float *logits, int64_t V, const yf_gen_opts *o, yf_gen_out *out) {
+    int64_t budget = o->max_new_tokens - out->n < s->limit - s->nhist ? o->max_new_tokens - out->n : s->limit - s->nhist;
+    int64_t id = o->hook ? hooked(s, logits, V, o, budget) : yf_sample(logits, V, &o->samp, s->hist, s->nhist, &s->rng);
+    if (id < 0) return true;
+    out->ids[out->n++] = id;
+    s->hist[s->nhist++] = id;
+    if (o->hook) o->hook->advance(o->hook->ctx, s->idx, id);
+    if (o->on_token) o->on_token(o->ctx, s->idx, id);
+    if (id == o->stop_id) out->stopped = true;
+    if (o->hook && o->hook->done && o->hook->done(o->hook->ctx, s->idx)) return true;
+    return out->stopped || out->n >= o->max_new_tokens || s->nhist >= s->limit;
 }
 
 /* Continuous batching: `batch` slots share one cache; a free slot takes the
@@ -107,7 +104,11 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
     int64_t *step_ids = yf_calloc((size_t)B, sizeof *step_ids);
     int rc = 0, next = 0, live = 0;
     for (int64_t b = 0; b < B; b++) sq[b].idx = -1;
-    if (o->prefix_cache) rc = add_common_prefix(m, lo, prompts, plen, n, o->prefix_cache, stats);
+    if (o->prefix_cache) {
+        double t0 = yf_time();
+        rc = yf_prefix_cache_add_common(o->prefix_cache, m, lo, prompts, plen, n);
+        if (stats) stats->prefill_s += yf_time() - t0;
+    }
     for (;;) {
         /* fill free slots: prefill prompts until every slot decodes */
         for (int64_t b = 0; b < B && rc == 0; b++) {

@@ -8,6 +8,24 @@
 #include "model/model.h"
 #include "model/sample.h"
 
+/* A per-sequence restriction of the tokens generated (task/constrain.h
+ * implements one). seq: the prompt's index in the yf_generate call; budget:
+ * the tokens the sequence may still emit, this one included. The model
+ * layer knows nothing of what it restricts. */
+typedef struct yf_gen_hook {
+    void *ctx;
+    /* Greedy decoding: the token to emit given the logits (repetition penalty
+     * applied); -1 ends the sequence without a token. */
+    int64_t (*pick)(void *ctx, int64_t seq, const float *logits, int64_t V, int64_t budget);
+    /* Sampling: sets the logits of the tokens not allowed to -INFINITY;
+     * returns how many are allowed (0 ends the sequence without a token). */
+    int64_t (*mask)(void *ctx, int64_t seq, float *logits, int64_t V, int64_t budget);
+    /* The token emitted (every token, after pick or sampling). */
+    void (*advance)(void *ctx, int64_t seq, int64_t id);
+    /* True when the sequence must stop now (may be NULL). */
+    bool (*done)(void *ctx, int64_t seq);
+} yf_gen_hook;
+
 typedef struct yf_gen_opts {
     int64_t max_new_tokens; /* new tokens at most (> 0) */
     int64_t max_length;     /* prompt + new tokens at most; 0 = the model's max_position_embeddings */
@@ -22,6 +40,7 @@ typedef struct yf_gen_opts {
      * prefix is added to it once, and each prompt's prefill starts after the
      * longest prefix of it the cache holds. Same ids as without. */
     struct yf_prefix_cache *prefix_cache;
+    const yf_gen_hook *hook; /* restricts the tokens (NULL: none) */
 } yf_gen_opts;
 
 void yf_gen_opts_default(yf_gen_opts *o);

@@ -64,30 +64,50 @@ static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int6
     }
 }
 
-/* What both kinds of run set up for N rows: DoRA norms (copied from like's
- * when given), saved adapter intermediates, dropout seeds, the workspace. */
-static void run_setup(yf_run *r, yf_model *m, const yf_lora *lo, int64_t N, yf_rng *dropout_rng, bool backward,
-                      const yf_run *like) {
+/* The workspace for r->N rows and adapters of rank up to R. */
+static void ws_alloc(yf_run *r, int64_t R, bool adapters) {
+    carver c = {NULL, 0};
+    ws_layout(&r->ws, &c, r->N, r->m->D, r->m->I, R, adapters, r->backward);
+    r->ws.block = yf_buf_get((size_t)c.off * sizeof(float)); /* recycled, not zeroed */
+    c = (carver){r->ws.block, 0};
+    ws_layout(&r->ws, &c, r->N, r->m->D, r->m->I, R, adapters, r->backward);
+}
+
+/* The fields every run context sets, the rest zeroed. */
+static void run_rows(yf_run *r, yf_model *m, int64_t B, int64_t T, int64_t pos0, const int64_t *start) {
+    memset(r, 0, sizeof *r);
     r->m = m;
+    r->B = B;
+    r->T = T;
+    r->N = B * T;
+    r->pos0 = pos0;
+    r->start = start;
+}
+
+/* from's DoRA row norms copied (NULL: none), for a run of the same adapter. */
+static float **dora_norms_copy(float *const *from, const yf_model *m, const yf_lora *lo) {
+    if (!from) return NULL;
+    float **dn = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *dn);
+    for (int64_t l = 0; l < m->L; l++)
+        for (int p = 0; p < YF_NPROJ; p++) {
+            const float *n = from[l * YF_NPROJ + p];
+            if (!n) continue;
+            size_t bytes = (size_t)yf_lora_get(lo, l, (yf_proj)p)->out * sizeof(float);
+            dn[l * YF_NPROJ + p] = memcpy(yf_malloc(bytes), n, bytes);
+        }
+    return dn;
+}
+
+/* What a run that may train sets up for lo after run_rows: DoRA norms
+ * (copied from like's when given), saved adapter intermediates, dropout
+ * seeds, the workspace. */
+static void run_setup(yf_run *r, const yf_lora *lo, yf_rng *dropout_rng, bool backward, const yf_run *like) {
+    yf_model *m = r->m;
     r->lo = lo;
-    r->N = N;
     r->backward = backward;
     if (lo) {
-        r->dora_n = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *r->dora_n);
-        for (int64_t l = 0; l < m->L; l++)
-            for (int p = 0; p < YF_NPROJ; p++) {
-                yf_lora_mod *md = yf_lora_get(lo, l, (yf_proj)p);
-                if (!md || !md->m) continue;
-                const yf_mw *w = yf_model_proj(m, l, (yf_proj)p);
-                float *n = yf_malloc((size_t)md->out * sizeof(float));
-                const float *from = like && like->dora_n ? like->dora_n[l * YF_NPROJ + p] : NULL;
-                if (!from && yf_dora_norms_override) from = yf_dora_norms_override[l * YF_NPROJ + p];
-                if (from)
-                    memcpy(n, from, (size_t)md->out * sizeof(float));
-                else
-                    yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
-                r->dora_n[l * YF_NPROJ + p] = n;
-            }
+        r->dora_n = like ? dora_norms_copy(like->dora_n, m, lo) : yf_dora_norms_new(m, lo);
+        if (!r->dora_n) r->dora_n = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *r->dora_n);
         if (backward) { /* [N, r] per adapter: the backward does not multiply x' by A again */
             r->lt_saved = yf_buf_get((size_t)(m->L * YF_NPROJ * r->N * lo->cfg.r + 1) * sizeof(float));
             r->lt_valid = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof(bool));
@@ -98,43 +118,63 @@ static void run_setup(yf_run *r, yf_model *m, const yf_lora *lo, int64_t N, yf_r
             for (int64_t i = 0; i < m->L * YF_NPROJ; i++) r->drop_seed[i] = yf_rng_u64(dropout_rng);
         }
     }
-    int64_t R = lo ? lo->cfg.r : 0;
-    carver c = {NULL, 0};
-    ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
-    r->ws.block = yf_buf_get((size_t)c.off * sizeof(float)); /* recycled, not zeroed */
-    c = (carver){r->ws.block, 0};
-    ws_layout(&r->ws, &c, r->N, m->D, m->I, R, lo != NULL, backward);
+    ws_alloc(r, lo ? lo->cfg.r : 0, lo != NULL);
 }
 
 void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
                  const int64_t *start, yf_rng *dropout_rng, bool backward) {
-    memset(r, 0, sizeof *r);
-    r->B = B;
-    r->T = T;
-    r->pos0 = pos0;
-    r->start = start;
-    run_setup(r, m, lo, B * T, dropout_rng, backward, NULL);
+    run_rows(r, m, B, T, pos0, start);
+    run_setup(r, lo, dropout_rng, backward, NULL);
 }
 
 void yf_run_init_segments(yf_run *r, yf_model *m, const yf_lora *lo, int64_t nseg, const int64_t *seg_off,
                           const yf_pfx_view *pfx, const int64_t *start, yf_rng *dropout_rng, bool backward,
                           const yf_run *like) {
-    memset(r, 0, sizeof *r);
     YF_CHECK(seg_off[0] == 0);
     for (int64_t b = 0; b < nseg; b++) YF_CHECK(seg_off[b + 1] > seg_off[b]);
-    r->B = nseg;
+    run_rows(r, m, nseg, 0, pfx->P, start);
+    r->N = seg_off[nseg];
     r->seg_off = seg_off;
     r->pfx = pfx;
-    r->pos0 = pfx->P;
-    r->start = start;
-    run_setup(r, m, lo, seg_off[nseg], dropout_rng, backward, like);
+    run_setup(r, lo, dropout_rng, backward, like);
+}
+
+void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
+                      const int64_t *start) {
+    run_rows(r, m, B, T, pos0, start);
+    r->ra = ra;
+    int64_t R = 0;
+    for (int64_t a = 0; a < ra->n; a++)
+        if (ra->lo[a]->cfg.r > R) R = ra->lo[a]->cfg.r;
+    ws_alloc(r, R, R > 0); /* t1, t2: an adapter's rows of x and y gathered */
+}
+
+float **yf_dora_norms_new(yf_model *m, const yf_lora *lo) {
+    float **dn = NULL;
+    for (int64_t l = 0; l < m->L; l++)
+        for (int p = 0; p < YF_NPROJ; p++) {
+            yf_lora_mod *md = yf_lora_get(lo, l, (yf_proj)p);
+            if (!md || !md->m) continue;
+            if (!dn) dn = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *dn);
+            const yf_mw *w = yf_model_proj(m, l, (yf_proj)p);
+            float *n = yf_malloc((size_t)md->out * sizeof(float));
+            if (yf_dora_norms_override && yf_dora_norms_override[l * YF_NPROJ + p])
+                memcpy(n, yf_dora_norms_override[l * YF_NPROJ + p], (size_t)md->out * sizeof(float));
+            else
+                yf_lora_row_norms(md, lo->cfg.r, lo->scaling, w->data, w->dt, n);
+            dn[l * YF_NPROJ + p] = n;
+        }
+    return dn;
+}
+
+void yf_dora_norms_free(float **n, const yf_model *m) {
+    if (!n) return;
+    for (int64_t i = 0; i < m->L * YF_NPROJ; i++) free(n[i]);
+    free(n);
 }
 
 void yf_run_free(yf_run *r) {
-    if (r->dora_n) {
-        for (int64_t i = 0; i < r->m->L * YF_NPROJ; i++) free(r->dora_n[i]);
-        free(r->dora_n);
-    }
+    yf_dora_norms_free(r->dora_n, r->m);
     free(r->drop_seed);
     yf_buf_put(r->lt_saved);
     free(r->lt_valid);
@@ -194,7 +234,75 @@ static void dora_ratio(float *mn, const yf_lora_mod *md, const float *n) {
     for (int64_t o = 0; o < md->out; o++) mn[o] = md->m[o] / n[o];
 }
 
+/* Rows of the sequences whose adapter is a, from src [N, n] to dst, or back
+ * (to_src); returns the rows. */
+static int64_t gather_rows(const yf_run *r, int64_t a, float *dst, float *src, int64_t n, bool to_src) {
+    int64_t g = 0;
+    size_t bytes = (size_t)(r->T * n) * sizeof(float);
+    for (int64_t b = 0; b < r->B; b++) {
+        if (r->ra->row[b] != a) continue;
+        if (to_src)
+            memcpy(src + b * r->T * n, dst + g * n, bytes);
+        else
+            memcpy(dst + g * n, src + b * r->T * n, bytes);
+        g += r->T;
+    }
+    return g;
+}
+
+/* yf_linear_fwd with an adapter per sequence: the base product for every
+ * row, then each adapter's term on its rows (gathered unless they are all
+ * of them), in the steps of the one-adapter path without dropout: y = W x
+ * + s B (A x), or for DoRA (m/n) (W x + s B (A x)). */
+static void linear_fwd_rows(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
+    yf_mw *W = &r->m->layers[l].proj[p];
+    const yf_row_adapters *ra = r->ra;
+    int64_t N = r->N, out = W->shape[0], in = W->shape[1];
+    yf_matmul_xwt_pk(y, x, W->data, W->dt, yf_model_fwd_pack(r->m, W, N, false, false), N, out, in, false);
+    yf_ws *ws = &r->ws;
+    for (int64_t a = 0; a < ra->n; a++) {
+        const yf_lora *lo = ra->lo[a];
+        const yf_lora_mod *md = yf_lora_get(lo, l, p);
+        if (!md) continue;
+        int64_t g = 0;
+        for (int64_t b = 0; b < r->B; b++) g += ra->row[b] == a ? r->T : 0;
+        if (g == 0) continue;
+        bool all = g == N;
+        const float *xg = x;
+        float *yg = y;
+        if (!all) {
+            gather_rows(r, a, ws->t1, (float *)x, in, false);
+            gather_rows(r, a, ws->t2, y, out, false);
+            xg = ws->t1;
+            yg = ws->t2;
+        }
+        int64_t R = lo->cfg.r;
+        yf_matmul_xwt(ws->lt, xg, md->A, YF_F32, g, R, in, false);
+        scale(ws->lt, lo->scaling, g * R);
+        yf_matmul_xwt(yg, ws->lt, md->B, YF_F32, g, out, R, true);
+        if (md->m) {
+            const float *n = ra->dora_n[a] ? ra->dora_n[a][l * YF_NPROJ + p] : NULL;
+            float *own = NULL;
+            if (!n) {
+                own = yf_malloc((size_t)out * sizeof(float));
+                yf_lora_row_norms(md, R, lo->scaling, W->data, W->dt, own);
+                n = own;
+            }
+            float *mn = yf_malloc((size_t)out * sizeof(float));
+            dora_ratio(mn, md, n);
+            scale_cols(yg, mn, g, out);
+            free(mn);
+            free(own);
+        }
+        if (!all) gather_rows(r, a, ws->t2, y, out, true);
+    }
+}
+
 void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
+    if (r->ra) {
+        linear_fwd_rows(r, l, p, x, y);
+        return;
+    }
     yf_mw *W = &r->m->layers[l].proj[p];
     int64_t N = r->N, out = W->shape[0], in = W->shape[1];
     const yf_wpack *pk = yf_model_fwd_pack(r->m, W, N, r->backward, yf_model_bwd_uses_w(r, l, p));

@@ -15,9 +15,9 @@
 
 /* ---- loading ---------------------------------------------------------------- */
 
-/* Points w at t (converting to an owned fp32 copy when needed) and allocates
- * its gradient in full-finetune mode. */
-static void bind(yf_model *m, yf_mw *w, const yf_tensor *t, const yf_wspec *s) {
+/* Points w at t (converting to an owned fp32 copy when needed, or quantizing
+ * it: model/quantize.c) and allocates its gradient in full-finetune mode. */
+static int bind(yf_model *m, yf_mw *w, yf_tensor *t, const yf_wspec *s, const char *what) {
     memset(w, 0, sizeof *w);
     char *name = yf_strdup(s->name);
     yf_table_own(&m->own, name);
@@ -26,6 +26,7 @@ static void bind(yf_model *m, yf_mw *w, const yf_tensor *t, const yf_wspec *s) {
     for (int i = 0; i < s->ndim; i++) w->shape[i] = s->shape[i];
     w->numel = yf_tensor_numel(t);
     w->src_dt = t->dtype;
+    if (yf_model_quantizes(&m->opts, s, m->tied)) return yf_mw_quantize(m, w, t, what);
     bool to_f32 = m->opts.full_finetune || m->opts.force_f32 || yf_wkind_is_vector(s->kind) || t->dtype != YF_BF16;
     if (to_f32 && t->dtype != YF_F32) {
         float *buf = yf_aligned_alloc((size_t)w->numel * sizeof(float));
@@ -48,6 +49,7 @@ static void bind(yf_model *m, yf_mw *w, const yf_tensor *t, const yf_wspec *s) {
         w->g = yf_aligned_alloc((size_t)w->numel * sizeof(float));
         yf_table_own(&m->own, w->g);
     }
+    return 0;
 }
 
 static int check_tensor(const yf_tensor *t, const yf_wspec *s, const yf_config *cfg, const char *what) {
@@ -69,7 +71,7 @@ static int check_tensor(const yf_tensor *t, const yf_wspec *s, const yf_config *
 }
 
 /* The compute tensor a checkpoint tensor binds to. */
-static yf_mw *spec_slot(yf_model *m, const yf_wspec *s) {
+yf_mw *yf_model_slot(yf_model *m, const yf_wspec *s) {
     yf_layer_w *lw = s->layer >= 0 && s->layer < m->L ? &m->layers[s->layer] : NULL;
     switch (s->kind) {
     case YF_W_EMBED: return &m->embed;
@@ -96,7 +98,7 @@ static yf_mw *spec_slot(yf_model *m, const yf_wspec *s) {
 static void build_params(yf_model *m) {
     m->params = yf_calloc((size_t)m->nspecs, sizeof *m->params);
     for (int64_t i = 0; i < m->nspecs; i++) {
-        const yf_mw *w = spec_slot(m, &m->specs[i]);
+        const yf_mw *w = yf_model_slot(m, &m->specs[i]);
         yf_param *p = &m->params[i];
         p->name = w->name;
         p->w = (float *)w->data;
@@ -136,6 +138,11 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
                          "and an even head dimension (hidden_size %lld, heads %lld)",
                          what, (long long)D, (long long)H);
     }
+    if (opts && opts->quant.type != YF_QT_NONE && opts->full_finetune) {
+        yf_table_free(tab);
+        return yf_errorf("%s: --quantize keeps the base weights frozen: use it with LoRA/DoRA training or for "
+                         "inference, not with --full-finetune", what);
+    }
     yf_model *m = yf_calloc(1, sizeof *m);
     m->pack_budget = (size_t)-1; /* set on first use */
     m->cfg = *cfg;
@@ -158,13 +165,15 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
         const yf_wspec *s = &m->specs[i];
         yf_tensor *t = yf_table_find(&m->tab, s->name);
         if (!t && s->kind == YF_W_EMBED && m->tied) t = yf_table_find(&m->tab, "lm_head.weight");
+        if (!t && (rc = yf_mw_bind_stored(m, yf_model_slot(m, s), s, what)) != 1) continue; /* stored quantized */
+        rc = 0;
         if (!t) {
             rc = yf_errorf("%s: tensor %s is missing (an incomplete checkpoint, or not a Yuan model for this "
                            "config.json)", what, s->name);
             break;
         }
         if ((rc = check_tensor(t, s, cfg, what)) != 0) break;
-        bind(m, spec_slot(m, s), t, s);
+        rc = bind(m, yf_model_slot(m, s), t, s, what);
     }
     if (rc == 0 && m->tied) {
         m->head = m->embed;
@@ -184,6 +193,7 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
     yf_rope_tables(m->rope_cos, m->rope_sin, P, m->hd, cfg->rope_theta > 0 ? cfg->rope_theta : 10000.0);
     if (m->opts.full_finetune) build_params(m);
     prefault_weights(m);
+    yf_model_quant_note(m);
     *out = m;
     return 0;
 }
@@ -193,11 +203,14 @@ int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out) {
     yf_table tab;
     yf_table_init(&tab);
     *out = NULL;
-    if (yf_checkpoint_open(dir, &cfg, &tab) != 0) {
+    yf_dtype qsrc = YF_BF16;
+    if (yf_checkpoint_open(dir, &cfg, &tab) != 0 || (yf_table_has_stored_quant(&tab) && yf_stored_quant_check(dir, &qsrc))) {
         yf_table_free(&tab);
         return -1;
     }
-    return yf_model_from_table(&cfg, &tab, opts, dir, out);
+    int rc = yf_model_from_table(&cfg, &tab, opts, dir, out);
+    if (rc == 0) yf_model_stored_src_dt(*out, qsrc);
+    return rc;
 }
 
 /* ---- pre-packed weights ----------------------------------------------------------- */
@@ -242,6 +255,10 @@ const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t
  * packed, so reading the embedding's rows from W would fault them in again
  * every step (~7 ms of a 2-layer step). */
 void yf_mw_rows(const yf_mw *W, const int64_t *ids, int64_t n, float *out) {
+    if (W->dt == YF_QMAT) {
+        yf_qmat_gather_rows(W->data, ids, n, out);
+        return;
+    }
     if (!yf_wpack_rows(W->pk[YF_PACK_XW], ids, n, out)) yf_embed_fwd(out, W->data, W->dt, ids, n, W->shape[1]);
 }
 
@@ -317,6 +334,24 @@ void yf_model_params(yf_model *m, yf_param_list *out) {
 
 const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p) { return &m->layers[layer].proj[p]; }
 
+static size_t mw_bytes(const yf_mw *w, size_t *quantized) {
+    if (w->dt != YF_QMAT) return (size_t)w->numel * yf_dtype_size(w->dt);
+    *quantized += yf_qmat_bytes(w->data);
+    return yf_qmat_bytes(w->data);
+}
+
+size_t yf_model_weight_bytes(const yf_model *m, size_t *quantized) {
+    size_t q = 0, b = mw_bytes(&m->norm, &q) + mw_bytes(&m->head, &q);
+    for (int64_t l = 0; l < m->L; l++) {
+        const yf_layer_w *lw = &m->layers[l];
+        const yf_mw *ws[] = {&lw->ln1, &lw->conv1, &lw->conv1_b, &lw->conv2, &lw->conv2_b, &lw->lf_ln, &lw->ln2};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) b += mw_bytes(ws[i], &q);
+        for (int p = 0; p < YF_NPROJ; p++) b += mw_bytes(&lw->proj[p], &q);
+    }
+    if (quantized) *quantized = q;
+    return b;
+}
+
 /* ---- saving ------------------------------------------------------------------------ */
 
 typedef struct save_src {
@@ -327,18 +362,30 @@ typedef struct save_src {
 /* tensor i in the dtype the file wants (a conversion where it differs) */
 static int save_tensor(void *ctx, int64_t i, void *buf, const void **data) {
     const save_src *c = ctx;
-    const yf_mw *w = c->ws[i];
-    yf_dtype to = c->ts[i].dtype;
+    return yf_mw_bytes(c->ws[i], c->ts[i].dtype, buf, data);
+}
+
+int yf_mw_bytes(const yf_mw *w, yf_dtype to, void *buf, const void **data) {
     if (to == w->dt) {
         *data = w->data;
         return 0;
     }
+    /* a quantized weight is written dequantized, 64 rows at a time */
+    float *rows = w->dt == YF_QMAT ? yf_malloc((size_t)(64 * w->shape[1]) * sizeof(float)) : NULL;
     for (int64_t k = 0; k < w->numel; k++) {
-        float v = w->dt == YF_F32 ? ((const float *)w->data)[k] : yf_bf16_to_f32(((const uint16_t *)w->data)[k]);
+        int64_t K = w->shape[1], r = rows ? k % (64 * K) : 0;
+        if (rows && r == 0) {
+            int64_t n0 = k / K, n1 = n0 + 64 < w->shape[0] ? n0 + 64 : w->shape[0];
+            yf_qmat_dequant_rows(w->data, n0, n1, rows);
+        }
+        float v = rows           ? rows[r]
+                  : w->dt == YF_F32 ? ((const float *)w->data)[k]
+                                    : yf_bf16_to_f32(((const uint16_t *)w->data)[k]);
         if (to == YF_F32) ((float *)buf)[k] = v;
         else if (to == YF_BF16) ((uint16_t *)buf)[k] = yf_f32_to_bf16(v);
         else ((uint16_t *)buf)[k] = yf_f32_to_f16(v);
     }
+    free(rows);
     return 0;
 }
 
@@ -350,7 +397,7 @@ int yf_model_save(const yf_model *m, const char *dir, yf_dtype dt) {
     const yf_mw **ws = yf_malloc((size_t)n * sizeof *ws);
     yf_tensor *ts = yf_calloc((size_t)n, sizeof *ts);
     for (int64_t i = 0; i < n; i++) {
-        const yf_mw *w = ws[i] = spec_slot((yf_model *)m, &m->specs[i]);
+        const yf_mw *w = ws[i] = yf_model_slot((yf_model *)m, &m->specs[i]);
         ts[i].name = (char *)w->name;
         ts[i].dtype = dt == YF_DTYPE_COUNT ? w->src_dt : dt;
         ts[i].ndim = w->ndim;

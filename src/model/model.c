@@ -184,16 +184,23 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
     return yf_model_forward_cached(m, lo, states, pos0, NULL, doc_start, ids, B, T, logits, false);
 }
 
-/* yf_model_forward_cached, and with a_rows / c_rows (NULL: not wanted)
- * each layer's input_layernorm and conv1 rows: a_rows[l] [B*T, D],
- * c_rows[l] [B*T, D/2] (what a prefix cache keeps). */
-static int forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, const int64_t *posb,
-                          int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits, bool last_only,
-                          float *const *a_rows, float *const *c_rows) {
+/* yf_model_forward_cached with one adapter lo, or one a sequence (ra); with
+ * a_rows / c_rows (NULL: not wanted) also each layer's input_layernorm and
+ * conv1 rows: a_rows[l] [B*T, D], c_rows[l] [B*T, D/2] (what a prefix cache
+ * keeps). */
+static int forward_cached(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_layer_state *states,
+                          int64_t pos0, const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B,
+                          int64_t T, float *logits, bool last_only, float *const *a_rows, float *const *c_rows) {
     int64_t maxpos = pos0;
     for (int64_t b = 0; posb && b < B; b++)
         if (pos0 + posb[b] > maxpos) maxpos = pos0 + posb[b];
     if (check_inputs(m, lo, ids, NULL, B, T, maxpos) != 0) return -1;
+    for (int64_t a = 0; ra && a < ra->n; a++)
+        if (yf_lora_check_fits(ra->lo[a], &m->cfg) != 0) return -1;
+    for (int64_t b = 0; ra && b < B; b++)
+        if (ra->row[b] < -1 || ra->row[b] >= ra->n)
+            return yf_errorf("model: sequence %lld's adapter %d is not one of the %lld given", (long long)b,
+                             (int)ra->row[b], (long long)ra->n);
     if (maxpos + T > states[0].cap)
         return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(maxpos + T),
                          (long long)states[0].cap);
@@ -208,8 +215,13 @@ static int forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states
         doc_start[b] = s;
     }
     yf_run r;
-    yf_run_init(&r, m, lo, B, T, pos0, start, NULL, false);
+    if (ra)
+        yf_run_init_rows(&r, m, ra, B, T, pos0, start);
+    else
+        yf_run_init(&r, m, lo, B, T, pos0, start, NULL, false);
     r.posb = posb;
+    /* a decode step: each sequence's bits as decoded alone (kernels.h) */
+    bool was_stable = yf_kernels_set_rowstable(T == 1 && B <= YF_ROWSTABLE_M);
     yf_act act;
     yf_act_alloc(&act, m, B, T, false);
     float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
@@ -229,6 +241,7 @@ static int forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states
     }
     yf_rmsnorm_fwd(xb, NULL, xa, (const float *)m->norm.data, N, D, m->cfg.rms_norm_eps);
     if (logits) yf_model_head_loss(m, xb, NULL, N, logits, NULL, 1.0f);
+    yf_kernels_set_rowstable(was_stable);
     free(xa);
     free(xb);
     free(start);
@@ -240,10 +253,16 @@ static int forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states
 int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                             const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                             float *logits, bool last_only) {
-    return forward_cached(m, lo, states, pos0, posb, doc_start, ids, B, T, logits, last_only, NULL, NULL);
+    return forward_cached(m, lo, NULL, states, pos0, posb, doc_start, ids, B, T, logits, last_only, NULL, NULL);
+}
+
+int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_layer_state *states, int64_t pos0,
+                                 const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
+                                 float *logits, bool last_only) {
+    return forward_cached(m, NULL, ra, states, pos0, posb, doc_start, ids, B, T, logits, last_only, NULL, NULL);
 }
 
 int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
                           const int64_t *ids, int64_t T, float *const *a_rows, float *const *c_rows) {
-    return forward_cached(m, lo, states, pos0, NULL, doc_start, ids, 1, T, NULL, false, a_rows, c_rows);
+    return forward_cached(m, lo, NULL, states, pos0, NULL, doc_start, ids, 1, T, NULL, false, a_rows, c_rows);
 }

@@ -5,12 +5,20 @@
 #define YF_MODEL_H
 
 #include "formats/config.h"
+#include "kernels/cpu/quant.h"
 #include "lora/lora.h"
 #include "base/tensor.h"
 
 typedef struct yf_model_opts {
     bool full_finetune;  /* every weight trainable: fp32 copies + gradients */
     bool force_f32;      /* convert bf16/f16 weights to fp32 at load */
+    /* The seven projections of every layer quantized at load (type
+     * YF_QT_NONE: not), and with quantize_head the LM head too (the
+     * embedding, when tied). A q4 weight whose input dimension is not a
+     * multiple of the group takes groups of 32, or int8 (a note on stderr).
+     * Frozen: not with full_finetune. docs/quantization.md. */
+    yf_qspec quant;
+    bool quantize_head;
 } yf_model_opts;
 
 typedef struct yf_model yf_model; /* defined in model_internal.h */
@@ -19,9 +27,28 @@ typedef struct yf_model yf_model; /* defined in model_internal.h */
 int yf_model_load(const char *dir, const yf_model_opts *opts, yf_model **out);
 void yf_model_free(yf_model *m);
 const yf_config *yf_model_config(const yf_model *m);
-/* The checkpoint's tensors as loaded (names as in the checkpoint): what an
- * adapter's DoRA initialisation reads (yf_lora_init). */
+/* The checkpoint's tensors as loaded (names as in the checkpoint; a
+ * quantized one as YF_QMAT): what an adapter's DoRA initialisation reads
+ * (yf_lora_init). */
 const yf_table *yf_model_tensors(const yf_model *m);
+/* Writes the model as a directory whose quantized weights are stored
+ * quantized (yuanft quantize; docs/quantization.md names the tensors and the
+ * metadata), the others in their checkpoint dtype; loading it does not
+ * quantize again. tokenizer.model and the vocabulary map are copied from
+ * copy_from (NULL: none). */
+int yf_model_save_quantized(const yf_model *m, const char *dir, const char *copy_from);
+/* Whether a checkpoint's table holds weights stored quantized (NAME.qweight). */
+bool yf_table_has_stored_quant(const yf_table *tab);
+/* Bytes of the weights a decoded token reads (every layer's, the final norm,
+ * the head; not an untied embedding's), quantized ones at their quantized
+ * size; *quantized (may be NULL): the quantized ones' share. */
+size_t yf_model_weight_bytes(const yf_model *m, size_t *quantized);
+/* For merging an adapter trained over a quantized base (yuanft merge
+ * --quantize): each tensor of tab (a checkpoint of cfg) that a model loaded
+ * with o quantizes is replaced by its quantization, dequantized and rounded
+ * to the tensor's own dtype (bf16 for a bf16 checkpoint: a rounding far
+ * below the quantization's). */
+int yf_table_dequantized(const yf_config *cfg, yf_table *tab, const yf_model_opts *o);
 
 /* Forward pass. ids [B,T]. logits [B,T,V] f32 or NULL. If labels != NULL,
  * *loss_sum = sum of next-token cross-entropies (labels[t+1] scored against

@@ -38,7 +38,7 @@
 /* One model tensor as the compute sees it. */
 typedef struct yf_mw {
     const char *name; /* checkpoint name */
-    const void *data; /* YF_F32 or YF_BF16 (small vectors are always F32) */
+    const void *data; /* YF_F32 or YF_BF16 (small vectors are always F32), or a yf_qmat (YF_QMAT) */
     yf_dtype dt;
     yf_dtype src_dt;  /* dtype in the checkpoint (what yf_model_save writes by default) */
     float *g;         /* gradient [numel] in full-finetune mode, else NULL */
@@ -78,7 +78,36 @@ struct yf_model {
     bool head_no_fuse;              /* tests: the packed head without its fused blocks (head_chunk_blocked) */
     int64_t head_fused, head_refits; /* tests: vocabulary blocks the head fused; chunks it redid unfused */
     bool pack_failed;               /* a pack could not be made: no more tries */
+    size_t quant_bytes;             /* quantized weights (opts.quant): their bytes */
+    int quant_fallbacks;            /* weights quantized otherwise than opts.quant asks (their shape) */
+    const char *quant_fallback_name; /* the first of them */
 };
+
+/* The compute tensor of checkpoint tensor spec s (load.c). */
+yf_mw *yf_model_slot(yf_model *m, const yf_wspec *s);
+/* W's values in dtype to (F32, BF16, F16; a quantized W dequantized):
+ * *data = W's own bytes when they are already, else converted into buf
+ * (numel elements of to). */
+int yf_mw_bytes(const yf_mw *w, yf_dtype to, void *buf, const void **data);
+
+/* model/quantize.c: whether a model loaded with o quantizes the tensor of
+ * spec s; w (bound to t, a [N, K] weight) quantized (t then shows it in the
+ * table as YF_QMAT); the one-line note on weights quantized otherwise than
+ * asked, on stderr. */
+bool yf_model_quantizes(const yf_model_opts *o, const yf_wspec *s, bool tied);
+int yf_mw_quantize(yf_model *m, yf_mw *w, yf_tensor *t, const char *what);
+void yf_model_quant_note(const yf_model *m);
+/* A tensor stored quantized (yuanft quantize: NAME.qweight, .qscale, .qmin
+ * in tab) bound to w, checked against spec s; 1 when tab has no NAME.qweight
+ * (nothing done), 0 when bound, -1 with a message. */
+int yf_mw_bind_stored(yf_model *m, yf_mw *w, const yf_wspec *s, const char *what);
+/* The checks of DIR's metadata
+ * (its layout version) before they are bound, and the dtype they were
+ * quantized from. */
+int yf_stored_quant_check(const char *dir, yf_dtype *src_dt);
+/* The stored quantized weights' checkpoint dtype (what saving writes; bound
+ * as BF16). */
+void yf_model_stored_src_dt(yf_model *m, yf_dtype dt);
 
 /* W's pre-packed tiles for a product of M rows (kind YF_PACK_XWT: x·W^T,
  * YF_PACK_XW: dy·W), made on first use when they pay (a frozen bf16 weight,
@@ -150,10 +179,22 @@ typedef struct yf_pfx_grad {
     float *da_last;          /* [D] */
     float *dc_last;          /* [D/2] */
 } yf_pfx_grad;
+/* Per-sequence adapters of one batched forward (serving: requests for
+ * different adapters decode together). Sequence b uses lo[row[b]], or no
+ * adapter when row[b] < 0. The base products run once for all rows; each
+ * adapter's low-rank term runs over its own rows, with the same bits as a
+ * forward of those rows with that adapter alone. Inference only. */
+typedef struct yf_row_adapters {
+    int64_t n;                   /* adapters */
+    const yf_lora *const *lo;    /* [n] */
+    float **const *dora_n;       /* [n] each one's yf_dora_norms_new (NULL: computed per call) */
+    const int32_t *row;          /* [B] index into lo, -1: the base model */
+} yf_row_adapters;
 
 typedef struct yf_run {
     yf_model *m;
     const yf_lora *lo;     /* adapter for the forward, or NULL */
+    const yf_row_adapters *ra; /* or per-sequence adapters (lo NULL; yf_run_init_rows) */
     yf_lora *glo;          /* where adapter gradients go (backward), or NULL */
     int64_t B, T, N;       /* N = B*T rows */
     int64_t pos0;          /* absolute position of each sequence's first row */
@@ -198,7 +239,16 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
 void yf_run_init_segments(yf_run *r, yf_model *m, const yf_lora *lo, int64_t nseg, const int64_t *seg_off,
                           const yf_pfx_view *pfx, const int64_t *start, yf_rng *dropout_rng, bool backward,
                           const yf_run *like);
+/* The same for per-sequence adapters (no backward, no dropout); ra, its
+ * arrays and start stay the caller's. */
+void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
+                      const int64_t *start);
 void yf_run_free(yf_run *r);
+/* lo's DoRA row norms ||W + s B A|| per module ([L*YF_NPROJ], NULL where a
+ * module is not DoRA), what yf_run_init computes for every call: for a
+ * caller that runs an adapter many times (serving). */
+float **yf_dora_norms_new(yf_model *m, const yf_lora *lo);
+void yf_dora_norms_free(float **n, const yf_model *m);
 void yf_act_alloc(yf_act *a, const yf_model *m, int64_t B, int64_t T, bool with_x);
 void yf_act_free(yf_act *a);
 
@@ -247,7 +297,9 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
                            int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits);
 /* The same with sequence b starting at position pos0 + posb[b] (posb [B] or
  * NULL), so that sequences of different lengths decode together; with
- * last_only, logits is [B, V]: each sequence's last row only. */
+ * last_only, logits is [B, V]: each sequence's last row only. A decode step
+ * (T = 1) of up to YF_ROWSTABLE_M sequences gives each the bits it gets
+ * alone (yf_kernels_set_rowstable): batching does not change the tokens. */
 int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                             const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                             float *logits, bool last_only);
@@ -256,6 +308,11 @@ int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *stat
  * c_rows[l] [T, D/2] (a prefix cache's entries, model/prefix_cache.c). */
 int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
                           const int64_t *ids, int64_t T, float *const *a_rows, float *const *c_rows);
+/* The same with an adapter per sequence (ra->row [B]): the bits of
+ * yf_model_forward_cached for each sequence with its adapter, alone. */
+int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_layer_state *states, int64_t pos0,
+                                 const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
+                                 float *logits, bool last_only);
 yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap);
 void yf_layer_states_free(yf_layer_state *s, const yf_model *m);
 

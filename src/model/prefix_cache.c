@@ -202,3 +202,15 @@ void yf_prefix_cache_get_stats(const yf_prefix_cache *c, yf_prefix_cache_stats *
     out->entries = c->n;
     out->budget = c->budget;
 }
+
+int yf_prefix_cache_add_common(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *prompts,
+                               const int64_t *plen, int64_t n) {
+    if (n < 2) return 0;
+    int64_t p = plen[0] - 1;
+    for (int64_t i = 1; i < n; i++) {
+        int64_t k = 0, lim = plen[i] - 1 < p ? plen[i] - 1 : p;
+        while (k < lim && prompts[i][k] == prompts[0][k]) k++;
+        p = k;
+    }
+    return p < YF_PREFIX_CACHE_MIN ? 0 : yf_prefix_cache_add(c, m, lo, prompts[0], p);
+}

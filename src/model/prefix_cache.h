@@ -57,6 +57,13 @@ int64_t yf_prefix_cache_match(const yf_prefix_cache *c, const int64_t *ids, int6
  * kept); -1 when the model fails (yf_last_error). */
 int yf_prefix_cache_add(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *ids, int64_t n);
 
+/* Adds the common prefix of prompts[0..n) (short of each one's last token,
+ * whose logits a prefill computes) when it has at least
+ * YF_PREFIX_CACHE_MIN tokens; 0 also when there is none, -1 when the model
+ * fails. */
+int yf_prefix_cache_add_common(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *prompts,
+                               const int64_t *plen, int64_t n);
+
 /* Starts one sequence whose ids begin ids[0..n) from the longest held prefix
  * of at most max positions: copies its keys and values (positions 0..k-1)
  * into the one-sequence state st[L] (capacity >= k), sets st's filter rows

@@ -35,8 +35,7 @@ static int64_t argmax(const float *x, int64_t n) {
     return best;
 }
 
-int64_t yf_sample(float *logits, int64_t V, const yf_sampling *s, const int64_t *history, int64_t nhist,
-                  yf_rng *rng) {
+void yf_sample_penalize(float *logits, int64_t V, const yf_sampling *s, const int64_t *history, int64_t nhist) {
     if (s->repetition_penalty != 1) {
         /* each distinct token once, as torch's gather/scatter does */
         for (int64_t h = 0; h < nhist; h++) {
@@ -49,6 +48,11 @@ int64_t yf_sample(float *logits, int64_t V, const yf_sampling *s, const int64_t 
             logits[id] = x < 0 ? x * s->repetition_penalty : x / s->repetition_penalty;
         }
     }
+}
+
+int64_t yf_sample(float *logits, int64_t V, const yf_sampling *s, const int64_t *history, int64_t nhist,
+                  yf_rng *rng) {
+    yf_sample_penalize(logits, V, s, history, nhist);
     if (s->temperature == 0) return argmax(logits, V);
 
     for (int64_t i = 0; i < V; i++) logits[i] /= s->temperature;
@@ -75,9 +79,11 @@ int64_t yf_sample(float *logits, int64_t V, const yf_sampling *s, const int64_t 
         for (int64_t i = 0; i < n; i++) sum += exp((double)c[i].v - mx);
     }
     double u = yf_rng_uniform(rng) * sum, acc = 0;
-    int64_t pick = c[n - 1].i;
+    int64_t pick = c[0].i; /* if rounding leaves u past the sum: the last token of non-zero weight */
     for (int64_t i = 0; i < n; i++) {
-        acc += exp((double)c[i].v - mx);
+        double e = exp((double)c[i].v - mx);
+        acc += e;
+        if (e > 0) pick = c[i].i;
         if (u < acc) {
             pick = c[i].i;
             break;

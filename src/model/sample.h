@@ -16,6 +16,9 @@ void yf_sampling_default(yf_sampling *s);
 /* Returns 0 or an error naming the bad parameter. */
 int yf_sampling_check(const yf_sampling *s);
 
+/* The repetition penalty alone (what yf_sample applies first). */
+void yf_sample_penalize(float *logits, int64_t V, const yf_sampling *s, const int64_t *history, int64_t nhist);
+
 /* Picks a token from logits[V] (modified in place). history: the ids of the
  * sequence so far (prompt + generated), for the repetition penalty. */
 int64_t yf_sample(float *logits, int64_t V, const yf_sampling *s, const int64_t *history, int64_t nhist,

@@ -194,3 +194,133 @@ int yf_bmes_write_jsonl(const yf_bmes_corpus *c, const char *path) {
     yf_sbuf_free(&b);
     return yf_atomic_commit(&af);
 }
+
+/* ---- augmentation: mention replacement ----------------------------------- */
+
+/* One entity string of the corpus: bytes [s, s + n) of a sentence's text. */
+typedef struct mention {
+    int type;
+    const char *s;
+    size_t n;
+} mention;
+
+static int cmp_mention(const void *pa, const void *pb) {
+    const mention *a = pa, *b = pb;
+    if (a->type != b->type) return a->type < b->type ? -1 : 1;
+    size_t n = a->n < b->n ? a->n : b->n;
+    int c = memcmp(a->s, b->s, n);
+    if (c) return c;
+    return a->n < b->n ? -1 : a->n > b->n;
+}
+
+static bool same_text(const char *a, size_t na, const char *b, size_t nb) { return na == nb && memcmp(a, b, na) == 0; }
+
+/* The replacement pool: per type, its distinct strings in byte order (so the
+ * draw depends on the corpus, not on the order of the file's sentences). */
+typedef struct pool {
+    mention *m;               /* [n] sorted by (type, bytes), distinct */
+    size_t n;
+    size_t first[YF_N_TYPES + 1]; /* type t is m[first[t] .. first[t+1]) */
+} pool;
+
+static void pool_build(const yf_bmes_corpus *c, pool *p) {
+    size_t total = 0;
+    for (size_t i = 0; i < c->n; i++) total += c->s[i].n_spans;
+    p->m = yf_malloc((total ? total : 1) * sizeof *p->m);
+    p->n = 0;
+    for (size_t i = 0; i < c->n; i++)
+        for (size_t j = 0; j < c->s[i].n_spans; j++) {
+            const yf_span *sp = &c->s[i].spans[j];
+            p->m[p->n++] = (mention){sp->type, c->s[i].text + sp->start, sp->end - sp->start};
+        }
+    qsort(p->m, p->n, sizeof *p->m, cmp_mention);
+    size_t w = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (w == 0 || cmp_mention(&p->m[w - 1], &p->m[i]) != 0) p->m[w++] = p->m[i];
+    p->n = w;
+    size_t k = 0;
+    for (int t = 0; t <= YF_N_TYPES; t++) {
+        while (k < p->n && p->m[k].type < t) k++;
+        p->first[t] = k;
+    }
+}
+
+/* A string of type t other than (s, n) when the type has another. */
+static const mention *draw(const pool *p, int t, const char *s, size_t n, yf_rng *g) {
+    size_t lo = p->first[t], cnt = p->first[t + 1] - lo;
+    const mention *m = &p->m[lo + yf_rng_u64(g) % cnt];
+    if (cnt > 1 && same_text(m->s, m->n, s, n)) m = &p->m[lo + (size_t)(m - &p->m[lo] + 1) % cnt];
+    return m;
+}
+
+static size_t utf8_chars(const char *s, size_t n) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return c;
+}
+
+/* The variant of src with every entity replaced (spans are in position order
+ * and do not overlap: the BMES reader makes them so). */
+static void make_variant(const yf_bmes_sentence *src, const pool *p, yf_rng *g, yf_bmes_sentence *dst) {
+    yf_sbuf b = {0};
+    const mention **rep = yf_malloc(src->n_spans * sizeof *rep);
+    dst->spans = yf_malloc(src->n_spans * sizeof *dst->spans);
+    dst->n_spans = src->n_spans;
+    size_t at = 0;
+    for (size_t j = 0; j < src->n_spans; j++) {
+        const yf_span *sp = &src->spans[j];
+        const char *s = src->text + sp->start;
+        size_t n = sp->end - sp->start;
+        rep[j] = NULL;
+        /* the same entity twice in a sentence stays one entity */
+        for (size_t i = 0; i < j && !rep[j]; i++)
+            if (src->spans[i].type == sp->type &&
+                same_text(src->text + src->spans[i].start, src->spans[i].end - src->spans[i].start, s, n))
+                rep[j] = rep[i];
+        if (!rep[j]) rep[j] = draw(p, sp->type, s, n, g);
+        yf_sbuf_put(&b, src->text + at, sp->start - at);
+        size_t start = b.n;
+        yf_sbuf_put(&b, rep[j]->s, rep[j]->n);
+        dst->spans[j] = (yf_span){sp->type, start, b.n};
+        at = sp->end;
+    }
+    yf_sbuf_put(&b, src->text + at, src->len - at);
+    free(rep);
+    dst->len = b.n;
+    dst->text = yf_sbuf_take(&b);
+    dst->n_chars = (int64_t)utf8_chars(dst->text, dst->len);
+    dst->line = src->line;
+}
+
+static void copy_sentence(const yf_bmes_sentence *src, yf_bmes_sentence *dst) {
+    *dst = *src;
+    dst->text = yf_malloc(src->len + 1);
+    memcpy(dst->text, src->text, src->len + 1);
+    dst->spans = yf_malloc((src->n_spans ? src->n_spans : 1) * sizeof *dst->spans);
+    if (src->n_spans) memcpy(dst->spans, src->spans, src->n_spans * sizeof *dst->spans);
+}
+
+int yf_bmes_augment(const yf_bmes_corpus *c, int64_t k, uint64_t seed, yf_bmes_corpus *out) {
+    memset(out, 0, sizeof *out);
+    if (k < 0 || k > 1000) return yf_errorf("augment: %lld variants a sentence is outside [0, 1000]", (long long)k);
+    size_t with = 0;
+    for (size_t i = 0; i < c->n; i++) with += c->s[i].n_spans > 0;
+    pool p;
+    pool_build(c, &p);
+    yf_rng g;
+    yf_rng_seed(&g, seed ^ 0x6175676d656e74ull); /* "augment" */
+    out->s = yf_calloc(c->n + with * (size_t)k + 1, sizeof *out->s);
+    for (size_t i = 0; i < c->n; i++) {
+        copy_sentence(&c->s[i], &out->s[out->n++]);
+        if (!c->s[i].n_spans) continue;
+        for (int64_t v = 0; v < k; v++) make_variant(&c->s[i], &p, &g, &out->s[out->n++]);
+    }
+    for (size_t i = 0; i < out->n; i++) {
+        out->n_chars += out->s[i].n_chars;
+        for (size_t j = 0; j < out->s[i].n_spans; j++) out->n_entities[out->s[i].spans[j].type]++;
+    }
+    out->n_cut = c->n_cut;
+    memcpy(out->cut_lines, c->cut_lines, sizeof out->cut_lines);
+    free(p.m);
+    return 0;
+}

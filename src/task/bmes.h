@@ -49,4 +49,25 @@ char *yf_bmes_answer(const yf_bmes_sentence *s);
  * json.dumps(record, ensure_ascii=False) writes it; atomically. */
 int yf_bmes_write_jsonl(const yf_bmes_corpus *c, const char *path);
 
+/* ---- augmentation: training data that teaches copying ---------------------
+ * Mention replacement on the training split: a variant of a sentence has each
+ * of its entities replaced by another entity of the same type drawn from the
+ * same corpus, and its answer is rewritten from the new spans
+ * (yf_bmes_answer), so the answer always names strings of the new input, in
+ * order of first appearance. A model trained from scratch on 3,821 sentences
+ * otherwise learns the entities themselves (the names in the training
+ * résumés) instead of copying what the input says; variants put familiar
+ * contexts around other strings. Only for the training split: the pool of
+ * replacements is the corpus being augmented, and an augmented dev or test
+ * split would score a model on sentences nobody wrote. */
+
+/* out = c's sentences, each followed by k variants when it has at least one
+ * entity (a sentence without entities has no variant: it would be a copy).
+ * In a variant every occurrence of one entity string becomes the same
+ * replacement, drawn uniformly from the distinct strings of that type in c
+ * (another string than the original whenever the type has one). The same
+ * (c, k, seed) gives the same out. k in [0, 1000]; out is freed with
+ * yf_bmes_free. */
+int yf_bmes_augment(const yf_bmes_corpus *c, int64_t k, uint64_t seed, yf_bmes_corpus *out);
+
 #endif

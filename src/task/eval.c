@@ -19,6 +19,31 @@ static int find_in(const char *const *names, const char *s, size_t n) {
 int yf_type_from_name(const char *s, size_t n) { return find_in(yf_type_names, s, n); }
 int yf_type_from_tag(const char *s, size_t n) { return find_in(yf_type_tags, s, n); }
 
+int yf_types_parse(const char *list, uint32_t *mask) {
+    *mask = 0;
+    const char *p = list;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && (*p == ' ')) p++, n--;
+        while (n && p[n - 1] == ' ') n--;
+        if (n) {
+            int t = yf_type_from_name(p, n);
+            if (t < 0) t = yf_type_from_tag(p, n);
+            if (t < 0)
+                return yf_errorf("--types: unknown type '%.*s' (known: 姓名 国籍 种族 职位 教育背景 专业 组织名 地名, or "
+                                 "NAME CONT RACE TITLE EDU PRO ORG LOC)",
+                                 (int)(n > 60 ? 60 : n), p);
+            if (*mask >> t & 1) return yf_errorf("--types: %s is given twice", yf_type_names[t]);
+            *mask |= 1u << t;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    if (!*mask) return yf_errorf("--types: the list is empty (give types such as 姓名,组织名 or NAME,ORG)");
+    return 0;
+}
+
 /* ---- answers ------------------------------------------------------------ */
 
 void yf_answer_init(yf_answer *a) { memset(a, 0, sizeof *a); }
@@ -56,8 +81,10 @@ static bool list_has(const yf_strlist *l, const char *s, size_t n) { return l->n
 void yf_answer_add(yf_answer *a, int t, const char *s, size_t n) {
     YF_CHECK(t >= 0 && t < YF_N_TYPES);
     /* entities are C strings: one holding a NUL ("\u0000") is kept up to it,
-     * and compared as kept, so that no two kept strings are equal */
+     * and compared as kept, so that no two kept strings are equal; one that
+     * is empty up to its NUL is no entity, as an empty string is none */
     n = strnlen(s, n);
+    if (n == 0) return;
     yf_strlist *l = &a->ent[t];
     if (list_has(l, s, n)) return;
     if (l->n == l->cap) {
@@ -113,6 +140,7 @@ static void from_cjson(yf_answer *a, const cJSON *obj) {
         int t = kv->string ? yf_type_from_name(kv->string, strlen(kv->string)) : -1;
         if (cJSON_IsNull(kv)) continue;
         if (cJSON_IsString(kv)) { /* a single entity instead of a list: take it */
+            if (!kv->valuestring[0]) continue; /* an empty string is never an entity */
             if (t >= 0) yf_answer_add(a, t, kv->valuestring, strlen(kv->valuestring));
             else a->n_other++;
             continue;
@@ -122,6 +150,7 @@ static void from_cjson(yf_answer *a, const cJSON *obj) {
             continue;
         }
         for (const cJSON *it = kv->child; it; it = it->next) {
+            if (cJSON_IsString(it) && !it->valuestring[0]) continue;
             if (cJSON_IsString(it) && t >= 0) yf_answer_add(a, t, it->valuestring, strlen(it->valuestring));
             else a->n_other++;
         }
@@ -269,6 +298,7 @@ static lp_end lp_skip_value(lp *p) {
 }
 
 static void lp_take(lp *p, int t, const yf_sbuf *s) {
+    if (s->n == 0) return; /* an empty string is never an entity */
     if (t >= 0) yf_answer_add(p->a, t, s->s, s->n);
     else p->a->n_other++;
 }
@@ -291,9 +321,8 @@ static lp_end lp_list(lp *p, int t, yf_sbuf *tmp) {
         }
         if (c == '"') {
             tmp->n = 0;
-            bool closed = lp_string(p, tmp);
-            lp_take(p, t, tmp); /* a cut last entity is kept: its quote was missing */
-            if (!closed) return LP_TRUNCATED;
+            if (!lp_string(p, tmp)) return LP_TRUNCATED; /* a cut last string is never an entity */
+            lp_take(p, t, tmp);
             continue;
         }
         lp_end e = lp_skip_value(p);
@@ -331,7 +360,7 @@ static lp_end lp_object(lp *p) {
         } else if (c == '"') {
             tmp.n = 0;
             e = lp_string(p, &tmp) ? LP_CLOSED : LP_TRUNCATED;
-            lp_take(p, t, &tmp);
+            if (e == LP_CLOSED) lp_take(p, t, &tmp);
         } else {
             e = lp_skip_value(p);
             if (e == LP_CLOSED && !(p->i >= 4 && memcmp(p->s + p->i - 4, "null", 4) == 0)) p->a->n_other++;
@@ -385,6 +414,18 @@ void yf_answer_parse(const char *text, size_t len, yf_answer *out) {
     parse_depth(text, len, out, 0);
 }
 
+void yf_answer_parse_strict(const char *text, size_t len, yf_answer *out) {
+    yf_answer_init(out);
+    out->status = YF_ANS_UNPARSABLE;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (root && cJSON_IsObject(root) && end && only_ws(end, len - (size_t)(end - text))) {
+        from_cjson(out, root);
+        out->status = YF_ANS_OK;
+    }
+    cJSON_Delete(root);
+}
+
 /* ---- scores ------------------------------------------------------------- */
 
 void yf_eval_init(yf_eval_result *r) { memset(r, 0, sizeof *r); }
@@ -423,9 +464,11 @@ void yf_eval_finish(yf_eval_result *r) {
     r->micro = m;
 }
 
-int yf_eval_score(const char *const *pred, const char *const *gold, size_t n, const char *gold_name,
-                  yf_eval_result *out) {
+static int score(const char *const *pred, const char *const *gold, size_t n, const char *gold_name, bool lenient,
+                 yf_eval_result *out) {
+    yf_eval_result strict;
     yf_eval_init(out);
+    yf_eval_init(&strict);
     for (size_t i = 0; i < n; i++) {
         yf_answer p, g;
         yf_answer_parse(gold[i], strlen(gold[i]), &g);
@@ -433,13 +476,44 @@ int yf_eval_score(const char *const *pred, const char *const *gold, size_t n, co
             yf_answer_free(&g);
             return yf_errorf("%s: record %zu: the gold answer (\"output\") is not a JSON object", gold_name, i + 1);
         }
-        yf_answer_parse(pred[i], strlen(pred[i]), &p);
-        yf_eval_add(out, &p, &g);
+        yf_answer_parse_strict(pred[i], strlen(pred[i]), &p);
+        yf_eval_add(&strict, &p, &g);
         yf_answer_free(&p);
+        if (lenient) {
+            yf_answer_parse(pred[i], strlen(pred[i]), &p);
+            yf_eval_add(out, &p, &g);
+            yf_answer_free(&p);
+        }
         yf_answer_free(&g);
     }
-    yf_eval_finish(out);
+    yf_eval_finish(&strict);
+    if (!lenient) *out = strict;
+    else yf_eval_finish(out);
+    out->lenient = lenient;
+    out->strict = strict.micro;
     return 0;
+}
+
+int64_t yf_eval_not_in_input(const char *const *pred, const char *const *inputs, size_t n) {
+    int64_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        yf_answer p;
+        yf_answer_parse(pred[i], strlen(pred[i]), &p);
+        for (int t = 0; t < YF_N_TYPES; t++)
+            for (size_t k = 0; k < p.ent[t].n; k++) c += !strstr(inputs[i], p.ent[t].s[k]);
+        yf_answer_free(&p);
+    }
+    return c;
+}
+
+int yf_eval_score(const char *const *pred, const char *const *gold, size_t n, const char *gold_name,
+                  yf_eval_result *out) {
+    return score(pred, gold, n, gold_name, false, out);
+}
+
+int yf_eval_score_lenient(const char *const *pred, const char *const *gold, size_t n, const char *gold_name,
+                          yf_eval_result *out) {
+    return score(pred, gold, n, gold_name, true, out);
 }
 
 static cJSON *prf_json(const yf_prf *x) {
@@ -463,6 +537,8 @@ int yf_eval_write_report(const yf_eval_result *r, const char *path) {
     cJSON_AddNumberToObject(root, "unparsable", (double)r->n_unparsable);
     cJSON_AddNumberToObject(root, "recovered", (double)r->n_recovered);
     cJSON_AddNumberToObject(root, "other_fp", (double)r->n_other);
+    cJSON_AddStringToObject(root, "scoring", r->lenient ? "lenient" : "strict");
+    if (r->lenient) cJSON_AddItemToObject(root, "strict_micro", prf_json(&r->strict));
     char *s = cJSON_Print(root);
     cJSON_Delete(root);
     if (!s) return yf_errorf("%s: cannot format the report (out of memory)", path);
@@ -503,6 +579,11 @@ void yf_eval_print(const yf_eval_result *r, FILE *f) {
     row(f, "micro", &r->micro);
     fprintf(f, "records %lld, unparsable answers %lld, recovered answers %lld, entities outside the eight types %lld\n",
             (long long)r->n_records, (long long)r->n_unparsable, (long long)r->n_recovered, (long long)r->n_other);
+    if (r->lenient)
+        fprintf(f, "scoring: lenient (answers that are not valid JSON recovered); strict micro P %.4f R %.4f F1 %.4f\n",
+                r->strict.precision, r->strict.recall, r->strict.f1);
+    else
+        fprintf(f, "scoring: strict (an answer that is not valid JSON counts as empty, as json.loads would fail)\n");
 }
 
 /* ---- prediction files --------------------------------------------------- */

@@ -7,7 +7,13 @@
  * string match); tp/fp/fn are summed over the data set; "micro" sums them
  * over the types. Entities under a key that is not one of the eight types
  * (or list items that are not strings) are false positives of the micro
- * score only. P, R or F1 with a zero denominator is 0. */
+ * score only. P, R or F1 with a zero denominator is 0. An empty string is
+ * never an entity.
+ *
+ * Scoring is strict by default, as the recipe's json.loads would score: an
+ * answer that is not a valid JSON object counts as an empty prediction.
+ * Lenient scoring recovers what it can from broken answers (never a string
+ * the text cut off), and is reported beside the strict score. */
 #ifndef YF_EVAL_H
 #define YF_EVAL_H
 
@@ -21,6 +27,10 @@ extern const char *const yf_type_names[YF_N_TYPES];
 extern const char *const yf_type_tags[YF_N_TYPES];
 int yf_type_from_name(const char *s, size_t n); /* index, -1 if none */
 int yf_type_from_tag(const char *s, size_t n);  /* index, -1 if none */
+/* A comma-separated list of types, by name (姓名) or tag (NAME), into a
+ * bitmask (bit t = yf_type_names[t]). An empty list, an unknown or a
+ * repeated type is an error naming it and the known ones. */
+int yf_types_parse(const char *list, uint32_t *mask);
 
 typedef enum yf_ans_status {
     YF_ANS_OK = 0,        /* valid JSON object */
@@ -51,13 +61,17 @@ void yf_answer_add(yf_answer *a, int t, const char *s, size_t n);
  * types with no entity left out, e.g. {"姓名": ["张三"], "国籍": ["中国"]}. */
 char *yf_answer_format(const yf_answer *a);
 
-/* Parses a model's answer text (len bytes; need not be NUL-terminated).
- * Never fails: valid JSON objects give YF_ANS_OK; otherwise what can be
- * recovered (text around the object, a truncated string/list/object, missing
- * closing brackets or quotes, a missing comma) gives YF_ANS_RECOVERED; else an
- * empty answer with YF_ANS_UNPARSABLE. A JSON string holding the answer is
- * unwrapped (YF_ANS_RECOVERED). */
+/* Parses a model's answer text leniently (len bytes; need not be
+ * NUL-terminated). Never fails: valid JSON objects give YF_ANS_OK; otherwise
+ * what can be recovered (text around the object, a truncated list/object,
+ * missing closing brackets, a missing comma) gives YF_ANS_RECOVERED; else an
+ * empty answer with YF_ANS_UNPARSABLE. A string the text cut off is dropped
+ * (never an entity). A JSON string holding the answer is unwrapped
+ * (YF_ANS_RECOVERED). */
 void yf_answer_parse(const char *text, size_t len, yf_answer *out);
+/* Strictly: a valid JSON object (whitespace around it allowed) gives
+ * YF_ANS_OK; anything else an empty answer with YF_ANS_UNPARSABLE. */
+void yf_answer_parse_strict(const char *text, size_t len, yf_answer *out);
 
 /* ---- scores ------------------------------------------------------------ */
 
@@ -71,6 +85,8 @@ typedef struct yf_eval_result {
     yf_prf per_type[YF_N_TYPES];
     int64_t n_records, n_unparsable, n_recovered;
     int64_t n_other;      /* predicted items outside the eight types (in micro.fp) */
+    bool lenient;         /* scored with the lenient parser */
+    yf_prf strict;        /* the strict micro scores (= micro when !lenient) */
 } yf_eval_result;
 
 void yf_eval_init(yf_eval_result *r);
@@ -80,14 +96,22 @@ void yf_eval_add(yf_eval_result *r, const yf_answer *pred, const yf_answer *gold
 void yf_eval_finish(yf_eval_result *r);
 
 /* Scores n predicted answer texts against n gold answer texts (the data's
- * "output" strings). A gold answer that is not a valid JSON object is an
- * error naming gold_name and the record (1-based). */
+ * "output" strings), strictly. A gold answer that is not a valid JSON object
+ * is an error naming gold_name and the record (1-based). */
 int yf_eval_score(const char *const *pred, const char *const *gold, size_t n, const char *gold_name,
                   yf_eval_result *out);
+/* The same with the lenient parser (out->strict holds the strict micro scores). */
+int yf_eval_score_lenient(const char *const *pred, const char *const *gold, size_t n, const char *gold_name,
+                          yf_eval_result *out);
+
+/* The entity strings of the predicted answers pred[0..n) (parsed leniently)
+ * that are not substrings of their record's input: what a model invented. */
+int64_t yf_eval_not_in_input(const char *const *pred, const char *const *inputs, size_t n);
 
 /* Writes the JSON report: {"micro": {precision, recall, f1, tp, fp, fn},
  * "per_type": {"姓名": {...}, ...}, "records", "unparsable", "recovered",
- * "other_fp"}; atomically. */
+ * "other_fp", "scoring": "strict"|"lenient", and when lenient
+ * "strict_micro": {...}}; atomically. */
 int yf_eval_write_report(const yf_eval_result *r, const char *path);
 /* The human table: one row per type, then micro, then the answer counts. */
 void yf_eval_print(const yf_eval_result *r, FILE *f);

@@ -1,7 +1,9 @@
 /* extract: the résumé extraction task at inference — prompt each input with
  * the template + "<sep>", generate greedily to <eod> in batches, and return
- * the model's answer text (special tokens removed), ready for the lenient
- * answer parser of eval.h. */
+ * the model's answer text (special tokens removed), ready for the answer
+ * parser of eval.h. By default the decoding is constrained (constrain.h):
+ * every answer is a complete JSON object in the training format whose
+ * strings are verbatim substrings of its input. */
 #ifndef YF_EXTRACT_H
 #define YF_EXTRACT_H
 
@@ -11,6 +13,16 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "formats/vocab_map.h"
+#include "task/constrain.h"
+
+typedef enum yf_constrain_mode {
+    YF_CONSTRAIN_SPANS = 0, /* the training format, every string a span of the input (the default) */
+    YF_CONSTRAIN_SCHEMA,    /* the training format, strings free */
+    YF_CONSTRAIN_NONE       /* free-running generation */
+} yf_constrain_mode;
+
+/* "spans", "schema" or "none"; an error naming --constrain otherwise. */
+int yf_constrain_mode_parse(const char *s, yf_constrain_mode *out);
 
 typedef struct yf_extractor {
     yf_model *model;
@@ -26,6 +38,11 @@ typedef struct yf_extractor {
                                    * computing the prompts' common prefix (the template) once */
     size_t prefix_cache_bytes;    /* the prefix cache's budget (0: 512 MiB) */
     yf_gen_stats stats;           /* out: prefill and decode totals of the run */
+    yf_constrain_mode constrain;  /* YF_CONSTRAIN_SPANS when zeroed */
+    uint32_t types;               /* the answer's keys: bit t = yf_type_names[t] (yf_types_parse); 0 = all eight */
+    const yf_cvocab *cvocab;      /* the model's vocabulary as bytes, built once by a caller that
+                                   * extracts often (yf_cvocab_build(tok, vmap, vocab_size)); NULL:
+                                   * built for each call */
 } yf_extractor;
 
 /* answers[n] (malloc'd strings; free with yf_strv_free from eval.h). */

@@ -274,6 +274,9 @@ static int parse_piece(pb_reader *r, tk_raw *raw) {
     if (!text || len == 0) return pb_fail(r, "empty piece");
     if (type < PT_NORMAL || type > PT_BYTE) return pb_fail(r, "unknown piece type");
     if (len > (1u << 20)) return pb_fail(r, "piece longer than 1 MiB");
+    /* pieces are C strings to the rest of the library: one with a NUL would
+     * be a different piece there (found by fuzz_tokenizer_model) */
+    if (memchr(text, 0, len)) return pb_fail(r, "piece with a NUL byte");
     if (raw->n == raw->cap) {
         raw->cap = raw->cap ? raw->cap * 2 : 1024;
         raw->pieces = yf_realloc(raw->pieces, raw->cap * sizeof *raw->pieces);
@@ -948,6 +951,31 @@ const char *yf_tokenizer_id_piece(const yf_tokenizer *t, int64_t id) {
 
 bool yf_tokenizer_is_special(const yf_tokenizer *t, int64_t id) {
     return id >= 0 && id < t->n_ids && t->is_special[id];
+}
+
+size_t yf_tokenizer_id_bytes(const yf_tokenizer *t, int64_t id, char *buf, size_t cap, bool *dummy) {
+    *dummy = false;
+    if (id < 0 || id >= t->n_pieces || t->is_special[id]) return 0;
+    const tk_piece *p = &t->pieces[id];
+    if (p->type == PT_CONTROL) return 0;
+    if (p->type == PT_BYTE) {
+        if (cap >= 1) buf[0] = (char)p->byteval;
+        return 1;
+    }
+    const char *s = piece_text(t, (int32_t)id);
+    *dummy = p->len >= 3 && memcmp(s, WS, 3) == 0;
+    size_t n = 0;
+    for (size_t k = 0; k < p->len;) {
+        bool ws = k + 3 <= p->len && memcmp(s + k, WS, 3) == 0;
+        if (n < cap) buf[n] = ws ? ' ' : s[k];
+        n++;
+        k += ws ? 3 : 1;
+    }
+    return n;
+}
+
+bool yf_tokenizer_is_byte_piece(const yf_tokenizer *t, int64_t id) {
+    return id >= 0 && id < t->n_pieces && t->pieces[id].type == PT_BYTE;
 }
 
 int64_t yf_tokenizer_n_ids(const yf_tokenizer *t) { return t->n_ids; }

@@ -38,6 +38,14 @@ int64_t yf_tokenizer_piece_id(const yf_tokenizer *tok, const char *piece);
 const char *yf_tokenizer_id_piece(const yf_tokenizer *tok, int64_t id);
 /* Whether id is one of the recipe's special tokens (<unk>, <s>, <eod>, the 15 added). */
 bool yf_tokenizer_is_special(const yf_tokenizer *tok, int64_t id);
+/* The bytes id adds to a text decoded with skip_special (byte-level
+ * constraints): a byte piece its byte, a text piece its text with each U+2581
+ * as a space, control pieces and special tokens nothing. *dummy: the text
+ * begins with the U+2581 that decoding drops when the piece comes first.
+ * Returns the byte count; writes them to buf only when they fit in cap. */
+size_t yf_tokenizer_id_bytes(const yf_tokenizer *tok, int64_t id, char *buf, size_t cap, bool *dummy);
+/* Whether id is a byte piece (<0xNN>): runs of them decode together. */
+bool yf_tokenizer_is_byte_piece(const yf_tokenizer *tok, int64_t id);
 /* Number of ids (SentencePiece pieces + added tokens). */
 int64_t yf_tokenizer_n_ids(const yf_tokenizer *tok);
 /* Number of SentencePiece pieces (134,953 for Yuan 2.0). */

@@ -21,6 +21,10 @@ int yf_save_strategy_parse(const char *s, yf_save_strategy *out) {
     return 0;
 }
 
+static const char *strategy_name(yf_save_strategy s) {
+    return s == YF_SAVE_NO ? "no" : s == YF_SAVE_EPOCH ? "epoch" : "steps";
+}
+
 yf_train_args yf_train_args_defaults(void) {
     yf_train_args a;
     memset(&a, 0, sizeof a);
@@ -39,6 +43,7 @@ yf_train_args yf_train_args_defaults(void) {
     a.seed = 42;
     a.shuffle = true;
     a.progress = -1;
+    a.eval_batch_size = 8;
     return a;
 }
 
@@ -203,6 +208,157 @@ static void log_step(yf_trun *r, double grad_norm, double lr) {
     r->last_logged_step = r->global_step;
 }
 
+/* ---- evaluation ------------------------------------------------------------------ */
+
+/* Early stopping (HF's EarlyStoppingCallback, against the best before this
+ * evaluation), then the best metric and its checkpoint. */
+static int track_best(yf_trun *r, const cJSON *metrics) {
+    if (!r->metric[0]) return 0;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(metrics, r->metric);
+    if (!cJSON_IsNumber(m)) {
+        char names[256] = "";
+        for (const cJSON *it = metrics->child; it; it = it->next)
+            if (!strncmp(it->string, "eval_", 5) && strlen(names) + strlen(it->string) + 3 < sizeof names)
+                strcat(strcat(names, names[0] ? ", " : ""), it->string);
+        return yf_errorf("metric_for_best_model '%s' is not among the evaluation's metrics (%s)", r->metric, names);
+    }
+    double v = m->valuedouble;
+    bool better = r->greater_is_better ? v > r->best_metric : v < r->best_metric;
+    if (r->a->early_stopping_patience > 0) {
+        if (!r->has_best || (better && fabs(v - r->best_metric) > r->a->early_stopping_threshold)) r->patience_counter = 0;
+        else r->patience_counter++;
+        if (r->patience_counter >= r->a->early_stopping_patience) r->stop_early = true;
+    }
+    if (!r->has_best || better) {
+        char name[64];
+        snprintf(name, sizeof name, "checkpoint-%lld", (long long)r->global_step);
+        free(r->best_ckpt);
+        r->best_ckpt = yf_path_join(r->a->output_dir, name);
+        r->best_metric = v;
+        r->best_step = r->global_step;
+        r->has_best = true;
+    }
+    return 0;
+}
+
+/* One evaluation of the current weights on the eval set: eval_loss over
+ * every batch, the hooks' counts over the first n_count_rows rows; batch k on
+ * rank k % world. Logs HF's entry, then tracks the best. */
+static int evaluate(yf_trun *r) {
+    const yf_train_hooks *h = r->h;
+    int64_t B = r->a->eval_batch_size, n = h->n_eval, nb = (n + B - 1) / B;
+    int64_t n_rows = h->n_count_rows > 0 && h->n_count_rows < n ? h->n_count_rows : n;
+    int nc = h->eval_counts ? h->n_counts : 0;
+    double t0 = yf_time();
+    /* per batch: rows x loss, and rows (0 when the batch scores no token). Each
+     * slot has one rank's value and zeros from the others, so the all-reduce is
+     * exact and every rank sums the same numbers in batch order. */
+    double *lb = yf_calloc((size_t)(2 * nb + nc), sizeof *lb), *counts = lb + 2 * nb;
+    int64_t *rows = yf_malloc((size_t)B * sizeof *rows);
+    int rc = -1;
+    for (int64_t k = r->rank; k < nb; k += r->world) {
+        int64_t lo = k * B, cnt = n - lo < B ? n - lo : B, ntok = 0;
+        for (int64_t i = 0; i < cnt; i++) rows[i] = lo + i;
+        double loss = 0;
+        if (h->eval_loss(h->ctx, rows, cnt, &loss, &ntok)) goto done;
+        if (ntok > 0) lb[2 * k] = loss * (double)cnt, lb[2 * k + 1] = (double)cnt;
+        if (nc && lo < n_rows && h->eval_counts(h->ctx, rows, n_rows - lo < cnt ? n_rows - lo : cnt, counts)) goto done;
+    }
+    if (yf_dist_sum_f64(r->dist, lb, 2 * nb + nc, "all-reduce evaluation")) goto done;
+    double sum = 0, w = 0;
+    for (int64_t k = 0; k < nb; k++) sum += lb[2 * k], w += lb[2 * k + 1];
+    double runtime = yf_time() - t0;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "eval_loss", w > 0 ? sum / w : NAN);
+    if (nc) {
+        const char *names[YF_EVAL_MAX_METRICS];
+        double values[YF_EVAL_MAX_METRICS];
+        int nm = h->eval_metrics(h->ctx, counts, names, values);
+        for (int i = 0; i < nm && i < YF_EVAL_MAX_METRICS; i++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s%s", strncmp(names[i], "eval_", 5) ? "eval_" : "", names[i]);
+            cJSON_AddNumberToObject(e, key, values[i]);
+        }
+    }
+    /* transformers' speed_metrics: steps are global eval batches */
+    int64_t steps = (n + B * r->world - 1) / (B * r->world);
+    cJSON_AddNumberToObject(e, "eval_runtime", round_to(runtime, 4));
+    cJSON_AddNumberToObject(e, "eval_samples_per_second", runtime > 0 ? round_to((double)n / runtime, 3) : 0);
+    cJSON_AddNumberToObject(e, "eval_steps_per_second", runtime > 0 ? round_to((double)steps / runtime, 3) : 0);
+    cJSON_AddNumberToObject(e, "epoch", r->epoch);
+    cJSON_AddNumberToObject(e, "step", (double)r->global_step);
+    if (r->logger) {
+        if (r->tty && r->progress) fputc('\n', stderr);
+        print_py_dict(r->out, e, "step");
+    }
+    cJSON_AddItemToArray(r->log_history, e);
+    rc = track_best(r, e);
+done:
+    free(lb);
+    free(rows);
+    return rc;
+}
+
+/* Checks the evaluation arguments and fills in what HF derives from them. */
+static int eval_setup(yf_trun *r) {
+    const yf_train_args *a = r->a;
+    const yf_train_hooks *h = r->h;
+    bool eval = a->eval_strategy != YF_SAVE_NO;
+    if (eval && (h->n_eval <= 0 || !h->eval_loss))
+        return yf_errorf("eval_strategy %s needs evaluation data (--eval-data)", strategy_name(a->eval_strategy));
+    if (eval && a->eval_batch_size <= 0)
+        return yf_errorf("per_device_eval_batch_size must be positive (got %lld)", (long long)a->eval_batch_size);
+    r->eval_steps = a->eval_steps > 0 ? a->eval_steps : a->logging_steps;
+    if (a->eval_strategy == YF_SAVE_STEPS && r->eval_steps <= 0)
+        return yf_errorf("eval_strategy steps needs eval_steps (or logging_steps) > 0");
+    const char *m = a->metric_for_best_model;
+    if (!m && (a->load_best_model_at_end || a->early_stopping_patience > 0)) m = "eval_loss";
+    if (m) {
+        snprintf(r->metric, sizeof r->metric, "%s%s", strncmp(m, "eval_", 5) ? "eval_" : "", m);
+        size_t len = strlen(r->metric);
+        r->greater_is_better = !(len >= 4 && !strcmp(r->metric + len - 4, "loss"));
+    }
+    if (r->metric[0] && strcmp(r->metric, "eval_loss") && eval && !(h->eval_counts && h->eval_metrics))
+        return yf_errorf("metric_for_best_model '%s': this evaluation computes only eval_loss", r->metric);
+    if ((a->load_best_model_at_end || a->early_stopping_patience > 0) && !eval)
+        return yf_errorf("load_best_model_at_end and early stopping need an eval_strategy (steps or epoch) and evaluation data");
+    if (a->load_best_model_at_end) {
+        /* as HF: the best evaluation must have a checkpoint to load */
+        if (a->save_strategy != a->eval_strategy)
+            return yf_errorf("load_best_model_at_end needs save_strategy and eval_strategy to match (got %s and %s)",
+                             strategy_name(a->save_strategy), strategy_name(a->eval_strategy));
+        if (a->save_strategy == YF_SAVE_STEPS && a->save_steps % r->eval_steps != 0)
+            return yf_errorf("load_best_model_at_end needs save_steps (%lld) to be a multiple of eval_steps (%lld)",
+                             (long long)a->save_steps, (long long)r->eval_steps);
+        if (!h->load) return yf_errorf("load_best_model_at_end: this trainer cannot load weights back");
+    }
+    if (a->save_total_limit < 0 || a->early_stopping_patience < 0 || !(a->eval_delay >= 0))
+        return yf_errorf("save_total_limit, early_stopping_patience and eval_delay must be >= 0");
+    return 0;
+}
+
+/* Ends the run with the best checkpoint's weights (HF: "Loading best model from ..."). */
+static int load_best(yf_trun *r) {
+    if (!r->a->load_best_model_at_end || !r->best_ckpt || !r->writer) return 0;
+    if (!yf_dir_exists(r->best_ckpt)) {
+        fprintf(stderr, "yuanft train: warning: could not locate the best model at %s: the output keeps the last weights\n",
+                r->best_ckpt);
+        return 0;
+    }
+    char b[64];
+    fprintf(stderr, "yuanft train: loading best model from %s (score: %s)\n", r->best_ckpt,
+            yf_py_float(r->best_metric, b, sizeof b));
+    return r->h->load(r->h->ctx, r->best_ckpt);
+}
+
+/* A checkpoint, then save_total_limit. */
+static int save_checkpoint(yf_trun *r) {
+    if (!r->writer) return 0;
+    if (yf_trun_save_checkpoint(r)) return -1;
+    yf_trun_rotate_checkpoints(r);
+    return 0;
+}
+
 /* This rank's rows of global micro-batch k: *lo into the order, returns the
  * count (0 when the epoch's last micro-batch ends before this rank's share). */
 static int64_t rank_rows(const yf_trun *r, int64_t k, int64_t *lo) {
@@ -317,6 +473,7 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     if (!r->logger) r->progress = 0;
     int64_t *perm = yf_malloc((size_t)r->n * sizeof *perm);
     int rc = -1;
+    if (eval_setup(r)) goto done;
 
     if (a->resume_dir) {
         if (yf_trun_resume(r, a->resume_dir)) goto done;
@@ -347,12 +504,25 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
             int64_t nm = r->micro_per_epoch - m < a->grad_accum ? r->micro_per_epoch - m : a->grad_accum;
             if (train_step(r, perm, m, nm)) goto done;
             stop = r->global_step >= r->total_steps;
-            if (a->save_strategy == YF_SAVE_STEPS && (r->global_step % a->save_steps == 0 || stop))
-                if (r->writer && yf_trun_save_checkpoint(r)) goto done;
+            if (a->eval_strategy == YF_SAVE_STEPS && r->global_step % r->eval_steps == 0 &&
+                a->eval_delay <= (double)r->global_step) {
+                if (evaluate(r)) goto done;
+                stop = stop || r->stop_early;
+            }
+            if (a->save_strategy == YF_SAVE_STEPS && (r->global_step % a->save_steps == 0 || stop) && save_checkpoint(r))
+                goto done;
         }
-        if (a->save_strategy == YF_SAVE_EPOCH && r->writer && yf_trun_save_checkpoint(r)) goto done;
+        if (a->eval_strategy == YF_SAVE_EPOCH && a->eval_delay <= r->epoch) {
+            if (evaluate(r)) goto done;
+            stop = stop || r->stop_early;
+        }
+        if (a->save_strategy == YF_SAVE_EPOCH && save_checkpoint(r)) goto done;
     }
     progress(r, true);
+    if (r->stop_early && r->logger)
+        fprintf(stderr, "yuanft train: early stopping at step %lld: %s did not improve for %lld evaluations\n",
+                (long long)r->global_step, r->metric, (long long)r->a->early_stopping_patience);
+    if (load_best(r)) goto done;
 
     /* final weights, state and curve in the output directory itself */
     double runtime = yf_time() - r->t0;
@@ -366,6 +536,9 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     res->tokens_per_s = runtime > 0 ? r->tokens_run / runtime : 0;
     res->last_loss = r->last_loss;
     res->last_grad_norm = r->last_grad_norm;
+    res->best_metric = r->has_best ? r->best_metric : NAN;
+    snprintf(res->best_model_checkpoint, sizeof res->best_model_checkpoint, "%s", r->best_ckpt ? r->best_ckpt : "");
+    res->stopped_early = r->stop_early;
 
     cJSON *sum = cJSON_CreateObject();
     cJSON_AddNumberToObject(sum, "train_runtime", round_to(runtime, 4));
@@ -462,6 +635,7 @@ done:
     free(r->step_loss);
     free(r->step_tps);
     cJSON_Delete(r->log_history);
+    free(r->best_ckpt);
     yf_adamw_free(&r->opt);
     return rc;
 }

@@ -13,6 +13,7 @@
 
 #include "train/optim.h"
 
+/* When to save or to evaluate (HF's IntervalStrategy). */
 typedef enum yf_save_strategy { YF_SAVE_NO = 0, YF_SAVE_EPOCH, YF_SAVE_STEPS } yf_save_strategy;
 int yf_save_strategy_parse(const char *s, yf_save_strategy *out); /* "no", "epoch", "steps" */
 
@@ -47,6 +48,24 @@ typedef struct yf_train_args {
      * logs; rank 0 writes (every node's first rank with save_on_each_node). */
     struct yf_dist *dist;
     bool save_on_each_node;
+    /* Evaluation during training (needs hooks->n_eval > 0), HF's semantics:
+     * after the step's log line, evaluate; then save; then delete old
+     * checkpoints. With N ranks, eval batch k (rows [k*B, (k+1)*B) of the eval
+     * set, B = eval_batch_size) is computed by rank k % N and the results are
+     * combined exactly, so every rank and every N see the same numbers. */
+    yf_save_strategy eval_strategy; /* (no) */
+    int64_t eval_steps;       /* with eval_strategy steps; <= 0: logging_steps (as HF) */
+    double eval_delay;        /* no evaluation before this epoch (epoch strategy) or step (steps) (0) */
+    int64_t eval_batch_size;  /* per_device_eval_batch_size (8) */
+    /* "eval_loss" (lower is better) or another metric the hooks compute,
+     * e.g. "eval_f1" (higher is better); "loss" means "eval_loss". NULL: none,
+     * unless load_best_model_at_end (then eval_loss). Tracks best_metric and
+     * best_model_checkpoint (OUTPUT_DIR/checkpoint-STEP of the best evaluation). */
+    const char *metric_for_best_model;
+    bool load_best_model_at_end; /* end with the best checkpoint's weights (hooks->load) */
+    int64_t save_total_limit; /* keep at most this many checkpoints, never the best (0 = all) */
+    int64_t early_stopping_patience; /* stop after this many evaluations without improvement (0 = never) */
+    double early_stopping_threshold; /* improvement that counts (0.0) */
 } yf_train_args;
 
 /* HF defaults (the CLI overrides some with the recipe's values). */
@@ -69,7 +88,31 @@ typedef struct yf_train_hooks {
      * skipped (summed over the ranks into the final JSON line's
      * shared_prefix_tokens_saved and padding_tokens_skipped). */
     void (*tokens_saved)(void *ctx, int64_t out[2]);
+
+    /* ---- evaluation (optional: n_eval = 0 and NULL hooks without eval data) ---- */
+    int64_t n_eval;           /* eval examples, rows [0, n_eval) */
+    /* The mean token loss of eval rows[0..n) as one batch, without gradients
+     * (HF's per-batch loss); *ntok its scored tokens. eval_loss is the mean of
+     * the batch losses weighted by rows, as HF's evaluation loop computes it
+     * (batches that score no token are left out). */
+    int (*eval_loss)(void *ctx, const int64_t *rows, int64_t n, double *loss, int64_t *ntok);
+    /* More metrics from additive counts (NULL: none): eval_counts adds the
+     * n_counts (<= YF_EVAL_MAX_COUNTS) counts of eval rows[0..n) into counts
+     * (e.g. true and false positives); it sees only rows below n_count_rows
+     * (<= 0: all). eval_metrics turns the counts summed over every batch and
+     * rank into up to YF_EVAL_MAX_METRICS named values ("f1" becomes "eval_f1"),
+     * returning how many. */
+    int n_counts;
+    int64_t n_count_rows;
+    int (*eval_counts)(void *ctx, const int64_t *rows, int64_t n, double *counts);
+    int (*eval_metrics)(void *ctx, const double *counts, const char **names, double *values);
+    /* Loads weights that save() wrote into dir back into the trainable
+     * tensors (load_best_model_at_end). */
+    int (*load)(void *ctx, const char *dir);
 } yf_train_hooks;
+
+#define YF_EVAL_MAX_COUNTS 32
+#define YF_EVAL_MAX_METRICS 8
 
 typedef struct yf_train_result {
     int64_t global_step;
@@ -78,6 +121,10 @@ typedef struct yf_train_result {
     double runtime_s;
     double samples_per_s, steps_per_s, tokens_per_s;
     double last_loss, last_grad_norm;
+    /* with metric_for_best_model: the best value and where (NULL: no evaluation) */
+    double best_metric;
+    char best_model_checkpoint[1024];
+    bool stopped_early;
 } yf_train_result;
 
 /* Runs training to the end (or the step limit), writing checkpoints, the final

@@ -40,6 +40,17 @@ typedef struct yf_trun {
     int progress;
     int64_t last_progress_step;
     double last_progress_t;
+    /* evaluation and the best model (TrainerState's best_metric and
+     * best_model_checkpoint, EarlyStoppingCallback's counter) */
+    int64_t eval_steps;      /* the interval in effect with eval_strategy steps */
+    char metric[64];         /* metric_for_best_model with its "eval_" prefix; "" = none */
+    bool greater_is_better;  /* false for a loss, true otherwise (HF's default) */
+    bool has_best;
+    double best_metric;
+    char *best_ckpt;         /* OUTPUT_DIR/checkpoint-STEP of the best evaluation (malloc'd) */
+    int64_t best_step;
+    int64_t patience_counter;
+    bool stop_early;         /* early stopping ended the run */
 } yf_trun;
 
 /* Records the loss of step r->global_step (the curve's and the state's). */
@@ -55,8 +66,13 @@ int yf_trun_save_checkpoint(yf_trun *r);
 /* Removes OUTPUT_DIR/.checkpoint-*.tmp.* (and .adapter.tmp.*) directories whose writer is gone
  * (a run killed while saving); verbose: a line on stderr for each. */
 void yf_trun_remove_stale(const char *output_dir, bool verbose);
-/* Restores optimizer moments, schedule, RNG, data position and the log
- * history from a checkpoint directory written by yf_trun_save_checkpoint. */
+/* Restores optimizer moments, schedule, RNG, data position, the log
+ * history and the best-model state from a checkpoint directory written by
+ * yf_trun_save_checkpoint. */
 int yf_trun_resume(yf_trun *r, const char *dir);
+/* save_total_limit as HF's Trainer applies it after each save: the oldest
+ * OUTPUT_DIR/checkpoint-N beyond the limit are deleted, never the best one
+ * (with a limit of 1 and a best that is not the newest, both are kept). */
+void yf_trun_rotate_checkpoints(yf_trun *r);
 
 #endif

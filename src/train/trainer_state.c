@@ -111,10 +111,12 @@ cJSON *yf_trun_state_json(const yf_trun *r) {
     const yf_train_args *a = r->a;
     cJSON *o = cJSON_CreateObject();
     /* the fields of transformers' TrainerState */
-    cJSON_AddNullToObject(o, "best_metric");
-    cJSON_AddNullToObject(o, "best_model_checkpoint");
+    if (r->has_best) cJSON_AddNumberToObject(o, "best_metric", r->best_metric);
+    else cJSON_AddNullToObject(o, "best_metric");
+    if (r->best_ckpt) cJSON_AddStringToObject(o, "best_model_checkpoint", r->best_ckpt);
+    else cJSON_AddNullToObject(o, "best_model_checkpoint");
     cJSON_AddNumberToObject(o, "epoch", r->epoch);
-    cJSON_AddNumberToObject(o, "eval_steps", 500);
+    cJSON_AddNumberToObject(o, "eval_steps", (double)r->eval_steps);
     cJSON_AddNumberToObject(o, "global_step", (double)r->global_step);
     cJSON_AddFalseToObject(o, "is_hyper_param_search");
     cJSON_AddBoolToObject(o, "is_local_process_zero", !r->dist || r->dist->local_rank == 0);
@@ -125,6 +127,14 @@ cJSON *yf_trun_state_json(const yf_trun *r) {
     cJSON_AddNumberToObject(o, "num_input_tokens_seen", 0);
     cJSON_AddNumberToObject(o, "num_train_epochs", (double)r->n_epochs);
     cJSON_AddNumberToObject(o, "save_steps", (double)a->save_steps);
+    if (a->early_stopping_patience > 0) {
+        /* as transformers >= 4.41 keeps a stateful callback's state */
+        cJSON *sc = cJSON_AddObjectToObject(o, "stateful_callbacks"), *es = cJSON_AddObjectToObject(sc, "EarlyStoppingCallback");
+        cJSON *args = cJSON_AddObjectToObject(es, "args"), *attr = cJSON_AddObjectToObject(es, "attributes");
+        cJSON_AddNumberToObject(args, "early_stopping_patience", (double)a->early_stopping_patience);
+        cJSON_AddNumberToObject(args, "early_stopping_threshold", a->early_stopping_threshold);
+        cJSON_AddNumberToObject(attr, "early_stopping_patience_counter", (double)r->patience_counter);
+    }
     cJSON_AddNumberToObject(o, "total_flos", 0);
     cJSON_AddNumberToObject(o, "train_batch_size", (double)a->batch_size);
     cJSON_AddNullToObject(o, "trial_name");
@@ -150,6 +160,7 @@ cJSON *yf_trun_state_json(const yf_trun *r) {
     put_bits(y, "total_loss_bits", r->total_loss);
     put_bits(y, "loss_since_log_bits", r->loss_since_log);
     cJSON_AddNumberToObject(y, "last_logged_step", (double)r->last_logged_step);
+    if (r->has_best) cJSON_AddNumberToObject(y, "best_global_step", (double)r->best_step);
     cJSON_AddItemToObject(y, "step_losses", cJSON_CreateDoubleArray(r->step_loss ? r->step_loss : (double[]){0},
                                                                      (int)r->global_step));
     return o;
@@ -309,6 +320,31 @@ static int parse_hex(const cJSON *it, uint64_t *v) {
     return 0;
 }
 
+/* The best metric, its checkpoint and the early-stopping count, so that a
+ * resumed run keeps choosing against the best evaluation before the break. */
+static int restore_best(yf_trun *r, const cJSON *st, const cJSON *y, const char *spath) {
+    const cJSON *bm = cJSON_GetObjectItemCaseSensitive(st, "best_metric");
+    const cJSON *bc = cJSON_GetObjectItemCaseSensitive(st, "best_model_checkpoint");
+    if (bm && !cJSON_IsNull(bm) && !cJSON_IsNumber(bm)) return yf_errorf("%s: 'best_metric' is neither a number nor null", spath);
+    if (bc && !cJSON_IsNull(bc) && !cJSON_IsString(bc))
+        return yf_errorf("%s: 'best_model_checkpoint' is neither a string nor null", spath);
+    r->has_best = cJSON_IsNumber(bm);
+    if (r->has_best) r->best_metric = bm->valuedouble;
+    free(r->best_ckpt);
+    r->best_ckpt = cJSON_IsString(bc) ? yf_strdup(bc->valuestring) : NULL;
+    r->best_step = 0;
+    if (cJSON_GetObjectItemCaseSensitive(y, "best_global_step") && json_int(y, "best_global_step", spath, &r->best_step))
+        return -1;
+    r->patience_counter = 0;
+    const cJSON *es = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(st, "stateful_callbacks"),
+                                                       "EarlyStoppingCallback");
+    const cJSON *attr = cJSON_GetObjectItemCaseSensitive(es, "attributes");
+    if (cJSON_GetObjectItemCaseSensitive(attr, "early_stopping_patience_counter") &&
+        json_int(attr, "early_stopping_patience_counter", spath, &r->patience_counter))
+        return -1;
+    return 0;
+}
+
 /* The exact value of a sum written by put_bits, when present (older
  * checkpoints have only the printed number, already read). */
 static void get_bits(const cJSON *o, const char *key, double *v) {
@@ -400,6 +436,7 @@ int yf_trun_resume(yf_trun *r, const char *dir) {
         cJSON_Delete(r->log_history);
         r->log_history = cJSON_Duplicate(lh, 1);
     }
+    if (restore_best(r, st, y, spath)) goto done;
     const cJSON *sl = cJSON_GetObjectItemCaseSensitive(y, "step_losses");
     int64_t i = 0;
     for (const cJSON *it = cJSON_IsArray(sl) ? sl->child : NULL; it && i < r->global_step; it = it->next, i++) {
@@ -437,3 +474,53 @@ done:
     return rc;
 }
 
+
+/* ---- save_total_limit ---------------------------------------------------------- */
+
+typedef struct ckpt_entry {
+    long long step;
+    char *path;
+} ckpt_entry;
+
+static int cmp_ckpt(const void *pa, const void *pb) {
+    const ckpt_entry *a = pa, *b = pb;
+    return a->step < b->step ? -1 : a->step > b->step;
+}
+
+void yf_trun_rotate_checkpoints(yf_trun *r) {
+    int64_t limit = r->a->save_total_limit;
+    if (limit <= 0 || !r->writer) return;
+    DIR *d = opendir(r->a->output_dir);
+    if (!d) return;
+    ckpt_entry *c = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0 || e->d_name[11] < '0' || e->d_name[11] > '9') continue;
+        long long s = strtoll(e->d_name + 11, &end, 10);
+        if (*end) continue; /* checkpoint-N.old.PID and the like are not checkpoints */
+        char *path = yf_path_join(r->a->output_dir, e->d_name);
+        if (!yf_dir_exists(path)) {
+            free(path);
+            continue;
+        }
+        if (n == cap) c = yf_realloc(c, (cap = cap ? 2 * cap : 16) * sizeof *c);
+        c[n++] = (ckpt_entry){s, path};
+    }
+    closedir(d);
+    qsort(c, n, sizeof *c, cmp_ckpt);
+    /* the best moves to the second-newest place, so it outlives the older ones */
+    size_t best = n;
+    for (size_t i = 0; r->best_ckpt && i < n; i++)
+        if (!strcmp(c[i].path, r->best_ckpt)) best = i;
+    for (size_t i = best; n >= 2 && i + 2 < n; i++) {
+        ckpt_entry t = c[i];
+        c[i] = c[i + 1], c[i + 1] = t;
+    }
+    size_t keep = (size_t)limit;
+    if (keep == 1 && best + 1 < n) keep = 2; /* the best is not the newest: both stay */
+    for (size_t i = 0; i + keep < n; i++) rm_rf(c[i].path);
+    for (size_t i = 0; i < n; i++) free(c[i].path);
+    free(c);
+}

@@ -17,7 +17,7 @@ static bool term_inside(const yf_gemm *g, const yf_gemm *term) {
 
 void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank) {
-    YF_CHECK(wt == YF_F32 || wt == YF_BF16);
+    YF_CHECK(wt == YF_F32 || wt == YF_BF16 || wt == YF_QMAT);
     YF_CHECK(rank >= 1 && rank <= YF_NARROW_DIM);
     yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
                  .M = M, .N = N, .K = K, .accumulate = accumulate,
@@ -26,7 +26,7 @@ void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, c
     /* the term as yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true) builds it */
     yf_gemm lr = {.M = M, .N = N, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = 1,
                   .bcs = rank};
-    if (!term_inside(&g, &lr)) {
+    if (wt == YF_QMAT || !term_inside(&g, &lr)) { /* a quantized W: the plain steps */
         yf_matmul_xwt_pk(y, x, w, wt, pk, M, N, K, accumulate);
         yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true);
         return;
@@ -40,7 +40,7 @@ int64_t yf_matmul_epilogue_calls(void) { return __atomic_load_n(&g_epi_calls, __
 bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                           int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank,
                           const yf_drop *drop) {
-    YF_CHECK(wt == YF_F32 || wt == YF_BF16);
+    YF_CHECK(wt == YF_F32 || wt == YF_BF16 || wt == YF_QMAT);
     YF_CHECK(rank >= 1 && rank <= YF_NARROW_DIM);
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
                  .M = M, .N = K, .K = N, .accumulate = accumulate, .bpk = yf_wpack_tiles(pk, w, N, K, YF_PACK_XW)};
@@ -50,7 +50,7 @@ bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt
      * where yf_dropout's do */
     yf_gemm lr = {.M = M, .N = K, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = K,
                   .bcs = 1};
-    if (!term_inside(&g, &lr) || K % 16 != 0) return false;
+    if (wt == YF_QMAT || !term_inside(&g, &lr) || K % 16 != 0) return false;
     __atomic_add_fetch(&g_epi_calls, 1, __ATOMIC_RELAXED);
     yf_gemm_run('b', &g, &e);
     return true;

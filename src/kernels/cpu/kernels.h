@@ -1,5 +1,7 @@
 /* kernels: matrix products, the hot path of every forward and backward.
- * Weights are in PyTorch [out, in] layout, f32 or bf16; accumulation is f32.
+ * Weights are in PyTorch [out, in] layout, f32 or bf16, or quantized
+ * (YF_QMAT: w is a yf_qmat, kernels/cpu/quant.h; packs are ignored for
+ * them); accumulation is f32.
  * Each public kernel dispatches to the fastest path the CPU supports (checked
  * at run time); the *_ref versions are the naive references they are tested
  * against. */
@@ -126,6 +128,17 @@ typedef enum yf_kpath {
 typedef enum yf_precision { YF_PREC_EXACT = 0, YF_PREC_BF16 = 1 } yf_precision;
 
 void yf_kernels_set_precision(yf_precision p); /* process-wide */
+
+/* Decode steps of a batch of sequences: while on (for products chosen on the
+ * calling thread), a product of up to YF_ROWSTABLE_M rows gives each row the
+ * bits of the same product of that row alone (the gemv kernels, W streamed
+ * from memory once for all rows), so that a sequence decoded in a batch of
+ * up to 16 gets the tokens it gets decoded alone. Off, such products take
+ * the packed kernels from 5 rows on (faster for prefill and training, and a
+ * row's kernel then depends on no row count above 4). Returns the previous
+ * setting. */
+#define YF_ROWSTABLE_M 16
+bool yf_kernels_set_rowstable(bool on);
 yf_precision yf_kernels_precision(void);
 /* The path in use (after YF_KERNELS), whether one is usable here, its name. */
 yf_kpath yf_kernels_path(void);

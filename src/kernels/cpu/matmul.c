@@ -67,25 +67,24 @@ int yf_kernels_set_path(yf_kpath p) {
     return 0;
 }
 
+/* yf_kernels_set_rowstable: per calling thread (the one that chooses the kernel) */
+static _Thread_local bool t_rowstable;
+
+bool yf_kernels_set_rowstable(bool on) {
+    bool was = t_rowstable;
+    t_rowstable = on;
+    return was;
+}
+
 void yf_kernels_set_precision(yf_precision p) { g_prec = p; }
 yf_precision yf_kernels_precision(void) { return g_prec; }
 
 /* ---- per-thread scratch ------------------------------------------------- */
 
-static _Thread_local struct {
-    void *p;
-    size_t n;
-} t_scratch[5];
+/* freed when a thread that ends (serve's scheduler) exits (yf_tbuf) */
+static _Thread_local yf_tbufs t_scratch;
 
-void *yf_scratch(int slot, size_t bytes) {
-    YF_CHECK(slot >= 0 && slot < 5);
-    if (t_scratch[slot].n < bytes) {
-        free(t_scratch[slot].p);
-        t_scratch[slot].p = yf_aligned_alloc(bytes);
-        t_scratch[slot].n = bytes;
-    }
-    return t_scratch[slot].p;
-}
+void *yf_scratch(int slot, size_t bytes) { return yf_tbuf(&t_scratch, slot, bytes); }
 
 /* ---- the packed fp32 driver (AVX2 / AVX-512 micro-kernels) -------------- */
 
@@ -186,9 +185,10 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512, K_
  * unpacked kernels: packing would pad them to 32-wide blocks and copy the big
  * operand once more. The narrow kernels (yf_narrow_form) take those with a
  * dimension <= YF_NARROW_DIM first; the gemv kernels, a few rows of C at a
- * time, the rest. (Not by row count above YF_GEMV_MAX_M: the kernel, hence
+ * time, the rest. (Not by row count above YF_ROWSTABLE_M: the kernel, hence
  * the rounding, of a row must not depend on how many rows the product has,
- * e.g. scored rows only in a backward.) */
+ * e.g. scored rows only in a backward. yf_kernels_set_rowstable moves the
+ * bound to YF_ROWSTABLE_M for decode steps: see kernels.h.) */
 #define SMALL_DIM 16
 /* Threads only for products of at least this many multiply-adds (~0.05 ms on
  * AMX, ~0.3 ms in fp32 on one core): a parallel region costs microseconds on
@@ -206,7 +206,7 @@ static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {
     if (yf_narrow_form(g) != YF_NARROW_NONE && path >= YF_KPATH_AVX512) return K_NARROW_AVX512;
     if (yf_narrow_form(g) != YF_NARROW_NONE && path >= YF_KPATH_AVX2) return K_NARROW_AVX2;
     bool layout_ok = g->bcs == 1 || (g->brs == 1 && g->acs == 1);
-    bool small = g->M <= YF_GEMV_MAX_M || g->N <= SMALL_DIM;
+    bool small = g->M <= (t_rowstable ? YF_ROWSTABLE_M : YF_GEMV_MAX_M) || g->N <= SMALL_DIM;
     if (small && layout_ok && path >= YF_KPATH_AVX512) return K_GEMV_AVX512;
     if (small && layout_ok && path >= YF_KPATH_AVX2) return K_GEMV_AVX2;
     if (path >= YF_KPATH_AMX && g->M >= YF_AMX_MIN_M) {
@@ -224,6 +224,14 @@ static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {
     return K_SCALAR;
 }
 
+/* Columns of W a gemv block holds: ~256 KiB of W (L2 keeps it while each
+ * group of rows reads it), a multiple of 16 columns. */
+static int64_t gemv_cols(const yf_gemm *g) {
+    int64_t per_col = g->K * (g->bt == YF_BF16 ? 2 : 4);
+    int64_t nb = ((int64_t)256 << 10) / (per_col > 0 ? per_col : 1) / 16 * 16;
+    return nb < 16 ? 16 : nb;
+}
+
 static void run_block(const yf_gemm *g, const yf_gemm_epi *e, kind k, int nparts, int64_t m0, int64_t m1, int64_t n0,
                       int64_t n1) {
     YF_CHECK(!e || k == K_AMX); /* fused work runs on AMX only */
@@ -234,16 +242,24 @@ static void run_block(const yf_gemm *g, const yf_gemm_epi *e, kind k, int nparts
     case K_NARROW_AVX512: yf_narrow_avx512(g, m0, m1, n0, n1); break;
     case K_NARROW_AVX2: yf_narrow_avx2(g, m0, m1, n0, n1); break;
     case K_GEMV_AVX512:
-    case K_GEMV_AVX2:
-        int64_t step = YF_GEMV_MAX_M;
-        for (int64_t m = m0; m < m1; m += step) {
-            int64_t me = m1 - m < step ? m1 : m + step;
-            if (k == K_GEMV_AVX512)
-                yf_gemv_avx512(g, m, me, n0, n1);
-            else
-                yf_gemv_avx2(g, m, me, n0, n1);
+    case K_GEMV_AVX2: {
+        /* rows in groups of YF_GEMV_MAX_M; with several groups, W a block of
+         * columns at a time that stays in L2 while every group reads it, so
+         * that W streams from memory once. Either way each element is the
+         * same sum in the same order as in a one-row product. */
+        int64_t step = YF_GEMV_MAX_M, nb = m1 - m0 <= step ? n1 - n0 : gemv_cols(g);
+        for (int64_t n = n0; n < n1; n += nb) {
+            int64_t ne = n1 - n < nb ? n1 : n + nb;
+            for (int64_t m = m0; m < m1; m += step) {
+                int64_t me = m1 - m < step ? m1 : m + step;
+                if (k == K_GEMV_AVX512)
+                    yf_gemv_avx512(g, m, me, n, ne);
+                else
+                    yf_gemv_avx2(g, m, me, n, ne);
+            }
         }
         break;
+    }
     default: gemm_scalar(g, m0, m1, n0, n1); break;
     }
 }
@@ -359,7 +375,7 @@ static void run_inner(const yf_gemm *g, const yf_gemm_epi *e) {
     kind k = choose(g, yf_kernels_path(), &nparts);
     double work = (double)g->M * (double)g->N * (double)g->K;
     /* a few rows (decode) are bound by reading B: threads pay from ~1 MiB of it */
-    bool few = (k == K_GEMV_AVX2 || k == K_GEMV_AVX512) && g->M <= YF_GEMV_MAX_M;
+    bool few = k == K_GEMV_AVX2 || k == K_GEMV_AVX512;
     double b_read = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
     bool narrow = k == K_NARROW_AVX2 || k == K_NARROW_AVX512;
     double min_work = narrow ? MT_MIN_NARROW : MT_MIN_WORK;
@@ -422,6 +438,10 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
 
 void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                       int64_t N, int64_t K, bool accumulate) {
+    if (wt == YF_QMAT) { /* quantized: quant.c (no packs) */
+        yf_qmat_xwt(w, N, K, y, N, x, M, 0, N, accumulate);
+        return;
+    }
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
     if (yf_kernels_path() == YF_KPATH_REF) {
         yf_matmul_xwt_ref(y, x, w, wt, M, N, K, accumulate);
@@ -436,6 +456,10 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
 
 void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                      int64_t N, int64_t K, bool accumulate) {
+    if (wt == YF_QMAT) {
+        yf_qmat_xw(w, N, K, dx, K, dy, N, M, 0, N, accumulate);
+        return;
+    }
     YF_CHECK(wt == YF_F32 || wt == YF_BF16);
     if (yf_kernels_path() == YF_KPATH_REF) {
         yf_matmul_xw_ref(dx, dy, w, wt, M, N, K, accumulate);

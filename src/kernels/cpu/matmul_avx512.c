@@ -86,34 +86,78 @@ AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, in
     }
 }
 
-/* dot style: C(m,n) = sum_k A(m,k) B(k,n), both contiguous along k, four
- * columns at a time (M = 1: gemv_dot1, the same sums in the same order). */
-AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    int64_t mm = m1 - m0, K = g->K;
-    if (mm == 1) {
-        gemv_dot1(g, m0, n0, n1);
-        return;
+/* 16 elements of B from element i under mask k, as f32; bf (a constant in
+ * each inlined copy) says bf16 B, so the loop has no branch on the type. */
+AVX512_TARGET static inline __attribute__((always_inline)) __m512 load16_as(const void *b, const bool bf, int64_t i,
+                                                                             __mmask16 k) {
+    if (bf) {
+        __m256i h = _mm256_maskz_loadu_epi16(k, (const uint16_t *)b + i);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
-    for (int64_t n = n0; n < n1; n += 4) {
-        int64_t nc = n1 - n < 4 ? n1 - n : 4;
-        __m512 acc[YF_GEMV_MAX_M][4];
-        for (int m = 0; m < YF_GEMV_MAX_M; m++)
-            for (int j = 0; j < 4; j++) acc[m][j] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < K; k += 16) {
-            int64_t kl = K - k;
-            __m512 w[4];
-            for (int j = 0; j < 4; j++)
-                w[j] = j < nc ? load16(g->b, g->bt, (n + j) * g->bcs + k, kl) : _mm512_setzero_ps();
-            for (int m = 0; m < mm; m++) {
-                __m512 a = _mm512_maskz_loadu_ps(mask16(kl), g->a + (m0 + m) * g->ars + k);
-                for (int j = 0; j < 4; j++) acc[m][j] = _mm512_fmadd_ps(a, w[j], acc[m][j]);
-            }
+    return _mm512_maskz_loadu_ps(k, (const float *)b + i);
+}
+
+/* dot style: C(m,n) = sum_k A(m,k) B(k,n), both contiguous along k: mm rows
+ * (<= 4) times nc columns (<= 4) starting at column n, each element the sum
+ * gemv_dot1 makes (16 lanes along k, the last step masked, then the lanes
+ * added), so a row's result never depends on how many rows the product has.
+ * mm, nc and bf are constants in each inlined copy: the accumulators stay in
+ * registers and the loop has no branch. Each column's next lines are
+ * prefetched as gemv_dot1 does: the first group of rows reads W from memory
+ * (later groups find the block in L2), a page a column. */
+AVX512_TARGET static inline __attribute__((always_inline)) void dot_block(const yf_gemm *g, int64_t m0, const int mm,
+                                                                           int64_t n, const int nc, const bool bf) {
+    const int64_t K = g->K, bcs = g->bcs, ars = g->ars;
+    const size_t esz = bf ? 2 : 4;
+    const float *a = g->a + m0 * ars;
+    __m512 acc[YF_GEMV_MAX_M][4];
+#pragma GCC unroll 4
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+        __mmask16 km = mask16(K - k);
+        if ((k * (int64_t)esz) % 64 == 0)
+#pragma GCC unroll 4
+            for (int j = 0; j < nc; j++) _mm_prefetch((const char *)g->b + ((n + j) * bcs + k) * (int64_t)esz + 512, _MM_HINT_T0);
+        __m512 w[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < nc; j++) w[j] = load16_as(g->b, bf, (n + j) * bcs + k, km);
+#pragma GCC unroll 4
+        for (int m = 0; m < mm; m++) {
+            __m512 x = _mm512_maskz_loadu_ps(km, a + m * ars + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < nc; j++) acc[m][j] = _mm512_fmadd_ps(x, w[j], acc[m][j]);
         }
-        for (int m = 0; m < mm; m++)
-            for (int j = 0; j < nc; j++) {
-                float s = _mm512_reduce_add_ps(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
-                *cp = g->accumulate ? *cp + s : s;
-            }
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 4
+        for (int j = 0; j < nc; j++) {
+            float s = _mm512_reduce_add_ps(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
+            *cp = g->accumulate ? *cp + s : s;
+        }
+}
+
+/* mm rows, columns n0..n1: whole blocks of 4 columns, then the rest. */
+AVX512_TARGET static inline __attribute__((always_inline)) void gemv_dot_rows(const yf_gemm *g, int64_t m0, const int mm,
+                                                                               int64_t n0, int64_t n1) {
+    const bool bf = g->bt == YF_BF16;
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4)
+        if (bf) dot_block(g, m0, mm, n, 4, true);
+        else dot_block(g, m0, mm, n, 4, false);
+    for (; n < n1; n++)
+        if (bf) dot_block(g, m0, mm, n, 1, true);
+        else dot_block(g, m0, mm, n, 1, false);
+}
+
+AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    switch (m1 - m0) {
+    case 1: gemv_dot1(g, m0, n0, n1); break;
+    case 2: gemv_dot_rows(g, m0, 2, n0, n1); break;
+    case 3: gemv_dot_rows(g, m0, 3, n0, n1); break;
+    default: gemv_dot_rows(g, m0, 4, n0, n1); break;
     }
 }
 

@@ -145,6 +145,18 @@ static inline yf_narrow yf_narrow_form(const yf_gemm *g) {
 void yf_narrow_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 void yf_narrow_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
+/* ---- quantized weights (wt == YF_QMAT: w is a yf_qmat, quant.h) ----------
+ * The public products' route for them (quant.c): W checked to be [N, K];
+ * y[m, n - n0] (+)= x[m, :] · W[n, :] for n0 <= n < n1, y's rows ldy apart;
+ * dx[m, :] (+)= sum over n0 <= n < n1 of dy[m, n - n0] W[n, :], dy's rows
+ * lddy apart, dx's ldx. A few rows of x dequantize W in registers (the
+ * per-ISA kernels of quant_impl.h); more go through fp32 blocks of W and
+ * yf_gemm_run. */
+void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, const float *x, int64_t M, int64_t n0,
+                 int64_t n1, bool accumulate);
+void yf_qmat_xw(const void *w, int64_t N, int64_t K, float *dx, int64_t ldx, const float *dy, int64_t lddy, int64_t M,
+                int64_t n0, int64_t n1, bool accumulate);
+
 /* A per-thread scratch buffer (64-byte aligned), grown as needed and kept for
  * the thread's life; slot 0..3 are independent buffers. */
 void *yf_scratch(int slot, size_t bytes); /* slot 4: a call's shared packed A (matmul.c) */

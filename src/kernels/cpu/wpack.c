@@ -213,6 +213,10 @@ void yf_check_rows(const yf_wpack *pk, const void *w, yf_dtype wt, int64_t N, in
 void yf_matmul_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
                         const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1) {
     yf_check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XWT, x, xpk);
+    if (wt == YF_QMAT) {
+        yf_qmat_xwt(w, N, K, y, n1 - n0, x, M, n0, n1, false);
+        return;
+    }
     if (yf_kernels_path() == YF_KPATH_REF) {
         YF_CHECK(x);
         yf_matmul_xwt_ref(y, x, w_at(w, wt, n0 * K), wt, M, n1 - n0, K, false);
@@ -227,6 +231,10 @@ void yf_matmul_xw_rows(float *dx, int64_t ldx, const float *dy, const uint16_t *
                        const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1, bool accumulate) {
     yf_check_rows(pk, w, wt, N, K, n0, n1, YF_PACK_XW, dy, dypk);
     YF_CHECK(ldx >= K);
+    if (wt == YF_QMAT) {
+        yf_qmat_xw(w, N, K, dx, ldx, dy, n1 - n0, M, n0, n1, accumulate);
+        return;
+    }
     if (yf_kernels_path() == YF_KPATH_REF) {
         YF_CHECK(dy);
         int64_t rows = ldx == K ? M : 1; /* the reference takes contiguous rows: rows ldx apart one at a time */

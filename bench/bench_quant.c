@@ -1,0 +1,161 @@
+/* bench-quant: the quantized products against bf16 on the same shapes, in
+ * one process (ratios measured together).
+ *   decode: one row of x against 4 layers of Yuan2-2B-width weights (q k v o
+ *           2048 x 2048, gate up 8192 x 2048, down 2048 x 8192: 537 MB in
+ *           bf16, far beyond the caches), all threads: ms a pass, the weight
+ *           bytes read per second, and with --bw GB/S (build/bench-membw's
+ *           read bandwidth) that over it;
+ *   core:   the same kernels on one thread over a 2048 x 2048 weight that
+ *           stays in L2/L3: what one core can do when memory is not the limit;
+ *   rows:   x·W^T and dy·W of 384 and 2304 rows (prefill, a training step)
+ *           through a 8192 x 2048 weight: ms and GFLOP/s.
+ * The fastest of --reps repetitions (default 7).
+ * usage: build/bench-quant [--reps N] [--no-rows] [--bw GB/S] */
+#include "base/pool.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/quant.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { D = 2048, F = 8192, LAYERS = 4, NPROJ = 7, MAXREPS = 51 };
+
+static double fastest(const double *v, int n) {
+    double b = v[0];
+    for (int i = 1; i < n; i++) b = v[i] < b ? v[i] : b;
+    return b;
+}
+
+static float *filled(int64_t n, float scale) {
+    float *x = yf_malloc((size_t)n * sizeof(float));
+    uint64_t s = 0x2545F4914F6CDD1Dull;
+    for (int64_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = scale * ((float)(s >> 40) / (float)(1 << 24) - 0.5f);
+    }
+    return x;
+}
+
+typedef struct weight {
+    int64_t N, K;
+    uint16_t *bf16;
+    yf_qmat q8, q4;
+} weight;
+
+static void proj_shape(int p, int64_t *N, int64_t *K) {
+    *N = p == 4 || p == 5 ? F : D; /* gate, up: [F, D] */
+    *K = p == 6 ? F : D;           /* down: [D, F] */
+}
+
+static size_t wbytes(const weight *w, int kind) {
+    return kind == 0 ? (size_t)(w->N * w->K) * 2 : kind == 1 ? yf_qmat_bytes(&w->q8) : yf_qmat_bytes(&w->q4);
+}
+
+static void product(const weight *w, int kind, float *y, const float *x, int64_t M) {
+    if (kind == 0) yf_matmul_xwt(y, x, w->bf16, YF_BF16, M, w->N, w->K, false);
+    else yf_matmul_xwt(y, x, kind == 1 ? (const void *)&w->q8 : (const void *)&w->q4, YF_QMAT, M, w->N, w->K, false);
+}
+
+static const char *kind_name[3] = {"bf16", "int8", "q4"};
+
+int main(int argc, char **argv) {
+    int reps = 7;
+    bool rows = true;
+    double bw = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-rows")) rows = false;
+        else if (!strcmp(argv[i], "--bw") && i + 1 < argc) bw = atof(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--reps N] [--no-rows] [--bw GB/S]\n", argv[0]);
+            return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
+        }
+    }
+    if (reps < 1 || reps > MAXREPS) reps = 7;
+    yf_qspec s8 = {YF_QT_INT8, 0, false}, s4 = {YF_QT_Q4, 32, false};
+    weight ws[LAYERS * NPROJ];
+    for (int i = 0; i < LAYERS * NPROJ; i++) {
+        weight *w = &ws[i];
+        proj_shape(i % NPROJ, &w->N, &w->K);
+        float *f = filled(w->N * w->K, 0.05f);
+        w->bf16 = yf_malloc((size_t)(w->N * w->K) * 2);
+        for (int64_t j = 0; j < w->N * w->K; j++) w->bf16[j] = yf_f32_to_bf16(f[j]);
+        if (yf_qmat_quantize(&w->q8, f, YF_F32, w->N, w->K, &s8, "w") ||
+            yf_qmat_quantize(&w->q4, f, YF_F32, w->N, w->K, &s4, "w")) {
+            fprintf(stderr, "bench-quant: %s\n", yf_last_error());
+            return 1;
+        }
+        free(f);
+    }
+    printf("threads %d, path %s; read bandwidth (--bw) %.2f GB/s\n", yf_par_threads(), yf_kpath_name(yf_kernels_path()),
+           bw);
+    float *x = filled(4 * F, 1.0f), *y = yf_malloc((size_t)2304 * F * sizeof(float));
+    printf("decode: 1 row x %d layers' 7 weights (Yuan2-2B width)\n", LAYERS);
+    printf("%-5s %10s %9s %9s %11s\n", "dtype", "MB", "ms/pass", "GB/s", "of read bw");
+    double base_ms = 0;
+    for (int kind = 0; kind < 3; kind++) {
+        double t[MAXREPS], bytes = 0;
+        for (int i = 0; i < LAYERS * NPROJ; i++) bytes += (double)wbytes(&ws[i], kind);
+        for (int r = -1; r < reps; r++) {
+            double t0 = yf_time();
+            for (int i = 0; i < LAYERS * NPROJ; i++) product(&ws[i], kind, y, x, 1);
+            if (r >= 0) t[r] = yf_time() - t0;
+        }
+        double ms = fastest(t, reps) * 1e3;
+        if (kind == 0) base_ms = ms;
+        printf("%-5s %10.1f %9.2f %9.2f %10.0f%%  (%.2fx bf16's speed)\n", kind_name[kind], bytes / 1e6, ms,
+               bytes / ms / 1e6, bw > 0 ? 100 * bytes / ms / 1e6 / bw : 0.0, base_ms / ms);
+    }
+    printf("core: 1 row x one 2048 x 2048 weight, one thread, in cache\n");
+    yf_kpath path = yf_kernels_path();
+    int nthreads = omp_get_max_threads();
+    omp_set_num_threads(1); /* the pool then runs every product on the caller */
+    for (int kind = 0; kind < 3; kind++) {
+        double t[MAXREPS];
+        const weight *w = &ws[0];
+        for (int r = -3; r < reps; r++) {
+            double t0 = yf_time();
+            for (int k = 0; k < 20; k++) product(w, kind, y, x, 1);
+            if (r >= 0) t[r] = (yf_time() - t0) / 20;
+        }
+        double ms = fastest(t, reps) * 1e3;
+        printf("%-5s %9.3f ms  %7.2f GB/s of weights on %s\n", kind_name[kind], ms, (double)wbytes(w, kind) / ms / 1e6,
+               yf_kpath_name(path));
+    }
+    omp_set_num_threads(nthreads);
+    if (rows) {
+        printf("rows: W 8192 x 2048 (gate/up), all threads\n");
+        const weight *w = &ws[4];
+        float *xx = filled(2304 * F, 1.0f);
+        for (int mi = 0; mi < 2; mi++) {
+            int64_t M = mi ? 2304 : 384;
+            for (int op = 0; op < 2; op++)
+                for (int kind = 0; kind < 3; kind++) {
+                    double t[MAXREPS];
+                    int nr = reps < 3 ? reps : 3;
+                    for (int r = -1; r < nr; r++) {
+                        double t0 = yf_time();
+                        const void *wp = kind == 0 ? (const void *)w->bf16 : kind == 1 ? (const void *)&w->q8
+                                                                                        : (const void *)&w->q4;
+                        yf_dtype wt = kind == 0 ? YF_BF16 : YF_QMAT;
+                        if (op == 0) yf_matmul_xwt(y, xx, wp, wt, M, w->N, w->K, false);
+                        else yf_matmul_xw(y, xx, wp, wt, M, w->N, w->K, false);
+                        if (r >= 0) t[r] = yf_time() - t0;
+                    }
+                    double ms = fastest(t, nr) * 1e3;
+                    printf("%-5s %-6s M=%-5lld %9.2f ms %8.1f GFLOP/s\n", kind_name[kind], op ? "dy.W" : "x.W^T",
+                           (long long)M, ms, 2.0 * M * w->N * w->K / ms / 1e6);
+                }
+        }
+        free(xx);
+    }
+    for (int i = 0; i < LAYERS * NPROJ; i++) {
+        free(ws[i].bf16);
+        yf_qmat_free(&ws[i].q8);
+        yf_qmat_free(&ws[i].q4);
+    }
+    free(x), free(y);
+    return 0;
+}
