@@ -12,6 +12,7 @@
 typedef struct pc_entry {
     int64_t *ids;          /* [n] */
     int64_t n;
+    int64_t tag;           /* the cache's tag when it was made */
     float *block;          /* everything below */
     float **k, **v, **a, **c; /* [L] each: [H, n, hd], [H, n, hd], [n, D], [n, D/2] */
     size_t bytes;
@@ -21,6 +22,7 @@ typedef struct pc_entry {
 struct yf_prefix_cache {
     int64_t L, H, hd, D;
     int64_t eod;           /* <eod>, or -1 without reset_attention_mask */
+    int64_t tag;           /* yf_prefix_cache_set_tag: the entries seen and made now */
     size_t budget;
     pc_entry *e;
     int64_t n, cap;
@@ -48,6 +50,8 @@ void yf_prefix_cache_clear(yf_prefix_cache *c) {
     c->st.entries = 0;
 }
 
+void yf_prefix_cache_set_tag(yf_prefix_cache *c, int64_t tag) { c->tag = tag; }
+
 void yf_prefix_cache_free(yf_prefix_cache *c) {
     if (!c) return;
     yf_prefix_cache_clear(c);
@@ -67,6 +71,7 @@ static int64_t best_entry(const yf_prefix_cache *c, const int64_t *ids, int64_t 
     int64_t best = -1, bk = 0;
     for (int64_t i = 0; i < c->n; i++) {
         const pc_entry *e = &c->e[i];
+        if (e->tag != c->tag) continue;
         int64_t k = 0, lim = e->n < n ? e->n : n;
         while (k < lim && e->ids[k] == ids[k]) k++;
         if (k > bk || (k == bk && k > 0 && best >= 0 && e->used > c->e[best].used)) best = i, bk = k;
@@ -107,6 +112,7 @@ static void copy_into(const yf_prefix_cache *c, const pc_entry *e, int64_t k, yf
 static void entry_alloc(const yf_prefix_cache *c, pc_entry *e, const int64_t *ids, int64_t n) {
     int64_t L = c->L, kv = c->H * n * c->hd;
     e->n = n;
+    e->tag = c->tag;
     e->ids = yf_malloc((size_t)n * sizeof(int64_t));
     memcpy(e->ids, ids, (size_t)n * sizeof(int64_t));
     e->block = yf_aligned_alloc((size_t)(n * floats_per_position(c)) * sizeof(float));

@@ -15,7 +15,8 @@
  * budget is not kept).
  *
  * Entries are valid for the model, adapter and compute precision they were
- * computed with: clear the cache when one of those changes. Not
+ * computed with: clear the cache when one of those changes, or give each
+ * adapter its own tag (a server's adapters share one budget). Not
  * thread-safe: one user at a time. */
 #ifndef YF_PREFIX_CACHE_H
 #define YF_PREFIX_CACHE_H
@@ -43,6 +44,10 @@ yf_prefix_cache *yf_prefix_cache_new(const yf_model *m, size_t budget_bytes);
 void yf_prefix_cache_free(yf_prefix_cache *c);
 /* Drops every entry (the model or adapter changed). */
 void yf_prefix_cache_clear(yf_prefix_cache *c);
+
+/* Entries made, matched and loaded from now on are those of tag (0 at the
+ * start); the others stay, counted in the budget, until dropped. */
+void yf_prefix_cache_set_tag(yf_prefix_cache *c, int64_t tag);
 
 /* Bytes an entry of n positions takes. */
 size_t yf_prefix_cache_entry_bytes(const yf_prefix_cache *c, int64_t n);
