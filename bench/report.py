@@ -125,12 +125,15 @@ def torch_result(prefix):
     return o, o["tokens_per_second"], fastest
 
 
-def train_result(prefix):
-    """(yuanft train's result object, its tokens/s) or (None, None)"""
+def train_result(prefix, warm=False):
+    """(yuanft train's result object, its tokens/s) or (None, None). warm: all steps after the
+    first together (their tokens / their seconds: batches of different sizes), else the median step."""
     objs = [o for o in json_lines(read(prefix + ".out")) if "train_tokens_per_second" in o]
     if not objs:
         return None, None
     o = objs[-1]
+    if warm and "warm_tokens_per_second" in o:
+        return o, o["warm_tokens_per_second"]
     return o, o.get("steady_tokens_per_second", o["train_tokens_per_second"])
 
 
@@ -153,10 +156,15 @@ def row(argv):
     ap.add_argument("--dtype", required=True)
     ap.add_argument("--torch", action="append", help="a PyTorch run's log prefix; several: rounds, the median taken")
     ap.add_argument("--train", action="append", help="a yuanft train run's log prefix; several: rounds, the median taken")
+    ap.add_argument("--warm", action="store_true", help="--train: tokens/s of all steps after the first together "
+                    "(batches of different sizes), not the median step")
     ap.add_argument("--generate")
     ap.add_argument("--kind", choices=("prefill", "decode"))
     ap.add_argument("--na")
     ap.add_argument("--note", default="")
+    ap.add_argument("--project", type=float, metavar="TOKENS", help="add to the note the wall time of 3 epochs "
+                    "of TOKENS tokens each at this row's tokens/s")
+    ap.add_argument("--prefill-time", action="store_true", help="--generate: add the prefill's seconds to the note")
     a = ap.parse_args(argv)
     r = dict(workload=a.workload, impl=a.impl, dtype=a.dtype, tokens_per_second=None, peak_rss_mb=None, note=a.note)
     notes = [a.note] if a.note else []
@@ -182,13 +190,15 @@ def row(argv):
             if g[0] is None:
                 notes.append(why_failed(p))
     elif a.train:
-        got = [train_result(p) for p in a.train]
+        got = [train_result(p, a.warm) for p in a.train]
         ok = [g for g in got if g[0] is not None]
         if ok:
             o = ok[-1][0]
             r.update(peak_rss_mb=max((g[0].get("peak_rss_mb") or 0) for g in ok) or None)
             r.update(tokens_per_second=pick([g[1] for g in ok], notes))
-            if "steady_tokens_per_second" in o:
+            if a.warm and "warm_tokens_per_second" in o:
+                notes.append("padded tokens / seconds of the steps after 1 warm-up" + (" each" if len(ok) > 1 else ""))
+            elif "steady_tokens_per_second" in o:
                 # timed like the PyTorch rows: the median step after the first
                 if len(ok) > 1:
                     notes.append("each the median step after 1 warm-up")
@@ -210,6 +220,14 @@ def row(argv):
             r.update(tokens_per_second=tps, peak_rss_mb=m["peak_rss_mb"])
         else:
             notes.append(why_failed(a.generate) if m["rc"] != 0 else "no tokens/s found in yuanft generate's output")
+    if a.project and r["tokens_per_second"]:
+        h = 3 * a.project / r["tokens_per_second"] / 3600
+        notes.append(f"3 epochs ({a.project:,.0f} padded tokens each) projected: {h:.1f} h")
+    if a.generate and a.prefill_time:
+        m = re.search(r"prefill: ([0-9]+) tokens in ([0-9.]+) s", read(a.generate + ".err") + read(a.generate + ".out"))
+        if m:
+            r["prefill_s"] = float(m.group(2))
+            notes.append(f"prefill {m.group(1)} tokens in {float(m.group(2)):.2f} s")
     r["note"] = "; ".join(n for n in notes if n)
     with open(a.results, "a") as f:
         f.write(json.dumps(r, ensure_ascii=False) + "\n")

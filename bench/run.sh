@@ -34,6 +34,11 @@
 #                          (report.py isa-summary). Written to bench/results-ISA.md, not
 #                          results.md. PyTorch 1.13 (whose oneDNN predates some of these caps),
 #                          the tiny model and MPI are left out.
+#   BENCH_RECIPE=0         leave out the recipe-workload rows (docs/shared-prefix.md)
+#   BENCH_ONLY_RECIPE=1    only the recipe-workload rows (table: bench/.work/results-recipe.md)
+#   BENCH_RECIPE_ROUNDS=N  rounds of the 2-layer recipe rows (default 3)
+#   BENCH_RECIPE_STEPS=N   2-layer recipe training steps, the first a warm-up (default 9)
+#   BENCH_RECIPE_SHAPES=S  which recipe shapes: "2 24" (default; BENCH_SKIP_24=1 drops 24), "2", "24"
 #   BENCH_SKIP_QUANT=1     leave out bench/quant.sh (quantized weights on the 24-layer shape, ~15 min)
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -411,6 +416,110 @@ yf_24() {
   fi
 }
 
+# ---------------------------------------------------------------- the recipe workload
+
+# The fine-tuning recipe's real data (docs/shared-prefix.md): the 3,821 Resume NER training
+# records tokenised with the résumé template, batches of 6 in a shuffled epoch's order, each
+# padded to its own longest row; yuanft --shared-prefix auto against off and PyTorch with the HF
+# Trainer's padded batches. Then extraction of the test résumés with the prefix cache on / off.
+RECIPE_ROUNDS=${BENCH_RECIPE_ROUNDS:-3}
+RECIPE_STEPS=${BENCH_RECIPE_STEPS:-9}
+RECIPE_SHAPES=${BENCH_RECIPE_SHAPES:-2 24}
+RDATA=$W/recipe-b6.safetensors
+RTOK=$SHARED/yuan/tokenizer.model
+
+# recipe_prepare: records, tokens, the sampled batches (RECIPE_STEPS: 1 warm-up + the timed) and the test inputs
+recipe_prepare() {
+  [ -f "$RTOK" ] || { echo "no $RTOK"; return 1; }
+  { "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/train.char.bmes" --output-file "$W/recipe-train.jsonl" &&
+    "$YF" data tokenize --data "$W/recipe-train.jsonl" --tokenizer "$RTOK" --prompt-template resume \
+      --output-file "$W/recipe-train.safetensors" &&
+    "$PY" bench/torch_ref.py --recipe-batches "$W/recipe-train.safetensors" --write-data "$RDATA" --batch 6 --steps "$RECIPE_STEPS" > "$W/recipe-stats.json" &&
+    "$YF" data resume-ner --bmes "$SHARED/data/resume-ner/test.char.bmes" --output-file "$W/recipe-test.jsonl" &&
+    "$PY" -c "import json,sys
+for l in open(sys.argv[1], encoding='utf-8'): print(json.loads(l)['input'])" "$W/recipe-test.jsonl" > "$W/recipe-test.txt"
+  } > "$L/recipe-prepare.log" 2>&1 || { echo "preparing the recipe data failed (see $L/recipe-prepare.log)"; return 1; }
+}
+
+rstat() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$W/recipe-stats.json" "$1"; }
+
+# recipe_train WORKLOAD MODEL TORCH_CONFIG YF_STEPS TORCH_STEPS ROUNDS: auto, off and PyTorch (PyPI)
+# taking turns in each round; every row: the padded tokens of the steps after the first / their
+# seconds (the HF Trainer's count), and the recipe's 3 epochs projected from it
+recipe_train() {
+  wl=$1; m=$2; tcfg=$3; steps=$4; tsteps=$5; rounds=$6
+  for mode in auto off; do yf_train_ok "$wl" bf16 "$m" || return; done
+  ep=$(rstat epoch_padded_positions)
+  al=""; ol=""; tl=""
+  for i in $(seq "$rounds"); do
+    for mode in auto off; do
+      tag=recipe-$(slug "$wl")-$mode-r$i
+      say "yuanft --shared-prefix $mode: $wl, round $i of $rounds [$(elapsed) s]"
+      yf_train_run "$tag" "$m" "$RDATA" 6 "$steps" bf16 --gradient-checkpointing --shared-prefix $mode
+      if [ $mode = auto ]; then al="$al --train $L/$tag"; else ol="$ol --train $L/$tag"; fi
+    done
+    if torch_py_ok "$PYNEW"; then
+      tag=recipe-$(slug "$wl")-torch-r$i
+      say "PyPI: $wl, round $i of $rounds [$(elapsed) s]"
+      run "$L/$tag" 3000 "$PYNEW" bench/torch_ref.py --config "$tcfg" --mode train --dtype bf16 --batch 6 --grad-ckpt \
+        --data "$RDATA" --warmup 1 --steps "$tsteps"
+      tl="$tl --torch $L/$tag"
+    fi
+  done
+  note="$(rstat timed_padded_positions) padded tokens timed, $(rstat timed_shared_positions) computed with the prefix shared"
+  # shellcheck disable=SC2086
+  rep row "$R" --workload "$wl" --impl "yuanft --shared-prefix auto" --dtype bf16 --warm --project "$ep" --note "$note" $al
+  # shellcheck disable=SC2086
+  rep row "$R" --workload "$wl" --impl "yuanft --shared-prefix off" --dtype bf16 --warm --project "$ep" $ol
+  if [ -n "$tl" ]; then
+    # shellcheck disable=SC2086
+    rep row "$R" --workload "$wl" --impl "PyPI, padded batches" --dtype bf16 --project "$ep" $tl
+  else
+    rep row "$R" --workload "$wl" --impl "PyTorch (PyPI)" --dtype bf16 --na "$PYNEW has no torch"
+  fi
+}
+
+# recipe_extract WORKLOAD MODEL N: extraction of the first N test résumés (template, greedy, 1 new
+# token: the prefill is the work), the prefix cache on and off, after a warm-up run of 16
+recipe_extract() {
+  wl=$1; m=$2; n=$3
+  if ! yf_has extract || [ ! -f "$m/config.json" ]; then
+    rep row "$R" --workload "$wl" --impl yuanft --dtype bf16 --na "$(yf_missing extract) (or no model folder)"; return
+  fi
+  head -n "$n" "$W/recipe-test.txt" > "$W/recipe-test-$n.txt"
+  head -n 16 "$W/recipe-test.txt" > "$W/recipe-test-16.txt"
+  xa="--model $m --tokenizer $RTOK --prompt-template resume --max-new-tokens 1 --batch 16 --bf16"
+  # shellcheck disable=SC2086
+  run "$L/recipe-extract-warmup" 1800 "$YF" extract $xa --input "$W/recipe-test-16.txt" --prefix-cache off
+  for c in on off; do
+    tag=recipe-$(slug "$wl")-$c
+    say "yuanft extract --prefix-cache $c: $wl [$(elapsed) s]"
+    # shellcheck disable=SC2086
+    run "$L/$tag" 3000 "$YF" extract $xa --input "$W/recipe-test-$n.txt" --prefix-cache $c
+    rep row "$R" --workload "$wl" --impl "yuanft --prefix-cache $c" --dtype bf16 --generate "$L/$tag" --kind prefill \
+      --prefill-time --note "$n résumés, batch 16"
+  done
+}
+
+recipe_suite() {
+  if ! msg=$(recipe_prepare); then
+    rep row "$R" --workload "recipe workload" --impl yuanft --dtype bf16 --na "$msg"; return
+  fi
+  case " $RECIPE_SHAPES " in *" 2 "*)
+    yf_init bench/configs/yuan2b-2layer.json "$W/m-2layer-bf16" bf16
+    recipe_train "recipe 2-layer train B6 ckpt" "$W/m-2layer-bf16" yuan2b-2layer "$RECIPE_STEPS" $((RECIPE_STEPS - 1)) "$RECIPE_ROUNDS"
+    recipe_extract "recipe extraction 2-layer, prefill" "$W/m-2layer-bf16" 96 ;;
+  esac
+  case " $RECIPE_SHAPES " in *" 24 "*)
+    [ "${BENCH_SKIP_24:-0}" = 1 ] && return
+    if yf_init bench/configs/yuan2b.json "$W/m-24layer-bf16" bf16; then
+      # 1 warm-up and 1 timed step each (~a minute a step on 2 cores)
+      recipe_train "recipe 24-layer train B6 ckpt" "$W/m-24layer-bf16" yuan2b 2 1 1
+      recipe_extract "recipe extraction 24-layer, prefill" "$W/m-24layer-bf16" 48
+    fi ;;
+  esac
+}
+
 # ---------------------------------------------------------------- the run
 
 say "start; load average $LOAD0 (the machine may be shared: numbers move with it)"
@@ -422,6 +531,17 @@ else
 fi
 [ -n "$venv_note" ] && say "$venv_note"
 
+if [ "${BENCH_ONLY_RECIPE:-0}" = 1 ]; then
+  recipe_suite
+  { echo "# yuanft recipe-workload benchmarks"; echo
+    echo "BENCH_ONLY_RECIPE=1 on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git describe --always --dirty 2>/dev/null || echo '?');"
+    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores; load average $LOAD0 at the start,"
+    echo "$(cut -d' ' -f1-3 /proc/loadavg) at the end; PyTorch $("$PYNEW" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo n/a) (bench/venv)."
+    echo "Data: $(cat "$W/recipe-stats.json" 2>/dev/null)"; echo; } > "$L/head-recipe.md"
+  rep table "$R" "$W/results-recipe.md" --head "$L/head-recipe.md"
+  say "done in $(elapsed) s; table written to $W/results-recipe.md"
+  exit 0
+fi
 yf_prepare
 if [ -n "$ISA" ]; then
   say "BENCH_ISA=$ISA: YF_KERNELS=$YF_KERNELS ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY MKL_ENABLE_INSTRUCTIONS=$MKL_ENABLE_INSTRUCTIONS"
@@ -436,6 +556,7 @@ else
   yf_serve
   torch_suite "$PY" "Debian" "$st_deb"
   torch_suite "$PYNEW" "PyPI" "$st_pypi"
+  [ "${BENCH_RECIPE:-1}" = 1 ] && [ "$QUICK" != 1 ] && recipe_suite
   if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
     yf_24
     torch_24 "$PY" "Debian"

@@ -13,6 +13,11 @@ usage:
   torch_ref.py --selftest [--golden DIR]
   torch_ref.py --config yuan2b-2layer --mode train|prefill|decode --dtype bf16|fp32
                [--batch 1] [--seq 384] [--steps 3] [--warmup 1] [--grad-ckpt] [--new-tokens 32]
+  torch_ref.py --config yuan2b --mode train --data FILE --batch 6 ...   (real token data: step s
+               trains rows [s*B, (s+1)*B) of FILE padded to their longest row, as the HF Trainer's
+               collator pads; tokens/s = the timed steps' padded tokens / their seconds)
+  torch_ref.py --recipe-batches TRAIN.safetensors --write-data FILE --batch 6 --steps N
+               (the recipe workload's batches: see recipe_batches)
 """
 
 import argparse
@@ -501,6 +506,45 @@ def selftest(gold):
     return 1 if fails else 0
 
 
+# ---------------------------------------------------------------- the recipe workload's batches
+
+def recipe_batches(train, out, batch, nbatch, seed=0):
+    """Batches of the real training records as an epoch of the HF Trainer's shuffled order makes them
+    (docs/shared-prefix.md). train: `yuanft data tokenize` of the Resume NER records with the résumé
+    template (input_ids, labels [N, T], lengths [N]). out gets the first nbatch batches of a seeded
+    permutation of its rows, in order, so that `yuanft train --no-shuffle` and `--data` here run the
+    same batches. Prints one JSON line: over an epoch of that permutation and over the sampled
+    batches after the first (the timed ones), the positions padded batches hold (B x the longest
+    row: what the HF Trainer computes and counts), the positions shared-prefix batches compute (the
+    common prefix once, each row's rest up to its last scored position) and the common prefixes."""
+    d = {k: v.numpy() for k, v in read_safetensors(train).items()}
+    ids, lab = d["input_ids"], d["labels"]
+    n = ids.shape[0]
+    scored = lab != -100
+    need = np.where(scored.any(1), ids.shape[1] - np.argmax(scored[:, ::-1], 1), 1)  # up to the last scored label
+
+    def stats(rows):
+        tb = int(need[rows].max())
+        p = 0
+        while p < tb and (ids[rows, p] == ids[rows[0], p]).all():
+            p += 1
+        return len(rows) * tb, p + int(np.maximum(need[rows] - p, 0).sum()), p
+
+    perm = np.random.RandomState(seed).permutation(n)
+    ep = [stats(perm[k:k + batch]) for k in range(0, n, batch)]
+    take = perm[: batch * nbatch]
+    sm = [stats(take[k:k + batch]) for k in range(batch, len(take), batch)]
+    t = int(need[take].max())
+    write_safetensors(out, {"input_ids": ids[take, :t], "labels": lab[take, :t], "lengths": need[take].astype(np.int64)})
+    print(json.dumps(dict(records=n, batch=batch, steps_per_epoch=len(ep), seed=seed,
+                          epoch_padded_positions=sum(e[0] for e in ep), epoch_shared_positions=sum(e[1] for e in ep),
+                          epoch_mean_prefix=round(sum(e[2] for e in ep) / len(ep), 1),
+                          epoch_scored_tokens=int(scored[:, 1:].sum()), sample_batches=nbatch,
+                          timed_padded_positions=sum(e[0] for e in sm), timed_shared_positions=sum(e[1] for e in sm),
+                          timed_prefixes=[e[2] for e in sm])))
+    return 0
+
+
 # ---------------------------------------------------------------- benchmarks
 
 def peak_rss_mb():
@@ -527,8 +571,17 @@ def bench(args):
         params = m.lora_params()
         opt = torch.optim.AdamW(params, lr=5e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
         ids, labels = (torch.from_numpy(a) for a in random_batch(cfg, args.batch, args.seq))
-        losses = []
+        data = read_safetensors(args.data) if args.data else None
+        losses, step_tokens = [], []
         for s in range(args.warmup + args.steps):
+            if data is not None:
+                # the next B rows, right-padded to the longest of them (DataCollatorForSeq2Seq)
+                r0, r1 = s * args.batch, (s + 1) * args.batch
+                if r1 > data["input_ids"].shape[0]:
+                    log(f"torch_ref.py: {args.data} has {data['input_ids'].shape[0]} rows, step {s + 1} needs {r1}")
+                    return 2
+                tb = int(data["lengths"][r0:r1].max())
+                ids, labels = data["input_ids"][r0:r1, :tb], data["labels"][r0:r1, :tb]
             t = time.time()
             with m.autocast():
                 loss = loss_next_token(m.forward(ids), labels)
@@ -539,9 +592,13 @@ def bench(args):
             losses.append(round(loss.item(), 4))
             if s >= args.warmup:
                 step_times.append(time.time() - t)
-            log(f"  step {s + 1}: loss {losses[-1]} {time.time() - t:.2f}s")
+                step_tokens.append(ids.numel())
+            log(f"  step {s + 1}: loss {losses[-1]} {time.time() - t:.2f}s ({ids.shape[0]} x {ids.shape[1]})")
         tokens = args.batch * args.seq
         res.update(batch=args.batch, seq=args.seq, grad_ckpt=args.grad_ckpt, lora="r8 a32 d0.1 x7", losses=losses)
+        if data is not None:
+            res.update(data=args.data, seq=None, tokens_timed=sum(step_tokens), seconds_timed=round(sum(step_times), 3),
+                       data_tokens_per_second=round(sum(step_tokens) / sum(step_times), 2))
     else:
         ids = torch.from_numpy(random_batch(cfg, 1, args.seq)[0])
         with torch.no_grad():
@@ -567,7 +624,8 @@ def bench(args):
         sum(sorted(step_times)[len(step_times) // 2 - 1: len(step_times) // 2 + 1]) / 2
     res.update(steps_timed=len(step_times), warmup=args.warmup, seconds_per_step=round(med, 4),
                seconds_all_steps=[round(t, 4) for t in step_times],
-               tokens_per_second=round(tokens / med, 2), peak_rss_mb=round(peak_rss_mb(), 1))
+               tokens_per_second=res.get("data_tokens_per_second", round(tokens / med, 2)),
+               peak_rss_mb=round(peak_rss_mb(), 1))
     print(json.dumps(res), flush=True)
     return 0
 
@@ -592,9 +650,13 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--grad-ckpt", action="store_true")
+    ap.add_argument("--data", metavar="FILE", help="train mode: batches of real token data (input_ids, labels, "
+                    "lengths: torch_ref.py --recipe-batches) instead of one random batch")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--write-data", metavar="FILE", help="write the benchmark batch (input_ids, labels) "
                     "for --config/--batch/--seq as safetensors, for yuanft train, and exit")
+    ap.add_argument("--recipe-batches", metavar="TRAIN", help="with --write-data, --batch and --steps: write that many "
+                    "batches of the tokenised training records TRAIN (recipe_batches) and print their statistics")
     ap.add_argument("--print-ids", action="store_true", help="print the first row of the benchmark batch "
                     "(--config/--seq) as comma-separated ids, for yuanft generate --prompt-ids, and exit")
     args = ap.parse_args()
@@ -608,6 +670,8 @@ def main():
     if args.print_ids:
         print(",".join(str(int(i)) for i in random_batch(CONFIGS[args.config], 1, args.seq)[0][0]))
         return 0
+    if args.recipe_batches:
+        return recipe_batches(args.recipe_batches, args.write_data, args.batch, args.steps)
     if args.write_data:
         ids, labels = random_batch(CONFIGS[args.config], args.batch, args.seq)
         write_safetensors(args.write_data, {"input_ids": ids, "labels": labels})

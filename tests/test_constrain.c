@@ -5,6 +5,7 @@
  * all byte pieces, so characters split across tokens); the greedy pick;
  * answers always complete within their budget; the golden tiny model
  * extracting (garbage a constraint must survive); batched = one at a time;
+ * the same answers with the prefix cache on and off;
  * constrained = unconstrained greedy when the latter is valid. */
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "harness.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "model/prefix_cache.h"
 #include "task/bmes.h"
 #include "task/constrain.h"
 #include "task/data.h"
@@ -451,18 +453,31 @@ static const char *const k_inputs[] = {
 };
 #define N_INPUTS (sizeof k_inputs / sizeof *k_inputs)
 
+/* The golden tiny model, the real tokenizer and the identity map of the
+ * model's 320 rows; false (a failed check) when one cannot be loaded. */
+static bool tiny_setup(yf_model **m, yf_tokenizer **tok, yf_vocab_map *vm) {
+    yf_model_opts mo = {0};
+    *m = NULL;
+    CHECK(yf_model_load(yt_shared_path("golden/yuan-tiny"), &mo, m) == 0, "%s", yf_last_error());
+    *tok = tokenizer();
+    if (!*m || !*tok) {
+        yf_model_free(*m);
+        yf_tokenizer_free(*tok);
+        return false;
+    }
+    tiny_map(vm);
+    return true;
+}
+
 /* The golden tiny model (random weights: garbage text) with the real
  * tokenizer, through the pruned-vocabulary path: every answer is complete,
  * of the format, and made of spans; the empty input gives {}; batches of 3
  * give what one at a time gives. */
 TEST(constrain_extract_golden_tiny_model) {
-    yf_model *m = NULL;
-    yf_model_opts mo = {0};
-    CHECK(yf_model_load(yt_shared_path("golden/yuan-tiny"), &mo, &m) == 0, "%s", yf_last_error());
-    yf_tokenizer *tok = tokenizer();
-    if (!m || !tok) return;
+    yf_model *m;
+    yf_tokenizer *tok;
     yf_vocab_map vm;
-    tiny_map(&vm);
+    if (!tiny_setup(&m, &tok, &vm)) return;
     yf_constraint *c = grammar(true);
     char **ans[2] = {NULL, NULL};
     for (int b = 0; b < 2; b++) {
@@ -480,6 +495,52 @@ TEST(constrain_extract_golden_tiny_model) {
     for (int b = 0; b < 2; b++)
         if (ans[b]) yf_strv_free(ans[b], N_INPUTS);
     yf_constraint_free(c);
+    yf_vocab_map_free(&vm);
+    yf_tokenizer_free(tok);
+    yf_model_free(m);
+}
+
+/* Constrained extraction with the prefix cache (model/prefix_cache.h) on
+ * and off: a template shared by every prompt is prefilled once with the
+ * cache, and the constrained answers (and the number of tokens decoded)
+ * are the same, batched and one at a time. */
+TEST(constrain_extract_prefix_cache_same_answers) {
+    yf_model *m;
+    yf_tokenizer *tok;
+    yf_vocab_map vm;
+    if (!tiny_setup(&m, &tok, &vm)) return;
+    char tp[1024];
+    snprintf(tp, sizeof tp, "%s/tpl.txt", yt_tmpdir());
+    FILE *f = fopen(tp, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("以下是一段简历文本。请从中抽取人名、国籍、种族、职位、教育背景、专业、组织名和地名，"
+          "按 JSON 输出，键为实体类型，值为实体列表。\n文本：{input}\n答案：", f);
+    fclose(f);
+    for (int b = 1; b <= 3; b += 2) {
+        char **ans[2] = {NULL, NULL};
+        yf_gen_stats st[2];
+        for (int off = 0; off < 2; off++) {
+            yf_extractor x = {.model = m, .tok = tok, .vmap = &vm, .max_new_tokens = 40, .batch = b,
+                              .no_prefix_cache = off};
+            CHECK(yf_template_load(tp, &x.tpl) == 0, "%s", yf_last_error());
+            CHECK(yf_extract_run(&x, k_inputs, N_INPUTS, &ans[off]) == 0, "%s", yf_last_error());
+            st[off] = x.stats;
+            yf_template_free(&x.tpl);
+        }
+        CHECK(st[0].prefill_reused >= (int64_t)N_INPUTS * YF_PREFIX_CACHE_MIN && st[1].prefill_reused == 0,
+              "batch %d: %lld prompt tokens from the cache (on), %lld (off)", b, (long long)st[0].prefill_reused,
+              (long long)st[1].prefill_reused);
+        CHECK(st[0].decode_tokens == st[1].decode_tokens && st[0].prefill_tokens == st[1].prefill_tokens,
+              "batch %d: decoded %lld tokens with the cache, %lld without", b, (long long)st[0].decode_tokens,
+              (long long)st[1].decode_tokens);
+        for (size_t i = 0; ans[0] && ans[1] && i < N_INPUTS; i++)
+            CHECK(!strcmp(ans[0][i], ans[1][i]), "batch %d, input %zu: cache on '%s', off '%s'", b, i + 1, ans[0][i],
+                  ans[1][i]);
+        if (ans[0]) CHECK(strcmp(ans[0][0], "{}") != 0, "the model wrote nothing for input 1 (the test would prove little)");
+        for (int k = 0; k < 2; k++)
+            if (ans[k]) yf_strv_free(ans[k], N_INPUTS);
+    }
     yf_vocab_map_free(&vm);
     yf_tokenizer_free(tok);
     yf_model_free(m);

@@ -161,6 +161,69 @@ TEST(dist_full_finetune_two_ranks_match_one_process) {
                yt_st_rel_err(sub("np2/model.safetensors"), sub("np1/model.safetensors")), 2e-5);
 }
 
+/* ---- a shared prefix under MPI ---------------------------------------------------- */
+
+/* 10 rows that open with the same 20 ids (a prompt template, with an <eod>
+ * inside), then 4..19 ids of their own, right-padded: --shared-prefix auto
+ * computes the 20 once per micro-batch on every rank. */
+static void make_prefix_data(void) {
+    enum { N = 10, T = 40, P = 20 };
+    static int64_t ids[N * T], lab[N * T];
+    yf_rng g;
+    yf_rng_seed(&g, 8);
+    int64_t pre[P];
+    for (int64_t t = 0; t < P; t++) pre[t] = t == 9 ? 3 : 5 + (int64_t)(yf_rng_u64(&g) % 315);
+    for (int64_t i = 0; i < N; i++) {
+        int64_t len = P + 4 + (int64_t)(yf_rng_u64(&g) % 16);
+        for (int64_t t = 0; t < T; t++) {
+            int64_t id = t < P ? pre[t] : 5 + (int64_t)(yf_rng_u64(&g) % 315);
+            ids[i * T + t] = t < len ? id : 3;
+            lab[i * T + t] = t < len && t >= P + 2 ? id : -100;
+        }
+    }
+    yf_tensor ts[2] = {
+        {.name = "input_ids", .dtype = YF_I64, .ndim = 2, .shape = {N, T}, .data = ids, .nbytes = sizeof ids},
+        {.name = "labels", .dtype = YF_I64, .ndim = 2, .shape = {N, T}, .data = lab, .nbytes = sizeof lab},
+    };
+    if (yf_st_save(sub("train.safetensors"), ts, 2, NULL)) yt_skip("cannot write the test data: %s", yf_last_error());
+}
+
+static long long json_int(const char *out, const char *key) {
+    const char *p = strstr(out, key);
+    return p ? atoll(p + strlen(key) + 3) : -1; /* key": value */
+}
+
+/* np ranks (0: one process) of batch bs on the prefix data, into dir */
+static int train_prefix(char *out, size_t cap, int np, int bs, const char *dir, const char *share) {
+    char args[1024];
+    snprintf(args, sizeof args, "--adapter %s/lora --learning-rate 1e-2 --max-steps 3 --lora-dropout 0 --save-strategy no "
+                                "--seed 5 --gradient-accumulation-steps 2 --per-device-train-batch-size %d --shared-prefix %s",
+             tiny(), bs, share);
+    return train(out, cap, np, dir, args);
+}
+
+TEST(dist_shared_prefix_two_ranks_match_whole_rows) {
+    tiny();
+    make_prefix_data();
+    char out[16384];
+    int st = train_prefix(out, sizeof out, 0, 4, sub("off"), "off");
+    CHECK(st == 0, "one process, whole rows: exit %d:\n%s", st, out);
+    CHECK(json_int(out, "shared_prefix_tokens_saved") == 0, "off saved tokens:\n%s", out);
+    st = train_prefix(out, sizeof out, 0, 4, sub("auto"), "auto");
+    CHECK(st == 0, "one process, shared prefix: exit %d:\n%s", st, out);
+    /* 6 micro-batches of 4 (3 steps x 2) of 10 rows in an epoch, each sharing 20 ids */
+    long long saved = json_int(out, "shared_prefix_tokens_saved");
+    CHECK(saved >= 20 * 3 * 4, "shared_prefix_tokens_saved %lld:\n%s", saved, out);
+    CHECK_NEAR("adapter: shared prefix vs whole rows, one process (max |d| / max |ref|)",
+               yt_st_rel_err(sub("auto/adapter_model.safetensors"), sub("off/adapter_model.safetensors")), 1e-5);
+    yt_need_mpi();
+    st = train_prefix(out, sizeof out, 2, 2, sub("np2"), "auto");
+    CHECK(st == 0, "mpirun -np 2, shared prefix: exit %d:\n%s", st, out);
+    CHECK(json_int(out, "shared_prefix_tokens_saved") >= 20 * 3 * 2, "2 ranks: no tokens saved:\n%s", out);
+    CHECK_NEAR("adapter: 2 ranks x batch 2 sharing prefixes vs 1 process x batch 4 whole rows (max |d| / max |ref|)",
+               yt_st_rel_err(sub("np2/adapter_model.safetensors"), sub("off/adapter_model.safetensors")), 1e-5);
+}
+
 /* ---- failures end the job -------------------------------------------------------- */
 
 TEST(dist_dead_rank_fails_the_job_and_keeps_the_checkpoint) {

@@ -64,6 +64,26 @@ TEST(extract_train_text_then_extract_and_eval) {
     char *f1 = m ? strstr(m, "\"f1\"") : NULL;
     double f = f1 ? atof(f1 + 5) : -1;
     CHECK_NEAR("1 - micro F1 on memorised records", 1.0 - f, 1e-9);
+
+    /* a template the prompts share: the prefix cache computes it once, the
+     * answers stay the same (ids identical) */
+    snprintf(p, sizeof p, "%s/tpl.txt", d);
+    write(p, "# 任务\n从简历中识别所有的命名实体，以json格式返回：姓名、国籍、种族、职位、教育背景、专业、组织名、地名。\n{input}");
+    char both[2][8192];
+    for (int k = 0; k < 2; k++) {
+        rc = yt_sh(both[k], sizeof both[k],
+                   "OMP_NUM_THREADS=1 %s extract --model %s/full --input %s/in.txt --prompt-template %s --batch 2 "
+                   "--max-new-tokens 12 --prefix-cache %s 2>%s/err%d.txt && cat %s/err%d.txt",
+                   yt_cli(), d, d, p, k ? "on" : "off", d, k, d, k);
+        CHECK(rc == 0, "extract --prefix-cache %s: exit %d: %s", k ? "on" : "off", rc, both[k]);
+    }
+    char *e0 = strstr(both[0], "extract: "), *e1 = strstr(both[1], "extract: ");
+    CHECK(e0 && e1, "no summary lines");
+    if (!e0 || !e1) return;
+    CHECK(strstr(e0, "; 0 from the prefix cache") && !strstr(e1, "; 0 from the prefix cache"), "prefix cache use:\n%s\n%s",
+          e0, e1);
+    *e0 = *e1 = 0; /* the answers before the summaries */
+    CHECK(strcmp(both[0], both[1]) == 0, "answers differ with the prefix cache:\n%s---\n%s", both[0], both[1]);
 }
 
 TEST(extract_bad_input) {

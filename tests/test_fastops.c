@@ -64,44 +64,64 @@ TEST(fastops_narrow_matmuls_match_ref) {
 
 /* ---- attention --------------------------------------------------------------- */
 
-static void attn_case(int64_t B, int64_t H, int64_t T, int64_t hd, bool reset, yf_precision prec, double tol,
-                      double *ef, double *eb) {
-    int64_t n = B * H * T * hd;
-    float *q = frand_n(n, 2), *k = frand_n(n, 2), *v = frand_n(n, 1), *g = frand_n(n, 1);
-    int64_t *ids = malloc((size_t)(B * T) * sizeof(int64_t)), *start = malloc((size_t)(B * T) * sizeof(int64_t));
-    for (int64_t i = 0; i < B * T; i++) ids[i] = (frand() > 0.8f) ? 3 : 5; /* 3 = <eod> */
-    yf_doc_starts(start, ids, B, T, 3, reset);
+/* Tq query rows at positions pos0.. of B sequences; keys and values of
+ * positions 0..pos0+Tq-1, ld >= pos0+Tq rows apart (a cache, or a shared
+ * prefix followed by the rows' own). */
+static void attn_case(int64_t B, int64_t H, int64_t T, int64_t hd, int64_t pos0, int64_t ld, bool reset,
+                      yf_precision prec, double tol, double *ef, double *eb) {
+    int64_t n = B * H * T * hd, nkv = B * H * ld * hd, P = pos0 + T;
+    float *q = frand_n(n, 2), *k = frand_n(nkv, 2), *v = frand_n(nkv, 1), *g = frand_n(n, 1);
+    int64_t *ids = malloc((size_t)(B * P) * sizeof(int64_t)), *sfull = malloc((size_t)(B * P) * sizeof(int64_t));
+    int64_t *start = malloc((size_t)(B * T) * sizeof(int64_t));
+    for (int64_t i = 0; i < B * P; i++) ids[i] = (frand() > 0.8f) ? 3 : 5; /* 3 = <eod> */
+    yf_doc_starts(sfull, ids, B, P, 3, reset);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) start[b * T + t] = sfull[b * P + pos0 + t];
     float *o0 = malloc((size_t)n * sizeof(float)), *o1 = malloc((size_t)n * sizeof(float));
     float *l0 = malloc((size_t)(B * H * T) * sizeof(float)), *l1 = malloc((size_t)(B * H * T) * sizeof(float));
     float *d0[3], *d1[3];
-    for (int i = 0; i < 3; i++) d0[i] = malloc((size_t)n * sizeof(float)), d1[i] = malloc((size_t)n * sizeof(float));
+    for (int i = 0; i < 3; i++) {
+        int64_t m = i ? nkv : n;
+        d0[i] = calloc((size_t)m, sizeof(float)), d1[i] = calloc((size_t)m, sizeof(float));
+    }
     yf_kernels_set_precision(YF_PREC_EXACT);
-    yf_attention_fwd(o0, l0, q, k, v, start, B, H, T, T, hd, 0, NULL);
-    yf_attention_bwd_ref(d0[0], d0[1], d0[2], g, l0, q, k, v, start, B, H, T, hd);
+    yf_attention_fwd(o0, l0, q, k, v, start, B, H, T, ld, hd, pos0, NULL);
+    yf_attention_bwd_kv_ref(d0[0], d0[1], d0[2], g, l0, q, k, v, start, B, H, T, ld, hd, pos0);
     yf_kernels_set_precision(prec);
-    yf_attention_fwd_train(o1, l1, q, k, v, start, B, H, T, hd);
-    yf_attention_bwd(d1[0], d1[1], d1[2], g, l0, q, k, v, start, B, H, T, hd);
+    if (pos0 == 0 && ld == T) { /* the training shape's names */
+        yf_attention_fwd_train(o1, l1, q, k, v, start, B, H, T, hd);
+        yf_attention_bwd(d1[0], d1[1], d1[2], g, l0, q, k, v, start, B, H, T, hd);
+    } else {
+        yf_attention_fwd_kv(o1, l1, q, k, v, start, B, H, T, ld, hd, pos0);
+        yf_attention_bwd_kv(d1[0], d1[1], d1[2], g, l0, q, k, v, start, B, H, T, ld, hd, pos0);
+    }
     yf_kernels_set_precision(YF_PREC_EXACT);
     double e = fmax(yt_max_abs_diff(o0, o1, (size_t)n), yt_max_abs_diff(l0, l1, (size_t)(B * H * T)));
-    /* relative to the largest gradient entry (dq, dk are exactly 0 at T = 1) */
+    /* relative to the largest gradient entry (dq, dk are exactly 0 at T = 1);
+     * rows past pos0 + Tq of dk, dv (ld padding) are not written by either */
     double e2 = 0, gmax = 1e-30;
-    for (int i = 0; i < 3; i++) gmax = fmax(gmax, yt_max_abs(d0[i], (size_t)n));
-    for (int i = 0; i < 3; i++) e2 = fmax(e2, yt_max_abs_diff(d0[i], d1[i], (size_t)n) / gmax);
-    CHECK(e <= tol && e2 <= tol, "attention B%lld H%lld T%lld hd%lld reset %d: fwd err %g, bwd rel err %g",
-          (long long)B, (long long)H, (long long)T, (long long)hd, reset, e, e2);
+    for (int i = 0; i < 3; i++) gmax = fmax(gmax, yt_max_abs(d0[i], (size_t)(i ? nkv : n)));
+    for (int i = 0; i < 3; i++) e2 = fmax(e2, yt_max_abs_diff(d0[i], d1[i], (size_t)(i ? nkv : n)) / gmax);
+    CHECK(e <= tol && e2 <= tol, "attention B%lld H%lld T%lld hd%lld pos0 %lld ld %lld reset %d: fwd err %g, bwd rel err %g",
+          (long long)B, (long long)H, (long long)T, (long long)hd, (long long)pos0, (long long)ld, reset, e, e2);
     *ef = fmax(*ef, e), *eb = fmax(*eb, e2);
-    free(q), free(k), free(v), free(g), free(ids), free(start), free(o0), free(o1), free(l0), free(l1);
+    free(q), free(k), free(v), free(g), free(ids), free(sfull), free(start), free(o0), free(o1), free(l0), free(l1);
     for (int i = 0; i < 3; i++) free(d0[i]), free(d1[i]);
 }
 
 TEST(fastops_attention_matches_ref) {
-    static const int64_t sh[][4] = {{1, 1, 1, 8}, {2, 3, 17, 6}, {1, 2, 70, 10}, {3, 2, 64, 64}, {1, 1, 130, 18}};
+    /* B, H, T, hd, pos0, ld: whole sequences, then rows after 1..130 earlier
+     * positions (a prefix over a block boundary, a cache with spare rows) */
+    static const int64_t sh[][6] = {{1, 1, 1, 8, 0, 1},    {2, 3, 17, 6, 0, 17},   {1, 2, 70, 10, 0, 70},
+                                    {3, 2, 64, 64, 0, 64}, {1, 1, 130, 18, 0, 130}, {1, 1, 1, 8, 5, 6},
+                                    {2, 3, 17, 6, 1, 18},  {1, 2, 70, 10, 130, 210}, {2, 2, 9, 64, 64, 80},
+                                    {1, 3, 65, 18, 63, 140}};
     for (int prec = 0; prec < 2; prec++) {
         double ef = 0, eb = 0, tol = prec ? 3e-2 : 2e-5;
         for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
             for (int reset = 0; reset < 2; reset++)
-                attn_case(sh[s][0], sh[s][1], sh[s][2], sh[s][3], reset, prec ? YF_PREC_BF16 : YF_PREC_EXACT, tol,
-                          &ef, &eb);
+                attn_case(sh[s][0], sh[s][1], sh[s][2], sh[s][3], sh[s][4], sh[s][5], reset,
+                          prec ? YF_PREC_BF16 : YF_PREC_EXACT, tol, &ef, &eb);
         CHECK_NEAR(prec ? "blocked attention forward, bf16 mode (max abs)" : "blocked attention forward (max abs)", ef,
                    tol);
         CHECK_NEAR(prec ? "blocked attention backward, bf16 mode (relative)" : "blocked attention backward (relative)",

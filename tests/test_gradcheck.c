@@ -160,6 +160,77 @@ TEST(gradcheck_attention_with_reset) {
     free(q), free(k), free(v), free(r), free(o), free(lse), free(dq), free(dk), free(dv);
 }
 
+/* objective: <attention of rows after pos0 earlier positions, r> */
+static double att_kv_obj(const float *q, const float *k, const float *v, const int64_t *st, const float *r, int64_t H,
+                         int64_t T, int64_t ld, int64_t hd, int64_t pos0) {
+    float *o = fa(H * T * hd);
+    yf_attention_fwd(o, NULL, q, k, v, st, 1, H, T, ld, hd, pos0, NULL);
+    double s = dotd(o, r, H * T * hd);
+    free(o);
+    return s;
+}
+
+/* The reference backward of rows that continue earlier positions (the
+ * shared prefix's attention) against finite differences, a reset inside
+ * the earlier positions included: the gradients of those positions' keys
+ * and values are what the prefix receives from each row. */
+TEST(gradcheck_attention_over_earlier_positions) {
+    int64_t H = 2, T = 4, hd = 4, pos0 = 5, ld = 10, nq = H * T * hd, nkv = H * ld * hd;
+    int64_t ids[9] = {5, 3, 6, 7, 8, 9, 10, 3, 11}, sfull[9], st[4];
+    yf_doc_starts(sfull, ids, 1, pos0 + T, 3, true);
+    for (int64_t t = 0; t < T; t++) st[t] = sfull[pos0 + t];
+    CHECK(st[0] == 2 && st[3] == 8, "starts %lld %lld", (long long)st[0], (long long)st[3]);
+    yf_rng rng;
+    yf_rng_seed(&rng, 41);
+    float *q = fa(nq), *k = fa(nkv), *v = fa(nkv), *r = fa(nq), *o = fa(nq), *lse = fa(H * T);
+    float *dq = fa(nq), *dk = fa(nkv), *dv = fa(nkv);
+    fill(q, nq, &rng, 1);
+    fill(k, nkv, &rng, 1);
+    fill(v, nkv, &rng, 1);
+    fill(r, nq, &rng, 1);
+    yf_attention_fwd(o, lse, q, k, v, st, 1, H, T, ld, hd, pos0, NULL);
+    yf_attention_bwd_kv_ref(dq, dk, dv, r, lse, q, k, v, st, 1, H, T, ld, hd, pos0);
+    double eps = 1e-3, err = 0, mx = 0, unseen = 0;
+    float *ps[3] = {q, k, v}, *gs[3] = {dq, dk, dv};
+    for (int w = 0; w < 3; w++)
+        for (int64_t i = 0; i < (w ? nkv : nq); i++) {
+            int64_t row = w ? (i / hd) % ld : 0;
+            if (w && row >= pos0 + T) continue; /* rows past the positions: not part of the contract */
+            float old = ps[w][i];
+            ps[w][i] = old + (float)eps;
+            double p = att_kv_obj(q, k, v, st, r, H, T, ld, hd, pos0);
+            ps[w][i] = old - (float)eps;
+            double m = att_kv_obj(q, k, v, st, r, H, T, ld, hd, pos0);
+            ps[w][i] = old;
+            err = fmax(err, fabs((p - m) / (2 * eps) - gs[w][i]));
+            mx = fmax(mx, fabs(gs[w][i]));
+            if (w && row < 2) unseen = fmax(unseen, fabs(gs[w][i]));
+        }
+    CHECK_NEAR("attention over earlier positions: dq, dk, dv vs finite differences (relative to max)", err / mx, 2e-3);
+    CHECK(unseen == 0, "positions before the reset got gradient %g", unseen);
+    free(q), free(k), free(v), free(r), free(o), free(lse), free(dq), free(dk), free(dv);
+}
+
+TEST(gradcheck_conv_prev_adjoint) {
+    /* pack with a previous row, then its gradient: <pack(a, prev), g> = <a, unpack(g)> + <prev, prev_bwd(g)> */
+    int64_t B = 2, T = 3, C = 4;
+    yf_rng rng;
+    yf_rng_seed(&rng, 42);
+    float *a = fa(B * T * C), *prev = fa(B * C), *g = fa(B * T * 2 * C), *x2 = fa(B * T * 2 * C), *da = fa(B * T * C);
+    float *dp = fa(B * C);
+    fill(a, B * T * C, &rng, 1);
+    fill(prev, B * C, &rng, 1);
+    fill(g, B * T * 2 * C, &rng, 1);
+    memset(dp, 0, (size_t)(B * C) * sizeof(float));
+    yf_conv_pack(x2, a, prev, B, T, C);
+    yf_conv_unpack_bwd(da, g, B, T, C, false);
+    yf_conv_prev_bwd(dp, g, B, T, C);
+    double l = dotd(x2, g, B * T * 2 * C), r = dotd(a, da, B * T * C) + dotd(prev, dp, B * C);
+    CHECK_NEAR("conv pack with prev: relative adjoint mismatch", fabs(l - r) / fabs(l), 1e-6);
+    CHECK(x2[0] == prev[0] && x2[T * 2 * C] == prev[C], "each sequence's first row sees its prev");
+    free(a), free(prev), free(g), free(x2), free(da), free(dp);
+}
+
 TEST(gradcheck_swiglu_and_xent) {
     int64_t n = 20, R = 4, V = 9;
     yf_rng rng;

@@ -200,7 +200,7 @@ TEST(serve_metrics_text_format) {
     yf_sched_stats st = {.parallel = 4, .active = 2, .queued = 1, .processed = 10, .generated_tokens = 300,
                          .decode_s = 2, .prefill_s = 1, .steps = 50, .step_rows = 150};
     yf_http_counters hc = {.requests = 12, .overhead_ns = 2000000, .overhead_n = 4};
-    char *t = yf_metrics_text(&st, &hc, 3, true);
+    char *t = yf_metrics_text(&st, &hc, NULL, 3, true);
     int samples = 0, help = 0, type = 0;
     for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
         if (!strncmp(line, "# HELP yuanft_", 14)) help++;

@@ -18,6 +18,7 @@ int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *tokenizer = NULL, *tpl = "resume", *save_pred = NULL;
     const char *constrain = "spans", *types = NULL;
     int64_t max_new = 128, batch = 16, limit = 0;
+    const char *prefix_cache = "on";
     bool bf16 = false, lenient = false;
     yc_quant qa = {0};
     const yc_opt opts[] = {
@@ -40,6 +41,8 @@ int cmd_eval(int argc, char **argv) {
         YC_OPT("save-predictions", YC_STR, &save_pred, "with --model: write the answers here, one JSON string a line",
                .meta = "FILE"),
         YC_OPT("report", YC_STR, &report, "also write the scores as JSON here (keys micro, per_type, ...)", .meta = "FILE"),
+        YC_OPT("prefix-cache", YC_STR, &prefix_cache, "with --model: on: the prompts' common prefix (the template) is "
+               "computed once and copied into every prompt's cache; off: each prompt whole", .meta = "on|off"),
         YC_OPT_BF16(&bf16),
     };
     int rc = yc_parse("eval", "Score extraction answers: entity-level precision, recall and F1 per type and micro-averaged,\n"
@@ -48,6 +51,8 @@ int cmd_eval(int argc, char **argv) {
                               "counts as empty, as the recipe's json.loads would; --lenient recovers them.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (rc) return rc == 1 ? 0 : 2;
+    bool no_cache = false;
+    if (yc_prefix_cache_flag("eval", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     yf_model_opts mo = {0};
     if (yc_quant_opts("eval", &qa, &mo)) return 2;
@@ -74,11 +79,12 @@ int cmd_eval(int argc, char **argv) {
         }
         yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
                           .max_new_tokens = max_new, .max_length = 384, .batch = batch, .progress = true,
-                          .constrain = mode, .types = type_mask};
+                          .no_prefix_cache = no_cache, .constrain = mode, .types = type_mask};
         const char **in = yf_malloc((recs.n ? recs.n : 1) * sizeof *in);
         for (size_t i = 0; i < recs.n; i++) in[i] = recs.r[i].input;
         int xrc = yf_template_load(tpl, &x.tpl);
         if (xrc == 0) xrc = yf_extract_run(&x, in, recs.n, &pred);
+        if (xrc == 0) yc_print_gen_stats("eval", &x.stats);
         np = recs.n;
         free(in);
         yf_template_free(&x.tpl);

@@ -54,6 +54,7 @@ int cmd_extract(int argc, char **argv) {
     const char *constrain = "spans", *types = NULL;
     int64_t max_new = 128, batch = 16, max_length = 384;
     bool bf16 = false;
+    const char *prefix_cache = "on";
     yc_quant qa = {0};
     const yc_opt opts[] = {
         YC_OPT_MODEL(&model),
@@ -69,6 +70,8 @@ int cmd_extract(int argc, char **argv) {
         YC_OPT_CONSTRAIN(&constrain, ""),
         YC_OPT_TYPES(&types, ""),
         YC_OPT_BF16(&bf16),
+        YC_OPT("prefix-cache", YC_STR, &prefix_cache, "on: the prompts' common prefix (the template) is computed once "
+               "and copied into every prompt's cache; off: each prompt whole", .meta = "on|off"),
     };
     int pr = yc_parse("extract", "Extract named entities from résumés: one line in, one JSON object out, greedy decoding,\n"
                                  "constrained by default to valid answers whose strings all come from the input\n"
@@ -77,6 +80,8 @@ int cmd_extract(int argc, char **argv) {
                                  "Every input line gives exactly one output line.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
+    bool no_cache = false;
+    if (yc_prefix_cache_flag("extract", prefix_cache, &no_cache)) return 2;
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     yf_model_opts mo = {0};
     if (yc_quant_opts("extract", &qa, &mo)) return 2;
@@ -98,7 +103,7 @@ int cmd_extract(int argc, char **argv) {
     }
     yf_extractor x = {.model = s.model, .lora = s.has_lora ? &s.lora : NULL, .tok = s.tok, .vmap = &s.vmap,
                       .max_new_tokens = max_new, .max_length = max_length, .batch = batch, .progress = true,
-                      .constrain = mode, .types = type_mask};
+                      .no_prefix_cache = no_cache, .constrain = mode, .types = type_mask};
     int rc = 0;
     char **ans = NULL;
     if (yf_template_load(tpl, &x.tpl) || yf_extract_run(&x, (const char *const *)lines, n, &ans)) {
@@ -123,6 +128,7 @@ int cmd_extract(int argc, char **argv) {
         if (raw_out && yf_write_json_lines(raw_out, (const char *const *)ans, n)) rc = yc_fail("extract");
         fprintf(stderr, "extract: %zu lines, %lld answers recovered, %lld unparsable\n", n, (long long)recovered,
                 (long long)hopeless);
+        yc_print_gen_stats("extract", &x.stats);
         yf_strv_free(ans, n);
     }
     yf_template_free(&x.tpl);

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "kernels/cpu/kernels.h"
 #include "serve/server.h"
+#include "session.h"
 
 /* Every --adapter value (the option may be given many times; the parser
  * keeps the last). */
@@ -24,7 +25,7 @@ static const char **adapter_values(int argc, char **argv, int64_t *n) {
 int cmd_serve(int argc, char **argv) {
     yf_serve_opts o;
     yf_serve_opts_default(&o);
-    const char *adapter = NULL, *constrain = "spans";
+    const char *adapter = NULL, *constrain = "spans", *prefix_cache = "on";
     bool bf16 = false;
     double shutdown = o.shutdown_timeout;
     const yc_opt opts[] = {
@@ -44,6 +45,9 @@ int cmd_serve(int argc, char **argv) {
         YC_OPT_CONSTRAIN(&constrain, "/v1/extract's decoding when a request does not say: "),
         YC_OPT("max-body", YC_INT, &o.max_body, "request body bytes at most; past it: 413"),
         YC_OPT("shutdown-timeout", YC_FLOAT, &shutdown, "seconds SIGTERM waits for requests in flight, then cancels them"),
+        YC_OPT("prefix-cache", YC_STR, &prefix_cache, "on: prompts are kept (least recently used dropped) and a prompt "
+               "that opens like a kept one computes only the rest; off: each prompt whole", .meta = "on|off"),
+        YC_OPT("prefix-cache-mb", YC_INT, &o.prefix_cache_mb, "the prefix cache's memory budget in MiB"),
         YC_OPT_BF16(&bf16),
     };
     int pr = yc_parse("serve",
@@ -52,6 +56,9 @@ int cmd_serve(int argc, char **argv) {
                       "Requests for the base model and any adapter are batched together. Stop with SIGTERM or Ctrl-C.",
                       argc, argv, opts, (int)(sizeof opts / sizeof *opts));
     if (pr) return pr == 1 ? 0 : 2;
+    bool no_cache = false;
+    if (yc_prefix_cache_flag("serve", prefix_cache, &no_cache)) return 2;
+    if (no_cache) o.prefix_cache_mb = 0;
     if (yf_constrain_mode_parse(constrain, &o.extract_constrain)) return yc_fail("serve");
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     o.shutdown_timeout = shutdown;

@@ -35,6 +35,8 @@ typedef struct ctx {
     const char *model_dir;
     int64_t *bids, *blab; /* [batch * T] gather buffers */
     yf_param_list params;
+    yf_share_mode share;  /* --shared-prefix */
+    yf_share_stats shared;
     yf_teval ev;          /* --eval-data */
 } ctx;
 
@@ -59,9 +61,16 @@ static int hook_fb(void *vc, const int64_t *rows, int64_t n, float scale, yf_rng
         memcpy(c->blab + k * Tb, d->labels + rows[k] * d->T, (size_t)Tb * sizeof(int64_t));
     }
     yf_backward_opts o = {.loss_scale = scale, .gradient_checkpointing = c->grad_ckpt,
-                          .dropout_rng = c->dropout > 0 ? rng : NULL};
+                          .dropout_rng = c->dropout > 0 ? rng : NULL, .shared_prefix = c->share,
+                          .share_stats = &c->shared};
     *n_input = n * Tb;
     return yf_model_forward_backward(c->model, c->lora, c->bids, c->blab, n, Tb, &o, loss_sum, ntok);
+}
+
+static void hook_saved(void *vc, int64_t out[2]) {
+    const ctx *c = vc;
+    out[0] = c->shared.prefix_saved;
+    out[1] = c->shared.padding_skipped;
 }
 
 static int hook_save(void *vc, const char *dir) {
@@ -174,7 +183,7 @@ static int eval_setup(ctx *c, yf_trainset *es, yf_records *recs, yf_tokenizer **
 
 static int train(int argc, char **argv, yf_dist *dist) {
     const char *model_dir = NULL, *data = NULL, *out_dir = NULL, *adapter = NULL, *resume = NULL;
-    const char *tokenizer = NULL, *template_spec = "resume";
+    const char *tokenizer = NULL, *template_spec = "resume", *shared_prefix = "auto";
     int64_t max_length = 384;
     const char *sched = "linear", *save = "steps", *targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
     int64_t bs = 8, accum = 1, max_steps = -1, warmup_steps = 0, logging_steps = 500, save_steps = 500, seed = 42;
@@ -217,6 +226,9 @@ static int train(int argc, char **argv, yf_dist *dist) {
         YC_OPT("group-by-length", YC_FLAG, &group_by_length, "batch examples of similar length together (less padding), "
                "as HF's flag"),
         YC_OPT("gradient-checkpointing", YC_FLAG, &gc, "recompute each layer in the backward (less memory, same gradients)"),
+        YC_OPT("shared-prefix", YC_STR, &shared_prefix, "auto: a micro-batch's rows compute their common prefix (the "
+               "prompt template) once and skip their padding, when the prefix is long enough to pay; same loss and "
+               "gradients (LoRA dropout: one mask for the shared prefix); off: every row whole", .meta = "auto|off"),
         YC_OPT("bf16", YC_FLAG, &bf16, "bf16 compute (like torch autocast): activations rounded to bf16 for the matrix "
                "products, fp32 accumulation; without it: fp32-exact products. Weights keep their stored dtype either "
                "way (fp32 copies only with --full-finetune)"),
@@ -297,6 +309,11 @@ static int train(int argc, char **argv, yf_dist *dist) {
     a.eval_steps = eo.steps, a.eval_delay = eo.delay, a.eval_batch_size = eo.batch, a.metric_for_best_model = eo.metric;
     a.load_best_model_at_end = eo.load_best, a.save_total_limit = eo.save_total_limit;
     a.early_stopping_patience = eo.patience;
+    yf_share_mode share = YF_SHARE_AUTO;
+    if (!strcmp(shared_prefix, "off")) share = YF_SHARE_OFF;
+    else if (!strcmp(shared_prefix, "on")) share = YF_SHARE_ON; /* not in --help: every batch, even without a prefix */
+    else if (strcmp(shared_prefix, "auto"))
+        return yc_usage_error("train", "--shared-prefix must be auto or off (got '%s')", shared_prefix);
     if (!(isnan(lora_dropout) || (lora_dropout >= 0 && lora_dropout < 1)))
         return yf_errorf("--lora-dropout must be in [0, 1) (got %g)", lora_dropout), yc_fail("train");
     yf_lora_cfg lc = {.r = (int)lora_r, .alpha = (float)lora_alpha, .dropout = isnan(lora_dropout) ? 0.1f : (float)lora_dropout,
@@ -351,7 +368,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
     yf_model *m = NULL;
     yf_lora lora, *lo = NULL;
     memset(&lora, 0, sizeof lora);
-    ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir};
+    ctx c = {.data = &ds, .grad_ckpt = gc, .model_dir = model_dir, .share = share};
     yf_kernels_set_precision(bf16 ? YF_PREC_BF16 : YF_PREC_EXACT);
     yf_par_adapt_to_load();
     /* full fine-tuning resumes from the checkpoint's weights */
@@ -388,7 +405,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
         fprintf(stderr, "yuanft train: %s, %lld trainable parameters in %d tensors\n",
                 full ? "full fine-tuning" : lo->cfg.use_dora ? "DoRA" : "LoRA", (long long)trainable, c.params.n);
     yf_train_hooks h = {.ctx = &c, .n_examples = ds.N, .count_tokens = hook_count, .forward_backward = hook_fb,
-                        .save = hook_save, .load = hook_load};
+                        .save = hook_save, .load = hook_load, .tokens_saved = hook_saved};
     if (eo.data && a.eval_strategy != YF_SAVE_NO && eval_setup(&c, &es, &erecs, &etok, &evm, &eo, &to, &cfg, &h)) goto done;
     yf_train_result res;
     if (yf_train(&a, &h, &c.params, &res)) goto done;

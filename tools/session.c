@@ -1,6 +1,9 @@
 #include "session.h"
 
+#include "cli.h"
+
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +50,23 @@ void yc_session_close(yc_session *s) {
     if (s->tok) yf_tokenizer_free(s->tok);
     yf_vocab_map_free(&s->vmap);
     memset(s, 0, sizeof *s);
+}
+
+int yc_prefix_cache_flag(const char *cmd, const char *value, bool *off) {
+    if (!strcmp(value, "on") || !strcmp(value, "off")) {
+        *off = !strcmp(value, "off");
+        return 0;
+    }
+    return yc_usage_error(cmd, "--prefix-cache must be on or off (got '%s')", value);
+}
+
+void yc_print_gen_stats(const char *cmd, const yf_gen_stats *st) {
+    fprintf(stderr,
+            "%s: prefill: %lld tokens in %.3f s (%.1f tokens/s; %lld from the prefix cache); decode: %lld tokens in "
+            "%.3f s (%.2f tokens/s)\n",
+            cmd, (long long)st->prefill_tokens, st->prefill_s, st->prefill_s > 0 ? st->prefill_tokens / st->prefill_s : 0.0,
+            (long long)st->prefill_reused, (long long)st->decode_tokens, st->decode_s,
+            st->decode_s > 0 ? st->decode_tokens / st->decode_s : 0.0);
 }
 
 int yc_parse_ids(const char *s, int64_t **ids, int64_t *n) {

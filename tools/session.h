@@ -39,6 +39,13 @@ typedef struct yc_quant {
 int yc_quant_opts(const char *cmd, const yc_quant *q, yf_model_opts *mo);
 void yc_session_close(yc_session *s);
 
+/* --prefix-cache VALUE: on (false into *off) or off (true); anything else
+ * is a usage error (yc_usage_error: message, returns 2). */
+int yc_prefix_cache_flag(const char *cmd, const char *value, bool *off);
+/* "CMD: prefill: N tokens in S s (R tokens/s; K from the prefix cache);
+ * decode: ..." on stderr. */
+void yc_print_gen_stats(const char *cmd, const yf_gen_stats *st);
+
 /* Parses "1,2,3" into ids (malloc'd). */
 int yc_parse_ids(const char *s, int64_t **ids, int64_t *n);
 

@@ -1,15 +1,19 @@
-/* attention: the training-shape causal attention (whole sequences, pos0 = 0)
- * as blocked matrix products, so that it runs on the matmul kernels (AMX /
- * AVX-512) instead of scalar dot products. For each (sequence, head) and
- * block of BR query rows t0..t1-1, only keys 0..t1-1 can be seen:
+/* attention: causal attention as blocked matrix products, so that it runs on
+ * the matmul kernels (AMX / AVX-512) instead of scalar dot products. Queries
+ * are T rows at positions pos0..pos0+T-1 of their sequence; keys and values
+ * are those of positions 0..pos0+T-1 (pos0 = 0: whole sequences, the
+ * training shape; pos0 > 0: rows that continue a prefix whose keys are held
+ * before theirs, as a cache or a shared prefix holds them). For each
+ * (sequence, head) and block of BR query rows t0..t1-1, only keys
+ * 0..pos0+t1-1 can be seen:
  *   forward   S = Q_blk K^T, P = softmax(scale S) over the allowed keys,
  *             O_blk = P V, lse = log-sum-exp of the scaled scores;
  *   backward  P rebuilt from lse, dP = dO_blk V^T, dS = P (dP - rowsum(P dP)),
  *             dQ_blk = scale dS K, dK += scale dS^T Q_blk, dV += P^T dO_blk.
  * In bf16 mode the products round their operands to bf16 (as torch autocast
  * does for attention's batched products); in exact mode they are fp32.
- * The scalar versions in ops.c (yf_attention_fwd with pos0 = 0, and
- * yf_attention_bwd_ref) are the references these are tested against. */
+ * The scalar versions in ops.c (yf_attention_fwd, and yf_attention_bwd_kv_ref)
+ * are the references these are tested against. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +27,8 @@ enum { BR = 64 }; /* query rows per block: S is BR x T floats */
 /* Threads only above this much work (multiply-adds of the products). */
 #define PAR_WORK(w) ((double)(w) >= (double)(1 << 22))
 
-/* Row i of s (nk keys, row t = t0 + i of its sequence) becomes the softmax
- * weights over keys st[i]..t (others 0); returns the log-sum-exp. */
+/* Row i of s (nk keys, the row at position t of its sequence) becomes the
+ * softmax weights over keys j0..t (others 0); returns the log-sum-exp. */
 static float softmax_row(float *s, int64_t nk, int64_t j0, int64_t t, float scale) {
     int64_t n = t + 1 - j0;
     float *r = s + j0;
@@ -55,60 +59,66 @@ typedef struct attn_job {
     float *out, *lse, *dq, *dk, *dv;
     const float *dout, *q, *k, *v;
     const int64_t *start;
-    int64_t B, H, T, hd, nblk;
+    int64_t B, H, T, ld, pos0, hd, nblk; /* T query rows; keys 0..pos0+T-1, ld rows apart per (b, h) */
     float scale;
 } attn_job;
 
 static void fwd_head(void *ctx, int64_t bh) {
     const attn_job *j = ctx;
-    int64_t T = j->T, hd = j->hd, b = bh / j->H;
-    float *s = thread_buf(0, (size_t)(BR * T) * sizeof(float));
-    const float *kb = j->k + bh * T * hd, *vb = j->v + bh * T * hd;
-    yf_wpack *pk = head_pack(0, kb, T, hd, YF_PACK_XWT), *pv = head_pack(1, vb, T, hd, YF_PACK_XW);
+    int64_t T = j->T, hd = j->hd, b = bh / j->H, p0 = j->pos0, nkt = p0 + T;
+    float *s = thread_buf(0, (size_t)(BR * nkt) * sizeof(float));
+    const float *kb = j->k + bh * j->ld * hd, *vb = j->v + bh * j->ld * hd;
+    yf_wpack *pk = head_pack(0, kb, nkt, hd, YF_PACK_XWT), *pv = head_pack(1, vb, nkt, hd, YF_PACK_XW);
     for (int64_t blk = 0; blk < j->nblk; blk++) {
-        int64_t t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = t0 + rows;
-        yf_matmul_xwt_rows(s, j->q + (bh * T + t0) * hd, NULL, kb, YF_F32, pk, rows, T, hd, 0, nk);
+        int64_t t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = p0 + t0 + rows;
+        yf_matmul_xwt_rows(s, j->q + (bh * T + t0) * hd, NULL, kb, YF_F32, pk, rows, nkt, hd, 0, nk);
         for (int64_t r = 0; r < rows; r++) {
-            float l = softmax_row(s + r * nk, nk, j->start[b * T + t0 + r], t0 + r, j->scale);
+            float l = softmax_row(s + r * nk, nk, j->start[b * T + t0 + r], p0 + t0 + r, j->scale);
             if (j->lse) j->lse[bh * T + t0 + r] = l;
         }
-        yf_matmul_xw_rows(j->out + (bh * T + t0) * hd, hd, s, NULL, vb, YF_F32, pv, rows, T, hd, 0, nk, false);
+        yf_matmul_xw_rows(j->out + (bh * T + t0) * hd, hd, s, NULL, vb, YF_F32, pv, rows, nkt, hd, 0, nk, false);
     }
     yf_wpack_free(pk);
     yf_wpack_free(pv);
 }
 
-void yf_attention_fwd_train(float *out, float *lse, const float *q, const float *k, const float *v,
-                            const int64_t *start, int64_t B, int64_t H, int64_t T, int64_t hd) {
-    attn_job j = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .start = start, .B = B, .H = H, .T = T,
-                  .hd = hd, .nblk = (T + BR - 1) / BR, .scale = 1.0f / sqrtf((float)hd)};
-    if (PAR_WORK((double)B * H * T * T * hd) && B * H < 65536)
+void yf_attention_fwd_kv(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
+                         int64_t B, int64_t H, int64_t T, int64_t ld, int64_t hd, int64_t pos0) {
+    YF_CHECK(ld >= pos0 + T);
+    attn_job j = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .start = start, .B = B, .H = H, .T = T, .ld = ld,
+                  .pos0 = pos0, .hd = hd, .nblk = (T + BR - 1) / BR, .scale = 1.0f / sqrtf((float)hd)};
+    if (PAR_WORK((double)B * H * T * (pos0 + T) * hd) && B * H < 65536)
         yf_par_for(B * H, fwd_head, &j);
     else
         for (int64_t bh = 0; bh < B * H; bh++) fwd_head(&j, bh);
 }
 
+void yf_attention_fwd_train(float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int64_t *start, int64_t B, int64_t H, int64_t T, int64_t hd) {
+    yf_attention_fwd_kv(out, lse, q, k, v, start, B, H, T, T, hd, 0);
+}
+
 static void bwd_head(void *ctx, int64_t bh) {
     const attn_job *j = ctx;
-    int64_t T = j->T, hd = j->hd, b = bh / j->H, off = bh * T * hd;
+    int64_t T = j->T, hd = j->hd, b = bh / j->H, p0 = j->pos0, nkt = p0 + T, off = bh * T * hd, koff = bh * j->ld * hd;
     float scale = j->scale;
-    const float *kb = j->k + off, *vb = j->v + off;
-    float *dkb = j->dk + off, *dvb = j->dv + off;
-    float *p = thread_buf(0, (size_t)(BR * T) * sizeof(float)), *dp = thread_buf(1, (size_t)(BR * T) * sizeof(float));
-    yf_wpack *pk = head_pack(0, kb, T, hd, YF_PACK_XWT), *pv = head_pack(1, vb, T, hd, YF_PACK_XWT);
-    yf_wpack *pkd = head_pack(2, kb, T, hd, YF_PACK_XW);
-    memset(dkb, 0, (size_t)(T * hd) * sizeof(float));
-    memset(dvb, 0, (size_t)(T * hd) * sizeof(float));
+    const float *kb = j->k + koff, *vb = j->v + koff;
+    float *dkb = j->dk + koff, *dvb = j->dv + koff;
+    float *p = thread_buf(0, (size_t)(BR * nkt) * sizeof(float)), *dp = thread_buf(1, (size_t)(BR * nkt) * sizeof(float));
+    yf_wpack *pk = head_pack(0, kb, nkt, hd, YF_PACK_XWT), *pv = head_pack(1, vb, nkt, hd, YF_PACK_XWT);
+    yf_wpack *pkd = head_pack(2, kb, nkt, hd, YF_PACK_XW);
+    memset(dkb, 0, (size_t)(nkt * hd) * sizeof(float));
+    memset(dvb, 0, (size_t)(nkt * hd) * sizeof(float));
     for (int64_t blk = 0; blk < j->nblk; blk++) {
-        int64_t t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = t0 + rows;
+        int64_t t0 = blk * BR, rows = T - t0 < BR ? T - t0 : BR, nk = p0 + t0 + rows;
         const float *qb = j->q + off + t0 * hd, *gb = j->dout + off + t0 * hd;
-        yf_matmul_xwt_rows(p, qb, NULL, kb, YF_F32, pk, rows, T, hd, 0, nk);
-        yf_matmul_xwt_rows(dp, gb, NULL, vb, YF_F32, pv, rows, T, hd, 0, nk);
+        yf_matmul_xwt_rows(p, qb, NULL, kb, YF_F32, pk, rows, nkt, hd, 0, nk);
+        yf_matmul_xwt_rows(dp, gb, NULL, vb, YF_F32, pv, rows, nkt, hd, 0, nk);
         for (int64_t i = 0; i < rows; i++) {
-            int64_t t = t0 + i, j0 = j->start[b * T + t], n = t + 1 - j0;
+            int64_t t = p0 + t0 + i, j0 = j->start[b * T + t0 + i], n = t + 1 - j0;
             float *pr = p + i * nk, *dr = dp + i * nk;
             /* the forward's weights, from its log-sum-exp */
-            yf_exp_affine_sum(pr + j0, pr + j0, n, scale, j->lse[bh * T + t]);
+            yf_exp_affine_sum(pr + j0, pr + j0, n, scale, j->lse[bh * T + t0 + i]);
             float ds = (float)yf_dot_d(pr + j0, dr + j0, n);
 #pragma omp simd
             for (int64_t c = j0; c <= t; c++) dr[c] = pr[c] * (dr[c] - ds) * scale; /* d score (pre-scale) */
@@ -121,7 +131,7 @@ static void bwd_head(void *ctx, int64_t bh) {
                 memset(dr + t + 1, 0, (size_t)(nk - t - 1) * sizeof(float));
             }
         }
-        yf_matmul_xw_rows(j->dq + off + t0 * hd, hd, dp, NULL, kb, YF_F32, pkd, rows, T, hd, 0, nk, false);
+        yf_matmul_xw_rows(j->dq + off + t0 * hd, hd, dp, NULL, kb, YF_F32, pkd, rows, nkt, hd, 0, nk, false);
         yf_matmul_dw(dkb, dp, qb, rows, nk, hd);
         yf_matmul_dw(dvb, p, gb, rows, nk, hd);
     }
@@ -130,14 +140,21 @@ static void bwd_head(void *ctx, int64_t bh) {
     yf_wpack_free(pkd);
 }
 
-void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
-                      const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
-                      int64_t hd) {
+void yf_attention_bwd_kv(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                         const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
+                         int64_t ld, int64_t hd, int64_t pos0) {
+    YF_CHECK(ld >= pos0 + T);
     attn_job j = {.lse = (float *)lse, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k, .v = v,
-                  .start = start, .B = B, .H = H, .T = T, .hd = hd, .nblk = (T + BR - 1) / BR,
-                  .scale = 1.0f / sqrtf((float)hd)};
-    if (PAR_WORK((double)B * H * T * T * hd) && B * H < 65536)
+                  .start = start, .B = B, .H = H, .T = T, .ld = ld, .pos0 = pos0, .hd = hd,
+                  .nblk = (T + BR - 1) / BR, .scale = 1.0f / sqrtf((float)hd)};
+    if (PAR_WORK((double)B * H * T * (pos0 + T) * hd) && B * H < 65536)
         yf_par_for(B * H, bwd_head, &j);
     else
         for (int64_t bh = 0; bh < B * H; bh++) bwd_head(&j, bh);
+}
+
+void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                      const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
+                      int64_t hd) {
+    yf_attention_bwd_kv(dq, dk, dv, dout, lse, q, k, v, start, B, H, T, T, hd, 0);
 }

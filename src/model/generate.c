@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "model/model_internal.h"
+#include "model/prefix_cache.h"
 
 void yf_gen_opts_default(yf_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -103,6 +104,11 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
     int64_t *step_ids = yf_calloc((size_t)B, sizeof *step_ids);
     int rc = 0, next = 0, live = 0;
     for (int64_t b = 0; b < B; b++) sq[b].idx = -1;
+    if (o->prefix_cache) {
+        double t0 = yf_time();
+        rc = yf_prefix_cache_add_common(o->prefix_cache, m, lo, prompts, plen, n);
+        if (stats) stats->prefill_s += yf_time() - t0;
+    }
     for (;;) {
         /* fill free slots: prefill prompts until every slot decodes */
         for (int64_t b = 0; b < B && rc == 0; b++) {
@@ -124,8 +130,13 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
                     memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
                 }
                 double t0 = yf_time();
-                rc = yf_model_forward_cached(m, lo, view, 0, NULL, &s->doc_start, prompts[i], 1, plen[i], logits, true);
-                if (stats) stats->prefill_s += yf_time() - t0, stats->prefill_tokens += plen[i];
+                /* from the longest cached prefix (at least the last token is computed: its logits) */
+                int64_t k = o->prefix_cache ? yf_prefix_cache_load(o->prefix_cache, prompts[i], plen[i], plen[i] - 1,
+                                                                   view, &s->doc_start)
+                                            : 0;
+                rc = yf_model_forward_cached(m, lo, view, k, NULL, &s->doc_start, prompts[i] + k, 1, plen[i] - k, logits,
+                                             true);
+                if (stats) stats->prefill_s += yf_time() - t0, stats->prefill_tokens += plen[i], stats->prefill_reused += k;
                 if (rc) break;
                 s->pos = plen[i];
                 live++;

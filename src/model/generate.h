@@ -36,6 +36,10 @@ typedef struct yf_gen_opts {
     /* Called for every new token of sequence seq (may be NULL). */
     void (*on_token)(void *ctx, int64_t seq, int64_t id);
     void *ctx;
+    /* NULL, or a prefix cache (model/prefix_cache.h): the prompts' common
+     * prefix is added to it once, and each prompt's prefill starts after the
+     * longest prefix of it the cache holds. Same ids as without. */
+    struct yf_prefix_cache *prefix_cache;
     const yf_gen_hook *hook; /* restricts the tokens (NULL: none) */
 } yf_gen_opts;
 
@@ -48,8 +52,9 @@ typedef struct yf_gen_out {
 } yf_gen_out;
 
 typedef struct yf_gen_stats {
-    int64_t prefill_tokens, decode_tokens;
-    double prefill_s, decode_s;
+    int64_t prefill_tokens, decode_tokens; /* prefill: every prompt token, computed or taken from the prefix cache */
+    double prefill_s, decode_s;            /* prefill: the cache's additions included */
+    int64_t prefill_reused;                /* prompt tokens taken from the prefix cache */
 } yf_gen_stats;
 
 /* Generates for n prompts (prompts[i] of plen[i] >= 1 ids). out[n] receives

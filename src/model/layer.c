@@ -84,13 +84,29 @@ static void run_rows(yf_run *r, yf_model *m, int64_t B, int64_t T, int64_t pos0,
     r->start = start;
 }
 
-void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
-                 const int64_t *start, yf_rng *dropout_rng, bool backward) {
-    run_rows(r, m, B, T, pos0, start);
+/* from's DoRA row norms copied (NULL: none), for a run of the same adapter. */
+static float **dora_norms_copy(float *const *from, const yf_model *m, const yf_lora *lo) {
+    if (!from) return NULL;
+    float **dn = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *dn);
+    for (int64_t l = 0; l < m->L; l++)
+        for (int p = 0; p < YF_NPROJ; p++) {
+            const float *n = from[l * YF_NPROJ + p];
+            if (!n) continue;
+            size_t bytes = (size_t)yf_lora_get(lo, l, (yf_proj)p)->out * sizeof(float);
+            dn[l * YF_NPROJ + p] = memcpy(yf_malloc(bytes), n, bytes);
+        }
+    return dn;
+}
+
+/* What a run that may train sets up for lo after run_rows: DoRA norms
+ * (copied from like's when given), saved adapter intermediates, dropout
+ * seeds, the workspace. */
+static void run_setup(yf_run *r, const yf_lora *lo, yf_rng *dropout_rng, bool backward, const yf_run *like) {
+    yf_model *m = r->m;
     r->lo = lo;
     r->backward = backward;
     if (lo) {
-        r->dora_n = yf_dora_norms_new(m, lo);
+        r->dora_n = like ? dora_norms_copy(like->dora_n, m, lo) : yf_dora_norms_new(m, lo);
         if (!r->dora_n) r->dora_n = yf_calloc((size_t)(m->L * YF_NPROJ), sizeof *r->dora_n);
         if (backward) { /* [N, r] per adapter: the backward does not multiply x' by A again */
             r->lt_saved = yf_buf_get((size_t)(m->L * YF_NPROJ * r->N * lo->cfg.r + 1) * sizeof(float));
@@ -103,6 +119,24 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
         }
     }
     ws_alloc(r, lo ? lo->cfg.r : 0, lo != NULL);
+}
+
+void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
+                 const int64_t *start, yf_rng *dropout_rng, bool backward) {
+    run_rows(r, m, B, T, pos0, start);
+    run_setup(r, lo, dropout_rng, backward, NULL);
+}
+
+void yf_run_init_segments(yf_run *r, yf_model *m, const yf_lora *lo, int64_t nseg, const int64_t *seg_off,
+                          const yf_pfx_view *pfx, const int64_t *start, yf_rng *dropout_rng, bool backward,
+                          const yf_run *like) {
+    YF_CHECK(seg_off[0] == 0);
+    for (int64_t b = 0; b < nseg; b++) YF_CHECK(seg_off[b + 1] > seg_off[b]);
+    run_rows(r, m, nseg, 0, pfx->P, start);
+    r->N = seg_off[nseg];
+    r->seg_off = seg_off;
+    r->pfx = pfx;
+    run_setup(r, lo, dropout_rng, backward, like);
 }
 
 void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
@@ -405,20 +439,146 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
 
 static const float *F(const yf_mw *w) { return (const float *)w->data; }
 
+/* The steps that see the rows as sequences (the convolutions, RoPE, the
+ * heads' layout, attention) run per group: one group of B sequences of T
+ * rows, or one group per segment of ragged rows (one sequence each). A
+ * group's rows start at row `off`; its [B, H, T, hd] head blocks at off * D
+ * floats, its log-sum-exps at off * H. */
+typedef struct grp {
+    int64_t off, B, T;
+} grp;
+
+static int64_t ngroups(const yf_run *r) { return r->seg_off ? r->B : 1; }
+
+static grp group(const yf_run *r, int64_t g) {
+    if (!r->seg_off) return (grp){0, r->B, r->T};
+    return (grp){r->seg_off[g], 1, r->seg_off[g + 1] - r->seg_off[g]};
+}
+
+/* The row before each sequence of the convolution over x [N, C] (a, or c
+ * when half): the decoding state's, the shared prefix's last, or none. */
+static const float *conv_prev(const yf_run *r, const yf_layer_state *st, bool half) {
+    if (st) return half ? st->c_prev : st->a_prev;
+    if (r->pfx && r->pfx->P > 0) return half ? r->pfx->c_last : r->pfx->a_last;
+    return NULL;
+}
+
+static void conv_pack_groups(const yf_run *r, float *x2, const float *x, const float *prev, int64_t C) {
+    for (int64_t g = 0; g < ngroups(r); g++) {
+        grp q = group(r, g);
+        yf_conv_pack(x2 + q.off * 2 * C, x + q.off * C, prev, q.B, q.T, C);
+    }
+}
+
+/* dx [N, C] (+)= the gradient of x through its packed form dx2 [N, 2C]; the
+ * part for the row before the segments goes to dprev (a shared prefix's). */
+static void conv_unpack_groups(const yf_run *r, float *dx, const float *dx2, int64_t C, bool acc, float *dprev) {
+    for (int64_t g = 0; g < ngroups(r); g++) {
+        grp q = group(r, g);
+        yf_conv_unpack_bwd(dx + q.off * C, dx2 + q.off * 2 * C, q.B, q.T, C, acc);
+        if (dprev) yf_conv_prev_bwd(dprev, dx2 + q.off * 2 * C, q.B, q.T, C);
+    }
+}
+
+static void heads_groups(const yf_run *r, float *dst, const float *src, bool merge) {
+    int64_t H = r->m->H, hd = r->m->hd, D = r->m->D;
+    for (int64_t g = 0; g < ngroups(r); g++) {
+        grp q = group(r, g);
+        if (merge)
+            yf_heads_merge(dst + q.off * D, src + q.off * D, q.B, q.T, H, hd);
+        else
+            yf_heads_split(dst + q.off * D, src + q.off * D, q.B, q.T, H, hd);
+    }
+}
+
+/* A segment's keys (or values) after the prefix's: [H, P + n, hd] */
+static void kv_concat(float *dst, const float *pfx, const float *own, int64_t H, int64_t P, int64_t n, int64_t hd) {
+    for (int64_t h = 0; h < H; h++) {
+        if (P > 0) memcpy(dst + h * (P + n) * hd, pfx + h * P * hd, (size_t)(P * hd) * sizeof(float));
+        memcpy(dst + (h * (P + n) + P) * hd, own + h * n * hd, (size_t)(n * hd) * sizeof(float));
+    }
+}
+
+/* Attention of ragged segments over the prefix's keys and values and their
+ * own (forward; with dout, the backward: dq, dk, dv of the segments written,
+ * the prefix's dk, dv added to pfx_out). */
+static void attention_segments(yf_run *r, yf_act *act, const float *dout) {
+    yf_model *m = r->m;
+    yf_ws *ws = &r->ws;
+    int64_t H = m->H, hd = m->hd, D = m->D, P = r->pfx->P, nmax = 0;
+    for (int64_t g = 0; g < r->B; g++) nmax = group(r, g).T > nmax ? group(r, g).T : nmax;
+    int64_t kvn = H * (P + nmax) * hd;
+    float *kc = yf_buf_get((size_t)kvn * sizeof(float)), *vc = yf_buf_get((size_t)kvn * sizeof(float));
+    float *dkc = dout ? yf_buf_get((size_t)kvn * sizeof(float)) : NULL, *dvc = dout ? yf_buf_get((size_t)kvn * sizeof(float)) : NULL;
+    for (int64_t g = 0; g < r->B; g++) {
+        grp q = group(r, g);
+        int64_t o = q.off * D, n = q.T;
+        kv_concat(kc, r->pfx->k, act->k + o, H, P, n, hd);
+        kv_concat(vc, r->pfx->v, act->v + o, H, P, n, hd);
+        if (!dout) {
+            yf_attention_fwd_kv(ws->hh + o, act->lse + q.off * H, act->q + o, kc, vc, r->start + q.off, 1, H, n, P + n, hd, P);
+            continue;
+        }
+        yf_attention_bwd_kv(ws->dq + o, dkc, dvc, dout + o, act->lse + q.off * H, act->q + o, kc, vc, r->start + q.off, 1,
+                            H, n, P + n, hd, P);
+        for (int64_t h = 0; h < H; h++) { /* the segment's own rows; the prefix's part summed into its gradient */
+            const float *sk = dkc + h * (P + n) * hd, *sv = dvc + h * (P + n) * hd;
+            if (P > 0) {
+                yf_add(r->pfx_out->dk + h * P * hd, r->pfx_out->dk + h * P * hd, sk, P * hd);
+                yf_add(r->pfx_out->dv + h * P * hd, r->pfx_out->dv + h * P * hd, sv, P * hd);
+            }
+            memcpy(ws->dk + o + h * n * hd, sk + P * hd, (size_t)(n * hd) * sizeof(float));
+            memcpy(ws->dv + o + h * n * hd, sv + P * hd, (size_t)(n * hd) * sizeof(float));
+        }
+    }
+    yf_buf_put(kc), yf_buf_put(vc), yf_buf_put(dkc), yf_buf_put(dvc);
+}
+
+/* Attention of a chunk over the decoding state's cache. */
+static void attention_cached(yf_run *r, yf_act *act, yf_layer_state *st) {
+    yf_ws *ws = &r->ws;
+    int64_t B = r->B, T = r->T, H = r->m->H, hd = r->m->hd;
+    for (int64_t bh = 0; bh < B * H; bh++) {
+        int64_t p = r->pos0 + (r->posb ? r->posb[bh / H] : 0);
+        memcpy(st->k + (bh * st->cap + p) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+        memcpy(st->v + (bh * st->cap + p) * hd, act->v + bh * T * hd, (size_t)(T * hd) * sizeof(float));
+    }
+    /* a sequence whose chunk starts at position 0 (a prompt's prefill)
+     * sees only the chunk's own keys: the blocked training attention; a
+     * later chunk of several rows (a prompt after a cached prefix) the
+     * blocked attention over the cache; decode steps the scalar one.
+     * Chosen per sequence, so a sequence's result does not depend on the
+     * batch around it. */
+    if (T == 1) {
+        yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0, r->posb);
+        return;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        int64_t o = b * H * T, p = r->pos0 + (r->posb ? r->posb[b] : 0);
+        if (p == 0)
+            yf_attention_fwd_train(ws->hh + o * hd, act->lse + o, act->q + o * hd, act->k + o * hd, act->v + o * hd,
+                                   r->start + b * T, 1, H, T, hd);
+        else
+            yf_attention_fwd_kv(ws->hh + o * hd, act->lse + o, act->q + o * hd, st->k + b * H * st->cap * hd,
+                                st->v + b * H * st->cap * hd, r->start + b * T, 1, H, T, st->cap, hd, p);
+    }
+}
+
 void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state *st) {
     yf_model *m = r->m;
     yf_layer_w *lw = &m->layers[l];
     yf_ws *ws = &r->ws;
     int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
     float eps = m->cfg.rms_norm_eps;
+    YF_CHECK(!(st && r->seg_off));
 
     yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
     /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
-    yf_conv_pack(ws->x2, act->a, st ? st->a_prev : NULL, B, T, D);
+    conv_pack_groups(r, ws->x2, act->a, conv_prev(r, st, false), D);
     const yf_wpack *pk1 = yf_model_fwd_pack(r->m, &lw->conv1, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
     yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, pk1, N, D / 2, 2 * D, false);
     yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
-    yf_conv_pack(ws->x2, act->c, st ? st->c_prev : NULL, B, T, D / 2);
+    conv_pack_groups(r, ws->x2, act->c, conv_prev(r, st, true), D / 2);
     const yf_wpack *pk2 = yf_model_fwd_pack(r->m, &lw->conv2, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
     yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, pk2, N, D, D, false);
     yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
@@ -433,39 +593,20 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     /* queries and keys from the filtered f, values from a */
     yf_linear_fwd(r, l, YF_Q, act->f, ws->qp);
     yf_linear_fwd(r, l, YF_K, act->f, ws->kp);
-    yf_qk_rope_fwd(act->q, act->k, ws->qp, ws->kp, m->rope_cos, m->rope_sin, B, T, H, hd, r->pos0, r->posb);
-    yf_linear_fwd(r, l, YF_V, act->a, ws->e);
-    yf_heads_split(act->v, ws->e, B, T, H, hd);
-    if (st) {
-        for (int64_t bh = 0; bh < B * H; bh++) {
-            int64_t p = r->pos0 + (r->posb ? r->posb[bh / H] : 0);
-            memcpy(st->k + (bh * st->cap + p) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
-            memcpy(st->v + (bh * st->cap + p) * hd, act->v + bh * T * hd, (size_t)(T * hd) * sizeof(float));
-        }
-        /* a sequence whose chunk starts at position 0 (a prompt's prefill)
-         * sees only the chunk's own keys: the blocked training attention;
-         * later chunks and decode steps read the cache. Chosen per sequence,
-         * so a sequence's result does not depend on the batch around it. */
-        int64_t fresh = 0;
-        for (int64_t b = 0; b < B && T > 1; b++) fresh += r->pos0 + (r->posb ? r->posb[b] : 0) == 0;
-        if (fresh == 0) {
-            yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0,
-                             r->posb);
-        } else {
-            for (int64_t b = 0; b < B; b++) {
-                int64_t o = b * H * T, p = r->pos0 + (r->posb ? r->posb[b] : 0);
-                if (p == 0)
-                    yf_attention_fwd_train(ws->hh + o * hd, act->lse + o, act->q + o * hd, act->k + o * hd,
-                                           act->v + o * hd, r->start + b * T, 1, H, T, hd);
-                else
-                    yf_attention_fwd(ws->hh + o * hd, act->lse + o, act->q + o * hd, st->k + b * H * st->cap * hd,
-                                     st->v + b * H * st->cap * hd, r->start + b * T, 1, H, T, st->cap, hd, p, NULL);
-            }
-        }
-    } else {
-        yf_attention_fwd_train(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
+    for (int64_t g = 0; g < ngroups(r); g++) {
+        grp q = group(r, g);
+        yf_qk_rope_fwd(act->q + q.off * D, act->k + q.off * D, ws->qp + q.off * D, ws->kp + q.off * D, m->rope_cos,
+                       m->rope_sin, q.B, q.T, H, hd, r->pos0, r->posb);
     }
-    yf_heads_merge(act->att, ws->hh, B, T, H, hd);
+    yf_linear_fwd(r, l, YF_V, act->a, ws->e);
+    heads_groups(r, act->v, ws->e, false);
+    if (st)
+        attention_cached(r, act, st);
+    else if (r->pfx)
+        attention_segments(r, act, NULL);
+    else
+        yf_attention_fwd_train(ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
+    heads_groups(r, act->att, ws->hh, true);
     yf_linear_fwd(r, l, YF_O, act->att, ws->e);
     yf_add(act->h2, act->x, ws->e, N * D);
 
@@ -483,6 +624,10 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     yf_layer_w *lw = &m->layers[l];
     yf_ws *ws = &r->ws;
     int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
+    const yf_pfx_grad *pin = r->pfx_in;
+    yf_pfx_grad *pout = r->pfx && r->pfx->P > 0 ? r->pfx_out : NULL;
+    YF_CHECK(!r->pfx || r->pfx->P == 0 || r->pfx_out);
+    YF_CHECK(!pin || (!r->seg_off && B == 1));
 
     /* MLP */
     yf_swiglu_fwd(ws->z, act->g, act->u, N * I); /* recomputed: cheaper than keeping it */
@@ -495,9 +640,17 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
 
     /* attention */
     yf_linear_bwd(r, l, YF_O, act->att, ws->dh2, ws->datt, false);
-    yf_heads_split(ws->hh, ws->datt, B, T, H, hd);
-    yf_attention_bwd(ws->dq, ws->dk, ws->dv, ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
-    yf_heads_merge(ws->datt, ws->dv, B, T, H, hd);
+    heads_groups(r, ws->hh, ws->datt, false);
+    if (r->pfx) {
+        attention_segments(r, act, ws->hh);
+    } else {
+        yf_attention_bwd(ws->dq, ws->dk, ws->dv, ws->hh, act->lse, act->q, act->k, act->v, r->start, B, H, T, hd);
+        if (pin) { /* the prefix's keys and values, as every row after it used them */
+            yf_add(ws->dk, ws->dk, pin->dk, N * D);
+            yf_add(ws->dv, ws->dv, pin->dv, N * D);
+        }
+    }
+    heads_groups(r, ws->datt, ws->dv, true);
     /* Below q, k, v only the input gradient and the gradients of the
      * localized filter and input norm remain. The first layer of a LoRA run
      * needs none of them: its q, k, v adapters take their gradients from
@@ -505,7 +658,11 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
      * and the norms' backward are skipped (~1/6 of the layer's backward). */
     bool need_below = dx || yf_layer_grads_below_qkv(lw);
     yf_linear_bwd(r, l, YF_V, act->a, ws->datt, need_below ? ws->da : NULL, false);
-    yf_qk_rope_bwd(ws->qp, ws->kp, ws->dq, ws->dk, m->rope_cos, m->rope_sin, B, T, H, hd, 0);
+    for (int64_t g = 0; g < ngroups(r); g++) {
+        grp q = group(r, g);
+        yf_qk_rope_bwd(ws->qp + q.off * D, ws->kp + q.off * D, ws->dq + q.off * D, ws->dk + q.off * D, m->rope_cos,
+                       m->rope_sin, q.B, q.T, H, hd, r->pos0);
+    }
     yf_linear_bwd(r, l, YF_Q, act->f, ws->qp, need_below ? ws->df : NULL, false);
     yf_linear_bwd(r, l, YF_K, act->f, ws->kp, need_below ? ws->df : NULL, true);
     if (!need_below) return;
@@ -515,20 +672,22 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     for (int64_t i = 0; i < N * D; i++) ws->da[i] += ws->ds[i]; /* s = e + a */
     if (lw->conv2.g) {
         yf_bias_bwd(lw->conv2_b.g, ws->ds, N, D);
-        yf_conv_pack(ws->x2, act->c, NULL, B, T, D / 2);
+        conv_pack_groups(r, ws->x2, act->c, conv_prev(r, NULL, true), D / 2);
         yf_matmul_dw(lw->conv2.g, ws->ds, ws->x2, N, D, D);
     }
     yf_matmul_xw_pk(ws->dx2, ws->ds, lw->conv2.data, lw->conv2.dt, yf_model_wpack(r->m, &lw->conv2, YF_PACK_XW, N), N, D,
                     D, false);
-    yf_conv_unpack_bwd(ws->dc, ws->dx2, B, T, D / 2, false);
+    conv_unpack_groups(r, ws->dc, ws->dx2, D / 2, false, pout ? pout->dc_last : NULL);
+    if (pin) yf_add(ws->dc + (N - 1) * D / 2, ws->dc + (N - 1) * D / 2, pin->dc_last, D / 2); /* the last c row */
     if (lw->conv1.g) {
         yf_bias_bwd(lw->conv1_b.g, ws->dc, N, D / 2);
-        yf_conv_pack(ws->x2, act->a, NULL, B, T, D);
+        conv_pack_groups(r, ws->x2, act->a, conv_prev(r, NULL, false), D);
         yf_matmul_dw(lw->conv1.g, ws->dc, ws->x2, N, D / 2, 2 * D);
     }
     yf_matmul_xw_pk(ws->dx2, ws->dc, lw->conv1.data, lw->conv1.dt, yf_model_wpack(r->m, &lw->conv1, YF_PACK_XW, N), N,
                     D / 2, 2 * D, false);
-    yf_conv_unpack_bwd(ws->da, ws->dx2, B, T, D, true);
+    conv_unpack_groups(r, ws->da, ws->dx2, D, true, pout ? pout->da_last : NULL);
+    if (pin) yf_add(ws->da + (N - 1) * D, ws->da + (N - 1) * D, pin->da_last, D); /* the last a row */
 
     /* input norm and the residual */
     if (dx) {
@@ -538,4 +697,3 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
         yf_rmsnorm_bwd(ws->df, lw->ln1.g, ws->da, act->x, act->rs1, F(&lw->ln1), N, D, false);
     }
 }
-

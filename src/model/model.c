@@ -135,7 +135,23 @@ int yf_model_forward(yf_model *m, const yf_lora *lora, const int64_t *ids, const
 int yf_model_forward_backward(yf_model *m, yf_lora *lora, const int64_t *ids, const int64_t *labels, int64_t B,
                               int64_t T, const yf_backward_opts *o, double *loss_sum, int64_t *ntok) {
     yf_backward_opts def = {.loss_scale = 1.0f};
-    return model_run(m, lora, lora, ids, labels, B, T, NULL, o ? o : &def, loss_sum, ntok);
+    if (!o) o = &def;
+    if (o->shared_prefix != YF_SHARE_OFF) {
+        if (check_inputs(m, lora, ids, labels, B, T, 0) != 0) return -1;
+        if (!labels) return yf_errorf("model: the backward needs labels");
+        if (m->opts.full_finetune && lora)
+            return yf_errorf("model: full fine-tuning and an adapter at once are not supported");
+        int64_t P = yf_common_prefix(ids, B, T);
+        if (o->shared_prefix == YF_SHARE_ON || (B >= 2 && P >= YF_SHARE_AUTO_MIN)) {
+            double ls = 0;
+            int64_t nt = 0;
+            int rc = yf_model_run_shared(m, lora, lora, ids, labels, B, T, P, o, &ls, &nt);
+            if (loss_sum) *loss_sum = ls;
+            if (ntok) *ntok = nt;
+            return rc;
+        }
+    }
+    return model_run(m, lora, lora, ids, labels, B, T, NULL, o, loss_sum, ntok);
 }
 
 /* ---- incremental forward (the generation path's building block) ---------------------- */
@@ -168,10 +184,13 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
     return yf_model_forward_cached(m, lo, states, pos0, NULL, doc_start, ids, B, T, logits, false);
 }
 
-/* yf_model_forward_cached with one adapter lo, or one a sequence (ra). */
+/* yf_model_forward_cached with one adapter lo, or one a sequence (ra); with
+ * a_rows / c_rows (NULL: not wanted) also each layer's input_layernorm and
+ * conv1 rows: a_rows[l] [B*T, D], c_rows[l] [B*T, D/2] (what a prefix cache
+ * keeps). */
 static int forward_cached(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_layer_state *states,
                           int64_t pos0, const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B,
-                          int64_t T, float *logits, bool last_only) {
+                          int64_t T, float *logits, bool last_only, float *const *a_rows, float *const *c_rows) {
     int64_t maxpos = pos0;
     for (int64_t b = 0; posb && b < B; b++)
         if (pos0 + posb[b] > maxpos) maxpos = pos0 + posb[b];
@@ -210,6 +229,8 @@ static int forward_cached(yf_model *m, const yf_lora *lo, const yf_row_adapters 
     for (int64_t l = 0; l < m->L; l++) {
         act.x = xa;
         yf_layer_fwd(&r, l, &act, xb, &states[l]);
+        if (a_rows) memcpy(a_rows[l], act.a, (size_t)(N * D) * sizeof(float));
+        if (c_rows) memcpy(c_rows[l], act.c, (size_t)(N * D / 2) * sizeof(float));
         float *t = xa;
         xa = xb;
         xb = t;
@@ -232,11 +253,16 @@ static int forward_cached(yf_model *m, const yf_lora *lo, const yf_row_adapters 
 int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                             const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                             float *logits, bool last_only) {
-    return forward_cached(m, lo, NULL, states, pos0, posb, doc_start, ids, B, T, logits, last_only);
+    return forward_cached(m, lo, NULL, states, pos0, posb, doc_start, ids, B, T, logits, last_only, NULL, NULL);
 }
 
 int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_layer_state *states, int64_t pos0,
                                  const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                                  float *logits, bool last_only) {
-    return forward_cached(m, NULL, ra, states, pos0, posb, doc_start, ids, B, T, logits, last_only);
+    return forward_cached(m, NULL, ra, states, pos0, posb, doc_start, ids, B, T, logits, last_only, NULL, NULL);
+}
+
+int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
+                          const int64_t *ids, int64_t T, float *const *a_rows, float *const *c_rows) {
+    return forward_cached(m, lo, NULL, states, pos0, NULL, doc_start, ids, 1, T, NULL, false, a_rows, c_rows);
 }

@@ -57,11 +57,37 @@ int yf_table_dequantized(const yf_config *cfg, yf_table *tab, const yf_model_opt
 int yf_model_forward(yf_model *m, const yf_lora *lora, const int64_t *ids, const int64_t *labels,
                      int64_t B, int64_t T, float *logits, double *loss_sum, int64_t *ntok);
 
+/* Whether a batch's rows compute their common prefix once (docs/shared-prefix.md). */
+typedef enum yf_share_mode {
+    YF_SHARE_OFF = 0, /* every row whole, padding included (as the HF Trainer computes it) */
+    YF_SHARE_AUTO,    /* shared when it pays: B >= 2 and a prefix of at least YF_SHARE_AUTO_MIN tokens */
+    YF_SHARE_ON,      /* always the shared path, even for a prefix of 0 (tests) */
+} yf_share_mode;
+/* auto's threshold in tokens of common prefix (measured: docs/shared-prefix.md) */
+#define YF_SHARE_AUTO_MIN 16
+
+/* What the shared path left out, summed over calls. */
+typedef struct yf_share_stats {
+    int64_t batches;         /* micro-batches that took the shared path */
+    int64_t prefix_saved;    /* (B - 1) x P: positions of the prefix computed once instead of B times */
+    int64_t padding_skipped; /* the other positions not computed: padding, and positions after a row's last scored one */
+} yf_share_stats;
+
 typedef struct yf_backward_opts {
     float loss_scale;            /* grads are of loss_scale * (sum of token losses) */
     bool gradient_checkpointing; /* keep only layer inputs; recompute in backward */
     struct yf_rng *dropout_rng;  /* LoRA dropout source; NULL = no dropout */
+    /* The rows' common prefix (their ids up to where they first differ) run
+     * once and its gradients summed from every row, each row's rest up to its
+     * last scored position run as its own segment: the same loss and
+     * gradients as every row whole, up to fp32 summation order. LoRA dropout
+     * then draws one mask for the prefix, shared by the rows. */
+    yf_share_mode shared_prefix;
+    yf_share_stats *share_stats; /* if non-NULL, += what the shared path left out */
 } yf_backward_opts;
+
+/* The length of the longest common prefix of B rows of T ids (T for one row). */
+int64_t yf_common_prefix(const int64_t *ids, int64_t B, int64_t T);
 
 /* Forward + backward: returns the loss sum / count as yf_model_forward and
  * ACCUMULATES (+=) gradients into lora's gA/gB/gm (lora != NULL) and, in

@@ -20,7 +20,14 @@
  * state (last `a` row and last `c` row of each sequence) with the chunk's
  * last rows. A fresh state (a_prev = c_prev = 0) is the start of a sequence.
  * yf_model_forward_chunk (below) is such a driver; it is tested against the
- * full forward. */
+ * full forward.
+ *
+ * Rows after a shared prefix (training, model/prefix_train.c): the prefix
+ * runs as one sequence of P rows; the rows of every batch row after it run
+ * as ragged segments (yf_run_init_segments: back to back, each at positions
+ * P, P+1, ...) that see the prefix through a yf_pfx_view (its keys, values
+ * and last filter rows, read-only) and send their gradients into it through
+ * a yf_pfx_grad, which the prefix's own backward then takes in. */
 #ifndef YF_MODEL_INTERNAL_H
 #define YF_MODEL_INTERNAL_H
 
@@ -157,6 +164,21 @@ typedef struct yf_act {
     void *block;
 } yf_act;
 
+/* A shared prefix of P positions as the rows after it see it. */
+typedef struct yf_pfx_view {
+    int64_t P;               /* 0: no prefix (the segments start at position 0) */
+    const float *k, *v;      /* [H, P, hd] its keys (after RoPE) and values */
+    const float *a_last;     /* [D]   its last input_layernorm row: conv1's previous input */
+    const float *c_last;     /* [D/2] its last conv1 row: conv2's previous input */
+} yf_pfx_view;
+
+/* The gradients the rows after a prefix send into it: accumulated (+=) by
+ * their backward, segment after segment; taken in by the prefix's backward. */
+typedef struct yf_pfx_grad {
+    float *dk, *dv;          /* [H, P, hd] */
+    float *da_last;          /* [D] */
+    float *dc_last;          /* [D/2] */
+} yf_pfx_grad;
 /* Per-sequence adapters of one batched forward (serving: requests for
  * different adapters decode together). Sequence b uses lo[row[b]], or no
  * adapter when row[b] < 0. The base products run once for all rows; each
@@ -184,6 +206,12 @@ typedef struct yf_run {
     float *lt_saved;       /* backward runs: [L*YF_NPROJ][N*r] each adapter's A x' from the forward */
     bool *lt_valid;        /* [L*YF_NPROJ] which of those the forward wrote */
     bool backward;         /* a backward follows this forward */
+    /* ragged rows (yf_run_init_segments): B segments, segment b rows
+     * seg_off[b]..seg_off[b+1]-1 at positions pos0.. (T is 0) */
+    const int64_t *seg_off;   /* [B+1] or NULL: B sequences of T rows */
+    const yf_pfx_view *pfx;   /* segments: the prefix they continue (pos0 = pfx->P) */
+    yf_pfx_grad *pfx_out;     /* segments' backward: where the prefix's gradients go */
+    const yf_pfx_grad *pfx_in; /* a prefix's backward (one sequence): its continuations' gradients, or NULL */
     yf_ws ws;
 } yf_run;
 
@@ -204,6 +232,13 @@ int yf_model_from_table(const yf_config *cfg, yf_table *tab, const yf_model_opts
  * norms) from lo; dropout p/seeds only when rng != NULL and lo has dropout. */
 void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
                  const int64_t *start, yf_rng *dropout_rng, bool backward);
+/* The same for ragged rows: nseg segments of lengths seg_off[b+1] -
+ * seg_off[b] (> 0), continuing the prefix pfx (P = pfx->P positions; the
+ * caller keeps seg_off, start and pfx alive). With like != NULL its DoRA row
+ * norms are copied instead of computed (the same adapter). */
+void yf_run_init_segments(yf_run *r, yf_model *m, const yf_lora *lo, int64_t nseg, const int64_t *seg_off,
+                          const yf_pfx_view *pfx, const int64_t *start, yf_rng *dropout_rng, bool backward,
+                          const yf_run *like);
 /* The same for per-sequence adapters (no backward, no dropout); ra, its
  * arrays and start stay the caller's. */
 void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
@@ -239,6 +274,12 @@ bool yf_model_bwd_uses_w(const yf_run *r, int64_t l, yf_proj p);
 double yf_model_head_loss(yf_model *m, const float *hn, const int64_t *target, int64_t N, float *logits, float *dhn,
                           float loss_scale);
 
+/* Forward + backward of a batch whose rows share their first P ids
+ * (model/prefix_train.c): the contract of yf_model_forward_backward, inputs
+ * already checked. */
+int yf_model_run_shared(yf_model *m, const yf_lora *lo, yf_lora *glo, const int64_t *ids, const int64_t *labels,
+                        int64_t B, int64_t T, int64_t P, const yf_backward_opts *bo, double *loss_sum, int64_t *ntok);
+
 /* The projection weight of (layer, proj), shape [out, in]. */
 const yf_mw *yf_model_proj(const yf_model *m, int64_t layer, yf_proj p);
 
@@ -262,6 +303,11 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
 int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                             const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                             float *logits, bool last_only);
+/* yf_model_forward_cached for one sequence without logits, also writing
+ * each layer's input_layernorm rows a_rows[l] [T, D] and conv1 rows
+ * c_rows[l] [T, D/2] (a prefix cache's entries, model/prefix_cache.c). */
+int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
+                          const int64_t *ids, int64_t T, float *const *a_rows, float *const *c_rows);
 /* The same with an adapter per sequence (ra->row [B]): the bits of
  * yf_model_forward_cached for each sequence with its adapter, alone. */
 int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_layer_state *states, int64_t pos0,

@@ -231,6 +231,15 @@ void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64
     by_rows(B * T, 2 * C, conv_unpack_rows, &j);
 }
 
+void yf_conv_prev_bwd(float *dprev, const float *dx2, int64_t B, int64_t T, int64_t C) {
+    for (int64_t b = 0; b < B; b++) {
+        const float *g = dx2 + b * T * 2 * C; /* each sequence's first row: prev is its "before" */
+        float *o = dprev + b * C;
+#pragma omp simd
+        for (int64_t i = 0; i < C; i++) o[i] += g[2 * i];
+    }
+}
+
 void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C) {
 #pragma omp parallel for if (PAR(N * C)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
@@ -433,26 +442,27 @@ void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, co
     }
 }
 
-void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
-                          const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
-                          int64_t hd) {
+void yf_attention_bwd_kv_ref(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                             const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t Tq,
+                             int64_t ld, int64_t hd, int64_t pos0) {
     float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel if (PAR(B * H * T * T * hd))
+    int64_t nk = pos0 + Tq;
+#pragma omp parallel if (PAR(B * H * Tq * nk * hd))
     {
-        float *p = malloc((size_t)T * sizeof(float)), *dp = malloc((size_t)T * sizeof(float));
+        float *p = malloc((size_t)nk * sizeof(float)), *dp = malloc((size_t)nk * sizeof(float));
 #pragma omp for collapse(2) schedule(dynamic)
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < H; h++) {
-                int64_t off = (b * H + h) * T * hd;
-                const float *qb = q + off, *kb = k + off, *vb = v + off, *gb = dout + off;
-                float *dqb = dq + off, *dkb = dk + off, *dvb = dv + off;
-                memset(dkb, 0, (size_t)(T * hd) * sizeof(float));
-                memset(dvb, 0, (size_t)(T * hd) * sizeof(float));
-                for (int64_t t = 0; t < T; t++) {
+                int64_t off = (b * H + h) * Tq * hd, koff = (b * H + h) * ld * hd;
+                const float *qb = q + off, *kb = k + koff, *vb = v + koff, *gb = dout + off;
+                float *dqb = dq + off, *dkb = dk + koff, *dvb = dv + koff;
+                memset(dkb, 0, (size_t)(nk * hd) * sizeof(float));
+                memset(dvb, 0, (size_t)(nk * hd) * sizeof(float));
+                for (int64_t t = 0; t < Tq; t++) {
                     const float *qt = qb + t * hd, *gt = gb + t * hd;
                     float *dqt = dqb + t * hd;
-                    float l = lse[(b * H + h) * T + t];
-                    int64_t j0 = start[b * T + t], j1 = t;
+                    float l = lse[(b * H + h) * Tq + t];
+                    int64_t j0 = start[b * Tq + t], j1 = pos0 + t;
                     double dsum = 0;
                     for (int64_t j = j0; j <= j1; j++) {
                         p[j] = expf(dot(qt, kb + j * hd, hd) * scale - l); /* the forward's softmax */
@@ -475,6 +485,12 @@ void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, co
         free(p);
         free(dp);
     }
+}
+
+void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                          const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t T,
+                          int64_t hd) {
+    yf_attention_bwd_kv_ref(dq, dk, dv, dout, lse, q, k, v, start, B, H, T, T, hd, 0);
 }
 
 /* ---- SwiGLU -------------------------------------------------------------------- */

@@ -27,6 +27,9 @@ void yf_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
 void yf_conv_pack(float *x2, const float *a, const float *prev, int64_t B, int64_t T, int64_t C);
 /* da [B*T, C] (acc or overwrite) from dx2 [B*T, 2C] (the gradient of prev is dropped). */
 void yf_conv_unpack_bwd(float *da, const float *dx2, int64_t B, int64_t T, int64_t C, bool acc);
+/* The gradient of prev: dprev [B, C] += what dx2 [B*T, 2C] sends to the row
+ * before each sequence (a shared prefix's last row, model/prefix_train.c). */
+void yf_conv_prev_bwd(float *dprev, const float *dx2, int64_t B, int64_t T, int64_t C);
 /* y[N,C] += b[C]; db[C] += sum over rows of dy. */
 void yf_bias_fwd(float *y, const float *b, int64_t N, int64_t C);
 void yf_bias_bwd(float *db, const float *dy, int64_t N, int64_t C);
@@ -60,7 +63,8 @@ void yf_doc_starts(int64_t *start, const int64_t *ids, int64_t B, int64_t T, int
 void yf_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
                       int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0, const int64_t *posb);
 /* Training shape (pos0 = 0, ld = T). Overwrites dq, dk, dv [B,H,T,hd].
- * Blocked on the matmul kernels (attention.c); _ref: the scalar reference. */
+ * Blocked on the matmul kernels (attention.c); _ref: the scalar reference.
+ * Both are yf_attention_bwd_kv with pos0 = 0. */
 void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *lse,
                       const float *q, const float *k, const float *v, const int64_t *start, int64_t B, int64_t H,
                       int64_t T, int64_t hd);
@@ -71,6 +75,23 @@ void yf_attention_bwd_ref(float *dq, float *dk, float *dv, const float *dout, co
  * matmul kernels (attention.c); the same results up to rounding. */
 void yf_attention_fwd_train(float *out, float *lse, const float *q, const float *k, const float *v,
                             const int64_t *start, int64_t B, int64_t H, int64_t T, int64_t hd);
+/* Attention of rows that continue earlier positions, and its backward: the
+ * forward is yf_attention_fwd's (q, out [B,H,Tq,hd] at positions
+ * pos0..pos0+Tq-1; k, v [B,H,ld,hd] hold positions 0..pos0+Tq-1, the
+ * queries' own last) without posb, blocked on the matmul kernels
+ * (attention.c). The backward overwrites dq [B,H,Tq,hd] and rows
+ * 0..pos0+Tq-1 of dk, dv [B,H,ld,hd]: the gradients of the earlier positions'
+ * keys and values too, which a shared prefix sums over the rows that continue
+ * it (model/prefix_train.c). _ref: the scalar reference of the backward (the
+ * forward's is yf_attention_fwd). */
+void yf_attention_fwd_kv(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
+                         int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0);
+void yf_attention_bwd_kv(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                         const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t Tq,
+                         int64_t ld, int64_t hd, int64_t pos0);
+void yf_attention_bwd_kv_ref(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
+                             const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t Tq,
+                             int64_t ld, int64_t hd, int64_t pos0);
 
 /* y = a + b elementwise (y may be a or b), on the pool above a few 64K chunks */
 void yf_add(float *y, const float *a, const float *b, int64_t n);

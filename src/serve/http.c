@@ -184,9 +184,19 @@ static void metric(yf_sbuf *b, const char *name, const char *type, const char *h
     yf_sbuf_puts(b, t);
 }
 
-char *yf_metrics_text(const yf_sched_stats *st, const yf_http_counters *hc, int64_t http_inflight, bool ready) {
+char *yf_metrics_text(const yf_sched_stats *st, const yf_http_counters *hc, const yf_prefix_cache_stats *pc,
+                      int64_t http_inflight, bool ready) {
     yf_sbuf b = {0};
     metric(&b, "ready", "gauge", "1 once the model is loaded", ready);
+    if (pc) {
+        metric(&b, "prefix_cache_tokens_reused_total", "counter", "Prompt positions copied from the prefix cache, not computed.",
+               (double)pc->tokens_reused);
+        metric(&b, "prefix_cache_tokens_computed_total", "counter", "Prompt positions the prefix cache computed.",
+               (double)pc->tokens_computed);
+        metric(&b, "prefix_cache_bytes", "gauge", "Bytes the prefix cache holds.", (double)pc->bytes);
+        metric(&b, "prefix_cache_evicted_total", "counter", "Prefix cache entries dropped for its budget.",
+               (double)pc->evicted);
+    }
     metric(&b, "requests_processed_total", "counter", "Generation requests that finished (stop or length).",
            (double)st->processed);
     metric(&b, "requests_deferred_total", "counter", "Requests that found every slot busy and waited in the queue.",
@@ -242,7 +252,10 @@ static enum MHD_Result get(yf_server *s, struct MHD_Connection *c, route r) {
         if (ready) yf_sched_get_stats(s->sched, &st);
         yf_http_counters hc;
         memcpy(&hc, &s->hc, sizeof hc); /* each field read whole; the set need not be one instant */
-        char *t = yf_metrics_text(&st, &hc, __atomic_load_n(&s->http_inflight, __ATOMIC_RELAXED), ready);
+        yf_prefix_cache_stats pc;
+        if (s->prefix) yf_serve_prefix_get_stats(s->prefix, &pc);
+        char *t = yf_metrics_text(&st, &hc, s->prefix ? &pc : NULL, __atomic_load_n(&s->http_inflight, __ATOMIC_RELAXED),
+                                  ready);
         enum MHD_Result rc = send_text(s, c, 200, "text/plain; version=0.0.4; charset=utf-8", t, strlen(t), NULL);
         free(t);
         return rc;

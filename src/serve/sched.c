@@ -130,15 +130,15 @@ static void admit(yf_sched *s, yf_sched_req *r) {
         memset(s->view[l].c_prev, 0, (size_t)(s->m->D / 2) * sizeof(float));
     }
     const yf_sched_prefix *px = s->o.prefix;
+    double t0 = yf_time(); /* the lookup's work is the prefill's too */
     int64_t n0 = px ? px->lookup(px->ctx, r->adapter, r->prompt, r->plen, s->view, &sl->doc_start) : 0;
     if (n0 < 0 || n0 >= r->plen) n0 = 0;
     yf_row_adapters ra = {s->o.nadapters, s->o.adapters, s->o.dora_n, &r->adapter};
-    double t0 = yf_time();
     int rc = yf_model_forward_cached_rows(s->m, &ra, s->view, n0, NULL, &sl->doc_start, r->prompt + n0, 1,
                                           r->plen - n0, s->logits, true);
     pthread_mutex_lock(&s->mu);
     s->stats.prefill_s += yf_time() - t0;
-    if (rc == 0) s->stats.prompt_tokens += r->plen;
+    if (rc == 0) s->stats.prompt_tokens += r->plen, s->stats.prompt_tokens_reused += n0;
     pthread_mutex_unlock(&s->mu);
     if (rc) {
         sl->req = NULL;

@@ -51,8 +51,10 @@ typedef yf_gen_hook yf_sched_hook;
  * state `slot` (keys, values, and a_prev / c_prev as after position n-1)
  * for prompt[0..n) under that adapter, set *doc_start as after them, and
  * return n (0 <= n < plen: at least one token is left to prefill); 0 when it
- * has nothing. store: after a prefill, offered the slot's state of the whole
- * prompt (it may copy a prefix of it). Both run on the scheduler thread. */
+ * has nothing (it may compute them; its time counts as the prefill's).
+ * store (may be NULL): after a prefill, offered the slot's state of the
+ * whole prompt (it may copy a prefix of it). Both run on the scheduler
+ * thread. serve/prefix.h plugs the prefix cache in through lookup. */
 typedef struct yf_sched_prefix {
     void *ctx;
     int64_t (*lookup)(void *ctx, int32_t adapter, const int64_t *prompt, int64_t plen, yf_layer_state *slot,
@@ -99,6 +101,7 @@ typedef struct yf_sched_stats {
     int64_t processed, deferred, rejected;    /* requests: finished (stop/length), waited for a slot, refused */
     int64_t cancelled, failed;
     int64_t prompt_tokens, generated_tokens;  /* prefilled (prefix hits included), decoded */
+    int64_t prompt_tokens_reused;             /* of prompt_tokens: from the prefix store (lookup) */
     int64_t steps, step_rows;                 /* decode steps, and their rows summed */
     double prefill_s, decode_s;               /* seconds in prefills, in decode steps */
 } yf_sched_stats;

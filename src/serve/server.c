@@ -28,6 +28,7 @@ void yf_serve_opts_default(yf_serve_opts *o) {
     o->shutdown_timeout = 10;
     o->extract_max_length = YF_DEFAULT_MAX_LENGTH;
     o->extract_max_new = 128;
+    o->prefix_cache_mb = 1024;
 }
 
 int32_t yf_server_adapter(const yf_server *s, const char *name) {
@@ -107,11 +108,16 @@ static int load(yf_server *s) {
     }
     yf_sched_opts so = {.parallel = o->parallel, .max_queue = o->max_queue, .max_length = s->ctx,
                         .adapters = s->los, .dora_n = (float **const *)s->dns, .nadapters = s->nad};
+    if (o->prefix_cache_mb > 0) {
+        s->prefix = yf_serve_prefix_new(s->model, s->los, s->nad, (size_t)o->prefix_cache_mb << 20);
+        so.prefix = yf_serve_prefix_hook(s->prefix);
+    }
     return yf_sched_start(s->model, &so, &s->sched);
 }
 
 static void unload(yf_server *s) {
     yf_sched_stop(s->sched);
+    yf_serve_prefix_free(s->prefix);
     for (int64_t i = 0; i < s->nad; i++) {
         yf_dora_norms_free(s->ad[i].dora_n, s->model);
         yf_lora_free(&s->ad[i].lo);
@@ -150,6 +156,8 @@ static int check_opts(const yf_serve_opts *o) {
     if (o->max_queue < 0 || o->max_queue > 1000000) return yf_errorf("--max-queue must be in [0, 1000000], got %lld", (long long)o->max_queue);
     if (o->max_body < 1) return yf_errorf("--max-body must be at least 1 byte, got %lld", (long long)o->max_body);
     if (o->max_length < 0) return yf_errorf("--max-length must be >= 0 (0: the model's, at most 2048), got %lld", (long long)o->max_length);
+    if (o->prefix_cache_mb < 0 || o->prefix_cache_mb > ((int64_t)1 << 24))
+        return yf_errorf("--prefix-cache-mb must be in [0, 16777216], got %lld", (long long)o->prefix_cache_mb);
     if (o->api_key && !o->api_key[0]) return yf_errorf("--api-key must not be empty");
     if (!(o->shutdown_timeout >= 0)) return yf_errorf("--shutdown-timeout must be >= 0 seconds");
     return 0;

@@ -18,6 +18,7 @@
 #include "formats/vocab_map.h"
 #include "lora/lora.h"
 #include "model/model.h"
+#include "serve/prefix.h"
 #include "serve/sched.h"
 #include "task/constrain.h"
 #include "task/data.h"
@@ -41,6 +42,7 @@ typedef struct yf_serve_opts {
     int64_t extract_max_length;     /* /v1/extract prompt truncation (384, as yuanft extract) */
     int64_t extract_max_new;        /* /v1/extract answer cap (128, as yuanft extract) */
     yf_constrain_mode extract_constrain; /* /v1/extract's decoding when a request does not say (spans) */
+    int64_t prefix_cache_mb;        /* the prefix cache's budget in MiB (1024; serve/prefix.h); 0: no cache */
 } yf_serve_opts;
 
 void yf_serve_opts_default(yf_serve_opts *o);
@@ -78,6 +80,7 @@ typedef struct yf_server {
     const yf_lora **los;            /* [nad] for the scheduler */
     float ***dns;
     yf_sched *sched;
+    yf_serve_prefix *prefix;        /* NULL: no prefix cache (--prefix-cache off) */
     int64_t V, ctx;                 /* the model's rows; positions a request may use */
     int64_t eod_row;                /* <eod> as a model row */
     int64_t n_tok_ids;              /* ids the tokenizer knows */
@@ -95,9 +98,11 @@ typedef struct yf_server {
 int32_t yf_server_adapter(const yf_server *s, const char *name);
 
 /* http.c: the page at / (static, NUL-terminated) and the text of /metrics
- * (malloc'd) from the scheduler's and the HTTP side's counters. */
+ * (malloc'd) from the scheduler's, the prefix cache's (pc: NULL without
+ * one) and the HTTP side's counters. */
 const char *yf_serve_page(void);
-char *yf_metrics_text(const yf_sched_stats *st, const yf_http_counters *hc, int64_t http_inflight, bool ready);
+char *yf_metrics_text(const yf_sched_stats *st, const yf_http_counters *hc, const yf_prefix_cache_stats *pc,
+                      int64_t http_inflight, bool ready);
 
 /* http.c: starts / stops the daemon on s->o.host:port (port written back). */
 int yf_http_start(yf_server *s, int64_t *port);

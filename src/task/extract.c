@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/progress.h"
+#include "model/prefix_cache.h"
 #include "task/eval.h"
 
 typedef struct tick {
@@ -82,6 +83,7 @@ int yf_extract_run(yf_extractor *x, const char *const *inputs, size_t n, char **
     int64_t **prompts = yf_calloc(n ? n : 1, sizeof *prompts), *plen = yf_calloc(n ? n : 1, sizeof *plen);
     int rc = -1;
     yf_gen_out *out = NULL;
+    yf_prefix_cache *pc = NULL;
     constrained cons = {0};
     const yf_config *cfg = yf_model_config(x->model);
     int64_t limit = x->max_length > 0 ? x->max_length : 384;
@@ -108,15 +110,28 @@ int yf_extract_run(yf_extractor *x, const char *const *inputs, size_t n, char **
     go.ctx = &tk;
     if (x->progress) yf_progress_start(&p, "extract", (int64_t)n);
     out = yf_calloc(n ? n : 1, sizeof *out);
+    /* the template's part of the prompts computed once, kept across the chunks */
+    if (!x->no_prefix_cache)
+        go.prefix_cache = pc = yf_prefix_cache_new(x->model, x->prefix_cache_bytes ? x->prefix_cache_bytes : (size_t)512 << 20);
+    memset(&x->stats, 0, sizeof x->stats);
+    if (pc) { /* over every prompt, not only a chunk's: a batch of 1 shares it too */
+        double t0 = yf_time();
+        if (yf_prefix_cache_add_common(pc, x->model, x->lora, (const int64_t *const *)prompts, plen, (int64_t)n)) goto done;
+        x->stats.prefill_s += yf_time() - t0;
+    }
     if (constrained_init(&cons, x, go.batch, n)) goto done;
     if (cons.grammar) go.hook = &cons.hook;
     /* in chunks, so that the bar also moves for answers that never reach <eod> */
     for (size_t c0 = 0; c0 < n; c0 += (size_t)go.batch) {
         size_t cn = n - c0 < (size_t)go.batch ? n - c0 : (size_t)go.batch;
+        yf_gen_stats gs;
         if (cons.grammar && constrained_batch(&cons, inputs + c0, cn)) goto done;
         if (yf_generate(x->model, x->lora, (const int64_t *const *)prompts + c0, plen + c0, (int64_t)cn, &go, out + c0,
-                        NULL))
+                        &gs))
             goto done;
+        x->stats.prefill_tokens += gs.prefill_tokens, x->stats.prefill_s += gs.prefill_s;
+        x->stats.decode_tokens += gs.decode_tokens, x->stats.decode_s += gs.decode_s;
+        x->stats.prefill_reused += gs.prefill_reused;
         if (x->progress)
             for (size_t i = c0; i < c0 + cn; i++)
                 if (!out[i].stopped) yf_progress_add(&p, 1);
@@ -142,6 +157,7 @@ int yf_extract_run(yf_extractor *x, const char *const *inputs, size_t n, char **
     }
     rc = 0;
 done:
+    yf_prefix_cache_free(pc);
     constrained_free(&cons, x->batch > 0 ? x->batch : 16, n);
     if (out) yf_gen_out_free(out, (int64_t)n);
     free(out);

@@ -34,6 +34,10 @@ typedef struct yf_extractor {
     int64_t max_length;           /* prompt truncation (default 384, the recipe's) */
     int64_t batch;                /* prompts decoded together (default 16) */
     bool progress;                /* a progress bar on stderr */
+    bool no_prefix_cache;         /* prefill every prompt whole (comparisons) instead of
+                                   * computing the prompts' common prefix (the template) once */
+    size_t prefix_cache_bytes;    /* the prefix cache's budget (0: 512 MiB) */
+    yf_gen_stats stats;           /* out: prefill and decode totals of the run */
     yf_constrain_mode constrain;  /* YF_CONSTRAIN_SPANS when zeroed */
     uint32_t types;               /* the answer's keys: bit t = yf_type_names[t] (yf_types_parse); 0 = all eight */
     const yf_cvocab *cvocab;      /* the model's vocabulary as bytes, built once by a caller that

@@ -417,6 +417,7 @@ static int train_step(yf_trun *r, const int64_t *perm, int64_t m0, int64_t nm) {
     double dt = yf_time() - t_step;
     r->step_tps = yf_realloc(r->step_tps, (size_t)(r->steps_run + 1) * sizeof(double));
     r->step_tps[r->steps_run] = dt > 0 ? stats[2] / dt : 0;
+    if (r->steps_run > 0) r->warm_s += dt, r->warm_tokens += stats[2];
     r->global_step++;
     r->steps_run++;
     r->micro_in_epoch = m0 + nm;
@@ -562,6 +563,13 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
         free(xs);
         if (wrc) goto done;
     }
+    /* what a shared prefix saved, over every rank (each rank calls the sum) */
+    int64_t saved[2] = {0, 0};
+    bool has_saved = h->tokens_saved != NULL;
+    if (has_saved) {
+        h->tokens_saved(h->ctx, saved);
+        if (yf_dist_sum_i64(r->dist, saved, 2, "all-reduce tokens saved")) goto done;
+    }
     if (!r->logger) {
         rc = 0;
         goto done;
@@ -579,7 +587,10 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     /* steady state: the median step after the first (which also pays for
      * faulting in the weights and packing them), as a benchmark that times
      * steps after a warm-up step reports */
-    char b[6][64], dist[256] = "", steady[224] = "";
+    char b[6][64], dist[256] = "", steady[288] = "", shared[160] = "";
+    if (has_saved)
+        snprintf(shared, sizeof shared, ", \"shared_prefix_tokens_saved\": %lld, \"padding_tokens_skipped\": %lld",
+                 (long long)saved[0], (long long)saved[1]);
     if (r->steps_run >= 2) {
         int64_t n = r->steps_run - 1;
         double *v = yf_malloc((size_t)n * sizeof(double));
@@ -588,9 +599,14 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
         double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), best = v[n - 1];
         free(v);
         /* and the fastest such step: on a shared machine the least disturbed one */
-        char mb[64], bb[64];
-        snprintf(steady, sizeof steady, ", \"steady_tokens_per_second\": %s, \"fastest_step_tokens_per_second\": %s",
-                 yf_py_float(round_to(med, 1), mb, sizeof mb), yf_py_float(round_to(best, 1), bb, sizeof bb));
+        /* and all of them together: steps of different sizes (batches padded to
+         * their own longest row) weigh by their tokens */
+        char mb[64], bb[64], wb[64];
+        snprintf(steady, sizeof steady,
+                 ", \"steady_tokens_per_second\": %s, \"fastest_step_tokens_per_second\": %s, "
+                 "\"warm_tokens_per_second\": %s",
+                 yf_py_float(round_to(med, 1), mb, sizeof mb), yf_py_float(round_to(best, 1), bb, sizeof bb),
+                 yf_py_float(round_to(r->warm_s > 0 ? r->warm_tokens / r->warm_s : 0, 1), wb, sizeof wb));
     }
     if (r->world > 1) {
         /* what the all-reduces cost rank 0 (waiting for slower ranks included) */
@@ -608,10 +624,10 @@ int yf_train(const yf_train_args *a, const yf_train_hooks *h, const yf_param_lis
     }
     fprintf(r->out,
             "{\"train_runtime\": %s, \"train_samples_per_second\": %s, \"train_steps_per_second\": %s, "
-            "\"train_tokens_per_second\": %s%s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s}\n",
+            "\"train_tokens_per_second\": %s%s, \"train_loss\": %s, \"epoch\": %s, \"peak_rss_mb\": %zu%s%s}\n",
             yf_py_float(round_to(runtime, 4), b[0], 64), yf_py_float(round_to(res->samples_per_s, 3), b[1], 64),
             yf_py_float(round_to(res->steps_per_s, 3), b[2], 64), yf_py_float(round_to(res->tokens_per_s, 1), b[3], 64),
-            steady, yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), dist);
+            steady, yf_py_float(res->train_loss, b[4], 64), yf_py_float(r->epoch, b[5], 64), yf_peak_rss_mb(), shared, dist);
     fflush(r->out);
     rc = 0;
 done:

@@ -83,6 +83,11 @@ typedef struct yf_train_hooks {
                             double *loss_sum, int64_t *ntok, int64_t *n_input);
     /* Writes the trainable weights (adapter directory or model directory) into dir. */
     int (*save)(void *ctx, const char *dir);
+    /* Optional (NULL: none): input positions this rank's micro-batches have
+     * not computed so far: out[0] a shared prefix's repeats, out[1] padding
+     * skipped (summed over the ranks into the final JSON line's
+     * shared_prefix_tokens_saved and padding_tokens_skipped). */
+    void (*tokens_saved)(void *ctx, int64_t out[2]);
 
     /* ---- evaluation (optional: n_eval = 0 and NULL hooks without eval data) ---- */
     int64_t n_eval;           /* eval examples, rows [0, n_eval) */

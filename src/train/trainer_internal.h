@@ -33,6 +33,7 @@ typedef struct yf_trun {
     /* this session */
     int64_t steps_run, samples_run, tokens_run;
     double *step_tps;        /* [steps_run] input tokens / wall second of each step */
+    double warm_s, warm_tokens; /* wall seconds and input tokens of the steps after this session's first */
     double t0;
     double last_loss, last_grad_norm;
     bool tty;

@@ -1,0 +1,222 @@
+/* prefix_cache: see prefix_cache.h. An entry is one allocation: per layer
+ * the keys and values [H, n, hd] (the layout of a one-sequence decoding
+ * state of capacity n, so that the entry's prefill writes them in place)
+ * and the filter rows a [n, D] and c [n, D/2]. */
+#include "model/prefix_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+typedef struct pc_entry {
+    int64_t *ids;          /* [n] */
+    int64_t n;
+    int64_t tag;           /* the cache's tag when it was made */
+    float *block;          /* everything below */
+    float **k, **v, **a, **c; /* [L] each: [H, n, hd], [H, n, hd], [n, D], [n, D/2] */
+    size_t bytes;
+    uint64_t used;         /* the cache's clock at the last use */
+} pc_entry;
+
+struct yf_prefix_cache {
+    int64_t L, H, hd, D;
+    int64_t eod;           /* <eod>, or -1 without reset_attention_mask */
+    int64_t tag;           /* yf_prefix_cache_set_tag: the entries seen and made now */
+    size_t budget;
+    pc_entry *e;
+    int64_t n, cap;
+    uint64_t clock;
+    yf_prefix_cache_stats st;
+};
+
+yf_prefix_cache *yf_prefix_cache_new(const yf_model *m, size_t budget_bytes) {
+    yf_prefix_cache *c = yf_calloc(1, sizeof *c);
+    c->L = m->L, c->H = m->H, c->hd = m->hd, c->D = m->D;
+    c->eod = m->cfg.reset_attention_mask ? m->cfg.eod_token : -1;
+    c->budget = budget_bytes;
+    return c;
+}
+
+static void entry_free(pc_entry *e) {
+    free(e->ids), free(e->block), free(e->k), free(e->v), free(e->a), free(e->c);
+    memset(e, 0, sizeof *e);
+}
+
+void yf_prefix_cache_clear(yf_prefix_cache *c) {
+    for (int64_t i = 0; i < c->n; i++) entry_free(&c->e[i]);
+    c->n = 0;
+    c->st.bytes = 0;
+    c->st.entries = 0;
+}
+
+void yf_prefix_cache_set_tag(yf_prefix_cache *c, int64_t tag) { c->tag = tag; }
+
+void yf_prefix_cache_free(yf_prefix_cache *c) {
+    if (!c) return;
+    yf_prefix_cache_clear(c);
+    free(c->e);
+    free(c);
+}
+
+static int64_t floats_per_position(const yf_prefix_cache *c) { return c->L * (2 * c->H * c->hd + c->D + c->D / 2); }
+
+size_t yf_prefix_cache_entry_bytes(const yf_prefix_cache *c, int64_t n) {
+    return (size_t)(n * floats_per_position(c)) * sizeof(float) + (size_t)n * sizeof(int64_t);
+}
+
+/* The entry with the longest common prefix with ids[0..n) (the most recently
+ * used among equals), and that length; -1 when no entry shares a position. */
+static int64_t best_entry(const yf_prefix_cache *c, const int64_t *ids, int64_t n, int64_t *len) {
+    int64_t best = -1, bk = 0;
+    for (int64_t i = 0; i < c->n; i++) {
+        const pc_entry *e = &c->e[i];
+        if (e->tag != c->tag) continue;
+        int64_t k = 0, lim = e->n < n ? e->n : n;
+        while (k < lim && e->ids[k] == ids[k]) k++;
+        if (k > bk || (k == bk && k > 0 && best >= 0 && e->used > c->e[best].used)) best = i, bk = k;
+    }
+    *len = bk;
+    return bk > 0 ? best : -1;
+}
+
+int64_t yf_prefix_cache_match(const yf_prefix_cache *c, const int64_t *ids, int64_t n) {
+    int64_t k;
+    best_entry(c, ids, n, &k);
+    return k;
+}
+
+/* The document start after ids[0..k): past the last <eod> (reset_attention_mask). */
+static int64_t doc_start_after(const yf_prefix_cache *c, const int64_t *ids, int64_t k) {
+    int64_t s = 0;
+    for (int64_t t = 0; t < k; t++)
+        if (ids[t] == c->eod) s = t + 1;
+    return s;
+}
+
+/* Copies positions 0..k-1 of entry e's keys and values into states st[L]
+ * (one sequence, capacity st->cap) and its filter rows at k-1 into st's. */
+static void copy_into(const yf_prefix_cache *c, const pc_entry *e, int64_t k, yf_layer_state *st) {
+    int64_t hd = c->hd;
+    for (int64_t l = 0; l < c->L; l++) {
+        YF_CHECK(st[l].cap >= k);
+        for (int64_t h = 0; h < c->H; h++) {
+            memcpy(st[l].k + h * st[l].cap * hd, e->k[l] + h * e->n * hd, (size_t)(k * hd) * sizeof(float));
+            memcpy(st[l].v + h * st[l].cap * hd, e->v[l] + h * e->n * hd, (size_t)(k * hd) * sizeof(float));
+        }
+        memcpy(st[l].a_prev, e->a[l] + (k - 1) * c->D, (size_t)c->D * sizeof(float));
+        memcpy(st[l].c_prev, e->c[l] + (k - 1) * c->D / 2, (size_t)(c->D / 2) * sizeof(float));
+    }
+}
+
+static void entry_alloc(const yf_prefix_cache *c, pc_entry *e, const int64_t *ids, int64_t n) {
+    int64_t L = c->L, kv = c->H * n * c->hd;
+    e->n = n;
+    e->tag = c->tag;
+    e->ids = yf_malloc((size_t)n * sizeof(int64_t));
+    memcpy(e->ids, ids, (size_t)n * sizeof(int64_t));
+    e->block = yf_aligned_alloc((size_t)(n * floats_per_position(c)) * sizeof(float));
+    e->k = yf_malloc((size_t)L * sizeof(float *)), e->v = yf_malloc((size_t)L * sizeof(float *));
+    e->a = yf_malloc((size_t)L * sizeof(float *)), e->c = yf_malloc((size_t)L * sizeof(float *));
+    float *p = e->block;
+    for (int64_t l = 0; l < L; l++) {
+        e->k[l] = p, p += kv;
+        e->v[l] = p, p += kv;
+        e->a[l] = p, p += n * c->D;
+        e->c[l] = p, p += n * c->D / 2;
+    }
+    e->bytes = yf_prefix_cache_entry_bytes(c, n);
+}
+
+/* Drops least recently used entries other than keep until the budget holds. */
+static void fit_budget(yf_prefix_cache *c, int64_t keep) {
+    while (c->st.bytes > c->budget && c->n > 1) {
+        int64_t lru = -1;
+        for (int64_t i = 0; i < c->n; i++)
+            if (i != keep && (lru < 0 || c->e[i].used < c->e[lru].used)) lru = i;
+        c->st.bytes -= c->e[lru].bytes;
+        entry_free(&c->e[lru]);
+        c->e[lru] = c->e[c->n - 1];
+        if (keep == c->n - 1) keep = lru;
+        c->n--;
+        c->st.evicted++;
+    }
+    c->st.entries = c->n;
+}
+
+int yf_prefix_cache_add(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *ids, int64_t n) {
+    YF_CHECK(m->L == c->L && m->D == c->D && m->H == c->H);
+    if (n <= 0) return 0;
+    int64_t k, src = best_entry(c, ids, n, &k);
+    if (k >= n) { /* held already */
+        c->e[src].used = ++c->clock;
+        return 0;
+    }
+    if (yf_prefix_cache_entry_bytes(c, n) > c->budget) return 0;
+    pc_entry ne = {0};
+    entry_alloc(c, &ne, ids, n);
+    /* a one-sequence decoding state over the entry's own storage */
+    yf_layer_state *st = yf_calloc((size_t)c->L, sizeof *st);
+    float *prev = yf_calloc((size_t)(c->L * (c->D + c->D / 2)), sizeof(float));
+    for (int64_t l = 0; l < c->L; l++) {
+        st[l] = (yf_layer_state){.k = ne.k[l], .v = ne.v[l], .cap = n, .a_prev = prev + l * (c->D + c->D / 2)};
+        st[l].c_prev = st[l].a_prev + c->D;
+    }
+    if (src >= 0) { /* start from the held part */
+        copy_into(c, &c->e[src], k, st);
+        for (int64_t l = 0; l < c->L; l++) {
+            memcpy(ne.a[l], c->e[src].a[l], (size_t)(k * c->D) * sizeof(float));
+            memcpy(ne.c[l], c->e[src].c[l], (size_t)(k * c->D / 2) * sizeof(float));
+        }
+        c->e[src].used = ++c->clock;
+    }
+    float **ar = yf_malloc((size_t)c->L * sizeof(float *)), **cr = yf_malloc((size_t)c->L * sizeof(float *));
+    for (int64_t l = 0; l < c->L; l++) ar[l] = ne.a[l] + k * c->D, cr[l] = ne.c[l] + k * c->D / 2;
+    int64_t doc = doc_start_after(c, ids, k);
+    int rc = yf_model_prefill_rows(m, lo, st, k, &doc, ids + k, n - k, ar, cr);
+    free(ar), free(cr), free(st), free(prev);
+    if (rc) {
+        entry_free(&ne);
+        return -1;
+    }
+    ne.used = ++c->clock;
+    if (c->n == c->cap) c->e = yf_realloc(c->e, (size_t)(c->cap = c->cap ? 2 * c->cap : 4) * sizeof *c->e);
+    c->e[c->n++] = ne;
+    c->st.bytes += ne.bytes;
+    c->st.tokens_computed += n - k;
+    fit_budget(c, c->n - 1);
+    return 0;
+}
+
+int64_t yf_prefix_cache_load(yf_prefix_cache *c, const int64_t *ids, int64_t n, int64_t max, yf_layer_state *st,
+                             int64_t *doc_start) {
+    int64_t k, i = best_entry(c, ids, n < max ? n : max, &k);
+    if (i < 0) {
+        c->st.misses++;
+        return 0;
+    }
+    copy_into(c, &c->e[i], k, st);
+    *doc_start = doc_start_after(c, ids, k);
+    c->e[i].used = ++c->clock;
+    c->st.hits++;
+    c->st.tokens_reused += k;
+    return k;
+}
+
+void yf_prefix_cache_get_stats(const yf_prefix_cache *c, yf_prefix_cache_stats *out) {
+    *out = c->st;
+    out->entries = c->n;
+    out->budget = c->budget;
+}
+
+int yf_prefix_cache_add_common(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *prompts,
+                               const int64_t *plen, int64_t n) {
+    if (n < 2) return 0;
+    int64_t p = plen[0] - 1;
+    for (int64_t i = 1; i < n; i++) {
+        int64_t k = 0, lim = plen[i] - 1 < p ? plen[i] - 1 : p;
+        while (k < lim && prompts[i][k] == prompts[0][k]) k++;
+        p = k;
+    }
+    return p < YF_PREFIX_CACHE_MIN ? 0 : yf_prefix_cache_add(c, m, lo, prompts[0], p);
+}
