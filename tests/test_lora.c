@@ -190,6 +190,32 @@ TEST(dora_golden_grads_checkpointed) { check_golden_adapter("dora", true); }
  * so that some logit exceeds its row's first-block max by more than the
  * fused blocks take (HEAD_EXP_LIM): the chunk is redone unfused (checked to
  * have happened), with the same results. */
+/* One forward and backward through m with a fresh adapter of lc (random
+ * values from seed) on ids and labels: the loss, and every adapter
+ * gradient in parameter order (*ng floats, malloc'd). */
+static float *head_run_grads(yf_model *m, const yf_config *cfg, const yf_lora_cfg *lc, uint64_t seed,
+                             const int64_t *ids, const int64_t *labels, int64_t B, int64_t T, double *loss,
+                             int64_t *ng) {
+    yf_lora lo;
+    CHECK_OK(yf_lora_create(&lo, cfg, lc));
+    yt_randomize_lora(&lo, seed, 0.05f);
+    yf_lora_alloc_grads(&lo);
+    yf_lora_zero_grads(&lo);
+    yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(labels, B, T)};
+    int64_t nt;
+    CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, loss, &nt));
+    yf_param_list pl;
+    yf_lora_params(&lo, &pl);
+    *ng = 0;
+    for (int i = 0; i < pl.n; i++) *ng += pl.p[i].numel;
+    float *g = malloc((size_t)*ng * sizeof(float));
+    for (int i = 0, o = 0; i < pl.n; o += (int)pl.p[i].numel, i++)
+        memcpy(g + o, pl.p[i].g, (size_t)pl.p[i].numel * sizeof(float));
+    free(pl.p);
+    yf_lora_free(&lo);
+    return g;
+}
+
 static void check_blocked_head(int64_t V, int64_t B, float boost);
 TEST(lora_blocked_head_matches_two_pass_softmax) {
     check_blocked_head(5000, 2, 1); /* blocks of 2048, 2048, 904 */
@@ -219,24 +245,8 @@ static void check_blocked_head(int64_t V, int64_t B, float boost) {
         m->head_two_pass = run == 0;
         m->head_no_fuse = run == 3;
         if (run == 1) m->pack_budget = 0;
-        yf_lora lo;
-        CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
-        yt_randomize_lora(&lo, 29, 0.05f);
-        yf_lora_alloc_grads(&lo);
-        yf_lora_zero_grads(&lo);
-        yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(labels, B, T)};
-        int64_t nt;
-        CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &loss[run], &nt));
+        g[run] = head_run_grads(m, &cfg, &lc, 29, ids, labels, B, T, &loss[run], &ng);
         if (run == 2) fused = m->head_fused, refits = m->head_refits;
-        yf_param_list pl;
-        yf_lora_params(&lo, &pl);
-        ng = 0;
-        for (int i = 0; i < pl.n; i++) ng += pl.p[i].numel;
-        g[run] = malloc((size_t)ng * sizeof(float));
-        for (int i = 0, o = 0; i < pl.n; o += (int)pl.p[i].numel, i++)
-            memcpy(g[run] + o, pl.p[i].g, (size_t)pl.p[i].numel * sizeof(float));
-        free(pl.p);
-        yf_lora_free(&lo);
         yf_model_free(m);
     }
     yf_kernels_set_precision(YF_PREC_EXACT);
@@ -299,23 +309,7 @@ static void check_exact_blocked_head(yf_dtype dt, int64_t V, int64_t B) {
         yf_model *m = yt_random_model(&cfg, 31, dt, 30.0f, NULL);
         m->head_two_pass = run == 0;
         if (run == 1) m->pack_budget = 0;
-        yf_lora lo;
-        CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
-        yt_randomize_lora(&lo, 37, 0.05f);
-        yf_lora_alloc_grads(&lo);
-        yf_lora_zero_grads(&lo);
-        yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(labels, B, T)};
-        int64_t nt;
-        CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &loss[run], &nt));
-        yf_param_list pl;
-        yf_lora_params(&lo, &pl);
-        ng = 0;
-        for (int i = 0; i < pl.n; i++) ng += pl.p[i].numel;
-        g[run] = malloc((size_t)ng * sizeof(float));
-        for (int i = 0, o = 0; i < pl.n; o += (int)pl.p[i].numel, i++)
-            memcpy(g[run] + o, pl.p[i].g, (size_t)pl.p[i].numel * sizeof(float));
-        free(pl.p);
-        yf_lora_free(&lo);
+        g[run] = head_run_grads(m, &cfg, &lc, 37, ids, labels, B, T, &loss[run], &ng);
         yf_model_free(m);
     }
     double gmax = 0;
