@@ -294,6 +294,36 @@ TEST(lora_exact_blocked_head_matches_two_pass_on_fma) {
     check_exact_blocked_head(YF_BF16, 4136, 6);
 }
 
+/* On the AVX-512 and AVX2 paths --bf16 computes what exact mode computes
+ * (fp32 products, bf16 weights widened exactly; the README says so): a
+ * LoRA step on a bf16 model gives the same bits in both precisions. */
+TEST(lora_bf16_is_exact_mode_on_fma) {
+    yf_kpath p = yf_kernels_path();
+    if (p != YF_KPATH_AVX512 && p != YF_KPATH_AVX2) {
+        yt_skip("--bf16 rounds activations on the %s path", yf_kpath_name(p));
+        return;
+    }
+    int64_t B = 2, T = 24, V = 3000, ng[2];
+    yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
+    int64_t ids[2 * 24], labels[2 * 24];
+    yt_random_batch(ids, labels, B, T, V, 41);
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .dropout = 0.1f, .targets = (1u << YF_NPROJ) - 1};
+    double loss[2];
+    float *g[2];
+    for (int run = 0; run < 2; run++) {
+        yf_kernels_set_precision(run ? YF_PREC_BF16 : YF_PREC_EXACT);
+        yf_model *m = yt_random_model(&cfg, 43, YF_BF16, 1.0f, NULL);
+        g[run] = head_run_grads(m, &cfg, &lc, 47, ids, labels, B, T, &loss[run], &ng[run]);
+        yf_model_free(m);
+    }
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    CHECK(ng[0] == ng[1]);
+    CHECK(loss[0] == loss[1], "%s: loss %.9g with --bf16, %.9g exact", yf_kpath_name(p), loss[1], loss[0]);
+    CHECK_NEAR("--bf16 vs exact on the FMA path: max |grad difference|", yt_max_abs_diff(g[0], g[1], (size_t)ng[0]),
+               0.0);
+    free(g[0]), free(g[1]);
+}
+
 static void check_exact_blocked_head(yf_dtype dt, int64_t V, int64_t B) {
     int64_t T = 24;
     yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
