@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     yf_kernels_set_precision(YF_PREC_BF16);
-    if (!yf_wpack_pays(T)) {
+    if (!yf_wpack_pays(T, YF_BF16)) {
         printf("bench-products: no AMX bf16 path here (pre-packed weights unused): nothing to measure\n");
         return 0;
     }

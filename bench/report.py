@@ -10,6 +10,12 @@ into one result row, and render the rows as the Markdown table of bench/results.
                                      (--torch/--train more than once: rounds; the row takes
                                      the median round and lists every round in its note)
   report.py table RESULTS.jsonl OUT.md [--head FILE] [--section TITLE=FILE ...]
+  report.py isa-summary RESULTS.jsonl --isa avx512|avx2 --kernels FILE --membw-gb-s X --threads N
+                --model-bytes bf16=BYTES --model-bytes fp32=BYTES
+                                     (BENCH_ISA runs: the issue's targets against the rows measured:
+                                     faster mode against faster mode, --bf16 against exact, the step's
+                                     GFLOP/s against the FMA peak bench-kernels measured, prefill
+                                     against PyTorch fp32, decode against the bandwidth bound)
 
 A measurement that did not produce its number becomes "n/a" with the reason (the command's first
 error line), never a made-up figure.
@@ -173,6 +179,8 @@ def row(argv):
             r["impl"] = f"PyTorch {o['torch']}" + (f" ({a.impl})" if a.impl else "")
             if o.get("bf16_mode"):
                 notes.append(f"bf16 weights, {o['bf16_mode']}")
+            if o.get("cpu_capability") and os.environ.get("ATEN_CPU_CAPABILITY"):
+                notes.append(f"ATen {o['cpu_capability']}")
             t = f"{o['steps_timed']} timed after {o['warmup']} warm-up" if o.get("warmup") else f"{o['steps_timed']} timed, no warm-up"
             notes.append(t + (" each" if len(ok) > 1 else ""))
             fastest = [g[2] for g in ok if g[2] is not None]
@@ -275,6 +283,105 @@ def table(argv):
     return 0
 
 
+
+# ---------------------------------------------------------------- BENCH_ISA summary
+
+# The 2-layer bench model (bench/configs/yuan2b-2layer.json) and its LoRA step (run.sh).
+STEP = dict(D=2048, I=8192, V=135040, L=2, B=1, T=384, r=8)
+
+
+def step_gflop(D, I, V, L, B, T, r, ckpt=False):
+    """The products a LoRA step must do, in GFLOP (2 per multiply-add): each layer's projections
+    (q k v o, the localized filter's two convolutions, gate up down) forward and their input
+    gradients (none for the first layer's q, k, v and filter: nothing below them needs one), causal
+    attention (half of the T x T scores; backward twice the forward), the LM head over the scored
+    rows forward and backward, and LoRA's rank-r products on the seven projections; with
+    gradient checkpointing the layers' forward once more."""
+    N, Ns = B * T, B * (T - 1)
+    per_layer = 6 * D * D + 3 * D * I                 # 4 D^2 attention, D^2 + D^2 filter, 3 D I MLP
+    fwd = 2 * N * L * per_layer
+    bwd = 2 * N * (L * per_layer - 5 * D * D)
+    attn = L * (2 * B * T * T * D) * 3                # forward + backward (2x)
+    head = 2 * 2 * Ns * V * D
+    sides = 4 * (D + D) + 2 * (D + I) + (I + D)       # in + out of the seven projections
+    lora = L * (2 * N * r * sides) * 3                # forward, and 2x in the backward
+    total = fwd + bwd + attn + head + lora + (fwd + 2 * B * T * T * D * L if ckpt else 0)
+    return total / 1e9
+
+
+def find_row(rows, workload, impl_has, dtype):
+    for r in rows:
+        if r["workload"] == workload and impl_has in r["impl"] and r["dtype"] == dtype and r["tokens_per_second"]:
+            return r["tokens_per_second"]
+    return None
+
+
+def isa_summary(argv):
+    import argparse
+    ap = argparse.ArgumentParser(prog="report.py isa-summary")
+    ap.add_argument("results")
+    ap.add_argument("--isa", required=True, choices=("avx512", "avx2"))
+    ap.add_argument("--kernels", required=True, help="build/bench-kernels output")
+    ap.add_argument("--membw-gb-s", type=float)
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--model-bytes", action="append", default=[], help="DTYPE=BYTES of the 2-layer model folder")
+    a = ap.parse_args(argv)
+    rows = [json.loads(l) for l in read(a.results).splitlines() if l.strip()]
+    m = re.search(r"AVX-512 FMA ([0-9.]+) GFLOP/s", read(a.kernels))
+    core_peak = float(m.group(1)) if m else None
+    if core_peak is not None and a.isa == "avx2":
+        core_peak /= 2                                # the same FMA units, half the width
+    out = []
+
+    def line(what, value, target):
+        out.append(f"| {what} | {value} | {target} |")
+
+    wl = "2-layer train B1 T384"
+    yx, yb = find_row(rows, wl, "yuanft", "fp32"), find_row(rows, wl, "yuanft", "bf16")
+    px, pb = find_row(rows, wl, "PyPI", "fp32"), find_row(rows, wl, "PyPI", "bf16")
+    ybest = max([v for v in (yx, yb) if v] or [None]) if (yx or yb) else None
+    pbest = max([v for v in (px, pb) if v] or [None]) if (px or pb) else None
+    target = "≥ 1.3× (moonshot 1.5×)" if a.isa == "avx512" else "≥ 1.3×"
+    if ybest and pbest:
+        line("step: yuanft's faster mode ÷ PyTorch 2.15's faster mode",
+             f"{ybest / pbest:.2f}× ({fmt(ybest)} ÷ {fmt(pbest)} tokens/s)", target)
+    else:
+        line("step: yuanft's faster mode ÷ PyTorch 2.15's faster mode", "n/a", target)
+    line("step: `--bf16` ÷ exact", f"{yb / yx:.2f}×" if yx and yb else "n/a", "≥ 0.97×")
+    gf = step_gflop(**STEP)
+    if ybest and core_peak:
+        rate = gf * ybest / (STEP["B"] * STEP["T"])
+        peak = core_peak * a.threads
+        line("step: GFLOP/s of the faster mode ÷ the FMA peak",
+             f"{100 * rate / peak:.0f}% ({rate:.0f} of {peak:.0f} GFLOP/s; {gf:.0f} GFLOP a step)", "≥ 75%")
+    else:
+        line("step: GFLOP/s of the faster mode ÷ the FMA peak", "n/a", "≥ 75%")
+    wl = "2-layer prefill T384"
+    yp = max([v for v in (find_row(rows, wl, "yuanft", "fp32"), find_row(rows, wl, "yuanft", "bf16")) if v] or [0])
+    pp = find_row(rows, wl, "PyPI", "fp32")
+    line("prefill: yuanft's faster mode ÷ PyTorch 2.15 fp32",
+         f"{yp / pp:.2f}× ({fmt(yp)} ÷ {fmt(pp)} tokens/s)" if yp and pp else "n/a", "≥ 1.2×")
+    bytes_of = dict(b.split("=", 1) for b in a.model_bytes)
+    wl = "2-layer decode 32 after 384"
+    for dt in ("bf16", "fp32"):
+        d = find_row(rows, wl, "yuanft", dt)
+        nb = float(bytes_of.get(dt, 0) or 0)
+        if d and nb and a.membw_gb_s:
+            bound = a.membw_gb_s * 1e9 / nb
+            line(f"decode ({dt} model): yuanft ÷ the bandwidth bound", f"{100 * d / bound:.0f}% ({fmt(d)} of "
+                 f"{fmt(bound)} tokens/s)", "≥ 95%")
+        else:
+            line(f"decode ({dt} model): yuanft ÷ the bandwidth bound", "n/a", "≥ 95%")
+    text = ["| target | measured | goal |", "| --- | --- | --- |"] + out
+    text.append("")
+    text.append(f"Peak: the register-resident FMA rate bench-kernels measured on one core"
+                f"{' (AVX-512; AVX2 half of it)' if a.isa == 'avx2' else ''}, x {a.threads} threads. "
+                f"Step GFLOP: the products a LoRA step must do ({gf:.0f} GFLOP; report.py step_gflop). "
+                "Decode bound: the read bandwidth bench-membw measured over the model file's bytes "
+                "(every weight read once a token).")
+    sys.stdout.write("\n".join(text) + "\n")
+    return 0
+
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "run" and sys.argv[3] == "--":
         return run(sys.argv[2], sys.argv[4:])
@@ -282,6 +389,8 @@ def main():
         return row(sys.argv[2:])
     if len(sys.argv) >= 2 and sys.argv[1] == "table":
         return table(sys.argv[2:])
+    if len(sys.argv) >= 2 and sys.argv[1] == "isa-summary":
+        return isa_summary(sys.argv[2:])
     sys.stderr.write(__doc__)
     return 2
 

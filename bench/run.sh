@@ -24,6 +24,16 @@
 #   BENCH_FRESH=1          re-create the yuanft model folders in bench/.work
 #   BENCH_QUICK=1          only the tiny-model rows (a check of this script, a minute)
 #   BENCH_ROUNDS=N         rounds of the 2-layer bf16 train step (default 5; see train_rounds)
+#   BENCH_ISA=avx512|avx2  both sides held to one instruction set on any x86 CPU (an AMX one
+#                          too): yuanft with YF_KERNELS=..., PyTorch with ONEDNN_MAX_CPU_ISA,
+#                          ATEN_CPU_CAPABILITY and MKL_ENABLE_INSTRUCTIONS (its fp32 products are
+#                          MKL's). Rows: the 2-layer step in interleaved rounds of yuanft exact
+#                          (f32 model) and --bf16 (bf16 model) against PyTorch 2.15 fp32 and bf16
+#                          autocast; prefill; decode; the 24-layer B=6 step (PyTorch: one timed
+#                          step a dtype); kernels and memory bandwidth; the issue's targets
+#                          (report.py isa-summary). Written to bench/results-ISA.md, not
+#                          results.md. PyTorch 1.13 (whose oneDNN predates some of these caps),
+#                          the tiny model and MPI are left out.
 #   BENCH_RECIPE=0         leave out the recipe-workload rows (docs/shared-prefix.md)
 #   BENCH_ONLY_RECIPE=1    only the recipe-workload rows (table: bench/.work/results-recipe.md)
 #   BENCH_RECIPE_ROUNDS=N  rounds of the 2-layer recipe rows (default 3)
@@ -49,6 +59,23 @@ SHARED=${YF_SHARED:-../shared}
 GOLD=$SHARED/golden/yuan-tiny
 TORCH_24_MAX_S=${BENCH_TORCH_24_MAX_S:-600}
 QUICK=${BENCH_QUICK:-0}
+ISA=${BENCH_ISA:-}
+OUT_MD=bench/results.md
+if [ -n "$ISA" ]; then
+  case "$ISA" in
+    avx512) isa_flag=avx512f; T_ONEDNN=AVX512_CORE_FP16; T_ATEN=avx512; T_MKL=AVX512_E3 ;;
+    avx2) isa_flag=avx2; T_ONEDNN=AVX2; T_ATEN=avx2; T_MKL=AVX2 ;;
+    *) echo "bench: BENCH_ISA=$ISA: use avx512 or avx2" >&2; exit 2 ;;
+  esac
+  if ! grep -qw "$isa_flag" /proc/cpuinfo; then
+    echo "bench: BENCH_ISA=$ISA but this CPU has no $isa_flag" >&2; exit 2
+  fi
+  # AVX512_CORE_FP16: every AVX-512 extension the CPU has (VNNI, BF16, FP16), no AMX;
+  # MKL's AVX512_E3: AVX-512 with VNNI and BF16, no AMX
+  export YF_KERNELS=$ISA ONEDNN_MAX_CPU_ISA=$T_ONEDNN DNNL_MAX_CPU_ISA=$T_ONEDNN ATEN_CPU_CAPABILITY=$T_ATEN \
+    MKL_ENABLE_INSTRUCTIONS=$T_MKL
+  OUT_MD=bench/results-$ISA.md
+fi
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { echo "bench: $*" >&2; }
@@ -107,9 +134,11 @@ torch_suite() {
 # ratio is ~40x (6x the tokens, ~6.6x the work a token with recomputation); measured on the
 # shared 2-core machine: ~160x with PyTorch 1.13, ~75x with 2.15 (its first step 1.7x slower).
 torch_24() {
-  py=$1; name=$2; wl="24-layer train B6 T384 ckpt"
-  torch_py_ok "$py" || { rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype bf16 --na "$py has no torch"; return; }
-  # the median round of train_rounds' bf16 2-layer step
+  py=$1; name=$2; dt=${3:-bf16}; wl="24-layer train B6 T384 ckpt"
+  torch_py_ok "$py" || { rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" --na "$py has no torch"; return; }
+  rounds="$L/torch-$name-train-round"
+  [ -n "$ISA" ] && rounds="$L/torch-$name-$dt-train-round"
+  # the median round of train_rounds' (isa_rounds') 2-layer step of this dtype
   s2=$("$PY" -c "import json,sys
 v=[]
 for p in sys.argv[1:]:
@@ -120,14 +149,14 @@ for p in sys.argv[1:]:
         except ValueError: continue
         if 'seconds_per_step' in o: v.append(o['seconds_per_step'])
 v.sort()
-print(v[len(v)//2] if v else '')" "$L"/torch-$name-train-round*.out 2>/dev/null | tail -1)
+print(v[len(v)//2] if v else '')" "$rounds"*.out 2>/dev/null | tail -1)
   pred=$("$PY" -c "import sys; s=sys.argv[1]; print(int(float(s)*240+40) if s else 99999)" "${s2:-}")
   if [ "$pred" -gt "$TORCH_24_MAX_S" ]; then
-    rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype bf16 \
+    rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" \
       --na "skipped: predicted ${pred} s > ${TORCH_24_MAX_S} s (BENCH_TORCH_24_MAX_S)"
     return
   fi
-  torch_row "$py" "$name" "$wl" bf16 "predicted ${pred} s" --config yuan2b --mode train --batch 6 --seq 384 --grad-ckpt --warmup 1 --steps 1
+  torch_row "$py" "$name" "$wl" "$dt" "predicted ${pred} s" --config yuan2b --mode train --batch 6 --seq 384 --grad-ckpt --warmup 1 --steps 1
 }
 
 # ---------------------------------------------------------------- yuanft side
@@ -278,6 +307,62 @@ train_rounds() {
       rep row "$R" --workload "$wl" --impl "$side" --dtype bf16 --note "$st" $l
     fi
   done
+}
+
+# isa_rounds ST_PYPI: BENCH_ISA's 2-layer step in ROUNDS rounds; each round runs yuanft exact
+# (f32 model), yuanft --bf16 (bf16 model), PyTorch 2.15 fp32 and bf16 autocast, each in a
+# fresh process (as train_rounds); each row the median round.
+isa_rounds() {
+  wl="2-layer train B1 T384"
+  targs="--config yuan2b-2layer --mode train --batch 1 --seq 384 --warmup 3 --steps 5"
+  rm -f "$L"/*-train-round*.*
+  okx=1; yf_train_ok "$wl" fp32 "$W/m-2layer-f32" || okx=0
+  okb=1; yf_train_ok "$wl" bf16 "$W/m-2layer-bf16" || okb=0
+  yx=""; yb=""; px=""; pb=""
+  for i in $(seq "$ROUNDS"); do
+    for dt in fp32 bf16; do
+      m=$W/m-2layer-bf16; ok=$okb
+      [ $dt = fp32 ] && m=$W/m-2layer-f32 && ok=$okx
+      [ "$ok" = 1 ] || continue
+      say "yuanft: $wl ($dt, $ISA), round $i of $ROUNDS [$(elapsed) s]"
+      yf_train_run "yuanft-$dt-train-round$i" "$m" "$W/data-2layer.safetensors" 1 6 $dt
+      if [ $dt = fp32 ]; then yx="$yx --train $L/yuanft-$dt-train-round$i"; else yb="$yb --train $L/yuanft-$dt-train-round$i"; fi
+    done
+    torch_py_ok "$PYNEW" || continue
+    for dt in fp32 bf16; do
+      say "PyPI: $wl ($dt, $ISA), round $i of $ROUNDS [$(elapsed) s]"
+      # shellcheck disable=SC2086
+      run "$L/torch-PyPI-$dt-train-round$i" 1500 "$PYNEW" bench/torch_ref.py --dtype $dt $targs
+      if [ $dt = fp32 ]; then px="$px --torch $L/torch-PyPI-$dt-train-round$i"; else pb="$pb --torch $L/torch-PyPI-$dt-train-round$i"; fi
+    done
+  done
+  # shellcheck disable=SC2086
+  [ -n "$yx" ] && rep row "$R" --workload "$wl" --impl yuanft --dtype fp32 --note "exact, f32 model" $yx
+  # shellcheck disable=SC2086
+  [ -n "$yb" ] && rep row "$R" --workload "$wl" --impl yuanft --dtype bf16 --note "--bf16, bf16 model" $yb
+  if [ -z "$px" ]; then
+    for dt in fp32 bf16; do rep row "$R" --workload "$wl" --impl "PyTorch (PyPI)" --dtype $dt --na "$PYNEW has no torch"; done
+  else
+    # shellcheck disable=SC2086
+    rep row "$R" --workload "$wl" --impl PyPI --dtype fp32 --note "$1" $px
+    # shellcheck disable=SC2086
+    rep row "$R" --workload "$wl" --impl PyPI --dtype bf16 --note "$1" $pb
+  fi
+}
+
+# isa_suite ST_PYPI: BENCH_ISA's rows besides the rounds
+isa_suite() {
+  for dt in fp32 bf16; do
+    m=$W/m-2layer-bf16; [ $dt = fp32 ] && m=$W/m-2layer-f32
+    yf_generate "2-layer prefill T384" "2-layer decode 32 after 384" "$m" $dt yuan2b-2layer 384 32
+    torch_row "$PYNEW" PyPI "2-layer prefill T384" $dt "" --config yuan2b-2layer --mode prefill --seq 384 --warmup 1 --steps 3
+    torch_row "$PYNEW" PyPI "2-layer decode 32 after 384" $dt "" --config yuan2b-2layer --mode decode --seq 384 --new-tokens 32 --warmup 1 --steps 2
+  done
+  if [ "${BENCH_SKIP_24:-0}" != 1 ]; then
+    yf_24
+    torch_24 "$PYNEW" PyPI fp32
+    torch_24 "$PYNEW" PyPI bf16
+  fi
 }
 
 yf_suite() {
@@ -458,30 +543,37 @@ if [ "${BENCH_ONLY_RECIPE:-0}" = 1 ]; then
   exit 0
 fi
 yf_prepare
-st_deb=$(torch_selftest "$PY" "Debian"); say "Debian: $st_deb"
-st_pypi=$(torch_selftest "$PYNEW" "PyPI"); say "PyPI: $st_pypi"
-[ "$QUICK" != 1 ] && train_rounds "$st_deb" "$st_pypi"
-yf_suite
-yf_serve
-torch_suite "$PY" "Debian" "$st_deb"
-torch_suite "$PYNEW" "PyPI" "$st_pypi"
-[ "${BENCH_RECIPE:-1}" = 1 ] && [ "$QUICK" != 1 ] && recipe_suite
-if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
-  yf_24
-  torch_24 "$PY" "Debian"
-  torch_24 "$PYNEW" "PyPI"
+if [ -n "$ISA" ]; then
+  say "BENCH_ISA=$ISA: YF_KERNELS=$YF_KERNELS ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY MKL_ENABLE_INSTRUCTIONS=$MKL_ENABLE_INSTRUCTIONS"
+  st_pypi=$(torch_selftest "$PYNEW" "PyPI"); say "PyPI: $st_pypi"
+  isa_rounds "$st_pypi"
+  isa_suite "$st_pypi"
+else
+  st_deb=$(torch_selftest "$PY" "Debian"); say "Debian: $st_deb"
+  st_pypi=$(torch_selftest "$PYNEW" "PyPI"); say "PyPI: $st_pypi"
+  [ "$QUICK" != 1 ] && train_rounds "$st_deb" "$st_pypi"
+  yf_suite
+  yf_serve
+  torch_suite "$PY" "Debian" "$st_deb"
+  torch_suite "$PYNEW" "PyPI" "$st_pypi"
+  [ "${BENCH_RECIPE:-1}" = 1 ] && [ "$QUICK" != 1 ] && recipe_suite
+  if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ]; then
+    yf_24
+    torch_24 "$PY" "Debian"
+    torch_24 "$PYNEW" "PyPI"
+  fi
 fi
 # quantized weights against bf16, on the same 24-layer model folder
-if [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ] && [ "${BENCH_SKIP_QUANT:-0}" != 1 ]; then
+if [ -z "$ISA" ] && [ "${BENCH_SKIP_24:-0}" != 1 ] && [ "$QUICK" != 1 ] && [ "${BENCH_SKIP_QUANT:-0}" != 1 ]; then
   say "quantized weights (bench/quant.sh) [$(elapsed) s]"
   sh bench/quant.sh "$W/m-24layer-bf16" > /dev/null 2> "$L/quant.err" || echo "bench/quant.sh failed: $(tail -1 "$L/quant.err")" > "$L/quant.md"
 else
-  echo "n/a (BENCH_SKIP_24, BENCH_QUICK or BENCH_SKIP_QUANT)" > "$L/quant.md"
+  echo "n/a (BENCH_ISA, BENCH_SKIP_24, BENCH_QUICK or BENCH_SKIP_QUANT)" > "$L/quant.md"
 fi
 
 # tokenizer and kernel benchmarks, when their programs exist
-if [ "$QUICK" = 1 ]; then
-  echo "n/a (BENCH_QUICK=1)" > "$L/tokenizer.md"
+if [ "$QUICK" = 1 ] || [ -n "$ISA" ]; then
+  echo "n/a (BENCH_QUICK=1 or BENCH_ISA)" > "$L/tokenizer.md"
 elif [ -f bench/tokenizer_bench.sh ]; then
   say "tokenizer bench [$(elapsed) s]"
   { echo "| what | yuanft | sentencepiece | speed-up |"; echo "| --- | ---: | ---: | ---: |"
@@ -493,7 +585,7 @@ if [ "$QUICK" = 1 ]; then
   echo "n/a (BENCH_QUICK=1)" > "$L/kernels.md"
 elif [ -x build/bench-kernels ]; then
   say "kernel bench [$(elapsed) s]"
-  { echo '```'; timeout 600 build/bench-kernels --quick 2>&1; echo '```'; } > "$L/kernels.md"
+  { echo '```'; timeout 600 build/bench-kernels --quick ${ISA:+--paths $ISA} 2>&1; echo '```'; } > "$L/kernels.md"
 else
   echo "n/a (build/bench-kernels not built yet)" > "$L/kernels.md"
 fi
@@ -518,6 +610,17 @@ if [ "$QUICK" != 1 ] && [ -x build/bench-membw ]; then
   } > "$L/membw.md"
 else
   echo "n/a" > "$L/membw.md"
+fi
+
+# BENCH_ISA: the issue's targets against the rows
+if [ -n "$ISA" ]; then
+  set -- 
+  for dt in bf16 fp32; do
+    f=$W/m-2layer-$dt/model.safetensors; [ $dt = fp32 ] && f=$W/m-2layer-f32/model.safetensors
+    [ -f "$f" ] && set -- "$@" --model-bytes "$dt=$(stat -c %s "$f")"
+  done
+  rep isa-summary "$R" --isa "$ISA" --kernels "$L/kernels.md" ${bw:+--membw-gb-s $bw} --threads "$OMP_NUM_THREADS" "$@" \
+    > "$L/isa.md" 2> "$L/isa.err" || echo "n/a (report.py isa-summary failed: $(tail -1 "$L/isa.err"))" > "$L/isa.md"
 fi
 
 # constrained decoding (docs/constrained-decoding.md): the full mask over the real 135,040-row
@@ -581,7 +684,7 @@ for r in rows:
           f"with that argmax counted in).")
 PYEOF
 }
-if [ -f bench/constrain_bench.c ]; then
+if [ -z "$ISA" ] && [ -f bench/constrain_bench.c ]; then
   constrain_bench > "$L/constrain.md"
 else
   echo "n/a" > "$L/constrain.md"
@@ -599,7 +702,17 @@ T=$(elapsed)
   echo "bf16 = bf16 weights under torch.autocast('cpu', bfloat16) (faster than pure bf16 here), fp32 adapters."
   echo "Same random token ids for yuanft and PyTorch (random weights, N(0, 0.02)); tokens/s: train = B x T a step"
   echo "(PyTorch: the median timed step after warm-up), prefill = prompt tokens/s, decode = new tokens/s."
+  if [ -n "$ISA" ]; then
+    echo
+    echo "**BENCH_ISA=$ISA**: both sides held to one instruction set: yuanft YF_KERNELS=$ISA; PyTorch"
+    echo "ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS=$MKL_ENABLE_INSTRUCTIONS."
+    echo "yuanft fp32 = exact mode on the f32 model folder; bf16 = \`--bf16\` on the bf16 one."
+  fi
   echo
 } > "$L/head.md"
-rep table "$R" bench/results.md --head "$L/head.md" --section "Serving (bench/serve_bench.sh: streamed completions, 64-token prompts, 32 new tokens, --parallel 16)=$L/serve.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md" --section "Constrained decoding (build/bench-constrain)=$L/constrain.md" --section "Quantized weights (bench/quant.sh)=$L/quant.md"
-say "done in $T s; table written to bench/results.md"
+if [ -n "$ISA" ]; then
+  rep table "$R" "$OUT_MD" --head "$L/head.md" --section "Targets (issue 23)=$L/isa.md" --section "Kernels (build/bench-kernels --quick --paths $ISA)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md"
+else
+  rep table "$R" "$OUT_MD" --head "$L/head.md" --section "Serving (bench/serve_bench.sh: streamed completions, 64-token prompts, 32 new tokens, --parallel 16)=$L/serve.md" --section "Tokenizer=$L/tokenizer.md" --section "Kernels (build/bench-kernels --quick)=$L/kernels.md" --section "Decode against the memory-bandwidth bound=$L/membw.md" --section "Constrained decoding (build/bench-constrain)=$L/constrain.md" --section "Quantized weights (bench/quant.sh)=$L/quant.md"
+fi
+say "done in $T s; table written to $OUT_MD"

@@ -561,6 +561,9 @@ def bench(args):
     res = dict(impl="pytorch", torch=torch.__version__, config=args.config, mode=args.mode, dtype=args.dtype,
                bf16_mode=(mode if mode != "fp32" else None), threads=torch.get_num_threads(),
                attention=("sdpa" if HAVE_SDPA else "matmul+softmax"), init_s=round(init_s, 2))
+    cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if cap is not None:     # ATen's vector code path (ATEN_CPU_CAPABILITY caps it; 2.x only)
+        res["cpu_capability"] = cap()
     step_times = []
     if args.mode == "train":
         m.add_lora(8, 32, 0.1, torch.Generator().manual_seed(2))

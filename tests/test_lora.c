@@ -190,6 +190,32 @@ TEST(dora_golden_grads_checkpointed) { check_golden_adapter("dora", true); }
  * so that some logit exceeds its row's first-block max by more than the
  * fused blocks take (HEAD_EXP_LIM): the chunk is redone unfused (checked to
  * have happened), with the same results. */
+/* One forward and backward through m with a fresh adapter of lc (random
+ * values from seed) on ids and labels: the loss, and every adapter
+ * gradient in parameter order (*ng floats, malloc'd). */
+static float *head_run_grads(yf_model *m, const yf_config *cfg, const yf_lora_cfg *lc, uint64_t seed,
+                             const int64_t *ids, const int64_t *labels, int64_t B, int64_t T, double *loss,
+                             int64_t *ng) {
+    yf_lora lo;
+    CHECK_OK(yf_lora_create(&lo, cfg, lc));
+    yt_randomize_lora(&lo, seed, 0.05f);
+    yf_lora_alloc_grads(&lo);
+    yf_lora_zero_grads(&lo);
+    yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(labels, B, T)};
+    int64_t nt;
+    CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, loss, &nt));
+    yf_param_list pl;
+    yf_lora_params(&lo, &pl);
+    *ng = 0;
+    for (int i = 0; i < pl.n; i++) *ng += pl.p[i].numel;
+    float *g = malloc((size_t)*ng * sizeof(float));
+    for (int i = 0, o = 0; i < pl.n; o += (int)pl.p[i].numel, i++)
+        memcpy(g + o, pl.p[i].g, (size_t)pl.p[i].numel * sizeof(float));
+    free(pl.p);
+    yf_lora_free(&lo);
+    return g;
+}
+
 static void check_blocked_head(int64_t V, int64_t B, float boost);
 TEST(lora_blocked_head_matches_two_pass_softmax) {
     check_blocked_head(5000, 2, 1); /* blocks of 2048, 2048, 904 */
@@ -219,24 +245,8 @@ static void check_blocked_head(int64_t V, int64_t B, float boost) {
         m->head_two_pass = run == 0;
         m->head_no_fuse = run == 3;
         if (run == 1) m->pack_budget = 0;
-        yf_lora lo;
-        CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
-        yt_randomize_lora(&lo, 29, 0.05f);
-        yf_lora_alloc_grads(&lo);
-        yf_lora_zero_grads(&lo);
-        yf_backward_opts bo = {.loss_scale = 1.0f / (float)count_scored(labels, B, T)};
-        int64_t nt;
-        CHECK_OK(yf_model_forward_backward(m, &lo, ids, labels, B, T, &bo, &loss[run], &nt));
+        g[run] = head_run_grads(m, &cfg, &lc, 29, ids, labels, B, T, &loss[run], &ng);
         if (run == 2) fused = m->head_fused, refits = m->head_refits;
-        yf_param_list pl;
-        yf_lora_params(&lo, &pl);
-        ng = 0;
-        for (int i = 0; i < pl.n; i++) ng += pl.p[i].numel;
-        g[run] = malloc((size_t)ng * sizeof(float));
-        for (int i = 0, o = 0; i < pl.n; o += (int)pl.p[i].numel, i++)
-            memcpy(g[run] + o, pl.p[i].g, (size_t)pl.p[i].numel * sizeof(float));
-        free(pl.p);
-        yf_lora_free(&lo);
         yf_model_free(m);
     }
     yf_kernels_set_precision(YF_PREC_EXACT);
@@ -264,6 +274,92 @@ static void check_blocked_head(int64_t V, int64_t B, float boost) {
     } else {
         fprintf(stderr, "    no AMX: the head's fused blocks are not run here\n");
     }
+    for (int run = 0; run < RUNS; run++) free(g[run]);
+    free(ids), free(labels);
+}
+
+/* Exact mode on the AVX-512 and AVX2 paths takes the blocked head as well
+ * (fp32 products either way there): its online softmax must stay at fp32
+ * level against the two-pass head, with an f32 and a bf16 head, the max
+ * moving to later blocks (weights spread over tens), with and without the
+ * head's packs (the same bits). */
+static void check_exact_blocked_head(yf_dtype dt, int64_t V, int64_t B);
+TEST(lora_exact_blocked_head_matches_two_pass_on_fma) {
+    yf_kpath p = yf_kernels_path();
+    if (p != YF_KPATH_AVX512 && p != YF_KPATH_AVX2) {
+        yt_skip("the exact blocked head runs on the avx512 and avx2 paths only (this: %s)", yf_kpath_name(p));
+        return;
+    }
+    check_exact_blocked_head(YF_F32, 5000, 2);
+    check_exact_blocked_head(YF_BF16, 4136, 6);
+}
+
+/* On the AVX-512 and AVX2 paths --bf16 computes what exact mode computes
+ * (fp32 products, bf16 weights widened exactly; the README says so): a
+ * LoRA step on a bf16 model gives the same bits in both precisions. */
+TEST(lora_bf16_is_exact_mode_on_fma) {
+    yf_kpath p = yf_kernels_path();
+    if (p != YF_KPATH_AVX512 && p != YF_KPATH_AVX2) {
+        yt_skip("--bf16 rounds activations on the %s path", yf_kpath_name(p));
+        return;
+    }
+    int64_t B = 2, T = 24, V = 3000, ng[2];
+    yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
+    int64_t ids[2 * 24], labels[2 * 24];
+    yt_random_batch(ids, labels, B, T, V, 41);
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .dropout = 0.1f, .targets = (1u << YF_NPROJ) - 1};
+    double loss[2];
+    float *g[2];
+    for (int run = 0; run < 2; run++) {
+        yf_kernels_set_precision(run ? YF_PREC_BF16 : YF_PREC_EXACT);
+        yf_model *m = yt_random_model(&cfg, 43, YF_BF16, 1.0f, NULL);
+        g[run] = head_run_grads(m, &cfg, &lc, 47, ids, labels, B, T, &loss[run], &ng[run]);
+        yf_model_free(m);
+    }
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    CHECK(ng[0] == ng[1]);
+    CHECK(loss[0] == loss[1], "%s: loss %.9g with --bf16, %.9g exact", yf_kpath_name(p), loss[1], loss[0]);
+    CHECK_NEAR("--bf16 vs exact on the FMA path: max |grad difference|", yt_max_abs_diff(g[0], g[1], (size_t)ng[0]),
+               0.0);
+    free(g[0]), free(g[1]);
+}
+
+static void check_exact_blocked_head(yf_dtype dt, int64_t V, int64_t B) {
+    int64_t T = 24;
+    yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
+    int64_t *ids = malloc((size_t)(B * T) * sizeof(int64_t)), *labels = malloc((size_t)(B * T) * sizeof(int64_t));
+    yt_random_batch(ids, labels, B, T, V, 19);
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .dropout = 0, .targets = (1u << YF_NPROJ) - 1};
+    enum { RUNS = 3 }; /* two-pass; blocked without packs; blocked with packs */
+    double loss[RUNS] = {0};
+    float *g[RUNS] = {NULL};
+    int64_t ng = 0;
+    CHECK(yf_kernels_precision() == YF_PREC_EXACT, "the tests run in exact mode");
+    for (int run = 0; run < RUNS; run++) {
+        yf_model *m = yt_random_model(&cfg, 31, dt, 30.0f, NULL);
+        m->head_two_pass = run == 0;
+        if (run == 1) m->pack_budget = 0;
+        g[run] = head_run_grads(m, &cfg, &lc, 37, ids, labels, B, T, &loss[run], &ng);
+        yf_model_free(m);
+    }
+    double gmax = 0;
+    for (int64_t i = 0; i < ng; i++) gmax = fmax(gmax, fabs(g[0][i]));
+    char what[160];
+    /* fp32 rounding of a sum over 5000 exps and of the rescaled U, amplified
+     * by the network as in the bf16 test (there 1.4e-2 for bf16 roundings) */
+    snprintf(what, sizeof what, "%s head V %lld B %lld, exact blocked vs two-pass: |loss difference| / loss",
+             dt == YF_F32 ? "f32" : "bf16", (long long)V, (long long)B);
+    CHECK_NEAR(what, fabs(loss[1] - loss[0]) / fabs(loss[0]), 1e-6);
+    snprintf(what, sizeof what, "%s head V %lld B %lld, exact blocked vs two-pass: max |grad difference| / max |grad|",
+             dt == YF_F32 ? "f32" : "bf16", (long long)V, (long long)B);
+    CHECK_NEAR(what, yt_max_abs_diff(g[0], g[1], (size_t)ng) / gmax, 1e-4);
+    snprintf(what, sizeof what, "%s head V %lld B %lld, exact blocked: packs vs no packs, max |grad difference|",
+             dt == YF_F32 ? "f32" : "bf16", (long long)V, (long long)B);
+    CHECK_NEAR(what, yt_max_abs_diff(g[1], g[2], (size_t)ng), 0.0);
+    CHECK(loss[1] == loss[2], "exact blocked head: loss with packs %.9g, without %.9g", loss[2], loss[1]);
+    /* the blocked route ran: its other order of sums leaves different last bits */
+    CHECK(loss[1] != loss[0] || yt_max_abs_diff(g[0], g[1], (size_t)ng) > 0,
+          "exact mode took the two-pass head here too (the same bits)");
     for (int run = 0; run < RUNS; run++) free(g[run]);
     free(ids), free(labels);
 }

@@ -209,16 +209,18 @@ static double head_chunk_blocked(yf_model *m, const float *hc, const int64_t *tc
         }
         free(acc), free(over), free(fused);
     }
+    /* W's packs, when made (the FMA paths' panels), serve the row slices too:
+     * W's own pages were given back when they were made */
     for (int64_t v0 = 0, vb; !packed && v0 < V; v0 += vb) {
         vb = V - v0 < HEAD_VB + 64 ? V - v0 : HEAD_VB;
-        yf_matmul_xwt_rows(lb, hc, NULL, W->data, W->dt, NULL, n, V, D, v0, v0 + vb);
+        yf_matmul_xwt_rows(lb, hc, NULL, W->data, W->dt, pt, n, V, D, v0, v0 + vb);
         head_block f = {lb, NULL, dhc, mx, lt, sum, tc, n, D, D, v0, vb, 0, n};
         int64_t tasks = (f.rows + HEAD_ROWS_PER_TASK - 1) / HEAD_ROWS_PER_TASK;
         if (f.rows * vb >= ((int64_t)1 << 18))
             yf_par_for(tasks, head_block_rows, &f);
         else
             for (int64_t i = 0; i < tasks; i++) head_block_rows(&f, i);
-        yf_matmul_xw_rows(dhc, D, lb, NULL, W->data, W->dt, NULL, n, V, D, v0, v0 + vb, v0 > 0);
+        yf_matmul_xw_rows(dhc, D, lb, NULL, W->data, W->dt, pw, n, V, D, v0, v0 + vb, v0 > 0);
     }
     double loss = 0;
     /* W[target] of the scored rows as floats, gathered in one call */
@@ -270,8 +272,14 @@ double yf_model_head_loss(yf_model *m, const float *hn, const int64_t *target, i
      * a chunk's buffers are then [R, D] and [R, 2048], so up to 8192 rows go
      * in one chunk (the 24-layer B=6 step's 2304: W streamed once, not 5
      * times, and at that many rows packing W per product costs little, so
-     * the head is not packed: 1.1 GB less) */
-    bool blocked = dhn && !logits && target && !m->head.g && yf_kernels_precision() == YF_PREC_BF16 &&
+     * the head is not packed: 1.1 GB less). On the AVX-512 and AVX2 paths
+     * exact mode too: their products are fp32 in both precisions, and the
+     * blocked route's online softmax (fp32 exps, double sums) is fp32-level
+     * as well; it saves the two passes over 200 MB of logits a chunk (the
+     * 2-layer exact step: docs/performance.md, the non-AMX paths) */
+    yf_kpath path = yf_kernels_path();
+    bool fma = path == YF_KPATH_AVX512 || path == YF_KPATH_AVX2;
+    bool blocked = dhn && !logits && target && !m->head.g && (yf_kernels_precision() == YF_PREC_BF16 || fma) &&
                    !m->head_two_pass;
     if (blocked) R = 8192;
     if (R < 1) R = 1;

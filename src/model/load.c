@@ -232,10 +232,10 @@ static size_t default_pack_budget(void) {
 static const yf_wpack *model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M, bool release_w) {
     if (W->pk[kind]) return W->pk[kind];
     /* matrices, and the localized filter's [out, in, 2, 1] convolutions, read as [out, 2 in] */
-    if (W->dt != YF_BF16 || W->g || W->ndim < 2 || m->pack_failed || !yf_wpack_pays(M)) return NULL;
+    if (W->g || W->ndim < 2 || m->pack_failed || !yf_wpack_pays(M, W->dt)) return NULL;
     int64_t rows = W->shape[0], cols = W->numel / W->shape[0];
     if (m->pack_budget == (size_t)-1) m->pack_budget = default_pack_budget();
-    size_t need = (size_t)((rows + 31) / 32 * 32) * (size_t)((cols + 31) / 32 * 32) * 2;
+    size_t need = (size_t)((rows + 31) / 32 * 32) * (size_t)((cols + 31) / 32 * 32) * (W->dt == YF_BF16 ? 2 : 4);
     if (m->pack_bytes + need > m->pack_budget) return NULL;
     W->pk[kind] = yf_wpack_new(W->data, W->dt, rows, cols, kind, release_w);
     if (!W->pk[kind]) {

@@ -109,9 +109,9 @@ int yf_stored_quant_check(const char *dir, yf_dtype *src_dt);
  * as BF16). */
 void yf_model_stored_src_dt(yf_model *m, yf_dtype dt);
 
-/* W's pre-packed tiles for a product of M rows (kind YF_PACK_XWT: x·W^T,
- * YF_PACK_XW: dy·W), made on first use when they pay (a frozen bf16 weight,
- * the AMX path, at most a few hundred rows: yf_wpack_pays) and fit the
+/* W's pre-packed form for a product of M rows (kind YF_PACK_XWT: x·W^T,
+ * YF_PACK_XW: dy·W), made on first use when they pay (a frozen weight on the
+ * AMX (bf16), AVX-512 or AVX2 path, at most ~1500 rows: yf_wpack_pays) and fit the
  * model's budget (YF_PACK_MB, default a quarter of RAM up to 4 GiB); else NULL,
  * and the product packs W itself. Same results either way. */
 const yf_wpack *yf_model_wpack(yf_model *m, yf_mw *W, yf_pack_kind kind, int64_t M);

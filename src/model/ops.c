@@ -11,6 +11,9 @@
 #include "kernels/cpu/ops_fast.h"
 #include "base/pool.h"
 #include "kernels/cpu/vecmath.h"
+#if defined(__AVX2__)
+#include "kernels/cpu/simd8.h"
+#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -693,26 +696,15 @@ static inline uint32_t drop_hash(uint64_t i, uint32_t s0, uint32_t s1) {
 
 #if defined(__AVX2__)
 /* The mask 8 lanes at a time (the build's x86-64-v3 baseline; AVX-512 CPUs
- * take yf_dropout_avx512): the same hash as drop_hash, in 32-bit lanes. */
+ * take yf_dropout_avx512): the same hash as drop_hash (simd8.h). */
 static int64_t dropout_avx2(float *y, const float *x, int64_t i0, int64_t n, uint32_t thr, float keep_scale,
                             uint32_t s0, uint32_t s1) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), flip = _mm256_set1_epi32((int)0x80000000u);
-    const __m256i vthr = _mm256_set1_epi32((int)(thr ^ 0x80000000u));
     const __m256 ks = _mm256_set1_ps(keep_scale);
     int64_t nv = n & ~(int64_t)7;
     for (int64_t k = 0; k < nv; k += 8) {
-        uint64_t i = (uint64_t)(i0 + k);
-        __m256i h = _mm256_add_epi32(_mm256_set1_epi32((int)((uint32_t)i + s0)), lane);
-        h = _mm256_xor_si256(h, _mm256_set1_epi32((int)(((uint32_t)(i >> 32) * 0xc2b2ae35u) ^ s1)));
-        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-        h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0x85ebca6bu));
-        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 13));
-        h = _mm256_mullo_epi32(h, _mm256_set1_epi32((int)0xc2b2ae35u));
-        h = _mm256_xor_si256(h, _mm256_srli_epi32(h, 16));
-        /* unsigned h >= thr, as a signed compare of both with the top bit flipped */
-        __m256i drop = _mm256_cmpgt_epi32(vthr, _mm256_xor_si256(h, flip));
+        __m256i keep = yf_drop8_keep((uint64_t)(i0 + k), thr, s0, s1);
         __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + k), ks);
-        _mm256_storeu_ps(y + k, _mm256_andnot_ps(_mm256_castsi256_ps(drop), v));
+        _mm256_storeu_ps(y + k, _mm256_and_ps(_mm256_castsi256_ps(keep), v));
     }
     return nv;
 }

@@ -1,18 +1,19 @@
 /* fused: the products of fused.h. Each checks that its fused route is
- * available (the product on AMX; the term on the narrow kernels, whose
- * arithmetic the AMX epilogue repeats bit for bit) and otherwise runs the
- * plain steps it stands for. */
+ * available (the product on AMX or on the AVX-512 / AVX2 packed driver; the
+ * term on the narrow kernels, whose arithmetic the epilogues repeat bit for
+ * bit) and otherwise runs the plain steps it stands for. */
 #include "kernels/cpu/fused.h"
 #include "kernels/cpu/matmul_impl.h"
 
 static int64_t g_epi_calls; /* calls that ran their extra term inside the product (tests) */
 
 /* Whether g can take the rank-r product term as its kernels' epilogue: g on
- * AMX, and term (the rank-r product as it would run on its own) on the
- * narrow kernels, whose arithmetic the epilogue repeats bit for bit. */
+ * AMX or the FMA packed driver, and term (the rank-r product as it would run
+ * on its own) on the narrow kernels, whose arithmetic the epilogue repeats
+ * bit for bit. */
 static bool term_inside(const yf_gemm *g, const yf_gemm *term) {
     int nparts = 1;
-    return yf_gemm_on_amx(g, &nparts) && yf_gemm_on_narrow(term);
+    return (yf_gemm_on_amx(g, &nparts) || yf_gemm_on_fma(g)) && yf_gemm_on_narrow(term);
 }
 
 void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
@@ -20,8 +21,8 @@ void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, c
     YF_CHECK(wt == YF_F32 || wt == YF_BF16 || wt == YF_QMAT);
     YF_CHECK(rank >= 1 && rank <= YF_NARROW_DIM);
     yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
-                 .M = M, .N = N, .K = K, .accumulate = accumulate,
-                 .bpk = yf_wpack_tiles(pk, w, N, K, YF_PACK_XWT)};
+                 .M = M, .N = N, .K = K, .accumulate = accumulate};
+    yf_gemm_use_pack(&g, pk, w, N, K, YF_PACK_XWT);
     yf_gemm_epi e = {.lr_l = l, .lr_r = r, .lr_k = rank};
     /* the term as yf_matmul_xwt(y, l, r, YF_F32, M, N, rank, true) builds it */
     yf_gemm lr = {.M = M, .N = N, .K = rank, .a = l, .ars = rank, .acs = 1, .b = r, .bt = YF_F32, .brs = 1,
@@ -43,7 +44,8 @@ bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt
     YF_CHECK(wt == YF_F32 || wt == YF_BF16 || wt == YF_QMAT);
     YF_CHECK(rank >= 1 && rank <= YF_NARROW_DIM);
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
-                 .M = M, .N = K, .K = N, .accumulate = accumulate, .bpk = yf_wpack_tiles(pk, w, N, K, YF_PACK_XW)};
+                 .M = M, .N = K, .K = N, .accumulate = accumulate};
+    yf_gemm_use_pack(&g, pk, w, N, K, YF_PACK_XW);
     yf_gemm_epi e = {.pro_l = l, .pro_r = r, .pro_k = rank, .pro_drop = *drop};
     /* the term as yf_matmul_xw(t, l, r, YF_F32, M, rank, K, false) builds it;
      * rows of dx a multiple of 16 apart, so the mask's 16-lane groups start

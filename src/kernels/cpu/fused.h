@@ -2,10 +2,13 @@
  * block of their result while it is in cache, instead of a pass of its own
  * over the result. Each has the contract of the plain steps it replaces
  * (same bits), which is what it does itself wherever the fused route is not
- * available (only the AMX path fuses: the vector units are idle during its
- * tile products). Their users: LoRA's up-projection (a low-rank term), its
- * input gradient with dropout (a masked low-rank term), and the LM head's
- * loss (a block handed over with a row-wise exp step). */
+ * available. The low-rank terms are fused on AMX (in the shadow of the tile
+ * products: the vector units are idle meanwhile) and on the AVX-512 / AVX2
+ * packed driver (in the kernel call of a tile's last K block, on its
+ * registers: no pass over the result of their own); the LM head's block
+ * callback on AMX only. Their users: LoRA's up-projection (a low-rank term),
+ * its input gradient with dropout (a masked low-rank term), and the LM
+ * head's loss (a block handed over with a row-wise exp step). */
 #ifndef YF_FUSED_H
 #define YF_FUSED_H
 
@@ -15,9 +18,9 @@
 /* y = x·W^T (+ y if accumulate), then y += L·R^T (L [M, r], R [N, r], r <=
  * 16): the same bits as yf_matmul_xwt_pk followed by yf_matmul_xwt(y, L, R,
  * YF_F32, M, N, r, true), which is what it does unless the product runs on
- * AMX (with a pack pk or without): then each block of y gets its low-rank
- * term during the next block's tile products, while it is still in cache
- * (LoRA's up-projection without a pass of its own over y). */
+ * AMX or the FMA packed driver (with a pack pk or without): then each block
+ * of y gets its low-rank term while it is still in cache (LoRA's
+ * up-projection without a pass of its own over y). */
 void yf_matmul_xwt_pk_lr(float *y, const float *x, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                          int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank);
 /* How many yf_matmul_xwt_pk_lr / yf_matmul_xw_pk_drop calls ran their
@@ -30,9 +33,9 @@ int64_t yf_matmul_epilogue_calls(void);
  *   yf_matmul_xw(t, L, R, YF_F32, M, r, K, false); yf_dropout(t, t, ..);
  *   yf_matmul_xw_pk(dx, dy, W, wt, pk, M, N, K, accumulate); dx += t
  * (LoRA's input gradient with dropout, and the base weight's), which the
- * caller does when this returns false. Where it can (AMX), each finished
- * block of dx takes the term during the tile products of the block after
- * it: no passes over dx of their own. */
+ * caller does when this returns false. Where it can (AMX, the FMA packed
+ * driver), each finished block of dx takes the term while in cache: no
+ * passes over dx of their own. */
 bool yf_matmul_xw_pk_drop(float *dx, const float *dy, const void *w, yf_dtype wt, const yf_wpack *pk, int64_t M,
                           int64_t N, int64_t K, bool accumulate, const float *l, const float *r, int64_t rank,
                           const yf_drop *drop);

@@ -20,28 +20,36 @@ void yf_matmul_xw(float *dx, const float *dy, const void *w, yf_dtype wt, int64_
 void yf_matmul_dw(float *dw, const float *dy, const float *x, int64_t M, int64_t N, int64_t K);
 
 /* ---- pre-packed weights ---------------------------------------------------
- * A bf16 weight W[N,K] that is multiplied many times (a frozen base weight
- * in LoRA training) can be converted once into the AMX tile layout of one of
- * its products: YF_PACK_XWT for y = x·W^T, YF_PACK_XW for dx = dy·W (two
- * different layouts, each as big as W). The *_pk products then read the
- * tiles instead of packing W on every call, which at a few hundred rows
- * costs about as much as the tile products themselves. Results are the same
- * bit for bit as without the pack; paths other than AMX ignore it. */
+ * A weight W[N,K] that is multiplied many times (a frozen base weight in
+ * LoRA training) can be converted once into the layout one of its products
+ * reads: YF_PACK_XWT for y = x·W^T, YF_PACK_XW for dx = dy·W (two different
+ * layouts, each as big as W). On AMX (bf16 W only) that is the tile layout;
+ * on AVX-512 and AVX2 (bf16 or f32 W) the fp32 kernels' panels of NR
+ * columns, in W's dtype (for x·W^T a transpose of W). The *_pk products
+ * then read the pack instead of packing W on every call, which at a few
+ * hundred rows costs about as much as the tile products themselves on AMX
+ * (on the FMA paths: the transpose, and W's cold rows streamed in a
+ * product's first pass). Results are the same bit for bit as without the
+ * pack; a pack made for another path is ignored. */
 typedef struct yf_wpack yf_wpack;
 typedef enum yf_pack_kind { YF_PACK_XWT = 0, YF_PACK_XW = 1 } yf_pack_kind;
-/* Whether products of M rows would use a pack now (AMX path; M rows enough
- * for AMX and few enough that packing W per call is a real cost). */
-bool yf_wpack_pays(int64_t M);
-/* NULL (with yf_errorf) when W is not bf16, AMX is not in use, or memory is
- * short. With release_w, W's pages are released (yf_release_resident) as
- * its rows are packed (YF_PACK_XWT reads them in order; at the end for
- * YF_PACK_XW), so the pack does not add to the peak on a mapped W. */
+/* Whether products of M rows with a W of dtype wt would use a pack now:
+ * AMX (bf16 W, M rows enough for AMX), AVX-512 or AVX2 (a bf16 or f32 W,
+ * never a quantized one; more rows than the few-row kernels take on the
+ * calling thread: see yf_kernels_set_rowstable), and few enough rows
+ * (<= 1536) that packing W per call is a real cost. */
+bool yf_wpack_pays(int64_t M, yf_dtype wt);
+/* NULL (with yf_errorf) when no pack is made on this path for this dtype,
+ * or memory is short. With release_w, W's pages are released
+ * (yf_release_resident) as its rows are packed (YF_PACK_XWT reads them in
+ * order; at the end for YF_PACK_XW), so the pack does not add to the peak
+ * on a mapped W. */
 yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w);
 size_t yf_wpack_bytes(const yf_wpack *p);
 void yf_wpack_free(yf_wpack *p);
-/* out [n, K] = rows ids of W, as floats, read from a dy·W pack of a bf16 W
- * (a tied LM head's pack serves the embedding lookup once W's own pages
- * are given back); false (nothing written) for another kind of pack. */
+/* out [n, K] = rows ids of W, as floats, read from a dy·W pack (a tied LM
+ * head's pack serves the embedding lookup once W's own pages are given
+ * back); false (nothing written) for another kind of pack. */
 bool yf_wpack_rows(const yf_wpack *p, const int64_t *ids, int64_t n, float *out);
 /* A pack of an fp32 W into the caller's tiles (yf_wpack_elems(N, K) bf16
  * elements), for a W that changes from call to call but is read by several

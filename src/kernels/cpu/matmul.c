@@ -76,6 +76,8 @@ bool yf_kernels_set_rowstable(bool on) {
     return was;
 }
 
+int64_t yf_gemv_rows(void) { return t_rowstable ? YF_ROWSTABLE_M : YF_GEMV_MAX_M; }
+
 void yf_kernels_set_precision(yf_precision p) { g_prec = p; }
 yf_precision yf_kernels_precision(void) { return g_prec; }
 
@@ -86,71 +88,7 @@ static _Thread_local yf_tbufs t_scratch;
 
 void *yf_scratch(int slot, size_t bytes) { return yf_tbuf(&t_scratch, slot, bytes); }
 
-/* ---- the packed fp32 driver (AVX2 / AVX-512 micro-kernels) -------------- */
-
 static inline float aget(const yf_gemm *g, int64_t m, int64_t k) { return g->a[m * g->ars + k * g->acs]; }
-
-/* Ap[k*MR + r] = A(m0+r, k0+k), zero beyond nm rows. */
-static void pack_a_f32(const yf_gemm *g, int64_t m0, int64_t nm, int64_t k0, int64_t kb, int MR, float *ap) {
-    if (g->ars == 1 && nm == MR) { /* columns of A contiguous: copy runs */
-        for (int64_t k = 0; k < kb; k++) memcpy(ap + k * MR, g->a + m0 + (k0 + k) * g->acs, MR * sizeof(float));
-        return;
-    }
-    for (int64_t r = 0; r < MR; r++)
-        for (int64_t k = 0; k < kb; k++) ap[k * MR + r] = r < nm ? aget(g, m0 + r, k0 + k) : 0.0f;
-}
-
-/* Bp[k*NR + c] = B(k0+k, n0+c) as f32, zero beyond nn columns. */
-static void pack_b_f32(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, int NR, float *bp) {
-    if (nn < NR) memset(bp, 0, (size_t)kb * NR * sizeof(float));
-    if (g->bcs == 1) {
-        for (int64_t k = 0; k < kb; k++) {
-            float *d = bp + k * NR;
-            if (g->bt == YF_F32)
-                memcpy(d, (const float *)g->b + (k0 + k) * g->brs + n0, (size_t)nn * sizeof(float));
-            else {
-                const uint16_t *s = (const uint16_t *)g->b + (k0 + k) * g->brs + n0;
-                for (int64_t c = 0; c < nn; c++) d[c] = yf_bf16_to_f32(s[c]);
-            }
-        }
-    } else {
-        for (int64_t c = 0; c < nn; c++) {
-            int64_t base = (n0 + c) * g->bcs + k0 * g->brs;
-            if (g->bt == YF_F32) {
-                const float *s = (const float *)g->b + base;
-                for (int64_t k = 0; k < kb; k++) bp[k * NR + c] = s[k * g->brs];
-            } else {
-                const uint16_t *s = (const uint16_t *)g->b + base;
-                for (int64_t k = 0; k < kb; k++) bp[k * NR + c] = yf_bf16_to_f32(s[k * g->brs]);
-            }
-        }
-    }
-}
-
-void yf_gemm_packed(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int MR, int NR,
-                    yf_ukernel uk) {
-    if (m1 <= m0 || n1 <= n0) return;
-    /* the A panel (MR x KC) stays in L1, the B block (KC x NC) in L2 */
-    const int64_t KC = 256, NC = ((int64_t)1 << 20) / (KC * 4) / NR * NR;
-    float *bp = yf_scratch(2, (size_t)KC * NC * sizeof(float));
-    float *ap = yf_scratch(3, (size_t)KC * MR * sizeof(float));
-    for (int64_t jc = n0; jc < n1; jc += NC) {
-        int64_t nb = n1 - jc < NC ? n1 - jc : NC;
-        for (int64_t pc = 0; pc < g->K; pc += KC) {
-            int64_t kb = g->K - pc < KC ? g->K - pc : KC;
-            for (int64_t jr = 0; jr < nb; jr += NR)
-                pack_b_f32(g, pc, kb, jc + jr, nb - jr < NR ? nb - jr : NR, NR, bp + jr * kb);
-            bool loadc = g->accumulate || pc > 0;
-            for (int64_t ic = m0; ic < m1; ic += MR) {
-                int64_t rows = m1 - ic < MR ? m1 - ic : MR;
-                pack_a_f32(g, ic, rows, pc, kb, MR, ap);
-                for (int64_t jr = 0; jr < nb; jr += NR)
-                    uk(kb, ap, bp + jr * kb, g->c + ic * g->ldc + jc + jr, g->ldc, loadc, rows,
-                       nb - jr < NR ? nb - jr : NR);
-            }
-        }
-    }
-}
 
 /* ---- scalar path (CPUs without AVX2, other architectures) --------------- */
 
@@ -206,7 +144,7 @@ static kind choose(const yf_gemm *g, yf_kpath path, int *nparts) {
     if (yf_narrow_form(g) != YF_NARROW_NONE && path >= YF_KPATH_AVX512) return K_NARROW_AVX512;
     if (yf_narrow_form(g) != YF_NARROW_NONE && path >= YF_KPATH_AVX2) return K_NARROW_AVX2;
     bool layout_ok = g->bcs == 1 || (g->brs == 1 && g->acs == 1);
-    bool small = g->M <= (t_rowstable ? YF_ROWSTABLE_M : YF_GEMV_MAX_M) || g->N <= SMALL_DIM;
+    bool small = g->M <= yf_gemv_rows() || g->N <= SMALL_DIM;
     if (small && layout_ok && path >= YF_KPATH_AVX512) return K_GEMV_AVX512;
     if (small && layout_ok && path >= YF_KPATH_AVX2) return K_GEMV_AVX2;
     if (path >= YF_KPATH_AMX && g->M >= YF_AMX_MIN_M) {
@@ -234,11 +172,9 @@ static int64_t gemv_cols(const yf_gemm *g) {
 
 static void run_block(const yf_gemm *g, const yf_gemm_epi *e, kind k, int nparts, int64_t m0, int64_t m1, int64_t n0,
                       int64_t n1) {
-    YF_CHECK(!e || k == K_AMX); /* fused work runs on AMX only */
+    YF_CHECK(!e || k == K_AMX); /* fused work: AMX here, the FMA paths in yf_gemm_fma */
     switch (k) {
     case K_AMX: yf_gemm_amx(g, e, m0, m1, n0, n1, nparts); break;
-    case K_AVX512: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX512_MR, YF_AVX512_NR, yf_ukernel_avx512); break;
-    case K_AVX2: yf_gemm_packed(g, m0, m1, n0, n1, YF_AVX2_MR, YF_AVX2_NR, yf_ukernel_avx2); break;
     case K_NARROW_AVX512: yf_narrow_avx512(g, m0, m1, n0, n1); break;
     case K_NARROW_AVX2: yf_narrow_avx2(g, m0, m1, n0, n1); break;
     case K_GEMV_AVX512:
@@ -288,6 +224,12 @@ static void split_piece(void *ctx, int64_t i) {
 bool yf_gemm_on_amx(const yf_gemm *g, int *nparts) {
     *nparts = 1;
     return yf_kernels_path() != YF_KPATH_REF && choose(g, yf_kernels_path(), nparts) == K_AMX;
+}
+
+bool yf_gemm_on_fma(const yf_gemm *g) {
+    int nparts = 1;
+    kind k = choose(g, yf_kernels_path(), &nparts);
+    return k == K_AVX512 || k == K_AVX2;
 }
 
 bool yf_gemm_on_narrow(const yf_gemm *g) {
@@ -381,6 +323,10 @@ static void run_inner(const yf_gemm *g, const yf_gemm_epi *e) {
     double min_work = narrow ? MT_MIN_NARROW : MT_MIN_WORK;
     int nt = work < min_work && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
     YF_CHECK(!g->apk || (k == K_AMX && nparts == 1 && g->bpk));
+    if (k == K_AVX512 || k == K_AVX2) { /* its own split (gemm_fma.c) */
+        yf_gemm_fma(g, e, k == K_AVX512 ? &yf_fma_avx512 : &yf_fma_avx2, nt);
+        return;
+    }
     if (nt <= 1 && g->apk) { /* K block by K block, as below */
         run_shared_a(g, e, 1, true, g->N, g->N, 1);
         return;
@@ -449,8 +395,8 @@ void yf_matmul_xwt_pk(float *y, const float *x, const void *w, yf_dtype wt, cons
     }
     /* A = x [M,K]; B(k,n) = W[n,k]; C = y [M,N] */
     yf_gemm g = {.c = y, .ldc = N, .a = x, .ars = K, .acs = 1, .b = w, .bt = wt, .brs = 1, .bcs = K,
-                 .M = M, .N = N, .K = K, .accumulate = accumulate,
-                 .bpk = yf_wpack_tiles(pk, w, N, K, YF_PACK_XWT)};
+                 .M = M, .N = N, .K = K, .accumulate = accumulate};
+    yf_gemm_use_pack(&g, pk, w, N, K, YF_PACK_XWT);
     yf_gemm_run('f', &g, NULL);
 }
 
@@ -467,8 +413,8 @@ void yf_matmul_xw_pk(float *dx, const float *dy, const void *w, yf_dtype wt, con
     }
     /* A = dy [M,N]; B(j,k) = W[j,k]; C = dx [M,K]; the sum runs over N */
     yf_gemm g = {.c = dx, .ldc = K, .a = dy, .ars = N, .acs = 1, .b = w, .bt = wt, .brs = K, .bcs = 1,
-                 .M = M, .N = K, .K = N, .accumulate = accumulate,
-                 .bpk = yf_wpack_tiles(pk, w, N, K, YF_PACK_XW)};
+                 .M = M, .N = K, .K = N, .accumulate = accumulate};
+    yf_gemm_use_pack(&g, pk, w, N, K, YF_PACK_XW);
     yf_gemm_run('b', &g, NULL);
 }
 

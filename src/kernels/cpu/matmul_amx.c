@@ -56,35 +56,6 @@ typedef struct tile_config {
     uint8_t rows[16];
 } tile_config;
 
-/* Permutation tables for the 16x16 32-bit transpose: stage b swaps bit b of the
- * row index with bit b of the column index (pairs of rows i, i+2^b). */
-typedef struct tr_tables {
-    int32_t lo[4][16], hi[4][16];
-} tr_tables;
-
-static void tr_tables_init(tr_tables *t) {
-    for (int b = 0; b < 4; b++) {
-        int d = 1 << b;
-        for (int j = 0; j < 16; j++) {
-            t->lo[b][j] = (j & d) ? 16 + j - d : j;
-            t->hi[b][j] = (j & d) ? 16 + j : j + d;
-        }
-    }
-}
-
-AMX_TARGET static inline void transpose16(__m512i r[16], const tr_tables *t) {
-    for (int b = 0; b < 4; b++) {
-        int d = 1 << b;
-        __m512i ilo = _mm512_loadu_si512(t->lo[b]), ihi = _mm512_loadu_si512(t->hi[b]);
-        for (int i = 0; i < 16; i++) {
-            if (i & d) continue;
-            __m512i x = r[i], y = r[i + d];
-            r[i] = _mm512_permutex2var_epi32(x, ilo, y);
-            r[i + d] = _mm512_permutex2var_epi32(x, ihi, y);
-        }
-    }
-}
-
 static inline __mmask16 mask16(int64_t n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 static inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
 
@@ -123,7 +94,7 @@ AMX_TARGET static inline __m256i load_b_n16(const yf_gemm *g, int64_t i, int64_t
 
 /* One VNNI tile of B: rows k0..k0+31 (nk valid), columns n0..n0+15 (nn valid). */
 AMX_TARGET static void pack_b_tile(const yf_gemm *g, int64_t k0, int64_t nk, int64_t n0, int64_t nn,
-                                   uint16_t *dst, const tr_tables *t) {
+                                   uint16_t *dst, const yf_tr_tables *t) {
     if (g->brs == 1) {
         /* column n of B is contiguous along k: row c of r is column n0+c as 16
          * (k,k+1) pairs; transposing 32-bit words gives the VNNI rows */
@@ -134,7 +105,7 @@ AMX_TARGET static void pack_b_tile(const yf_gemm *g, int64_t k0, int64_t nk, int
                 _mm_prefetch((const char *)g->b + (k0 + 128 + (n0 + c) * g->bcs) * esz, _MM_HINT_T0);
             r[c] = c < nn ? load_b_k32(g, k0 + (n0 + c) * g->bcs, nk) : _mm512_setzero_si512();
         }
-        transpose16(r, t);
+        yf_transpose16(r, t);
         for (int kp = 0; kp < 16; kp++) _mm512_storeu_si512(dst + kp * 32, r[kp]);
     } else {
         /* rows of B are contiguous along n: interleave rows 2kp and 2kp+1 */
@@ -187,7 +158,7 @@ AMX_TARGET static void pack_b_block_rows(const yf_gemm *g, int64_t k0, int64_t k
 /* The 32-row panel of A starting at row m0 (nm valid rows), k0..k0+nk:
  * layout [step s][part p][half h][row r][32 k], each [h] a 16-row tile. */
 AMX_TARGET static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int64_t k0, int64_t nk, int nparts,
-                                    uint16_t *dst, const tr_tables *t) {
+                                    uint16_t *dst, const yf_tr_tables *t) {
     int64_t nks = (nk + 31) / 32, pstride = 2 * TILE_U16;
     if (g->acs == 1) {
         /* row by row: each row of the panel is one contiguous read */
@@ -219,7 +190,7 @@ AMX_TARGET static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, in
                         v[j] = j < kleft ? _mm512_castps_si512(_mm512_maskz_loadu_ps(
                                                mm, g->a + (m0 + 16 * h) * g->ars + (kk + j) * g->acs))
                                          : _mm512_setzero_si512();
-                    transpose16(v, t);
+                    yf_transpose16(v, t);
                     for (int r = 0; r < 16; r++)
                         emit_parts(_mm512_castsi512_ps(v[r]), base + h * TILE_U16 + r * 32 + 16 * kh, pstride,
                                    nparts);
@@ -595,8 +566,8 @@ AMX_TARGET static void gemm_prepacked(const yf_gemm *g, const yf_gemm_epi *e, in
     if (mc_max < 32) mc_max = 32;
     int64_t nchunks = (m1 - m0 + mc_max - 1) / mc_max;
     const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
-    tr_tables tt;
-    tr_tables_init(&tt);
+    yf_tr_tables tt;
+    yf_tr_tables_init(&tt);
     uint16_t *ap = g->apk ? NULL
                           : yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * (KC / 32) * nparts *
                                               2 * TILE_U16 * 2);
@@ -677,8 +648,8 @@ int64_t yf_amx_kc(int64_t K) {
 }
 
 AMX_TARGET void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, uint16_t *dst) {
-    tr_tables tt;
-    tr_tables_init(&tt);
+    yf_tr_tables tt;
+    yf_tr_tables_init(&tt);
     pack_a_panel(g, m0, nm, 0, g->K, nparts, dst, &tt);
 }
 
@@ -727,8 +698,8 @@ AMX_TARGET void yf_gemm_amx(const yf_gemm *g, const yf_gemm_epi *e, int64_t m0, 
     nchunks = (m1 - m0 + mc_max - 1) / mc_max; /* equal chunks: no short last one */
     const int64_t MC = ((m1 - m0 + nchunks - 1) / nchunks + 31) / 32 * 32;
     const int64_t panel_u16 = (KC / 32) * nparts * 2 * TILE_U16; /* one 32-row panel at full KC */
-    tr_tables tt;
-    tr_tables_init(&tt);
+    yf_tr_tables tt;
+    yf_tr_tables_init(&tt);
     uint16_t *bp = yf_scratch(0, (size_t)NC * KC * 2);
     uint16_t *ap = yf_scratch(1, (size_t)(((m1 - m0 < MC ? m1 - m0 : MC) + 31) / 32) * panel_u16 * 2);
 
@@ -789,8 +760,8 @@ AMX_TARGET void yf_amx_pack_b(const yf_gemm *g, int64_t j0, int64_t j1, uint16_t
         if (nb > 0) pack_b_block_rows(g, 0, g->K, n0, nb, nks, dst);
         return;
     }
-    tr_tables tt;
-    tr_tables_init(&tt);
+    yf_tr_tables tt;
+    yf_tr_tables_init(&tt);
     for (int64_t j = j0; j < j1; j++)
         for (int64_t s = 0; s < nks; s++)
             for (int h = 0; h < 2; h++) {

@@ -8,14 +8,37 @@
 #if YF_CC_AVX512
 #include <immintrin.h>
 
+#include "kernels/cpu/simd16.h"
+
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 enum { MR = YF_AVX512_MR, NR = YF_AVX512_NR };
 
 static inline __mmask16 mask16(int64_t n) { return n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
-AVX512_TARGET void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
-                                     bool loadc, int64_t rows, int64_t cols) {
+/* The term of row r of a tile (yf_tile_term) added to its two vectors. */
+AVX512_TARGET static inline __attribute__((always_inline)) void tile_term(const yf_tile_term *t, int r,
+                                                                           __mmask16 k0, __mmask16 k1,
+                                                                           __m512 *c0, __m512 *c1) {
+    __m512 t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps();
+    const float *l = t->l + r * t->l_ld;
+    for (int64_t k = 0; k < t->rank; k++) {
+        __m512 lv = _mm512_set1_ps(l[k]);
+        t0 = _mm512_fmadd_ps(lv, _mm512_maskz_loadu_ps(k0, t->rt + k * t->rt_ld), t0);
+        t1 = _mm512_fmadd_ps(lv, _mm512_maskz_loadu_ps(k1, t->rt + k * t->rt_ld + 16), t1);
+    }
+    if (t->drop) {
+        uint64_t b = t->base + (uint64_t)(r * t->mld);
+        __m512 ks = _mm512_set1_ps(t->d.ks);
+        t0 = _mm512_maskz_mul_ps(k0 & yf_drop16_keep(b, t->d.thr, t->d.s0, t->d.s1), t0, ks);
+        t1 = _mm512_maskz_mul_ps(k1 & yf_drop16_keep(b + 16, t->d.thr, t->d.s0, t->d.s1), t1, ks);
+    }
+    *c0 = _mm512_add_ps(*c0, t0);
+    *c1 = _mm512_add_ps(*c1, t1);
+}
+
+AVX512_TARGET static void kernel(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+                                 int64_t rows, int64_t cols, const yf_tile_term *t) {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -37,19 +60,57 @@ AVX512_TARGET void yf_ukernel_avx512(int64_t kc, const float *ap, const float *b
             acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(k0, cr));
             acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(k1, cr + 16));
         }
+        if (t) tile_term(t, r, k0, k1, &acc[r][0], &acc[r][1]);
         _mm512_mask_storeu_ps(cr, k0, acc[r][0]);
         _mm512_mask_storeu_ps(cr + 16, k1, acc[r][1]);
     }
 }
 
-/* 16 elements of B starting at element i (nn valid) as f32. */
-AVX512_TARGET static inline __m512 load16(const void *b, yf_dtype bt, int64_t i, int64_t nn) {
+/* 16 values of B as floats from bf16 or f32 at element i, the first n valid
+ * (the rest 0, not read) */
+AVX512_TARGET static inline __m512 load16n(const void *b, yf_dtype bt, int64_t i, int64_t n) {
     if (bt == YF_BF16) {
-        __m256i h = _mm256_maskz_loadu_epi16(mask16(nn), (const uint16_t *)b + i);
+        __m256i h = _mm256_maskz_loadu_epi16(mask16(n), (const uint16_t *)b + i);
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
-    return _mm512_maskz_loadu_ps(mask16(nn), (const float *)b + i);
+    return _mm512_maskz_loadu_ps(mask16(n), (const float *)b + i);
 }
+
+/* A panel of B whose columns are contiguous along k (x.W^T: W's rows): 16
+ * columns by 16 k loaded, transposed in registers, stored as 16 rows of the
+ * panel. */
+AVX512_TARGET static void pack_b_cols(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, float *bp) {
+    yf_tr_tables tt;
+    yf_tr_tables_init(&tt);
+    for (int64_t k = 0; k < kb; k += 16) {
+        int64_t kl = kb - k < 16 ? kb - k : 16;
+        for (int h = 0; h < 2; h++) {
+            __m512i v[16];
+            for (int c = 0; c < 16; c++) {
+                int64_t n = 16 * h + c;
+                v[c] = n < nn ? _mm512_castps_si512(load16n(g->b, g->bt, (n0 + n) * g->bcs + k0 + k, kl))
+                              : _mm512_setzero_si512();
+            }
+            yf_transpose16(v, &tt);
+            for (int64_t kk = 0; kk < kl; kk++) _mm512_store_si512(bp + (k + kk) * NR + 16 * h, v[kk]);
+        }
+    }
+}
+
+/* A panel of B whose rows are contiguous along n (dy.W: W's rows; dW: x's) */
+AVX512_TARGET static void pack_b_rows(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, float *bp) {
+    for (int64_t k = 0; k < kb; k++) {
+        int64_t i = (k0 + k) * g->brs + n0;
+        _mm512_store_ps(bp + k * NR, load16n(g->b, g->bt, i, nn));
+        _mm512_store_ps(bp + k * NR + 16, load16n(g->b, g->bt, i + 16, nn - 16));
+    }
+}
+
+AVX512_TARGET static void widen(float *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) _mm512_store_ps(dst + i, load16n(src, YF_BF16, i, 16));
+}
+
+const yf_fma_isa yf_fma_avx512 = {MR, NR, kernel, pack_b_cols, pack_b_rows, widen};
 
 /* M = 1 (decode): 8 columns of B at a time, i.e. 8 rows of W streamed side
  * by side, each a line ahead in a software prefetch: 4 rows do not keep
@@ -77,7 +138,7 @@ AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, in
                     _mm_prefetch((const char *)g->b + ((n + NC + j) * g->bcs + k) * esz, _MM_HINT_T1);
             }
             for (int j = 0; j < NC; j++)
-                if (j < nc) acc[j] = _mm512_fmadd_ps(x, load16(g->b, g->bt, (n + j) * g->bcs + k, kl), acc[j]);
+                if (j < nc) acc[j] = _mm512_fmadd_ps(x, load16n(g->b, g->bt, (n + j) * g->bcs + k, kl), acc[j]);
         }
         for (int j = 0; j < nc; j++) {
             float s = _mm512_reduce_add_ps(acc[j]), *cp = g->c + m0 * g->ldc + n + j;
@@ -179,7 +240,7 @@ AVX512_TARGET static void gemv_axpy(const yf_gemm *g, int64_t m0, int64_t m1, in
             }
             if (!any) continue; /* e.g. masked rows of dy */
             for (int64_t j = 0; j < nc; j += 16) {
-                __m512 w = load16(g->b, g->bt, k * g->brs + n + j, nc - j);
+                __m512 w = load16n(g->b, g->bt, k * g->brs + n + j, nc - j);
                 for (int m = 0; m < mm; m++) {
                     __m512 *d = (__m512 *)&acc[m][j];
                     *d = _mm512_fmadd_ps(_mm512_set1_ps(a[m]), w, *d);
@@ -241,11 +302,7 @@ void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_
 }
 
 #else
-void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
-                       int64_t rows, int64_t cols) {
-    (void)kc, (void)ap, (void)bp, (void)c, (void)ldc, (void)loadc, (void)rows, (void)cols;
-    YF_CHECK(!"AVX-512 path not compiled in");
-}
+const yf_fma_isa yf_fma_avx512 = {YF_AVX512_MR, YF_AVX512_NR, NULL, NULL, NULL, NULL};
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
     YF_CHECK(!"AVX-512 path not compiled in");

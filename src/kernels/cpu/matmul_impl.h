@@ -27,6 +27,11 @@ typedef struct yf_gemm {
      * groups][32-step of K][2 tiles], all of K, zero padded */
     const uint16_t *bpk;
     int64_t bpk_ld;      /* bf16 elements from one pair of bpk to the next; 0: all of K's */
+    /* B already in the FMA kernels' panels (yf_wpack of an FMA path), or
+     * NULL: panel p (columns p NR..) at bpf + p bpf_ld elements, its row k
+     * (NR values of b's dtype) at k NR; all of K, zero padded */
+    const void *bpf;
+    int64_t bpf_ld;
     /* A already in AMX tile layout for all rows, or NULL: [32-row panel]
      * [32-step of K][part][2 tiles]. matmul.c packs it once per K block for
      * all threads of a call; a caller's (yf_apk_put_row) covers all of K,
@@ -76,22 +81,48 @@ typedef struct yf_gemm_epi {
 
 /* Each path computes the sub-block C[m0:m1, n0:n1] of g (all of K) on the
  * calling thread; the dispatcher splits C between OpenMP threads. */
-/* The fp32 FMA paths share one packed driver (matmul.c) and differ in the
- * micro-kernel: C[rows x cols] (+)= Ap[kc x MR] · Bp[kc x NR] where Ap holds
- * MR values per k and Bp NR values per k (zero padded); rows <= MR, cols <= NR
- * say how much of the block is real. */
+/* The fp32 FMA paths (AVX-512, AVX2) share one packed driver (gemm_fma.c)
+ * and differ in what yf_fma_isa holds: the register tile of the micro-kernel
+ * (MR rows x NR columns of C), the kernel, and the vector forms of packing
+ * B's panels. A panel of B is NR columns by kb rows of K, NR floats a row
+ * (zero padded); a panel of A is MR rows by kb, MR floats per k.
+ *
+ * A tile's term (fused.h): C(i, j) += t(i, j), t = sum over k < rank of
+ * l[i l_ld + k] rt[k rt_ld + j] as fused multiply-adds from 0 in k order (the
+ * narrow kernels' K form); with drop, t first goes through the dropout mask
+ * of element (i, j) at index base + i mld + j (yf_dropout's arithmetic).
+ * So the tile ends as the plain product followed by the separate rank-r
+ * product (and mask) would leave it, bit for bit. */
+typedef struct yf_tile_term {
+    const float *l, *rt;
+    int64_t l_ld, rt_ld, rank;
+    bool drop;
+    uint64_t base;
+    int64_t mld;
+    yf_drop d;
+} yf_tile_term;
+/* C[rows x cols] (+ C if loadc) = Ap[kc x MR] . Bp[kc x NR], then t's term (t
+ * may be NULL); rows <= MR, cols <= NR say how much of the tile is real. */
 typedef void (*yf_ukernel)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
-                           int64_t rows, int64_t cols);
-void yf_gemm_packed(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int MR, int NR,
-                    yf_ukernel uk);
+                           int64_t rows, int64_t cols, const yf_tile_term *t);
+typedef struct yf_fma_isa {
+    int mr, nr;
+    yf_ukernel kernel;
+    /* a panel of B (columns n0.., nn <= NR valid; rows k0..k0+kb-1) where
+     * column n of B is contiguous along k (brs == 1: x.W^T's W rows) */
+    void (*pack_b_cols)(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, float *bp);
+    /* the same where rows of B are contiguous along n (bcs == 1: dy.W's W rows, dW's x rows) */
+    void (*pack_b_rows)(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, float *bp);
+    /* dst[i] = src[i] widened from bf16, n a multiple of 16 */
+    void (*widen)(float *dst, const uint16_t *src, int64_t n);
+} yf_fma_isa;
 #define YF_AVX512_MR 12
 #define YF_AVX512_NR 32
 #define YF_AVX2_MR 6
 #define YF_AVX2_NR 16
-void yf_ukernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
-                       int64_t rows, int64_t cols);
-void yf_ukernel_avx2(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
-                     int64_t rows, int64_t cols);
+extern const yf_fma_isa yf_fma_avx512, yf_fma_avx2;
+/* g (+ e's terms, or NULL) on the FMA path isa, split between nt threads. */
+void yf_gemm_fma(const yf_gemm *g, const yf_gemm_epi *e, const yf_fma_isa *isa, int nt);
 /* nparts: A is split into 1 (bf16 mode), 2 or 3 bf16 parts (exact mode).
  * e: the fused work, or NULL. */
 void yf_gemm_amx(const yf_gemm *g, const yf_gemm_epi *e, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
@@ -112,6 +143,9 @@ void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row);
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
 #define YF_GEMV_MAX_M 4
+/* The most rows a product on the calling thread gives the gemv kernels:
+ * YF_GEMV_MAX_M, or YF_ROWSTABLE_M while yf_kernels_set_rowstable is on. */
+int64_t yf_gemv_rows(void);
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
@@ -177,18 +211,24 @@ void yf_gemm_run_here(const yf_gemm *g, const yf_gemm_epi *e);
  * kernels. */
 bool yf_gemm_on_amx(const yf_gemm *g, int *nparts);
 bool yf_gemm_on_narrow(const yf_gemm *g);
+/* Whether g would run on the AVX-512 / AVX2 packed driver (yf_gemm_fma). */
+bool yf_gemm_on_fma(const yf_gemm *g);
 /* A pre-packed operand (kernels.h): W [N, K] packed for one product. */
 struct yf_wpack {
     const void *w;
     int64_t N, K; /* W's shape */
     yf_dtype wt;
     yf_pack_kind kind;
-    uint16_t *tiles;
+    uint16_t *tiles; /* AMX tiles, or NULL */
+    void *panels;    /* or the FMA kernels' panels of B, nr wide, in W's dtype (yf_gemm's bpf) */
+    int nr;
     size_t bytes;
     bool borrowed; /* tiles: the caller's (yf_wpack_f32) */
 };
-/* A pack's tiles, checked against the product's W (pk NULL: NULL). */
-const uint16_t *yf_wpack_tiles(const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind);
+/* Hands g (a product of W [N, K] as kind says) the pack pk (checked against
+ * it; NULL: nothing) in the form its path reads: AMX tiles, or FMA panels
+ * when they are the current path's width. */
+void yf_gemm_use_pack(yf_gemm *g, const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind);
 /* x·W[n0:n1]^T as a yf_gemm: x as floats or packed (xpk), W's rows n0..
  * from the pack pk when given. */
 yf_gemm yf_gemm_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,

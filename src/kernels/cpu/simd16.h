@@ -1,7 +1,8 @@
 /* simd16: 16-lane AVX-512 steps that run both as elementwise ops
- * (ops_avx512.c) and inside the AMX kernels' epilogues (matmul_amx.c), so
- * that the two give the same bits: exp, the LM head's fused softmax step,
- * LoRA dropout's mask. Static inline with function-level target
+ * (ops_avx512.c) and inside the kernels' epilogues (matmul_amx.c,
+ * matmul_avx512.c), so that the two give the same bits: exp, the LM head's
+ * fused softmax step, LoRA dropout's mask; and the 16 x 16 transpose the
+ * AMX and AVX-512 kernels pack with. Static inline with function-level target
  * attributes: include only where YF_OPS_AVX512 (ops_fast.h) holds. */
 #ifndef YF_SIMD16_H
 #define YF_SIMD16_H
@@ -67,6 +68,36 @@ YF_EXP16_TARGET static inline __mmask16 yf_drop16_keep(uint64_t i, uint32_t thr,
     h = _mm512_mullo_epi32(h, _mm512_set1_epi32((int)0xc2b2ae35u));
     h = _mm512_xor_si512(h, _mm512_srli_epi32(h, 16));
     return _mm512_cmpge_epu32_mask(h, _mm512_set1_epi32((int)thr));
+}
+
+/* Permutation tables for the 16x16 32-bit transpose: stage b swaps bit b of the
+ * row index with bit b of the column index (pairs of rows i, i+2^b). */
+typedef struct yf_tr_tables {
+    int32_t lo[4][16], hi[4][16];
+} yf_tr_tables;
+
+static inline void yf_tr_tables_init(yf_tr_tables *t) {
+    for (int b = 0; b < 4; b++) {
+        int d = 1 << b;
+        for (int j = 0; j < 16; j++) {
+            t->lo[b][j] = (j & d) ? 16 + j - d : j;
+            t->hi[b][j] = (j & d) ? 16 + j : j + d;
+        }
+    }
+}
+
+/* r[i] lane j <-> r[j] lane i (32-bit lanes) */
+YF_EXP16_TARGET static inline void yf_transpose16(__m512i r[16], const yf_tr_tables *t) {
+    for (int b = 0; b < 4; b++) {
+        int d = 1 << b;
+        __m512i ilo = _mm512_loadu_si512(t->lo[b]), ihi = _mm512_loadu_si512(t->hi[b]);
+        for (int i = 0; i < 16; i++) {
+            if (i & d) continue;
+            __m512i x = r[i], y = r[i + d];
+            r[i] = _mm512_permutex2var_epi32(x, ilo, y);
+            r[i + d] = _mm512_permutex2var_epi32(x, ihi, y);
+        }
+    }
 }
 
 #endif

@@ -1,7 +1,8 @@
-/* wpack: operands handed to the products already in the AMX tile layout:
- * pre-packed weights (a frozen bf16 W packed once for all of its products),
- * packed activations written row by row by their producer, and the
- * products over row slices of a packed W. */
+/* wpack: operands handed to the products already packed: pre-packed
+ * weights (a frozen W packed once for all of its products: AMX tiles of a
+ * bf16 W, or the FMA kernels' panels of a bf16 or f32 W), packed
+ * activations written row by row by their producer (AMX), and the products
+ * over row slices of a packed W. */
 #include "kernels/cpu/matmul_impl.h"
 
 #include <stdlib.h>
@@ -9,7 +10,6 @@
 #include <sys/mman.h>
 
 #include "base/pool.h"
-
 
 /* The B operand of the product a pack is for (no A or C). */
 static yf_gemm weight_gemm(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind) {
@@ -21,8 +21,18 @@ static yf_gemm weight_gemm(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_
  * over enough rows (the 24-layer B=6 T=384 step has 2304). */
 #define PACK_MAX_M 1536
 
-bool yf_wpack_pays(int64_t M) {
-    return yf_kernels_path() == YF_KPATH_AMX && M >= YF_AMX_MIN_M && M <= PACK_MAX_M;
+/* The width of the FMA kernels' panels on the path in use, or 0 (AMX,
+ * scalar, ref). */
+static int fma_nr(void) {
+    yf_kpath p = yf_kernels_path();
+    return p == YF_KPATH_AVX512 ? YF_AVX512_NR : p == YF_KPATH_AVX2 ? YF_AVX2_NR : 0;
+}
+
+bool yf_wpack_pays(int64_t M, yf_dtype wt) {
+    if (M > PACK_MAX_M) return false;
+    if (yf_kernels_path() == YF_KPATH_AMX) return wt == YF_BF16 && M >= YF_AMX_MIN_M;
+    /* the few-row products read W itself; a quantized W is never packed */
+    return fma_nr() > 0 && (wt == YF_BF16 || wt == YF_F32) && M > yf_gemv_rows();
 }
 
 typedef struct pack_job {
@@ -43,35 +53,112 @@ static void pack_piece(void *ctx, int64_t i) {
     }
 }
 
-yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w) {
-    if (wt != YF_BF16) {
-        yf_errorf("kernels: only bf16 weights are pre-packed");
+/* A pack of W [N, K] with room for bytes of packed data at *data, in 2 MiB
+ * pages where the kernel allows them (transparent huge pages in "madvise"
+ * mode): a 512th of the page faults when packing and of the TLB misses when
+ * streaming the pack. NULL (with yf_errorf) when memory is short. */
+static yf_wpack *pack_alloc(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, size_t bytes,
+                            void **data) {
+    size_t huge = (size_t)2 << 20, alloc = (bytes + huge - 1) / huge * huge;
+    yf_wpack *p = calloc(1, sizeof *p);
+    *data = aligned_alloc(huge, alloc);
+    if (!p || !*data) {
+        free(p);
+        free(*data);
+        yf_errorf("kernels: out of memory packing a %lld x %lld weight (%.0f MiB)", (long long)N, (long long)K,
+                  bytes / 1048576.0);
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(*data, alloc, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
+#endif
+    *p = (yf_wpack){.w = w, .N = N, .K = K, .wt = wt, .kind = kind, .bytes = bytes};
+    return p;
+}
+
+/* ---- the FMA kernels' panels ----------------------------------------------
+ * Panel p holds columns p nr .. of the product's B for all of its K, row k
+ * at k nr, in W's dtype (the kernels widen a bf16 panel as they go): what
+ * gemm_fma.c would otherwise pack per call (x.W^T: a transpose of W). */
+
+typedef struct panel_job {
+    const yf_gemm *g;
+    int nr;
+    int64_t per; /* panels a piece */
+    char *dst;
+    const char *release; /* XWT: W, whose rows a piece releases once packed; or NULL */
+} panel_job;
+
+static void panel_piece(void *ctx, int64_t i) {
+    const panel_job *j = ctx;
+    const yf_gemm *g = j->g;
+    int64_t nr = j->nr, np = (g->N + nr - 1) / nr, p0 = i * j->per, p1 = p0 + j->per < np ? p0 + j->per : np;
+    size_t esz = g->bt == YF_BF16 ? 2 : 4;
+    for (int64_t p = p0; p < p1; p++) {
+        char *d = j->dst + (size_t)(p * g->K * nr) * esz;
+        int64_t nn = g->N - p * nr < nr ? g->N - p * nr : nr;
+        if (nn < nr) memset(d, 0, (size_t)(g->K * nr) * esz);
+        if (g->bcs == 1) { /* dy.W: rows of W, nn values each */
+            for (int64_t k = 0; k < g->K; k++)
+                memcpy(d + (size_t)(k * nr) * esz, (const char *)g->b + (size_t)(k * g->brs + p * nr) * esz,
+                       (size_t)nn * esz);
+            continue;
+        }
+        /* x.W^T: W's rows are the panel's columns; 64 k at a time, so the
+         * nr rows' runs and the panel's rows they go to stay in L1 */
+        for (int64_t k0 = 0; k0 < g->K; k0 += 64) {
+            int64_t kb = g->K - k0 < 64 ? g->K - k0 : 64;
+            for (int64_t c = 0; c < nn; c++) {
+                const char *s = (const char *)g->b + (size_t)((p * nr + c) * g->bcs + k0) * esz;
+                if (esz == 2)
+                    for (int64_t k = 0; k < kb; k++)
+                        ((uint16_t *)d)[(k0 + k) * nr + c] = ((const uint16_t *)s)[k];
+                else
+                    for (int64_t k = 0; k < kb; k++) ((float *)d)[(k0 + k) * nr + c] = ((const float *)s)[k];
+            }
+        }
+        if (j->release) /* W's rows of this panel; pages shared with a neighbour stay */
+            yf_release_resident(j->release + (size_t)(p * nr * g->K) * esz, (size_t)(nn * g->K) * esz);
+    }
+}
+
+static yf_wpack *wpack_panels(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w) {
+    yf_gemm g = weight_gemm(w, wt, N, K, kind);
+    int nr = fma_nr();
+    int64_t np = (g.N + nr - 1) / nr;
+    size_t esz = wt == YF_BF16 ? 2 : 4, bytes = (size_t)np * (size_t)g.K * (size_t)nr * esz;
+    void *panels;
+    yf_wpack *p = pack_alloc(w, wt, N, K, kind, bytes, &panels);
+    if (!p) return NULL;
+    p->panels = panels, p->nr = nr;
+    bool by_rows = release_w && kind == YF_PACK_XWT;
+    int64_t pieces = np < 256 ? np : 256;
+    panel_job j = {&g, nr, (np + pieces - 1) / pieces, panels, by_rows ? w : NULL};
+    yf_par_for(pieces, panel_piece, &j);
+    if (release_w) yf_release_resident(w, (size_t)(N * K) * esz);
+    return p;
+}
+
+/* ---- AMX tiles ------------------------------------------------------------ */
+
+yf_wpack *yf_wpack_new(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w) {
+    YF_CHECK(wt == YF_BF16 || wt == YF_F32);
+    if (fma_nr() > 0) return wpack_panels(w, wt, N, K, kind, release_w);
     if (yf_kernels_path() != YF_KPATH_AMX) {
-        yf_errorf("kernels: weights are pre-packed only for the AMX path");
+        yf_errorf("kernels: weights are pre-packed only for the AMX, AVX-512 and AVX2 paths");
+        return NULL;
+    }
+    if (wt != YF_BF16) {
+        yf_errorf("kernels: on the AMX path only bf16 weights are pre-packed");
         return NULL;
     }
     yf_gemm g = weight_gemm(w, wt, N, K, kind);
     int64_t npairs = (g.N + 31) / 32, nks = (g.K + 31) / 32;
     size_t bytes = (size_t)npairs * (size_t)nks * 1024 * sizeof(uint16_t);
-    yf_wpack *p = calloc(1, sizeof *p);
-    /* 2 MiB pages where the kernel allows them (transparent huge pages in
-     * "madvise" mode): a 512th of the page faults when packing and of the TLB
-     * misses when streaming the tiles */
-    size_t huge = (size_t)2 << 20, alloc = (bytes + huge - 1) / huge * huge;
-    uint16_t *tiles = aligned_alloc(huge, alloc);
-#ifdef MADV_HUGEPAGE
-    if (tiles) (void)madvise(tiles, alloc, MADV_HUGEPAGE); /* advice: without it, 4 KiB pages */
-#endif
-    if (!p || !tiles) {
-        free(p);
-        free(tiles);
-        yf_errorf("kernels: out of memory packing a %lld x %lld weight (%.0f MiB)", (long long)N, (long long)K,
-                  bytes / 1048576.0);
-        return NULL;
-    }
-    *p = (yf_wpack){.w = w, .N = N, .K = K, .wt = wt, .kind = kind, .tiles = tiles, .bytes = bytes};
+    void *data;
+    yf_wpack *p = pack_alloc(w, wt, N, K, kind, bytes, &data);
+    if (!p) return NULL;
+    uint16_t *tiles = p->tiles = data;
     /* XWT packs W's rows in order: with release_w, many pieces, each giving
      * back its rows, so W's resident part shrinks as the pack grows */
     bool by_rows = release_w && kind == YF_PACK_XWT;
@@ -87,6 +174,7 @@ size_t yf_wpack_bytes(const yf_wpack *p) { return p ? p->bytes : 0; }
 void yf_wpack_free(yf_wpack *p) {
     if (!p) return;
     if (!p->borrowed) free(p->tiles);
+    free(p->panels);
     free(p);
 }
 
@@ -129,11 +217,30 @@ static void rows_piece(void *ctx, int64_t piece) {
     }
 }
 
+/* The same from FMA panels: W[v, d] is in panel d / nr at v nr + d % nr. */
+static void panel_rows_piece(void *ctx, int64_t piece) {
+    const rows_job *j = ctx;
+    const yf_wpack *p = j->p;
+    int64_t K = p->K, nr = p->nr;
+    int64_t i0 = piece * ROWS_PER_PIECE, i1 = i0 + ROWS_PER_PIECE < j->n ? i0 + ROWS_PER_PIECE : j->n;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t v = j->ids[i];
+        float *o = j->out + i * K;
+        for (int64_t d0 = 0; d0 < K; d0 += nr) {
+            int64_t at = (d0 / nr) * p->N * nr + v * nr, nn = K - d0 < nr ? K - d0 : nr;
+            if (p->wt == YF_F32)
+                memcpy(o + d0, (const float *)p->panels + at, (size_t)nn * sizeof(float));
+            else
+                for (int64_t c = 0; c < nn; c++) o[d0 + c] = yf_bf16_to_f32(((const uint16_t *)p->panels)[at + c]);
+        }
+    }
+}
+
 bool yf_wpack_rows(const yf_wpack *p, const int64_t *ids, int64_t n, float *out) {
-    if (!p || p->kind != YF_PACK_XW || p->wt != YF_BF16) return false;
+    if (!p || p->kind != YF_PACK_XW || (!p->panels && p->wt != YF_BF16)) return false;
     for (int64_t i = 0; i < n; i++) YF_CHECK(ids[i] >= 0 && ids[i] < p->N);
     rows_job j = {p, ids, n, out};
-    yf_par_for((n + ROWS_PER_PIECE - 1) / ROWS_PER_PIECE, rows_piece, &j);
+    yf_par_for((n + ROWS_PER_PIECE - 1) / ROWS_PER_PIECE, p->panels ? panel_rows_piece : rows_piece, &j);
     return true;
 }
 
@@ -149,10 +256,23 @@ yf_wpack *yf_wpack_f32(const float *w, int64_t N, int64_t K, yf_pack_kind kind, 
     return p;
 }
 
-const uint16_t *yf_wpack_tiles(const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind) {
-    if (!pk) return NULL;
+void yf_gemm_use_pack(yf_gemm *g, const yf_wpack *pk, const void *w, int64_t N, int64_t K, yf_pack_kind kind) {
+    if (!pk) return;
     YF_CHECK(pk->w == w && pk->N == N && pk->K == K && pk->kind == kind);
-    return pk->tiles;
+    g->bpk = pk->tiles;
+    if (pk->panels && pk->nr == fma_nr()) /* made for this path (tests switch paths) */
+        g->bpf = pk->panels, g->bpf_ld = g->K * pk->nr;
+}
+
+/* a row slice's view of a pack's panels: x.W[n0:n1]^T starts at panel
+ * n0 / nr; dy.W[n0:n1] at row n0 of every panel */
+static void use_panels(yf_gemm *g, const yf_wpack *pk, int64_t n0) {
+    if (!pk || !pk->panels || pk->nr != fma_nr()) return;
+    size_t esz = pk->wt == YF_BF16 ? 2 : 4;
+    if (pk->kind == YF_PACK_XWT)
+        g->bpf = (const char *)pk->panels + (size_t)(n0 / pk->nr * pk->K * pk->nr) * esz, g->bpf_ld = pk->K * pk->nr;
+    else
+        g->bpf = (const char *)pk->panels + (size_t)(n0 * pk->nr) * esz, g->bpf_ld = pk->N * pk->nr;
 }
 
 /* ---- pre-packed activations and row slices of W ------------------------ */
@@ -175,20 +295,25 @@ static const char *w_at(const void *w, yf_dtype wt, int64_t i) { return (const c
 /* x·W[n0:n1]^T: B(k,n) = W[n0+n,k]; a pack's pairs of rows follow each other */
 yf_gemm yf_gemm_xwt_rows(float *y, const float *x, const uint16_t *xpk, const void *w, yf_dtype wt,
                          const yf_wpack *pk, int64_t M, int64_t K, int64_t n0, int64_t n1) {
-    return (yf_gemm){.c = y, .ldc = n1 - n0, .a = x, .ars = K, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
-                     .brs = 1, .bcs = K, .M = M, .N = n1 - n0, .K = K,
-                     .bpk = pk ? pk->tiles + (n0 / 32) * ((K + 31) / 32) * 1024 : NULL,
-                     .apk = xpk, .apk_ld = xpk ? yf_apk_panel_elems(K) : 0};
+    yf_gemm g = {.c = y, .ldc = n1 - n0, .a = x, .ars = K, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
+                 .brs = 1, .bcs = K, .M = M, .N = n1 - n0, .K = K,
+                 .bpk = pk && pk->tiles ? pk->tiles + (n0 / 32) * ((K + 31) / 32) * 1024 : NULL,
+                 .apk = xpk, .apk_ld = xpk ? yf_apk_panel_elems(K) : 0};
+    use_panels(&g, pk, n0);
+    return g;
 }
 
 /* dy·W[n0:n1]: B(j,k) = W[n0+j,k]; in a pack, rows n0.. are steps n0/32.. of every pair */
 static yf_gemm xw_rows_gemm(float *dx, int64_t ldx, const float *dy, const uint16_t *dypk, const void *w,
                             yf_dtype wt, const yf_wpack *pk, int64_t M, int64_t N, int64_t K, int64_t n0, int64_t n1,
                             bool accumulate) {
-    return (yf_gemm){.c = dx, .ldc = ldx, .a = dy, .ars = n1 - n0, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
-                     .brs = K, .bcs = 1, .M = M, .N = K, .K = n1 - n0, .accumulate = accumulate,
-                     .bpk = pk ? pk->tiles + (n0 / 32) * 1024 : NULL, .bpk_ld = pk ? ((N + 31) / 32) * 1024 : 0,
-                     .apk = dypk, .apk_ld = dypk ? yf_apk_panel_elems(n1 - n0) : 0};
+    yf_gemm g = {.c = dx, .ldc = ldx, .a = dy, .ars = n1 - n0, .acs = 1, .b = w_at(w, wt, n0 * K), .bt = wt,
+                 .brs = K, .bcs = 1, .M = M, .N = K, .K = n1 - n0, .accumulate = accumulate,
+                 .bpk = pk && pk->tiles ? pk->tiles + (n0 / 32) * 1024 : NULL,
+                 .bpk_ld = pk && pk->tiles ? ((N + 31) / 32) * 1024 : 0,
+                 .apk = dypk, .apk_ld = dypk ? yf_apk_panel_elems(n1 - n0) : 0};
+    use_panels(&g, pk, n0);
+    return g;
 }
 
 static bool amx_bf16(const yf_gemm *g) {
