@@ -131,6 +131,7 @@ test:
 	@sh scripts/deps.sh test
 	@$(MAKE) --no-print-directory YF_SETUP_BUILD=1 all
 	@$(MAKE) --no-print-directory asan
+	@sh scripts/deps.sh fuzz || echo "fuzz: clang and libFuzzer could not be installed: the smoke run is skipped"
 	@if command -v $(FUZZCC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz-build; \
 	 else echo "fuzz: $(FUZZCC) not found: the harnesses are not built and their smoke run is skipped"; fi
 	@sh tests/run.sh

@@ -5,9 +5,10 @@
 set -e
 want="gcc make libc6-dev libcjson-dev libmicrohttpd-dev zlib1g-dev"
 case "${1:-build}" in
+  # python3-jsonschema: validates constrained generations against their schema (skipped without it);
   # chromium, chromium-driver, python3-selenium: the serve page's browser test (skipped without them);
   # fonts-wqy-microhei: Chinese glyphs in its screenshot
-  test)  want="$want python3-numpy python3-sentencepiece libopenmpi-dev openmpi-bin chromium chromium-driver python3-selenium fonts-wqy-microhei" ;;
+  test)  want="$want python3-numpy python3-sentencepiece python3-jsonschema libopenmpi-dev openmpi-bin chromium chromium-driver python3-selenium fonts-wqy-microhei" ;;
   # libopenblas0: python3-torch only recommends it; without it fp32 matmuls use the reference BLAS (a 2-layer train step: >8 min instead of ~4 s)
   # libFuzzer ships in clang's runtime package (Debian 12: libclang-rt-14-dev)
   fuzz)  want="$want clang libclang-rt-14-dev" ;;
