@@ -151,6 +151,26 @@ int yt_sh(char *out, size_t cap, const char *fmt, ...) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
+int yt_train_small_yuan(char *out, size_t cap, const char *dir, const char *records, const char *tokenizer,
+                        int64_t inter, int steps, int seed, const char *name) {
+    char path[1024], seeds[32] = "";
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f,
+            "{\"vocab_size\": 135040, \"hidden_size\": 64, \"intermediate_size\": %lld, \"num_hidden_layers\": 2, "
+            "\"num_attention_heads\": 4, \"max_position_embeddings\": 256, \"torch_dtype\": \"float32\"}\n",
+            (long long)inter);
+    if (fclose(f)) return -1;
+    if (seed >= 0) snprintf(seeds, sizeof seeds, " --seed %d", seed);
+    return yt_sh(out, cap,
+                 "export OMP_NUM_THREADS=1; %s init --config %s --out %s/base --tokenizer %s --vocab-from %s "
+                 "--prompt-template none%s && %s train --model %s/base --data %s --prompt-template none --output-dir "
+                 "%s/%s --full-finetune --max-steps %d --per-device-train-batch-size 5 --learning-rate 1e-2 "
+                 "--logging-steps 50 --save-strategy no%s",
+                 yt_cli(), path, dir, tokenizer, records, seeds, yt_cli(), dir, records, dir, name, steps, seeds);
+}
+
 void yt_need_mpi(void) {
     if (!yf_dist_built_with_mpi()) yt_skip("this build has no MPI (make MPI=0, or mpicc missing): multi-rank tests skipped");
     if (yt_sh(NULL, 0, "command -v mpirun") != 0) yt_skip("mpirun not found (apt-get install openmpi-bin): multi-rank tests skipped");

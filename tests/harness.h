@@ -46,6 +46,15 @@ const char *yt_cli(void);             /* path to the yuanft binary (YF_CLI env o
 /* Runs a shell command; returns its exit status; output (stdout+stderr,
  * truncated to cap) into out when out != NULL. */
 int yt_sh(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A small Yuan trained from scratch on a records file through the CLI, for
+ * tests that need a model whose answers mean something: dir/config.json (the
+ * golden tiny model's shapes with FFN width `inter`), `yuanft init` into
+ * dir/base with the vocabulary pruned to the records' ids, then full-parameter
+ * training (batch 5, learning rate 1e-2, `steps` steps, one thread) into
+ * dir/NAME. seed < 0 leaves both commands' default seed. Returns the exit
+ * status; out holds the commands' output. */
+int yt_train_small_yuan(char *out, size_t cap, const char *dir, const char *records, const char *tokenizer,
+                        int64_t inter, int steps, int seed, const char *name);
 
 /* mpirun for this machine: root allowed, more ranks than cores allowed, one
  * OpenMP thread a rank (2 shared cores). Under ASan the ranks check no

@@ -588,17 +588,7 @@ TEST(constrain_greedy_equals_unconstrained_when_valid) {
         yf_sbuf_free(&b);
     }
     if (f) fclose(f);
-    snprintf(p, sizeof p, "%s/config.json", d);
-    f = fopen(p, "w");
-    if (f) fputs("{\"vocab_size\": 135040, \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, "
-                 "\"num_attention_heads\": 4, \"max_position_embeddings\": 256, \"torch_dtype\": \"float32\"}\n", f);
-    if (f) fclose(f);
-    int rc = yt_sh(out, sizeof out,
-                   "export OMP_NUM_THREADS=1; %s init --config %s/config.json --out %s/base --tokenizer %s --vocab-from "
-                   "%s/data.jsonl --prompt-template none && %s train --model %s/base --data %s/data.jsonl --prompt-template "
-                   "none --output-dir %s/full --full-finetune --max-steps 150 --per-device-train-batch-size 5 "
-                   "--learning-rate 1e-2 --save-strategy no",
-                   yt_cli(), d, d, tokp, d, yt_cli(), d, d, d);
+    int rc = yt_train_small_yuan(out, sizeof out, d, p, tokp, 128, 150, -1, "full");
     CHECK(rc == 0, "init/train: exit %d: %s", rc, out);
     snprintf(p, sizeof p, "%s/full", d);
     yf_model *m = NULL;

@@ -160,16 +160,7 @@ const char *yt_serve_trained_model(void) {
     free(text);
     write_file(p, recs);
     /* the golden tiny model's shapes (its adapters fit), a pruned vocabulary */
-    snprintf(p, sizeof p, "%s/config.json", d);
-    write_file(p, "{\"vocab_size\": 135040, \"hidden_size\": 64, \"intermediate_size\": 96, \"num_hidden_layers\": 2, "
-                  "\"num_attention_heads\": 4, \"max_position_embeddings\": 256, \"torch_dtype\": \"float32\"}\n");
-    int rc = yt_sh(out, sizeof out,
-                   "export OMP_NUM_THREADS=1; %s init --config %s/config.json --out %s/base --tokenizer %s "
-                   "--vocab-from %s/records.jsonl --prompt-template none --seed 7 2>&1 && "
-                   "%s train --model %s/base --data %s/records.jsonl --prompt-template none --output-dir %s/trained "
-                   "--full-finetune --max-steps 200 --per-device-train-batch-size 5 --learning-rate 1e-2 "
-                   "--logging-steps 50 --save-strategy no --seed 7 2>&1",
-                   yt_cli(), d, d, tok, d, yt_cli(), d, d, d);
+    int rc = yt_train_small_yuan(out, sizeof out, d, p, tok, 96, 200, 7, "trained");
     CHECK(rc == 0, "init + train: exit %d: %s", rc, out);
     snprintf(dir, sizeof dir, "%s/trained", d);
     return dir;
