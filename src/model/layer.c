@@ -139,14 +139,35 @@ void yf_run_init_segments(yf_run *r, yf_model *m, const yf_lora *lo, int64_t nse
     run_setup(r, lo, dropout_rng, backward, like);
 }
 
-void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
-                      const int64_t *start) {
-    run_rows(r, m, B, T, pos0, start);
+/* After run_rows: per-sequence adapters and the workspace. */
+static void rows_setup(yf_run *r, const yf_row_adapters *ra) {
     r->ra = ra;
     int64_t R = 0;
     for (int64_t a = 0; a < ra->n; a++)
         if (ra->lo[a]->cfg.r > R) R = ra->lo[a]->cfg.r;
     ws_alloc(r, R, R > 0); /* t1, t2: an adapter's rows of x and y gathered */
+}
+
+void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
+                      const int64_t *start) {
+    run_rows(r, m, B, T, pos0, start);
+    rows_setup(r, ra);
+}
+
+void yf_run_init_prefill(yf_run *r, yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, int64_t nseq,
+                         const int64_t *seg_off, const int64_t *seg_slot, const int64_t *seg_pos,
+                         const int64_t *start) {
+    YF_CHECK(seg_off[0] == 0 && !(lo && ra));
+    for (int64_t b = 0; b < nseq; b++) YF_CHECK(seg_off[b + 1] > seg_off[b]);
+    run_rows(r, m, nseq, 0, 0, start);
+    r->N = seg_off[nseq];
+    r->seg_off = seg_off;
+    r->seg_slot = seg_slot;
+    r->seg_pos = seg_pos;
+    if (ra)
+        rows_setup(r, ra);
+    else
+        run_setup(r, lo, NULL, false, NULL);
 }
 
 float **yf_dora_norms_new(yf_model *m, const yf_lora *lo) {
@@ -234,18 +255,22 @@ static void dora_ratio(float *mn, const yf_lora_mod *md, const float *n) {
     for (int64_t o = 0; o < md->out; o++) mn[o] = md->m[o] / n[o];
 }
 
+/* The rows of sequence b: T, or its segment's. */
+static int64_t seq_rows(const yf_run *r, int64_t b) { return r->seg_off ? r->seg_off[b + 1] - r->seg_off[b] : r->T; }
+
 /* Rows of the sequences whose adapter is a, from src [N, n] to dst, or back
  * (to_src); returns the rows. */
 static int64_t gather_rows(const yf_run *r, int64_t a, float *dst, float *src, int64_t n, bool to_src) {
     int64_t g = 0;
-    size_t bytes = (size_t)(r->T * n) * sizeof(float);
     for (int64_t b = 0; b < r->B; b++) {
         if (r->ra->row[b] != a) continue;
+        int64_t off = r->seg_off ? r->seg_off[b] : b * r->T, rows = seq_rows(r, b);
+        size_t bytes = (size_t)(rows * n) * sizeof(float);
         if (to_src)
-            memcpy(src + b * r->T * n, dst + g * n, bytes);
+            memcpy(src + off * n, dst + g * n, bytes);
         else
-            memcpy(dst + g * n, src + b * r->T * n, bytes);
-        g += r->T;
+            memcpy(dst + g * n, src + off * n, bytes);
+        g += rows;
     }
     return g;
 }
@@ -265,7 +290,7 @@ static void linear_fwd_rows(yf_run *r, int64_t l, yf_proj p, const float *x, flo
         const yf_lora_mod *md = yf_lora_get(lo, l, p);
         if (!md) continue;
         int64_t g = 0;
-        for (int64_t b = 0; b < r->B; b++) g += ra->row[b] == a ? r->T : 0;
+        for (int64_t b = 0; b < r->B; b++) g += ra->row[b] == a ? seq_rows(r, b) : 0;
         if (g == 0) continue;
         bool all = g == N;
         const float *xg = x;
@@ -455,18 +480,27 @@ static grp group(const yf_run *r, int64_t g) {
     return (grp){r->seg_off[g], 1, r->seg_off[g + 1] - r->seg_off[g]};
 }
 
-/* The row before each sequence of the convolution over x [N, C] (a, or c
- * when half): the decoding state's, the shared prefix's last, or none. */
-static const float *conv_prev(const yf_run *r, const yf_layer_state *st, bool half) {
-    if (st) return half ? st->c_prev : st->a_prev;
+/* The absolute position of group g's first row (with posb: of the first
+ * row of sequence 0; each sequence adds its own). */
+static int64_t group_pos(const yf_run *r, int64_t g) { return r->seg_pos ? r->seg_pos[g] : r->pos0; }
+
+/* The row before group g's sequences of the convolution over x [N, C] (a,
+ * or c when half): the decoding state's (the segment's slot), the shared
+ * prefix's last, or none. */
+static const float *conv_prev(const yf_run *r, const yf_layer_state *st, bool half, int64_t g) {
+    if (st) {
+        const float *p = half ? st->c_prev : st->a_prev;
+        return r->seg_off ? p + r->seg_slot[g] * (half ? r->m->D / 2 : r->m->D) : p;
+    }
     if (r->pfx && r->pfx->P > 0) return half ? r->pfx->c_last : r->pfx->a_last;
     return NULL;
 }
 
-static void conv_pack_groups(const yf_run *r, float *x2, const float *x, const float *prev, int64_t C) {
+static void conv_pack_groups(const yf_run *r, float *x2, const float *x, const yf_layer_state *st, bool half) {
+    int64_t C = half ? r->m->D / 2 : r->m->D;
     for (int64_t g = 0; g < ngroups(r); g++) {
         grp q = group(r, g);
-        yf_conv_pack(x2 + q.off * 2 * C, x + q.off * C, prev, q.B, q.T, C);
+        yf_conv_pack(x2 + q.off * 2 * C, x + q.off * C, conv_prev(r, st, half, g), q.B, q.T, C);
     }
 }
 
@@ -534,10 +568,39 @@ static void attention_segments(yf_run *r, yf_act *act, const float *dout) {
     yf_buf_put(kc), yf_buf_put(vc), yf_buf_put(dkc), yf_buf_put(dvc);
 }
 
+/* Attention of ragged segments, each continuing its slot of the decoding
+ * state: the segment's keys and values go into the slot's cache, then each
+ * segment takes the attention its sequence would take as a chunk alone. */
+static void attention_cached_segments(yf_run *r, yf_act *act, yf_layer_state *st) {
+    yf_ws *ws = &r->ws;
+    int64_t H = r->m->H, hd = r->m->hd, D = r->m->D, cap = st->cap;
+    for (int64_t g = 0; g < r->B; g++) {
+        grp q = group(r, g);
+        int64_t o = q.off * D, n = q.T, p = r->seg_pos[g];
+        float *sk = st->k + r->seg_slot[g] * H * cap * hd, *sv = st->v + r->seg_slot[g] * H * cap * hd;
+        for (int64_t h = 0; h < H; h++) {
+            memcpy(sk + (h * cap + p) * hd, act->k + o + h * n * hd, (size_t)(n * hd) * sizeof(float));
+            memcpy(sv + (h * cap + p) * hd, act->v + o + h * n * hd, (size_t)(n * hd) * sizeof(float));
+        }
+        const int64_t *start = r->start + q.off;
+        float *lse = act->lse + q.off * H;
+        if (n == 1)
+            yf_attention_fwd(ws->hh + o, lse, act->q + o, sk, sv, start, 1, H, 1, cap, hd, p, NULL);
+        else if (p == 0)
+            yf_attention_fwd_train(ws->hh + o, lse, act->q + o, act->k + o, act->v + o, start, 1, H, n, hd);
+        else
+            yf_attention_fwd_kv(ws->hh + o, lse, act->q + o, sk, sv, start, 1, H, n, cap, hd, p);
+    }
+}
+
 /* Attention of a chunk over the decoding state's cache. */
 static void attention_cached(yf_run *r, yf_act *act, yf_layer_state *st) {
     yf_ws *ws = &r->ws;
     int64_t B = r->B, T = r->T, H = r->m->H, hd = r->m->hd;
+    if (r->seg_off) {
+        attention_cached_segments(r, act, st);
+        return;
+    }
     for (int64_t bh = 0; bh < B * H; bh++) {
         int64_t p = r->pos0 + (r->posb ? r->posb[bh / H] : 0);
         memcpy(st->k + (bh * st->cap + p) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
@@ -570,25 +633,28 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     yf_ws *ws = &r->ws;
     int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
     float eps = m->cfg.rms_norm_eps;
-    YF_CHECK(!(st && r->seg_off));
+    YF_CHECK(!(st && r->seg_off && !r->seg_slot));
 
     yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
     /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
-    conv_pack_groups(r, ws->x2, act->a, conv_prev(r, st, false), D);
+    conv_pack_groups(r, ws->x2, act->a, st, false);
     const yf_wpack *pk1 = yf_model_fwd_pack(r->m, &lw->conv1, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
     yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, pk1, N, D / 2, 2 * D, false);
     yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
-    conv_pack_groups(r, ws->x2, act->c, conv_prev(r, st, true), D / 2);
+    conv_pack_groups(r, ws->x2, act->c, st, true);
     const yf_wpack *pk2 = yf_model_fwd_pack(r->m, &lw->conv2, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
     yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, pk2, N, D, D, false);
     yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
     yf_add(act->s, ws->e, act->a, N * D);
     yf_rmsnorm_fwd(act->f, act->rslf, act->s, F(&lw->lf_ln), N, D, eps);
-    if (st)
-        for (int64_t b = 0; b < B; b++) {
-            memcpy(st->a_prev + b * D, act->a + (b * T + T - 1) * D, (size_t)D * sizeof(float));
-            memcpy(st->c_prev + b * D / 2, act->c + (b * T + T - 1) * D / 2, (size_t)(D / 2) * sizeof(float));
+    for (int64_t g = 0; st && g < ngroups(r); g++) { /* each sequence's last rows: its state's filter rows */
+        grp q = group(r, g);
+        for (int64_t b = 0; b < q.B; b++) {
+            int64_t to = r->seg_off ? r->seg_slot[g] : b, last = q.off + b * q.T + q.T - 1;
+            memcpy(st->a_prev + to * D, act->a + last * D, (size_t)D * sizeof(float));
+            memcpy(st->c_prev + to * D / 2, act->c + last * D / 2, (size_t)(D / 2) * sizeof(float));
         }
+    }
 
     /* queries and keys from the filtered f, values from a */
     yf_linear_fwd(r, l, YF_Q, act->f, ws->qp);
@@ -596,7 +662,7 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     for (int64_t g = 0; g < ngroups(r); g++) {
         grp q = group(r, g);
         yf_qk_rope_fwd(act->q + q.off * D, act->k + q.off * D, ws->qp + q.off * D, ws->kp + q.off * D, m->rope_cos,
-                       m->rope_sin, q.B, q.T, H, hd, r->pos0, r->posb);
+                       m->rope_sin, q.B, q.T, H, hd, group_pos(r, g), r->posb);
     }
     yf_linear_fwd(r, l, YF_V, act->a, ws->e);
     heads_groups(r, act->v, ws->e, false);
@@ -672,7 +738,7 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     for (int64_t i = 0; i < N * D; i++) ws->da[i] += ws->ds[i]; /* s = e + a */
     if (lw->conv2.g) {
         yf_bias_bwd(lw->conv2_b.g, ws->ds, N, D);
-        conv_pack_groups(r, ws->x2, act->c, conv_prev(r, NULL, true), D / 2);
+        conv_pack_groups(r, ws->x2, act->c, NULL, true);
         yf_matmul_dw(lw->conv2.g, ws->ds, ws->x2, N, D, D);
     }
     yf_matmul_xw_pk(ws->dx2, ws->ds, lw->conv2.data, lw->conv2.dt, yf_model_wpack(r->m, &lw->conv2, YF_PACK_XW, N), N, D,
@@ -681,7 +747,7 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     if (pin) yf_add(ws->dc + (N - 1) * D / 2, ws->dc + (N - 1) * D / 2, pin->dc_last, D / 2); /* the last c row */
     if (lw->conv1.g) {
         yf_bias_bwd(lw->conv1_b.g, ws->dc, N, D / 2);
-        conv_pack_groups(r, ws->x2, act->a, conv_prev(r, NULL, false), D);
+        conv_pack_groups(r, ws->x2, act->a, NULL, false);
         yf_matmul_dw(lw->conv1.g, ws->dc, ws->x2, N, D / 2, 2 * D);
     }
     yf_matmul_xw_pk(ws->dx2, ws->dc, lw->conv1.data, lw->conv1.dt, yf_model_wpack(r->m, &lw->conv1, YF_PACK_XW, N), N,

@@ -184,6 +184,18 @@ int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *state
     return yf_model_forward_cached(m, lo, states, pos0, NULL, doc_start, ids, B, T, logits, false);
 }
 
+/* Whether lo and the adapters of ra (for B sequences) fit the model. */
+static int check_adapters(const yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, int64_t B) {
+    if (lo && yf_lora_check_fits(lo, &m->cfg) != 0) return -1;
+    for (int64_t a = 0; ra && a < ra->n; a++)
+        if (yf_lora_check_fits(ra->lo[a], &m->cfg) != 0) return -1;
+    for (int64_t b = 0; ra && b < B; b++)
+        if (ra->row[b] < -1 || ra->row[b] >= ra->n)
+            return yf_errorf("model: sequence %lld's adapter %d is not one of the %lld given", (long long)b,
+                             (int)ra->row[b], (long long)ra->n);
+    return 0;
+}
+
 /* yf_model_forward_cached with one adapter lo, or one a sequence (ra); with
  * a_rows / c_rows (NULL: not wanted) also each layer's input_layernorm and
  * conv1 rows: a_rows[l] [B*T, D], c_rows[l] [B*T, D/2] (what a prefix cache
@@ -195,12 +207,7 @@ static int forward_cached(yf_model *m, const yf_lora *lo, const yf_row_adapters 
     for (int64_t b = 0; posb && b < B; b++)
         if (pos0 + posb[b] > maxpos) maxpos = pos0 + posb[b];
     if (check_inputs(m, lo, ids, NULL, B, T, maxpos) != 0) return -1;
-    for (int64_t a = 0; ra && a < ra->n; a++)
-        if (yf_lora_check_fits(ra->lo[a], &m->cfg) != 0) return -1;
-    for (int64_t b = 0; ra && b < B; b++)
-        if (ra->row[b] < -1 || ra->row[b] >= ra->n)
-            return yf_errorf("model: sequence %lld's adapter %d is not one of the %lld given", (long long)b,
-                             (int)ra->row[b], (long long)ra->n);
+    if (check_adapters(m, NULL, ra, B) != 0) return -1;
     if (maxpos + T > states[0].cap)
         return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(maxpos + T),
                          (long long)states[0].cap);
@@ -260,6 +267,83 @@ int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_laye
                                  const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                                  float *logits, bool last_only) {
     return forward_cached(m, NULL, ra, states, pos0, posb, doc_start, ids, B, T, logits, last_only, NULL, NULL);
+}
+
+/* Rows one pass of yf_model_prefill_batch takes (more sequences go in
+ * several passes): ~0.25 MB of activations and workspace a row on Yuan2-2B's
+ * shape, and products of about this many rows run at the packed kernels'
+ * full rate. */
+#define PREFILL_PASS_ROWS 1024
+
+/* One pass of yf_model_prefill_batch (inputs checked). */
+static void prefill_pass(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_layer_state *states,
+                         int64_t n, const int64_t *slot, const int64_t *pos, int64_t *doc_start,
+                         const int64_t *const *ids, const int64_t *len, float *logits) {
+    int64_t D = m->D, *off = yf_malloc((size_t)(n + 1) * sizeof(int64_t));
+    off[0] = 0;
+    for (int64_t j = 0; j < n; j++) off[j + 1] = off[j] + len[j];
+    int64_t N = off[n];
+    int64_t *flat = yf_malloc((size_t)N * sizeof(int64_t)), *start = yf_malloc((size_t)N * sizeof(int64_t));
+    for (int64_t j = 0; j < n; j++) {
+        int64_t s = doc_start[j];
+        for (int64_t t = 0; t < len[j]; t++) {
+            flat[off[j] + t] = ids[j][t];
+            start[off[j] + t] = s;
+            if (m->cfg.reset_attention_mask && ids[j][t] == m->cfg.eod_token) s = pos[j] + t + 1;
+        }
+        doc_start[j] = s;
+    }
+    yf_run r;
+    yf_run_init_prefill(&r, m, lo, ra, n, off, slot, pos, start);
+    bool was_stable = yf_kernels_set_rowstable(false);
+    yf_act act;
+    yf_act_alloc(&act, m, 1, N, false);
+    float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    yf_model_embed_rows(m, flat, N, xa);
+    for (int64_t l = 0; l < m->L; l++) {
+        act.x = xa;
+        yf_layer_fwd(&r, l, &act, xb, &states[l]);
+        float *t = xa;
+        xa = xb;
+        xb = t;
+    }
+    for (int64_t j = 0; j < n; j++) /* each sequence's last row feeds the head */
+        memmove(xa + j * D, xa + (off[j + 1] - 1) * D, (size_t)D * sizeof(float));
+    yf_rmsnorm_fwd(xb, NULL, xa, (const float *)m->norm.data, n, D, m->cfg.rms_norm_eps);
+    /* the head a row-stable product at a time: each row's bits as alone */
+    yf_kernels_set_rowstable(true);
+    for (int64_t j = 0; logits && j < n; j += YF_ROWSTABLE_M)
+        yf_model_head_loss(m, xb + j * D, NULL, n - j < YF_ROWSTABLE_M ? n - j : YF_ROWSTABLE_M, logits + j * m->V,
+                           NULL, 1.0f);
+    yf_kernels_set_rowstable(was_stable);
+    free(xa), free(xb), free(start), free(flat), free(off);
+    yf_act_free(&act);
+    yf_run_free(&r);
+}
+
+int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_layer_state *states,
+                           int64_t n, const int64_t *slot, const int64_t *pos, int64_t *doc_start,
+                           const int64_t *const *ids, const int64_t *len, float *logits) {
+    if (n <= 0) return yf_errorf("model: a prefill of no sequences");
+    if (lo && ra) return yf_errorf("model: a prefill takes one adapter or one a sequence, not both");
+    if (check_adapters(m, lo, ra, n) != 0) return -1;
+    for (int64_t j = 0; j < n; j++) {
+        if (len[j] <= 0) return yf_errorf("model: sequence %lld of a prefill has no ids", (long long)j);
+        if (check_inputs(m, NULL, ids[j], NULL, 1, len[j], pos[j]) != 0) return -1;
+        if (pos[j] + len[j] > states[0].cap)
+            return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(pos[j] + len[j]),
+                             (long long)states[0].cap);
+    }
+    for (int64_t j0 = 0, j1; j0 < n; j0 = j1) { /* passes of up to PREFILL_PASS_ROWS rows (or one sequence) */
+        int64_t rows = len[j0];
+        for (j1 = j0 + 1; j1 < n && rows + len[j1] <= PREFILL_PASS_ROWS; j1++) rows += len[j1];
+        const yf_row_adapters *rp = ra;
+        yf_row_adapters sub;
+        if (ra) sub = *ra, sub.row = ra->row + j0, rp = &sub;
+        prefill_pass(m, lo, rp, states, j1 - j0, slot + j0, pos + j0, doc_start + j0, ids + j0, len + j0,
+                     logits ? logits + j0 * m->V : NULL);
+    }
+    return 0;
 }
 
 int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
