@@ -66,11 +66,60 @@ static bool emit(seq *s, float *logits, int64_t V, const yf_gen_opts *o, yf_gen_
     return out->stopped || out->n >= o->max_new_tokens || s->nhist >= s->limit;
 }
 
+/* Prefills the prompts just put into slots fill[0..nf) (zero filter state,
+ * from the longest prefix the cache holds: at least the last token is
+ * computed, for its logits), sequence j's last logits into logits + j V.
+ * Those with at least YF_PREFILL_BATCH_MIN positions to compute run in one
+ * batched pass, the others alone: either way each gets the bits of its
+ * prefill alone. */
+static int prefill_new(yf_model *m, const yf_lora *lo, const yf_gen_opts *o, yf_layer_state *st,
+                       yf_layer_state *view, seq *sq, const int64_t *fill, int64_t nf,
+                       const int64_t *const *prompts, const int64_t *plen, float *logits, yf_gen_stats *stats) {
+    int64_t L = m->L, V = m->cfg.vocab_size, nb = 0;
+    int64_t *k = yf_malloc((size_t)nf * sizeof(int64_t)), *slot = yf_malloc((size_t)nf * sizeof(int64_t));
+    int64_t *pos = yf_malloc((size_t)nf * sizeof(int64_t)), *doc = yf_malloc((size_t)nf * sizeof(int64_t));
+    int64_t *len = yf_malloc((size_t)nf * sizeof(int64_t)), *which = yf_malloc((size_t)nf * sizeof(int64_t));
+    const int64_t **ids = yf_malloc((size_t)nf * sizeof(int64_t *));
+    float *lg = yf_malloc((size_t)(nf * V) * sizeof(float));
+    for (int64_t j = 0; j < nf; j++) {
+        seq *s = &sq[fill[j]];
+        int64_t i = s->idx;
+        slot_view(view, st, m, L, fill[j]);
+        for (int64_t l = 0; l < L; l++) { /* a new sequence starts with a zero filtering state */
+            memset(view[l].a_prev, 0, (size_t)m->D * sizeof(float));
+            memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
+        }
+        k[j] = o->prefix_cache ? yf_prefix_cache_load(o->prefix_cache, prompts[i], plen[i], plen[i] - 1, view, &s->doc_start)
+                               : 0;
+        if (stats) stats->prefill_tokens += plen[i], stats->prefill_reused += k[j];
+        if (plen[i] - k[j] < YF_PREFILL_BATCH_MIN) continue;
+        slot[nb] = fill[j], pos[nb] = k[j], doc[nb] = s->doc_start, ids[nb] = prompts[i] + k[j];
+        len[nb] = plen[i] - k[j], which[nb++] = j;
+    }
+    int rc = nb ? yf_model_prefill_batch(m, lo, NULL, st, nb, slot, pos, doc, ids, len, lg) : 0;
+    for (int64_t b = 0; b < nb && rc == 0; b++) {
+        sq[slot[b]].doc_start = doc[b];
+        memcpy(logits + which[b] * V, lg + b * V, (size_t)V * sizeof(float));
+    }
+    for (int64_t j = 0, b = 0; j < nf && rc == 0; j++) {
+        if (b < nb && which[b] == j) {
+            b++;
+            continue;
+        }
+        seq *s = &sq[fill[j]];
+        slot_view(view, st, m, L, fill[j]);
+        rc = yf_model_forward_cached(m, lo, view, k[j], NULL, &s->doc_start, prompts[s->idx] + k[j], 1,
+                                     plen[s->idx] - k[j], logits + j * V, true);
+    }
+    free(k), free(slot), free(pos), free(doc), free(len), free(which), free(ids), free(lg);
+    return rc;
+}
+
 /* Continuous batching: `batch` slots share one cache; a free slot takes the
- * next prompt (prefilled alone, in one pass), and every step decodes one
- * token for all occupied slots together, each at its own position. Every
- * row's arithmetic is independent of the others, so the tokens equal
- * one-at-a-time generation. */
+ * next prompt (the prompts that take slots at the same time are prefilled
+ * together), and every step decodes one token for all occupied slots
+ * together, each at its own position. Every row's arithmetic is
+ * independent of the others, so the tokens equal one-at-a-time generation. */
 int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, const int64_t *plen, int64_t n,
                 const yf_gen_opts *o, yf_gen_out *out, yf_gen_stats *stats) {
     const yf_config *c = &m->cfg;
@@ -101,7 +150,7 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
     yf_layer_state *st = yf_layer_states_alloc(m, B, cap);
     seq *sq = yf_calloc((size_t)B, sizeof *sq);
     int64_t *posb = yf_calloc((size_t)B, sizeof *posb), *docb = yf_calloc((size_t)B, sizeof *docb);
-    int64_t *step_ids = yf_calloc((size_t)B, sizeof *step_ids);
+    int64_t *step_ids = yf_calloc((size_t)B, sizeof *step_ids), *fill = yf_calloc((size_t)B, sizeof *fill);
     int rc = 0, next = 0, live = 0;
     for (int64_t b = 0; b < B; b++) sq[b].idx = -1;
     if (o->prefix_cache) {
@@ -110,9 +159,12 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
         if (stats) stats->prefill_s += yf_time() - t0;
     }
     for (;;) {
-        /* fill free slots: prefill prompts until every slot decodes */
-        for (int64_t b = 0; b < B && rc == 0; b++) {
-            while (sq[b].idx < 0 && next < n && rc == 0) {
+        /* fill free slots: each free slot takes the next prompt, their
+         * prefills run together (prefill_new), until every slot decodes */
+        while (rc == 0 && next < n) {
+            int64_t nf = 0;
+            for (int64_t b = 0; b < B && next < n; b++) {
+                if (sq[b].idx >= 0) continue;
                 seq *s = &sq[b];
                 int64_t i = next++;
                 free(s->hist);
@@ -124,23 +176,17 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
                 s->nhist = plen[i];
                 yf_rng_seed(&s->rng, o->seed * 1000003ull + (uint64_t)i);
                 out[i].ids = yf_malloc((size_t)o->max_new_tokens * sizeof(int64_t));
-                slot_view(view, st, m, L, b);
-                for (int64_t l = 0; l < L; l++) { /* a new sequence starts with a zero filtering state */
-                    memset(view[l].a_prev, 0, (size_t)m->D * sizeof(float));
-                    memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
-                }
-                double t0 = yf_time();
-                /* from the longest cached prefix (at least the last token is computed: its logits) */
-                int64_t k = o->prefix_cache ? yf_prefix_cache_load(o->prefix_cache, prompts[i], plen[i], plen[i] - 1,
-                                                                   view, &s->doc_start)
-                                            : 0;
-                rc = yf_model_forward_cached(m, lo, view, k, NULL, &s->doc_start, prompts[i] + k, 1, plen[i] - k, logits,
-                                             true);
-                if (stats) stats->prefill_s += yf_time() - t0, stats->prefill_tokens += plen[i], stats->prefill_reused += k;
-                if (rc) break;
-                s->pos = plen[i];
+                fill[nf++] = b;
+            }
+            if (nf == 0) break;
+            double t0 = yf_time();
+            rc = prefill_new(m, lo, o, st, view, sq, fill, nf, prompts, plen, logits, stats);
+            if (stats) stats->prefill_s += yf_time() - t0;
+            for (int64_t j = 0; j < nf && rc == 0; j++) {
+                seq *s = &sq[fill[j]];
+                s->pos = plen[s->idx];
                 live++;
-                if (emit(s, logits, V, o, &out[i])) s->idx = -1, live--;
+                if (emit(s, logits + j * V, V, o, &out[s->idx])) s->idx = -1, live--;
             }
         }
         if (rc || live == 0) break;
@@ -166,6 +212,6 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
     for (int64_t b = 0; b < B; b++) free(sq[b].hist);
     if (rc) yf_gen_out_free(out, n);
     yf_layer_states_free(st, m);
-    free(logits), free(view), free(sq), free(posb), free(docb), free(step_ids);
+    free(logits), free(view), free(sq), free(posb), free(docb), free(step_ids), free(fill);
     return rc;
 }
