@@ -97,10 +97,22 @@ static double run_case(yf_model *m, const pcase *c, int *doc_bad) {
             CHECK(rc == 0, "%s", yf_last_error());
         }
     }
-    const int64_t **rest = yf_malloc((size_t)n * sizeof(int64_t *));
-    for (int64_t j = 0; j < n; j++) rest[j] = ids[j] + c->head[j];
-    CHECK(yf_model_prefill_batch(m, c->lo, c->ra, bst, n, slot, pos, doc, rest, c->len, lg) == 0, "%s",
-          yf_last_error());
+    /* the filter rows of every layer too, against yf_model_prefill_rows alone (one adapter) */
+    yf_prefill *pf = yf_calloc((size_t)n, sizeof *pf);
+    yf_layer_state *views = yf_calloc((size_t)(n * L), sizeof *views);
+    float **rows = yf_calloc((size_t)(2 * n * L), sizeof *rows);
+    for (int64_t j = 0; j < n; j++) {
+        slot_of(views + j * L, bst, m, slot[j]);
+        for (int64_t l = 0; l < L; l++) {
+            rows[(2 * j) * L + l] = yf_malloc((size_t)(c->len[j] * m->D) * sizeof(float));
+            rows[(2 * j + 1) * L + l] = yf_malloc((size_t)(c->len[j] * m->D / 2) * sizeof(float));
+        }
+        pf[j] = (yf_prefill){.st = views + j * L, .pos = pos[j], .doc_start = doc[j], .ids = ids[j] + c->head[j],
+                             .len = c->len[j], .adapter = c->ra ? c->ra->row[j] : -1, .logits = lg + j * V,
+                             .a_rows = rows + 2 * j * L, .c_rows = rows + (2 * j + 1) * L};
+    }
+    CHECK(yf_model_prefill_batch(m, c->lo, c->ra, pf, n) == 0, "%s", yf_last_error());
+    for (int64_t j = 0; j < n; j++) doc[j] = pf[j].doc_start;
     double d = 0;
     *doc_bad = 0;
     for (int64_t j = 0; j < n; j++) { /* the same sequence alone, in two chunks as above */
@@ -117,12 +129,33 @@ static double run_case(yf_model *m, const pcase *c, int *doc_bad) {
             CHECK(rc == 0, "%s", yf_last_error());
         }
         for (int64_t v = 0; v < V; v++) d = fmax(d, fabs((double)lg[j * V + v] - one[v]));
+        if (!c->ra) { /* the filter rows, from the prefill of the same rows alone */
+            yf_layer_state *rst = yf_layer_states_alloc(m, 1, CAP);
+            float **ar = yf_malloc((size_t)(2 * L) * sizeof(float *));
+            for (int64_t l = 0; l < 2 * L; l++) ar[l] = yf_malloc((size_t)(c->len[j] * m->D) * sizeof(float));
+            int64_t d2 = 0;
+            if (c->head[j] > 0)
+                CHECK(yf_model_prefill_rows(m, c->lo, rst, 0, &d2, ids[j], c->head[j], NULL, NULL) == 0, "%s",
+                      yf_last_error());
+            CHECK(yf_model_prefill_rows(m, c->lo, rst, c->head[j], &d2, ids[j] + c->head[j], c->len[j], ar, ar + L) == 0,
+                  "%s", yf_last_error());
+            for (int64_t l = 0; l < L; l++) {
+                for (int64_t i = 0; i < c->len[j] * m->D; i++)
+                    d = fmax(d, fabs((double)ar[l][i] - rows[(2 * j) * L + l][i]));
+                for (int64_t i = 0; i < c->len[j] * m->D / 2; i++)
+                    d = fmax(d, fabs((double)ar[L + l][i] - rows[(2 * j + 1) * L + l][i]));
+            }
+            for (int64_t l = 0; l < 2 * L; l++) free(ar[l]);
+            free(ar);
+            yf_layer_states_free(rst, m);
+        }
         d = fmax(d, state_diff(m, bst, slot[j], ast, c->head[j] + c->len[j]));
         *doc_bad += d1 != doc[j];
         yf_layer_states_free(ast, m);
     }
     for (int64_t j = 0; j < n; j++) free(ids[j]);
-    free(ids), free(rest), free(slot), free(pos), free(doc), free(lg), free(one);
+    for (int64_t i = 0; i < 2 * n * L; i++) free(rows[i]);
+    free(ids), free(pf), free(views), free(rows), free(slot), free(pos), free(doc), free(lg), free(one);
     yf_layer_states_free(bst, m);
     return d;
 }
@@ -164,13 +197,15 @@ TEST(prefill_batch_equals_each_alone) {
               cases[i].what, d);
         CHECK(doc_bad == 0, "%s: %d document starts differ", cases[i].what, doc_bad);
     }
-    /* shorter sequences: alone, their products take other kernels; fp32 rounding apart */
-    int64_t shead[4] = {0, 5, 0, 9}, slen[4] = {1, 3, 7, 15};
-    pcase sc = {4, shead, slen, &lo[1], NULL};
-    int doc_bad;
-    double d = run_case(m, &sc, &doc_bad);
-    CHECK(d <= 1e-5 && doc_bad == 0, "sequences of 1..15 new positions: differ by %.3g (tolerance 1e-5), %d document "
-                                     "starts differ", d, doc_bad);
+    /* shorter sequences: 1..4 new positions batched row-stable, 5..15 alone; one pass each way */
+    int64_t shead[8] = {0, 5, 0, 9, 0, 0, 20, 3}, slen[8] = {1, 3, 7, 15, 4, 2, 40, 1};
+    pcase sc[2] = {{8, shead, slen, &lo[1], NULL}, {8, shead, slen, NULL, &ra}};
+    for (int i = 0; i < 2; i++) {
+        int doc_bad;
+        double d = run_case(m, &sc[i], &doc_bad);
+        CHECK(d == 0 && doc_bad == 0, "sequences of 1..40 new positions (%s): differ by %.3g (tolerance: none), %d "
+                                      "document starts differ", i ? "an adapter each" : "DoRA", d, doc_bad);
+    }
     yf_dora_norms_free(dn[1], m);
     yf_lora_free(&lo[0]);
     yf_lora_free(&lo[1]);
@@ -180,28 +215,31 @@ TEST(prefill_batch_equals_each_alone) {
 TEST(prefill_batch_bad_input) {
     yf_model *m = load_tiny();
     if (!m) return;
-    yf_layer_state *st = yf_layer_states_alloc(m, 2, 32);
-    int64_t a[20], b[20], slot[2] = {0, 1}, pos[2] = {0, 0}, doc[2] = {0, 0}, len[2] = {20, 20};
+    yf_layer_state *st[2] = {yf_layer_states_alloc(m, 1, 32), yf_layer_states_alloc(m, 1, 32)};
+    int64_t a[20], b[20];
     for (int t = 0; t < 20; t++) a[t] = t + 5, b[t] = t + 7;
-    const int64_t *ids[2] = {a, b};
     float *lg = yf_malloc((size_t)(2 * m->V) * sizeof(float));
+    yf_prefill pf[2] = {{.st = st[0], .ids = a, .len = 20, .adapter = -1, .logits = lg},
+                        {.st = st[1], .ids = b, .len = 20, .adapter = -1, .logits = lg + m->V}};
     b[4] = m->V; /* outside the vocabulary */
-    CHECK(yf_model_prefill_batch(m, NULL, NULL, st, 2, slot, pos, doc, ids, len, lg) != 0);
+    CHECK(yf_model_prefill_batch(m, NULL, NULL, pf, 2) != 0);
     CHECK(strstr(yf_last_error(), "vocabulary") != NULL, "error: %s", yf_last_error());
     b[4] = 9;
-    pos[1] = 20; /* 40 positions in a cache of 32 */
-    CHECK(yf_model_prefill_batch(m, NULL, NULL, st, 2, slot, pos, doc, ids, len, lg) != 0);
+    pf[1].pos = 20; /* 40 positions in a cache of 32 */
+    CHECK(yf_model_prefill_batch(m, NULL, NULL, pf, 2) != 0);
     CHECK(strstr(yf_last_error(), "do not fit") != NULL, "error: %s", yf_last_error());
-    pos[1] = 0;
-    len[0] = 0;
-    CHECK(yf_model_prefill_batch(m, NULL, NULL, st, 2, slot, pos, doc, ids, len, lg) != 0);
-    len[0] = 20;
-    int32_t row[2] = {0, 1};
-    yf_row_adapters ra = {0, NULL, NULL, row};
-    CHECK(yf_model_prefill_batch(m, NULL, &ra, st, 2, slot, pos, doc, ids, len, lg) != 0);
+    pf[1].pos = 0;
+    pf[0].len = 0;
+    CHECK(yf_model_prefill_batch(m, NULL, NULL, pf, 2) != 0);
+    pf[0].len = 20;
+    pf[1].adapter = 1;
+    yf_row_adapters ra = {0, NULL, NULL, NULL};
+    CHECK(yf_model_prefill_batch(m, NULL, &ra, pf, 2) != 0);
     CHECK(strstr(yf_last_error(), "adapter") != NULL, "error: %s", yf_last_error());
-    CHECK(yf_model_prefill_batch(m, NULL, NULL, st, 2, slot, pos, doc, ids, len, lg) == 0, "%s", yf_last_error());
+    pf[1].adapter = -1;
+    CHECK(yf_model_prefill_batch(m, NULL, NULL, pf, 2) == 0, "%s", yf_last_error());
     free(lg);
-    yf_layer_states_free(st, m);
+    yf_layer_states_free(st[0], m);
+    yf_layer_states_free(st[1], m);
     yf_model_free(m);
 }

@@ -68,50 +68,33 @@ static bool emit(seq *s, float *logits, int64_t V, const yf_gen_opts *o, yf_gen_
 
 /* Prefills the prompts just put into slots fill[0..nf) (zero filter state,
  * from the longest prefix the cache holds: at least the last token is
- * computed, for its logits), sequence j's last logits into logits + j V.
- * Those with at least YF_PREFILL_BATCH_MIN positions to compute run in one
- * batched pass, the others alone: either way each gets the bits of its
- * prefill alone. */
-static int prefill_new(yf_model *m, const yf_lora *lo, const yf_gen_opts *o, yf_layer_state *st,
-                       yf_layer_state *view, seq *sq, const int64_t *fill, int64_t nf,
-                       const int64_t *const *prompts, const int64_t *plen, float *logits, yf_gen_stats *stats) {
-    int64_t L = m->L, V = m->cfg.vocab_size, nb = 0;
-    int64_t *k = yf_malloc((size_t)nf * sizeof(int64_t)), *slot = yf_malloc((size_t)nf * sizeof(int64_t));
-    int64_t *pos = yf_malloc((size_t)nf * sizeof(int64_t)), *doc = yf_malloc((size_t)nf * sizeof(int64_t));
-    int64_t *len = yf_malloc((size_t)nf * sizeof(int64_t)), *which = yf_malloc((size_t)nf * sizeof(int64_t));
-    const int64_t **ids = yf_malloc((size_t)nf * sizeof(int64_t *));
-    float *lg = yf_malloc((size_t)(nf * V) * sizeof(float));
+ * computed, for its logits) in one batched prefill, with the bits of each
+ * alone; sequence j's last logits into logits + j V. */
+static int prefill_new(yf_model *m, const yf_lora *lo, const yf_gen_opts *o, yf_layer_state *st, seq *sq,
+                       const int64_t *fill, int64_t nf, const int64_t *const *prompts, const int64_t *plen,
+                       float *logits, yf_gen_stats *stats) {
+    int64_t L = m->L, V = m->cfg.vocab_size;
+    yf_layer_state *views = yf_calloc((size_t)(nf * L), sizeof *views);
+    yf_prefill *pf = yf_calloc((size_t)nf, sizeof *pf);
     for (int64_t j = 0; j < nf; j++) {
         seq *s = &sq[fill[j]];
         int64_t i = s->idx;
+        yf_layer_state *view = views + j * L;
         slot_view(view, st, m, L, fill[j]);
         for (int64_t l = 0; l < L; l++) { /* a new sequence starts with a zero filtering state */
             memset(view[l].a_prev, 0, (size_t)m->D * sizeof(float));
             memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
         }
-        k[j] = o->prefix_cache ? yf_prefix_cache_load(o->prefix_cache, prompts[i], plen[i], plen[i] - 1, view, &s->doc_start)
-                               : 0;
-        if (stats) stats->prefill_tokens += plen[i], stats->prefill_reused += k[j];
-        if (plen[i] - k[j] < YF_PREFILL_BATCH_MIN) continue;
-        slot[nb] = fill[j], pos[nb] = k[j], doc[nb] = s->doc_start, ids[nb] = prompts[i] + k[j];
-        len[nb] = plen[i] - k[j], which[nb++] = j;
+        int64_t k = o->prefix_cache ? yf_prefix_cache_load(o->prefix_cache, prompts[i], plen[i], plen[i] - 1, view,
+                                                           &s->doc_start)
+                                    : 0;
+        if (stats) stats->prefill_tokens += plen[i], stats->prefill_reused += k;
+        pf[j] = (yf_prefill){.st = view, .pos = k, .doc_start = s->doc_start, .ids = prompts[i] + k,
+                             .len = plen[i] - k, .adapter = -1, .logits = logits + j * V};
     }
-    int rc = nb ? yf_model_prefill_batch(m, lo, NULL, st, nb, slot, pos, doc, ids, len, lg) : 0;
-    for (int64_t b = 0; b < nb && rc == 0; b++) {
-        sq[slot[b]].doc_start = doc[b];
-        memcpy(logits + which[b] * V, lg + b * V, (size_t)V * sizeof(float));
-    }
-    for (int64_t j = 0, b = 0; j < nf && rc == 0; j++) {
-        if (b < nb && which[b] == j) {
-            b++;
-            continue;
-        }
-        seq *s = &sq[fill[j]];
-        slot_view(view, st, m, L, fill[j]);
-        rc = yf_model_forward_cached(m, lo, view, k[j], NULL, &s->doc_start, prompts[s->idx] + k[j], 1,
-                                     plen[s->idx] - k[j], logits + j * V, true);
-    }
-    free(k), free(slot), free(pos), free(doc), free(len), free(which), free(ids), free(lg);
+    int rc = yf_model_prefill_batch(m, lo, NULL, pf, nf);
+    for (int64_t j = 0; j < nf; j++) sq[fill[j]].doc_start = pf[j].doc_start;
+    free(views), free(pf);
     return rc;
 }
 
@@ -180,7 +163,7 @@ int yf_generate(yf_model *m, const yf_lora *lo, const int64_t *const *prompts, c
             }
             if (nf == 0) break;
             double t0 = yf_time();
-            rc = prefill_new(m, lo, o, st, view, sq, fill, nf, prompts, plen, logits, stats);
+            rc = prefill_new(m, lo, o, st, sq, fill, nf, prompts, plen, logits, stats);
             if (stats) stats->prefill_s += yf_time() - t0;
             for (int64_t j = 0; j < nf && rc == 0; j++) {
                 seq *s = &sq[fill[j]];

@@ -155,14 +155,14 @@ void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t
 }
 
 void yf_run_init_prefill(yf_run *r, yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, int64_t nseq,
-                         const int64_t *seg_off, const int64_t *seg_slot, const int64_t *seg_pos,
+                         const int64_t *seg_off, yf_layer_state *const *seg_st, const int64_t *seg_pos,
                          const int64_t *start) {
     YF_CHECK(seg_off[0] == 0 && !(lo && ra));
     for (int64_t b = 0; b < nseq; b++) YF_CHECK(seg_off[b + 1] > seg_off[b]);
     run_rows(r, m, nseq, 0, 0, start);
     r->N = seg_off[nseq];
     r->seg_off = seg_off;
-    r->seg_slot = seg_slot;
+    r->seg_st = seg_st;
     r->seg_pos = seg_pos;
     if (ra)
         rows_setup(r, ra);
@@ -484,23 +484,26 @@ static grp group(const yf_run *r, int64_t g) {
  * row of sequence 0; each sequence adds its own). */
 static int64_t group_pos(const yf_run *r, int64_t g) { return r->seg_pos ? r->seg_pos[g] : r->pos0; }
 
+/* Group g's decoding state at layer l (st: the whole batch's), or NULL. */
+static yf_layer_state *group_state(const yf_run *r, yf_layer_state *st, int64_t l, int64_t g) {
+    return r->seg_st ? &r->seg_st[g][l] : st;
+}
+
 /* The row before group g's sequences of the convolution over x [N, C] (a,
- * or c when half): the decoding state's (the segment's slot), the shared
- * prefix's last, or none. */
-static const float *conv_prev(const yf_run *r, const yf_layer_state *st, bool half, int64_t g) {
-    if (st) {
-        const float *p = half ? st->c_prev : st->a_prev;
-        return r->seg_off ? p + r->seg_slot[g] * (half ? r->m->D / 2 : r->m->D) : p;
-    }
+ * or c when half) at layer l: the decoding state's, the shared prefix's
+ * last, or none. */
+static const float *conv_prev(const yf_run *r, yf_layer_state *st, int64_t l, bool half, int64_t g) {
+    const yf_layer_state *gs = group_state(r, st, l, g);
+    if (gs) return half ? gs->c_prev : gs->a_prev;
     if (r->pfx && r->pfx->P > 0) return half ? r->pfx->c_last : r->pfx->a_last;
     return NULL;
 }
 
-static void conv_pack_groups(const yf_run *r, float *x2, const float *x, const yf_layer_state *st, bool half) {
+static void conv_pack_groups(const yf_run *r, float *x2, const float *x, yf_layer_state *st, int64_t l, bool half) {
     int64_t C = half ? r->m->D / 2 : r->m->D;
     for (int64_t g = 0; g < ngroups(r); g++) {
         grp q = group(r, g);
-        yf_conv_pack(x2 + q.off * 2 * C, x + q.off * C, conv_prev(r, st, half, g), q.B, q.T, C);
+        yf_conv_pack(x2 + q.off * 2 * C, x + q.off * C, conv_prev(r, st, l, half, g), q.B, q.T, C);
     }
 }
 
@@ -568,16 +571,17 @@ static void attention_segments(yf_run *r, yf_act *act, const float *dout) {
     yf_buf_put(kc), yf_buf_put(vc), yf_buf_put(dkc), yf_buf_put(dvc);
 }
 
-/* Attention of ragged segments, each continuing its slot of the decoding
- * state: the segment's keys and values go into the slot's cache, then each
+/* Attention of ragged segments, each continuing its own decoding state (at
+ * layer l): the segment's keys and values go into its cache, then each
  * segment takes the attention its sequence would take as a chunk alone. */
-static void attention_cached_segments(yf_run *r, yf_act *act, yf_layer_state *st) {
+static void attention_cached_segments(yf_run *r, int64_t l, yf_act *act) {
     yf_ws *ws = &r->ws;
-    int64_t H = r->m->H, hd = r->m->hd, D = r->m->D, cap = st->cap;
+    int64_t H = r->m->H, hd = r->m->hd, D = r->m->D;
     for (int64_t g = 0; g < r->B; g++) {
         grp q = group(r, g);
-        int64_t o = q.off * D, n = q.T, p = r->seg_pos[g];
-        float *sk = st->k + r->seg_slot[g] * H * cap * hd, *sv = st->v + r->seg_slot[g] * H * cap * hd;
+        const yf_layer_state *gs = &r->seg_st[g][l];
+        int64_t o = q.off * D, n = q.T, p = r->seg_pos[g], cap = gs->cap;
+        float *sk = gs->k, *sv = gs->v;
         for (int64_t h = 0; h < H; h++) {
             memcpy(sk + (h * cap + p) * hd, act->k + o + h * n * hd, (size_t)(n * hd) * sizeof(float));
             memcpy(sv + (h * cap + p) * hd, act->v + o + h * n * hd, (size_t)(n * hd) * sizeof(float));
@@ -597,10 +601,6 @@ static void attention_cached_segments(yf_run *r, yf_act *act, yf_layer_state *st
 static void attention_cached(yf_run *r, yf_act *act, yf_layer_state *st) {
     yf_ws *ws = &r->ws;
     int64_t B = r->B, T = r->T, H = r->m->H, hd = r->m->hd;
-    if (r->seg_off) {
-        attention_cached_segments(r, act, st);
-        return;
-    }
     for (int64_t bh = 0; bh < B * H; bh++) {
         int64_t p = r->pos0 + (r->posb ? r->posb[bh / H] : 0);
         memcpy(st->k + (bh * st->cap + p) * hd, act->k + bh * T * hd, (size_t)(T * hd) * sizeof(float));
@@ -633,26 +633,28 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     yf_ws *ws = &r->ws;
     int64_t B = r->B, T = r->T, N = r->N, D = m->D, H = m->H, hd = m->hd, I = m->I;
     float eps = m->cfg.rms_norm_eps;
-    YF_CHECK(!(st && r->seg_off && !r->seg_slot));
+    YF_CHECK(!(st && r->seg_off));
+    bool cached = st || r->seg_st;
 
     yf_rmsnorm_fwd(act->a, act->rs1, act->x, F(&lw->ln1), N, D, eps);
     /* localized filtering: two causal width-2 convolutions, then RMSNorm(e + a) */
-    conv_pack_groups(r, ws->x2, act->a, st, false);
+    conv_pack_groups(r, ws->x2, act->a, st, l, false);
     const yf_wpack *pk1 = yf_model_fwd_pack(r->m, &lw->conv1, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
     yf_matmul_xwt_pk(act->c, ws->x2, lw->conv1.data, lw->conv1.dt, pk1, N, D / 2, 2 * D, false);
     yf_bias_fwd(act->c, F(&lw->conv1_b), N, D / 2);
-    conv_pack_groups(r, ws->x2, act->c, st, true);
+    conv_pack_groups(r, ws->x2, act->c, st, l, true);
     const yf_wpack *pk2 = yf_model_fwd_pack(r->m, &lw->conv2, N, r->backward, yf_model_bwd_uses_w(r, l, YF_Q));
     yf_matmul_xwt_pk(ws->e, ws->x2, lw->conv2.data, lw->conv2.dt, pk2, N, D, D, false);
     yf_bias_fwd(ws->e, F(&lw->conv2_b), N, D);
     yf_add(act->s, ws->e, act->a, N * D);
     yf_rmsnorm_fwd(act->f, act->rslf, act->s, F(&lw->lf_ln), N, D, eps);
-    for (int64_t g = 0; st && g < ngroups(r); g++) { /* each sequence's last rows: its state's filter rows */
+    for (int64_t g = 0; cached && g < ngroups(r); g++) { /* each sequence's last rows: its state's filter rows */
         grp q = group(r, g);
+        yf_layer_state *gs = group_state(r, st, l, g);
         for (int64_t b = 0; b < q.B; b++) {
-            int64_t to = r->seg_off ? r->seg_slot[g] : b, last = q.off + b * q.T + q.T - 1;
-            memcpy(st->a_prev + to * D, act->a + last * D, (size_t)D * sizeof(float));
-            memcpy(st->c_prev + to * D / 2, act->c + last * D / 2, (size_t)(D / 2) * sizeof(float));
+            int64_t last = q.off + b * q.T + q.T - 1;
+            memcpy(gs->a_prev + b * D, act->a + last * D, (size_t)D * sizeof(float));
+            memcpy(gs->c_prev + b * D / 2, act->c + last * D / 2, (size_t)(D / 2) * sizeof(float));
         }
     }
 
@@ -666,7 +668,9 @@ void yf_layer_fwd(yf_run *r, int64_t l, yf_act *act, float *out, yf_layer_state 
     }
     yf_linear_fwd(r, l, YF_V, act->a, ws->e);
     heads_groups(r, act->v, ws->e, false);
-    if (st)
+    if (r->seg_st)
+        attention_cached_segments(r, l, act);
+    else if (st)
         attention_cached(r, act, st);
     else if (r->pfx)
         attention_segments(r, act, NULL);
@@ -738,7 +742,7 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     for (int64_t i = 0; i < N * D; i++) ws->da[i] += ws->ds[i]; /* s = e + a */
     if (lw->conv2.g) {
         yf_bias_bwd(lw->conv2_b.g, ws->ds, N, D);
-        conv_pack_groups(r, ws->x2, act->c, NULL, true);
+        conv_pack_groups(r, ws->x2, act->c, NULL, l, true);
         yf_matmul_dw(lw->conv2.g, ws->ds, ws->x2, N, D, D);
     }
     yf_matmul_xw_pk(ws->dx2, ws->ds, lw->conv2.data, lw->conv2.dt, yf_model_wpack(r->m, &lw->conv2, YF_PACK_XW, N), N, D,
@@ -747,7 +751,7 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
     if (pin) yf_add(ws->dc + (N - 1) * D / 2, ws->dc + (N - 1) * D / 2, pin->dc_last, D / 2); /* the last c row */
     if (lw->conv1.g) {
         yf_bias_bwd(lw->conv1_b.g, ws->dc, N, D / 2);
-        conv_pack_groups(r, ws->x2, act->a, NULL, false);
+        conv_pack_groups(r, ws->x2, act->a, NULL, l, false);
         yf_matmul_dw(lw->conv1.g, ws->dc, ws->x2, N, D / 2, 2 * D);
     }
     yf_matmul_xw_pk(ws->dx2, ws->dc, lw->conv1.data, lw->conv1.dt, yf_model_wpack(r->m, &lw->conv1, YF_PACK_XW, N), N,

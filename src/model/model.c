@@ -275,34 +275,43 @@ int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_laye
  * full rate. */
 #define PREFILL_PASS_ROWS 1024
 
-/* One pass of yf_model_prefill_batch (inputs checked). */
-static void prefill_pass(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_layer_state *states,
-                         int64_t n, const int64_t *slot, const int64_t *pos, int64_t *doc_start,
-                         const int64_t *const *ids, const int64_t *len, float *logits) {
-    int64_t D = m->D, *off = yf_malloc((size_t)(n + 1) * sizeof(int64_t));
+/* One pass of yf_model_prefill_batch over q[0..n) (inputs checked); with
+ * stable, the products are row-stable (at most YF_ROWSTABLE_M rows). */
+static void prefill_pass(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_prefill *const *q, int64_t n,
+                         bool stable) {
+    int64_t D = m->D, L = m->L, *off = yf_malloc((size_t)(n + 1) * sizeof(int64_t));
+    int64_t *pos = yf_malloc((size_t)n * sizeof(int64_t));
+    int32_t *row = yf_malloc((size_t)n * sizeof(int32_t));
+    yf_layer_state **st = yf_malloc((size_t)n * sizeof *st);
     off[0] = 0;
-    for (int64_t j = 0; j < n; j++) off[j + 1] = off[j] + len[j];
+    for (int64_t j = 0; j < n; j++) off[j + 1] = off[j] + q[j]->len, pos[j] = q[j]->pos, st[j] = q[j]->st, row[j] = q[j]->adapter;
     int64_t N = off[n];
     int64_t *flat = yf_malloc((size_t)N * sizeof(int64_t)), *start = yf_malloc((size_t)N * sizeof(int64_t));
     for (int64_t j = 0; j < n; j++) {
-        int64_t s = doc_start[j];
-        for (int64_t t = 0; t < len[j]; t++) {
-            flat[off[j] + t] = ids[j][t];
+        int64_t s = q[j]->doc_start;
+        for (int64_t t = 0; t < q[j]->len; t++) {
+            flat[off[j] + t] = q[j]->ids[t];
             start[off[j] + t] = s;
-            if (m->cfg.reset_attention_mask && ids[j][t] == m->cfg.eod_token) s = pos[j] + t + 1;
+            if (m->cfg.reset_attention_mask && q[j]->ids[t] == m->cfg.eod_token) s = q[j]->pos + t + 1;
         }
-        doc_start[j] = s;
+        q[j]->doc_start = s;
     }
+    yf_row_adapters rs;
+    if (ra) rs = *ra, rs.row = row;
     yf_run r;
-    yf_run_init_prefill(&r, m, lo, ra, n, off, slot, pos, start);
-    bool was_stable = yf_kernels_set_rowstable(false);
+    yf_run_init_prefill(&r, m, lo, ra ? &rs : NULL, n, off, st, pos, start);
+    bool was_stable = yf_kernels_set_rowstable(stable);
     yf_act act;
     yf_act_alloc(&act, m, 1, N, false);
     float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
     yf_model_embed_rows(m, flat, N, xa);
-    for (int64_t l = 0; l < m->L; l++) {
+    for (int64_t l = 0; l < L; l++) {
         act.x = xa;
-        yf_layer_fwd(&r, l, &act, xb, &states[l]);
+        yf_layer_fwd(&r, l, &act, xb, NULL);
+        for (int64_t j = 0; j < n; j++) { /* the filter rows, where wanted */
+            if (q[j]->a_rows) memcpy(q[j]->a_rows[l], act.a + off[j] * D, (size_t)(q[j]->len * D) * sizeof(float));
+            if (q[j]->c_rows) memcpy(q[j]->c_rows[l], act.c + off[j] * D / 2, (size_t)(q[j]->len * D / 2) * sizeof(float));
+        }
         float *t = xa;
         xa = xb;
         xb = t;
@@ -312,37 +321,61 @@ static void prefill_pass(yf_model *m, const yf_lora *lo, const yf_row_adapters *
     yf_rmsnorm_fwd(xb, NULL, xa, (const float *)m->norm.data, n, D, m->cfg.rms_norm_eps);
     /* the head a row-stable product at a time: each row's bits as alone */
     yf_kernels_set_rowstable(true);
-    for (int64_t j = 0; logits && j < n; j += YF_ROWSTABLE_M)
-        yf_model_head_loss(m, xb + j * D, NULL, n - j < YF_ROWSTABLE_M ? n - j : YF_ROWSTABLE_M, logits + j * m->V,
-                           NULL, 1.0f);
+    for (int64_t j = 0; j < n; j++) {
+        if (!q[j]->logits) continue;
+        int64_t k = 1; /* a run of rows that want logits, into one buffer */
+        while (j + k < n && k < YF_ROWSTABLE_M && q[j + k]->logits) k++;
+        float *lg = yf_malloc((size_t)(k * m->V) * sizeof(float));
+        yf_model_head_loss(m, xb + j * D, NULL, k, lg, NULL, 1.0f);
+        for (int64_t i = 0; i < k; i++) memcpy(q[j + i]->logits, lg + i * m->V, (size_t)m->V * sizeof(float));
+        free(lg);
+        j += k - 1;
+    }
     yf_kernels_set_rowstable(was_stable);
-    free(xa), free(xb), free(start), free(flat), free(off);
+    free(xa), free(xb), free(start), free(flat), free(off), free(pos), free(row), free(st);
     yf_act_free(&act);
     yf_run_free(&r);
 }
 
-int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_layer_state *states,
-                           int64_t n, const int64_t *slot, const int64_t *pos, int64_t *doc_start,
-                           const int64_t *const *ids, const int64_t *len, float *logits) {
+int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_prefill *seq, int64_t n) {
     if (n <= 0) return yf_errorf("model: a prefill of no sequences");
     if (lo && ra) return yf_errorf("model: a prefill takes one adapter or one a sequence, not both");
-    if (check_adapters(m, lo, ra, n) != 0) return -1;
+    if (check_adapters(m, lo, NULL, 0) != 0) return -1;
     for (int64_t j = 0; j < n; j++) {
-        if (len[j] <= 0) return yf_errorf("model: sequence %lld of a prefill has no ids", (long long)j);
-        if (check_inputs(m, NULL, ids[j], NULL, 1, len[j], pos[j]) != 0) return -1;
-        if (pos[j] + len[j] > states[0].cap)
-            return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(pos[j] + len[j]),
-                             (long long)states[0].cap);
+        const yf_prefill *q = &seq[j];
+        if (q->len <= 0) return yf_errorf("model: sequence %lld of a prefill has no ids", (long long)j);
+        if (check_inputs(m, NULL, q->ids, NULL, 1, q->len, q->pos) != 0) return -1;
+        if (q->pos + q->len > q->st[0].cap)
+            return yf_errorf("model: %lld positions do not fit the cache of %lld", (long long)(q->pos + q->len),
+                             (long long)q->st[0].cap);
+        if (ra && (q->adapter < -1 || q->adapter >= ra->n))
+            return yf_errorf("model: sequence %lld's adapter %d is not one of the %lld given", (long long)j,
+                             (int)q->adapter, (long long)ra->n);
     }
-    for (int64_t j0 = 0, j1; j0 < n; j0 = j1) { /* passes of up to PREFILL_PASS_ROWS rows (or one sequence) */
-        int64_t rows = len[j0];
-        for (j1 = j0 + 1; j1 < n && rows + len[j1] <= PREFILL_PASS_ROWS; j1++) rows += len[j1];
-        const yf_row_adapters *rp = ra;
-        yf_row_adapters sub;
-        if (ra) sub = *ra, sub.row = ra->row + j0, rp = &sub;
-        prefill_pass(m, lo, rp, states, j1 - j0, slot + j0, pos + j0, doc_start + j0, ids + j0, len + j0,
-                     logits ? logits + j0 * m->V : NULL);
+    for (int64_t a = 0; ra && a < ra->n; a++)
+        if (yf_lora_check_fits(ra->lo[a], &m->cfg) != 0) return -1;
+    /* Sequences of YF_PREFILL_BATCH_MIN+ rows go in passes of up to
+     * PREFILL_PASS_ROWS rows (their products take the packed kernels, as
+     * alone); those of up to YF_GEMV_ROWS in passes of up to YF_ROWSTABLE_M
+     * rows (alone their products take the few-row kernels, whose rows the
+     * row-stable products keep); the others alone (alone they are too few
+     * rows for AMX, together they would not be). */
+    yf_prefill **q = yf_malloc((size_t)n * sizeof *q);
+    for (int cls = 0; cls < 3; cls++) {
+        int64_t k = 0, rows = 0, cap = cls == 0 ? PREFILL_PASS_ROWS : cls == 1 ? YF_ROWSTABLE_M : 0;
+        for (int64_t j = 0; j <= n; j++) {
+            int64_t len = j < n ? seq[j].len : 0;
+            bool take = j < n && (cls == 0   ? len >= YF_PREFILL_BATCH_MIN
+                                  : cls == 1 ? len <= YF_GEMV_ROWS
+                                             : len > YF_GEMV_ROWS && len < YF_PREFILL_BATCH_MIN);
+            if (k > 0 && (j == n || (take && rows + len > cap))) {
+                prefill_pass(m, lo, ra, q, k, cls == 1);
+                k = rows = 0;
+            }
+            if (take) q[k++] = &seq[j], rows += len;
+        }
     }
+    free(q);
     return 0;
 }
 

@@ -210,8 +210,8 @@ typedef struct yf_run {
      * seg_off[b]..seg_off[b+1]-1 at positions pos0.. (T is 0) */
     const int64_t *seg_off;   /* [B+1] or NULL: B sequences of T rows */
     const yf_pfx_view *pfx;   /* segments: the prefix they continue (pos0 = pfx->P) */
-    const int64_t *seg_slot;  /* [B] or NULL: segment b continues slot seg_slot[b] of the decoding state */
-    const int64_t *seg_pos;   /* [B] with seg_slot: segment b's first position */
+    struct yf_layer_state *const *seg_st; /* [B] or NULL: segment b continues the one-sequence decoding state seg_st[b] ([L]) */
+    const int64_t *seg_pos;   /* [B] with seg_st: segment b's first position */
     yf_pfx_grad *pfx_out;     /* segments' backward: where the prefix's gradients go */
     const yf_pfx_grad *pfx_in; /* a prefix's backward (one sequence): its continuations' gradients, or NULL */
     yf_ws ws;
@@ -246,11 +246,11 @@ void yf_run_init_segments(yf_run *r, yf_model *m, const yf_lora *lo, int64_t nse
 void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
                       const int64_t *start);
 /* The same for a batched prefill: nseq segments (one adapter lo, or one a
- * sequence: ra, row indexed by segment), segment b continuing slot
- * seg_slot[b] of the decoding state passed to yf_layer_fwd from position
- * seg_pos[b]. No backward. */
+ * sequence: ra, row indexed by segment), segment b continuing the
+ * one-sequence decoding state seg_st[b] ([L]; yf_layer_fwd then takes st
+ * NULL) from position seg_pos[b]. No backward. */
 void yf_run_init_prefill(yf_run *r, yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, int64_t nseq,
-                         const int64_t *seg_off, const int64_t *seg_slot, const int64_t *seg_pos,
+                         const int64_t *seg_off, struct yf_layer_state *const *seg_st, const int64_t *seg_pos,
                          const int64_t *start);
 void yf_run_free(yf_run *r);
 /* lo's DoRA row norms ||W + s B A|| per module ([L*YF_NPROJ], NULL where a
@@ -322,18 +322,29 @@ int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states
 int yf_model_forward_cached_rows(yf_model *m, const yf_row_adapters *ra, yf_layer_state *states, int64_t pos0,
                                  const int64_t *posb, int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T,
                                  float *logits, bool last_only);
-/* A prefill of n sequences in one pass, with the bits each gets prefilled
- * alone (yf_model_forward_cached, last_only) as long as every one has at
- * least YF_PREFILL_BATCH_MIN new positions (below that the products of a
- * sequence alone take other kernels): sequence j continues slot slot[j] of
- * states (pos[j] positions cached, its filter rows as they were left) with
- * the ids ids[j][0..len[j]), its document start doc_start[j] updated. One
- * adapter lo, or one a sequence (ra, ra->row [n]), or none. logits [n, V]:
- * each sequence's last row. */
+/* One sequence of a batched prefill (yf_model_prefill_batch). */
+typedef struct yf_prefill {
+    yf_layer_state *st;     /* [L] its one-sequence decoding state (capacity >= pos + len) */
+    int64_t pos;            /* positions cached in st (its filter rows as left after them) */
+    int64_t doc_start;      /* the document start after them; updated past the new ids' <eod>s */
+    const int64_t *ids;     /* [len] the new ids */
+    int64_t len;
+    int32_t adapter;        /* with per-sequence adapters: index into them, -1 none */
+    float *logits;          /* [V]: the last new row's, or NULL */
+    float *const *a_rows;   /* [L] of [len, D]: each layer's input_layernorm rows, or NULL */
+    float *const *c_rows;   /* [L] of [len, D/2]: each layer's conv1 rows, or NULL */
+} yf_prefill;
+
+/* The prefills of n sequences, as few passes as fit: the new rows of many
+ * sequences share each product (ragged rows, each sequence its own
+ * convolution, positions and attention over its own cache). Each sequence
+ * gets the bits of its prefill alone (yf_model_forward_cached, last_only):
+ * those of at least YF_PREFILL_BATCH_MIN new positions go together (their
+ * products take the packed kernels, as alone), the shorter ones in passes
+ * of at most YF_ROWSTABLE_M rows (row-stable products). One adapter lo, or
+ * one a sequence (ra, each sequence's adapter field), or none. */
 #define YF_PREFILL_BATCH_MIN 16
-int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_layer_state *states,
-                           int64_t n, const int64_t *slot, const int64_t *pos, int64_t *doc_start,
-                           const int64_t *const *ids, const int64_t *len, float *logits);
+int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_prefill *seq, int64_t n);
 yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap);
 void yf_layer_states_free(yf_layer_state *s, const yf_model *m);
 

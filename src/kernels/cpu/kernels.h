@@ -146,6 +146,8 @@ void yf_kernels_set_precision(yf_precision p); /* process-wide */
  * row's kernel then depends on no row count above 4). Returns the previous
  * setting. */
 #define YF_ROWSTABLE_M 16
+/* Products of up to this many rows take the few-row kernels (rowstable off). */
+#define YF_GEMV_ROWS 4
 bool yf_kernels_set_rowstable(bool on);
 yf_precision yf_kernels_precision(void);
 /* The path in use (after YF_KERNELS), whether one is usable here, its name. */

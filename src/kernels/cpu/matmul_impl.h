@@ -142,7 +142,7 @@ void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row);
 /* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
  * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
  * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
-#define YF_GEMV_MAX_M 4
+#define YF_GEMV_MAX_M YF_GEMV_ROWS
 /* The most rows a product on the calling thread gives the gemv kernels:
  * YF_GEMV_MAX_M, or YF_ROWSTABLE_M while yf_kernels_set_rowstable is on. */
 int64_t yf_gemv_rows(void);
