@@ -121,3 +121,111 @@ TEST(serve_prefix_cache_template_prefilled_once_same_ids) {
     yf_lora_free(&lo);
     yf_model_free(m);
 }
+
+/* Requests admitted together (queued behind a long one) are prefilled in
+ * one batched round: their prompts' rests after the cached template
+ * together, the last tokens together. Every request's tokens equal those
+ * of the requests run one at a time without the cache. */
+enum { NTOG = 12, LONGNEW = 40 };
+
+static void run_together(yf_model *m, const yf_lora *const *los, float **const *dns, const yf_sched_prefix *px,
+                         int64_t *const *prompt, const int64_t *plen, const int32_t *adapter, got *g,
+                         yf_sched_stats *st) {
+    yf_sched_opts o = {.parallel = 16, .max_queue = 16, .max_length = 128, .adapters = los, .dora_n = dns,
+                       .nadapters = 1, .prefix = px};
+    yf_sched *s = NULL;
+    CHECK_OK(yf_sched_start(m, &o, &s));
+    if (!s) return;
+    got blk = {0};
+    yf_sched_req rb = {.adapter = -1, .prompt = prompt[0], .plen = 5, .max_new = LONGNEW, .limit = 5 + LONGNEW,
+                       .seed = 1, .stop_id = -1, .on_token = on_token, .on_done = on_done, .ctx = &blk};
+    yf_sampling_default(&rb.samp);
+    rb.samp.temperature = 0;
+    yf_sched_req r[NTOG];
+    bool full = false;
+    CHECK_OK(yf_sched_submit(s, &rb, &full));
+    for (int i = 0; i < NTOG; i++) {
+        memset(&g[i], 0, sizeof g[i]);
+        r[i] = (yf_sched_req){.adapter = adapter[i], .prompt = prompt[i], .plen = plen[i], .max_new = MAXNEW,
+                              .limit = plen[i] + MAXNEW, .seed = 7 + i, .stop_id = -1, .on_token = on_token,
+                              .on_done = on_done, .ctx = &g[i]};
+        yf_sampling_default(&r[i].samp);
+        if (i % 5 == 3) r[i].samp.temperature = 0.8f, r[i].samp.top_k = 20;
+        else r[i].samp.temperature = 0;
+        CHECK_OK(yf_sched_submit(s, &r[i], &full));
+    }
+    struct timespec ts = {0, 2000000};
+    for (int i = 0; i < NTOG; i++) {
+        for (int w = 0; w < 30000 && !__atomic_load_n(&g[i].done, __ATOMIC_ACQUIRE); w++) nanosleep(&ts, NULL);
+        CHECK(__atomic_load_n(&g[i].done, __ATOMIC_ACQUIRE), "request %d did not finish", i);
+    }
+    for (int w = 0; w < 30000 && !__atomic_load_n(&blk.done, __ATOMIC_ACQUIRE); w++) nanosleep(&ts, NULL);
+    yf_sched_get_stats(s, st);
+    yf_sched_stop(s);
+}
+
+TEST(serve_requests_admitted_together_same_ids) {
+    yf_config cfg = yt_config(61, 32, 4, 48, 2, 128, true);
+    yf_model *m = yt_random_model(&cfg, 22, YF_F32, 4.0f, NULL);
+    CHECK(m != NULL, "%s", yf_last_error());
+    if (!m) return;
+    yf_lora lo;
+    yf_lora_cfg lc = {.r = 4, .alpha = 8, .use_dora = false, .targets = (1u << YF_NPROJ) - 1};
+    CHECK_OK(yf_lora_create(&lo, &cfg, &lc));
+    yt_randomize_lora(&lo, 5, 0.2f);
+    const yf_lora *los[1] = {&lo};
+    float **dn[1] = {yf_dora_norms_new(m, &lo)};
+    /* a 40-token template, then own parts of 2..30 tokens (short and long
+     * rests); every third request for the adapter */
+    enum { TPL = 40 };
+    int64_t plen[NTOG], *prompt[NTOG];
+    int32_t adapter[NTOG];
+    for (int i = 0; i < NTOG; i++) {
+        plen[i] = TPL + 2 + (i * 7) % 29;
+        adapter[i] = i % 3 == 2 ? 0 : -1;
+        prompt[i] = malloc((size_t)plen[i] * sizeof(int64_t));
+        for (int64_t t = 0; t < plen[i]; t++)
+            prompt[i][t] = t == 12 ? 3 : t < TPL ? 4 + (t * 7) % 50 : 4 + (t * 5 + 11 * i + 3) % 53;
+    }
+    /* the reference: one request at a time, no cache (run_requests takes NREQ at a time) */
+    got ref[NTOG], plain[NTOG], cached[NTOG];
+    yf_sched_stats s0, s1, s2;
+    for (int i0 = 0; i0 < NTOG; i0 += NREQ) {
+        int64_t *pp[NREQ], pl[NREQ];
+        int32_t ad[NREQ];
+        for (int i = 0; i < NREQ; i++) {
+            int k = i0 + i < NTOG ? i0 + i : NTOG - 1;
+            pp[i] = prompt[k], pl[i] = plen[k], ad[i] = adapter[k];
+        }
+        got gg[NREQ];
+        run_requests(m, los, dn, NULL, pp, pl, ad, gg, &s0);
+        for (int i = 0; i < NREQ && i0 + i < NTOG; i++) ref[i0 + i] = gg[i];
+    }
+    run_together(m, los, dn, NULL, prompt, plen, adapter, plain, &s1);
+    yf_serve_prefix *px = yf_serve_prefix_new(m, los, 1, (size_t)64 << 20);
+    run_together(m, los, dn, yf_serve_prefix_hook(px), prompt, plen, adapter, cached, &s2);
+    int bad = 0;
+    for (int i = 0; i < NTOG; i++) {
+        if (i % 5 == 3) continue; /* sampled: its seed differs from run_requests' */
+        bad += plain[i].n != ref[i].n || memcmp(plain[i].ids, ref[i].ids, sizeof ref[i].ids) != 0;
+        bad += cached[i].n != ref[i].n || memcmp(cached[i].ids, ref[i].ids, sizeof ref[i].ids) != 0;
+    }
+    for (int i = 0; i < NTOG; i++)
+        bad += cached[i].n != plain[i].n || memcmp(cached[i].ids, plain[i].ids, sizeof plain[i].ids) != 0;
+    CHECK(bad == 0, "%d requests admitted together differ from one at a time or across the prefix cache", bad);
+    /* the 12 came in behind the first request: at most a few rounds, not one each */
+    CHECK(s1.prefills <= 4 && s2.prefills <= 4, "prefill rounds: %lld without the cache, %lld with it (13 requests)",
+          (long long)s1.prefills, (long long)s2.prefills);
+    yf_prefix_cache_stats st;
+    yf_serve_prefix_get_stats(px, &st);
+    /* the template once for each adapter, then each request's own part (short of its last token) */
+    int64_t want = 2 * TPL;
+    for (int i = 0; i < NTOG; i++) want += plen[i] - 1 - TPL;
+    CHECK(st.tokens_computed == want, "the cache computed %lld positions, expected %lld", (long long)st.tokens_computed,
+          (long long)want);
+    yf_serve_prefix_free(px);
+    for (int i = 0; i < NTOG; i++) free(prompt[i]);
+    yf_dora_norms_free(dn[0], m);
+    yf_lora_free(&lo);
+    yf_model_free(m);
+}

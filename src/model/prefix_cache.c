@@ -144,6 +144,16 @@ static void fit_budget(yf_prefix_cache *c, int64_t keep) {
     c->st.entries = c->n;
 }
 
+/* Adds entry ne (computed) to the cache and fits the budget. */
+static void entry_commit(yf_prefix_cache *c, pc_entry *ne, int64_t computed) {
+    ne->used = ++c->clock;
+    if (c->n == c->cap) c->e = yf_realloc(c->e, (size_t)(c->cap = c->cap ? 2 * c->cap : 4) * sizeof *c->e);
+    c->e[c->n++] = *ne;
+    c->st.bytes += ne->bytes;
+    c->st.tokens_computed += computed;
+    fit_budget(c, c->n - 1);
+}
+
 int yf_prefix_cache_add(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *ids, int64_t n) {
     YF_CHECK(m->L == c->L && m->D == c->D && m->H == c->H);
     if (n <= 0) return 0;
@@ -179,13 +189,74 @@ int yf_prefix_cache_add(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, cons
         entry_free(&ne);
         return -1;
     }
-    ne.used = ++c->clock;
-    if (c->n == c->cap) c->e = yf_realloc(c->e, (size_t)(c->cap = c->cap ? 2 * c->cap : 4) * sizeof *c->e);
-    c->e[c->n++] = ne;
-    c->st.bytes += ne.bytes;
-    c->st.tokens_computed += n - k;
-    fit_budget(c, c->n - 1);
+    entry_commit(c, &ne, n - k);
     return 0;
+}
+
+int yf_prefix_cache_add_many(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *ids,
+                             const int64_t *n, int64_t count) {
+    YF_CHECK(m->L == c->L && m->D == c->D && m->H == c->H);
+    if (count <= 0) return 0;
+    /* their common part first, once (the rest then starts from it) */
+    int64_t p = n[0];
+    for (int64_t i = 1; i < count; i++) {
+        int64_t k = 0, lim = n[i] < p ? n[i] : p;
+        while (k < lim && ids[i][k] == ids[0][k]) k++;
+        p = k;
+    }
+    if (count > 1 && p >= YF_PREFIX_CACHE_MIN && yf_prefix_cache_add(c, m, lo, ids[0], p) != 0) return -1;
+    int64_t L = c->L, D = c->D;
+    pc_entry *ne = yf_calloc((size_t)count, sizeof *ne);
+    yf_prefill *pf = yf_calloc((size_t)count, sizeof *pf);
+    yf_layer_state *st = yf_calloc((size_t)(count * L), sizeof *st);
+    float *prev = yf_calloc((size_t)(count * L * (D + D / 2)), sizeof(float));
+    float **rows = yf_malloc((size_t)(2 * count * L) * sizeof(float *));
+    int64_t np = 0;
+    size_t planned = 0;
+    for (int64_t i = 0; i < count; i++) {
+        if (n[i] <= 0) continue;
+        int64_t k, src = best_entry(c, ids[i], n[i], &k);
+        bool dup = false; /* held by an entry planned here already */
+        for (int64_t j = 0; j < np && !dup; j++)
+            dup = ne[j].n >= n[i] && memcmp(ne[j].ids, ids[i], (size_t)n[i] * sizeof(int64_t)) == 0;
+        if (k >= n[i] || dup) {
+            if (src >= 0) c->e[src].used = ++c->clock;
+            continue;
+        }
+        size_t bytes = yf_prefix_cache_entry_bytes(c, n[i]);
+        if (bytes > c->budget || planned + bytes > c->budget) continue; /* not kept, or left to a later add */
+        planned += bytes;
+        pc_entry *e = &ne[np];
+        entry_alloc(c, e, ids[i], n[i]);
+        yf_layer_state *es = st + np * L;
+        for (int64_t l = 0; l < L; l++) {
+            float *pv = prev + (np * L + l) * (D + D / 2);
+            es[l] = (yf_layer_state){.k = e->k[l], .v = e->v[l], .cap = n[i], .a_prev = pv, .c_prev = pv + D};
+            rows[(2 * np) * L + l] = e->a[l] + k * D;
+            rows[(2 * np + 1) * L + l] = e->c[l] + k * D / 2;
+        }
+        if (src >= 0) { /* from the held part */
+            copy_into(c, &c->e[src], k, es);
+            for (int64_t l = 0; l < L; l++) {
+                memcpy(e->a[l], c->e[src].a[l], (size_t)(k * D) * sizeof(float));
+                memcpy(e->c[l], c->e[src].c[l], (size_t)(k * D / 2) * sizeof(float));
+            }
+            c->e[src].used = ++c->clock;
+        }
+        pf[np] = (yf_prefill){.st = es, .pos = k, .doc_start = doc_start_after(c, ids[i], k), .ids = ids[i] + k,
+                              .len = n[i] - k, .adapter = -1, .a_rows = rows + 2 * np * L,
+                              .c_rows = rows + (2 * np + 1) * L};
+        np++;
+    }
+    int rc = np ? yf_model_prefill_batch(m, lo, NULL, pf, np) : 0;
+    for (int64_t j = 0; j < np; j++) {
+        if (rc == 0)
+            entry_commit(c, &ne[j], pf[j].len);
+        else
+            entry_free(&ne[j]);
+    }
+    free(ne), free(pf), free(st), free(prev), free(rows);
+    return rc;
 }
 
 int64_t yf_prefix_cache_load(yf_prefix_cache *c, const int64_t *ids, int64_t n, int64_t max, yf_layer_state *st,

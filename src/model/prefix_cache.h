@@ -62,6 +62,16 @@ int64_t yf_prefix_cache_match(const yf_prefix_cache *c, const int64_t *ids, int6
  * kept); -1 when the model fails (yf_last_error). */
 int yf_prefix_cache_add(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *ids, int64_t n);
 
+/* yf_prefix_cache_add for ids[i][0..n[i]), i < count, in one batched
+ * prefill (yf_model_prefill_batch: each entry gets the bits it gets added
+ * alone), after their common part (when it has at least
+ * YF_PREFIX_CACHE_MIN tokens) is added, so that each computes only its
+ * rest. Entries that would pass the budget together are left out (a later
+ * add computes them). 0, or -1 when the model fails (nothing added then
+ * but their common part). */
+int yf_prefix_cache_add_many(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *ids,
+                             const int64_t *n, int64_t count);
+
 /* Adds the common prefix of prompts[0..n) (short of each one's last token,
  * whose logits a prefill computes) when it has at least
  * YF_PREFIX_CACHE_MIN tokens; 0 also when there is none, -1 when the model

@@ -213,6 +213,8 @@ char *yf_metrics_text(const yf_sched_stats *st, const yf_http_counters *hc, cons
            "Tokens generated per second of model time (prefill and decode), since the start.",
            busy > 0 ? (double)st->generated_tokens / busy : 0);
     metric(&b, "prefill_seconds_total", "counter", "Seconds spent prefilling prompts.", st->prefill_s);
+    metric(&b, "prefills_total", "counter", "Prefill rounds (requests admitted together are prefilled in one).",
+           (double)st->prefills);
     metric(&b, "decode_seconds_total", "counter", "Seconds spent in decode steps.", st->decode_s);
     metric(&b, "decode_steps_total", "counter", "Decode steps (one token for every running request).",
            (double)st->steps);

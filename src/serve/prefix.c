@@ -27,6 +27,32 @@ static int64_t lookup(void *ctx, int32_t adapter, const int64_t *prompt, int64_t
     return k;
 }
 
+/* The prompts (short of their last token) of requests admitted together
+ * made held, each adapter's in one batched prefill; what fails here is
+ * left to lookup, which then computes alone and reports. */
+static void prepare(void *ctx, int64_t n, const int32_t *adapter, const int64_t *const *prompt, const int64_t *plen) {
+    yf_serve_prefix *p = ctx;
+    const int64_t **ids = yf_malloc((size_t)n * sizeof *ids);
+    int64_t *len = yf_malloc((size_t)n * sizeof *len);
+    bool *done = yf_calloc((size_t)n, sizeof *done);
+    pthread_mutex_lock(&p->mu);
+    for (int64_t i = 0; i < n; i++) {
+        if (done[i]) continue;
+        int32_t a = adapter[i];
+        int64_t k = 0;
+        for (int64_t j = i; j < n; j++) {
+            if (done[j] || adapter[j] != a) continue;
+            done[j] = true;
+            if (plen[j] - 1 >= YF_PREFIX_CACHE_MIN) ids[k] = prompt[j], len[k++] = plen[j] - 1;
+        }
+        if (k == 0 || a < -1 || a >= p->nadapters) continue;
+        yf_prefix_cache_set_tag(p->pc, a);
+        yf_prefix_cache_add_many(p->pc, p->m, a >= 0 ? p->adapters[a] : NULL, ids, len, k);
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(ids), free(len), free(done);
+}
+
 yf_serve_prefix *yf_serve_prefix_new(yf_model *m, const yf_lora *const *adapters, int64_t nadapters,
                                      size_t budget_bytes) {
     yf_serve_prefix *p = yf_calloc(1, sizeof *p);
@@ -35,7 +61,7 @@ yf_serve_prefix *yf_serve_prefix_new(yf_model *m, const yf_lora *const *adapters
     p->nadapters = nadapters;
     p->pc = yf_prefix_cache_new(m, budget_bytes);
     pthread_mutex_init(&p->mu, NULL);
-    p->hook = (yf_sched_prefix){.ctx = p, .lookup = lookup};
+    p->hook = (yf_sched_prefix){.ctx = p, .lookup = lookup, .prepare = prepare};
     return p;
 }
 

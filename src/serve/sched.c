@@ -113,48 +113,84 @@ static int emit(yf_sched *s, slot *sl, float *logits) {
     return -1;
 }
 
-/* Puts r into slot nactive and prefills its prompt; emits its first token. */
-static void admit(yf_sched *s, yf_sched_req *r) {
-    int64_t b = s->nactive;
-    slot *sl = &s->slots[b];
-    sl->req = r;
-    sl->pos = 0;
-    sl->doc_start = 0;
-    sl->nnew = 0;
-    memcpy(sl->hist, r->prompt, (size_t)r->plen * sizeof(int64_t));
-    sl->nhist = r->plen;
-    yf_rng_seed(&sl->rng, r->seed * 1000003ull); /* yf_generate's stream of sequence 0 */
-    slot_view(s, b);
-    for (int64_t l = 0; l < s->L; l++) { /* a new sequence starts with a zero filtering state */
-        memset(s->view[l].a_prev, 0, (size_t)s->m->D * sizeof(float));
-        memset(s->view[l].c_prev, 0, (size_t)(s->m->D / 2) * sizeof(float));
-    }
+/* Puts requests rs[0..n) (n <= YF_ROWSTABLE_M) into the slots from nactive
+ * on and prefills their prompts together (each with the bits it gets
+ * alone); each emits its first token. */
+static void admit(yf_sched *s, yf_sched_req **rs, int64_t n) {
     const yf_sched_prefix *px = s->o.prefix;
-    double t0 = yf_time(); /* the lookup's work is the prefill's too */
-    int64_t n0 = px ? px->lookup(px->ctx, r->adapter, r->prompt, r->plen, s->view, &sl->doc_start) : 0;
-    if (n0 < 0 || n0 >= r->plen) n0 = 0;
-    yf_row_adapters ra = {s->o.nadapters, s->o.adapters, s->o.dora_n, &r->adapter};
-    int rc = yf_model_forward_cached_rows(s->m, &ra, s->view, n0, NULL, &sl->doc_start, r->prompt + n0, 1,
-                                          r->plen - n0, s->logits, true);
+    int64_t L = s->L, V = s->V, b0 = s->nactive;
+    double t0 = yf_time(); /* the prefix store's work is the prefill's too */
+    if (px && px->prepare) {
+        int32_t ad[YF_ROWSTABLE_M];
+        const int64_t *pr[YF_ROWSTABLE_M];
+        int64_t pl[YF_ROWSTABLE_M];
+        for (int64_t j = 0; j < n; j++) ad[j] = rs[j]->adapter, pr[j] = rs[j]->prompt, pl[j] = rs[j]->plen;
+        px->prepare(px->ctx, n, ad, pr, pl);
+    }
+    yf_layer_state *views = yf_calloc((size_t)(n * L), sizeof *views);
+    yf_prefill pf[YF_ROWSTABLE_M];
+    int64_t n0[YF_ROWSTABLE_M];
+    for (int64_t j = 0; j < n; j++) {
+        yf_sched_req *r = rs[j];
+        slot *sl = &s->slots[b0 + j];
+        sl->req = r;
+        sl->pos = 0;
+        sl->doc_start = 0;
+        sl->nnew = 0;
+        memcpy(sl->hist, r->prompt, (size_t)r->plen * sizeof(int64_t));
+        sl->nhist = r->plen;
+        yf_rng_seed(&sl->rng, r->seed * 1000003ull); /* yf_generate's stream of sequence 0 */
+        slot_view(s, b0 + j);
+        yf_layer_state *v = views + j * L;
+        memcpy(v, s->view, (size_t)L * sizeof *v);
+        for (int64_t l = 0; l < L; l++) { /* a new sequence starts with a zero filtering state */
+            memset(v[l].a_prev, 0, (size_t)s->m->D * sizeof(float));
+            memset(v[l].c_prev, 0, (size_t)(s->m->D / 2) * sizeof(float));
+        }
+        n0[j] = px ? px->lookup(px->ctx, r->adapter, r->prompt, r->plen, v, &sl->doc_start) : 0;
+        if (n0[j] < 0 || n0[j] >= r->plen) n0[j] = 0;
+        pf[j] = (yf_prefill){.st = v, .pos = n0[j], .doc_start = sl->doc_start, .ids = r->prompt + n0[j],
+                             .len = r->plen - n0[j], .adapter = r->adapter, .logits = s->logits + j * V};
+    }
+    yf_row_adapters ra = {s->o.nadapters, s->o.adapters, s->o.dora_n, NULL};
+    char *err[YF_ROWSTABLE_M] = {0};
+    if (yf_model_prefill_batch(s->m, NULL, &ra, pf, n) != 0) /* then one by one: only a bad one fails */
+        for (int64_t j = 0; j < n; j++)
+            if (yf_model_prefill_batch(s->m, NULL, &ra, &pf[j], 1) != 0) err[j] = yf_strdup(yf_last_error());
     pthread_mutex_lock(&s->mu);
     s->stats.prefill_s += yf_time() - t0;
-    if (rc == 0) s->stats.prompt_tokens += r->plen, s->stats.prompt_tokens_reused += n0;
+    s->stats.prefills++;
+    for (int64_t j = 0; j < n; j++)
+        if (!err[j]) s->stats.prompt_tokens += rs[j]->plen, s->stats.prompt_tokens_reused += n0[j];
     pthread_mutex_unlock(&s->mu);
-    if (rc) {
-        sl->req = NULL;
-        finish(s, r, YF_FINISH_ERROR, yf_last_error());
-        return;
-    }
-    if (px && px->store) px->store(px->ctx, r->adapter, r->prompt, r->plen, s->view, sl->doc_start);
-    sl->pos = r->plen;
-    s->nactive++;
-    int why = emit(s, sl, s->logits);
-    pthread_mutex_lock(&s->mu);
-    s->stats.generated_tokens++;
-    pthread_mutex_unlock(&s->mu);
-    if (why >= 0) {
-        slot_free(s, b);
-        finish(s, r, (yf_finish)why, NULL);
+    free(views);
+    /* in order: a failed request leaves its slot, the next one moves down */
+    for (int64_t j = 0; j < n; j++) {
+        yf_sched_req *r = rs[j];
+        if (err[j]) {
+            s->slots[b0 + j].req = NULL;
+            finish(s, r, YF_FINISH_ERROR, err[j]);
+            free(err[j]);
+            continue;
+        }
+        int64_t w = s->nactive;
+        s->slots[b0 + j].pos = r->plen;
+        s->slots[b0 + j].doc_start = pf[j].doc_start;
+        if (w != b0 + j) slot_move(s, w, b0 + j);
+        slot *sl = &s->slots[w];
+        if (px && px->store) {
+            slot_view(s, w);
+            px->store(px->ctx, r->adapter, r->prompt, r->plen, s->view, sl->doc_start);
+        }
+        s->nactive++;
+        int why = emit(s, sl, s->logits + j * V);
+        pthread_mutex_lock(&s->mu);
+        s->stats.generated_tokens++;
+        pthread_mutex_unlock(&s->mu);
+        if (why >= 0) {
+            slot_free(s, w);
+            finish(s, r, (yf_finish)why, NULL);
+        }
     }
 }
 
@@ -231,15 +267,20 @@ static void *run(void *arg) {
             slot_free(s, i);
             finish(s, r, YF_FINISH_CANCELLED, NULL);
         }
-        /* free slots take queued requests: each is prefilled now */
+        /* free slots take queued requests, prefilled together up to
+         * YF_ROWSTABLE_M at a time */
         pthread_mutex_lock(&s->mu);
         while (s->nactive < s->o.parallel && s->head) {
-            yf_sched_req *r = s->head;
-            s->head = r->next;
-            if (!s->head) s->tail = NULL;
-            s->nqueued--;
+            yf_sched_req *rs[YF_ROWSTABLE_M];
+            int64_t k = 0;
+            while (k < YF_ROWSTABLE_M && s->nactive + k < s->o.parallel && s->head) {
+                yf_sched_req *r = rs[k++] = s->head;
+                s->head = r->next;
+                if (!s->head) s->tail = NULL;
+                s->nqueued--;
+            }
             pthread_mutex_unlock(&s->mu);
-            admit(s, r);
+            admit(s, rs, k);
             pthread_mutex_lock(&s->mu);
         }
         if (s->stop && !s->head && s->nactive == 0) break;

@@ -53,14 +53,17 @@ typedef yf_gen_hook yf_sched_hook;
  * return n (0 <= n < plen: at least one token is left to prefill); 0 when it
  * has nothing (it may compute them; its time counts as the prefill's).
  * store (may be NULL): after a prefill, offered the slot's state of the
- * whole prompt (it may copy a prefix of it). Both run on the scheduler
- * thread. serve/prefix.h plugs the prefix cache in through lookup. */
+ * whole prompt (it may copy a prefix of it). prepare (may be NULL): before
+ * the lookups of requests admitted together, all their prompts at once
+ * (it may compute them together). All run on the scheduler thread.
+ * serve/prefix.h plugs the prefix cache in through prepare and lookup. */
 typedef struct yf_sched_prefix {
     void *ctx;
     int64_t (*lookup)(void *ctx, int32_t adapter, const int64_t *prompt, int64_t plen, yf_layer_state *slot,
                       int64_t *doc_start);
     void (*store)(void *ctx, int32_t adapter, const int64_t *prompt, int64_t plen, const yf_layer_state *slot,
                   int64_t doc_start);
+    void (*prepare)(void *ctx, int64_t n, const int32_t *adapter, const int64_t *const *prompt, const int64_t *plen);
 } yf_sched_prefix;
 
 typedef struct yf_sched_req {
@@ -103,6 +106,7 @@ typedef struct yf_sched_stats {
     int64_t prompt_tokens, generated_tokens;  /* prefilled (prefix hits included), decoded */
     int64_t prompt_tokens_reused;             /* of prompt_tokens: from the prefix store (lookup) */
     int64_t steps, step_rows;                 /* decode steps, and their rows summed */
+    int64_t prefills;                         /* prefill rounds (requests admitted together prefill in one) */
     double prefill_s, decode_s;               /* seconds in prefills, in decode steps */
 } yf_sched_stats;
 
