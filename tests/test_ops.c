@@ -90,6 +90,26 @@ TEST(ops_swiglu_fast_matches_reference) {
     CHECK_NEAR("swiglu backward, AVX-512 vs expf loop (max abs / max)", eb, 1e-6);
 }
 
+/* The layer's backward writes the gradients of g and u over g and u. */
+TEST(ops_swiglu_bwd_in_place_equals_out_of_place) {
+    int diffs = 0;
+    for (int path = 0; path < 2; path++) {
+        if (path == 0 && !have_fast()) continue;
+        yf_ops_set_reference(path == 1);
+        for (int s = 0; s < NSIZES; s++) {
+            int64_t n = k_sizes[s];
+            float *g = frand_n(n, 3), *u = frand_n(n, 12), *dz = frand_n(n, 1);
+            float *dg = frand_n(n, 1), *du = frand_n(n, 1), *gi = copy_n(g, n), *ui = copy_n(u, n);
+            yf_swiglu_bwd(dg, du, dz, g, u, n);
+            yf_swiglu_bwd(gi, ui, dz, gi, ui, n);
+            diffs += memcmp(dg, gi, (size_t)n * sizeof(float)) != 0 || memcmp(du, ui, (size_t)n * sizeof(float)) != 0;
+            free(g), free(u), free(dz), free(dg), free(du), free(gi), free(ui);
+        }
+    }
+    yf_ops_set_reference(false);
+    CHECK(diffs == 0, "%d sizes: the in-place swiglu backward differs from the out-of-place one", diffs);
+}
+
 TEST(ops_dropout_fast_equals_reference) {
     /* the mask is part of reproducibility: bit-identical on every path, in place or not */
     int diffs = 0;

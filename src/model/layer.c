@@ -29,7 +29,10 @@ static float *carve(carver *c, int64_t n) {
     return p;
 }
 
-static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int64_t R, bool adapters,
+/* The adapters a workspace serves (ws_alloc): none (0), or WS_LORA and any of the others. */
+enum { WS_LORA = 1, WS_DORA = 2, WS_ROWS = 4 };
+
+static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int64_t R, int adapters,
                       bool backward) {
     int64_t Dm = D > I ? D : I;
     w->x2 = carve(c, 2 * N * D);
@@ -40,16 +43,13 @@ static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int6
     w->z = carve(c, N * I);
     w->lt = carve(c, N * R + 1);
     w->dlt = carve(c, N * R + 1);
-    if (adapters) {
+    if (adapters) { /* t2: DoRA and the per-sequence adapters' gathers; t3: DoRA */
         w->xd = carve(c, N * Dm);
         w->t1 = carve(c, N * Dm);
-        w->t2 = carve(c, N * Dm);
-        w->t3 = carve(c, N * Dm);
+        w->t2 = adapters & (WS_DORA | WS_ROWS) ? carve(c, N * Dm) : NULL;
+        w->t3 = adapters & WS_DORA ? carve(c, N * Dm) : NULL;
     }
     if (backward) {
-        w->dz = carve(c, N * I);
-        w->dg = carve(c, N * I);
-        w->du = carve(c, N * I);
         w->dm = carve(c, N * D);
         w->dh2 = carve(c, N * D);
         w->datt = carve(c, N * D);
@@ -65,7 +65,7 @@ static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int6
 }
 
 /* The workspace for r->N rows and adapters of rank up to R. */
-static void ws_alloc(yf_run *r, int64_t R, bool adapters) {
+static void ws_alloc(yf_run *r, int64_t R, int adapters) {
     carver c = {NULL, 0};
     ws_layout(&r->ws, &c, r->N, r->m->D, r->m->I, R, adapters, r->backward);
     r->ws.block = yf_buf_get((size_t)c.off * sizeof(float)); /* recycled, not zeroed */
@@ -118,7 +118,7 @@ static void run_setup(yf_run *r, const yf_lora *lo, yf_rng *dropout_rng, bool ba
             for (int64_t i = 0; i < m->L * YF_NPROJ; i++) r->drop_seed[i] = yf_rng_u64(dropout_rng);
         }
     }
-    ws_alloc(r, lo ? lo->cfg.r : 0, lo != NULL);
+    ws_alloc(r, lo ? lo->cfg.r : 0, !lo ? 0 : lo->cfg.use_dora ? WS_LORA | WS_DORA : WS_LORA);
 }
 
 void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T, int64_t pos0,
@@ -145,7 +145,7 @@ static void rows_setup(yf_run *r, const yf_row_adapters *ra) {
     int64_t R = 0;
     for (int64_t a = 0; a < ra->n; a++)
         if (ra->lo[a]->cfg.r > R) R = ra->lo[a]->cfg.r;
-    ws_alloc(r, R, R > 0); /* t1, t2: an adapter's rows of x and y gathered */
+    ws_alloc(r, R, R > 0 ? WS_LORA | WS_ROWS : 0); /* t1, t2: an adapter's rows of x and y gathered */
 }
 
 void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t B, int64_t T, int64_t pos0,
@@ -701,10 +701,14 @@ void yf_layer_bwd(yf_run *r, int64_t l, yf_act *act, const float *dout, float *d
 
     /* MLP */
     yf_swiglu_fwd(ws->z, act->g, act->u, N * I); /* recomputed: cheaper than keeping it */
-    yf_linear_bwd(r, l, YF_DOWN, ws->z, dout, ws->dz, false);
-    yf_swiglu_bwd(ws->dg, ws->du, ws->dz, act->g, act->u, N * I);
-    yf_linear_bwd(r, l, YF_GATE, act->mm, ws->dg, ws->dm, false);
-    yf_linear_bwd(r, l, YF_UP, act->mm, ws->du, ws->dm, true);
+    /* in place, [N, I] each: z's gradient over z (the product reads its
+     * input before it writes the gradient), those of g and u over g and u
+     * (nothing reads them after) */
+    float *dz = ws->z, *dg = act->g, *du = act->u;
+    yf_linear_bwd(r, l, YF_DOWN, ws->z, dout, dz, false);
+    yf_swiglu_bwd(dg, du, dz, act->g, act->u, N * I);
+    yf_linear_bwd(r, l, YF_GATE, act->mm, dg, ws->dm, false);
+    yf_linear_bwd(r, l, YF_UP, act->mm, du, ws->dm, true);
     memcpy(ws->dh2, dout, (size_t)(N * D) * sizeof(float));
     yf_rmsnorm_bwd(ws->dh2, lw->ln2.g, ws->dm, act->h2, act->rs2, F(&lw->ln2), N, D, true);
 

@@ -138,9 +138,8 @@ typedef struct yf_ws {
     float *z;         /* [N, I] swiglu output */
     float *lt, *dlt;  /* [N, r] adapter intermediates */
     float *xd;        /* [N, max(D,I)] dropped-out adapter input */
-    float *t1, *t2, *t3; /* [N, max(D,I)] adapter backward / DoRA */
-    /* backward */
-    float *dz, *dg, *du;             /* [N, I] */
+    float *t1, *t2, *t3; /* [N, max(D,I)] adapter backward / DoRA (t2: DoRA or per-sequence adapters; t3: DoRA) */
+    /* backward (the gradients of the MLP's [N, I] rows go over z, g and u) */
     float *dm, *dh2, *datt, *da, *df, *ds, *dx2; /* [N, D] (dx2 [N, 2D]) */
     float *dq, *dk, *dv;             /* [B,H,T,hd] */
     float *dc;                       /* [N, D/2] */

@@ -549,11 +549,10 @@ static void swiglu_bwd_chunk(void *ctx, int64_t c) {
         return;
     }
 #endif
-    for (int64_t i = 0; i < n; i++) {
-        float s = sigmoidf(u[i]);
-        float d = dz[i];
-        dg[i] = d * u[i] * s;
-        du[i] = d * g[i] * s * (1.0f + u[i] * (1.0f - s));
+    for (int64_t i = 0; i < n; i++) { /* every input read before the outputs: dg may be g, du u */
+        float gi = g[i], ui = u[i], d = dz[i], s = sigmoidf(ui);
+        dg[i] = d * ui * s;
+        du[i] = d * gi * s * (1.0f + ui * (1.0f - s));
     }
 }
 

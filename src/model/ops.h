@@ -98,7 +98,7 @@ void yf_add(float *y, const float *a, const float *b, int64_t n);
 
 /* ---- SwiGLU with silu on the up projection: z = g * silu(u) --------------- */
 void yf_swiglu_fwd(float *z, const float *g, const float *u, int64_t n);
-/* Overwrites dg, du. */
+/* Overwrites dg, du; dg may be g and du may be u (in place). */
 void yf_swiglu_bwd(float *dg, float *du, const float *dz, const float *g, const float *u, int64_t n);
 
 /* ---- cross-entropy over rows of logits ------------------------------------
