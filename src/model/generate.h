@@ -1,6 +1,7 @@
 /* generate: autoregressive decoding through the key/value and localized-
- * filtering cache: each prompt is prefilled in one batched pass, then tokens
- * are decoded one at a time for a batch of sequences together. Ids here are
+ * filtering cache: the prompts that start together are prefilled in one
+ * batched pass, then tokens are decoded one at a time for a batch of
+ * sequences together. Ids here are
  * the model's ids (map tokenizer ids with vocab_map first). */
 #ifndef YF_GENERATE_H
 #define YF_GENERATE_H

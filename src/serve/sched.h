@@ -3,7 +3,8 @@
  * One thread runs the model. It holds `parallel` slots, each one request's
  * key/value + localized-filter cache (max_length positions). Requests wait
  * in a bounded queue; between decode steps the scheduler moves queued
- * requests into free slots and prefills each (one forward of its prompt),
+ * requests into free slots (up to YF_ROWSTABLE_M at a time) and prefills
+ * them together (yf_model_prefill_batch: each with the bits it gets alone),
  * then a step decodes one token for every occupied slot together, each
  * sequence at its own position and with its own adapter
  * (yf_model_forward_cached_rows: the base products once, each adapter's
