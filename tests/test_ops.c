@@ -110,6 +110,28 @@ TEST(ops_swiglu_bwd_in_place_equals_out_of_place) {
     CHECK(diffs == 0, "%d sizes: the in-place swiglu backward differs from the out-of-place one", diffs);
 }
 
+/* A block of a mask is the whole mask's part (LoRA's dropped-out input is
+ * made a block of rows at a time). */
+TEST(ops_dropout_at_is_a_part_of_the_whole_mask) {
+    int diffs = 0;
+    for (int path = 0; path < 2; path++) {
+        if (path == 0 && !have_fast()) continue;
+        yf_ops_set_reference(path == 1);
+        int64_t n = 3 * 65536 + 1000;
+        float *x = frand_n(n, 1), *whole = frand_n(n, 1), *part = frand_n(n, 1);
+        yf_dropout(whole, x, n, 0.1f, 0x5eed1234ull);
+        int64_t bases[4] = {0, 16, 128 * 1024, 2 * 65536 + 48};
+        for (int b = 0; b < 4; b++) {
+            int64_t m = n - bases[b] < 70000 ? n - bases[b] : 70000;
+            yf_dropout_at(part, x + bases[b], m, 0.1f, 0x5eed1234ull, bases[b]);
+            diffs += memcmp(part, whole + bases[b], (size_t)m * sizeof(float)) != 0;
+        }
+        free(x), free(whole), free(part);
+    }
+    yf_ops_set_reference(false);
+    CHECK(diffs == 0, "%d blocks of the dropout mask differ from the whole mask's", diffs);
+}
+
 TEST(ops_dropout_fast_equals_reference) {
     /* the mask is part of reproducibility: bit-identical on every path, in place or not */
     int diffs = 0;

@@ -43,12 +43,12 @@ static void ws_layout(yf_ws *w, carver *c, int64_t N, int64_t D, int64_t I, int6
     w->z = carve(c, N * I);
     w->lt = carve(c, N * R + 1);
     w->dlt = carve(c, N * R + 1);
-    if (adapters) { /* t2: DoRA and the per-sequence adapters' gathers; t3: DoRA */
-        w->xd = carve(c, N * Dm);
-        w->t1 = carve(c, N * Dm);
-        w->t2 = adapters & (WS_DORA | WS_ROWS) ? carve(c, N * Dm) : NULL;
-        w->t3 = adapters & WS_DORA ? carve(c, N * Dm) : NULL;
-    }
+    /* xd, t3: DoRA; t1, t2: DoRA and the per-sequence adapters' gathers (LoRA
+     * alone works a block of rows at a time: drop_lt and the like) */
+    w->xd = adapters & WS_DORA ? carve(c, N * Dm) : NULL;
+    w->t1 = adapters & (WS_DORA | WS_ROWS) ? carve(c, N * Dm) : NULL;
+    w->t2 = adapters & (WS_DORA | WS_ROWS) ? carve(c, N * Dm) : NULL;
+    w->t3 = adapters & WS_DORA ? carve(c, N * Dm) : NULL;
     if (backward) {
         w->dm = carve(c, N * D);
         w->dh2 = carve(c, N * D);
@@ -323,6 +323,50 @@ static void linear_fwd_rows(yf_run *r, int64_t l, yf_proj p, const float *x, flo
     }
 }
 
+/* LoRA's dropped-out input x' = dropout(x) [N, in] is made DROP_ROWS rows at
+ * a time, never whole (the mask is counter-based: a block is the whole
+ * mask's part, yf_dropout_at): lt = x' A^T, gA += dlt^T x', and dx += the
+ * masked dlt A. Each row's arithmetic is the whole product's. */
+enum { DROP_ROWS = 128 };
+
+static float *drop_block(const yf_run *r, const float *x, int64_t in, uint64_t seed, int64_t r0, int64_t n,
+                         float *xb) {
+    yf_dropout_at(xb, x + r0 * in, n * in, r->drop_p, seed, r0 * in);
+    return xb;
+}
+
+static void drop_lt(const yf_run *r, const float *x, int64_t in, const float *A, int64_t R, uint64_t seed,
+                    float *lt) {
+    float *xb = yf_buf_get((size_t)(DROP_ROWS * in) * sizeof(float));
+    for (int64_t r0 = 0; r0 < r->N; r0 += DROP_ROWS) {
+        int64_t n = r->N - r0 < DROP_ROWS ? r->N - r0 : DROP_ROWS;
+        yf_matmul_xwt(lt + r0 * R, drop_block(r, x, in, seed, r0, n, xb), A, YF_F32, n, R, in, false);
+    }
+    yf_buf_put(xb);
+}
+
+static void drop_dw(const yf_run *r, const float *x, int64_t in, const float *dlt, int64_t R, uint64_t seed,
+                    float *gA) {
+    float *xb = yf_buf_get((size_t)(DROP_ROWS * in) * sizeof(float));
+    for (int64_t r0 = 0; r0 < r->N; r0 += DROP_ROWS) {
+        int64_t n = r->N - r0 < DROP_ROWS ? r->N - r0 : DROP_ROWS;
+        yf_matmul_dw(gA, dlt + r0 * R, drop_block(r, x, in, seed, r0, n, xb), n, R, in);
+    }
+    yf_buf_put(xb);
+}
+
+static void drop_add_dx(const yf_run *r, float *dx, int64_t in, const float *dlt, const float *A, int64_t R,
+                        uint64_t seed) {
+    float *gb = yf_buf_get((size_t)(DROP_ROWS * in) * sizeof(float));
+    for (int64_t r0 = 0; r0 < r->N; r0 += DROP_ROWS) {
+        int64_t n = r->N - r0 < DROP_ROWS ? r->N - r0 : DROP_ROWS;
+        yf_matmul_xw(gb, dlt + r0 * R, A, YF_F32, n, R, in, false);
+        yf_dropout_at(gb, gb, n * in, r->drop_p, seed, r0 * in);
+        yf_add(dx + r0 * in, dx + r0 * in, gb, n * in);
+    }
+    yf_buf_put(gb);
+}
+
 void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
     if (r->ra) {
         linear_fwd_rows(r, l, p, x, y);
@@ -340,11 +384,15 @@ void yf_linear_fwd(yf_run *r, int64_t l, yf_proj p, const float *x, float *y) {
     int64_t R = r->lo->cfg.r;
     float s = r->lo->scaling;
     const float *xin = x;
-    if (r->drop_p > 0) {
-        yf_dropout(ws->xd, x, N * in, r->drop_p, r->drop_seed[l * YF_NPROJ + p]);
-        xin = ws->xd;
+    if (r->drop_p > 0 && !md->m) {
+        drop_lt(r, x, in, md->A, R, r->drop_seed[l * YF_NPROJ + p], ws->lt);
+    } else {
+        if (r->drop_p > 0) { /* DoRA: x' whole, its W x' below too */
+            yf_dropout(ws->xd, x, N * in, r->drop_p, r->drop_seed[l * YF_NPROJ + p]);
+            xin = ws->xd;
+        }
+        yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
     }
-    yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
     if (r->lt_saved) { /* for the backward */
         memcpy(r->lt_saved + (l * YF_NPROJ + p) * N * R, ws->lt, (size_t)(N * R) * sizeof(float));
         r->lt_valid[l * YF_NPROJ + p] = true;
@@ -390,12 +438,15 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
     bool drop = r->drop_p > 0;
     uint64_t seed = drop ? r->drop_seed[l * YF_NPROJ + p] : 0;
     const float *xin = x;
-    if (drop) {
+    bool blocks = drop && !md->m; /* LoRA: x' a block of rows at a time; DoRA: whole */
+    if (drop && !blocks) {
         yf_dropout(ws->xd, x, N * in, r->drop_p, seed);
         xin = ws->xd;
     }
     if (r->lt_valid && r->lt_valid[l * YF_NPROJ + p]) /* A x', as the forward computed it */
         memcpy(ws->lt, r->lt_saved + (l * YF_NPROJ + p) * N * R, (size_t)(N * R) * sizeof(float));
+    else if (blocks)
+        drop_lt(r, x, in, md->A, R, seed, ws->lt);
     else
         yf_matmul_xwt(ws->lt, xin, md->A, YF_F32, N, R, in, false);
     const float *dya = dy;  /* the gradient the adapter branch sees */
@@ -431,7 +482,10 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
     /* dlt = s dya B */
     yf_matmul_xw(ws->dlt, dya, md->B, YF_F32, N, out, R, false);
     scale(ws->dlt, s, N * R);
-    if (gmd) yf_matmul_dw(gmd->gA, ws->dlt, xin, N, R, in);
+    if (gmd && blocks)
+        drop_dw(r, x, in, ws->dlt, R, seed, gmd->gA);
+    else if (gmd)
+        yf_matmul_dw(gmd->gA, ws->dlt, xin, N, R, in);
     if (!dx) {
         free(mn);
         return;
@@ -443,10 +497,15 @@ void yf_linear_bwd(yf_run *r, int64_t l, yf_proj p, const float *x, const float 
     } else {
         /* gradient wrt x': A^T dlt (+ W^T ((m/n - 1) dy) for DoRA), then through
          * the mask, added to the base product's */
-        float *gx = ws->t1;
         yf_drop d = yf_dropout_params(r->drop_p, seed);
         if (!mn && yf_matmul_xw_pk_drop(dx, dy, W->data, W->dt, pkb, N, out, in, acc, ws->dlt, md->A, R, &d))
             return; /* the same steps as below, inside the base product */
+        if (!mn) { /* W^T dy, then the masked A^T dlt a block of rows at a time */
+            yf_matmul_xw_pk(dx, dy, W->data, W->dt, pkb, N, out, in, acc);
+            drop_add_dx(r, dx, in, ws->dlt, md->A, R, seed);
+            return;
+        }
+        float *gx = ws->t1;
         yf_matmul_xw(gx, ws->dlt, md->A, YF_F32, N, R, in, false);
         if (mn) {
             float *t2 = ws->t2; /* = (m/n) dy: turn into (m/n - 1) dy */

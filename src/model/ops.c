@@ -501,6 +501,7 @@ typedef struct {
     float *o1, *o2;
     const float *a, *b, *c;
     int64_t n;
+    int64_t base; /* dropout: the mask index of element 0 */
     uint32_t thr, s0, s1;
     float ks;
 } ew_job;
@@ -711,18 +712,18 @@ static int64_t dropout_avx2(float *y, const float *x, int64_t i0, int64_t n, uin
 
 static void dropout_chunk(void *ctx, int64_t c) {
     const ew_job *j = ctx;
-    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c), done = 0;
+    int64_t i0 = c * CHUNK, n = chunk_len(j->n, c), done = 0, b = j->base;
 #if YF_OPS_AVX512
     if (fast()) {
-        yf_dropout_avx512(j->o1 + i0, j->a + i0, i0, n, j->thr, j->ks, j->s0, j->s1);
+        yf_dropout_avx512(j->o1 + i0, j->a + i0, b + i0, n, j->thr, j->ks, j->s0, j->s1);
         return;
     }
 #endif
 #if defined(__AVX2__)
-    if (!g_reference) done = dropout_avx2(j->o1 + i0, j->a + i0, i0, n, j->thr, j->ks, j->s0, j->s1);
+    if (!g_reference) done = dropout_avx2(j->o1 + i0, j->a + i0, b + i0, n, j->thr, j->ks, j->s0, j->s1);
 #endif
     for (int64_t i = i0 + done; i < i0 + n; i++)
-        j->o1[i] = drop_hash((uint64_t)i, j->s0, j->s1) >= j->thr ? j->a[i] * j->ks : 0.0f;
+        j->o1[i] = drop_hash((uint64_t)(b + i), j->s0, j->s1) >= j->thr ? j->a[i] * j->ks : 0.0f;
 }
 
 yf_drop yf_dropout_params(float p, uint64_t seed) {
@@ -736,8 +737,11 @@ yf_drop yf_dropout_params(float p, uint64_t seed) {
                      .s0 = (uint32_t)seed * 0x9e3779b9u, .s1 = (uint32_t)(seed >> 32) ^ 0x85ebca6bu};
 }
 
-void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed) {
+void yf_dropout_at(float *y, const float *x, int64_t n, float p, uint64_t seed, int64_t base) {
+    YF_CHECK(base % 16 == 0); /* the vector forms' lane groups start where the whole array's do */
     yf_drop d = yf_dropout_params(p, seed);
-    ew_job j = {.o1 = y, .a = x, .n = n, .ks = d.ks, .thr = d.thr, .s0 = d.s0, .s1 = d.s1};
+    ew_job j = {.o1 = y, .a = x, .n = n, .base = base, .ks = d.ks, .thr = d.thr, .s0 = d.s0, .s1 = d.s1};
     chunked(n, dropout_chunk, &j);
 }
+
+void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed) { yf_dropout_at(y, x, n, p, seed, 0); }

@@ -137,6 +137,9 @@ void yf_embed_bwd(float *dw, const float *dh, const int64_t *ids, int64_t N, int
  * checkpointing) or the backward regenerates exactly the forward's mask. ---
  * y[i] = keep(seed, i) ? x[i] / (1 - p) : 0 for i in [0, n). y == x allowed. */
 void yf_dropout(float *y, const float *x, int64_t n, float p, uint64_t seed);
+/* The part of such a mask from index base on (a multiple of 16): y[i] as
+ * yf_dropout of a longer array gives its element base + i. */
+void yf_dropout_at(float *y, const float *x, int64_t n, float p, uint64_t seed, int64_t base);
 /* Its mask's constants (yf_drop, kernels.h), for the products that apply it
  * themselves (yf_matmul_xw_pk_drop). */
 yf_drop yf_dropout_params(float p, uint64_t seed);
