@@ -154,57 +154,23 @@ static void entry_commit(yf_prefix_cache *c, pc_entry *ne, int64_t computed) {
     fit_budget(c, c->n - 1);
 }
 
-int yf_prefix_cache_add(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *ids, int64_t n) {
-    YF_CHECK(m->L == c->L && m->D == c->D && m->H == c->H);
-    if (n <= 0) return 0;
-    int64_t k, src = best_entry(c, ids, n, &k);
-    if (k >= n) { /* held already */
-        c->e[src].used = ++c->clock;
-        return 0;
-    }
-    if (yf_prefix_cache_entry_bytes(c, n) > c->budget) return 0;
-    pc_entry ne = {0};
-    entry_alloc(c, &ne, ids, n);
-    /* a one-sequence decoding state over the entry's own storage */
-    yf_layer_state *st = yf_calloc((size_t)c->L, sizeof *st);
-    float *prev = yf_calloc((size_t)(c->L * (c->D + c->D / 2)), sizeof(float));
-    for (int64_t l = 0; l < c->L; l++) {
-        st[l] = (yf_layer_state){.k = ne.k[l], .v = ne.v[l], .cap = n, .a_prev = prev + l * (c->D + c->D / 2)};
-        st[l].c_prev = st[l].a_prev + c->D;
-    }
-    if (src >= 0) { /* start from the held part */
-        copy_into(c, &c->e[src], k, st);
-        for (int64_t l = 0; l < c->L; l++) {
-            memcpy(ne.a[l], c->e[src].a[l], (size_t)(k * c->D) * sizeof(float));
-            memcpy(ne.c[l], c->e[src].c[l], (size_t)(k * c->D / 2) * sizeof(float));
-        }
-        c->e[src].used = ++c->clock;
-    }
-    float **ar = yf_malloc((size_t)c->L * sizeof(float *)), **cr = yf_malloc((size_t)c->L * sizeof(float *));
-    for (int64_t l = 0; l < c->L; l++) ar[l] = ne.a[l] + k * c->D, cr[l] = ne.c[l] + k * c->D / 2;
-    int64_t doc = doc_start_after(c, ids, k);
-    int rc = yf_model_prefill_rows(m, lo, st, k, &doc, ids + k, n - k, ar, cr);
-    free(ar), free(cr), free(st), free(prev);
-    if (rc) {
-        entry_free(&ne);
-        return -1;
-    }
-    entry_commit(c, &ne, n - k);
-    return 0;
-}
-
-int yf_prefix_cache_add_many(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *ids,
-                             const int64_t *n, int64_t count) {
-    YF_CHECK(m->L == c->L && m->D == c->D && m->H == c->H);
-    if (count <= 0) return 0;
-    /* their common part first, once (the rest then starts from it) */
+/* The length of the common prefix of ids[i][0..n[i]), i < count. */
+static int64_t common_len(const int64_t *const *ids, const int64_t *n, int64_t count) {
     int64_t p = n[0];
     for (int64_t i = 1; i < count; i++) {
         int64_t k = 0, lim = n[i] < p ? n[i] : p;
         while (k < lim && ids[i][k] == ids[0][k]) k++;
         p = k;
     }
-    if (count > 1 && p >= YF_PREFIX_CACHE_MIN && yf_prefix_cache_add(c, m, lo, ids[0], p) != 0) return -1;
+    return p;
+}
+
+/* Makes ids[i][0..n[i]) held, i < count: a new entry for each that no
+ * entry holds (nor one made here), each starting from a copy of the longest
+ * held prefix of it, their rests computed in one batched prefill. */
+static int add_entries(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *ids,
+                       const int64_t *n, int64_t count) {
+    YF_CHECK(m->L == c->L && m->D == c->D && m->H == c->H);
     int64_t L = c->L, D = c->D;
     pc_entry *ne = yf_calloc((size_t)count, sizeof *ne);
     yf_prefill *pf = yf_calloc((size_t)count, sizeof *pf);
@@ -228,6 +194,7 @@ int yf_prefix_cache_add_many(yf_prefix_cache *c, yf_model *m, const yf_lora *lo,
         planned += bytes;
         pc_entry *e = &ne[np];
         entry_alloc(c, e, ids[i], n[i]);
+        /* a one-sequence decoding state over the entry's own storage */
         yf_layer_state *es = st + np * L;
         for (int64_t l = 0; l < L; l++) {
             float *pv = prev + (np * L + l) * (D + D / 2);
@@ -259,6 +226,19 @@ int yf_prefix_cache_add_many(yf_prefix_cache *c, yf_model *m, const yf_lora *lo,
     return rc;
 }
 
+int yf_prefix_cache_add(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *ids, int64_t n) {
+    return add_entries(c, m, lo, &ids, &n, 1);
+}
+
+int yf_prefix_cache_add_many(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *ids,
+                             const int64_t *n, int64_t count) {
+    if (count <= 0) return 0;
+    /* their common part first, once (the rest then starts from it) */
+    int64_t p = common_len(ids, n, count);
+    if (count > 1 && p >= YF_PREFIX_CACHE_MIN && yf_prefix_cache_add(c, m, lo, ids[0], p) != 0) return -1;
+    return add_entries(c, m, lo, ids, n, count);
+}
+
 int64_t yf_prefix_cache_load(yf_prefix_cache *c, const int64_t *ids, int64_t n, int64_t max, yf_layer_state *st,
                              int64_t *doc_start) {
     int64_t k, i = best_entry(c, ids, n < max ? n : max, &k);
@@ -283,11 +263,9 @@ void yf_prefix_cache_get_stats(const yf_prefix_cache *c, yf_prefix_cache_stats *
 int yf_prefix_cache_add_common(yf_prefix_cache *c, yf_model *m, const yf_lora *lo, const int64_t *const *prompts,
                                const int64_t *plen, int64_t n) {
     if (n < 2) return 0;
-    int64_t p = plen[0] - 1;
-    for (int64_t i = 1; i < n; i++) {
-        int64_t k = 0, lim = plen[i] - 1 < p ? plen[i] - 1 : p;
-        while (k < lim && prompts[i][k] == prompts[0][k]) k++;
-        p = k;
-    }
+    int64_t *less = yf_malloc((size_t)n * sizeof(int64_t)); /* each short of its last token */
+    for (int64_t i = 0; i < n; i++) less[i] = plen[i] - 1;
+    int64_t p = common_len(prompts, less, n);
+    free(less);
     return p < YF_PREFIX_CACHE_MIN ? 0 : yf_prefix_cache_add(c, m, lo, prompts[0], p);
 }
