@@ -19,18 +19,6 @@ void yf_gen_out_free(yf_gen_out *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) free(out[i].ids);
 }
 
-/* The cache of sequence slot b of a batched state, as a one-sequence state:
- * the layout [B, H, cap, hd] keeps a slot's keys and values contiguous. */
-static void slot_view(yf_layer_state *view, const yf_layer_state *s, const yf_model *m, int64_t L, int64_t b) {
-    for (int64_t l = 0; l < L; l++) {
-        view[l].cap = s[l].cap;
-        view[l].k = s[l].k + b * m->H * s[l].cap * m->hd;
-        view[l].v = s[l].v + b * m->H * s[l].cap * m->hd;
-        view[l].a_prev = s[l].a_prev + b * m->D;
-        view[l].c_prev = s[l].c_prev + b * m->D / 2;
-    }
-}
-
 typedef struct seq {
     int64_t idx;        /* prompt index, -1 = free slot */
     int64_t pos;        /* positions cached */
@@ -80,11 +68,8 @@ static int prefill_new(yf_model *m, const yf_lora *lo, const yf_gen_opts *o, yf_
         seq *s = &sq[fill[j]];
         int64_t i = s->idx;
         yf_layer_state *view = views + j * L;
-        slot_view(view, st, m, L, fill[j]);
-        for (int64_t l = 0; l < L; l++) { /* a new sequence starts with a zero filtering state */
-            memset(view[l].a_prev, 0, (size_t)m->D * sizeof(float));
-            memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
-        }
+        yf_layer_states_slot(view, st, m, fill[j]);
+        yf_layer_states_restart(view, m);
         int64_t k = o->prefix_cache ? yf_prefix_cache_load(o->prefix_cache, prompts[i], plen[i], plen[i] - 1, view,
                                                            &s->doc_start)
                                     : 0;

@@ -127,14 +127,20 @@ void yf_run_init(yf_run *r, yf_model *m, const yf_lora *lo, int64_t B, int64_t T
     run_setup(r, lo, dropout_rng, backward, NULL);
 }
 
+/* run_rows for nseg ragged segments (seg_off [nseg + 1], none empty). */
+static void run_segments(yf_run *r, yf_model *m, int64_t nseg, const int64_t *seg_off, int64_t pos0,
+                         const int64_t *start) {
+    YF_CHECK(seg_off[0] == 0);
+    for (int64_t b = 0; b < nseg; b++) YF_CHECK(seg_off[b + 1] > seg_off[b]);
+    run_rows(r, m, nseg, 0, pos0, start);
+    r->N = seg_off[nseg];
+    r->seg_off = seg_off;
+}
+
 void yf_run_init_segments(yf_run *r, yf_model *m, const yf_lora *lo, int64_t nseg, const int64_t *seg_off,
                           const yf_pfx_view *pfx, const int64_t *start, yf_rng *dropout_rng, bool backward,
                           const yf_run *like) {
-    YF_CHECK(seg_off[0] == 0);
-    for (int64_t b = 0; b < nseg; b++) YF_CHECK(seg_off[b + 1] > seg_off[b]);
-    run_rows(r, m, nseg, 0, pfx->P, start);
-    r->N = seg_off[nseg];
-    r->seg_off = seg_off;
+    run_segments(r, m, nseg, seg_off, pfx->P, start);
     r->pfx = pfx;
     run_setup(r, lo, dropout_rng, backward, like);
 }
@@ -157,11 +163,8 @@ void yf_run_init_rows(yf_run *r, yf_model *m, const yf_row_adapters *ra, int64_t
 void yf_run_init_prefill(yf_run *r, yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, int64_t nseq,
                          const int64_t *seg_off, yf_layer_state *const *seg_st, const int64_t *seg_pos,
                          const int64_t *start) {
-    YF_CHECK(seg_off[0] == 0 && !(lo && ra));
-    for (int64_t b = 0; b < nseq; b++) YF_CHECK(seg_off[b + 1] > seg_off[b]);
-    run_rows(r, m, nseq, 0, 0, start);
-    r->N = seg_off[nseq];
-    r->seg_off = seg_off;
+    YF_CHECK(!(lo && ra));
+    run_segments(r, m, nseq, seg_off, 0, start);
     r->seg_st = seg_st;
     r->seg_pos = seg_pos;
     if (ra)

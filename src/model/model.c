@@ -179,6 +179,23 @@ void yf_layer_states_free(yf_layer_state *s, const yf_model *m) {
     free(s);
 }
 
+void yf_layer_states_slot(yf_layer_state *view, const yf_layer_state *s, const yf_model *m, int64_t b) {
+    for (int64_t l = 0; l < m->L; l++) {
+        view[l] = s[l];
+        view[l].k = s[l].k + b * m->H * s[l].cap * m->hd;
+        view[l].v = s[l].v + b * m->H * s[l].cap * m->hd;
+        view[l].a_prev = s[l].a_prev + b * m->D;
+        view[l].c_prev = s[l].c_prev + b * m->D / 2;
+    }
+}
+
+void yf_layer_states_restart(yf_layer_state *st, const yf_model *m) {
+    for (int64_t l = 0; l < m->L; l++) {
+        memset(st[l].a_prev, 0, (size_t)m->D * sizeof(float));
+        memset(st[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
+    }
+}
+
 int yf_model_forward_chunk(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0,
                            int64_t *doc_start, const int64_t *ids, int64_t B, int64_t T, float *logits) {
     return yf_model_forward_cached(m, lo, states, pos0, NULL, doc_start, ids, B, T, logits, false);
@@ -340,7 +357,7 @@ static void prefill_pass(yf_model *m, const yf_lora *lo, const yf_row_adapters *
 int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_prefill *seq, int64_t n) {
     if (n <= 0) return yf_errorf("model: a prefill of no sequences");
     if (lo && ra) return yf_errorf("model: a prefill takes one adapter or one a sequence, not both");
-    if (check_adapters(m, lo, NULL, 0) != 0) return -1;
+    if (check_adapters(m, lo, ra, 0) != 0) return -1; /* each sequence's index into ra below */
     for (int64_t j = 0; j < n; j++) {
         const yf_prefill *q = &seq[j];
         if (q->len <= 0) return yf_errorf("model: sequence %lld of a prefill has no ids", (long long)j);
@@ -352,8 +369,6 @@ int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters
             return yf_errorf("model: sequence %lld's adapter %d is not one of the %lld given", (long long)j,
                              (int)q->adapter, (long long)ra->n);
     }
-    for (int64_t a = 0; ra && a < ra->n; a++)
-        if (yf_lora_check_fits(ra->lo[a], &m->cfg) != 0) return -1;
     /* Sequences of YF_PREFILL_BATCH_MIN+ rows go in passes of up to
      * PREFILL_PASS_ROWS rows (their products take the packed kernels, as
      * alone); those of up to YF_GEMV_ROWS in passes of up to YF_ROWSTABLE_M

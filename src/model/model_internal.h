@@ -313,7 +313,8 @@ int yf_model_forward_cached(yf_model *m, const yf_lora *lo, yf_layer_state *stat
                             float *logits, bool last_only);
 /* yf_model_forward_cached for one sequence without logits, also writing
  * each layer's input_layernorm rows a_rows[l] [T, D] and conv1 rows
- * c_rows[l] [T, D/2] (a prefix cache's entries, model/prefix_cache.c). */
+ * c_rows[l] [T, D/2]: the one-sequence reference for the filter rows of
+ * yf_model_prefill_batch (which the prefix cache's entries take). */
 int yf_model_prefill_rows(yf_model *m, const yf_lora *lo, yf_layer_state *states, int64_t pos0, int64_t *doc_start,
                           const int64_t *ids, int64_t T, float *const *a_rows, float *const *c_rows);
 /* The same with an adapter per sequence (ra->row [B]): the bits of
@@ -346,5 +347,12 @@ typedef struct yf_prefill {
 int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters *ra, yf_prefill *seq, int64_t n);
 yf_layer_state *yf_layer_states_alloc(const yf_model *m, int64_t B, int64_t cap);
 void yf_layer_states_free(yf_layer_state *s, const yf_model *m);
+/* Sequence b of the B-sequence state s ([L]) as a one-sequence state
+ * view[L] over the same storage (the layout [B, H, cap, hd] keeps a
+ * sequence's keys and values contiguous). */
+void yf_layer_states_slot(yf_layer_state *view, const yf_layer_state *s, const yf_model *m, int64_t b);
+/* A one-sequence state st[L] made the start of a new sequence: a zero
+ * filter state (its cached keys and values are then overwritten). */
+void yf_layer_states_restart(yf_layer_state *st, const yf_model *m);
 
 #endif

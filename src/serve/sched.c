@@ -38,18 +38,9 @@ struct yf_sched {
 
 static bool cancelled(const yf_sched_req *r) { return __atomic_load_n(&r->cancel, __ATOMIC_ACQUIRE); }
 
-/* Slots b .. b+n-1 of the batched cache as a cache of n sequences: the
- * layout [B, H, cap, hd] keeps a slot's keys and values contiguous. */
-static void slot_view(yf_sched *s, int64_t b) {
-    const yf_model *m = s->m;
-    for (int64_t l = 0; l < s->L; l++) {
-        s->view[l] = s->st[l];
-        s->view[l].k = s->st[l].k + b * m->H * s->st[l].cap * m->hd;
-        s->view[l].v = s->st[l].v + b * m->H * s->st[l].cap * m->hd;
-        s->view[l].a_prev = s->st[l].a_prev + b * m->D;
-        s->view[l].c_prev = s->st[l].c_prev + b * m->D / 2;
-    }
-}
+/* Slots b .. b+n-1 of the batched cache as a cache of n sequences (one
+ * sequence's view, whose arrays run on into the next slots'). */
+static void slot_view(yf_sched *s, int64_t b) { yf_layer_states_slot(s->view, s->st, s->m, b); }
 
 /* Moves slot `from`'s cache (its first n positions) and state into slot `to`. */
 static void slot_move(yf_sched *s, int64_t to, int64_t from) {
@@ -140,13 +131,9 @@ static void admit(yf_sched *s, yf_sched_req **rs, int64_t n) {
         memcpy(sl->hist, r->prompt, (size_t)r->plen * sizeof(int64_t));
         sl->nhist = r->plen;
         yf_rng_seed(&sl->rng, r->seed * 1000003ull); /* yf_generate's stream of sequence 0 */
-        slot_view(s, b0 + j);
         yf_layer_state *v = views + j * L;
-        memcpy(v, s->view, (size_t)L * sizeof *v);
-        for (int64_t l = 0; l < L; l++) { /* a new sequence starts with a zero filtering state */
-            memset(v[l].a_prev, 0, (size_t)s->m->D * sizeof(float));
-            memset(v[l].c_prev, 0, (size_t)(s->m->D / 2) * sizeof(float));
-        }
+        yf_layer_states_slot(v, s->st, s->m, b0 + j);
+        yf_layer_states_restart(v, s->m);
         n0[j] = px ? px->lookup(px->ctx, r->adapter, r->prompt, r->plen, v, &sl->doc_start) : 0;
         if (n0[j] < 0 || n0[j] >= r->plen) n0[j] = 0;
         pf[j] = (yf_prefill){.st = v, .pos = n0[j], .doc_start = sl->doc_start, .ids = r->prompt + n0[j],
