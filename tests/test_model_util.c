@@ -112,3 +112,13 @@ void yt_randomize_lora(yf_lora *lo, uint64_t seed, float scale) {
             d[k] = mag ? 1.0f + (float)yf_rng_uniform(&rng) : scale * yf_rng_normal(&rng);
     }
 }
+
+yf_model *yt_load_tiny(void) {
+    yf_model *m = NULL;
+    yf_model_opts o = {0};
+    if (yf_model_load(yt_shared_path("golden/yuan-tiny"), &o, &m)) {
+        CHECK(0, "load: %s", yf_last_error());
+        return NULL;
+    }
+    return m;
+}

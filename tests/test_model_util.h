@@ -37,4 +37,7 @@ void yt_random_batch(int64_t *ids, int64_t *labels, int64_t B, int64_t T, int64_
 /* Fills A, B (and m) of every module with random values (B non-zero). */
 void yt_randomize_lora(yf_lora *lo, uint64_t seed, float scale);
 
+/* The golden tiny model (../shared/golden/yuan-tiny), or NULL with a failed check. */
+yf_model *yt_load_tiny(void);
+
 #endif

@@ -8,30 +8,10 @@
 #include <string.h>
 
 #include "harness.h"
+#include "test_model_util.h"
 #include "model/model_internal.h"
 
 enum { CAP = 160 };
-
-static yf_model *load_tiny(void) {
-    yf_model *m = NULL;
-    yf_model_opts o = {0};
-    if (yf_model_load(yt_shared_path("golden/yuan-tiny"), &o, &m)) {
-        CHECK(0, "load: %s", yf_last_error());
-        return NULL;
-    }
-    return m;
-}
-
-/* Sequence b of a [B, ...] state as a one-sequence state. */
-static void slot_of(yf_layer_state *view, const yf_layer_state *s, const yf_model *m, int64_t b) {
-    for (int64_t l = 0; l < m->L; l++) {
-        view[l] = s[l];
-        view[l].k = s[l].k + b * m->H * s[l].cap * m->hd;
-        view[l].v = s[l].v + b * m->H * s[l].cap * m->hd;
-        view[l].a_prev = s[l].a_prev + b * m->D;
-        view[l].c_prev = s[l].c_prev + b * m->D / 2;
-    }
-}
 
 /* Sequence j's ids (an <eod> = 3 inside some, so document starts move). */
 static int64_t tok(int64_t j, int64_t t, int64_t V) { return t % 23 == 9 && j % 3 == 1 ? 3 : (j * 41 + t * 13 + 5) % V; }
@@ -50,8 +30,8 @@ typedef struct pcase {
 static double state_diff(const yf_model *m, const yf_layer_state *bst, int64_t bslot, const yf_layer_state *ast,
                          int64_t p) {
     yf_layer_state bv[8], av[8];
-    slot_of(bv, bst, m, bslot);
-    slot_of(av, ast, m, 0);
+    yf_layer_states_slot(bv, bst, m, bslot);
+    yf_layer_states_slot(av, ast, m, 0);
     double d = 0;
     for (int64_t l = 0; l < m->L; l++) {
         for (int64_t h = 0; h < m->H; h++)
@@ -81,11 +61,8 @@ static double run_case(yf_model *m, const pcase *c, int *doc_bad) {
         int64_t tot = c->head[j] + c->len[j];
         ids[j] = yf_malloc((size_t)tot * sizeof(int64_t));
         for (int64_t t = 0; t < tot; t++) ids[j][t] = tok(j, t, V);
-        slot_of(view, bst, m, slot[j]);
-        for (int64_t l = 0; l < L; l++) {
-            memset(view[l].a_prev, 0, (size_t)m->D * sizeof(float));
-            memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
-        }
+        yf_layer_states_slot(view, bst, m, slot[j]);
+        yf_layer_states_restart(view, m);
         doc[j] = 0;
         pos[j] = c->head[j];
         if (c->head[j] > 0) {
@@ -102,7 +79,7 @@ static double run_case(yf_model *m, const pcase *c, int *doc_bad) {
     yf_layer_state *views = yf_calloc((size_t)(n * L), sizeof *views);
     float **rows = yf_calloc((size_t)(2 * n * L), sizeof *rows);
     for (int64_t j = 0; j < n; j++) {
-        slot_of(views + j * L, bst, m, slot[j]);
+        yf_layer_states_slot(views + j * L, bst, m, slot[j]);
         for (int64_t l = 0; l < L; l++) {
             rows[(2 * j) * L + l] = yf_malloc((size_t)(c->len[j] * m->D) * sizeof(float));
             rows[(2 * j + 1) * L + l] = yf_malloc((size_t)(c->len[j] * m->D / 2) * sizeof(float));
@@ -161,7 +138,7 @@ static double run_case(yf_model *m, const pcase *c, int *doc_bad) {
 }
 
 TEST(prefill_batch_equals_each_alone) {
-    yf_model *m = load_tiny();
+    yf_model *m = yt_load_tiny();
     if (!m) return;
     yf_lora lo[2];
     static const char *dirs[2] = {"golden/yuan-tiny/lora", "golden/yuan-tiny/dora"};
@@ -213,7 +190,7 @@ TEST(prefill_batch_equals_each_alone) {
 }
 
 TEST(prefill_batch_bad_input) {
-    yf_model *m = load_tiny();
+    yf_model *m = yt_load_tiny();
     if (!m) return;
     yf_layer_state *st[2] = {yf_layer_states_alloc(m, 1, 32), yf_layer_states_alloc(m, 1, 32)};
     int64_t a[20], b[20];

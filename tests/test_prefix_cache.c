@@ -96,10 +96,7 @@ TEST(prefix_cache_generate_identical_ids) {
  * loaded from the cache */
 static void last_logits(yf_model *m, yf_prefix_cache *pc, const int64_t *ids, int64_t n, float *logits, int64_t *k) {
     yf_layer_state *st = yf_layer_states_alloc(m, 1, n);
-    for (int64_t l = 0; l < m->L; l++) {
-        memset(st[l].a_prev, 0, (size_t)m->D * sizeof(float));
-        memset(st[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
-    }
+    yf_layer_states_restart(st, m);
     int64_t doc = 0;
     *k = pc ? yf_prefix_cache_load(pc, ids, n, n - 1, st, &doc) : 0;
     CHECK_OK(yf_model_forward_cached(m, NULL, st, *k, NULL, &doc, ids + *k, 1, n - *k, logits, true));

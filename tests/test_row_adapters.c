@@ -6,20 +6,11 @@
 #include <string.h>
 
 #include "harness.h"
+#include "test_model_util.h"
 #include "model/generate.h"
 #include "model/model_internal.h"
 
 enum { NSEQ = 16, STEPS = 6 };
-
-static yf_model *load_tiny(void) {
-    yf_model *m = NULL;
-    yf_model_opts o = {0};
-    if (yf_model_load(yt_shared_path("golden/yuan-tiny"), &o, &m)) {
-        CHECK(0, "load: %s", yf_last_error());
-        return NULL;
-    }
-    return m;
-}
 
 static bool load_adapters(yf_model *m, yf_lora lo[2]) {
     static const char *dirs[2] = {"golden/yuan-tiny/lora", "golden/yuan-tiny/dora"};
@@ -31,22 +22,11 @@ static bool load_adapters(yf_model *m, yf_lora lo[2]) {
     return true;
 }
 
-/* Sequence b of a [B, ...] state as a one-sequence state. */
-static void slot(yf_layer_state *view, const yf_layer_state *s, const yf_model *m, int64_t b) {
-    for (int64_t l = 0; l < m->L; l++) {
-        view[l] = s[l];
-        view[l].k = s[l].k + b * m->H * s[l].cap * m->hd;
-        view[l].v = s[l].v + b * m->H * s[l].cap * m->hd;
-        view[l].a_prev = s[l].a_prev + b * m->D;
-        view[l].c_prev = s[l].c_prev + b * m->D / 2;
-    }
-}
-
 static int64_t plen_of(int64_t b) { return 1 + (b * 5) % 11; }
 static int64_t tok(int64_t b, int64_t t, int64_t V) { return t == 4 && b % 4 == 1 ? 3 : (b * 37 + t * 11 + 7) % V; }
 
 TEST(row_adapters_batch_equals_each_alone) {
-    yf_model *m = load_tiny();
+    yf_model *m = yt_load_tiny();
     if (!m) return;
     yf_lora lo[2];
     if (!load_adapters(m, lo)) return;
@@ -83,11 +63,8 @@ TEST(row_adapters_batch_equals_each_alone) {
         int64_t p[32], n = plen_of(b);
         for (int64_t t = 0; t < n; t++) p[t] = tok(b, t, V);
         yf_row_adapters one = {2, los, dn, &row[b]};
-        slot(view, st, m, b);
-        for (int64_t l = 0; l < m->L; l++) {
-            memset(view[l].a_prev, 0, (size_t)m->D * sizeof(float));
-            memset(view[l].c_prev, 0, (size_t)(m->D / 2) * sizeof(float));
-        }
+        yf_layer_states_slot(view, st, m, b);
+        yf_layer_states_restart(view, m);
         docb[b] = 0;
         CHECK(yf_model_forward_cached_rows(m, &one, view, 0, NULL, &docb[b], p, 1, n, lg, true) == 0, "%s",
               yf_last_error());

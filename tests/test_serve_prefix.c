@@ -31,6 +31,26 @@ static void on_done(void *ctx, yf_finish why, const char *error) {
     __atomic_store_n(&((got *)ctx)->done, 1, __ATOMIC_RELEASE);
 }
 
+/* A request for max_new new tokens into g: greedy, or sampled (temperature
+ * 0.8, top-k 20). */
+static yf_sched_req make_req(got *g, int32_t adapter, const int64_t *prompt, int64_t plen, int64_t max_new,
+                             uint64_t seed, bool sampled) {
+    memset(g, 0, sizeof *g);
+    yf_sched_req r = {.adapter = adapter, .prompt = prompt, .plen = plen, .max_new = max_new, .limit = plen + max_new,
+                      .seed = seed, .stop_id = -1, .on_token = on_token, .on_done = on_done, .ctx = g};
+    yf_sampling_default(&r.samp);
+    if (sampled) r.samp.temperature = 0.8f, r.samp.top_k = 20;
+    else r.samp.temperature = 0;
+    return r;
+}
+
+/* Waits up to 60 s for request `what` (g) to finish. */
+static void wait_done(const got *g, const char *what) {
+    struct timespec ts = {0, 2000000};
+    for (int w = 0; w < 30000 && !__atomic_load_n(&g->done, __ATOMIC_ACQUIRE); w++) nanosleep(&ts, NULL);
+    CHECK(__atomic_load_n(&g->done, __ATOMIC_ACQUIRE), "request %s did not finish", what);
+}
+
 /* Runs the requests one after another (each waits for the previous: the
  * second of two sharing a template finds the first's entry). */
 static void run_requests(yf_model *m, const yf_lora *const *los, float **const *dns, const yf_sched_prefix *px,
@@ -42,18 +62,12 @@ static void run_requests(yf_model *m, const yf_lora *const *los, float **const *
     CHECK_OK(yf_sched_start(m, &o, &s));
     if (!s) return;
     for (int i = 0; i < NREQ; i++) {
-        memset(&g[i], 0, sizeof g[i]);
-        yf_sched_req r = {.adapter = adapter[i], .prompt = prompt[i], .plen = plen[i], .max_new = MAXNEW,
-                          .limit = plen[i] + MAXNEW, .seed = 7, .stop_id = -1, .on_token = on_token,
-                          .on_done = on_done, .ctx = &g[i]};
-        yf_sampling_default(&r.samp);
-        if (i == 3) r.samp.temperature = 0.8f, r.samp.top_k = 20; /* sampled */
-        else r.samp.temperature = 0;
+        yf_sched_req r = make_req(&g[i], adapter[i], prompt[i], plen[i], MAXNEW, 7, i == 3); /* 3: sampled */
         bool full = false;
         CHECK_OK(yf_sched_submit(s, &r, &full));
-        struct timespec ts = {0, 2000000};
-        for (int w = 0; w < 30000 && !__atomic_load_n(&g[i].done, __ATOMIC_ACQUIRE); w++) nanosleep(&ts, NULL);
-        CHECK(__atomic_load_n(&g[i].done, __ATOMIC_ACQUIRE), "request %d did not finish", i);
+        char what[16];
+        snprintf(what, sizeof what, "%d", i);
+        wait_done(&g[i], what);
     }
     yf_sched_get_stats(s, st);
     yf_sched_stop(s);
@@ -136,30 +150,20 @@ static void run_together(yf_model *m, const yf_lora *const *los, float **const *
     yf_sched *s = NULL;
     CHECK_OK(yf_sched_start(m, &o, &s));
     if (!s) return;
-    got blk = {0};
-    yf_sched_req rb = {.adapter = -1, .prompt = prompt[0], .plen = 5, .max_new = LONGNEW, .limit = 5 + LONGNEW,
-                       .seed = 1, .stop_id = -1, .on_token = on_token, .on_done = on_done, .ctx = &blk};
-    yf_sampling_default(&rb.samp);
-    rb.samp.temperature = 0;
-    yf_sched_req r[NTOG];
+    got blk;
+    yf_sched_req rb = make_req(&blk, -1, prompt[0], 5, LONGNEW, 1, false), r[NTOG];
     bool full = false;
     CHECK_OK(yf_sched_submit(s, &rb, &full));
     for (int i = 0; i < NTOG; i++) {
-        memset(&g[i], 0, sizeof g[i]);
-        r[i] = (yf_sched_req){.adapter = adapter[i], .prompt = prompt[i], .plen = plen[i], .max_new = MAXNEW,
-                              .limit = plen[i] + MAXNEW, .seed = 7 + i, .stop_id = -1, .on_token = on_token,
-                              .on_done = on_done, .ctx = &g[i]};
-        yf_sampling_default(&r[i].samp);
-        if (i % 5 == 3) r[i].samp.temperature = 0.8f, r[i].samp.top_k = 20;
-        else r[i].samp.temperature = 0;
+        r[i] = make_req(&g[i], adapter[i], prompt[i], plen[i], MAXNEW, 7 + i, i % 5 == 3);
         CHECK_OK(yf_sched_submit(s, &r[i], &full));
     }
-    struct timespec ts = {0, 2000000};
     for (int i = 0; i < NTOG; i++) {
-        for (int w = 0; w < 30000 && !__atomic_load_n(&g[i].done, __ATOMIC_ACQUIRE); w++) nanosleep(&ts, NULL);
-        CHECK(__atomic_load_n(&g[i].done, __ATOMIC_ACQUIRE), "request %d did not finish", i);
+        char what[16];
+        snprintf(what, sizeof what, "%d", i);
+        wait_done(&g[i], what);
     }
-    for (int w = 0; w < 30000 && !__atomic_load_n(&blk.done, __ATOMIC_ACQUIRE); w++) nanosleep(&ts, NULL);
+    wait_done(&blk, "ahead of them");
     yf_sched_get_stats(s, st);
     yf_sched_stop(s);
 }
