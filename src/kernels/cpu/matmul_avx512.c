@@ -112,7 +112,7 @@ AVX512_TARGET static void widen(float *dst, const uint16_t *src, int64_t n) {
 
 const yf_fma_isa yf_fma_avx512 = {MR, NR, kernel, pack_b_cols, pack_b_rows, widen};
 
-/* M = 1 (decode): 8 columns of B at a time, i.e. 8 rows of W streamed side
+/* M = 1 (decode) with f32 B: 8 columns of B at a time, i.e. 8 rows of W streamed side
  * by side, each a line ahead in a software prefetch: 4 rows do not keep
  * enough misses in flight for a core to read at the memory's rate. */
 AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, int64_t n1) {
@@ -200,17 +200,13 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dot_block(const 
         }
 }
 
-/* mm rows, columns n0..n1: whole blocks of 4 columns, then the rest. */
+/* mm rows, columns n0..n1: whole blocks of 4 columns, then the rest (f32 B:
+ * bf16 B takes gemv_bf16.c's kernel). */
 AVX512_TARGET static inline __attribute__((always_inline)) void gemv_dot_rows(const yf_gemm *g, int64_t m0, const int mm,
                                                                                int64_t n0, int64_t n1) {
-    const bool bf = g->bt == YF_BF16;
     int64_t n = n0;
-    for (; n + 4 <= n1; n += 4)
-        if (bf) dot_block(g, m0, mm, n, 4, true);
-        else dot_block(g, m0, mm, n, 4, false);
-    for (; n < n1; n++)
-        if (bf) dot_block(g, m0, mm, n, 1, true);
-        else dot_block(g, m0, mm, n, 1, false);
+    for (; n + 4 <= n1; n += 4) dot_block(g, m0, mm, n, 4, false);
+    for (; n < n1; n++) dot_block(g, m0, mm, n, 1, false);
 }
 
 AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -296,7 +292,7 @@ void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_
     if (g->bcs == 1)
         gemv_axpy(g, m0, m1, n0, n1);
     else {
-        YF_CHECK(g->brs == 1 && g->acs == 1);
+        YF_CHECK(g->brs == 1 && g->acs == 1 && g->bt == YF_F32); /* bf16: yf_gemv_bf16_avx512 */
         gemv_dot(g, m0, m1, n0, n1);
     }
 }
