@@ -1,8 +1,9 @@
-/* The bf16 few-row kernel (gemv_bf16.c): the AVX-512 kernel gives the bits
- * of its scalar reference for every row count 1..16, odd column counts, K
- * not a multiple of 32 (the masked last step) and accumulating; any split of
- * rows or columns gives the same bits; the reference is the product (against
- * double sums); the dispatcher sends decode products to it. */
+/* The bf16 few-row kernels (gemv_bf16.c): the AVX-512 and AVX2 kernels give
+ * the bits of the scalar reference with their lane count for every row count
+ * 1..16, odd column counts, K not a multiple of the step (the last, padded
+ * step) and accumulating; any split of rows or columns gives the same bits;
+ * the reference is the product (against double sums); the dispatcher sends
+ * decode products to them. */
 #include "harness.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul_impl.h"
@@ -43,108 +44,137 @@ static float *copy(const float *v, int64_t n) {
     return d;
 }
 
+/* the kernel of a path and its lane count */
+typedef struct isa {
+    yf_kpath path;
+    int lanes;
+    void (*run)(const yf_gemm *, int64_t, int64_t, int64_t, int64_t);
+} isa;
+static const isa isas[] = {{YF_KPATH_AVX512, 16, yf_gemv_bf16_avx512}, {YF_KPATH_AVX2, 8, yf_gemv_bf16_avx2}};
+
 TEST(gemv_bf16_kernel_matches_reference_bitwise) {
-    if (!yf_kernels_path_supported(YF_KPATH_AVX512)) yt_skip("no AVX-512 on this CPU");
-    static const int64_t nk[][2] = {{1, 32}, {7, 31}, {37, 33}, {64, 2048}, {29, 100}, {3, 8192}, {50, 1000}};
+    static const int64_t nk[][2] = {{1, 32}, {7, 31}, {37, 33}, {64, 2048}, {29, 100}, {3, 8192}, {50, 1000}, {5, 17}};
     int bad = 0, cases = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) {
+            printf("    (no %s here: not run)\n", yf_kpath_name(is->path));
+            continue;
+        }
     for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
         for (int64_t M = 1; M <= YF_ROWSTABLE_M; M++)
             for (int acc = 0; acc < 2; acc++) {
                 prob p = make(M, nk[s][0], nk[s][1]);
                 float *ref = copy(p.c, M * p.N), *fast = copy(p.c, M * p.N);
                 yf_gemm gr = gemm(&p, ref, acc), gf = gemm(&p, fast, acc);
-                yf_gemv_bf16_ref(&gr, 0, M, 0, p.N);
-                yf_gemv_bf16_avx512(&gf, 0, M, 0, p.N);
+                yf_gemv_bf16_ref(&gr, is->lanes, 0, M, 0, p.N);
+                is->run(&gf, 0, M, 0, p.N);
                 if (memcmp(ref, fast, (size_t)(M * p.N) * sizeof(float)) != 0) {
                     if (bad++ < 3)
-                        fprintf(stderr, "  M=%ld N=%ld K=%ld accumulate=%d differs\n", (long)M, (long)p.N, (long)p.K,
-                                acc);
+                        fprintf(stderr, "  %s M=%ld N=%ld K=%ld accumulate=%d differs\n", yf_kpath_name(is->path),
+                                (long)M, (long)p.N, (long)p.K, acc);
                 }
                 cases++;
                 free(ref), free(fast);
                 drop(&p);
             }
+    }
+    CHECK(cases > 0 || !yf_kernels_path_supported(YF_KPATH_AVX2), "nothing ran");
     CHECK(bad == 0, "%d of %d products differ from the reference's bits", bad, cases);
 }
 
-/* Rows one at a time, in uneven row ranges and column ranges: the bits of
- * the whole product (what a decode step of a batch relies on). */
+/* Rows in uneven row ranges and column ranges: the bits of the whole
+ * product (what a decode step of a batch relies on). */
 TEST(gemv_bf16_any_split_same_bits) {
-    if (!yf_kernels_path_supported(YF_KPATH_AVX512)) yt_skip("no AVX-512 on this CPU");
-    prob p = make(16, 101, 2050);
-    float *whole = copy(p.c, 16 * p.N), *parts = copy(p.c, 16 * p.N);
-    yf_gemm gw = gemm(&p, whole, false), gp = gemm(&p, parts, false);
-    yf_gemv_bf16_avx512(&gw, 0, 16, 0, p.N);
-    static const int64_t cuts[][2] = {{0, 1}, {1, 4}, {4, 11}, {11, 16}};
-    for (size_t i = 0; i < 4; i++) {
-        yf_gemv_bf16_avx512(&gp, cuts[i][0], cuts[i][1], 0, 37);
-        yf_gemv_bf16_avx512(&gp, cuts[i][0], cuts[i][1], 37, p.N);
+    int bad = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) continue;
+        prob p = make(16, 101, 2050);
+        float *whole = copy(p.c, 16 * p.N), *parts = copy(p.c, 16 * p.N);
+        yf_gemm gw = gemm(&p, whole, false), gp = gemm(&p, parts, false);
+        is->run(&gw, 0, 16, 0, p.N);
+        static const int64_t cuts[][2] = {{0, 1}, {1, 4}, {4, 11}, {11, 16}};
+        for (size_t c = 0; c < 4; c++) {
+            is->run(&gp, cuts[c][0], cuts[c][1], 0, 37);
+            is->run(&gp, cuts[c][0], cuts[c][1], 37, p.N);
+        }
+        bad += memcmp(whole, parts, (size_t)(16 * p.N) * sizeof(float)) != 0;
+        free(whole), free(parts);
+        drop(&p);
     }
-    CHECK(memcmp(whole, parts, (size_t)(16 * p.N) * sizeof(float)) == 0, "split products differ from the whole");
-    free(whole), free(parts);
-    drop(&p);
+    CHECK(bad == 0, "split products differ from the whole on %d paths", bad);
 }
 
 /* The reference is the product: each element against a double sum, within
- * 1e-5 of the sum of |x·w| (fp32 rounding over K terms). */
+ * 1e-5 of the sum of |x·w| (fp32 rounding over K terms), both lane counts. */
 TEST(gemv_bf16_reference_is_the_product) {
     prob p = make(3, 40, 1000);
-    float *c = copy(p.c, 3 * p.N);
-    yf_gemm g = gemm(&p, c, true);
-    yf_gemv_bf16_ref(&g, 0, 3, 0, p.N);
     double worst = 0;
-    for (int64_t m = 0; m < 3; m++)
-        for (int64_t n = 0; n < p.N; n++) {
-            double s = p.c[m * p.N + n], mag = fabs(s);
-            for (int64_t k = 0; k < p.K; k++) {
-                double t = (double)p.x[m * p.K + k] * yf_bf16_to_f32(p.w[n * p.K + k]);
-                s += t, mag += fabs(t);
+    for (int lanes = 8; lanes <= 16; lanes += 8) {
+        float *c = copy(p.c, 3 * p.N);
+        yf_gemm g = gemm(&p, c, true);
+        yf_gemv_bf16_ref(&g, lanes, 0, 3, 0, p.N);
+        for (int64_t m = 0; m < 3; m++)
+            for (int64_t n = 0; n < p.N; n++) {
+                double s = p.c[m * p.N + n], mag = fabs(s);
+                for (int64_t k = 0; k < p.K; k++) {
+                    double t = (double)p.x[m * p.K + k] * yf_bf16_to_f32(p.w[n * p.K + k]);
+                    s += t, mag += fabs(t);
+                }
+                double e = fabs(c[m * p.N + n] - s) / mag;
+                if (e > worst) worst = e;
             }
-            double e = fabs(c[m * p.N + n] - s) / mag;
-            if (e > worst) worst = e;
-        }
+        free(c);
+    }
     CHECK_NEAR("relative error of the reference vs double sums", worst, 1e-5);
-    free(c);
     drop(&p);
 }
 
-/* The masked last step reads nothing past K: the next row of W all +Inf
+/* The last, padded step reads nothing past K: the next row of W all +Inf
  * leaves the rows before it finite and as the reference has them. */
 TEST(gemv_bf16_k_tail_reads_only_its_row) {
-    if (!yf_kernels_path_supported(YF_KPATH_AVX512)) yt_skip("no AVX-512 on this CPU");
-    prob p = make(5, 4, 45);
-    for (int64_t k = 0; k < p.K; k++) p.w[3 * p.K + k] = 0x7f80; /* +Inf */
-    float *ref = copy(p.c, 5 * p.N), *fast = copy(p.c, 5 * p.N);
-    yf_gemm gr = gemm(&p, ref, false), gf = gemm(&p, fast, false);
-    yf_gemv_bf16_ref(&gr, 0, 5, 0, p.N);
-    yf_gemv_bf16_avx512(&gf, 0, 5, 0, p.N);
     int bad = 0;
-    for (int64_t m = 0; m < 5; m++)
-        for (int64_t n = 0; n < 3; n++) bad += !isfinite(fast[m * p.N + n]) || fast[m * p.N + n] != ref[m * p.N + n];
-    CHECK(bad == 0, "%d elements of rows before the Inf row are not the reference's", bad);
-    free(ref), free(fast);
-    drop(&p);
-}
-
-/* A decode step's products (row-stable, 1..16 rows) on the AVX-512 path are
- * this kernel's: yf_matmul_xwt gives the reference's bits. */
-TEST(gemv_bf16_is_what_decode_products_run) {
-    if (!yf_kernels_path_supported(YF_KPATH_AVX512)) yt_skip("no AVX-512 on this CPU");
-    yf_kpath was_path = yf_kernels_path();
-    CHECK(yf_kernels_set_path(YF_KPATH_AVX512) == 0);
-    bool was = yf_kernels_set_rowstable(true);
-    int bad = 0;
-    for (int64_t M = 1; M <= YF_ROWSTABLE_M; M += 5) {
-        prob p = make(M, 3000, 512); /* enough to be split between threads */
-        float *ref = copy(p.c, M * p.N), *fast = copy(p.c, M * p.N);
-        yf_gemm gr = gemm(&p, ref, false);
-        yf_gemv_bf16_ref(&gr, 0, M, 0, p.N);
-        yf_matmul_xwt(fast, p.x, p.w, YF_BF16, M, p.N, p.K, false);
-        bad += memcmp(ref, fast, (size_t)(M * p.N) * sizeof(float)) != 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) continue;
+        prob p = make(5, 4, 45);
+        for (int64_t k = 0; k < p.K; k++) p.w[3 * p.K + k] = 0x7f80; /* +Inf */
+        float *ref = copy(p.c, 5 * p.N), *fast = copy(p.c, 5 * p.N);
+        yf_gemm gr = gemm(&p, ref, false), gf = gemm(&p, fast, false);
+        yf_gemv_bf16_ref(&gr, is->lanes, 0, 5, 0, p.N);
+        is->run(&gf, 0, 5, 0, p.N);
+        for (int64_t m = 0; m < 5; m++)
+            for (int64_t n = 0; n < 3; n++)
+                bad += !isfinite(fast[m * p.N + n]) || fast[m * p.N + n] != ref[m * p.N + n];
         free(ref), free(fast);
         drop(&p);
     }
+    CHECK(bad == 0, "%d elements of rows before the Inf row are not the reference's", bad);
+}
+
+/* A decode step's products (row-stable, 1..16 rows) on the AVX-512 and AVX2
+ * paths are these kernels': yf_matmul_xwt gives the reference's bits. */
+TEST(gemv_bf16_is_what_decode_products_run) {
+    yf_kpath was_path = yf_kernels_path();
+    bool was = yf_kernels_set_rowstable(true);
+    int bad = 0, runs = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) continue;
+        CHECK(yf_kernels_set_path(is->path) == 0);
+        for (int64_t M = 1; M <= YF_ROWSTABLE_M; M += 5, runs++) {
+            prob p = make(M, 3000, 512); /* enough to be split between threads */
+            float *ref = copy(p.c, M * p.N), *fast = copy(p.c, M * p.N);
+            yf_gemm gr = gemm(&p, ref, false);
+            yf_gemv_bf16_ref(&gr, is->lanes, 0, M, 0, p.N);
+            yf_matmul_xwt(fast, p.x, p.w, YF_BF16, M, p.N, p.K, false);
+            bad += memcmp(ref, fast, (size_t)(M * p.N) * sizeof(float)) != 0;
+            free(ref), free(fast);
+            drop(&p);
+        }
+    }
     yf_kernels_set_rowstable(was);
     yf_kernels_set_path(was_path);
-    CHECK(bad == 0, "%d of 4 decode products differ from the reference's bits", bad);
+    CHECK(bad == 0, "%d of %d decode products differ from the reference's bits", bad, runs);
 }

@@ -178,12 +178,14 @@ static void run_block(const yf_gemm *g, const yf_gemm_epi *e, kind k, int nparts
     case K_NARROW_AVX512: yf_narrow_avx512(g, m0, m1, n0, n1); break;
     case K_NARROW_AVX2: yf_narrow_avx2(g, m0, m1, n0, n1); break;
     case K_GEMV_AVX512:
+    case K_GEMV_AVX2: {
         if (g->bt == YF_BF16 && g->bcs != 1) { /* bf16 x·W^T: all rows at once, W streamed once */
-            yf_gemv_bf16_avx512(g, m0, m1, n0, n1);
+            if (k == K_GEMV_AVX512)
+                yf_gemv_bf16_avx512(g, m0, m1, n0, n1);
+            else
+                yf_gemv_bf16_avx2(g, m0, m1, n0, n1);
             break;
         }
-        /* fall through */
-    case K_GEMV_AVX2: {
         /* rows in groups of YF_GEMV_MAX_M; with several groups, W a block of
          * columns at a time that stays in L2 while every group reads it, so
          * that W streams from memory once. Either way each element is the

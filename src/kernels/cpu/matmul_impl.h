@@ -148,11 +148,12 @@ void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row);
 int64_t yf_gemv_rows(void);
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
-/* The dot form with bf16 B (x·W^T) on AVX-512, any number of rows, each row's
- * elements in the pair order (gemv_bf16.c), and the scalar reference that
- * gives the same bits. */
+/* The dot form with bf16 B (x·W^T), any number of rows, each row's elements
+ * in the pair order (gemv_bf16.c) of 16 lanes (AVX-512) or 8 (AVX2), and the
+ * scalar reference that gives the same bits for either lane count. */
 void yf_gemv_bf16_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
-void yf_gemv_bf16_ref(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_gemv_bf16_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_gemv_bf16_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 /* Products with a dimension <= YF_NARROW_DIM (LoRA's rank-r side) go to the
  * narrow kernels (matmul_narrow.h), unpacked but for the small operand, in one
