@@ -1,7 +1,8 @@
 /* The fast paths added for training speed against their naive references on
  * odd sizes: the few-column (LoRA rank) matmul kernels, the blocked attention
  * (forward and backward, T = 1, 17, 70 across the 64-row blocks, document
- * resets, head dims not multiples of 16), the vectorised cross-entropy, and
+ * resets, head dims not multiples of 16), the decode attention, the
+ * vectorised cross-entropy, and
  * the buffer cache. Exact mode must match to fp32 rounding; bf16 mode to the
  * rounding of the products' operands. */
 #include "harness.h"
@@ -127,6 +128,45 @@ TEST(fastops_attention_matches_ref) {
         CHECK_NEAR(prec ? "blocked attention backward, bf16 mode (relative)" : "blocked attention backward (relative)",
                    eb, tol);
     }
+}
+
+/* The decode attention (one query row per sequence) against the scalar
+ * reference: hd multiples of 8 and not, document starts, per-sequence
+ * positions (posb), a cache with spare rows, enough work for threads; and
+ * each sequence's row as it is alone, to the bit. */
+TEST(fastops_attention_decode_matches_ref) {
+    /* B, H, hd, pos0, ld */
+    static const int64_t sh[][5] = {{1, 1, 8, 0, 1},     {3, 2, 64, 40, 50},  {2, 3, 6, 17, 20},
+                                    {16, 8, 64, 120, 130}, {4, 16, 128, 300, 310}, {5, 2, 18, 3, 9}};
+    double worst = 0;
+    int not_alone = 0;
+    for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
+        for (int reset = 0; reset < 2; reset++)
+            for (int use_posb = 0; use_posb < 2; use_posb++) {
+                int64_t B = sh[s][0], H = sh[s][1], hd = sh[s][2], pos0 = sh[s][3], ld = sh[s][4];
+                int64_t n = B * H * hd, nkv = B * H * ld * hd, posb[16] = {0}, start[16];
+                for (int64_t b = 0; b < B; b++) {
+                    posb[b] = use_posb ? (b * 7) % (ld - pos0) : 0;
+                    start[b] = reset ? (pos0 + posb[b]) / (b + 2) : 0;
+                }
+                float *q = frand_n(n, 2), *k = frand_n(nkv, 2), *v = frand_n(nkv, 1);
+                float *o0 = malloc((size_t)n * sizeof(float)), *o1 = malloc((size_t)n * sizeof(float));
+                float *o2 = malloc((size_t)n * sizeof(float));
+                float *l0 = malloc((size_t)(B * H) * sizeof(float)), *l1 = malloc((size_t)(B * H) * sizeof(float));
+                float *l2 = malloc((size_t)(B * H) * sizeof(float));
+                const int64_t *pb = use_posb ? posb : NULL;
+                yf_attention_fwd(o0, l0, q, k, v, start, B, H, 1, ld, hd, pos0, pb);
+                yf_attention_decode(o1, l1, q, k, v, start, B, H, ld, hd, pos0, pb);
+                for (int64_t b = 0; b < B; b++) /* each sequence alone */
+                    yf_attention_decode(o2 + b * H * hd, l2 + b * H, q + b * H * hd, k + b * H * ld * hd,
+                                        v + b * H * ld * hd, start + b, 1, H, ld, hd, pos0, pb ? pb + b : NULL);
+                worst = fmax(worst, fmax(yt_max_abs_diff(o0, o1, (size_t)n), yt_max_abs_diff(l0, l1, (size_t)(B * H))));
+                not_alone += memcmp(o1, o2, (size_t)n * sizeof(float)) != 0 ||
+                             memcmp(l1, l2, (size_t)(B * H) * sizeof(float)) != 0;
+                free(q), free(k), free(v), free(o0), free(o1), free(o2), free(l0), free(l1), free(l2);
+            }
+    CHECK_NEAR("decode attention vs the scalar reference (max abs, outputs and log-sum-exp)", worst, 2e-5);
+    CHECK(not_alone == 0, "%d batches differ from their sequences alone", not_alone);
 }
 
 /* ---- cross-entropy ------------------------------------------------------------ */

@@ -158,3 +158,104 @@ void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const 
                       int64_t hd) {
     yf_attention_bwd_kv(dq, dk, dv, dout, lse, q, k, v, start, B, H, T, T, hd, 0);
 }
+
+/* ---- decode: one query row per (sequence, head) ---------------------------- */
+
+#if defined(__AVX2__) && defined(__FMA__)
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+#endif
+
+/* s[j] = q · k_j for n keys hd floats apart (8 lanes along hd, then added) */
+static void scores(float *s, const float *q, const float *k, int64_t n, int64_t hd) {
+    int64_t j = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    if (hd % 8 == 0) {
+        for (; j + 4 <= n; j += 4) { /* four keys at a time: four chains, one load of q */
+            const float *k0 = k + j * hd;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t i = 0; i < hd; i += 8) {
+                __m256 x = _mm256_loadu_ps(q + i);
+                a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + i), a0);
+                a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + hd + i), a1);
+                a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + 2 * hd + i), a2);
+                a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + 3 * hd + i), a3);
+            }
+            s[j] = hsum8(a0), s[j + 1] = hsum8(a1), s[j + 2] = hsum8(a2), s[j + 3] = hsum8(a3);
+        }
+        for (; j < n; j++) {
+            __m256 a = _mm256_setzero_ps();
+            for (int64_t i = 0; i < hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + j * hd + i), a);
+            s[j] = hsum8(a);
+        }
+    }
+#endif
+    for (; j < n; j++) {
+        float a = 0;
+        for (int64_t i = 0; i < hd; i++) a = fmaf(q[i], k[j * hd + i], a);
+        s[j] = a;
+    }
+}
+
+/* out = sum_j w[j] v_j over n values hd floats apart, j in order */
+static void weighted_sum(float *out, const float *w, const float *v, int64_t n, int64_t hd) {
+    int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; i + 32 <= hd; i += 32) { /* 32 columns in four accumulators */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t j = 0; j < n; j++) {
+            __m256 x = _mm256_set1_ps(w[j]);
+            const float *vj = v + j * hd + i;
+            a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(vj + 24), a3);
+        }
+        _mm256_storeu_ps(out + i, a0), _mm256_storeu_ps(out + i + 8, a1);
+        _mm256_storeu_ps(out + i + 16, a2), _mm256_storeu_ps(out + i + 24, a3);
+    }
+#endif
+    for (; i < hd; i++) {
+        float a = 0;
+        for (int64_t j = 0; j < n; j++) a = fmaf(w[j], v[j * hd + i], a);
+        out[i] = a;
+    }
+}
+
+typedef struct dec_job {
+    float *out, *lse;
+    const float *q, *k, *v;
+    const int64_t *start, *posb;
+    int64_t H, ld, hd, pos0;
+    float scale;
+} dec_job;
+
+static void dec_head(void *ctx, int64_t bh) {
+    const dec_job *j = ctx;
+    int64_t b = bh / j->H, hd = j->hd, j0 = j->start[b], j1 = j->pos0 + (j->posb ? j->posb[b] : 0), n = j1 + 1 - j0;
+    const float *kb = j->k + (bh * j->ld + j0) * hd, *vb = j->v + (bh * j->ld + j0) * hd;
+    float *s = thread_buf(0, (size_t)n * sizeof(float));
+    scores(s, j->q + bh * hd, kb, n, hd);
+    float mx = yf_max_of(s, n) * j->scale;
+    double sum = yf_exp_affine_sum(s, s, n, j->scale, mx);
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) s[i] *= inv;
+    weighted_sum(j->out + bh * hd, s, vb, n, hd);
+    if (j->lse) j->lse[bh] = mx + (float)log(sum);
+}
+
+void yf_attention_decode(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
+                         int64_t B, int64_t H, int64_t ld, int64_t hd, int64_t pos0, const int64_t *posb) {
+    dec_job j = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .start = start, .posb = posb, .H = H, .ld = ld,
+                 .hd = hd, .pos0 = pos0, .scale = 1.0f / sqrtf((float)hd)};
+    int64_t maxpos = pos0;
+    for (int64_t b = 0; posb && b < B; b++) maxpos = pos0 + posb[b] > maxpos ? pos0 + posb[b] : maxpos;
+    YF_CHECK(ld > maxpos);
+    if (PAR_WORK((double)B * H * (maxpos + 1) * hd * 2) && B * H > 1)
+        yf_par_for(B * H, dec_head, &j);
+    else
+        for (int64_t bh = 0; bh < B * H; bh++) dec_head(&j, bh);
+}

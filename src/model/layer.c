@@ -651,7 +651,7 @@ static void attention_cached_segments(yf_run *r, int64_t l, yf_act *act) {
         const int64_t *start = r->start + q.off;
         float *lse = act->lse + q.off * H;
         if (n == 1)
-            yf_attention_fwd(ws->hh + o, lse, act->q + o, sk, sv, start, 1, H, 1, cap, hd, p, NULL);
+            yf_attention_decode(ws->hh + o, lse, act->q + o, sk, sv, start, 1, H, cap, hd, p, NULL);
         else if (p == 0)
             yf_attention_fwd_train(ws->hh + o, lse, act->q + o, act->k + o, act->v + o, start, 1, H, n, hd);
         else
@@ -671,11 +671,11 @@ static void attention_cached(yf_run *r, yf_act *act, yf_layer_state *st) {
     /* a sequence whose chunk starts at position 0 (a prompt's prefill)
      * sees only the chunk's own keys: the blocked training attention; a
      * later chunk of several rows (a prompt after a cached prefix) the
-     * blocked attention over the cache; decode steps the scalar one.
+     * blocked attention over the cache; decode steps the one-row one.
      * Chosen per sequence, so a sequence's result does not depend on the
      * batch around it. */
     if (T == 1) {
-        yf_attention_fwd(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, T, st->cap, hd, r->pos0, r->posb);
+        yf_attention_decode(ws->hh, act->lse, act->q, st->k, st->v, r->start, B, H, st->cap, hd, r->pos0, r->posb);
         return;
     }
     for (int64_t b = 0; b < B; b++) {

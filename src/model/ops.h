@@ -86,6 +86,12 @@ void yf_attention_fwd_train(float *out, float *lse, const float *q, const float 
  * forward's is yf_attention_fwd). */
 void yf_attention_fwd_kv(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
                          int64_t B, int64_t H, int64_t Tq, int64_t ld, int64_t hd, int64_t pos0);
+/* yf_attention_fwd for one query row per sequence (Tq = 1: a decode step),
+ * vectorised along the head dimension (attention.c); the same results up to
+ * rounding. Each (sequence, head) is computed alone, in one order, so a
+ * sequence's result does not depend on the batch around it. */
+void yf_attention_decode(float *out, float *lse, const float *q, const float *k, const float *v, const int64_t *start,
+                         int64_t B, int64_t H, int64_t ld, int64_t hd, int64_t pos0, const int64_t *posb);
 void yf_attention_bwd_kv(float *dq, float *dk, float *dv, const float *dout, const float *lse, const float *q,
                          const float *k, const float *v, const int64_t *start, int64_t B, int64_t H, int64_t Tq,
                          int64_t ld, int64_t hd, int64_t pos0);
