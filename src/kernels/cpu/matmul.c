@@ -179,11 +179,11 @@ static void run_block(const yf_gemm *g, const yf_gemm_epi *e, kind k, int nparts
     case K_NARROW_AVX2: yf_narrow_avx2(g, m0, m1, n0, n1); break;
     case K_GEMV_AVX512:
     case K_GEMV_AVX2: {
-        if (g->bt == YF_BF16 && g->bcs != 1) { /* bf16 x·W^T: all rows at once, W streamed once */
+        if (g->bcs != 1) { /* x·W^T: all rows at once, W streamed once */
             if (k == K_GEMV_AVX512)
-                yf_gemv_bf16_avx512(g, m0, m1, n0, n1);
+                yf_gemv_tiles_avx512(g, m0, m1, n0, n1);
             else
-                yf_gemv_bf16_avx2(g, m0, m1, n0, n1);
+                yf_gemv_tiles_avx2(g, m0, m1, n0, n1);
             break;
         }
         /* rows in groups of YF_GEMV_MAX_M; with several groups, W a block of

@@ -1,6 +1,7 @@
 /* matmul_avx2: fp32 FMA micro-kernel (6x16 block of C in 12 ymm
- * accumulators), the few-row products (decode) and the narrow products
- * (matmul_narrow.h) on AVX2 + FMA. */
+ * accumulators), the few-row products with B contiguous along n (the other
+ * form is gemv_tiles.c's) and the narrow products (matmul_narrow.h) on AVX2 +
+ * FMA. */
 #include "kernels/cpu/matmul_impl.h"
 
 #include <string.h>
@@ -151,46 +152,6 @@ AVX2_TARGET static void widen(float *dst, const uint16_t *src, int64_t n) {
 
 const yf_fma_isa yf_fma_avx2 = {MR, NR, kernel, pack_b_cols, pack_b_rows, widen};
 
-AVX2_TARGET static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
-
-/* dot style (see matmul_avx512.c); the k tail is done in scalar. */
-AVX2_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    int64_t mm = m1 - m0, K = g->K, K8 = K & ~(int64_t)7;
-    size_t esz = g->bt == YF_BF16 ? 2 : 4;
-    for (int64_t n = n0; n < n1; n += 2) {
-        int64_t nc = n1 - n < 2 ? n1 - n : 2;
-        __m256 acc[YF_GEMV_MAX_M][2];
-        for (int m = 0; m < YF_GEMV_MAX_M; m++) acc[m][0] = acc[m][1] = _mm256_setzero_ps();
-        for (int64_t k = 0; k < K8; k += 8) {
-            if ((k * esz) % 64 == 0) { /* these rows ahead, the next two at the same place (as matmul_avx512.c) */
-                for (int64_t j = 0; j < 2 && n + j < n1; j++)
-                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz + 512, _MM_HINT_T0);
-                for (int64_t j = 2; j < 4 && n + j < n1; j++)
-                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz, _MM_HINT_T1);
-            }
-            __m256 w0 = load8n(g->b, g->bt, n * g->bcs + k, 8);
-            __m256 w1 = nc > 1 ? load8n(g->b, g->bt, (n + 1) * g->bcs + k, 8) : _mm256_setzero_ps();
-            for (int m = 0; m < mm; m++) {
-                __m256 a = _mm256_loadu_ps(g->a + (m0 + m) * g->ars + k);
-                acc[m][0] = _mm256_fmadd_ps(a, w0, acc[m][0]);
-                acc[m][1] = _mm256_fmadd_ps(a, w1, acc[m][1]);
-            }
-        }
-        for (int m = 0; m < mm; m++)
-            for (int j = 0; j < nc; j++) {
-                float s = hsum8(acc[m][j]);
-                for (int64_t k = K8; k < K; k++) s += g->a[(m0 + m) * g->ars + k] * yf_gemm_bget(g, k, n + j);
-                float *cp = g->c + (m0 + m) * g->ldc + n + j;
-                *cp = g->accumulate ? *cp + s : s;
-            }
-    }
-}
-
 /* axpy style (see matmul_avx512.c); the n tail of each chunk in scalar. */
 AVX2_TARGET static void gemv_axpy(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     enum { CH = 256 };
@@ -263,14 +224,9 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 bcast8(const flo
 #include "kernels/cpu/matmul_narrow.h"
 
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    YF_CHECK(m1 - m0 <= YF_GEMV_MAX_M);
+    YF_CHECK(m1 - m0 <= YF_GEMV_MAX_M && g->bcs == 1); /* the dot form: gemv_tiles.c */
     if (m1 <= m0 || n1 <= n0) return;
-    if (g->bcs == 1)
-        gemv_axpy(g, m0, m1, n0, n1);
-    else {
-        YF_CHECK(g->brs == 1 && g->acs == 1);
-        gemv_dot(g, m0, m1, n0, n1);
-    }
+    gemv_axpy(g, m0, m1, n0, n1);
 }
 
 #else

@@ -1,6 +1,7 @@
 /* matmul_avx512: fp32 FMA micro-kernel (12x32 block of C in 24 zmm
- * accumulators), the few-row products (decode) and the narrow products
- * (matmul_narrow.h) on AVX-512. */
+ * accumulators), the few-row products with B contiguous along n (dy·W; the
+ * other form is gemv_tiles.c's) and the narrow products (matmul_narrow.h) on
+ * AVX-512. */
 #include "kernels/cpu/matmul_impl.h"
 
 #include <string.h>
@@ -112,112 +113,6 @@ AVX512_TARGET static void widen(float *dst, const uint16_t *src, int64_t n) {
 
 const yf_fma_isa yf_fma_avx512 = {MR, NR, kernel, pack_b_cols, pack_b_rows, widen};
 
-/* M = 1 (decode) with f32 B: 8 columns of B at a time, i.e. 8 rows of W streamed side
- * by side, each a line ahead in a software prefetch: 4 rows do not keep
- * enough misses in flight for a core to read at the memory's rate. */
-AVX512_TARGET static void gemv_dot1(const yf_gemm *g, int64_t m0, int64_t n0, int64_t n1) {
-    enum { NC = 8 };
-    int64_t K = g->K;
-    size_t esz = g->bt == YF_BF16 ? 2 : 4;
-    const float *a = g->a + m0 * g->ars;
-    for (int64_t n = n0; n < n1; n += NC) {
-        int64_t nc = n1 - n < NC ? n1 - n : NC;
-        __m512 acc[NC];
-        for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();
-        for (int64_t k = 0; k < K; k += 16) {
-            int64_t kl = K - k;
-            __m512 x = _mm512_maskz_loadu_ps(mask16(kl), a + k);
-            if ((k * esz) % 64 == 0) {
-                for (int j = 0; j < nc; j++)
-                    _mm_prefetch((const char *)g->b + ((n + j) * g->bcs + k) * esz + 512, _MM_HINT_T0);
-                /* and the next 8 rows at the same place into L2: each row is a
-                 * page of its own (a bf16 row of 2048), where the hardware
-                 * prefetchers stop, so without this every group of rows would
-                 * start on cold lines */
-                for (int j = 0; j < NC && n + NC + j < n1; j++)
-                    _mm_prefetch((const char *)g->b + ((n + NC + j) * g->bcs + k) * esz, _MM_HINT_T1);
-            }
-            for (int j = 0; j < NC; j++)
-                if (j < nc) acc[j] = _mm512_fmadd_ps(x, load16n(g->b, g->bt, (n + j) * g->bcs + k, kl), acc[j]);
-        }
-        for (int j = 0; j < nc; j++) {
-            float s = _mm512_reduce_add_ps(acc[j]), *cp = g->c + m0 * g->ldc + n + j;
-            *cp = g->accumulate ? *cp + s : s;
-        }
-    }
-}
-
-/* 16 elements of B from element i under mask k, as f32; bf (a constant in
- * each inlined copy) says bf16 B, so the loop has no branch on the type. */
-AVX512_TARGET static inline __attribute__((always_inline)) __m512 load16_as(const void *b, const bool bf, int64_t i,
-                                                                             __mmask16 k) {
-    if (bf) {
-        __m256i h = _mm256_maskz_loadu_epi16(k, (const uint16_t *)b + i);
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    return _mm512_maskz_loadu_ps(k, (const float *)b + i);
-}
-
-/* dot style: C(m,n) = sum_k A(m,k) B(k,n), both contiguous along k: mm rows
- * (<= 4) times nc columns (<= 4) starting at column n, each element the sum
- * gemv_dot1 makes (16 lanes along k, the last step masked, then the lanes
- * added), so a row's result never depends on how many rows the product has.
- * mm, nc and bf are constants in each inlined copy: the accumulators stay in
- * registers and the loop has no branch. Each column's next lines are
- * prefetched as gemv_dot1 does: the first group of rows reads W from memory
- * (later groups find the block in L2), a page a column. */
-AVX512_TARGET static inline __attribute__((always_inline)) void dot_block(const yf_gemm *g, int64_t m0, const int mm,
-                                                                           int64_t n, const int nc, const bool bf) {
-    const int64_t K = g->K, bcs = g->bcs, ars = g->ars;
-    const size_t esz = bf ? 2 : 4;
-    const float *a = g->a + m0 * ars;
-    __m512 acc[YF_GEMV_MAX_M][4];
-#pragma GCC unroll 4
-    for (int m = 0; m < mm; m++)
-#pragma GCC unroll 4
-        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k += 16) {
-        __mmask16 km = mask16(K - k);
-        if ((k * (int64_t)esz) % 64 == 0)
-#pragma GCC unroll 4
-            for (int j = 0; j < nc; j++) _mm_prefetch((const char *)g->b + ((n + j) * bcs + k) * (int64_t)esz + 512, _MM_HINT_T0);
-        __m512 w[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < nc; j++) w[j] = load16_as(g->b, bf, (n + j) * bcs + k, km);
-#pragma GCC unroll 4
-        for (int m = 0; m < mm; m++) {
-            __m512 x = _mm512_maskz_loadu_ps(km, a + m * ars + k);
-#pragma GCC unroll 4
-            for (int j = 0; j < nc; j++) acc[m][j] = _mm512_fmadd_ps(x, w[j], acc[m][j]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int m = 0; m < mm; m++)
-#pragma GCC unroll 4
-        for (int j = 0; j < nc; j++) {
-            float s = _mm512_reduce_add_ps(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
-            *cp = g->accumulate ? *cp + s : s;
-        }
-}
-
-/* mm rows, columns n0..n1: whole blocks of 4 columns, then the rest (f32 B:
- * bf16 B takes gemv_bf16.c's kernel). */
-AVX512_TARGET static inline __attribute__((always_inline)) void gemv_dot_rows(const yf_gemm *g, int64_t m0, const int mm,
-                                                                               int64_t n0, int64_t n1) {
-    int64_t n = n0;
-    for (; n + 4 <= n1; n += 4) dot_block(g, m0, mm, n, 4, false);
-    for (; n < n1; n++) dot_block(g, m0, mm, n, 1, false);
-}
-
-AVX512_TARGET static void gemv_dot(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    switch (m1 - m0) {
-    case 1: gemv_dot1(g, m0, n0, n1); break;
-    case 2: gemv_dot_rows(g, m0, 2, n0, n1); break;
-    case 3: gemv_dot_rows(g, m0, 3, n0, n1); break;
-    default: gemv_dot_rows(g, m0, 4, n0, n1); break;
-    }
-}
-
 /* axpy style: C(m, n..) += A(m,k) * B(k, n..), B rows contiguous along n:
  * a chunk of C stays in L1 while every row of B is streamed once. */
 AVX512_TARGET static void gemv_axpy(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -288,13 +183,8 @@ AVX512_TARGET static inline __attribute__((always_inline)) __m512 bcast16(const 
 
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (m1 <= m0 || n1 <= n0) return;
-    YF_CHECK(m1 - m0 <= YF_GEMV_MAX_M);
-    if (g->bcs == 1)
-        gemv_axpy(g, m0, m1, n0, n1);
-    else {
-        YF_CHECK(g->brs == 1 && g->acs == 1 && g->bt == YF_F32); /* bf16: yf_gemv_bf16_avx512 */
-        gemv_dot(g, m0, m1, n0, n1);
-    }
+    YF_CHECK(m1 - m0 <= YF_GEMV_MAX_M && g->bcs == 1); /* the dot form: gemv_tiles.c */
+    gemv_axpy(g, m0, m1, n0, n1);
 }
 
 #else

@@ -140,20 +140,20 @@ void yf_amx_pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int nparts, u
  * row's n floats (rounded up to 32 with zeros), or zeros. */
 void yf_amx_put_a_row(uint16_t *d, int64_t stride, int64_t n, const float *row);
 /* Few rows of C (M <= YF_GEMV_MAX_M): no packing; weights streamed once.
- * Only for B contiguous along k with A contiguous along k ("dot": brs == 1,
- * acs == 1) or B contiguous along n ("axpy": bcs == 1). */
+ * B contiguous along k with A contiguous along k ("dot": brs == 1, acs == 1):
+ * the register-tiled kernels of gemv_tiles.c, any number of rows, each
+ * element's sum in an order of 16 lanes (AVX-512) or 8 (AVX2) that
+ * yf_gemv_tiles_ref reproduces; B contiguous along n ("axpy": bcs == 1):
+ * yf_gemv_avx512 / yf_gemv_avx2, at most YF_GEMV_MAX_M rows a call. */
 #define YF_GEMV_MAX_M YF_GEMV_ROWS
 /* The most rows a product on the calling thread gives the gemv kernels:
  * YF_GEMV_MAX_M, or YF_ROWSTABLE_M while yf_kernels_set_rowstable is on. */
 int64_t yf_gemv_rows(void);
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 void yf_gemv_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
-/* The dot form with bf16 B (x·W^T), any number of rows, each row's elements
- * in the pair order (gemv_bf16.c) of 16 lanes (AVX-512) or 8 (AVX2), and the
- * scalar reference that gives the same bits for either lane count. */
-void yf_gemv_bf16_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
-void yf_gemv_bf16_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
-void yf_gemv_bf16_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_gemv_tiles_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_gemv_tiles_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+void yf_gemv_tiles_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 /* Products with a dimension <= YF_NARROW_DIM (LoRA's rank-r side) go to the
  * narrow kernels (matmul_narrow.h), unpacked but for the small operand, in one

@@ -1,0 +1,360 @@
+/* gemv_tiles: the few-row products x·W^T (W's rows contiguous along k) on
+ * AVX-512 and AVX2: decode steps of up to YF_ROWSTABLE_M sequences and their
+ * LM head. W is bf16 or f32; the scalar reference computes the same sums in
+ * the same order.
+ *
+ * The order of an element's sum, for L lanes (16 on AVX-512, 8 on AVX2):
+ * lane l of the accumulator of a (row, column) adds, by fused multiply-adds,
+ *   f32 W:  x[qL + l]·W[qL + l] for q = 0, 1, ... (the last step masked);
+ *   bf16 W, the pair order: x[2qL + 2l]·W[..], then x[2qL + 2l + 1]·W[..].
+ *     A load of 2L bf16 weights holds two to a 32-bit lane; as fp32 the high
+ *     halves (odd k: lane & 0xffff0000) and the low halves shifted up (even
+ *     k: lane << 16) are two vectors at one instruction each, where widening
+ *     L bf16 in k order takes two, one a shuffle on a port the FMAs need.
+ * k past K count as zeros; then the lanes are added as _mm512_reduce_add_ps
+ * adds them (halves, quarters, then (v0 + v2) + (v1 + v3); AVX2 from the
+ * quarters). x is copied once per call into that order (xs).
+ *
+ * Every element is that one sum whatever the number of rows, their grouping
+ * into register tiles or the columns a thread takes: a row's result is the
+ * one-row product's (row-stable). A register tile is up to 8 rows by 3-8
+ * columns on AVX-512 (3 by 3-6 on AVX2): each W vector, loaded (and widened)
+ * once, serves all rows of the tile; with more rows than a tile, W is taken
+ * a block of columns at a time that stays in L2 while each group of rows
+ * passes over it, so that it streams from memory once. */
+#include "kernels/cpu/matmul_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- the reference --------------------------------------------------------- */
+
+/* the lanes added as _mm512_reduce_add_ps adds them: halves (v[i] + v[i +
+ * 8]), then quarters, then (v0 + v2) + (v1 + v3); 8 lanes from the second */
+static float reduce_lanes(float *v, int lanes) {
+    for (int h = lanes / 2; h >= 4; h /= 2)
+        for (int i = 0; i < h; i++) v[i] = v[i + h] + v[i];
+    return (v[0] + v[2]) + (v[1] + v[3]);
+}
+
+void yf_gemv_tiles_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    YF_CHECK(g->brs == 1 && g->acs == 1 && (lanes == 16 || lanes == 8));
+    bool bf = g->bt == YF_BF16;
+    int64_t step = bf ? 2 * lanes : lanes;
+    for (int64_t m = m0; m < m1; m++) {
+        const float *x = g->a + m * g->ars;
+        for (int64_t n = n0; n < n1; n++) {
+            float lane[16] = {0};
+            for (int64_t q = 0; q < g->K; q += step)
+                for (int part = 0; part < (bf ? 2 : 1); part++)
+                    for (int l = 0; l < lanes; l++) {
+                        int64_t k = bf ? q + 2 * l + part : q + l;
+                        float xv = k < g->K ? x[k] : 0, wv = k < g->K ? yf_gemm_bget(g, k, n) : 0;
+                        lane[l] = fmaf(xv, wv, lane[l]);
+                    }
+            float s = reduce_lanes(lane, lanes), *cp = g->c + m * g->ldc + n;
+            *cp = g->accumulate ? *cp + s : s;
+        }
+    }
+}
+
+#if YF_CC_AVX2
+#include <immintrin.h>
+#endif
+
+/* ---- the driver, for either width --------------------------------------- */
+
+/* x's rows m0..m0+mm in the order of steps of `step` k (kp, a multiple of
+ * it, with zeros past K): k order, or with pairs its step/2 even then step/2
+ * odd k; interleaved by steps, row after row (xs + q step mm + m step) */
+static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int step, bool pairs, float *xs) {
+    int half = step / 2;
+    for (int64_t m = 0; m < mm; m++) {
+        const float *x = g->a + (m0 + m) * g->ars;
+        for (int64_t k = 0; k < kp; k += step) {
+            float *d = xs + k * mm + m * step;
+            for (int l = 0; l < step; l++) {
+                int64_t kk = pairs ? k + 2 * (l % half) + l / half : k + l;
+                d[l] = kk < g->K ? x[kk] : 0;
+            }
+        }
+    }
+}
+
+/* rows(g, xs, m0, n0, n1): a group of rows (xs: tiles_x's), columns n0..n1 */
+typedef void (*tiles_rows_fn)(const yf_gemm *, const float *, int64_t, int64_t, int64_t);
+
+/* Rows in groups of at most maxr, as even as can be (16 = 8 + 8, 12 = 6 + 6;
+ * rows_fn[r] the kernel of r rows); with one group W streams once anyway;
+ * with more, a block of columns at a time (~256 KiB of W, a multiple of 24)
+ * that stays in L2 while each group passes over it. step: k a step of the
+ * kernels takes (bf16: two vectors' worth). */
+static void tiles_run(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int step, int maxr,
+                      const tiles_rows_fn *rows_fn) {
+    if (m1 <= m0 || n1 <= n0) return;
+    YF_CHECK(g->brs == 1 && g->acs == 1 && (g->bt == YF_BF16 || g->bt == YF_F32));
+    int64_t M = m1 - m0, kp = (g->K + step - 1) / step * step;
+    float *xs = yf_scratch(0, (size_t)(M * kp) * sizeof(float));
+    int64_t groups = (M + maxr - 1) / maxr, rows[64];
+    YF_CHECK(groups <= 64);
+    for (int64_t gi = 0, r = 0; gi < groups; r += rows[gi], gi++) {
+        rows[gi] = (M - r) / (groups - gi) + ((M - r) % (groups - gi) != 0);
+        tiles_x(g, m0 + r, rows[gi], kp, step, g->bt == YF_BF16, xs + r * kp);
+    }
+    int64_t nb = n1 - n0;
+    if (groups > 1) {
+        nb = ((int64_t)256 << 10) / (g->K * (g->bt == YF_BF16 ? 2 : 4)) / 24 * 24;
+        if (nb < 24) nb = 24;
+    }
+    for (int64_t n = n0; n < n1; n += nb) {
+        int64_t ne = n1 - n < nb ? n1 : n + nb;
+        for (int64_t gi = 0, r = 0; gi < groups; r += rows[gi], gi++) rows_fn[rows[gi]](g, xs + r * kp, m0 + r, n, ne);
+    }
+}
+
+#if YF_CC_AVX512
+
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define INLINE AVX512_TARGET static inline __attribute__((always_inline))
+
+enum { MAXR = 8 }; /* rows of a register tile */
+
+static inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
+
+/* One step of 32 k at k for a tile of mm rows by nc columns (both constants
+ * in each inlined copy, so that the accumulators stay in registers); W read
+ * under the mask km. The even products first, then the odd: each W vector is
+ * widened right before its FMAs, from W's line in L1. */
+INLINE void pair_step(__m512 acc[MAXR][8], const uint16_t *w, int64_t bcs, const float *xs, int64_t k, const int mm,
+                      const int nc, __mmask32 km) {
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    __m512 wv[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < nc; j++) {
+        _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        wv[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_maskz_loadu_epi16(km, w + j * bcs + k), 16));
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++) {
+        __m512 x = _mm512_loadu_ps(xs + k * mm + m * 32);
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_fmadd_ps(x, wv[j], acc[m][j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nc; j++)
+        wv[j] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_maskz_loadu_epi16(km, w + j * bcs + k), hi));
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++) {
+        __m512 x = _mm512_loadu_ps(xs + k * mm + m * 32 + 16);
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_fmadd_ps(x, wv[j], acc[m][j]);
+    }
+}
+
+/* One step of 16 k at k with f32 W, under the mask km */
+INLINE void f32_step(__m512 acc[MAXR][8], const float *w, int64_t bcs, const float *xs, int64_t k, const int mm,
+                     const int nc, __mmask16 km) {
+    __m512 wv[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < nc; j++) {
+        _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        wv[j] = _mm512_maskz_loadu_ps(km, w + j * bcs + k);
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++) {
+        __m512 x = _mm512_loadu_ps(xs + k * mm + m * 16);
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_fmadd_ps(x, wv[j], acc[m][j]);
+    }
+}
+
+/* C[m0 .. m0+mm, n .. n+nc] from xs (those rows, tiles_x); bf: bf16 W (a
+ * constant in each inlined copy, as mm and nc) */
+INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc, const bool bf) {
+    const int64_t K = g->K, bcs = g->bcs, step = bf ? 32 : 16, kfull = K / step * step;
+    __m512 acc[MAXR][8];
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
+    if (bf) {
+        const uint16_t *w = (const uint16_t *)g->b + n * bcs;
+        for (int64_t k = 0; k < kfull; k += 32) pair_step(acc, w, bcs, xs, k, mm, nc, 0xffffffffu);
+        if (kfull < K) pair_step(acc, w, bcs, xs, kfull, mm, nc, mask32(K - kfull));
+    } else {
+        const float *w = (const float *)g->b + n * bcs;
+        for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff);
+        if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull));
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) {
+            float s = _mm512_reduce_add_ps(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
+            *cp = g->accumulate ? *cp + s : s;
+        }
+}
+
+/* mm rows, columns n0..n1: whole tiles of NC columns, then one at a time */
+#define TILE_ROWS(mm, NC)                                                                                             \
+    AVX512_TARGET static void bf16_rows_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) { \
+        int64_t n = n0;                                                                                               \
+        for (; n + NC <= n1; n += NC) tile(g, xs, m0, mm, n, NC, true);                                               \
+        for (; n < n1; n++) tile(g, xs, m0, mm, n, 1, true);                                                          \
+    }                                                                                                                 \
+    AVX512_TARGET static void f32_rows_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) {  \
+        int64_t n = n0;                                                                                               \
+        for (; n + NC <= n1; n += NC) tile(g, xs, m0, mm, n, NC, false);                                              \
+        for (; n < n1; n++) tile(g, xs, m0, mm, n, 1, false);                                                         \
+    }
+TILE_ROWS(1, 8)
+TILE_ROWS(2, 6)
+TILE_ROWS(3, 6)
+TILE_ROWS(4, 5)
+TILE_ROWS(5, 4)
+TILE_ROWS(6, 4)
+TILE_ROWS(7, 3)
+TILE_ROWS(8, 3)
+
+static const tiles_rows_fn g_bf16_rows[MAXR + 1] = {NULL,        bf16_rows_1, bf16_rows_2, bf16_rows_3, bf16_rows_4,
+                                                    bf16_rows_5, bf16_rows_6, bf16_rows_7, bf16_rows_8};
+static const tiles_rows_fn g_f32_rows[MAXR + 1] = {NULL,       f32_rows_1, f32_rows_2, f32_rows_3, f32_rows_4,
+                                                   f32_rows_5, f32_rows_6, f32_rows_7, f32_rows_8};
+
+void yf_gemv_tiles_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    bool bf = g->bt == YF_BF16;
+    tiles_run(g, m0, m1, n0, n1, bf ? 32 : 16, MAXR, bf ? g_bf16_rows : g_f32_rows);
+}
+
+#else
+void yf_gemv_tiles_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX-512 path not compiled in");
+}
+#endif
+
+/* ---- AVX2: 8 lanes ----------------------------------------------------------- */
+
+#if YF_CC_AVX2
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#define INLINE2 AVX2_TARGET static inline __attribute__((always_inline))
+
+enum { MAXR2 = 3 }; /* rows of a register tile (16 ymm: 9 accumulators) */
+
+/* One step of 16 k at k (pair_step with 8 lanes); W as bf16 rows bcs apart */
+INLINE2 void pair_step8(__m256 acc[MAXR2][6], const uint16_t *w, int64_t bcs, const float *xs, int64_t k,
+                        const int mm, const int nc, const bool pf) {
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256 wv[6];
+#pragma GCC unroll 6
+    for (int j = 0; j < nc; j++) {
+        if (pf && k % 32 == 0) _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        wv[j] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(w + j * bcs + k)), 16));
+    }
+#pragma GCC unroll 3
+    for (int m = 0; m < mm; m++) {
+        __m256 x = _mm256_loadu_ps(xs + k * mm + m * 16);
+#pragma GCC unroll 6
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm256_fmadd_ps(x, wv[j], acc[m][j]);
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < nc; j++)
+        wv[j] = _mm256_castsi256_ps(_mm256_and_si256(_mm256_loadu_si256((const __m256i *)(w + j * bcs + k)), hi));
+#pragma GCC unroll 3
+    for (int m = 0; m < mm; m++) {
+        __m256 x = _mm256_loadu_ps(xs + k * mm + m * 16 + 8);
+#pragma GCC unroll 6
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm256_fmadd_ps(x, wv[j], acc[m][j]);
+    }
+}
+
+/* One step of 8 k at k with f32 W */
+INLINE2 void f32_step8(__m256 acc[MAXR2][6], const float *w, int64_t bcs, const float *xs, int64_t k, const int mm,
+                       const int nc, const bool pf) {
+    __m256 wv[6];
+#pragma GCC unroll 6
+    for (int j = 0; j < nc; j++) {
+        if (pf && k % 16 == 0) _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        wv[j] = _mm256_loadu_ps(w + j * bcs + k);
+    }
+#pragma GCC unroll 3
+    for (int m = 0; m < mm; m++) {
+        __m256 x = _mm256_loadu_ps(xs + k * mm + m * 8);
+#pragma GCC unroll 6
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm256_fmadd_ps(x, wv[j], acc[m][j]);
+    }
+}
+
+/* the 8 lanes added as reduce_lanes adds them */
+INLINE2 float reduce8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc,
+                   const bool bf) {
+    const int64_t K = g->K, bcs = g->bcs, step = bf ? 16 : 8, kfull = K / step * step;
+    __m256 acc[MAXR2][6];
+#pragma GCC unroll 3
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 6
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm256_setzero_ps();
+    /* the last step from a zero-padded copy: nothing read past a row */
+    if (bf) {
+        const uint16_t *w = (const uint16_t *)g->b + n * bcs;
+        for (int64_t k = 0; k < kfull; k += 16) pair_step8(acc, w, bcs, xs, k, mm, nc, true);
+        if (kfull < K) {
+            uint16_t t[6][16];
+            memset(t, 0, sizeof t);
+            for (int j = 0; j < nc; j++) memcpy(t[j], w + j * bcs + kfull, (size_t)(K - kfull) * sizeof(uint16_t));
+            pair_step8(acc, &t[0][0], 16, xs + kfull * mm, 0, mm, nc, false);
+        }
+    } else {
+        const float *w = (const float *)g->b + n * bcs;
+        for (int64_t k = 0; k < kfull; k += 8) f32_step8(acc, w, bcs, xs, k, mm, nc, true);
+        if (kfull < K) {
+            float t[6][8];
+            memset(t, 0, sizeof t);
+            for (int j = 0; j < nc; j++) memcpy(t[j], w + j * bcs + kfull, (size_t)(K - kfull) * sizeof(float));
+            f32_step8(acc, &t[0][0], 8, xs + kfull * mm, 0, mm, nc, false);
+        }
+    }
+#pragma GCC unroll 3
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 6
+        for (int j = 0; j < nc; j++) {
+            float s = reduce8(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
+            *cp = g->accumulate ? *cp + s : s;
+        }
+}
+
+#define TILE8_ROWS(mm, NC)                                                                                            \
+    AVX2_TARGET static void bf16_rows8_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) { \
+        int64_t n = n0;                                                                                               \
+        for (; n + NC <= n1; n += NC) tile8(g, xs, m0, mm, n, NC, true);                                              \
+        for (; n < n1; n++) tile8(g, xs, m0, mm, n, 1, true);                                                         \
+    }                                                                                                                 \
+    AVX2_TARGET static void f32_rows8_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) {  \
+        int64_t n = n0;                                                                                               \
+        for (; n + NC <= n1; n += NC) tile8(g, xs, m0, mm, n, NC, false);                                             \
+        for (; n < n1; n++) tile8(g, xs, m0, mm, n, 1, false);                                                        \
+    }
+TILE8_ROWS(1, 6)
+TILE8_ROWS(2, 4)
+TILE8_ROWS(3, 3)
+
+static const tiles_rows_fn g_bf16_rows8[MAXR2 + 1] = {NULL, bf16_rows8_1, bf16_rows8_2, bf16_rows8_3};
+static const tiles_rows_fn g_f32_rows8[MAXR2 + 1] = {NULL, f32_rows8_1, f32_rows8_2, f32_rows8_3};
+
+void yf_gemv_tiles_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    bool bf = g->bt == YF_BF16;
+    tiles_run(g, m0, m1, n0, n1, bf ? 16 : 8, MAXR2, bf ? g_bf16_rows8 : g_f32_rows8);
+}
+
+#else
+void yf_gemv_tiles_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
+    YF_CHECK(!"AVX2 path not compiled in");
+}
+#endif

@@ -1,0 +1,194 @@
+/* The few-row kernels (gemv_tiles.c), bf16 and f32 weights: the AVX-512 and
+ * AVX2 kernels give the bits of the scalar reference with their lane count
+ * for every row count 1..16, odd column counts, K not a multiple of the step
+ * (the last, padded step) and accumulating; any split of rows or columns
+ * gives the same bits; the reference is the product (against double sums);
+ * the dispatcher sends decode products to them. */
+#include "harness.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/matmul_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t g_rng = 0x51ed270b27e1c3a5ull;
+static float frand(void) { return yt_frand(&g_rng); }
+
+/* x [M, K], C [M, N], W [N, K] as bf16 (w) and as f32 (wf, other values) */
+typedef struct prob {
+    int64_t M, N, K;
+    float *x, *c, *wf;
+    uint16_t *w;
+    yf_dtype dt; /* which W the products read */
+} prob;
+
+static prob make(int64_t M, int64_t N, int64_t K, yf_dtype dt) {
+    prob p = {M, N, K, malloc((size_t)(M * K) * sizeof(float)), malloc((size_t)(M * N) * sizeof(float)),
+              malloc((size_t)(N * K) * sizeof(float)), malloc((size_t)(N * K) * sizeof(uint16_t)), dt};
+    for (int64_t i = 0; i < M * K; i++) p.x[i] = frand();
+    for (int64_t i = 0; i < N * K; i++) p.w[i] = yf_f32_to_bf16(frand()), p.wf[i] = frand();
+    for (int64_t i = 0; i < M * N; i++) p.c[i] = frand();
+    return p;
+}
+
+static void drop(prob *p) { free(p->x), free(p->c), free(p->wf), free(p->w); }
+
+static const void *wptr(const prob *p) { return p->dt == YF_BF16 ? (const void *)p->w : (const void *)p->wf; }
+static float wget(const prob *p, int64_t i) { return p->dt == YF_BF16 ? yf_bf16_to_f32(p->w[i]) : p->wf[i]; }
+
+/* y = x·W^T as the kernels see it */
+static yf_gemm gemm(const prob *p, float *c, bool acc) {
+    return (yf_gemm){.c = c, .ldc = p->N, .a = p->x, .ars = p->K, .acs = 1, .b = wptr(p), .bt = p->dt, .brs = 1,
+                     .bcs = p->K, .M = p->M, .N = p->N, .K = p->K, .accumulate = acc};
+}
+
+static const yf_dtype dts[2] = {YF_BF16, YF_F32};
+
+static float *copy(const float *v, int64_t n) {
+    float *d = malloc((size_t)n * sizeof(float));
+    memcpy(d, v, (size_t)n * sizeof(float));
+    return d;
+}
+
+/* the kernel of a path and its lane count */
+typedef struct isa {
+    yf_kpath path;
+    int lanes;
+    void (*run)(const yf_gemm *, int64_t, int64_t, int64_t, int64_t);
+} isa;
+static const isa isas[] = {{YF_KPATH_AVX512, 16, yf_gemv_tiles_avx512}, {YF_KPATH_AVX2, 8, yf_gemv_tiles_avx2}};
+
+TEST(gemv_tiles_match_reference_bitwise) {
+    static const int64_t nk[][2] = {{1, 32}, {7, 31}, {37, 33}, {64, 2048}, {29, 100}, {3, 8192}, {50, 1000}, {5, 17}};
+    int bad = 0, cases = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) {
+            printf("    (no %s here: not run)\n", yf_kpath_name(is->path));
+            continue;
+        }
+        for (int d = 0; d < 2; d++)
+            for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+                for (int64_t M = 1; M <= YF_ROWSTABLE_M; M++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        prob p = make(M, nk[s][0], nk[s][1], dts[d]);
+                        float *ref = copy(p.c, M * p.N), *fast = copy(p.c, M * p.N);
+                        yf_gemm gr = gemm(&p, ref, acc), gf = gemm(&p, fast, acc);
+                        yf_gemv_tiles_ref(&gr, is->lanes, 0, M, 0, p.N);
+                        is->run(&gf, 0, M, 0, p.N);
+                        if (memcmp(ref, fast, (size_t)(M * p.N) * sizeof(float)) != 0 && bad++ < 3)
+                            fprintf(stderr, "  %s %s M=%ld N=%ld K=%ld accumulate=%d differs\n",
+                                    yf_kpath_name(is->path), d ? "f32" : "bf16", (long)M, (long)p.N, (long)p.K, acc);
+                        cases++;
+                        free(ref), free(fast);
+                        drop(&p);
+                    }
+    }
+    CHECK(cases > 0 || !yf_kernels_path_supported(YF_KPATH_AVX2), "nothing ran");
+    CHECK(bad == 0, "%d of %d products differ from the reference's bits", bad, cases);
+}
+
+/* Rows in uneven row ranges and column ranges: the bits of the whole
+ * product (what a decode step of a batch relies on). */
+TEST(gemv_tiles_any_split_same_bits) {
+    int bad = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) continue;
+        for (int d = 0; d < 2; d++) {
+            prob p = make(16, 101, 2050, dts[d]);
+            float *whole = copy(p.c, 16 * p.N), *parts = copy(p.c, 16 * p.N);
+            yf_gemm gw = gemm(&p, whole, false), gp = gemm(&p, parts, false);
+            is->run(&gw, 0, 16, 0, p.N);
+            static const int64_t cuts[][2] = {{0, 1}, {1, 4}, {4, 11}, {11, 16}};
+            for (size_t c = 0; c < 4; c++) {
+                is->run(&gp, cuts[c][0], cuts[c][1], 0, 37);
+                is->run(&gp, cuts[c][0], cuts[c][1], 37, p.N);
+            }
+            bad += memcmp(whole, parts, (size_t)(16 * p.N) * sizeof(float)) != 0;
+            free(whole), free(parts);
+            drop(&p);
+        }
+    }
+    CHECK(bad == 0, "split products differ from the whole in %d cases", bad);
+}
+
+/* The reference is the product: each element against a double sum, within
+ * 1e-5 of the sum of |x·w| (fp32 rounding over K terms), both lane counts,
+ * both dtypes. */
+TEST(gemv_tiles_reference_is_the_product) {
+    double worst = 0;
+    for (int d = 0; d < 2; d++) {
+        prob p = make(3, 40, 1000, dts[d]);
+        for (int lanes = 8; lanes <= 16; lanes += 8) {
+            float *c = copy(p.c, 3 * p.N);
+            yf_gemm g = gemm(&p, c, true);
+            yf_gemv_tiles_ref(&g, lanes, 0, 3, 0, p.N);
+            for (int64_t m = 0; m < 3; m++)
+                for (int64_t n = 0; n < p.N; n++) {
+                    double s = p.c[m * p.N + n], mag = fabs(s);
+                    for (int64_t k = 0; k < p.K; k++) {
+                        double t = (double)p.x[m * p.K + k] * wget(&p, n * p.K + k);
+                        s += t, mag += fabs(t);
+                    }
+                    double e = fabs(c[m * p.N + n] - s) / mag;
+                    if (e > worst) worst = e;
+                }
+            free(c);
+        }
+        drop(&p);
+    }
+    CHECK_NEAR("relative error of the reference vs double sums", worst, 1e-5);
+}
+
+/* The last, padded step reads nothing past K: the next row of W all +Inf
+ * leaves the rows before it finite and as the reference has them. */
+TEST(gemv_tiles_k_tail_reads_only_its_row) {
+    int bad = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) continue;
+        for (int d = 0; d < 2; d++) {
+            prob p = make(5, 4, 45, dts[d]);
+            for (int64_t k = 0; k < p.K; k++) p.w[3 * p.K + k] = 0x7f80, p.wf[3 * p.K + k] = INFINITY;
+            float *ref = copy(p.c, 5 * p.N), *fast = copy(p.c, 5 * p.N);
+            yf_gemm gr = gemm(&p, ref, false), gf = gemm(&p, fast, false);
+            yf_gemv_tiles_ref(&gr, is->lanes, 0, 5, 0, p.N);
+            is->run(&gf, 0, 5, 0, p.N);
+            for (int64_t m = 0; m < 5; m++)
+                for (int64_t n = 0; n < 3; n++)
+                    bad += !isfinite(fast[m * p.N + n]) || fast[m * p.N + n] != ref[m * p.N + n];
+            free(ref), free(fast);
+            drop(&p);
+        }
+    }
+    CHECK(bad == 0, "%d elements of rows before the Inf row are not the reference's", bad);
+}
+
+/* A decode step's products (row-stable, 1..16 rows) on the AVX-512 and AVX2
+ * paths are these kernels': yf_matmul_xwt gives the reference's bits. */
+TEST(gemv_tiles_are_what_decode_products_run) {
+    yf_kpath was_path = yf_kernels_path();
+    bool was = yf_kernels_set_rowstable(true);
+    int bad = 0, runs = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) continue;
+        CHECK(yf_kernels_set_path(is->path) == 0);
+        for (int d = 0; d < 2; d++)
+            for (int64_t M = 1; M <= YF_ROWSTABLE_M; M += 5, runs++) {
+                prob p = make(M, 3000, 512, dts[d]); /* enough to be split between threads */
+                float *ref = copy(p.c, M * p.N), *fast = copy(p.c, M * p.N);
+                yf_gemm gr = gemm(&p, ref, false);
+                yf_gemv_tiles_ref(&gr, is->lanes, 0, M, 0, p.N);
+                yf_matmul_xwt(fast, p.x, wptr(&p), p.dt, M, p.N, p.K, false);
+                bad += memcmp(ref, fast, (size_t)(M * p.N) * sizeof(float)) != 0;
+                free(ref), free(fast);
+                drop(&p);
+            }
+    }
+    yf_kernels_set_rowstable(was);
+    yf_kernels_set_path(was_path);
+    CHECK(bad == 0, "%d of %d decode products differ from the reference's bits", bad, runs);
+}
