@@ -89,6 +89,27 @@ TEST(gemv_tiles_match_reference_bitwise) {
     CHECK(bad == 0, "%d of %d products differ from the reference's bits", bad, cases);
 }
 
+/* More rows than a decode step has (groups of 8 rows beyond 16): the
+ * reference's bits still. */
+TEST(gemv_tiles_many_rows) {
+    int bad = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const isa *is = &isas[i];
+        if (!yf_kernels_path_supported(is->path)) continue;
+        for (int d = 0; d < 2; d++) {
+            prob p = make(530, 29, 70, dts[d]);
+            float *ref = copy(p.c, p.M * p.N), *fast = copy(p.c, p.M * p.N);
+            yf_gemm gr = gemm(&p, ref, true), gf = gemm(&p, fast, true);
+            yf_gemv_tiles_ref(&gr, is->lanes, 0, p.M, 0, p.N);
+            is->run(&gf, 0, p.M, 0, p.N);
+            bad += memcmp(ref, fast, (size_t)(p.M * p.N) * sizeof(float)) != 0;
+            free(ref), free(fast);
+            drop(&p);
+        }
+    }
+    CHECK(bad == 0, "%d products of 530 rows differ from the reference's bits", bad);
+}
+
 /* Rows in uneven row ranges and column ranges: the bits of the whole
  * product (what a decode step of a batch relies on). */
 TEST(gemv_tiles_any_split_same_bits) {

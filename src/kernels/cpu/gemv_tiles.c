@@ -84,6 +84,12 @@ static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int st
 /* rows(g, xs, m0, n0, n1): a group of rows (xs: tiles_x's), columns n0..n1 */
 typedef void (*tiles_rows_fn)(const yf_gemm *, const float *, int64_t, int64_t, int64_t);
 
+/* the rows of group gi of groups, r rows of M before it: the rest shared as
+ * evenly as can be, the larger groups first */
+static int64_t group_rows(int64_t M, int64_t r, int64_t groups, int64_t gi) {
+    return (M - r) / (groups - gi) + ((M - r) % (groups - gi) != 0);
+}
+
 /* Rows in groups of at most maxr, as even as can be (16 = 8 + 8, 12 = 6 + 6;
  * rows_fn[r] the kernel of r rows); with one group W streams once anyway;
  * with more, a block of columns at a time (~256 KiB of W, a multiple of 24)
@@ -95,12 +101,9 @@ static void tiles_run(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int6
     YF_CHECK(g->brs == 1 && g->acs == 1 && (g->bt == YF_BF16 || g->bt == YF_F32));
     int64_t M = m1 - m0, kp = (g->K + step - 1) / step * step;
     float *xs = yf_scratch(0, (size_t)(M * kp) * sizeof(float));
-    int64_t groups = (M + maxr - 1) / maxr, rows[64];
-    YF_CHECK(groups <= 64);
-    for (int64_t gi = 0, r = 0; gi < groups; r += rows[gi], gi++) {
-        rows[gi] = (M - r) / (groups - gi) + ((M - r) % (groups - gi) != 0);
-        tiles_x(g, m0 + r, rows[gi], kp, step, g->bt == YF_BF16, xs + r * kp);
-    }
+    int64_t groups = (M + maxr - 1) / maxr;
+    for (int64_t gi = 0, r = 0; gi < groups; r += group_rows(M, r, groups, gi), gi++)
+        tiles_x(g, m0 + r, group_rows(M, r, groups, gi), kp, step, g->bt == YF_BF16, xs + r * kp);
     int64_t nb = n1 - n0;
     if (groups > 1) {
         nb = ((int64_t)256 << 10) / (g->K * (g->bt == YF_BF16 ? 2 : 4)) / 24 * 24;
@@ -108,7 +111,8 @@ static void tiles_run(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int6
     }
     for (int64_t n = n0; n < n1; n += nb) {
         int64_t ne = n1 - n < nb ? n1 : n + nb;
-        for (int64_t gi = 0, r = 0; gi < groups; r += rows[gi], gi++) rows_fn[rows[gi]](g, xs + r * kp, m0 + r, n, ne);
+        for (int64_t gi = 0, r = 0; gi < groups; r += group_rows(M, r, groups, gi), gi++)
+            rows_fn[group_rows(M, r, groups, gi)](g, xs + r * kp, m0 + r, n, ne);
     }
 }
 
