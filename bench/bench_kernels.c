@@ -2,7 +2,8 @@
  * usage: build/bench-kernels [--quick] [--paths amx,avx512,avx2,scalar]
  * For every path the CPU has (and both precisions on AMX) it times y = x.W^T,
  * dx = dy.W and dW += dy^T.x on the training shapes (M = 2304 rows) and the
- * decode shapes (M = 1), prints the best of several runs: the wall-clock
+ * decode shapes (M = 1, and M = 16 row-stable: a decode step of 16
+ * sequences), prints the best of several runs: the wall-clock
  * rate, and the rate per busy core (FLOP / CPU time of the process), which is
  * what to compare on a machine shared with other jobs, with its fraction of
  * one core's peak (measured with register-resident loops where the compiler
