@@ -248,7 +248,8 @@ static int forward_cached(yf_model *m, const yf_lora *lo, const yf_row_adapters 
     bool was_stable = yf_kernels_set_rowstable(T == 1 && B <= YF_ROWSTABLE_M);
     yf_act act;
     yf_act_alloc(&act, m, B, T, false);
-    float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    /* recycled (bufcache.h): a serve or extract loop makes these every step */
+    float *xa = yf_buf_get((size_t)(N * D) * sizeof(float)), *xb = yf_buf_get((size_t)(N * D) * sizeof(float));
     yf_model_embed_rows(m, ids, N, xa);
     for (int64_t l = 0; l < m->L; l++) {
         act.x = xa;
@@ -266,8 +267,8 @@ static int forward_cached(yf_model *m, const yf_lora *lo, const yf_row_adapters 
     yf_rmsnorm_fwd(xb, NULL, xa, (const float *)m->norm.data, N, D, m->cfg.rms_norm_eps);
     if (logits) yf_model_head_loss(m, xb, NULL, N, logits, NULL, 1.0f);
     yf_kernels_set_rowstable(was_stable);
-    free(xa);
-    free(xb);
+    yf_buf_put(xa);
+    yf_buf_put(xb);
     free(start);
     yf_act_free(&act);
     yf_run_free(&r);
@@ -320,7 +321,7 @@ static void prefill_pass(yf_model *m, const yf_lora *lo, const yf_row_adapters *
     bool was_stable = yf_kernels_set_rowstable(stable);
     yf_act act;
     yf_act_alloc(&act, m, 1, N, false);
-    float *xa = yf_aligned_alloc((size_t)(N * D) * sizeof(float)), *xb = yf_aligned_alloc((size_t)(N * D) * sizeof(float));
+    float *xa = yf_buf_get((size_t)(N * D) * sizeof(float)), *xb = yf_buf_get((size_t)(N * D) * sizeof(float));
     yf_model_embed_rows(m, flat, N, xa);
     for (int64_t l = 0; l < L; l++) {
         act.x = xa;
@@ -342,14 +343,15 @@ static void prefill_pass(yf_model *m, const yf_lora *lo, const yf_row_adapters *
         if (!q[j]->logits) continue;
         int64_t k = 1; /* a run of rows that want logits, into one buffer */
         while (j + k < n && k < YF_ROWSTABLE_M && q[j + k]->logits) k++;
-        float *lg = yf_malloc((size_t)(k * m->V) * sizeof(float));
+        float *lg = yf_buf_get((size_t)(k * m->V) * sizeof(float));
         yf_model_head_loss(m, xb + j * D, NULL, k, lg, NULL, 1.0f);
         for (int64_t i = 0; i < k; i++) memcpy(q[j + i]->logits, lg + i * m->V, (size_t)m->V * sizeof(float));
-        free(lg);
+        yf_buf_put(lg);
         j += k - 1;
     }
     yf_kernels_set_rowstable(was_stable);
-    free(xa), free(xb), free(start), free(flat), free(off), free(pos), free(row), free(st);
+    yf_buf_put(xa), yf_buf_put(xb);
+    free(start), free(flat), free(off), free(pos), free(row), free(st);
     yf_act_free(&act);
     yf_run_free(&r);
 }
