@@ -4,7 +4,9 @@
  *   bench-serve load PORT CLIENTS REQUESTS PROMPT_LEN MAX_TOKENS MODEL IDMAX
  *     CLIENTS threads, each sending REQUESTS streamed completions one after
  *     the other (prompt: PROMPT_LEN token ids in [3, IDMAX), distinct per
- *     request); one
+ *     request and per load shape — CLIENTS, REQUESTS, MAX_TOKENS — so that
+ *     the phases of bench/serve_bench.sh find none of theirs in the
+ *     server's prefix cache; the same load sent twice repeats its prompts); one
  *     JSON line: generated tokens per second of wall time (all clients),
  *     time to first token and time per output token after it (p50, p95 over
  *     the requests), errors.
@@ -59,6 +61,7 @@ static bool on_data(void *ctx, const char *data, size_t n) {
 
 typedef struct client {
     int port, id, requests, plen, max_tokens, idmax;
+    int64_t salt; /* the load's shape: its prompts differ from other loads' */
     const char *model;
     double *ttft, *tpot;
     int n, errors;
@@ -81,7 +84,7 @@ static void *run_client(void *arg) {
                                     "\"stream_options\": {\"include_usage\": true}, \"prompt\": [", c->model, c->max_tokens);
         for (int i = 0; i < c->plen; i++) /* distinct prompts: no client's prefix is another's */
             k += snprintf(body + k, cap - (size_t)k, "%s%d", i ? "," : "",
-                          3 + (c->id * 7919 + r * 104729 + i * 31) % (c->idmax - 3));
+                          (int)(3 + (c->salt * 15485863 + c->id * 7919 + r * 104729 + i * 31) % (c->idmax - 3)));
         snprintf(body + k, cap - (size_t)k, "]}");
         req_times t = {now(), 0, 0, 0};
         yt_http_resp resp;
@@ -111,7 +114,7 @@ static int load(int argc, char **argv) {
     double t0 = now();
     for (int i = 0; i < nc; i++) {
         c[i] = (client){.port = port, .id = i, .requests = nr, .plen = plen, .max_tokens = mt, .model = argv[7], .idmax = idmax,
-                        .ttft = ttft + i * nr, .tpot = tpot + i * nr};
+                        .salt = ((int64_t)nc * 131 + nr) * 131 + mt, .ttft = ttft + i * nr, .tpot = tpot + i * nr};
         pthread_create(&c[i].th, NULL, run_client, &c[i]);
     }
     long tokens = 0;
