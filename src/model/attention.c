@@ -162,11 +162,7 @@ void yf_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const 
 /* ---- decode: one query row per (sequence, head) ---------------------------- */
 
 #if defined(__AVX2__) && defined(__FMA__)
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
-}
+#include "kernels/cpu/simd8.h"
 #endif
 
 /* s[j] = q · k_j for n keys hd floats apart (8 lanes along hd, then added) */
@@ -184,12 +180,12 @@ static void scores(float *s, const float *q, const float *k, int64_t n, int64_t 
                 a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + 2 * hd + i), a2);
                 a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + 3 * hd + i), a3);
             }
-            s[j] = hsum8(a0), s[j + 1] = hsum8(a1), s[j + 2] = hsum8(a2), s[j + 3] = hsum8(a3);
+            s[j] = yf_hsum8(a0), s[j + 1] = yf_hsum8(a1), s[j + 2] = yf_hsum8(a2), s[j + 3] = yf_hsum8(a3);
         }
         for (; j < n; j++) {
             __m256 a = _mm256_setzero_ps();
             for (int64_t i = 0; i < hd; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + j * hd + i), a);
-            s[j] = hsum8(a);
+            s[j] = yf_hsum8(a);
         }
     }
 #endif

@@ -84,6 +84,16 @@ static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int st
 /* rows(g, xs, m0, n0, n1): a group of rows (xs: tiles_x's), columns n0..n1 */
 typedef void (*tiles_rows_fn)(const yf_gemm *, const float *, int64_t, int64_t, int64_t);
 
+/* The rows function `name` of an ISA (its target attribute and its tile
+ * function TILE(g, xs, m0, mm, n, nc, bf)): mm rows, columns n0..n1 in whole
+ * tiles of NC columns, then one at a time; mm, NC and bf constants. */
+#define TILES_ROWS_FN(TARGET, TILE, name, mm, NC, bf)                                                              \
+    TARGET static void name(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) {             \
+        int64_t n = n0;                                                                                           \
+        for (; n + (NC) <= n1; n += (NC)) TILE(g, xs, m0, mm, n, NC, bf);                                         \
+        for (; n < n1; n++) TILE(g, xs, m0, mm, n, 1, bf);                                                        \
+    }
+
 /* the rows of group gi of groups, r rows of M before it: the rest shared as
  * evenly as can be, the larger groups first */
 static int64_t group_rows(int64_t M, int64_t r, int64_t groups, int64_t gi) {
@@ -199,18 +209,10 @@ INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, in
         }
 }
 
-/* mm rows, columns n0..n1: whole tiles of NC columns, then one at a time */
+/* bf16 and f32 rows functions of mm rows, tiles of NC columns */
 #define TILE_ROWS(mm, NC)                                                                                             \
-    AVX512_TARGET static void bf16_rows_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) { \
-        int64_t n = n0;                                                                                               \
-        for (; n + NC <= n1; n += NC) tile(g, xs, m0, mm, n, NC, true);                                               \
-        for (; n < n1; n++) tile(g, xs, m0, mm, n, 1, true);                                                          \
-    }                                                                                                                 \
-    AVX512_TARGET static void f32_rows_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) {  \
-        int64_t n = n0;                                                                                               \
-        for (; n + NC <= n1; n += NC) tile(g, xs, m0, mm, n, NC, false);                                              \
-        for (; n < n1; n++) tile(g, xs, m0, mm, n, 1, false);                                                         \
-    }
+    TILES_ROWS_FN(AVX512_TARGET, tile, bf16_rows_##mm, mm, NC, true)                                                  \
+    TILES_ROWS_FN(AVX512_TARGET, tile, f32_rows_##mm, mm, NC, false)
 TILE_ROWS(1, 8)
 TILE_ROWS(2, 6)
 TILE_ROWS(3, 6)
@@ -240,6 +242,8 @@ void yf_gemv_tiles_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, 
 /* ---- AVX2: 8 lanes ----------------------------------------------------------- */
 
 #if YF_CC_AVX2
+#include "kernels/cpu/simd8.h" /* yf_hsum8: the lanes as reduce_lanes adds them */
+
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 #define INLINE2 AVX2_TARGET static inline __attribute__((always_inline))
 
@@ -289,13 +293,6 @@ INLINE2 void f32_step8(__m256 acc[MAXR2][6], const float *w, int64_t bcs, const 
     }
 }
 
-/* the 8 lanes added as reduce_lanes adds them */
-INLINE2 float reduce8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
 INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc,
                    const bool bf) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 16 : 8, kfull = K / step * step;
@@ -328,22 +325,14 @@ INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, 
     for (int m = 0; m < mm; m++)
 #pragma GCC unroll 6
         for (int j = 0; j < nc; j++) {
-            float s = reduce8(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
+            float s = yf_hsum8(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
             *cp = g->accumulate ? *cp + s : s;
         }
 }
 
 #define TILE8_ROWS(mm, NC)                                                                                            \
-    AVX2_TARGET static void bf16_rows8_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) { \
-        int64_t n = n0;                                                                                               \
-        for (; n + NC <= n1; n += NC) tile8(g, xs, m0, mm, n, NC, true);                                              \
-        for (; n < n1; n++) tile8(g, xs, m0, mm, n, 1, true);                                                         \
-    }                                                                                                                 \
-    AVX2_TARGET static void f32_rows8_##mm(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) {  \
-        int64_t n = n0;                                                                                               \
-        for (; n + NC <= n1; n += NC) tile8(g, xs, m0, mm, n, NC, false);                                             \
-        for (; n < n1; n++) tile8(g, xs, m0, mm, n, 1, false);                                                        \
-    }
+    TILES_ROWS_FN(AVX2_TARGET, tile8, bf16_rows8_##mm, mm, NC, true)                                                  \
+    TILES_ROWS_FN(AVX2_TARGET, tile8, f32_rows8_##mm, mm, NC, false)
 TILE8_ROWS(1, 6)
 TILE8_ROWS(2, 4)
 TILE8_ROWS(3, 3)

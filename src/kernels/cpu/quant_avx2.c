@@ -9,6 +9,8 @@
 #if YF_CC_AVX2
 #include <immintrin.h>
 
+#include "kernels/cpu/simd8.h"
+
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
 /* 8 int8 (n <= 8 valid, the rest read as 0) as floats */
@@ -31,13 +33,6 @@ AVX2_TARGET static inline void q_storen(float *p, int64_t n, __m256 v) {
     float t[8];
     _mm256_storeu_ps(t, v);
     for (int64_t i = 0; i < n; i++) p[i] = t[i];
-}
-
-AVX2_TARGET static inline float q_hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 typedef struct q_sm {
@@ -71,7 +66,7 @@ AVX2_TARGET static inline void q_f16(float *dst, const uint16_t *src, int64_t n)
 #define QLOADN(p, n) q_loadn(p, n)
 #define QSTORE(p, v) _mm256_storeu_ps(p, v)
 #define QSTOREN(p, n, v) q_storen(p, n, v)
-#define QHSUM(v) q_hsum(v)
+#define QHSUM(v) yf_hsum8(v)
 #define QI8(p, n) q_i8(p, n)
 #define QT q_sm
 #define QTMAKE(s_, m_) ((q_sm){_mm256_set1_ps(s_), _mm256_set1_ps(m_)})
