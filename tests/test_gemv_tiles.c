@@ -59,7 +59,14 @@ typedef struct isa {
 } isa;
 static const isa isas[] = {{YF_KPATH_AVX512, 16, yf_gemv_tiles_avx512}, {YF_KPATH_AVX2, 8, yf_gemv_tiles_avx2}};
 
+/* the kernels' tests skip, rather than pass, where no path of theirs runs
+ * (every CPU with AVX-512 has AVX2) */
+static void need_a_path(void) {
+    if (!yf_kernels_path_supported(YF_KPATH_AVX2)) yt_skip("no AVX2 on this CPU: no tiled kernel to test");
+}
+
 TEST(gemv_tiles_match_reference_bitwise) {
+    need_a_path();
     static const int64_t nk[][2] = {{1, 32}, {7, 31}, {37, 33}, {64, 2048}, {29, 100}, {3, 8192}, {50, 1000}, {5, 17}};
     int bad = 0, cases = 0;
     for (size_t i = 0; i < 2; i++) {
@@ -85,13 +92,14 @@ TEST(gemv_tiles_match_reference_bitwise) {
                         drop(&p);
                     }
     }
-    CHECK(cases > 0 || !yf_kernels_path_supported(YF_KPATH_AVX2), "nothing ran");
+    CHECK(cases > 0, "nothing ran");
     CHECK(bad == 0, "%d of %d products differ from the reference's bits", bad, cases);
 }
 
 /* More rows than a decode step has (groups of 8 rows beyond 16): the
  * reference's bits still. */
 TEST(gemv_tiles_many_rows) {
+    need_a_path();
     int bad = 0;
     for (size_t i = 0; i < 2; i++) {
         const isa *is = &isas[i];
@@ -113,6 +121,7 @@ TEST(gemv_tiles_many_rows) {
 /* Rows in uneven row ranges and column ranges: the bits of the whole
  * product (what a decode step of a batch relies on). */
 TEST(gemv_tiles_any_split_same_bits) {
+    need_a_path();
     int bad = 0;
     for (size_t i = 0; i < 2; i++) {
         const isa *is = &isas[i];
@@ -166,6 +175,7 @@ TEST(gemv_tiles_reference_is_the_product) {
 /* The last, padded step reads nothing past K: the next row of W all +Inf
  * leaves the rows before it finite and as the reference has them. */
 TEST(gemv_tiles_k_tail_reads_only_its_row) {
+    need_a_path();
     int bad = 0;
     for (size_t i = 0; i < 2; i++) {
         const isa *is = &isas[i];
@@ -190,6 +200,7 @@ TEST(gemv_tiles_k_tail_reads_only_its_row) {
 /* A decode step's products (row-stable, 1..16 rows) on the AVX-512 and AVX2
  * paths are these kernels': yf_matmul_xwt gives the reference's bits. */
 TEST(gemv_tiles_are_what_decode_products_run) {
+    need_a_path();
     yf_kpath was_path = yf_kernels_path();
     bool was = yf_kernels_set_rowstable(true);
     int bad = 0, runs = 0;
