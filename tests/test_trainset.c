@@ -2,9 +2,12 @@
  * or from a pre-tokenised safetensors file, and the checks on both. */
 #include "harness.h"
 #include "formats/safetensors.h"
+#include "formats/vocab_map.h"
+#include "task/data.h"
 #include "task/trainset.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *write_tmp(const char *name, const char *text) {
     static char path[700];
@@ -85,6 +88,58 @@ static void expect_load_error(const char *path, const yf_config *cfg, const yf_t
     CHECK(rc != 0 && strstr(yf_last_error(), needle), "want an error with '%s', got %d: %s", needle, rc,
           rc ? yf_last_error() : "");
     yf_trainset_free(&ts);
+}
+
+/* --train-on-inputs: the prompt's ids are labels too, the padding stays -100. */
+TEST(trainset_records_train_on_inputs) {
+    const char *data = write_tmp("ti.jsonl", "{\"input\": \"王小明\", \"output\": \"{\\\"姓名\\\": [\\\"王小明\\\"]}\"}\n"
+                                             "{\"input\": \"王\", \"output\": \"{}\"}\n");
+    yf_config cfg = {.vocab_size = 135040, .max_position_embeddings = 512};
+    yf_trainset_opts o = {.model_dir = yt_tmpdir(), .tokenizer = yt_shared_path("yuan/tokenizer.model"),
+                          .template_spec = "none", .max_length = 384, .train_on_inputs = true};
+    yf_trainset ts;
+    CHECK(yf_trainset_load(data, &cfg, &o, &ts) == 0, "%s", yf_last_error());
+    CHECK(ts.N == 2 && ts.T == 12, "N %lld T %lld", (long long)ts.N, (long long)ts.T);
+    if (ts.N == 2 && ts.T == 12) {
+        for (int t = 0; t < 12; t++) CHECK(ts.labels[t] == ts.ids[t], "labels[0, %d] = %lld", t, (long long)ts.labels[t]);
+        for (int64_t t = 0; t < 12; t++)
+            CHECK(ts.labels[12 + t] == (t < ts.len[1] ? ts.ids[12 + t] : -100), "labels[1, %lld]", (long long)t);
+    }
+    yf_trainset_free(&ts);
+}
+
+/* A file of `yuanft data tokenize` holds tokenizer ids: a model with a
+ * vocab_map takes them through it (ids outside the map: row 0); a file that
+ * does not say it is one is taken as it is. */
+TEST(trainset_pretokenised_ids_through_vocab_map) {
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/vm-model", yt_tmpdir());
+    mkdir(dir, 0755);
+    const int64_t keep[] = {0, 500, 77185, 30462};
+    yf_vocab_map vm = {0};
+    yf_vocab_map_build(&vm, keep, 4);
+    CHECK(yf_vocab_map_save(&vm, dir) == 0, "%s", yf_last_error());
+    int64_t ids[2] = {30462, 77185}, lab[2] = {-100, 77185}, want_ids[2], want_lab[2] = {-100, 0};
+    want_ids[0] = yf_vocab_to_model(&vm, 30462), want_ids[1] = want_lab[1] = yf_vocab_to_model(&vm, 77185);
+    yf_example ex = {.ids = ids, .labels = lab, .len = 2, .prompt_len = 1};
+    yf_dataset ds = {.ex = &ex, .n = 1, .pad_id = 77185, .max_length = 384, .longest = 2};
+    char path[760];
+    snprintf(path, sizeof path, "%s/tok.safetensors", yt_tmpdir());
+    CHECK(yf_dataset_save(&ds, path) == 0, "%s", yf_last_error());
+    yf_config cfg = {.vocab_size = 4, .max_position_embeddings = 512};
+    yf_trainset_opts o = {.model_dir = dir};
+    yf_trainset ts;
+    CHECK(yf_trainset_load(path, &cfg, &o, &ts) == 0, "%s", yf_last_error());
+    CHECK(ts.vocab_mapped && ts.N == 1 && ts.T == 2, "mapped %d", ts.vocab_mapped);
+    if (ts.N == 1 && ts.T == 2)
+        for (int t = 0; t < 2; t++)
+            CHECK(ts.ids[t] == want_ids[t] && ts.labels[t] == want_lab[t], "[%d]: id %lld label %lld, want %lld %lld", t,
+                  (long long)ts.ids[t], (long long)ts.labels[t], (long long)want_ids[t], (long long)want_lab[t]);
+    yf_trainset_free(&ts);
+    /* the same tensors without the format metadata: tokenizer ids against a 4-row model */
+    const int64_t lab2[2] = {-100, 77185};
+    expect_load_error(write_st("raw.safetensors", ids, lab2, NULL, 1, 2), &cfg, &o, "outside the vocabulary");
+    yf_vocab_map_free(&vm);
 }
 
 TEST(trainset_bad_ids_lengths_and_files) {

@@ -190,7 +190,7 @@ static int train(int argc, char **argv, yf_dist *dist) {
     int64_t lora_r = 8;
     double epochs = 3, lr = 5e-5, wd = 0, warmup_ratio = 0, max_grad_norm = 1.0, lora_alpha = 32, lora_dropout = NAN;
     double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
-    bool group_by_length = false;
+    bool group_by_length = false, train_on_inputs = false;
     bool gc = false, bf16 = false, dora = false, rslora = false, full = false, no_shuffle = false, each_node = false;
     eval_opts eo = {.strategy = "no", .constrain = "spans", .batch = 8, .max_new_tokens = 128};
     yc_quant qa = {0};
@@ -202,6 +202,8 @@ static int train(int argc, char **argv, yf_dist *dist) {
         YC_OPT_TOKENIZER(&tokenizer, "text data: "),
         YC_OPT_PROMPT_TEMPLATE(&template_spec, "text data: "),
         YC_OPT("max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens"),
+        YC_OPT("train-on-inputs", YC_FLAG, &train_on_inputs, "text data: score the prompt's tokens too (language "
+               "modelling on the inputs), not only the answer's as the recipe does"),
         YC_OPT_OUTPUT_DIR(&out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go"),
         YC_OPT("adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are "
                "used)", .meta = "DIR"),
@@ -329,7 +331,10 @@ static int train(int argc, char **argv, yf_dist *dist) {
     if (crc) return yc_fail("train");
     yf_trainset ds;
     yf_trainset_opts to = {.model_dir = model_dir, .tokenizer = tokenizer, .template_spec = template_spec,
-                           .max_length = max_length};
+                           .max_length = max_length, .train_on_inputs = train_on_inputs};
+    if (train_on_inputs && !yf_trainset_is_text(data))
+        return yc_usage_error("train", "--train-on-inputs applies to records (.jsonl/.json): a .safetensors file "
+                                       "carries its own labels");
     int lrc = yf_trainset_load(data, &cfg, &to, &ds);
     if (g_log && ds.n_records)
         fprintf(stderr, "yuanft train: %s: %lld records, longest %lld tokens, %lld truncated to %lld%s\n", data,

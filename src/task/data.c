@@ -317,7 +317,7 @@ int yf_dataset_save(const yf_dataset *ds, const char *path) {
     char pad[32], ml[32];
     snprintf(pad, sizeof pad, "%lld", (long long)ds->pad_id);
     snprintf(ml, sizeof ml, "%lld", (long long)ds->max_length);
-    const char *meta[] = {"pad_id", pad, "max_length", ml, "format", "yuanft pre-tokenised data", NULL};
+    const char *meta[] = {"pad_id", pad, "max_length", ml, "format", YF_PRETOKENISED_FORMAT, NULL};
     int rc = yf_st_save(path, ts, 4, meta);
     free(ids);
     free(lab);

@@ -116,7 +116,9 @@ void yf_dataset_free(yf_dataset *ds);
 
 /* Pre-tokenised file (safetensors): input_ids [N, T] and labels [N, T] I64,
  * right-padded to the longest example T with pad_id / -100, lengths [N] I64
- * and pad_id [1] I64 (metadata: max_length). Written atomically. */
+ * and pad_id [1] I64 (metadata: max_length, and format =
+ * YF_PRETOKENISED_FORMAT: its ids are tokenizer ids). Written atomically. */
+#define YF_PRETOKENISED_FORMAT "yuanft pre-tokenised data"
 int yf_dataset_save(const yf_dataset *ds, const char *path);
 /* Reads such a file back. Without a lengths tensor (a file written elsewhere)
  * every row keeps its full width T; without a pad_id tensor, pad_id_default

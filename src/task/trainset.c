@@ -11,7 +11,7 @@
 
 static int trainset_check(yf_trainset *d, const char *path, const yf_config *cfg);
 
-static bool is_text_data(const char *path) {
+bool yf_trainset_is_text(const char *path) {
     size_t n = strlen(path);
     return (n > 6 && !strcmp(path + n - 6, ".jsonl")) || (n > 5 && !strcmp(path + n - 5, ".json"));
 }
@@ -47,7 +47,7 @@ static int trainset_from_text(yf_trainset *d, const char *path, const yf_trainse
         const yf_example *ex = &ds.ex[i];
         for (int64_t t = 0; t < T; t++) {
             ids[i * T + t] = t < ex->len ? ex->ids[t] : ds.pad_id;
-            lab[i * T + t] = t < ex->len ? ex->labels[t] : -100;
+            lab[i * T + t] = t >= ex->len ? -100 : to->train_on_inputs ? ex->ids[t] : ex->labels[t];
         }
     }
     yf_vocab_map_ids(&vm, ids, N * T);
@@ -71,8 +71,32 @@ int yf_trainset_load(const char *path, const yf_config *cfg, const yf_trainset_o
     yf_table_init(&d->tab);
     if (!yf_file_exists(path))
         return yf_errorf("%s: data file not found (--data takes .jsonl/.json records or a .safetensors file with input_ids and labels)", path);
-    if (is_text_data(path)) return trainset_from_text(d, path, o, cfg);
-    if (yf_st_load(path, &d->tab)) return -1;
+    if (yf_trainset_is_text(path)) return trainset_from_text(d, path, o, cfg);
+    yf_table raw;
+    yf_table_init(&raw);
+    if (yf_st_load(path, &raw)) return -1;
+    /* `yuanft data tokenize` writes tokenizer ids: a model with a pruned
+     * vocabulary takes them through its map, as it takes records */
+    char fmt[64];
+    yf_vocab_map vm = {0};
+    const yf_tensor *ti = yf_table_find(&raw, "input_ids"), *tl = yf_table_find(&raw, "labels");
+    int rc = 0;
+    if (ti && tl && ti->dtype == YF_I64 && tl->dtype == YF_I64 && o->model_dir &&
+        yf_st_metadata(path, "format", fmt, sizeof fmt) == 1 && !strcmp(fmt, YF_PRETOKENISED_FORMAT)) {
+        rc = yf_vocab_map_load(o->model_dir, 0, &vm);
+        if (rc == 0 && vm.n > 0) {
+            const yf_tensor *src[2] = {ti, tl};
+            for (int k = 0; k < 2; k++) {
+                yf_tensor *t = yf_table_alloc(&d->tab, src[k]->name, YF_I64, src[k]->ndim, src[k]->shape);
+                memcpy(t->data, src[k]->data, src[k]->nbytes);
+                yf_vocab_map_ids(&vm, t->data, yf_tensor_numel(t));
+            }
+            d->vocab_mapped = true;
+        }
+        yf_vocab_map_free(&vm);
+    }
+    yf_table_merge(&d->tab, &raw); /* the tensors not copied above (find returns the first of a name) */
+    if (rc) return -1;
     return trainset_check(d, path, cfg);
 }
 

@@ -26,6 +26,7 @@ typedef struct yf_trainset_opts {
     const char *tokenizer;     /* tokenizer.model; NULL: MODEL_DIR/tokenizer.model */
     const char *template_spec; /* yf_template_load's spec: resume, none, or a file with {input} */
     int64_t max_length;        /* truncate each example to this many tokens (≤ 0: no limit) */
+    bool train_on_inputs;      /* label the prompt's tokens too (the recipe scores only the answer) */
 } yf_trainset_opts;
 
 typedef struct yf_trainset {
@@ -48,5 +49,7 @@ typedef struct yf_trainset {
  * yf_last_error() naming the file and the fix; out must be freed either way. */
 int yf_trainset_load(const char *path, const yf_config *cfg, const yf_trainset_opts *o, yf_trainset *out);
 void yf_trainset_free(yf_trainset *ts);
+/* Whether path is read as records (.jsonl or .json) rather than safetensors. */
+bool yf_trainset_is_text(const char *path);
 
 #endif
