@@ -1,7 +1,7 @@
 /* Batched decoding with an adapter per sequence (what `yuanft serve` runs):
  * every sequence's logits, bit for bit, as when it runs alone with its own
- * adapter; and batches of up to 16 in yf_generate give the tokens of one
- * prompt at a time. */
+ * adapter; and batches of up to YF_ROWSTABLE_M (32) in yf_generate give
+ * the tokens of one prompt at a time. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +10,7 @@
 #include "model/generate.h"
 #include "model/model_internal.h"
 
-enum { NSEQ = 16, STEPS = 6 };
+enum { NSEQ = YF_ROWSTABLE_M, STEPS = 6 };
 
 static bool load_adapters(yf_model *m, yf_lora lo[2]) {
     static const char *dirs[2] = {"golden/yuan-tiny/lora", "golden/yuan-tiny/dora"};
@@ -54,7 +54,7 @@ TEST(row_adapters_batch_equals_each_alone) {
     }
 
     /* together: prefills one sequence at a time through the per-row path,
-     * then decode steps of all 16 with mixed adapters */
+     * then decode steps of all NSEQ with mixed adapters */
     yf_layer_state *st = yf_layer_states_alloc(m, NSEQ, cap), view[8];
     float *lg = yf_malloc((size_t)(NSEQ * V) * sizeof(float));
     int64_t posb[NSEQ], docb[NSEQ], ids[NSEQ];
@@ -82,8 +82,8 @@ TEST(row_adapters_batch_equals_each_alone) {
         }
     }
     CHECK(bad_prefill == 0, "%d of %d prefills differ from the one-adapter path", bad_prefill, NSEQ);
-    CHECK(bad_step == 0, "%d of %d decoded rows (16 sequences x %d steps, base/LoRA/DoRA mixed) differ from the "
-                         "sequence decoded alone", bad_step, NSEQ * STEPS, STEPS);
+    CHECK(bad_step == 0, "%d of %d decoded rows (%d sequences x %d steps, base/LoRA/DoRA mixed) differ from the "
+                         "sequence decoded alone", bad_step, NSEQ * STEPS, NSEQ, STEPS);
     /* a row naming no adapter given is an error, not a crash */
     int32_t badrow[1] = {2};
     yf_row_adapters bad = {2, los, dn, badrow};
@@ -99,10 +99,10 @@ TEST(row_adapters_batch_equals_each_alone) {
     yf_model_free(m);
 }
 
-/* yf_generate in one batch of 16 against one prompt at a time: the same
- * tokens (greedy), on a model wide enough that a 16-row product would take
+/* yf_generate in one batch of NSEQ against one prompt at a time: the same
+ * tokens (greedy), on a model wide enough that an NSEQ-row product would take
  * the packed kernels. */
-TEST(row_adapters_generate_batch16_equals_one_at_a_time) {
+TEST(row_adapters_generate_batch_equals_one_at_a_time) {
     const char *dir = yt_tmpdir();
     char cj[1024];
     snprintf(cj, sizeof cj, "%s/config.json", dir);
@@ -140,7 +140,7 @@ TEST(row_adapters_generate_batch16_equals_one_at_a_time) {
         diff += one[i].n != all[i].n;
         for (int64_t t = 0; t < one[i].n && t < all[i].n; t++) diff += one[i].ids[t] != all[i].ids[t];
     }
-    CHECK(diff == 0, "a batch of 16 and one prompt at a time differ in %d places", diff);
+    CHECK(diff == 0, "a batch of %d and one prompt at a time differ in %d places", NSEQ, diff);
     yf_gen_out_free(one, NSEQ);
     yf_gen_out_free(all, NSEQ);
     for (int i = 0; i < NSEQ; i++) free(pr[i]);
