@@ -342,6 +342,23 @@ INLINE2 void f32_step8(__m256 acc[MAXR2][6], const float *w, int64_t bcs, const 
     }
 }
 
+/* reduce16 with 8 lanes: the lane sums of v[0..7] in yf_hsum8's tree
+ * (quarters, then (v0 + v2) + (v1 + v3)); lane 4b + r of the result is the
+ * sum of v[2r + b]. */
+INLINE2 __m256 reduce8x8(const __m256 v[8]) {
+    __m256 u[4], y[2];
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; p++) /* quarters: 128-bit block b of u[p] is v(2p + b)'s four partials */
+        u[p] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * p], v[2 * p + 1], 0x20),
+                             _mm256_permute2f128_ps(v[2 * p], v[2 * p + 1], 0x31));
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) /* (p0 + p2), (p1 + p3) of u[2h] and u[2h + 1], in each block */
+        y[h] = _mm256_add_ps(_mm256_shuffle_ps(u[2 * h], u[2 * h + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(u[2 * h], u[2 * h + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm256_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc,
                    const bool bf) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 16 : 8, kfull = K / step * step;
@@ -370,13 +387,26 @@ INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, 
             f32_step8(acc, &t[0][0], 8, xs + kfull * mm, 0, mm, nc, false);
         }
     }
-#pragma GCC unroll 3
-    for (int m = 0; m < mm; m++)
-#pragma GCC unroll 6
-        for (int j = 0; j < nc; j++) {
-            float s = yf_hsum8(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
+    /* the accumulators in row order, 8 at a time; fewer than 4 left: one at a time */
+    const int na = mm * nc;
+#pragma GCC unroll 2
+    for (int a0 = 0; a0 < na; a0 += 8) {
+        float sums[8];
+        if (na - a0 >= 4) {
+            __m256 v[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) v[i] = a0 + i < na ? acc[(a0 + i) / nc][(a0 + i) % nc] : _mm256_setzero_ps();
+            _mm256_storeu_ps(sums, reduce8x8(v));
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            if (a0 + i >= na) break;
+            int m = (a0 + i) / nc, j = (a0 + i) % nc;
+            float s = na - a0 >= 4 ? sums[4 * (i % 2) + i / 2] : yf_hsum8(acc[m][j]);
+            float *cp = g->c + (m0 + m) * g->ldc + n + j;
             *cp = g->accumulate ? *cp + s : s;
         }
+    }
 }
 
 #define TILE8_ROWS(mm, NC)                                                                                            \
