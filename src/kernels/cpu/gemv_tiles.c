@@ -27,6 +27,12 @@
 #include <math.h>
 #include <string.h>
 
+/* C[m, n] = s, or += s when the product accumulates */
+static inline void put_sum(const yf_gemm *g, int64_t m, int64_t n, float s) {
+    float *cp = g->c + m * g->ldc + n;
+    *cp = g->accumulate ? *cp + s : s;
+}
+
 /* ---- the reference --------------------------------------------------------- */
 
 /* the lanes added as _mm512_reduce_add_ps adds them: halves (v[i] + v[i +
@@ -52,8 +58,7 @@ void yf_gemv_tiles_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int6
                         float xv = k < g->K ? x[k] : 0, wv = k < g->K ? yf_gemm_bget(g, k, n) : 0;
                         lane[l] = fmaf(xv, wv, lane[l]);
                     }
-            float s = reduce_lanes(lane, lanes), *cp = g->c + m * g->ldc + n;
-            *cp = g->accumulate ? *cp + s : s;
+            put_sum(g, m, n, reduce_lanes(lane, lanes));
         }
     }
 }
@@ -229,31 +234,24 @@ INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, in
         for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff);
         if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull));
     }
-    if (mm * nc < 8) { /* too few sums for the 16 at once to pay */
-#pragma GCC unroll 8
-        for (int m = 0; m < mm; m++)
-#pragma GCC unroll 8
-            for (int j = 0; j < nc; j++) {
-                float s = _mm512_reduce_add_ps(acc[m][j]), *cp = g->c + (m0 + m) * g->ldc + n + j;
-                *cp = g->accumulate ? *cp + s : s;
-            }
-        return;
-    }
-    /* the accumulators in row order, 16 at a time (the last group padded with zeros) */
+    /* the accumulators in row order, 16 at a time (padded with zeros); fewer
+     * than 8 left: one at a time */
     const int na = mm * nc;
 #pragma GCC unroll 2
     for (int a0 = 0; a0 < na; a0 += 16) {
-        __m512 v[16];
+        const bool joint = na - a0 >= 8;
         float sums[16];
+        if (joint) {
+            __m512 v[16];
 #pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) v[i] = a0 + i < na ? acc[(a0 + i) / nc][(a0 + i) % nc] : _mm512_setzero_ps();
-        _mm512_storeu_ps(sums, reduce16(v));
+            for (int i = 0; i < 16; i++) v[i] = a0 + i < na ? acc[(a0 + i) / nc][(a0 + i) % nc] : _mm512_setzero_ps();
+            _mm512_storeu_ps(sums, reduce16(v));
+        }
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             if (a0 + i >= na) break;
             int m = (a0 + i) / nc, j = (a0 + i) % nc;
-            float s = sums[4 * (i % 4) + i / 4], *cp = g->c + (m0 + m) * g->ldc + n + j;
-            *cp = g->accumulate ? *cp + s : s;
+            put_sum(g, m0 + m, n + j, joint ? sums[4 * (i % 4) + i / 4] : _mm512_reduce_add_ps(acc[m][j]));
         }
     }
 }
@@ -391,8 +389,9 @@ INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, 
     const int na = mm * nc;
 #pragma GCC unroll 2
     for (int a0 = 0; a0 < na; a0 += 8) {
+        const bool joint = na - a0 >= 4;
         float sums[8];
-        if (na - a0 >= 4) {
+        if (joint) {
             __m256 v[8];
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) v[i] = a0 + i < na ? acc[(a0 + i) / nc][(a0 + i) % nc] : _mm256_setzero_ps();
@@ -402,9 +401,7 @@ INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, 
         for (int i = 0; i < 8; i++) {
             if (a0 + i >= na) break;
             int m = (a0 + i) / nc, j = (a0 + i) % nc;
-            float s = na - a0 >= 4 ? sums[4 * (i % 2) + i / 2] : yf_hsum8(acc[m][j]);
-            float *cp = g->c + (m0 + m) * g->ldc + n + j;
-            *cp = g->accumulate ? *cp + s : s;
+            put_sum(g, m0 + m, n + j, joint ? sums[4 * (i % 2) + i / 2] : yf_hsum8(acc[m][j]));
         }
     }
 }
