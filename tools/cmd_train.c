@@ -203,7 +203,8 @@ static int train(int argc, char **argv, yf_dist *dist) {
         YC_OPT_PROMPT_TEMPLATE(&template_spec, "text data: "),
         YC_OPT("max-length", YC_INT, &max_length, "text data: truncate each example to this many tokens"),
         YC_OPT("train-on-inputs", YC_FLAG, &train_on_inputs, "text data: score the prompt's tokens too (language "
-               "modelling on the inputs), not only the answer's as the recipe does"),
+               "modelling on the inputs), not only the answer's as the recipe does; --eval-data's eval_loss "
+               "likewise"),
         YC_OPT_OUTPUT_DIR(&out_dir, "where checkpoints, the final adapter/model and loss_curve.svg go"),
         YC_OPT("adapter", YC_STR, &adapter, "start from this PEFT adapter directory (trainable; its r/alpha/targets are "
                "used)", .meta = "DIR"),
