@@ -53,12 +53,15 @@ static size_t wbytes(const weight *w, int kind) {
     return kind == 0 ? (size_t)(w->N * w->K) * 2 : kind == 1 ? yf_qmat_bytes(&w->q8) : yf_qmat_bytes(&w->q4);
 }
 
-static void product(const weight *w, int kind, float *y, const float *x, int64_t M) {
+/* kind 3: q4 with int8 activations (yf_qmat.int8_act) */
+static void product(weight *w, int kind, float *y, const float *x, int64_t M) {
+    w->q4.int8_act = kind == 3;
     if (kind == 0) yf_matmul_xwt(y, x, w->bf16, YF_BF16, M, w->N, w->K, false);
     else yf_matmul_xwt(y, x, kind == 1 ? (const void *)&w->q8 : (const void *)&w->q4, YF_QMAT, M, w->N, w->K, false);
 }
 
-static const char *kind_name[3] = {"bf16", "int8", "q4"};
+enum { KINDS = 4 };
+static const char *kind_name[KINDS] = {"bf16", "int8", "q4", "q4x8"};
 
 int main(int argc, char **argv) {
     int reps = 7;
@@ -95,7 +98,7 @@ int main(int argc, char **argv) {
     printf("decode: 1 row x %d layers' 7 weights (Yuan2-2B width)\n", LAYERS);
     printf("%-5s %10s %9s %9s %11s\n", "dtype", "MB", "ms/pass", "GB/s", "of read bw");
     double base_ms = 0;
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < KINDS; kind++) {
         double t[MAXREPS], bytes = 0;
         for (int i = 0; i < LAYERS * NPROJ; i++) bytes += (double)wbytes(&ws[i], kind);
         for (int r = -1; r < reps; r++) {
@@ -112,9 +115,9 @@ int main(int argc, char **argv) {
     yf_kpath path = yf_kernels_path();
     int nthreads = omp_get_max_threads();
     omp_set_num_threads(1); /* the pool then runs every product on the caller */
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < KINDS; kind++) {
         double t[MAXREPS];
-        const weight *w = &ws[0];
+        weight *w = &ws[0];
         for (int r = -3; r < reps; r++) {
             double t0 = yf_time();
             for (int k = 0; k < 20; k++) product(w, kind, y, x, 1);

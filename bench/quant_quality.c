@@ -77,6 +77,11 @@ static const variant variants[] = {
     {"q4 g32 min", {.quant = {YF_QT_Q4, 32, true}}},
     {"q4 g64 min", {.quant = {YF_QT_Q4, 64, true}}},
     {"q4 g64 min + head", {.quant = {YF_QT_Q4, 64, true}, .quantize_head = true}},
+    /* int8 activations: the products of up to 32 rows (decoding) round x;
+     * these run the batch as decoding does, 32 rows (B x 8 positions) a step */
+    {"q4 g32, int8 activations", {.quant = {YF_QT_Q4, 32, false}, .int8_act = true}},
+    {"q4 g32 + head, int8 activations", {.quant = {YF_QT_Q4, 32, false}, .quantize_head = true, .int8_act = true}},
+    {"q4 g64 min, int8 activations", {.quant = {YF_QT_Q4, 64, true}, .int8_act = true}},
 };
 
 /* log-softmax of n logits into out (double) */
@@ -107,12 +112,40 @@ static float *run(const yf_config *cfg, const yf_table *base, const yf_model_opt
         exit(1);
     }
     *qbytes = m->quant_bytes;
-    float *lg = yf_malloc((size_t)(B * T * cfg->vocab_size) * sizeof(float));
-    double ls;
-    int64_t nt;
-    if (yf_model_forward(m, NULL, ids, labels, B, T, lg, &ls, &nt)) {
-        fprintf(stderr, "bench-quant-quality: %s\n", yf_last_error());
-        exit(1);
+    int64_t V = cfg->vocab_size;
+    float *lg = yf_malloc((size_t)(B * T * V) * sizeof(float));
+    double ls = 0;
+    int64_t nt = 0;
+    if (!o->int8_act) {
+        if (yf_model_forward(m, NULL, ids, labels, B, T, lg, &ls, &nt)) {
+            fprintf(stderr, "bench-quant-quality: %s\n", yf_last_error());
+            exit(1);
+        }
+    } else { /* through the cache, at most 32 rows a step: the products that take int8 activations */
+        int64_t step = 32 / B > 0 ? 32 / B : 1, *doc = calloc((size_t)B, sizeof(int64_t));
+        int64_t *cid = malloc((size_t)(B * step) * sizeof(int64_t));
+        float *cl = yf_malloc((size_t)(B * step * V) * sizeof(float));
+        double *lsm = malloc((size_t)V * sizeof(double));
+        yf_layer_state *st = yf_layer_states_alloc(m, B, T);
+        for (int64_t t0 = 0; t0 < T; t0 += step) {
+            int64_t n = T - t0 < step ? T - t0 : step;
+            for (int64_t b = 0; b < B; b++) memcpy(cid + b * n, ids + b * T + t0, (size_t)n * sizeof(int64_t));
+            if (yf_model_forward_chunk(m, NULL, st, t0, doc, cid, B, n, cl)) {
+                fprintf(stderr, "bench-quant-quality: %s\n", yf_last_error());
+                exit(1);
+            }
+            for (int64_t b = 0; b < B; b++)
+                memcpy(lg + (b * T + t0) * V, cl + b * n * V, (size_t)(n * V) * sizeof(float));
+        }
+        for (int64_t b = 0; b < B; b++) /* the loss as yf_model_forward counts it: labels[t + 1] against logits[t] */
+            for (int64_t t = 0; t + 1 < T; t++) {
+                if (labels[b * T + t + 1] < 0) continue;
+                log_softmax(lg + (b * T + t) * V, V, lsm);
+                ls -= lsm[labels[b * T + t + 1]];
+                nt++;
+            }
+        yf_layer_states_free(st, m);
+        free(doc), free(cid), free(cl), free(lsm);
     }
     *loss = ls / (double)(nt ? nt : 1);
     yf_model_free(m);

@@ -11,6 +11,8 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul_impl.h"
 #include "kernels/cpu/quant.h"
+#include "kernels/cpu/quant_impl.h"
+#include "kernels/cpu/cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -182,6 +184,145 @@ TEST(quant_scalar_matches_ref) { sweep(YF_KPATH_SCALAR); }
 TEST(quant_avx2_matches_ref) { sweep(YF_KPATH_AVX2); }
 TEST(quant_avx512_matches_ref) { sweep(YF_KPATH_AVX512); }
 TEST(quant_amx_matches_ref) { sweep(YF_KPATH_AMX); }
+
+/* ---- q4 over int8 activations (yf_qmat.int8_act) ---- */
+
+/* x rounded as yf_qx says, element by element: sx = max |x| / 127 per group,
+ * xq = rint(x * (1 / sx)); qx's layout gives those values back */
+TEST(quant_int8_act_rounding) {
+    const int64_t M = 3, K = 320;
+    for (int g = 0; g < 2; g++)
+        for (int c = 0; c < 2; c++) {
+            int64_t G = g ? 64 : 32, C = c ? YF_QX_C_AVX512 : YF_QX_C_AVX2;
+            float *x = malloc(M * K * sizeof(float)), *d = malloc(K * sizeof(float));
+            for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 97 == 0 ? 30.0f : 1.0f);
+            for (int64_t k = 64; k < 64 + G; k++) x[K + k] = 0; /* a zero group */
+            x[2 * K + 5] = NAN;                                  /* a group with a NaN: NaN out */
+            void *buf = aligned_alloc(64, (yf_qx_bytes(M, K, G, C) + 63) / 64 * 64);
+            yf_qx qx;
+            yf_qx_quantize(&qx, buf, x, M, K, G, C);
+            int64_t bad = 0;
+            for (int64_t m = 0; m < M; m++) {
+                yf_qx_dequant(&qx, m, d);
+                for (int64_t k0 = 0; k0 < K; k0 += G) {
+                    float amax = 0;
+                    for (int64_t k = k0; k < k0 + G; k++) amax = fmaxf(amax, fabsf(x[m * K + k]));
+                    float sx = amax / 127.0f, inv = sx != 0 ? 1.0f / sx : 0;
+                    for (int64_t k = k0; k < k0 + G; k++) {
+                        float want = sx * rintf(x[m * K + k] * inv);
+                        if (m == 2 && k0 == 0) bad += !isnan(d[k]);
+                        else bad += d[k] != want || fabsf(want - x[m * K + k]) > 0.5f * sx * 1.0001f;
+                    }
+                }
+            }
+            CHECK(bad == 0, "G %lld, C %lld: %lld values differ from the definition", (long long)G, (long long)C,
+                  (long long)bad);
+            free(buf), free(x), free(d);
+        }
+}
+
+/* One x·W^T of M rows, rows n0..n1 of a q4 W with int8_act, through the
+ * public product (and, for each kernel this CPU runs, the kernel itself):
+ * against the reference on the dequantized W and the rounded x (1e-5 of
+ * sum |x||W|), and against fp32 x within the rounding's bound, sum over
+ * groups of (max |x| / 254) sum |W|. */
+static void check_int8_act(yf_qmat *qm, int64_t M, int64_t n0, int64_t n1, bool acc, double *worst) {
+    int64_t N = qm->N, K = qm->K, nn = n1 - n0;
+    float *wd = malloc(N * K * sizeof(float)), *x = malloc(M * K * sizeof(float)), *xd = malloc(M * K * sizeof(float));
+    float *ax = malloc(M * K * sizeof(float)), *aw = malloc(N * K * sizeof(float)), *c = malloc(M * nn * sizeof(float));
+    float *cref = malloc(M * nn * sizeof(float)), *c0 = malloc(M * nn * sizeof(float)), *mag = malloc(M * nn * sizeof(float));
+    float *bound = malloc(M * nn * sizeof(float)), *c32 = malloc(M * nn * sizeof(float));
+    yf_qmat_dequant_rows(qm, 0, N, wd);
+    for (int64_t i = 0; i < N * K; i++) aw[i] = fabsf(wd[i]);
+    for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 61 == 0 ? 8.0f : 1.0f);
+    for (int64_t i = 0; i < M * nn; i++) c0[i] = frand();
+    void *buf = aligned_alloc(64, (yf_qx_bytes(M, K, qm->group, 64) + 63) / 64 * 64);
+    yf_qx qx;
+    yf_qx_quantize(&qx, buf, x, M, K, qm->group, 64);
+    for (int64_t m = 0; m < M; m++) yf_qx_dequant(&qx, m, xd + m * K);
+    for (int64_t i = 0; i < M * K; i++) ax[i] = fabsf(xd[i]);
+    /* the rounded x's product (the definition) and its scale */
+    memcpy(cref, c0, M * nn * sizeof(float));
+    yf_matmul_xwt_ref(cref, xd, wd + n0 * K, YF_F32, M, nn, K, acc);
+    yf_matmul_xwt_ref(mag, ax, aw + n0 * K, YF_F32, M, nn, K, false);
+    /* the bound against fp32 x: per group max|x| / 254 (half a step) times sum |W| */
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < nn; n++) {
+            double b = 0;
+            for (int64_t k0 = 0; k0 < K; k0 += qm->group) {
+                double amax = 0, sw = 0;
+                for (int64_t k = k0; k < k0 + qm->group; k++) {
+                    amax = fmax(amax, fabsf(x[m * K + k]));
+                    sw += aw[(n0 + n) * K + k];
+                }
+                b += amax / 254 * sw;
+            }
+            bound[m * nn + n] = (float)b;
+        }
+    memcpy(c32, c0, M * nn * sizeof(float));
+    yf_matmul_xwt_ref(c32, x, wd + n0 * K, YF_F32, M, nn, K, acc);
+    /* the public product with int8_act, then each kernel directly (4 rows at most a call) */
+    for (int way = 0; way < 3; way++) {
+        int64_t C = way == 1 ? YF_QX_C_AVX2 : YF_QX_C_AVX512;
+        if (way == 1 && !yf_kernels_path_supported(YF_KPATH_AVX2)) continue;
+        if (way == 2 && !(yf_kernels_path_supported(YF_KPATH_AVX512) && yf_cpu()->avx512_vnni)) continue;
+        memcpy(c, c0, M * nn * sizeof(float));
+        if (way == 0) {
+            qm->int8_act = true;
+            if (n0 == 0 && n1 == N) yf_matmul_xwt(c, x, qm, YF_QMAT, M, N, K, acc);
+            else yf_qmat_xwt(qm, N, K, c, nn, x, M, n0, n1, acc);
+            qm->int8_act = false;
+        } else {
+            yf_qx q2;
+            void *b2 = aligned_alloc(64, (yf_qx_bytes(M, K, qm->group, C) + 63) / 64 * 64);
+            yf_qx_quantize(&q2, b2, x, M, K, qm->group, C);
+            if (M <= YF_QGEMV_MAX_M)
+                (way == 1 ? yf_qidot_avx2 : yf_qidot_avx512)(qm, c, nn, &q2, M, n0, n1, acc);
+            else
+                memcpy(c, cref, M * nn * sizeof(float)); /* the kernels take 4 rows; the public product passes */
+            free(b2);
+        }
+        double e = 0, eb = 0;
+        for (int64_t i = 0; i < M * nn; i++) {
+            double d = fabs((double)c[i] - cref[i]) / (mag[i] > 0 ? mag[i] : 1);
+            e = isfinite(c[i]) ? fmax(e, d) : INFINITY;
+            eb = fmax(eb, fabs((double)c[i] - c32[i]) - (bound[i] + 1e-5 * mag[i]));
+        }
+        CHECK(e <= 1e-5, "way %d (0 public, 1 avx2 kernel, 2 avx512 kernel) %s: M=%lld W[%lld:%lld of %lld, %lld] "
+              "acc=%d: rel err %g vs the rounded x's product", way, yf_kpath_name(yf_kernels_path()), (long long)M,
+              (long long)n0, (long long)n1, (long long)N, (long long)K, acc, e);
+        CHECK(eb <= 0, "way %d: M=%lld W[%lld, %lld]: beyond the rounding bound by %g", way, (long long)M,
+              (long long)N, (long long)K, eb);
+        if (e > *worst) *worst = e;
+    }
+    free(buf), free(wd), free(x), free(xd), free(ax), free(aw), free(c), free(cref), free(c0), free(mag), free(bound),
+        free(c32);
+}
+
+TEST(quant_int8_act_products) {
+    /* M, N, K: K a multiple of 64 and not of 128 (a part chunk), rows in passes of 4 up to 32, more rows fp32 */
+    static const int64_t sh[][3] = {{1, 75, 128}, {2, 33, 64}, {3, 40, 192}, {4, 1, 64}, {1, 300, 2112},
+                                    {5, 17, 1088}, {17, 75, 320}, {32, 9, 64}, {4, 130, 1088}, {1, 19, 96}};
+    double worst = 0;
+    for (int p = YF_KPATH_REF; p <= YF_KPATH_AMX; p++) {
+        if (!yf_kernels_path_supported(p)) continue;
+        CHECK(yf_kernels_set_path(p) == 0);
+        for (int s = 1; s < NSPECS; s++)
+            for (size_t i = 0; i < sizeof sh / sizeof *sh; i++) {
+                int64_t M = sh[i][0], N = sh[i][1], K = sh[i][2];
+                if (!yf_qspec_fits(&specs[s], K)) continue;
+                float *w = rand_w(N, K);
+                yf_qmat qm = quantize(w, N, K, &specs[s]);
+                for (int acc = 0; acc < 2; acc++) {
+                    check_int8_act(&qm, M, 0, N, acc, &worst);
+                    if (N >= 3) check_int8_act(&qm, M, N / 3, N - N / 5, acc, &worst);
+                }
+                yf_qmat_free(&qm);
+                free(w);
+            }
+    }
+    CHECK_NEAR("q4 over int8 x vs the rounded x's fp32 product: max rel err", worst, 1e-5);
+}
 
 /* LoRA's fused entry points take a quantized W through their plain steps */
 TEST(quant_fused_entry_points) {

@@ -27,6 +27,7 @@ int cmd_serve(int argc, char **argv) {
     yf_serve_opts_default(&o);
     const char *adapter = NULL, *constrain = "spans", *prefix_cache = "on";
     bool bf16 = false;
+    yc_quant qa = {0};
     double shutdown = o.shutdown_timeout;
     const yc_opt opts[] = {
         YC_OPT_MODEL(&o.model_dir),
@@ -49,6 +50,7 @@ int cmd_serve(int argc, char **argv) {
                "that opens like a kept one computes only the rest; off: each prompt whole", .meta = "on|off"),
         YC_OPT("prefix-cache-mb", YC_INT, &o.prefix_cache_mb, "the prefix cache's memory budget in MiB"),
         YC_OPT_BF16(&bf16),
+        YC_QUANT_OPTS(&qa, ""),
     };
     int pr = yc_parse("serve",
                       "Serve a model over HTTP: OpenAI's /v1/completions and /v1/chat/completions, /v1/extract for\n"
@@ -59,6 +61,7 @@ int cmd_serve(int argc, char **argv) {
     bool no_cache = false;
     if (yc_prefix_cache_flag("serve", prefix_cache, &no_cache)) return 2;
     if (no_cache) o.prefix_cache_mb = 0;
+    if (yc_quant_opts("serve", &qa, &o.model)) return 2;
     if (yf_constrain_mode_parse(constrain, &o.extract_constrain)) return yc_fail("serve");
     if (bf16) yf_kernels_set_precision(YF_PREC_BF16);
     o.shutdown_timeout = shutdown;

@@ -19,6 +19,10 @@ typedef struct yf_model_opts {
      * Frozen: not with full_finetune. docs/quantization.md. */
     yf_qspec quant;
     bool quantize_head;
+    /* Every q4 weight the model holds (quantized at load or stored so) with
+     * yf_qmat.int8_act: decoding's products round x to int8 per group and
+     * take integer dot products. */
+    bool int8_act;
 } yf_model_opts;
 
 typedef struct yf_model yf_model; /* defined in model_internal.h */

@@ -63,9 +63,8 @@ static int parse_adapter_spec(const yf_server *s, const char *spec, char **name,
 
 static int load(yf_server *s) {
     const yf_serve_opts *o = &s->o;
-    yf_model_opts mo = {0};
     yf_par_adapt_to_load(); /* the thread rule of every command that runs the model */
-    if (yf_model_load(o->model_dir, &mo, &s->model)) return -1;
+    if (yf_model_load(o->model_dir, &o->model, &s->model)) return -1;
     const yf_config *cfg = yf_model_config(s->model);
     s->V = cfg->vocab_size;
     char *tp = o->tokenizer ? yf_strdup(o->tokenizer) : yf_path_join(o->model_dir, "tokenizer.model");

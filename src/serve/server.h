@@ -43,6 +43,7 @@ typedef struct yf_serve_opts {
     int64_t extract_max_new;        /* /v1/extract answer cap (128, as yuanft extract) */
     yf_constrain_mode extract_constrain; /* /v1/extract's decoding when a request does not say (spans) */
     int64_t prefix_cache_mb;        /* the prefix cache's budget in MiB (1024; serve/prefix.h); 0: no cache */
+    yf_model_opts model;            /* how the model is loaded: quantized weights (docs/quantization.md) */
 } yf_serve_opts;
 
 void yf_serve_opts_default(yf_serve_opts *o);

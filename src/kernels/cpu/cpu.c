@@ -35,7 +35,7 @@ static void detect(yf_cpu_features *f) {
     unsigned max_leaf = __get_cpuid_max(0, 0);
     if (max_leaf < 7) return;
     __cpuid_count(7, 0, a, b, c, d);
-    unsigned b7 = b, d7 = d;
+    unsigned b7 = b, c7 = c, d7 = d;
     __cpuid_count(7, 1, a, b, c, d);
     unsigned a71 = a;
     bool avx2 = b7 & (1u << 5);
@@ -46,6 +46,7 @@ static void detect(yf_cpu_features *f) {
 
     f->avx2_fma = ymm_ok && avx2 && fma;
     f->avx512 = zmm_ok && f->avx2_fma && avx512f && avx512dq && avx512bw && avx512vl;
+    f->avx512_vnni = f->avx512 && (c7 & (1u << 11));
     f->avx512_bf16 = f->avx512 && avx512bf16;
     if (f->avx512_bf16 && amx_tile && amx_bf16 && tile_ok) {
 #ifdef __linux__

@@ -10,6 +10,7 @@
 typedef struct yf_cpu_features {
     bool avx2_fma;    /* AVX2 + FMA + OS saves ymm */
     bool avx512;      /* AVX-512 F/BW/VL/DQ + OS saves zmm */
+    bool avx512_vnni; /* vpdpbusd: int8 dot products (the q4 products' int8-activation kernel) */
     bool avx512_bf16; /* vdpbf16ps, vcvtne2ps2bf16 */
     bool amx_bf16;    /* AMX tiles + bf16, and the kernel granted the tile state */
 } yf_cpu_features;

@@ -12,6 +12,7 @@
 
 #include "base/bufcache.h"
 #include "base/pool.h"
+#include "kernels/cpu/cpu.h"
 
 /* ---- names and sizes ----------------------------------------------------- */
 
@@ -280,6 +281,97 @@ void yf_qmat_gather_rows(const yf_qmat *qm, const int64_t *ids, int64_t n, float
     }
 }
 
+/* ---- x rounded to int8 for the integer dot products ---------------------------- */
+
+static size_t qx_row_bytes(int64_t K, int64_t C, int64_t *nch) {
+    *nch = (K + 2 * C - 1) / (2 * C);
+    return (size_t)*nch * (size_t)(2 * C + 3 * C); /* q 2C; corr, sx, xs: C/4 x 4 bytes each */
+}
+
+size_t yf_qx_bytes(int64_t M, int64_t K, int64_t G, int64_t C) {
+    (void)G;
+    int64_t nch;
+    return (size_t)M * qx_row_bytes(K, C, &nch);
+}
+
+void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, int64_t K, int64_t G, int64_t C) {
+    YF_CHECK(G == 32 || G == 64);
+    YF_CHECK(K % G == 0 && (C == 32 || C == 64));
+    int64_t nch;
+    size_t rowb = qx_row_bytes(K, C, &nch);
+    memset(buf, 0, (size_t)M * rowb);
+    int64_t L = C / 4, xrow = nch * 2 * C, lrow = nch * L;
+    char *b = buf;
+    *qx = (yf_qx){.K = K, .G = G, .C = C, .nch = nch, .q = (int8_t *)b};
+    qx->corr = (int32_t *)(b + (size_t)M * (size_t)xrow);
+    qx->sx = (float *)(qx->corr + M * lrow);
+    qx->xs = qx->sx + M * lrow;
+    int64_t half = G / 2;
+    for (int64_t m = 0; m < M; m++) {
+        const float *xr = x + m * K;
+        int8_t *q = qx->q + m * xrow;
+        float *sx = qx->sx + m * lrow;
+        for (int64_t g = 0; g < K / G; g++) {
+            const float *v = xr + g * G;
+            float amax = 0;
+            int bad = 0;
+#pragma omp simd reduction(max : amax) reduction(| : bad)
+            for (int64_t j = 0; j < G; j++) {
+                float a = fabsf(v[j]);
+                bad |= !(a <= FLT_MAX);
+                amax = a > amax ? a : amax;
+            }
+            /* a value not finite: sx NaN (the products NaN, as in fp32), xq 0 */
+            float s = bad ? NAN : amax / 127.0f, inv = !bad && s != 0 ? 1.0f / s : 0;
+            /* the group's place in its chunk: lo byte i is element (i / half) G + i % half */
+            int64_t c = g * G / (2 * C), i0 = (g * G) % (2 * C) / G * half;
+            for (int64_t l = 0; l < half / 4; l++) sx[c * L + i0 / 4 + l] = s;
+            int8_t *lo = q + c * 2 * C + i0, *hi = lo + C;
+            if (bad) continue; /* xq stay 0 */
+#pragma omp simd
+            for (int64_t j = 0; j < half; j++) { /* |v inv| <= 127 up to rounding */
+                float a = rintf(v[j] * inv), b = rintf(v[j + half] * inv);
+                lo[j] = (int8_t)(int)(a < -127 ? -127 : a > 127 ? 127 : a);
+                hi[j] = (int8_t)(int)(b < -127 ? -127 : b > 127 ? 127 : b);
+            }
+        }
+        /* each lane's 4 lo and 4 hi bytes */
+        for (int64_t c = 0; c < nch; c++) {
+            const int8_t *lo = q + c * 2 * C, *hi = lo + C;
+            int32_t *corr = qx->corr + m * lrow + c * L;
+            float *xs = qx->xs + m * lrow + c * L;
+#pragma omp simd
+            for (int64_t l = 0; l < L; l++) {
+                int32_t sum = lo[4 * l] + lo[4 * l + 1] + lo[4 * l + 2] + lo[4 * l + 3] + hi[4 * l] + hi[4 * l + 1] +
+                              hi[4 * l + 2] + hi[4 * l + 3];
+                corr[l] = -8 * sum;
+                xs[l] = sx[c * L + l] * (float)sum;
+            }
+        }
+    }
+}
+
+/* qx's rows from m0 on, as a yf_qx of their own */
+static yf_qx qx_from_row(const yf_qx *qx, int64_t m0) {
+    yf_qx v = *qx;
+    int64_t lrow = qx->nch * (qx->C / 4);
+    v.q += m0 * qx->nch * 2 * qx->C;
+    v.corr += m0 * lrow;
+    v.sx += m0 * lrow;
+    v.xs += m0 * lrow;
+    return v;
+}
+
+void yf_qx_dequant(const yf_qx *qx, int64_t m, float *out) {
+    int64_t C = qx->C, G = qx->G, half = G / 2, L = C / 4;
+    const int8_t *q = qx->q + m * qx->nch * 2 * C;
+    const float *sx = qx->sx + m * qx->nch * L;
+    for (int64_t k = 0; k < qx->K; k++) {
+        int64_t c = k / (2 * C), r = k % (2 * C), gi = r / G, j = r % G, i = gi * half + j % half;
+        out[k] = sx[c * L + i / 4] * (float)q[c * 2 * C + (j >= half ? C : 0) + i];
+    }
+}
+
 /* ---- the naive references ---------------------------------------------------- */
 
 void yf_qmat_xwt_ref(const yf_qmat *qm, float *y, int64_t ldy, const float *x, int64_t M, int64_t n0, int64_t n1,
@@ -312,6 +404,7 @@ typedef struct gemv_job {
     float *y;
     int64_t ldy;
     const float *x;
+    const yf_qx *qx; /* x rounded to int8 (yf_qmat.int8_act), or NULL */
     int64_t M, n0, n1, chunk;
     bool accumulate, avx512;
 } gemv_job;
@@ -320,7 +413,11 @@ static void gemv_piece(void *ctx, int64_t i) {
     const gemv_job *j = ctx;
     int64_t a = j->n0 + i * j->chunk, b = a + j->chunk < j->n1 ? a + j->chunk : j->n1;
     if (a >= b) return;
-    if (j->avx512)
+    if (j->qx && j->avx512)
+        yf_qidot_avx512(j->qm, j->y + (a - j->n0), j->ldy, j->qx, j->M, a, b, j->accumulate);
+    else if (j->qx)
+        yf_qidot_avx2(j->qm, j->y + (a - j->n0), j->ldy, j->qx, j->M, a, b, j->accumulate);
+    else if (j->avx512)
         yf_qgemv_avx512(j->qm, j->y + (a - j->n0), j->ldy, j->x, j->M, a, b, j->accumulate);
     else
         yf_qgemv_avx2(j->qm, j->y + (a - j->n0), j->ldy, j->x, j->M, a, b, j->accumulate);
@@ -375,6 +472,24 @@ void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, con
     YF_CHECK(0 <= n0 && n0 <= n1 && n1 <= qm->N && ldy >= n1 - n0);
     if (M <= 0 || n1 <= n0) return;
     yf_kpath p = yf_kernels_path();
+    bool idot = qm->int8_act && qm->type == YF_QT_Q4 && M <= YF_QPASS_MAX_M;
+    bool vnni = p >= YF_KPATH_AVX512 && yf_cpu()->avx512_vnni;
+    int64_t C = vnni || p < YF_KPATH_AVX2 ? YF_QX_C_AVX512 : YF_QX_C_AVX2;
+    yf_qx qx;
+    void *qxbuf = NULL;
+    if (idot) {
+        qxbuf = yf_buf_get(yf_qx_bytes(M, qm->K, qm->group, C));
+        yf_qx_quantize(&qx, qxbuf, x, M, qm->K, qm->group, C);
+    }
+    if (idot && p < YF_KPATH_AVX2) { /* the definition: the rounded x, fp32 products */
+        float *xd = yf_buf_get((size_t)(M * qm->K) * sizeof(float));
+        for (int64_t m = 0; m < M; m++) yf_qx_dequant(&qx, m, xd + m * qm->K);
+        if (p == YF_KPATH_REF) yf_qmat_xwt_ref(qm, y, ldy, xd, M, n0, n1, accumulate);
+        else slab_xwt(qm, y, ldy, xd, M, n0, n1, accumulate);
+        yf_buf_put(xd);
+        yf_buf_put(qxbuf);
+        return;
+    }
     if (p == YF_KPATH_REF) {
         yf_qmat_xwt_ref(qm, y, ldy, x, M, n0, n1, accumulate);
         return;
@@ -389,11 +504,14 @@ void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, con
     int nt = bytes < (double)(1 << 20) ? 1 : yf_par_threads();
     int64_t units = (n1 - n0 + 15) / 16, pieces = units >= 8 * nt ? 2 * nt : nt;
     if (pieces > units) pieces = units;
-    gemv_job j = {qm, y, ldy, x, 0, n0, n1, (units + pieces - 1) / pieces * 16, accumulate, p >= YF_KPATH_AVX512};
+    gemv_job j = {qm, y, ldy, x, NULL, 0, n0, n1, (units + pieces - 1) / pieces * 16, accumulate,
+                  idot ? vnni : p >= YF_KPATH_AVX512};
     pieces = (n1 - n0 + j.chunk - 1) / j.chunk;
     /* up to YF_QPASS_MAX_M rows (batched decoding) in passes of up to 4 over W,
      * which stays in the caches between passes */
     for (int64_t m0 = 0; m0 < M; m0 += YF_QGEMV_MAX_M) {
+        yf_qx pass;
+        if (idot) pass = qx_from_row(&qx, m0), j.qx = &pass;
         j.M = M - m0 < YF_QGEMV_MAX_M ? M - m0 : YF_QGEMV_MAX_M;
         j.x = x + m0 * qm->K;
         j.y = y + m0 * ldy;
@@ -402,6 +520,7 @@ void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, con
         else
             yf_par_for(pieces, gemv_piece, &j);
     }
+    if (qxbuf) yf_buf_put(qxbuf);
 }
 
 void yf_qmat_xw(const void *w, int64_t N, int64_t K, float *dx, int64_t ldx, const float *dy, int64_t lddy, int64_t M,

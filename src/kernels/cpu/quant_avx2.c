@@ -79,7 +79,68 @@ AVX2_TARGET static inline void q_f16(float *dst, const uint16_t *src, int64_t n)
 #define QDEQUANT yf_qdequant_avx2
 #include "kernels/cpu/quant_gemv.h"
 
+/* ---- q4 against int8 activations: vpmaddubsw + vpmaddwd ---- */
+
+AVX2_TARGET static inline __m256i i_wq(const uint8_t *p, int64_t nb) {
+    if (nb == 32) return _mm256_loadu_si256((const __m256i *)p);
+    uint8_t t[32] = {0};
+    memcpy(t, p, (size_t)nb);
+    return _mm256_loadu_si256((const __m256i *)t);
+}
+
+AVX2_TARGET static inline void i_nib(__m256i w, __m256i *lo, __m256i *hi) {
+    const __m256i f = _mm256_set1_epi8(15);
+    *lo = _mm256_and_si256(w, f);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), f);
+}
+
+/* the lanes' dot products: |pair sums| <= 2 x 15 x 127, so the 16-bit
+ * sums of lo's and hi's pairs (<= 7620) do not saturate */
+AVX2_TARGET static inline __m256i i_dot(__m256i acc, __m256i lo, __m256i xl, __m256i hi, __m256i xh) {
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_maddubs_epi16(hi, xh));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+AVX2_TARGET static inline __m256 i_scales(const uint16_t *src, int64_t n) {
+    uint16_t t[8] = {0};
+    memcpy(t, src, (size_t)n * sizeof *t);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
+}
+
+/* per lane, win[first + lane / lpg] (lpg 4 or 8) */
+AVX2_TARGET static inline __m256 i_lanes(__m256 win, int64_t first, int64_t lpg) {
+    __m256i l = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    l = lpg == 4 ? _mm256_srli_epi32(l, 2) : _mm256_srli_epi32(l, 3);
+    return _mm256_permutevar8x32_ps(win, _mm256_add_epi32(l, _mm256_set1_epi32((int)first)));
+}
+
+#define FV __m256
+#define IV __m256i
+#define IC YF_QX_C_AVX2
+#define IW 8
+#define IZERO() _mm256_setzero_si256()
+#define FZERO() _mm256_setzero_ps()
+#define FFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define FMUL(a, b) _mm256_mul_ps(a, b)
+#define FHSUM(v) yf_hsum8(v)
+#define FLOAD(p) _mm256_loadu_ps(p)
+#define ILOAD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define IWQ(p, nb) i_wq(p, nb)
+#define INIB(w, lo, hi) i_nib(w, lo, hi)
+#define IDOT(acc, lo, xl, hi, xh) i_dot(acc, lo, xl, hi, xh)
+#define ICVT(v) _mm256_cvtepi32_ps(v)
+#define ISCALES(src, n) i_scales(src, n)
+#define ILANES(win, first, lpg) i_lanes(win, first, lpg)
+#define QR_IDOT(m) ((m) <= 2 ? 2 : 1)
+#define QIDOT yf_qidot_avx2
+#include "kernels/cpu/quant_idot.h"
+
 #else
+void yf_qidot_avx2(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
+                   bool accumulate) {
+    (void)qm, (void)y, (void)ldy, (void)qx, (void)M, (void)n0, (void)n1, (void)accumulate;
+    YF_CHECK(!"AVX2 path not compiled in");
+}
 void yf_qgemv_avx2(const yf_qmat *qm, float *y, int64_t ldy, const float *x, int64_t M, int64_t n0, int64_t n1,
                    bool accumulate) {
     (void)qm, (void)y, (void)ldy, (void)x, (void)M, (void)n0, (void)n1, (void)accumulate;

@@ -57,6 +57,48 @@ AVX512_TARGET static inline void q_nib(const uint8_t *p, __m512 t, __m512 *lo, _
 #define QDEQUANT yf_qdequant_avx512
 #include "kernels/cpu/quant_gemv.h"
 
+/* ---- q4 against int8 activations: vpdpbusd (VNNI) ---- */
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+
+static inline __mmask64 mask64(int64_t n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+
+VNNI_TARGET static inline void i_nib(__m512i w, __m512i *lo, __m512i *hi) {
+    const __m512i f = _mm512_set1_epi8(15);
+    *lo = _mm512_and_si512(w, f);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), f);
+}
+
+/* per lane, win[first + lane / lpg] (lpg 4 or 8) */
+VNNI_TARGET static inline __m512 i_lanes(__m512 win, int64_t first, int64_t lpg) {
+    __m512i l = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    l = lpg == 4 ? _mm512_srli_epi32(l, 2) : _mm512_srli_epi32(l, 3);
+    return _mm512_permutexvar_ps(_mm512_add_epi32(l, _mm512_set1_epi32((int)first)), win);
+}
+
+#undef QTARGET
+#define QTARGET VNNI_TARGET
+#define FV __m512
+#define IV __m512i
+#define IC YF_QX_C_AVX512
+#define IW 16
+#define IZERO() _mm512_setzero_si512()
+#define FZERO() _mm512_setzero_ps()
+#define FFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define FMUL(a, b) _mm512_mul_ps(a, b)
+#define FHSUM(v) _mm512_reduce_add_ps(v)
+#define FLOAD(p) _mm512_loadu_ps(p)
+#define ILOAD(p) _mm512_loadu_si512((const void *)(p))
+#define IWQ(p, nb) ((nb) == 64 ? _mm512_loadu_si512((const void *)(p)) : _mm512_maskz_loadu_epi8(mask64(nb), p))
+#define INIB(w, lo, hi) i_nib(w, lo, hi)
+#define IDOT(acc, lo, xl, hi, xh) _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, lo, xl), hi, xh)
+#define ICVT(v) _mm512_cvtepi32_ps(v)
+#define ISCALES(src, n) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(n), src))
+#define ILANES(win, first, lpg) i_lanes(win, first, lpg)
+#define QR_IDOT(m) ((m) <= 2 ? 4 : 2)
+#define QIDOT yf_qidot_avx512
+#include "kernels/cpu/quant_idot.h"
+
 /* ---- quantizing a row ----------------------------------------------------------- */
 
 /* 16 values at element i of a row, f32 or bf16, as floats */
@@ -108,6 +150,11 @@ void yf_qgemv_avx512(const yf_qmat *qm, float *y, int64_t ldy, const float *x, i
 }
 void yf_qdequant_avx512(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float *out, int64_t ldo) {
     (void)qm, (void)n0, (void)n1, (void)k0, (void)k1, (void)out, (void)ldo;
+    YF_CHECK(!"AVX-512 path not compiled in");
+}
+void yf_qidot_avx512(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
+                     bool accumulate) {
+    (void)qm, (void)y, (void)ldy, (void)qx, (void)M, (void)n0, (void)n1, (void)accumulate;
     YF_CHECK(!"AVX-512 path not compiled in");
 }
 int yf_qrow_q4_avx512(const void *src, yf_dtype wt, int64_t K, int64_t G, uint8_t *qb, uint16_t *sc, uint16_t *mn) {

@@ -28,6 +28,41 @@ void yf_qgemv_avx2(const yf_qmat *qm, float *y, int64_t ldy, const float *x, int
 void yf_qdequant_avx512(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float *out, int64_t ldo);
 void yf_qdequant_avx2(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float *out, int64_t ldo);
 
+/* Rows of x quantized for the integer dot products of a q4 W
+ * (yf_qmat.int8_act; docs/quantization.md): per group of W's G elements,
+ * sx = max |x| / 127 and xq = rint(x * (1 / sx)) in -127..127 (a group
+ * with a value that is not finite: sx NaN, xq 0). Laid out for a kernel
+ * that loads C bytes of W at a time (64: AVX-512, 32: AVX2), i.e. 2C
+ * elements, a "chunk": its C low nibbles and C high nibbles are elements
+ *   lo byte i: chunk start + (i / (G/2)) G + i % (G/2),   hi: that + G/2
+ * and a row's chunk c holds q [2C] (those of lo, then of hi), then per
+ * 4-byte lane l (C/4 of them, each inside one group): corr[l] = -8 x the
+ * sum of the lane's 8 xq (lo's and hi's bytes 4l..4l+3), sx[l] the group's
+ * scale and xs[l] = sx[l] x the sum. Past K: zeros. */
+typedef struct yf_qx {
+    int64_t K, G, C, nch; /* nch chunks a row */
+    int8_t *q;            /* [M][nch][2C] */
+    int32_t *corr;        /* [M][nch][C/4] */
+    float *sx, *xs;       /* [M][nch][C/4] */
+} yf_qx;
+
+/* Bytes yf_qx_quantize needs for M rows. */
+size_t yf_qx_bytes(int64_t M, int64_t K, int64_t G, int64_t C);
+/* x [M, K] quantized into buf (yf_qx_bytes(M, K, G, C) bytes, 64-aligned). */
+void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, int64_t K, int64_t G, int64_t C);
+/* Row m of qx as the fp32 values it stands for (sx * xq) into out [K]. */
+void yf_qx_dequant(const yf_qx *qx, int64_t m, float *out);
+
+/* y[m * ldy + n - n0] (+)= x_m · W[n, :] for m < M <= YF_QGEMV_MAX_M, q4 W,
+ * x quantized in qx (C = YF_QX_C_AVX512 / YF_QX_C_AVX2): exact integer dot
+ * products per lane, scaled and summed in fp32. AVX-512 needs VNNI. */
+#define YF_QX_C_AVX512 64
+#define YF_QX_C_AVX2 32
+void yf_qidot_avx512(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
+                     bool accumulate);
+void yf_qidot_avx2(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
+                   bool accumulate);
+
 /* Quantizes a row of K values (YF_F32 or YF_BF16 at src) into q4 groups of
  * G: bytes qb [K/2], scales sc [K/G], minimums mn [K/G] (NULL: symmetric),
  * as quant.c's generic code does, bit for bit. Returns 0, or 1 when a value

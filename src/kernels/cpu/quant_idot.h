@@ -1,0 +1,119 @@
+/* quant_idot.h: the q4 products over int8-quantized activations
+ * (quant_impl.h's yf_qidot_*), written once for the vector width of the
+ * file that includes it, as quant_gemv.h is (quant_avx512.c, quant_avx2.c).
+ * Not a header to include elsewhere.
+ *
+ * A chunk is IC bytes of a row of W (2 IC weights, whole groups): masked
+ * or copied at the row's end, its low and high nibbles are two byte
+ * vectors whose 4-byte lanes line up with yf_qx's lo and hi bytes. Per
+ * lane, the integer dot product of 8 nibbles with 8 xq (IDOT: vpdpbusd,
+ * or vpmaddubsw + vpmaddwd), started from -8 x their sum for a symmetric
+ * W (so it is sum (q - 8) xq) or from 0 with a minimum, is exact; it is
+ * converted, scaled by s_W sx and summed in fp32 (plus m_W xs with a
+ * minimum): every lane is inside one group, so the result is
+ *   sum over groups of sx (s sum q xq + m sum xq),
+ * the product of the dequantized W and the dequantized x up to fp32
+ * rounding.
+ *
+ * The includer defines:
+ *   QTARGET; FV (float vector), IV (int vector), IC (bytes a chunk), IW
+ *   (groups a scale window: one float vector of them)
+ *   IZERO() FZERO() FFMA(a, b, c) FMUL(a, b) FHSUM(v) FLOAD(p) ILOAD(p)
+ *   IWQ(p, nb)          IC bytes of W at p, nb <= IC valid (zeros after)
+ *   INIB(w, lo, hi)     the low and the high nibbles of w as bytes
+ *   IDOT(acc, lo, xl, hi, xh) acc + the lanes' dot products (u8 x s8)
+ *   ICVT(v)             int lanes to float
+ *   ISCALES(src, n)     n <= IW fp16 scales at src as one float vector
+ *   ILANES(win, first, lpg) per lane the window's scale of group
+ *                       first + lane / lpg (lpg: lanes a group)
+ *   QR_IDOT(m)          rows of W a block takes against m rows of x
+ *   QIDOT               the entry point's name */
+
+#define IINLINE static inline __attribute__((always_inline))
+/* bytes ahead a row's W is prefetched: one line a chunk (measured on a
+ * 2-core Xeon, 10 weights of 8192 x 2048 from memory, 2 threads: 1024:
+ * 19-20 GB/s, 2048: 21-23, 4096: 22-23; the fp32 bf16 products: 26) */
+#define QIDOT_PF 2048
+
+IINLINE int64_t idot_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, const int M,
+                                  const int R, const bool with_min, int64_t n, int64_t nrows, bool accumulate) {
+    const int64_t K = qm->K, G = qm->group, ng = K / G, rb = K / 2;
+    const int64_t gpc = 2 * IC / G, lpg = G / 8, cpw = IW / gpc; /* groups a chunk, lanes a group, chunks a window */
+    const uint8_t *qr[8];
+    const uint16_t *sr[8], *mr[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        int64_t row = n + (r < nrows ? r : 0);
+        qr[r] = (const uint8_t *)qm->q + row * rb;
+        sr[r] = (const uint16_t *)qm->scale + row * ng;
+        mr[r] = with_min ? qm->min + row * ng : NULL;
+    }
+    FV a[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) a[r][m] = FZERO();
+    const int64_t xrow = qx->nch * 2 * IC, lrow = qx->nch * (IC / 4);
+    for (int64_t g0 = 0; g0 < ng; g0 += IW) {
+        int64_t gw = idot_min64(IW, ng - g0);
+        FV sw[8], mw[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            sw[r] = ISCALES(sr[r] + g0, gw);
+            if (with_min) mw[r] = ISCALES(mr[r] + g0, gw);
+            _mm_prefetch((const char *)(sr[r] + g0) + QIDOT_PF / 8, _MM_HINT_T0);
+        }
+        for (int64_t cc = 0; cc < cpw && cc * gpc < gw; cc++) {
+            int64_t c = g0 / gpc + cc, nb = idot_min64(IC, rb - c * IC);
+            const int8_t *xq = qx->q + c * 2 * IC;
+            int64_t li = c * (IC / 4);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                IV lo, hi;
+                _mm_prefetch((const char *)qr[r] + c * IC + QIDOT_PF, _MM_HINT_T0);
+                INIB(IWQ(qr[r] + c * IC, nb), &lo, &hi);
+                FV sv = ILANES(sw[r], cc * gpc, lpg), mv = with_min ? ILANES(mw[r], cc * gpc, lpg) : FZERO();
+#pragma GCC unroll 4
+                for (int m = 0; m < M; m++) {
+                    const int8_t *xm = xq + m * xrow;
+                    IV d = IDOT(with_min ? IZERO() : ILOAD(qx->corr + m * lrow + li), lo, ILOAD(xm), hi, ILOAD(xm + IC));
+                    a[r][m] = FFMA(ICVT(d), FMUL(sv, FLOAD(qx->sx + m * lrow + li)), a[r][m]);
+                    if (with_min) a[r][m] = FFMA(mv, FLOAD(qx->xs + m * lrow + li), a[r][m]);
+                }
+            }
+        }
+    }
+    float sum[8][4]; /* every accumulator reduced in unrolled code keeps a[][] in registers */
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) sum[r][m] = FHSUM(a[r][m]);
+    for (int r = 0; r < R && r < nrows; r++)
+        for (int m = 0; m < M; m++) {
+            float *d = y + m * ldy + r;
+            *d = accumulate ? *d + sum[r][m] : sum[r][m];
+        }
+}
+
+QTARGET void QIDOT(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
+                   bool accumulate) {
+    YF_CHECK(M >= 1 && M <= YF_QGEMV_MAX_M && qm->type == YF_QT_Q4 && qx->C == IC && qx->G == qm->group &&
+             qx->K == qm->K && (qm->group == 32 || qm->group == 64));
+    switch (M * 2 + (qm->min != NULL)) {
+#define IDOT_CASE(m_, min_)                                                                                        \
+    case (m_) * 2 + (min_): {                                                                                      \
+        enum { M_ = (m_), R_ = QR_IDOT(m_) };                                                                      \
+        for (int64_t n = n0; n < n1; n += R_)                                                                      \
+            q_idot_block(qm, y + (n - n0), ldy, qx, M_, R_, (min_), n, n1 - n < R_ ? n1 - n : R_, accumulate);     \
+        break;                                                                                                     \
+    }
+        IDOT_CASE(1, 0) IDOT_CASE(1, 1) IDOT_CASE(2, 0) IDOT_CASE(2, 1)
+        IDOT_CASE(3, 0) IDOT_CASE(3, 1) IDOT_CASE(4, 0) IDOT_CASE(4, 1)
+#undef IDOT_CASE
+    default: YF_CHECK(!"unreachable");
+    }
+}
+
+#undef IINLINE
