@@ -9,6 +9,8 @@
  *           stays in L2/L3: what one core can do when memory is not the limit;
  *   rows:   x·W^T and dy·W of 384 and 2304 rows (prefill, a training step)
  *           through a 8192 x 2048 weight: ms and GFLOP/s.
+ * Weights: bf16, int8, q4, and int8 / q4 with int8 activations (i8x8,
+ * q4x8: --int8-activations; the few-row products only).
  * The fastest of --reps repetitions (default 7).
  * usage: build/bench-quant [--reps N] [--no-rows] [--bw GB/S] */
 #include "base/pool.h"
@@ -49,19 +51,21 @@ static void proj_shape(int p, int64_t *N, int64_t *K) {
     *K = p == 6 ? F : D;           /* down: [D, F] */
 }
 
+/* kinds 3 and 4: int8 and q4 with int8 activations (yf_qmat.int8_act) */
+static bool is_q8(int kind) { return kind == 1 || kind == 3; }
+
 static size_t wbytes(const weight *w, int kind) {
-    return kind == 0 ? (size_t)(w->N * w->K) * 2 : kind == 1 ? yf_qmat_bytes(&w->q8) : yf_qmat_bytes(&w->q4);
+    return kind == 0 ? (size_t)(w->N * w->K) * 2 : is_q8(kind) ? yf_qmat_bytes(&w->q8) : yf_qmat_bytes(&w->q4);
 }
 
-/* kind 3: q4 with int8 activations (yf_qmat.int8_act) */
 static void product(weight *w, int kind, float *y, const float *x, int64_t M) {
-    w->q4.int8_act = kind == 3;
+    w->q8.int8_act = w->q4.int8_act = kind >= 3;
     if (kind == 0) yf_matmul_xwt(y, x, w->bf16, YF_BF16, M, w->N, w->K, false);
-    else yf_matmul_xwt(y, x, kind == 1 ? (const void *)&w->q8 : (const void *)&w->q4, YF_QMAT, M, w->N, w->K, false);
+    else yf_matmul_xwt(y, x, is_q8(kind) ? (const void *)&w->q8 : (const void *)&w->q4, YF_QMAT, M, w->N, w->K, false);
 }
 
-enum { KINDS = 4 };
-static const char *kind_name[KINDS] = {"bf16", "int8", "q4", "q4x8"};
+enum { KINDS = 5 };
+static const char *kind_name[KINDS] = {"bf16", "int8", "q4", "i8x8", "q4x8"};
 
 int main(int argc, char **argv) {
     int reps = 7;

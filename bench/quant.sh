@@ -10,7 +10,8 @@
 # Knobs: QUANT_ROUNDS (decode rounds, default 3), QUANT_SKIP_TRAIN=1, QUANT_SKIP_QUALITY=1,
 # QUANT_SKIP_KERNELS=1, QUANT_SKIP_DECODE=1 (the decode rounds and yuanft quantize; their logs of an
 # earlier run are reported again), QUANT_IDS (the prompt's ids; default: 64 of bench/torch_ref.py's),
-# QUANT_VARIANTS (decode; default "bf16 int8 int8-head q4 q4-head q4x8 q4x8-head": x8, --int8-activations), QUANT_TRAIN_VARIANTS
+# QUANT_VARIANTS (decode; default "bf16 int8 int8-head q4 q4-head i8x8 i8x8-head q4x8 q4x8-head": x8,
+# --int8-activations), QUANT_TRAIN_VARIANTS
 # (default "bf16 q4 q4-head"), QUANT_BW (GB/s: skips build/bench-membw).
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -43,11 +44,12 @@ bw=${QUANT_BW:-$(build/bench-membw 1024 2>/dev/null | sed -n 's/.*"read_gb_s": \
 
 # decode: one greedy generation of 32 tokens after a 64-token prompt per variant, the variants
 # taking turns round after round (a slow spell of the shared machine falls on all of them)
-variants=${QUANT_VARIANTS:-bf16 int8 int8-head q4 q4-head q4x8 q4x8-head}
+variants=${QUANT_VARIANTS:-bf16 int8 int8-head q4 q4-head i8x8 i8x8-head q4x8 q4x8-head}
 flags() {
   case $1 in
     bf16) echo "" ;; int8) echo "--quantize int8" ;; int8-head) echo "--quantize int8 --quantize-head" ;;
     q4) echo "--quantize q4" ;; q4-head) echo "--quantize q4 --quantize-head" ;;
+    i8x8) echo "--quantize int8 --int8-activations" ;; i8x8-head) echo "--quantize int8 --quantize-head --int8-activations" ;;
     q4x8) echo "--quantize q4 --int8-activations" ;; q4x8-head) echo "--quantize q4 --quantize-head --int8-activations" ;;
   esac
 }

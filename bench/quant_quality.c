@@ -79,6 +79,8 @@ static const variant variants[] = {
     {"q4 g64 min + head", {.quant = {YF_QT_Q4, 64, true}, .quantize_head = true}},
     /* int8 activations: the products of up to 32 rows (decoding) round x;
      * these run the batch as decoding does, 32 rows (B x 8 positions) a step */
+    {"int8, int8 activations", {.quant = {YF_QT_INT8, 0, false}, .int8_act = true}},
+    {"int8 + head, int8 activations", {.quant = {YF_QT_INT8, 0, false}, .quantize_head = true, .int8_act = true}},
     {"q4 g32, int8 activations", {.quant = {YF_QT_Q4, 32, false}, .int8_act = true}},
     {"q4 g32 + head, int8 activations", {.quant = {YF_QT_Q4, 32, false}, .quantize_head = true, .int8_act = true}},
     {"q4 g64 min, int8 activations", {.quant = {YF_QT_Q4, 64, true}, .int8_act = true}},

@@ -188,40 +188,44 @@ TEST(quant_amx_matches_ref) { sweep(YF_KPATH_AMX); }
 /* ---- q4 over int8 activations (yf_qmat.int8_act) ---- */
 
 /* x rounded as yf_qx says, element by element: sx = max |x| / 127 per group,
- * xq = rint(x * (1 / sx)); qx's layout gives those values back */
+ * xq = rint(x * (1 / sx)); qx's layout gives those values back. For q4 W
+ * groups of 32 and 64; for int8 W groups of 32 and a K (330) that ends in a
+ * part group and a part chunk. */
 TEST(quant_int8_act_rounding) {
-    const int64_t M = 3, K = 320;
-    for (int g = 0; g < 2; g++)
+    const int64_t M = 3;
+    for (int g = 0; g < 3; g++)
         for (int c = 0; c < 2; c++) {
-            int64_t G = g ? 64 : 32, C = c ? YF_QX_C_AVX512 : YF_QX_C_AVX2;
+            int64_t G = g == 1 ? 64 : 32, C = c ? YF_QX_C_AVX512 : YF_QX_C_AVX2, K = g == 2 ? 330 : 320;
+            yf_qmat w = {.type = g == 2 ? YF_QT_INT8 : YF_QT_Q4, .N = 1, .K = K, .group = g == 2 ? K : G};
             float *x = malloc(M * K * sizeof(float)), *d = malloc(K * sizeof(float));
             for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 97 == 0 ? 30.0f : 1.0f);
             for (int64_t k = 64; k < 64 + G; k++) x[K + k] = 0; /* a zero group */
             x[2 * K + 5] = NAN;                                  /* a group with a NaN: NaN out */
-            void *buf = aligned_alloc(64, (yf_qx_bytes(M, K, G, C) + 63) / 64 * 64);
+            void *buf = aligned_alloc(64, (yf_qx_bytes(&w, M, C) + 63) / 64 * 64);
             yf_qx qx;
-            yf_qx_quantize(&qx, buf, x, M, K, G, C);
+            yf_qx_quantize(&qx, buf, x, M, &w, C);
             int64_t bad = 0;
             for (int64_t m = 0; m < M; m++) {
                 yf_qx_dequant(&qx, m, d);
                 for (int64_t k0 = 0; k0 < K; k0 += G) {
                     float amax = 0;
-                    for (int64_t k = k0; k < k0 + G; k++) amax = fmaxf(amax, fabsf(x[m * K + k]));
+                    int64_t k1 = k0 + G < K ? k0 + G : K;
+                    for (int64_t k = k0; k < k1; k++) amax = fmaxf(amax, fabsf(x[m * K + k]));
                     float sx = amax / 127.0f, inv = sx != 0 ? 1.0f / sx : 0;
-                    for (int64_t k = k0; k < k0 + G; k++) {
+                    for (int64_t k = k0; k < k1; k++) {
                         float want = sx * rintf(x[m * K + k] * inv);
                         if (m == 2 && k0 == 0) bad += !isnan(d[k]);
                         else bad += d[k] != want || fabsf(want - x[m * K + k]) > 0.5f * sx * 1.0001f;
                     }
                 }
             }
-            CHECK(bad == 0, "G %lld, C %lld: %lld values differ from the definition", (long long)G, (long long)C,
-                  (long long)bad);
+            CHECK(bad == 0, "%s W, G %lld, C %lld: %lld values differ from the definition", yf_qtype_name(w.type),
+                  (long long)G, (long long)C, (long long)bad);
             free(buf), free(x), free(d);
         }
 }
 
-/* One x·W^T of M rows, rows n0..n1 of a q4 W with int8_act, through the
+/* One x·W^T of M rows, rows n0..n1 of an int8 or q4 W with int8_act, through the
  * public product (and, for each kernel this CPU runs, the kernel itself):
  * against the reference on the dequantized W and the rounded x (1e-5 of
  * sum |x||W|), and against fp32 x within the rounding's bound, sum over
@@ -236,9 +240,10 @@ static void check_int8_act(yf_qmat *qm, int64_t M, int64_t n0, int64_t n1, bool 
     for (int64_t i = 0; i < N * K; i++) aw[i] = fabsf(wd[i]);
     for (int64_t i = 0; i < M * K; i++) x[i] = frand() * (i % 61 == 0 ? 8.0f : 1.0f);
     for (int64_t i = 0; i < M * nn; i++) c0[i] = frand();
-    void *buf = aligned_alloc(64, (yf_qx_bytes(M, K, qm->group, 64) + 63) / 64 * 64);
+    void *buf = aligned_alloc(64, (yf_qx_bytes(qm, M, 64) + 63) / 64 * 64);
     yf_qx qx;
-    yf_qx_quantize(&qx, buf, x, M, K, qm->group, 64);
+    yf_qx_quantize(&qx, buf, x, M, qm, 64);
+    int64_t G = qm->type == YF_QT_Q4 ? qm->group : 32; /* x's groups */
     for (int64_t m = 0; m < M; m++) yf_qx_dequant(&qx, m, xd + m * K);
     for (int64_t i = 0; i < M * K; i++) ax[i] = fabsf(xd[i]);
     /* the rounded x's product (the definition) and its scale */
@@ -249,9 +254,9 @@ static void check_int8_act(yf_qmat *qm, int64_t M, int64_t n0, int64_t n1, bool 
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < nn; n++) {
             double b = 0;
-            for (int64_t k0 = 0; k0 < K; k0 += qm->group) {
+            for (int64_t k0 = 0; k0 < K; k0 += G) {
                 double amax = 0, sw = 0;
-                for (int64_t k = k0; k < k0 + qm->group; k++) {
+                for (int64_t k = k0; k < k0 + G && k < K; k++) {
                     amax = fmax(amax, fabsf(x[m * K + k]));
                     sw += aw[(n0 + n) * K + k];
                 }
@@ -274,8 +279,8 @@ static void check_int8_act(yf_qmat *qm, int64_t M, int64_t n0, int64_t n1, bool 
             qm->int8_act = false;
         } else {
             yf_qx q2;
-            void *b2 = aligned_alloc(64, (yf_qx_bytes(M, K, qm->group, C) + 63) / 64 * 64);
-            yf_qx_quantize(&q2, b2, x, M, K, qm->group, C);
+            void *b2 = aligned_alloc(64, (yf_qx_bytes(qm, M, C) + 63) / 64 * 64);
+            yf_qx_quantize(&q2, b2, x, M, qm, C);
             if (M <= YF_QGEMV_MAX_M)
                 (way == 1 ? yf_qidot_avx2 : yf_qidot_avx512)(qm, c, nn, &q2, M, n0, n1, acc);
             else
@@ -302,12 +307,14 @@ static void check_int8_act(yf_qmat *qm, int64_t M, int64_t n0, int64_t n1, bool 
 TEST(quant_int8_act_products) {
     /* M, N, K: K a multiple of 64 and not of 128 (a part chunk), rows in passes of 4 up to 32, more rows fp32 */
     static const int64_t sh[][3] = {{1, 75, 128}, {2, 33, 64}, {3, 40, 192}, {4, 1, 64}, {1, 300, 2112},
-                                    {5, 17, 1088}, {17, 75, 320}, {32, 9, 64}, {4, 130, 1088}, {1, 19, 96}};
+                                    {5, 17, 1088}, {17, 75, 320}, {32, 9, 64}, {4, 130, 1088}, {1, 19, 96},
+                                    /* int8 only: any K */
+                                    {1, 75, 130}, {3, 33, 7}, {4, 9, 1}, {17, 40, 1030}, {2, 300, 2050}};
     double worst = 0;
     for (int p = YF_KPATH_REF; p <= YF_KPATH_AMX; p++) {
         if (!yf_kernels_path_supported(p)) continue;
         CHECK(yf_kernels_set_path(p) == 0);
-        for (int s = 1; s < NSPECS; s++)
+        for (int s = 0; s < NSPECS; s++)
             for (size_t i = 0; i < sizeof sh / sizeof *sh; i++) {
                 int64_t M = sh[i][0], N = sh[i][1], K = sh[i][2];
                 if (!yf_qspec_fits(&specs[s], K)) continue;
@@ -321,7 +328,7 @@ TEST(quant_int8_act_products) {
                 free(w);
             }
     }
-    CHECK_NEAR("q4 over int8 x vs the rounded x's fp32 product: max rel err", worst, 1e-5);
+    CHECK_NEAR("int8 and q4 W over int8 x vs the rounded x's fp32 product: max rel err", worst, 1e-5);
 }
 
 /* LoRA's fused entry points take a quantized W through their plain steps */

@@ -107,8 +107,6 @@ int yc_quant_opts(const char *cmd, const yc_quant *q, yf_model_opts *mo) {
     if (!q->type || !strcmp(q->type, "none"))
         return q->head ? yc_usage_error(cmd, "--quantize-head needs --quantize int8 or q4") : 0;
     if (yf_qtype_parse(q->type, &mo->quant.type)) return yc_usage_error(cmd, "--quantize: %s", yf_last_error());
-    if (q->int8_act && mo->quant.type == YF_QT_INT8)
-        return yc_usage_error(cmd, "--int8-activations applies to q4 weights: use --quantize q4");
     mo->quantize_head = q->head;
     return 0;
 }

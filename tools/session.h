@@ -37,8 +37,8 @@ typedef struct yc_quant {
     YC_OPT("quantize", YC_STR, &(q)->type, when "quantize the frozen projection weights at load: int8 or q4 "        \
            "(docs/quantization.md)", .meta = "TYPE", .def = "none"),                                                  \
     YC_OPT("quantize-head", YC_FLAG, &(q)->head, when "with --quantize: the LM head (the tied embedding) too"),       \
-    YC_OPT("int8-activations", YC_FLAG, &(q)->int8_act, "q4 weights (--quantize q4, or stored so): decoding rounds "  \
-           "the activations to int8 per group for integer dot products; faster, not exact in them")
+    YC_OPT("int8-activations", YC_FLAG, &(q)->int8_act, "quantized weights (--quantize, or stored so): decoding "     \
+           "rounds the activations to int8 per group for integer dot products; faster, not exact in them")
 int yc_quant_opts(const char *cmd, const yc_quant *q, yf_model_opts *mo);
 void yc_session_close(yc_session *s);
 

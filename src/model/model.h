@@ -19,7 +19,7 @@ typedef struct yf_model_opts {
      * Frozen: not with full_finetune. docs/quantization.md. */
     yf_qspec quant;
     bool quantize_head;
-    /* Every q4 weight the model holds (quantized at load or stored so) with
+    /* Every quantized weight the model holds (at load or stored so) with
      * yf_qmat.int8_act: decoding's products round x to int8 per group and
      * take integer dot products. */
     bool int8_act;

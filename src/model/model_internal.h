@@ -81,7 +81,7 @@ struct yf_model {
     size_t quant_bytes;             /* quantized weights (opts.quant): their bytes */
     int quant_fallbacks;            /* weights quantized otherwise than opts.quant asks (their shape) */
     const char *quant_fallback_name; /* the first of them */
-    int int8_act_weights;           /* q4 weights given yf_qmat.int8_act (opts.int8_act) */
+    int int8_act_weights;           /* quantized weights given yf_qmat.int8_act (opts.int8_act) */
 };
 
 /* The compute tensor of checkpoint tensor spec s (load.c). */

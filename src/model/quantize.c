@@ -80,14 +80,15 @@ int yf_mw_quantize(yf_model *m, yf_mw *w, yf_tensor *t, const char *what) {
     w->data = qm;
     w->dt = YF_QMAT;
     m->quant_bytes += t->nbytes;
-    qm->int8_act = m->opts.int8_act && qm->type == YF_QT_Q4;
+    qm->int8_act = m->opts.int8_act;
     m->int8_act_weights += qm->int8_act;
     return 0;
 }
 
 void yf_model_quant_note(const yf_model *m) {
     if (m->opts.int8_act && m->int8_act_weights == 0)
-        fprintf(stderr, "yuanft: note: int8 activations apply to q4 weights, and this model holds none: no effect\n");
+        fprintf(stderr, "yuanft: note: int8 activations apply to quantized weights, and this model holds none: no "
+                        "effect\n");
     if (m->quant_fallbacks == 0) return;
     char sb[64];
     fprintf(stderr,
@@ -211,7 +212,7 @@ int yf_mw_bind_stored(yf_model *m, yf_mw *w, const yf_wspec *s, const char *what
                          yf_qtype_name(m->opts.quant.type));
     yf_qmat *p = yf_malloc(sizeof *p);
     *p = qm;
-    p->int8_act = m->opts.int8_act && p->type == YF_QT_Q4;
+    p->int8_act = m->opts.int8_act;
     m->int8_act_weights += p->int8_act;
     yf_table_own(&m->own, p);
     memset(w, 0, sizeof *w);

@@ -283,26 +283,53 @@ void yf_qmat_gather_rows(const yf_qmat *qm, const int64_t *ids, int64_t n, float
 
 /* ---- x rounded to int8 for the integer dot products ---------------------------- */
 
-static size_t qx_row_bytes(int64_t K, int64_t C, int64_t *nch) {
-    *nch = (K + 2 * C - 1) / (2 * C);
-    return (size_t)*nch * (size_t)(2 * C + 3 * C); /* q 2C; corr, sx, xs: C/4 x 4 bytes each */
+/* the chunks of a row and their bytes: q E, then corr, sx, xs (C/4 x 4 bytes each) */
+static size_t qx_row_bytes(const yf_qmat *qm, int64_t C, int64_t *nch, int64_t *E) {
+    *E = qm->type == YF_QT_Q4 ? 2 * C : C;
+    *nch = (qm->K + *E - 1) / *E;
+    return (size_t)*nch * (size_t)(*E + 3 * C);
 }
 
-size_t yf_qx_bytes(int64_t M, int64_t K, int64_t G, int64_t C) {
-    (void)G;
-    int64_t nch;
-    return (size_t)M * qx_row_bytes(K, C, &nch);
+size_t yf_qx_bytes(const yf_qmat *qm, int64_t M, int64_t C) {
+    int64_t nch, E;
+    return (size_t)M * qx_row_bytes(qm, C, &nch, &E);
 }
 
-void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, int64_t K, int64_t G, int64_t C) {
-    YF_CHECK(G == 32 || G == 64);
-    YF_CHECK(K % G == 0 && (C == 32 || C == 64));
-    int64_t nch;
-    size_t rowb = qx_row_bytes(K, C, &nch);
+/* one group's scale: sx = max |v| / 127 (NaN when a value is not finite), and 1 / sx (0 then) */
+static float qx_scale(const float *v, int64_t n, float *inv) {
+    float amax = 0;
+    int bad = 0;
+#pragma omp simd reduction(max : amax) reduction(| : bad)
+    for (int64_t j = 0; j < n; j++) {
+        float a = fabsf(v[j]);
+        bad |= !(a <= FLT_MAX);
+        amax = a > amax ? a : amax;
+    }
+    float s = bad ? NAN : amax / 127.0f;
+    *inv = !bad && s != 0 ? 1.0f / s : 0;
+    return s;
+}
+
+/* q[j] = rint(v[j] * inv) for finite v and inv (|v inv| <= 127 up to rounding) */
+static void qx_round(const float *v, int64_t n, float inv, int8_t *q) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        float a = rintf(v[j] * inv);
+        q[j] = (int8_t)(int)(a < -127 ? -127 : a > 127 ? 127 : a);
+    }
+}
+
+void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, const yf_qmat *qm, int64_t C) {
+    YF_CHECK(C == 32 || C == 64);
+    int64_t nch, E, K = qm->K;
+    size_t rowb = qx_row_bytes(qm, C, &nch, &E);
+    bool split = qm->type == YF_QT_Q4;
+    int64_t G = split ? qm->group : 32;
+    YF_CHECK(!split || ((G == 32 || G == 64) && K % G == 0));
     memset(buf, 0, (size_t)M * rowb);
-    int64_t L = C / 4, xrow = nch * 2 * C, lrow = nch * L;
+    int64_t L = C / 4, xrow = nch * E, lrow = nch * L;
     char *b = buf;
-    *qx = (yf_qx){.K = K, .G = G, .C = C, .nch = nch, .q = (int8_t *)b};
+    *qx = (yf_qx){.K = K, .G = G, .C = C, .E = E, .nch = nch, .split = split, .q = (int8_t *)b};
     qx->corr = (int32_t *)(b + (size_t)M * (size_t)xrow);
     qx->sx = (float *)(qx->corr + M * lrow);
     qx->xs = qx->sx + M * lrow;
@@ -311,40 +338,31 @@ void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, int64_t K, 
         const float *xr = x + m * K;
         int8_t *q = qx->q + m * xrow;
         float *sx = qx->sx + m * lrow;
-        for (int64_t g = 0; g < K / G; g++) {
-            const float *v = xr + g * G;
-            float amax = 0;
-            int bad = 0;
-#pragma omp simd reduction(max : amax) reduction(| : bad)
-            for (int64_t j = 0; j < G; j++) {
-                float a = fabsf(v[j]);
-                bad |= !(a <= FLT_MAX);
-                amax = a > amax ? a : amax;
+        for (int64_t k0 = 0; k0 < K; k0 += G) {
+            int64_t n = K - k0 < G ? K - k0 : G;
+            float inv, s = qx_scale(xr + k0, n, &inv);
+            if (!split) { /* elements in order: lane k / 4 */
+                for (int64_t l = k0 / 4; l < (k0 + n + 3) / 4; l++) sx[l] = s;
+                if (!isnan(s)) qx_round(xr + k0, n, inv, q + k0);
+                continue;
             }
-            /* a value not finite: sx NaN (the products NaN, as in fp32), xq 0 */
-            float s = bad ? NAN : amax / 127.0f, inv = !bad && s != 0 ? 1.0f / s : 0;
             /* the group's place in its chunk: lo byte i is element (i / half) G + i % half */
-            int64_t c = g * G / (2 * C), i0 = (g * G) % (2 * C) / G * half;
+            int64_t c = k0 / E, i0 = k0 % E / G * half;
             for (int64_t l = 0; l < half / 4; l++) sx[c * L + i0 / 4 + l] = s;
-            int8_t *lo = q + c * 2 * C + i0, *hi = lo + C;
-            if (bad) continue; /* xq stay 0 */
-#pragma omp simd
-            for (int64_t j = 0; j < half; j++) { /* |v inv| <= 127 up to rounding */
-                float a = rintf(v[j] * inv), b = rintf(v[j + half] * inv);
-                lo[j] = (int8_t)(int)(a < -127 ? -127 : a > 127 ? 127 : a);
-                hi[j] = (int8_t)(int)(b < -127 ? -127 : b > 127 ? 127 : b);
-            }
+            if (isnan(s)) continue; /* xq stay 0 */
+            qx_round(xr + k0, half, inv, q + c * E + i0);
+            qx_round(xr + k0 + half, half, inv, q + c * E + C + i0);
         }
-        /* each lane's 4 lo and 4 hi bytes */
+        /* each lane's 4 (int8) or 4 lo and 4 hi (q4) bytes */
         for (int64_t c = 0; c < nch; c++) {
-            const int8_t *lo = q + c * 2 * C, *hi = lo + C;
+            const int8_t *lo = q + c * E, *hi = lo + C;
             int32_t *corr = qx->corr + m * lrow + c * L;
             float *xs = qx->xs + m * lrow + c * L;
 #pragma omp simd
             for (int64_t l = 0; l < L; l++) {
-                int32_t sum = lo[4 * l] + lo[4 * l + 1] + lo[4 * l + 2] + lo[4 * l + 3] + hi[4 * l] + hi[4 * l + 1] +
-                              hi[4 * l + 2] + hi[4 * l + 3];
-                corr[l] = -8 * sum;
+                int32_t sum = lo[4 * l] + lo[4 * l + 1] + lo[4 * l + 2] + lo[4 * l + 3];
+                if (split) sum += hi[4 * l] + hi[4 * l + 1] + hi[4 * l + 2] + hi[4 * l + 3];
+                corr[l] = (split ? -8 : -128) * sum;
                 xs[l] = sx[c * L + l] * (float)sum;
             }
         }
@@ -355,7 +373,7 @@ void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, int64_t K, 
 static yf_qx qx_from_row(const yf_qx *qx, int64_t m0) {
     yf_qx v = *qx;
     int64_t lrow = qx->nch * (qx->C / 4);
-    v.q += m0 * qx->nch * 2 * qx->C;
+    v.q += m0 * qx->nch * qx->E;
     v.corr += m0 * lrow;
     v.sx += m0 * lrow;
     v.xs += m0 * lrow;
@@ -363,12 +381,16 @@ static yf_qx qx_from_row(const yf_qx *qx, int64_t m0) {
 }
 
 void yf_qx_dequant(const yf_qx *qx, int64_t m, float *out) {
-    int64_t C = qx->C, G = qx->G, half = G / 2, L = C / 4;
-    const int8_t *q = qx->q + m * qx->nch * 2 * C;
+    int64_t C = qx->C, E = qx->E, G = qx->G, half = G / 2, L = C / 4;
+    const int8_t *q = qx->q + m * qx->nch * E;
     const float *sx = qx->sx + m * qx->nch * L;
     for (int64_t k = 0; k < qx->K; k++) {
-        int64_t c = k / (2 * C), r = k % (2 * C), gi = r / G, j = r % G, i = gi * half + j % half;
-        out[k] = sx[c * L + i / 4] * (float)q[c * 2 * C + (j >= half ? C : 0) + i];
+        if (!qx->split) {
+            out[k] = sx[k / 4] * (float)q[k];
+            continue;
+        }
+        int64_t c = k / E, r = k % E, gi = r / G, j = r % G, i = gi * half + j % half;
+        out[k] = sx[c * L + i / 4] * (float)q[c * E + (j >= half ? C : 0) + i];
     }
 }
 
@@ -472,14 +494,14 @@ void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, con
     YF_CHECK(0 <= n0 && n0 <= n1 && n1 <= qm->N && ldy >= n1 - n0);
     if (M <= 0 || n1 <= n0) return;
     yf_kpath p = yf_kernels_path();
-    bool idot = qm->int8_act && qm->type == YF_QT_Q4 && M <= YF_QPASS_MAX_M;
+    bool idot = qm->int8_act && M <= YF_QPASS_MAX_M;
     bool vnni = p >= YF_KPATH_AVX512 && yf_cpu()->avx512_vnni;
     int64_t C = vnni || p < YF_KPATH_AVX2 ? YF_QX_C_AVX512 : YF_QX_C_AVX2;
     yf_qx qx;
     void *qxbuf = NULL;
     if (idot) {
-        qxbuf = yf_buf_get(yf_qx_bytes(M, qm->K, qm->group, C));
-        yf_qx_quantize(&qx, qxbuf, x, M, qm->K, qm->group, C);
+        qxbuf = yf_buf_get(yf_qx_bytes(qm, M, C));
+        yf_qx_quantize(&qx, qxbuf, x, M, qm, C);
     }
     if (idot && p < YF_KPATH_AVX2) { /* the definition: the rounded x, fp32 products */
         float *xd = yf_buf_get((size_t)(M * qm->K) * sizeof(float));

@@ -48,11 +48,12 @@ typedef struct yf_qmat {
     void *scale;     /* int8: float [N]; q4: fp16 [N, K/G] */
     uint16_t *min;   /* q4 with a minimum: fp16 [N, K/G]; else NULL */
     void *owned;     /* the one allocation behind q, scale, min; NULL when they point into a mapped file */
-    /* q4: the few-row products (decoding, up to YF_QPASS_MAX_M rows) round
-     * x to int8 per group of G (scale max |x| / 127) and take integer dot
-     * products; the result is the product of the dequantized W with that
-     * rounded x, to fp32 rounding. Faster where the unpacking of nibbles
-     * into floats is the limit; not exact in x. Off: x stays fp32. */
+    /* The few-row products (decoding, up to YF_QPASS_MAX_M rows) round x
+     * to int8 per group (q4: of G; int8: of 32; scale max |x| / 127) and
+     * take integer dot products; the result is the product of the
+     * dequantized W with that rounded x, to fp32 rounding. Faster where
+     * widening the weights into floats is the limit; not exact in x. Off:
+     * x stays fp32. */
     bool int8_act;
 } yf_qmat;
 

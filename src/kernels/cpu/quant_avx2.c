@@ -101,6 +101,12 @@ AVX2_TARGET static inline __m256i i_dot(__m256i acc, __m256i lo, __m256i xl, __m
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
+/* int8 w and x: |w| x (x signed as w), pair sums <= 2 x 127 x 127: no saturation */
+AVX2_TARGET static inline __m256i i_dot8(__m256i w, __m256i x) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
 AVX2_TARGET static inline __m256 i_scales(const uint16_t *src, int64_t n) {
     uint16_t t[8] = {0};
     memcpy(t, src, (size_t)n * sizeof *t);
@@ -131,7 +137,9 @@ AVX2_TARGET static inline __m256 i_lanes(__m256 win, int64_t first, int64_t lpg)
 #define ICVT(v) _mm256_cvtepi32_ps(v)
 #define ISCALES(src, n) i_scales(src, n)
 #define ILANES(win, first, lpg) i_lanes(win, first, lpg)
+#define IDOT8(corr, w, x) i_dot8(w, x)
 #define QR_IDOT(m) ((m) <= 2 ? 2 : 1)
+#define QR_IDOT8(m) ((m) <= 2 ? 4 : 2)
 #define QIDOT yf_qidot_avx2
 #include "kernels/cpu/quant_idot.h"
 

@@ -95,7 +95,9 @@ VNNI_TARGET static inline __m512 i_lanes(__m512 win, int64_t first, int64_t lpg)
 #define ICVT(v) _mm512_cvtepi32_ps(v)
 #define ISCALES(src, n) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask16(n), src))
 #define ILANES(win, first, lpg) i_lanes(win, first, lpg)
+#define IDOT8(corr, w, x) _mm512_dpbusd_epi32(ILOAD(corr), _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)), x)
 #define QR_IDOT(m) ((m) <= 2 ? 4 : 2)
+#define QR_IDOT8(m) ((m) == 1 ? 8 : 4)
 #define QIDOT yf_qidot_avx512
 #include "kernels/cpu/quant_idot.h"
 

@@ -1,9 +1,15 @@
-/* quant_idot.h: the q4 products over int8-quantized activations
- * (quant_impl.h's yf_qidot_*), written once for the vector width of the
- * file that includes it, as quant_gemv.h is (quant_avx512.c, quant_avx2.c).
- * Not a header to include elsewhere.
+/* quant_idot.h: the products of int8 and q4 weights with int8-rounded
+ * activations (quant_impl.h's yf_qidot_*), written once for the vector
+ * width of the file that includes it, as quant_gemv.h is (quant_avx512.c,
+ * quant_avx2.c). Not a header to include elsewhere.
  *
- * A chunk is IC bytes of a row of W (2 IC weights, whole groups): masked
+ * int8: a chunk is IC weights of a row, their 4-byte lanes those of yf_qx's
+ * bytes; IDOT8 gives each lane's exact dot product (vpdpbusd on W's bytes
+ * read as q + 128, started from -128 x the lane's xq sum; or vpmaddubsw of
+ * |q| with xq signed as q, then vpmaddwd), converted, scaled by sx and
+ * summed in fp32; the row's scale multiplies the sum.
+ *
+ * q4: a chunk is IC bytes of a row of W (2 IC weights, whole groups): masked
  * or copied at the row's end, its low and high nibbles are two byte
  * vectors whose 4-byte lanes line up with yf_qx's lo and hi bytes. Per
  * lane, the integer dot product of 8 nibbles with 8 xq (IDOT: vpdpbusd,
@@ -22,6 +28,8 @@
  *   IWQ(p, nb)          IC bytes of W at p, nb <= IC valid (zeros after)
  *   INIB(w, lo, hi)     the low and the high nibbles of w as bytes
  *   IDOT(acc, lo, xl, hi, xh) acc + the lanes' dot products (u8 x s8)
+ *   IDOT8(corr, w, x)   the lanes' dot products of int8 w and x (corr: the
+ *                       lanes' -128 x sum of x, for a kernel that needs it)
  *   ICVT(v)             int lanes to float
  *   ISCALES(src, n)     n <= IW fp16 scales at src as one float vector
  *   ILANES(win, first, lpg) per lane the window's scale of group
@@ -97,10 +105,65 @@ QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, cons
         }
 }
 
+/* int8 W: rows n.. (nrows <= R valid) against M rows of x */
+QTARGET IINLINE void q_idot8_block(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, const int M,
+                                   const int R, int64_t n, int64_t nrows, bool accumulate) {
+    const int64_t K = qm->K;
+    const int8_t *qr[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) qr[r] = (const int8_t *)qm->q + (n + (r < nrows ? r : 0)) * K;
+    FV a[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) a[r][m] = FZERO();
+    const int64_t xrow = qx->nch * IC, lrow = qx->nch * (IC / 4);
+    for (int64_t c = 0; c < qx->nch; c++) {
+        int64_t nb = idot_min64(IC, K - c * IC), li = c * (IC / 4);
+        const int8_t *xq = qx->q + c * IC;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            _mm_prefetch((const char *)qr[r] + c * IC + QIDOT_PF, _MM_HINT_T0);
+            IV w = IWQ((const uint8_t *)qr[r] + c * IC, nb);
+#pragma GCC unroll 4
+            for (int m = 0; m < M; m++) {
+                IV d = IDOT8(qx->corr + m * lrow + li, w, ILOAD(xq + m * xrow));
+                a[r][m] = FFMA(ICVT(d), FLOAD(qx->sx + m * lrow + li), a[r][m]);
+            }
+        }
+    }
+    float sum[8][4];
+    const float *sc = (const float *)qm->scale + n;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) sum[r][m] = FHSUM(a[r][m]);
+    for (int r = 0; r < R && r < nrows; r++)
+        for (int m = 0; m < M; m++) {
+            float s = sc[r] * sum[r][m], *d = y + m * ldy + r;
+            *d = accumulate ? *d + s : s;
+        }
+}
+
 QTARGET void QIDOT(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
                    bool accumulate) {
-    YF_CHECK(M >= 1 && M <= YF_QGEMV_MAX_M && qm->type == YF_QT_Q4 && qx->C == IC && qx->G == qm->group &&
-             qx->K == qm->K && (qm->group == 32 || qm->group == 64));
+    YF_CHECK(M >= 1 && M <= YF_QGEMV_MAX_M && qx->C == IC && qx->K == qm->K && qx->split == (qm->type == YF_QT_Q4));
+    if (qm->type == YF_QT_INT8) {
+        switch (M) {
+#define IDOT8_CASE(m_)                                                                                             \
+    case (m_): {                                                                                                   \
+        enum { M_ = (m_), R_ = QR_IDOT8(m_) };                                                                     \
+        for (int64_t n = n0; n < n1; n += R_)                                                                      \
+            q_idot8_block(qm, y + (n - n0), ldy, qx, M_, R_, n, n1 - n < R_ ? n1 - n : R_, accumulate);            \
+        break;                                                                                                     \
+    }
+            IDOT8_CASE(1) IDOT8_CASE(2) IDOT8_CASE(3) IDOT8_CASE(4)
+#undef IDOT8_CASE
+        default: YF_CHECK(!"unreachable");
+        }
+        return;
+    }
+    YF_CHECK(qm->type == YF_QT_Q4 && qx->G == qm->group && (qm->group == 32 || qm->group == 64));
     switch (M * 2 + (qm->min != NULL)) {
 #define IDOT_CASE(m_, min_)                                                                                        \
     case (m_) * 2 + (min_): {                                                                                      \

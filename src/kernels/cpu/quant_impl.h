@@ -28,34 +28,42 @@ void yf_qgemv_avx2(const yf_qmat *qm, float *y, int64_t ldy, const float *x, int
 void yf_qdequant_avx512(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float *out, int64_t ldo);
 void yf_qdequant_avx2(const yf_qmat *qm, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float *out, int64_t ldo);
 
-/* Rows of x quantized for the integer dot products of a q4 W
- * (yf_qmat.int8_act; docs/quantization.md): per group of W's G elements,
+/* Rows of x rounded to int8 for the integer dot products against a W
+ * (yf_qmat.int8_act; docs/quantization.md): per group of G elements (q4:
+ * W's group; int8: 32, the last one shorter where 32 does not divide K),
  * sx = max |x| / 127 and xq = rint(x * (1 / sx)) in -127..127 (a group
  * with a value that is not finite: sx NaN, xq 0). Laid out for a kernel
- * that loads C bytes of W at a time (64: AVX-512, 32: AVX2), i.e. 2C
- * elements, a "chunk": its C low nibbles and C high nibbles are elements
- *   lo byte i: chunk start + (i / (G/2)) G + i % (G/2),   hi: that + G/2
- * and a row's chunk c holds q [2C] (those of lo, then of hi), then per
- * 4-byte lane l (C/4 of them, each inside one group): corr[l] = -8 x the
- * sum of the lane's 8 xq (lo's and hi's bytes 4l..4l+3), sx[l] the group's
- * scale and xs[l] = sx[l] x the sum. Past K: zeros. */
+ * that loads C bytes of W at a time (64: AVX-512, 32: AVX2), a "chunk" of
+ * E elements:
+ *   q4 (split): E = 2C, the C low nibbles' elements, then the C high
+ *     ones': lo byte i is element chunk start + (i / (G/2)) G + i % (G/2),
+ *     hi byte i that + G/2; a 4-byte lane l covers lo's and hi's bytes
+ *     4l..4l+3; corr[l] = -8 x the lane's sum of xq;
+ *   int8: E = C elements in order, lane l elements 4l..4l+3; corr[l] =
+ *     -128 x the lane's sum (the AVX-512 kernel reads W's bytes as
+ *     unsigned, q + 128).
+ * Per row and chunk: q [E], then per lane (C/4 of them, each inside one
+ * group) corr, sx (its group's scale) and xs = sx x the lane's sum. Past
+ * K: zeros. */
 typedef struct yf_qx {
-    int64_t K, G, C, nch; /* nch chunks a row */
-    int8_t *q;            /* [M][nch][2C] */
-    int32_t *corr;        /* [M][nch][C/4] */
-    float *sx, *xs;       /* [M][nch][C/4] */
+    int64_t K, G, C, E, nch; /* nch chunks a row */
+    bool split;              /* the q4 layout */
+    int8_t *q;               /* [M][nch][E] */
+    int32_t *corr;           /* [M][nch][C/4] */
+    float *sx, *xs;          /* [M][nch][C/4] */
 } yf_qx;
 
-/* Bytes yf_qx_quantize needs for M rows. */
-size_t yf_qx_bytes(int64_t M, int64_t K, int64_t G, int64_t C);
-/* x [M, K] quantized into buf (yf_qx_bytes(M, K, G, C) bytes, 64-aligned). */
-void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, int64_t K, int64_t G, int64_t C);
+/* Bytes yf_qx_quantize needs for M rows against qm. */
+size_t yf_qx_bytes(const yf_qmat *qm, int64_t M, int64_t C);
+/* x [M, qm->K] rounded for qm into buf (yf_qx_bytes bytes, 64-aligned). */
+void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, const yf_qmat *qm, int64_t C);
 /* Row m of qx as the fp32 values it stands for (sx * xq) into out [K]. */
 void yf_qx_dequant(const yf_qx *qx, int64_t m, float *out);
 
-/* y[m * ldy + n - n0] (+)= x_m · W[n, :] for m < M <= YF_QGEMV_MAX_M, q4 W,
- * x quantized in qx (C = YF_QX_C_AVX512 / YF_QX_C_AVX2): exact integer dot
- * products per lane, scaled and summed in fp32. AVX-512 needs VNNI. */
+/* y[m * ldy + n - n0] (+)= x_m · W[n, :] for m < M <= YF_QGEMV_MAX_M, x
+ * rounded in qx for W (C = YF_QX_C_AVX512 / YF_QX_C_AVX2): exact integer
+ * dot products per lane, scaled and summed in fp32 (int8: W's row scale
+ * applied to the sum). AVX-512 needs VNNI. */
 #define YF_QX_C_AVX512 64
 #define YF_QX_C_AVX2 32
 void yf_qidot_avx512(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
