@@ -162,14 +162,13 @@ TEST(serve_greedy_equals_generate_alone_and_16_at_once) {
 
 /* Characters [start, end) of a UTF-8 text, malloc'd. */
 /* serve --quantize q4 --int8-activations answers as yuanft generate does
- * with the same options (one request at a time: prompts of a few tokens,
- * each product at most 32 rows, all through the integer kernels), and its
- * answers are not the unquantized model's for every line */
+ * with the same options, one request at a time and 8 at once (their steps
+ * batched), and its answers are not the unquantized model's for every line */
 TEST(serve_quantized_equals_generate) {
     const char *model = yt_serve_golden_model();
     const char *q = "--quantize q4 --quantize-head --int8-activations";
     char args[2048];
-    snprintf(args, sizeof args, "%s --adapter lora=%s", q, adapter_dir(1));
+    snprintf(args, sizeof args, "%s --parallel 8 --adapter lora=%s", q, adapter_dir(1));
     char *want[4][2], *plain[4];
     for (int i = 0; i < 4; i++) {
         for (int a = 0; a < 2; a++) want[i][a] = cli_text(model, a, yt_serve_lines[i], q);
@@ -177,22 +176,31 @@ TEST(serve_quantized_equals_generate) {
     }
     yt_server s;
     if (yt_serve_up(&s, model, args)) return;
-    int bad = 0, same_plain = 0;
-    for (int i = 0; i < 4; i++)
-        for (int a = 0; a < 2; a++) {
-            call c = {.port = s.port, .path = "/v1/completions"};
-            snprintf(c.body, sizeof c.body, "{\"model\": \"%s\", \"prompt\": \"%s\", \"max_tokens\": %d}", k_names[a],
-                     yt_serve_lines[i], NEW);
-            run_call(&c);
-            bool ok = c.status == 200 && c.text && want[i][a] && !strcmp(c.text, want[i][a]);
-            if (!ok)
-                fprintf(stderr, "    line %d, %s: '%s', yuanft generate: '%s'\n", i, k_names[a], c.text ? c.text : "(none)",
-                        want[i][a] ? want[i][a] : "");
-            bad += !ok;
-            same_plain += a == 0 && c.text && plain[i] && !strcmp(c.text, plain[i]);
-            free(c.text);
+    int bad[2] = {0, 0}, same_plain = 0;
+    for (int round = 0; round < 2; round++) { /* one at a time, then all 8 at once (batched steps) */
+        call c[8];
+        for (int k = 0; k < 8; k++) {
+            int i = k / 2, a = k % 2;
+            c[k] = (call){.port = s.port, .path = "/v1/completions"};
+            snprintf(c[k].body, sizeof c[k].body, "{\"model\": \"%s\", \"prompt\": \"%s\", \"max_tokens\": %d}",
+                     k_names[a], yt_serve_lines[i], NEW);
+            if (round == 0) run_call(&c[k]);
+            else pthread_create(&c[k].th, NULL, run_call, &c[k]);
         }
-    CHECK(bad == 0, "%d of 8 quantized answers differ from yuanft generate's with %s", bad, q);
+        for (int k = 0; k < 8; k++) {
+            int i = k / 2, a = k % 2;
+            if (round == 1) pthread_join(c[k].th, NULL);
+            bool ok = c[k].status == 200 && c[k].text && want[i][a] && !strcmp(c[k].text, want[i][a]);
+            if (!ok)
+                fprintf(stderr, "    %s, line %d, %s: '%s', yuanft generate: '%s'\n", round ? "together" : "alone", i,
+                        k_names[a], c[k].text ? c[k].text : "(none)", want[i][a] ? want[i][a] : "");
+            bad[round] += !ok;
+            same_plain += round == 0 && a == 0 && c[k].text && plain[i] && !strcmp(c[k].text, plain[i]);
+            free(c[k].text);
+        }
+    }
+    CHECK(bad[0] == 0, "%d of 8 quantized answers one at a time differ from yuanft generate's with %s", bad[0], q);
+    CHECK(bad[1] == 0, "%d of 8 quantized answers sent together differ from yuanft generate's with %s", bad[1], q);
     CHECK(same_plain < 4, "every quantized answer equals the unquantized model's: was anything quantized?");
     yt_serve_down(&s);
     for (int i = 0; i < 4; i++) free(want[i][0]), free(want[i][1]), free(plain[i]);

@@ -376,15 +376,18 @@ int yf_model_prefill_batch(yf_model *m, const yf_lora *lo, const yf_row_adapters
      * alone); those of up to YF_GEMV_ROWS in passes of up to YF_ROWSTABLE_M
      * rows (alone their products take the few-row kernels, whose rows the
      * row-stable products keep); the others alone (alone they are too few
-     * rows for AMX, together they would not be). */
+     * rows for AMX, together they would not be). A quantized weight's
+     * products change kernels past YF_QMAT_GEMV_ROWS rows instead: with
+     * one, sequences batch from the row count after it. */
+    const int64_t batch_min = m->quant_bytes > 0 ? YF_QMAT_GEMV_ROWS + 1 : YF_PREFILL_BATCH_MIN;
     yf_prefill **q = yf_malloc((size_t)n * sizeof *q);
     for (int cls = 0; cls < 3; cls++) {
         int64_t k = 0, rows = 0, cap = cls == 0 ? PREFILL_PASS_ROWS : cls == 1 ? YF_ROWSTABLE_M : 0;
         for (int64_t j = 0; j <= n; j++) {
             int64_t len = j < n ? seq[j].len : 0;
-            bool take = j < n && (cls == 0   ? len >= YF_PREFILL_BATCH_MIN
+            bool take = j < n && (cls == 0   ? len >= batch_min
                                   : cls == 1 ? len <= YF_GEMV_ROWS
-                                             : len > YF_GEMV_ROWS && len < YF_PREFILL_BATCH_MIN);
+                                             : len > YF_GEMV_ROWS && len < batch_min);
             if (k > 0 && (j == n || (take && rows + len > cap))) {
                 prefill_pass(m, lo, ra, q, k, cls == 1);
                 k = rows = 0;

@@ -57,6 +57,12 @@ typedef struct yf_qmat {
     bool int8_act;
 } yf_qmat;
 
+/* Products of up to this many rows of x read a quantized W in registers
+ * (decoding; with int8_act, over rounded x); more rows go through fp32
+ * blocks of W. A row's result is the same bits for any row count on one
+ * side of it, not across it. */
+#define YF_QMAT_GEMV_ROWS 32
+
 /* "int8" / "q4" (also "none"); -1 with a message naming what is accepted. */
 int yf_qtype_parse(const char *s, yf_qtype *out);
 const char *yf_qtype_name(yf_qtype t);

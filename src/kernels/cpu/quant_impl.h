@@ -15,7 +15,7 @@
  * 18 ms at 8 / 32 / 64 / 128 rows (q4) against the blocks' 4.6 / 7.1 / 10.1
  * / 16; int8 1.6 / 5.9 / 12 against 5.0 / 6.7 / 9.7 (to 64 rows). */
 #define YF_QGEMV_MAX_M 4
-#define YF_QPASS_MAX_M 32
+#define YF_QPASS_MAX_M YF_QMAT_GEMV_ROWS
 
 /* y[m * ldy + n - n0] (+)= x[m, :] · W[n, :] for m < M <= YF_QGEMV_MAX_M,
  * n0 <= n < n1; x [M, K] contiguous. */
