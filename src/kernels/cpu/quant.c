@@ -427,22 +427,35 @@ typedef struct gemv_job {
     int64_t ldy;
     const float *x;
     const yf_qx *qx; /* x rounded to int8 (yf_qmat.int8_act), or NULL */
-    int64_t M, n0, n1, chunk;
+    int64_t M, n0, n1, chunk, block;
     bool accumulate, avx512;
 } gemv_job;
 
+/* rows m0 .. m0 + mm (mm <= YF_QGEMV_MAX_M) of x against W's rows a..b */
+static void gemv_pass(const gemv_job *j, int64_t m0, int64_t mm, int64_t a, int64_t b) {
+    float *y = j->y + m0 * j->ldy + (a - j->n0);
+    if (j->qx) {
+        yf_qx pass = qx_from_row(j->qx, m0);
+        if (j->avx512) yf_qidot_avx512(j->qm, y, j->ldy, &pass, mm, a, b, j->accumulate);
+        else yf_qidot_avx2(j->qm, y, j->ldy, &pass, mm, a, b, j->accumulate);
+        return;
+    }
+    const float *x = j->x + m0 * j->qm->K;
+    if (j->avx512) yf_qgemv_avx512(j->qm, y, j->ldy, x, mm, a, b, j->accumulate);
+    else yf_qgemv_avx2(j->qm, y, j->ldy, x, mm, a, b, j->accumulate);
+}
+
+/* A piece of W's rows: a block of them at a time (in L2), every pass of up
+ * to YF_QGEMV_MAX_M rows of x over the block before the next, so that W
+ * streams from memory once whatever the passes */
 static void gemv_piece(void *ctx, int64_t i) {
     const gemv_job *j = ctx;
     int64_t a = j->n0 + i * j->chunk, b = a + j->chunk < j->n1 ? a + j->chunk : j->n1;
-    if (a >= b) return;
-    if (j->qx && j->avx512)
-        yf_qidot_avx512(j->qm, j->y + (a - j->n0), j->ldy, j->qx, j->M, a, b, j->accumulate);
-    else if (j->qx)
-        yf_qidot_avx2(j->qm, j->y + (a - j->n0), j->ldy, j->qx, j->M, a, b, j->accumulate);
-    else if (j->avx512)
-        yf_qgemv_avx512(j->qm, j->y + (a - j->n0), j->ldy, j->x, j->M, a, b, j->accumulate);
-    else
-        yf_qgemv_avx2(j->qm, j->y + (a - j->n0), j->ldy, j->x, j->M, a, b, j->accumulate);
+    for (int64_t c = a; c < b; c += j->block) {
+        int64_t e = b - c < j->block ? b : c + j->block;
+        for (int64_t m0 = 0; m0 < j->M; m0 += YF_QGEMV_MAX_M)
+            gemv_pass(j, m0, j->M - m0 < YF_QGEMV_MAX_M ? j->M - m0 : YF_QGEMV_MAX_M, c, e);
+    }
 }
 
 /* Blocks of W made fp32 for the general products: 4 MiB, in L2/L3 while
@@ -526,22 +539,17 @@ void yf_qmat_xwt(const void *w, int64_t N, int64_t K, float *y, int64_t ldy, con
     int nt = bytes < (double)(1 << 20) ? 1 : yf_par_threads();
     int64_t units = (n1 - n0 + 15) / 16, pieces = units >= 8 * nt ? 2 * nt : nt;
     if (pieces > units) pieces = units;
-    gemv_job j = {qm, y, ldy, x, NULL, 0, n0, n1, (units + pieces - 1) / pieces * 16, accumulate,
-                  idot ? vnni : p >= YF_KPATH_AVX512};
+    /* up to YF_QPASS_MAX_M rows (batched decoding) in passes of up to 4 over
+     * blocks of ~256 KiB of W (a multiple of 16 rows); one pass: the piece */
+    double row_bytes = bytes / (double)(n1 - n0);
+    int64_t block = M <= YF_QGEMV_MAX_M ? n1 - n0 : (int64_t)((double)(256 << 10) / row_bytes) / 16 * 16;
+    gemv_job j = {qm, y, ldy, x, idot ? &qx : NULL, M, n0, n1, (units + pieces - 1) / pieces * 16,
+                  block < 16 ? 16 : block, accumulate, idot ? vnni : p >= YF_KPATH_AVX512};
     pieces = (n1 - n0 + j.chunk - 1) / j.chunk;
-    /* up to YF_QPASS_MAX_M rows (batched decoding) in passes of up to 4 over W,
-     * which stays in the caches between passes */
-    for (int64_t m0 = 0; m0 < M; m0 += YF_QGEMV_MAX_M) {
-        yf_qx pass;
-        if (idot) pass = qx_from_row(&qx, m0), j.qx = &pass;
-        j.M = M - m0 < YF_QGEMV_MAX_M ? M - m0 : YF_QGEMV_MAX_M;
-        j.x = x + m0 * qm->K;
-        j.y = y + m0 * ldy;
-        if (pieces <= 1)
-            gemv_piece(&j, 0);
-        else
-            yf_par_for(pieces, gemv_piece, &j);
-    }
+    if (pieces <= 1)
+        gemv_piece(&j, 0);
+    else
+        yf_par_for(pieces, gemv_piece, &j);
     if (qxbuf) yf_buf_put(qxbuf);
 }
 
