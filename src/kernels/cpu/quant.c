@@ -319,54 +319,72 @@ static void qx_round(const float *v, int64_t n, float inv, int8_t *q) {
     }
 }
 
+/* Row m of x (xr [K]) rounded into qx (its part of the buffer zeroed here) */
+static void qx_row(const yf_qx *qx, const float *xr, int64_t m) {
+    int64_t K = qx->K, G = qx->G, C = qx->C, E = qx->E, nch = qx->nch, L = C / 4, half = G / 2;
+    int8_t *q = qx->q + m * nch * E;
+    int32_t *corrs = qx->corr + m * nch * L;
+    float *sx = qx->sx + m * nch * L, *xss = qx->xs + m * nch * L;
+    memset(q, 0, (size_t)(nch * E));
+    memset(sx, 0, (size_t)(nch * L) * sizeof(float));
+    for (int64_t k0 = 0; k0 < K; k0 += G) {
+        int64_t n = K - k0 < G ? K - k0 : G;
+        float inv, s = qx_scale(xr + k0, n, &inv);
+        if (!qx->split) { /* elements in order: lane k / 4 */
+            for (int64_t l = k0 / 4; l < (k0 + n + 3) / 4; l++) sx[l] = s;
+            if (!isnan(s)) qx_round(xr + k0, n, inv, q + k0);
+            continue;
+        }
+        /* the group's place in its chunk: lo byte i is element (i / half) G + i % half */
+        int64_t c = k0 / E, i0 = k0 % E / G * half;
+        for (int64_t l = 0; l < half / 4; l++) sx[c * L + i0 / 4 + l] = s;
+        if (isnan(s)) continue; /* xq stay 0 */
+        qx_round(xr + k0, half, inv, q + c * E + i0);
+        qx_round(xr + k0 + half, half, inv, q + c * E + C + i0);
+    }
+    /* each lane's 4 (int8) or 4 lo and 4 hi (q4) bytes */
+    for (int64_t c = 0; c < nch; c++) {
+        const int8_t *lo = q + c * E, *hi = lo + C;
+        int32_t *corr = corrs + c * L;
+        float *xs = xss + c * L;
+#pragma omp simd
+        for (int64_t l = 0; l < L; l++) {
+            int32_t sum = lo[4 * l] + lo[4 * l + 1] + lo[4 * l + 2] + lo[4 * l + 3];
+            if (qx->split) sum += hi[4 * l] + hi[4 * l + 1] + hi[4 * l + 2] + hi[4 * l + 3];
+            corr[l] = (qx->split ? -8 : -128) * sum;
+            xs[l] = sx[c * L + l] * (float)sum;
+        }
+    }
+}
+
+typedef struct qx_job {
+    const yf_qx *qx;
+    const float *x;
+} qx_job;
+
+static void qx_piece(void *ctx, int64_t m) {
+    const qx_job *j = ctx;
+    qx_row(j->qx, j->x + m * j->qx->K, m);
+}
+
 void yf_qx_quantize(yf_qx *qx, void *buf, const float *x, int64_t M, const yf_qmat *qm, int64_t C) {
     YF_CHECK(C == 32 || C == 64);
     int64_t nch, E, K = qm->K;
-    size_t rowb = qx_row_bytes(qm, C, &nch, &E);
+    qx_row_bytes(qm, C, &nch, &E);
     bool split = qm->type == YF_QT_Q4;
     int64_t G = split ? qm->group : 32;
     YF_CHECK(!split || ((G == 32 || G == 64) && K % G == 0));
-    memset(buf, 0, (size_t)M * rowb);
     int64_t L = C / 4, xrow = nch * E, lrow = nch * L;
     char *b = buf;
     *qx = (yf_qx){.K = K, .G = G, .C = C, .E = E, .nch = nch, .split = split, .q = (int8_t *)b};
     qx->corr = (int32_t *)(b + (size_t)M * (size_t)xrow);
     qx->sx = (float *)(qx->corr + M * lrow);
     qx->xs = qx->sx + M * lrow;
-    int64_t half = G / 2;
-    for (int64_t m = 0; m < M; m++) {
-        const float *xr = x + m * K;
-        int8_t *q = qx->q + m * xrow;
-        float *sx = qx->sx + m * lrow;
-        for (int64_t k0 = 0; k0 < K; k0 += G) {
-            int64_t n = K - k0 < G ? K - k0 : G;
-            float inv, s = qx_scale(xr + k0, n, &inv);
-            if (!split) { /* elements in order: lane k / 4 */
-                for (int64_t l = k0 / 4; l < (k0 + n + 3) / 4; l++) sx[l] = s;
-                if (!isnan(s)) qx_round(xr + k0, n, inv, q + k0);
-                continue;
-            }
-            /* the group's place in its chunk: lo byte i is element (i / half) G + i % half */
-            int64_t c = k0 / E, i0 = k0 % E / G * half;
-            for (int64_t l = 0; l < half / 4; l++) sx[c * L + i0 / 4 + l] = s;
-            if (isnan(s)) continue; /* xq stay 0 */
-            qx_round(xr + k0, half, inv, q + c * E + i0);
-            qx_round(xr + k0 + half, half, inv, q + c * E + C + i0);
-        }
-        /* each lane's 4 (int8) or 4 lo and 4 hi (q4) bytes */
-        for (int64_t c = 0; c < nch; c++) {
-            const int8_t *lo = q + c * E, *hi = lo + C;
-            int32_t *corr = qx->corr + m * lrow + c * L;
-            float *xs = qx->xs + m * lrow + c * L;
-#pragma omp simd
-            for (int64_t l = 0; l < L; l++) {
-                int32_t sum = lo[4 * l] + lo[4 * l + 1] + lo[4 * l + 2] + lo[4 * l + 3];
-                if (split) sum += hi[4 * l] + hi[4 * l + 1] + hi[4 * l + 2] + hi[4 * l + 3];
-                corr[l] = (split ? -8 : -128) * sum;
-                xs[l] = sx[c * L + l] * (float)sum;
-            }
-        }
-    }
+    /* the rows between the threads when there are several (batched decoding) */
+    qx_job j = {qx, x};
+    if (M >= 4) yf_par_for(M, qx_piece, &j);
+    else
+        for (int64_t m = 0; m < M; m++) qx_row(qx, x + m * K, m);
 }
 
 /* qx's rows from m0 on, as a yf_qx of their own */
