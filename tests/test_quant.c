@@ -331,6 +331,43 @@ TEST(quant_int8_act_products) {
     CHECK_NEAR("int8 and q4 W over int8 x vs the rounded x's fp32 product: max rel err", worst, 1e-5);
 }
 
+/* Products of up to YF_QMAT_GEMV_ROWS rows give each row the bits of the
+ * same product of that row alone (batched decoding and the prefill
+ * batching rule rely on it): every quantized type, fp32 and int8 x, on the
+ * AVX2 and AVX-512 paths, 5 to 32 rows (passes of 4 over blocks of W) */
+TEST(quant_rows_alone_bits) {
+    const int64_t N = 300, K = 2112;
+    float *w = rand_w(N, K), *x = malloc(32 * K * sizeof(float));
+    float *yb = malloc(32 * N * sizeof(float)), *y1 = malloc(N * sizeof(float));
+    for (int64_t i = 0; i < 32 * K; i++) x[i] = frand();
+    int bad = 0, runs = 0;
+    for (int p = YF_KPATH_AVX2; p <= YF_KPATH_AVX512; p++) {
+        if (!yf_kernels_path_supported(p) || yf_kernels_set_path(p)) continue;
+        for (int s = 0; s < NSPECS; s++) {
+            yf_qmat qm = quantize(w, N, K, &specs[s]);
+            for (int act = 0; act < 2; act++) {
+                qm.int8_act = act;
+                for (int64_t M = 5; M <= YF_QMAT_GEMV_ROWS; M += 9) {
+                    yf_matmul_xwt(yb, x, &qm, YF_QMAT, M, N, K, false);
+                    for (int64_t m = 0; m < M; m++) {
+                        yf_matmul_xwt(y1, x + m * K, &qm, YF_QMAT, 1, N, K, false);
+                        char sb[64];
+                        if (memcmp(y1, yb + m * N, (size_t)N * sizeof(float)) != 0 && bad++ < 3)
+                            fprintf(stderr, "  %s %s%s: row %lld of %lld differs from it alone\n", yf_kpath_name(p),
+                                    yf_qspec_str(&specs[s], sb, sizeof sb), act ? ", int8 x" : "", (long long)m,
+                                    (long long)M);
+                        runs++;
+                    }
+                }
+            }
+            yf_qmat_free(&qm);
+        }
+    }
+    CHECK(runs > 0, "no AVX2 or AVX-512 path here");
+    CHECK(bad == 0, "%d of %d rows of a batched product differ from the row alone (tolerance: none)", bad, runs);
+    free(w), free(x), free(yb), free(y1);
+}
+
 /* LoRA's fused entry points take a quantized W through their plain steps */
 TEST(quant_fused_entry_points) {
     const int64_t M = 9, N = 70, K = 128, R = 4;
