@@ -1,7 +1,8 @@
 /* quant_avx2: the quantized products' AVX2 kernels (quant_impl.h), the same
  * work as quant_avx512.c on 8-float vectors. vpermps looks up 8 entries
  * only, so q4 nibbles are converted (vcvtdq2ps) and dequantized with one
- * fma(q, s, m) each, the reference's arithmetic. The loops are quant_gemv.h's. */
+ * fma(q, s, m) each, the reference's arithmetic. The loops are quant_gemv.h's
+ * (with int8 activations quant_idot.h's). */
 #include "kernels/cpu/quant_impl.h"
 
 #include <string.h>
@@ -79,7 +80,8 @@ AVX2_TARGET static inline void q_f16(float *dst, const uint16_t *src, int64_t n)
 #define QDEQUANT yf_qdequant_avx2
 #include "kernels/cpu/quant_gemv.h"
 
-/* ---- q4 against int8 activations: vpmaddubsw + vpmaddwd ---- */
+/* ---- int8 and q4 against int8 activations (quant_idot.h): vpmaddubsw +
+ * vpmaddwd ---- */
 
 AVX2_TARGET static inline __m256i i_wq(const uint8_t *p, int64_t nb) {
     if (nb == 32) return _mm256_loadu_si256((const __m256i *)p);

@@ -9,7 +9,8 @@
  * 4 bits of each lane, so 16 bytes widened to 16 lanes give the low
  * nibbles, and shifted right by 4 the high ones): the weights come out
  * dequantized exactly as the reference computes them. The loops are
- * quant_gemv.h's; the q4 quantizer of a row is this file's own. */
+ * quant_gemv.h's, and with int8 activations quant_idot.h's; the q4
+ * quantizer of a row is this file's own. */
 #include "kernels/cpu/quant_impl.h"
 
 #include <float.h>
@@ -57,7 +58,8 @@ AVX512_TARGET static inline void q_nib(const uint8_t *p, __m512 t, __m512 *lo, _
 #define QDEQUANT yf_qdequant_avx512
 #include "kernels/cpu/quant_gemv.h"
 
-/* ---- q4 against int8 activations: vpdpbusd (VNNI) ---- */
+/* ---- int8 and q4 against int8 activations (quant_idot.h): vpdpbusd
+ * (VNNI; yf_qmat_xwt takes the AVX2 kernel on a CPU without it) ---- */
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
 

@@ -40,7 +40,7 @@
 #define IINLINE static inline __attribute__((always_inline))
 /* bytes ahead a row's W is prefetched: one line a chunk (measured on a
  * 2-core Xeon, 10 weights of 8192 x 2048 from memory, 2 threads: 1024:
- * 19-20 GB/s, 2048: 21-23, 4096: 22-23; the fp32 bf16 products: 26) */
+ * 19-20 GB/s, 2048: 21-23, 4096: 22-23; the bf16 products: 26) */
 #define QIDOT_PF 2048
 
 IINLINE int64_t idot_min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -63,7 +63,7 @@ QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, cons
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int m = 0; m < M; m++) a[r][m] = FZERO();
-    const int64_t xrow = qx->nch * 2 * IC, lrow = qx->nch * (IC / 4);
+    const int64_t xrow = qx->nch * qx->E, lrow = qx->nch * (IC / 4);
     for (int64_t g0 = 0; g0 < ng; g0 += IW) {
         int64_t gw = idot_min64(IW, ng - g0);
         FV sw[8], mw[8];
@@ -75,7 +75,7 @@ QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, cons
         }
         for (int64_t cc = 0; cc < cpw && cc * gpc < gw; cc++) {
             int64_t c = g0 / gpc + cc, nb = idot_min64(IC, rb - c * IC);
-            const int8_t *xq = qx->q + c * 2 * IC;
+            const int8_t *xq = qx->q + c * qx->E;
             int64_t li = c * (IC / 4);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
@@ -117,10 +117,10 @@ QTARGET IINLINE void q_idot8_block(const yf_qmat *qm, float *y, int64_t ldy, con
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int m = 0; m < M; m++) a[r][m] = FZERO();
-    const int64_t xrow = qx->nch * IC, lrow = qx->nch * (IC / 4);
+    const int64_t xrow = qx->nch * qx->E, lrow = qx->nch * (IC / 4);
     for (int64_t c = 0; c < qx->nch; c++) {
         int64_t nb = idot_min64(IC, K - c * IC), li = c * (IC / 4);
-        const int8_t *xq = qx->q + c * IC;
+        const int8_t *xq = qx->q + c * qx->E;
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             _mm_prefetch((const char *)qr[r] + c * IC + QIDOT_PF, _MM_HINT_T0);
