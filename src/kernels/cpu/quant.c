@@ -1,8 +1,10 @@
 /* quant: quantizing a weight matrix (int8 per row, q4 per group; layouts in
  * quant.h), dequantizing it, the naive reference products and the dispatch
  * of the fast ones: a few rows of x (decoding) on the per-ISA kernels that
- * dequantize in registers (quant_avx512.c, quant_avx2.c), more rows through
- * fp32 blocks of W handed to the general products of matmul.c. */
+ * dequantize in registers (quant_avx512.c, quant_avx2.c) or, with int8
+ * activations, on their integer dot products over x rounded here (yf_qx),
+ * more rows through fp32 blocks of W handed to the general products of
+ * matmul.c. */
 #include "kernels/cpu/quant_impl.h"
 
 #include <float.h>
