@@ -333,6 +333,10 @@ TEST(quant_cli_bad_flags) {
                "--json --int8-activations", yt_cli(), golden());
     CHECK(st == 0 && strstr(out, "holds none"), "--int8-activations on an unquantized model: exit %d: %s", st, out);
     st = yt_sh(out, sizeof out, "echo; OMP_NUM_THREADS=1 %s generate --model %s --prompt-ids 5,6,7 --max-new-tokens 4 "
+               "--json --quantize q4 --int8-activations", yt_cli(), golden());
+    CHECK(st == 0 && strstr(out, "quantized, int8 activations)"), "generate says it uses int8 activations: exit %d: %s",
+          st, out);
+    st = yt_sh(out, sizeof out, "echo; OMP_NUM_THREADS=1 %s generate --model %s --prompt-ids 5,6,7 --max-new-tokens 4 "
                "--json --quantize q4 --quantize-head", yt_cli(), golden());
     CHECK(st == 0 && strstr(out, "\n[") && strstr(out, "MB of them quantized"), "generate --quantize q4 --quantize-head: exit %d: %s", st, out);
 }

@@ -170,8 +170,8 @@ int cmd_generate(int argc, char **argv) {
         }
         fflush(stdout);
         size_t qb, wb = yf_model_weight_bytes(s.model, &qb);
-        fprintf(stderr, "model: loaded in %.2f s; weights read a token %.1f MB (%.1f MB of them quantized)\n", t_load,
-                wb / 1e6, qb / 1e6);
+        fprintf(stderr, "model: loaded in %.2f s; weights read a token %.1f MB (%.1f MB of them quantized%s)\n", t_load,
+                wb / 1e6, qb / 1e6, mo.int8_act && qb > 0 ? ", int8 activations" : "");
         fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tokens/s); decode: %lld tokens in %.3f s (%.2f tokens/s)\n",
                 (long long)stats.prefill_tokens, stats.prefill_s,
                 stats.prefill_s > 0 ? stats.prefill_tokens / stats.prefill_s : 0.0, (long long)stats.decode_tokens,
