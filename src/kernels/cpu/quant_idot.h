@@ -45,6 +45,23 @@
 
 IINLINE int64_t idot_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* y[m * ldy + r] (+)= sc[r] x (a[r][m]'s lanes summed), sc NULL: 1; rows r
+ * < nrows. Every accumulator is reduced in unrolled code, which keeps a[][]
+ * in registers. */
+QTARGET IINLINE void idot_store(FV a[8][4], const int M, const int R, float *y, int64_t ldy, int64_t nrows,
+                                const float *sc, bool accumulate) {
+    float sum[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int m = 0; m < M; m++) sum[r][m] = FHSUM(a[r][m]);
+    for (int r = 0; r < R && r < nrows; r++)
+        for (int m = 0; m < M; m++) {
+            float s = sc ? sc[r] * sum[r][m] : sum[r][m], *d = y + m * ldy + r;
+            *d = accumulate ? *d + s : s;
+        }
+}
+
 QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, const int M,
                                   const int R, const bool with_min, int64_t n, int64_t nrows, bool accumulate) {
     const int64_t K = qm->K, G = qm->group, ng = K / G, rb = K / 2;
@@ -93,16 +110,7 @@ QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, cons
             }
         }
     }
-    float sum[8][4]; /* every accumulator reduced in unrolled code keeps a[][] in registers */
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) sum[r][m] = FHSUM(a[r][m]);
-    for (int r = 0; r < R && r < nrows; r++)
-        for (int m = 0; m < M; m++) {
-            float *d = y + m * ldy + r;
-            *d = accumulate ? *d + sum[r][m] : sum[r][m];
-        }
+    idot_store(a, M, R, y, ldy, nrows, NULL, accumulate);
 }
 
 /* int8 W: rows n.. (nrows <= R valid) against M rows of x */
@@ -132,17 +140,7 @@ QTARGET IINLINE void q_idot8_block(const yf_qmat *qm, float *y, int64_t ldy, con
             }
         }
     }
-    float sum[8][4];
-    const float *sc = (const float *)qm->scale + n;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int m = 0; m < M; m++) sum[r][m] = FHSUM(a[r][m]);
-    for (int r = 0; r < R && r < nrows; r++)
-        for (int m = 0; m < M; m++) {
-            float s = sc[r] * sum[r][m], *d = y + m * ldy + r;
-            *d = accumulate ? *d + s : s;
-        }
+    idot_store(a, M, R, y, ldy, nrows, (const float *)qm->scale + n, accumulate);
 }
 
 QTARGET void QIDOT(const yf_qmat *qm, float *y, int64_t ldy, const yf_qx *qx, int64_t M, int64_t n0, int64_t n1,
