@@ -103,6 +103,25 @@ __attribute__((target("avx512f"))) static double peak_avx512(void) {
     (void)sink;
     return it * 12.0 * 32 / t / 1e9;
 }
+/* the same with vdpbf16ps (two multiply-adds a lane) */
+__attribute__((target("avx512f,avx512bf16"))) static double peak_avx512_bf16(void) {
+    __m512 c[12];
+    for (int i = 0; i < 12; i++) c[i] = _mm512_set1_ps((float)i);
+    __m512bh m = (__m512bh)_mm512_set1_epi16(0x3f80), a = (__m512bh)_mm512_set1_epi16(0x3a83);
+    long it = 1 << 24;
+    double t0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    for (long i = 0; i < it; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < 12; j++) c[j] = _mm512_dpbf16_ps(c[j], m, a);
+        __asm__ volatile("" : "+v"(m));
+    }
+    double t = clock_s(CLOCK_PROCESS_CPUTIME_ID) - t0;
+    __m512 s = c[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, c[i]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return it * 12.0 * 64 / t / 1e9;
+}
 #else
 #define HAVE_PEAK 0
 #endif
@@ -186,6 +205,24 @@ int main(int argc, char **argv) {
         printf("measured register-resident peak of one core: AMX bf16 %.0f GFLOP/s\n", peak[YF_KPATH_AMX]);
     }
 #endif
+    /* bf16 mode on AVX-512 with the bf16-pair kernel (kernels.h), where the
+     * CPU has AVX512-BF16: its own row and peak */
+    bool pairs = false;
+    double peak_pairs = 0;
+    if (yf_kernels_path_supported(YF_KPATH_AVX512)) {
+        yf_kernels_set_bf16_dot(true); /* on where the CPU has it, whatever its default */
+        yf_kernels_set_path(YF_KPATH_AVX512);
+        yf_kernels_set_precision(YF_PREC_BF16);
+        pairs = yf_kernels_bf16_dot();
+        yf_kernels_set_precision(YF_PREC_EXACT);
+    }
+#if HAVE_PEAK
+    if (pairs) {
+        peak_pairs = peak_avx512_bf16();
+        printf("measured register-resident peak of one core: AVX-512 vdpbf16ps %.0f GFLOP/s (the avx512 bf16 rows' peak)\n",
+               peak_pairs);
+    }
+#endif
     printf("peak%% = core GF/s over that peak; AMX exact does 3 tile products per product (max 33%%)\n");
     printf("%-7s %-5s %-16s %-6s %6s %6s %6s %9s %10s %10s %6s\n", "path", "prec", "product", "op", "M", "N", "K",
            "wall ms", "wall GF/s", "core GF/s", "peak%");
@@ -193,13 +230,15 @@ int main(int argc, char **argv) {
         if (!yf_kernels_path_supported(p)) continue;
         if (only && !strstr(only, yf_kpath_name(p))) continue;
         yf_kernels_set_path(p);
-        for (int prec = 0; prec < (p == YF_KPATH_AMX ? 2 : 1); prec++) {
+        bool two = p == YF_KPATH_AMX || (p == YF_KPATH_AVX512 && pairs);
+        for (int prec = 0; prec < (two ? 2 : 1); prec++) {
+            double pk = p == YF_KPATH_AVX512 && prec && peak_pairs > 0 ? peak_pairs : peak[p];
             yf_kernels_set_precision(prec ? YF_PREC_BF16 : YF_PREC_EXACT);
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
                 const shape *sh = &shapes[s];
                 double flop = 2.0 * sh->M * sh->N * sh->K;
                 /* rough time at 30% of peak; skip what would take long */
-                double est = flop / (0.3 * peak[p] * nt * 1e9);
+                double est = flop / (0.3 * pk * nt * 1e9);
                 if (sh->M > YF_ROWSTABLE_M && (est > (quick ? 0.5 : 4.0))) {
                     printf("%-7s %-5s %-16s (left out: ~%.0f s a run on this path)\n", yf_kpath_name(p),
                            prec ? "bf16" : "exact", sh->what, est);
@@ -229,7 +268,7 @@ int main(int argc, char **argv) {
                 if (p == YF_KPATH_SCALAR) /* compiler-vectorized loops: no meaningful peak */
                     printf("      -");
                 else
-                    printf(" %5.1f%%", 100 * gfc / peak[p]);
+                    printf(" %5.1f%%", 100 * gfc / pk);
                 if (sh->M <= YF_ROWSTABLE_M) printf("  (weights %.1f GB/s)", sh->N * sh->K * 2.0 / best / 1e9);
                 printf("\n");
                 fflush(stdout);

@@ -4,6 +4,7 @@
  * precision modes. The error is measured relative to the magnitude of the
  * terms summed: err = max |fast - ref| / max sum_k |A(m,k) B(k,n)|. */
 #include "harness.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fused.h"
 #include "kernels/cpu/kernels.h"
 #include "model/ops.h"
@@ -94,9 +95,86 @@ static void sweep(yf_kpath path, yf_precision prec) {
         }
 }
 
+/* The bf16-pair kernel (bf16 mode, vdpbf16ps) against the reference on the
+ * operands it sees: A, and f32 weights, rounded to bf16 first. What is left
+ * is fp32 accumulation error, so the exact mode's tolerance holds; shapes
+ * with odd K (a pair's zero half), K over several K blocks, rows and columns
+ * not multiples of the 12 x 32 tile (sides of 16 or less go to the fp32
+ * narrow kernels in either mode: none here). */
+static double check_pairs(op_t op, int64_t M, int64_t N, int64_t K, yf_dtype wt, bool acc) {
+    int64_t na = op == OP_XWT ? M * K : M * N, nb = op == OP_DW ? M * K : N * K;
+    int64_t nc = op == OP_XWT ? M * N : op == OP_XW ? M * K : N * K;
+    float *a = malloc(na * sizeof(float)), *ar = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float));
+    float *br = malloc(nb * sizeof(float)), *aa = malloc(na * sizeof(float)), *ba = malloc(nb * sizeof(float));
+    uint16_t *bh = malloc(nb * sizeof(uint16_t));
+    float *c = malloc(nc * sizeof(float)), *cref = malloc(nc * sizeof(float)), *scale = calloc(nc, sizeof(float));
+    for (int64_t i = 0; i < na; i++) {
+        a[i] = frand();
+        ar[i] = yf_bf16_to_f32(yf_f32_to_bf16(a[i]));
+        aa[i] = fabsf(ar[i]);
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        b[i] = frand();
+        bh[i] = yf_f32_to_bf16(b[i]);
+        br[i] = yf_bf16_to_f32(bh[i]);
+        ba[i] = fabsf(br[i]);
+    }
+    for (int64_t i = 0; i < nc; i++) c[i] = cref[i] = frand();
+    const void *w = wt == YF_BF16 ? (const void *)bh : (const void *)b;
+    if (op == OP_XWT) {
+        yf_matmul_xwt(c, a, w, wt, M, N, K, acc);
+        yf_matmul_xwt_ref(cref, ar, br, YF_F32, M, N, K, acc);
+        yf_matmul_xwt_ref(scale, aa, ba, YF_F32, M, N, K, false);
+    } else if (op == OP_XW) {
+        yf_matmul_xw(c, a, w, wt, M, N, K, acc);
+        yf_matmul_xw_ref(cref, ar, br, YF_F32, M, N, K, acc);
+        yf_matmul_xw_ref(scale, aa, ba, YF_F32, M, N, K, false);
+    } else {
+        yf_matmul_dw(c, a, b, M, N, K);
+        yf_matmul_dw_ref(cref, ar, br, M, N, K);
+        yf_matmul_dw_ref(scale, aa, ba, M, N, K);
+    }
+    double err = yt_max_abs_diff(c, cref, nc), mag = yt_max_abs(scale, nc);
+    for (int64_t i = 0; i < nc; i++)
+        if (!isfinite(c[i])) err = INFINITY;
+    free(a), free(ar), free(b), free(br), free(aa), free(ba), free(bh), free(c), free(cref), free(scale);
+    return mag > 0 ? err / mag : err;
+}
+
+TEST(kernels_avx512_bf16_pairs_match_rounded_ref) {
+    if (!yf_kernels_path_supported(YF_KPATH_AVX512) || !yf_cpu()->avx512_bf16)
+        yt_skip("this CPU (or build) has no AVX512-BF16: the bf16-pair kernel is not used here");
+    static const int64_t pshapes[][3] = {{17, 75, 131}, {64, 33, 600}, {100, 50, 41}, {40, 1100, 70},
+                                         {19, 40, 17}, {300, 96, 513}, {29, 64, 33}};
+    CHECK(yf_kernels_set_path(YF_KPATH_AVX512) == 0);
+    yf_kernels_set_precision(YF_PREC_BF16);
+    bool was = yf_kernels_set_bf16_dot(true);
+    CHECK(yf_kernels_bf16_dot(), "the bf16 dot kernel did not switch on");
+    const double tol = 1e-5;
+    double worst = 0;
+    for (int op = OP_XWT; op <= OP_DW; op++)
+        for (int d = 0; d < 2; d++) {
+            yf_dtype wt = d ? YF_BF16 : YF_F32;
+            if (op == OP_DW && wt == YF_BF16) continue;
+            for (size_t s = 0; s < sizeof pshapes / sizeof *pshapes; s++)
+                for (int acc = 0; acc < 2; acc++) {
+                    if (op == OP_DW && !acc) continue;
+                    double e = check_pairs(op, pshapes[s][0], pshapes[s][1], pshapes[s][2], wt, acc);
+                    CHECK(e <= tol, "%s %s [%ld,%ld,%ld] acc=%d: rel err %g against the rounded operands",
+                          op_name[op], yf_dtype_name(wt), (long)pshapes[s][0], (long)pshapes[s][1],
+                          (long)pshapes[s][2], acc, e);
+                    if (e > worst) worst = e;
+                }
+        }
+    yf_kernels_set_bf16_dot(was);
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    CHECK_NEAR("avx512 bf16 pairs: max rel err against the reference on bf16-rounded operands", worst, tol);
+}
+
 TEST(kernels_scalar_matches_ref) { sweep(YF_KPATH_SCALAR, YF_PREC_EXACT); }
 TEST(kernels_avx2_matches_ref) { sweep(YF_KPATH_AVX2, YF_PREC_EXACT); }
 TEST(kernels_avx512_matches_ref) { sweep(YF_KPATH_AVX512, YF_PREC_EXACT); }
+TEST(kernels_avx512_bf16_matches_ref) { sweep(YF_KPATH_AVX512, YF_PREC_BF16); }
 TEST(kernels_amx_exact_matches_ref) { sweep(YF_KPATH_AMX, YF_PREC_EXACT); }
 TEST(kernels_amx_bf16_matches_ref) { sweep(YF_KPATH_AMX, YF_PREC_BF16); }
 

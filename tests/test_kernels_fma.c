@@ -7,6 +7,7 @@
  * K blocks, enough work to be split between threads. (The driver against
  * the naive reference: test_kernels.c's sweeps.) */
 #include "harness.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fused.h"
 #include "kernels/cpu/kernels.h"
 #include "model/ops.h"
@@ -18,7 +19,16 @@
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static float frand(void) { return yt_frand(&g_rng); }
 
-static const yf_kpath fma_paths[] = {YF_KPATH_AVX512, YF_KPATH_AVX2};
+/* The driver's three forms: fp32 on AVX-512 and on AVX2, and bf16 pairs on
+ * AVX-512 (bf16 mode with the bf16 dot kernel, where the CPU has
+ * AVX512-BF16). */
+typedef struct fma_mode {
+    yf_kpath path;
+    bool pairs;
+    const char *name;
+} fma_mode;
+static const fma_mode fma_modes[] = {
+    {YF_KPATH_AVX512, false, "avx512"}, {YF_KPATH_AVX2, false, "avx2"}, {YF_KPATH_AVX512, true, "avx512 bf16 pairs"}};
 
 /* a weight [n, k] of dtype wt: bf16 values, or f32 ones */
 static void *weight(yf_dtype wt, int64_t n, int64_t k) {
@@ -38,18 +48,37 @@ static float *filled(int64_t n) {
     return x;
 }
 
-enum { NPATHS = sizeof fma_paths / sizeof *fma_paths };
+enum { NPATHS = sizeof fma_modes / sizeof *fma_modes };
+
+static bool mode_supported(size_t pi) {
+    return yf_kernels_path_supported(fma_modes[pi].path) && (!fma_modes[pi].pairs || yf_cpu()->avx512_bf16);
+}
 
 static int paths_run(void) {
     int n = 0;
-    for (size_t p = 0; p < NPATHS; p++) n += yf_kernels_path_supported(fma_paths[p]);
+    for (size_t p = 0; p < NPATHS; p++) n += mode_supported(p);
     return n;
 }
 
-/* Switches to fma_paths[pi]; false when this CPU (or build) lacks it. */
+/* Switches to fma_modes[pi] (path, precision, bf16 dot kernel); false when
+ * this CPU (or build) lacks it. */
 static bool use_path(size_t pi) {
-    return yf_kernels_path_supported(fma_paths[pi]) && yf_kernels_set_path(fma_paths[pi]) == 0;
+    if (!mode_supported(pi) || yf_kernels_set_path(fma_modes[pi].path) != 0) return false;
+    yf_kernels_set_precision(fma_modes[pi].pairs ? YF_PREC_BF16 : YF_PREC_EXACT);
+    yf_kernels_set_bf16_dot(fma_modes[pi].pairs);
+    CHECK(yf_kernels_bf16_dot() == fma_modes[pi].pairs, "%s: the bf16 dot kernel is %s", fma_modes[pi].name,
+          yf_kernels_bf16_dot() ? "on" : "off");
+    return true;
 }
+
+/* Back to exact mode and this CPU's choice of the bf16 dot kernel. */
+static void paths_done(void) {
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    yf_kernels_set_bf16_dot(yf_cpu()->bf16_dot_fast);
+}
+
+/* The weight dtypes a mode pre-packs: the pair kernel only bf16 ones. */
+static bool packs_dtype(size_t pi, yf_dtype wt) { return !fma_modes[pi].pairs || wt == YF_BF16; }
 
 TEST(kernels_fma_prepacked_weight_is_bitwise_identical) {
     if (!paths_run()) yt_skip("this CPU (or build) has neither the avx512 nor the avx2 path");
@@ -60,6 +89,7 @@ TEST(kernels_fma_prepacked_weight_is_bitwise_identical) {
         if (!use_path(pi)) continue;
         for (int d = 0; d < 2; d++) {
             yf_dtype wt = d ? YF_BF16 : YF_F32;
+            if (!packs_dtype(pi, wt)) continue;
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
                 for (int kind = 0; kind < 2; kind++) {
                     int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -67,7 +97,7 @@ TEST(kernels_fma_prepacked_weight_is_bitwise_identical) {
                     float *a = filled(na), *c0 = filled(nc), *c1 = malloc((size_t)nc * sizeof(float));
                     memcpy(c1, c0, (size_t)nc * sizeof(float));
                     void *w = weight(wt, N, K);
-                    CHECK(yf_wpack_pays(M, wt), "%s: a pack of %ld rows is not used", yf_kpath_name(fma_paths[pi]),
+                    CHECK(yf_wpack_pays(M, wt), "%s: a pack of %ld rows is not used", fma_modes[pi].name,
                           (long)M);
                     yf_wpack *pk = yf_wpack_new(w, wt, N, K, (yf_pack_kind)kind, false);
                     CHECK(pk != NULL, "%s", yf_last_error());
@@ -81,7 +111,7 @@ TEST(kernels_fma_prepacked_weight_is_bitwise_identical) {
                     }
                     double e = yt_max_abs_diff(c0, c1, nc);
                     CHECK(memcmp(c0, c1, (size_t)nc * sizeof(float)) == 0, "%s %s %s [%ld,%ld,%ld]: max diff %g",
-                          yf_kpath_name(fma_paths[pi]), yf_dtype_name(wt), kind == YF_PACK_XWT ? "x.W^T" : "dy.W",
+                          fma_modes[pi].name, yf_dtype_name(wt), kind == YF_PACK_XWT ? "x.W^T" : "dy.W",
                           (long)M, (long)N, (long)K, e);
                     worst = fmax(worst, e);
                     yf_wpack_free(pk);
@@ -89,6 +119,7 @@ TEST(kernels_fma_prepacked_weight_is_bitwise_identical) {
                 }
         }
     }
+    paths_done();
     CHECK_NEAR("fma paths: max |pre-packed - packed per call|", worst, 0.0);
 }
 
@@ -145,17 +176,19 @@ TEST(kernels_fma_terms_match_separate_steps) {
             for (int packed = 0; packed < 2; packed++) {
                 int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], r = shapes[s][3];
                 yf_dtype wt = (s + packed) % 2 ? YF_BF16 : YF_F32;
+                if (packed && !packs_dtype(pi, wt)) wt = YF_BF16;
                 bool acc = (s + packed) % 2 == 1;
                 float p = s % 2 ? 0.5f : 0.1f;
                 double el = lowrank_case(M, N, K, r, wt, packed, acc);
                 double ed = dropout_case(M, N, K, r, wt, packed, acc, p, 0x1234567890abull + s);
                 calls += 2;
                 CHECK(el == 0 && ed == 0, "%s %s [%ld,%ld,%ld] rank %ld%s%s: max |fused - separate| low-rank %g, "
-                      "dropout (p %.1f) %g", yf_kpath_name(fma_paths[pi]), yf_dtype_name(wt), (long)M, (long)N,
+                      "dropout (p %.1f) %g", fma_modes[pi].name, yf_dtype_name(wt), (long)M, (long)N,
                       (long)K, (long)r, acc ? " accumulating" : "", packed ? ", packed W" : "", el, p, ed);
                 worst = fmax(worst, fmax(el, ed));
             }
     }
+    paths_done();
     CHECK_NEAR("fma paths: max |fused - separate| of the low-rank and dropout terms", worst, 0.0);
     CHECK(yf_matmul_epilogue_calls() - fused0 == calls, "%lld of %lld calls took the fused route",
           (long long)(yf_matmul_epilogue_calls() - fused0), (long long)calls);
@@ -173,7 +206,7 @@ TEST(kernels_fma_row_slices_of_packed_weights) {
         if (!use_path(pi)) continue;
         for (size_t s = 0; s < sizeof cases / sizeof *cases; s++) {
             int64_t M = cases[s][0], N = cases[s][1], K = cases[s][2], n0 = cases[s][3], n1 = cases[s][4], nb = n1 - n0;
-            yf_dtype wt = s % 2 ? YF_BF16 : YF_F32;
+            yf_dtype wt = s % 2 || !packs_dtype(pi, YF_F32) ? YF_BF16 : YF_F32;
             float *x = filled(M * K), *dy = filled(M * nb), *yfull = malloc((size_t)(M * N) * sizeof(float));
             float *y0 = malloc((size_t)(M * nb) * sizeof(float)), *y1 = malloc((size_t)(M * nb) * sizeof(float));
             float *d0 = filled(M * K), *d1 = malloc((size_t)(M * K) * sizeof(float));
@@ -190,12 +223,13 @@ TEST(kernels_fma_row_slices_of_packed_weights) {
             double e = fmax(yt_max_abs_diff(y0, y1, M * nb), yt_max_abs_diff(d0, d1, M * K));
             for (int64_t i = 0; i < M; i++)
                 for (int64_t j = 0; j < nb; j++) e = fmax(e, fabs(y0[i * nb + j] - yfull[i * N + n0 + j]));
-            CHECK(e == 0, "%s case %zu: slice products differ (max %g)", yf_kpath_name(fma_paths[pi]), s, e);
+            CHECK(e == 0, "%s case %zu: slice products differ (max %g)", fma_modes[pi].name, s, e);
             worst = fmax(worst, e);
             yf_wpack_free(pt), yf_wpack_free(pw);
             free(x), free(dy), free(yfull), free(y0), free(y1), free(d0), free(d1), free(w);
         }
     }
+    paths_done();
     CHECK_NEAR("fma paths: row slices, max |packed - unpacked|, |slice - whole product's columns|", worst, 0.0);
 }
 
@@ -210,6 +244,7 @@ TEST(kernels_fma_rows_from_a_packed_weight) {
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
             for (int d = 0; d < 2; d++) {
                 yf_dtype wt = d ? YF_BF16 : YF_F32;
+                if (!packs_dtype(pi, wt)) continue;
                 int64_t N = shapes[s][0], K = shapes[s][1];
                 void *w = weight(wt, N, K);
                 yf_wpack *xw = yf_wpack_new(w, wt, N, K, YF_PACK_XW, false);
@@ -231,6 +266,7 @@ TEST(kernels_fma_rows_from_a_packed_weight) {
                 yf_wpack_free(xwt);
             }
     }
+    paths_done();
     CHECK(bad == 0, "%d values differ from W's rows", bad);
 }
 
@@ -251,16 +287,19 @@ TEST(kernels_fma_big_operands_match_ref) {
             memcpy(cr, c, (size_t)(M * N) * sizeof(float));
             uint16_t *w = weight(YF_BF16, K, N); /* dy.W: W [K, N], the sum over K */
             yf_matmul_xw(c, dy, w, YF_BF16, M, K, N, true);
+            if (fma_modes[pi].pairs) /* the reference on the operands the pair kernel sees */
+                for (int64_t i = 0; i < M * K; i++) dy[i] = yf_bf16_to_f32(yf_f32_to_bf16(dy[i]));
             yf_matmul_xw_ref(cr, dy, w, YF_BF16, M, K, N, true);
             for (int64_t i = 0; i < M * K; i++) aa[i] = fabsf(dy[i]);
             for (int64_t i = 0; i < N * K; i++) ba[i] = fabsf(yf_bf16_to_f32(w[i]));
             yf_matmul_xw_ref(mag, aa, ba, YF_F32, M, K, N, false);
             double e = yt_max_abs_diff(c, cr, M * N) / yt_max_abs(mag, M * N);
-            CHECK(e <= 1e-5, "%s [%ld,%ld,%ld]: rel err %g", yf_kpath_name(fma_paths[pi]), (long)M, (long)N, (long)K, e);
+            CHECK(e <= 1e-5, "%s [%ld,%ld,%ld]: rel err %g", fma_modes[pi].name, (long)M, (long)N, (long)K, e);
             worst = fmax(worst, e);
             free(dy), free(c), free(cr), free(aa), free(ba), free(mag), free(w);
         }
     }
+    paths_done();
     CHECK_NEAR("fma paths: long K / many rows, max rel err against the reference", worst, 1e-5);
 }
 
@@ -271,15 +310,18 @@ TEST(kernels_fma_packs_only_what_products_read) {
     if (!paths_run()) yt_skip("this CPU (or build) has neither the avx512 nor the avx2 path");
     for (size_t pi = 0; pi < NPATHS; pi++) {
         if (!use_path(pi)) continue;
-        const char *name = yf_kpath_name(fma_paths[pi]);
-        CHECK(yf_wpack_pays(384, YF_BF16) && yf_wpack_pays(384, YF_F32), "%s: 384 rows, bf16 and f32", name);
+        const char *name = fma_modes[pi].name;
+        CHECK(yf_wpack_pays(384, YF_BF16), "%s: 384 rows of a bf16 W not packed", name);
+        CHECK(yf_wpack_pays(384, YF_F32) == packs_dtype(pi, YF_F32), "%s: 384 rows of an f32 W %s", name,
+              packs_dtype(pi, YF_F32) ? "not packed" : "packed");
         CHECK(!yf_wpack_pays(384, YF_QMAT), "%s: a quantized W is packed", name);
-        CHECK(!yf_wpack_pays(4, YF_F32), "%s: 4 rows (the gemv kernels') packed", name);
-        CHECK(yf_wpack_pays(8, YF_F32), "%s: 8 rows not packed", name);
+        CHECK(!yf_wpack_pays(4, YF_BF16), "%s: 4 rows (the gemv kernels') packed", name);
+        CHECK(yf_wpack_pays(8, YF_BF16), "%s: 8 rows not packed", name);
         bool was = yf_kernels_set_rowstable(true);
-        CHECK(!yf_wpack_pays(YF_ROWSTABLE_M, YF_F32), "%s: %d rows packed while rows are kept stable", name,
+        CHECK(!yf_wpack_pays(YF_ROWSTABLE_M, YF_BF16), "%s: %d rows packed while rows are kept stable", name,
               YF_ROWSTABLE_M);
-        CHECK(yf_wpack_pays(YF_ROWSTABLE_M + 1, YF_F32), "%s: %d rows not packed", name, YF_ROWSTABLE_M + 1);
+        CHECK(yf_wpack_pays(YF_ROWSTABLE_M + 1, YF_BF16), "%s: %d rows not packed", name, YF_ROWSTABLE_M + 1);
         yf_kernels_set_rowstable(was);
     }
+    paths_done();
 }

@@ -1,6 +1,7 @@
 /* LoRA / DoRA against the golden PEFT adapters (forward and gradients),
  * adapter files, merge, dropout, and bad adapters. */
 #include "harness.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/kernels.h"
 #include "model/model_internal.h"
 #include "model/ops.h"
@@ -294,22 +295,14 @@ TEST(lora_exact_blocked_head_matches_two_pass_on_fma) {
     check_exact_blocked_head(YF_BF16, 4136, 6);
 }
 
-/* On the AVX-512 and AVX2 paths --bf16 computes what exact mode computes
- * (fp32 products, bf16 weights widened exactly; the README says so): a
- * LoRA step on a bf16 model gives the same bits in both precisions. */
-TEST(lora_bf16_is_exact_mode_on_fma) {
-    yf_kpath p = yf_kernels_path();
-    if (p != YF_KPATH_AVX512 && p != YF_KPATH_AVX2) {
-        yt_skip("--bf16 rounds activations on the %s path", yf_kpath_name(p));
-        return;
-    }
+/* A LoRA step on a bf16 model in exact mode and with --bf16: loss and
+ * gradients (g[0] exact, g[1] bf16); returns the gradients' count. */
+static int64_t bf16_vs_exact(double loss[2], float *g[2]) {
     int64_t B = 2, T = 24, V = 3000, ng[2];
     yf_config cfg = yt_config(V, 64, 2, 96, 1, 64, false);
     int64_t ids[2 * 24], labels[2 * 24];
     yt_random_batch(ids, labels, B, T, V, 41);
     yf_lora_cfg lc = {.r = 4, .alpha = 8, .dropout = 0.1f, .targets = (1u << YF_NPROJ) - 1};
-    double loss[2];
-    float *g[2];
     for (int run = 0; run < 2; run++) {
         yf_kernels_set_precision(run ? YF_PREC_BF16 : YF_PREC_EXACT);
         yf_model *m = yt_random_model(&cfg, 43, YF_BF16, 1.0f, NULL);
@@ -318,9 +311,50 @@ TEST(lora_bf16_is_exact_mode_on_fma) {
     }
     yf_kernels_set_precision(YF_PREC_EXACT);
     CHECK(ng[0] == ng[1]);
+    return ng[0];
+}
+
+/* On the AVX-512 and AVX2 paths without the bf16-pair kernel --bf16
+ * computes what exact mode computes (fp32 products, bf16 weights widened
+ * exactly; the README says so): a LoRA step on a bf16 model gives the same
+ * bits in both precisions. */
+TEST(lora_bf16_is_exact_mode_on_fma) {
+    yf_kpath p = yf_kernels_path();
+    if (p != YF_KPATH_AVX512 && p != YF_KPATH_AVX2) {
+        yt_skip("--bf16 rounds activations on the %s path", yf_kpath_name(p));
+        return;
+    }
+    bool was = yf_kernels_set_bf16_dot(false);
+    double loss[2];
+    float *g[2];
+    int64_t ng = bf16_vs_exact(loss, g);
+    yf_kernels_set_bf16_dot(was);
     CHECK(loss[0] == loss[1], "%s: loss %.9g with --bf16, %.9g exact", yf_kpath_name(p), loss[1], loss[0]);
-    CHECK_NEAR("--bf16 vs exact on the FMA path: max |grad difference|", yt_max_abs_diff(g[0], g[1], (size_t)ng[0]),
-               0.0);
+    CHECK_NEAR("--bf16 vs exact on the FMA path: max |grad difference|", yt_max_abs_diff(g[0], g[1], (size_t)ng), 0.0);
+    free(g[0]), free(g[1]);
+}
+
+/* With the bf16-pair kernel (AVX512-BF16) --bf16 rounds the products'
+ * operands as AMX's bf16 mode does: the step's loss and gradients stay
+ * within bf16 tolerances of exact mode's (loss 1e-3 relative; gradients 3e-2
+ * of the largest), and differ from them (the kernel ran). */
+TEST(lora_bf16_pairs_near_exact_mode) {
+    if (yf_kernels_path() != YF_KPATH_AVX512 || !yf_cpu()->avx512_bf16) {
+        yt_skip("the bf16-pair kernel needs the avx512 path and AVX512-BF16 (this: %s)",
+                yf_kpath_name(yf_kernels_path()));
+        return;
+    }
+    bool was = yf_kernels_set_bf16_dot(true);
+    double loss[2];
+    float *g[2];
+    int64_t ng = bf16_vs_exact(loss, g);
+    yf_kernels_set_bf16_dot(was);
+    double gmax = 0;
+    for (int64_t i = 0; i < ng; i++) gmax = fmax(gmax, fabs(g[0][i]));
+    double eg = yt_max_abs_diff(g[0], g[1], (size_t)ng) / gmax;
+    CHECK(loss[0] != loss[1] || eg > 0, "--bf16 gave exact mode's bits: the pair kernel did not run");
+    CHECK_NEAR("--bf16 (bf16 pairs) vs exact: |loss difference| / loss", fabs(loss[1] - loss[0]) / loss[0], 1e-3);
+    CHECK_NEAR("--bf16 (bf16 pairs) vs exact: max |grad difference| / max |grad|", eg, 3e-2);
     free(g[0]), free(g[1]);
 }
 

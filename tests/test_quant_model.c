@@ -180,12 +180,16 @@ TEST(quant_model_int8_activations) {
 /* adapter gradients over the quantized base equal those over the dequantized
  * fp32 base (the golden LoRA and DoRA adapters, with and without
  * checkpointing, in exact and in bf16 precision: the latter takes the LM
- * head's loss a vocabulary block at a time, through row slices of W) */
+ * head's loss a vocabulary block at a time, through row slices of W). The
+ * bf16-pair kernel stays off: it rounds the operands of the packed products
+ * only, and the golden batch's 5-32 rows take the few-row quantized kernels
+ * (fp32) on one side and packed products on the other. */
 static void grads_vs_dequantized(const char *kind) {
     yt_batch bt;
     CHECK_OK(yt_batch_load(&bt, yt_shared_path("golden/yuan-tiny/forward.safetensors")));
     char ad[700];
     snprintf(ad, sizeof ad, "%s/%s", golden(), kind);
+    bool was = yf_kernels_set_bf16_dot(false);
     for (int v = 0; v < NVAR; v++)
         for (int ckpt = 0; ckpt < 2; ckpt++) {
             yf_kernels_set_precision(ckpt ? YF_PREC_BF16 : YF_PREC_EXACT);
@@ -221,6 +225,8 @@ static void grads_vs_dequantized(const char *kind) {
                 yf_model_free(m[k]);
             }
         }
+    yf_kernels_set_bf16_dot(was);
+    yf_kernels_set_precision(YF_PREC_EXACT);
     yt_batch_free(&bt);
 }
 

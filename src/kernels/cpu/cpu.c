@@ -25,7 +25,12 @@ static uint64_t xgetbv0(void) {
 
 static void detect(yf_cpu_features *f) {
     unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return;
+    bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u; /* "AuthenticAMD" */
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    /* the family: base 0xf plus the extended family field */
+    unsigned family = (a >> 8) & 0xf;
+    if (family == 0xf) family += (a >> 20) & 0xff;
     bool osxsave = c & (1u << 27), fma = c & (1u << 12);
     if (!osxsave) return;
     uint64_t xcr0 = xgetbv0();
@@ -48,6 +53,7 @@ static void detect(yf_cpu_features *f) {
     f->avx512 = zmm_ok && f->avx2_fma && avx512f && avx512dq && avx512bw && avx512vl;
     f->avx512_vnni = f->avx512 && (c7 & (1u << 11));
     f->avx512_bf16 = f->avx512 && avx512bf16;
+    f->bf16_dot_fast = f->avx512_bf16 && amd && family >= 0x19;
     if (f->avx512_bf16 && amx_tile && amx_bf16 && tile_ok) {
 #ifdef __linux__
         /* 0 = granted (or already granted); otherwise the first tile instruction would fault */

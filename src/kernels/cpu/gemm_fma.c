@@ -1,6 +1,10 @@
 /* gemm_fma: the packed fp32 product of the AVX-512 and AVX2 paths, one
  * driver for both; what differs (the micro-kernel and its MR x NR register
  * tile, the vector forms of packing B) is in yf_fma_isa (matmul_impl.h).
+ * The bf16-pair form (bf16 mode with vdpbf16ps) runs on the same loops: its
+ * panels hold words of two bf16 of consecutive k, so a K block of kb is
+ * ceil(kb / 2) rows of words (kpair 2) where the fp32 panels have kb rows
+ * of floats; its packing of A is its own (yf_fma_isa's pack_a).
  *
  * Loops. A (M x K) is packed once per product into MR-row panels for all of
  * K (a K range when M x K floats would not fit in A_MAX bytes, rows too
@@ -83,21 +87,35 @@ typedef struct fma_job {
 
 static void pack_a_piece(void *ctx, int64_t ip) {
     const fma_job *j = ctx;
-    int MR = j->isa->mr;
-    int64_t m0 = j->i0 + ip * MR;
-    pack_a_panel(j->g, m0, min64(MR, j->i1 - m0), MR, j->k0, j->k1, j->ap, j->mp, m0 - j->i0);
+    const yf_fma_isa *isa = j->isa;
+    int MR = isa->mr, kp = isa->kpair;
+    int64_t m0 = j->i0 + ip * MR, nm = min64(MR, j->i1 - m0);
+    if (!isa->pack_a) {
+        pack_a_panel(j->g, m0, nm, MR, j->k0, j->k1, j->ap, j->mp, m0 - j->i0);
+        return;
+    }
+    for (int64_t pc = j->k0; pc < j->k1; pc += g_kc) { /* as pack_a_panel, in words */
+        int64_t kb = min64(g_kc, j->k1 - pc);
+        isa->pack_a(j->g, m0, nm, pc, kb, j->ap + (pc - j->k0) / kp * j->mp + (m0 - j->i0) * ceil_div(kb, kp));
+    }
 }
 
 /* ---- B panels ------------------------------------------------------------ */
 
+/* Bytes an element of g's pre-packed panels takes: a word of bf16 pairs, or
+ * W's dtype. */
+static size_t bpf_esz(const yf_gemm *g, const yf_fma_isa *isa) {
+    return isa->kpair == 2 || g->bt == YF_F32 ? 4 : 2;
+}
+
 /* Panel of B at columns n0.. (nn valid), K block pc.. (kb rows): a pointer
- * into an fp32 pre-pack, or buf filled. */
+ * into an fp32 or bf16-pair pre-pack, or buf filled. */
 static const float *b_panel(const yf_gemm *g, const yf_fma_isa *isa, int64_t pc, int64_t kb, int64_t n0, int64_t nn,
                             float *buf) {
     int NR = isa->nr;
     if (g->bpf) {
-        int64_t i = (n0 / NR) * g->bpf_ld + pc * NR;
-        if (g->bt == YF_F32) return (const float *)g->bpf + i;
+        int64_t i = (n0 / NR) * g->bpf_ld + pc / isa->kpair * NR;
+        if (bpf_esz(g, isa) == 4) return (const float *)g->bpf + i;
         isa->widen(buf, (const uint16_t *)g->bpf + i, kb * NR);
         return buf;
     }
@@ -119,12 +137,14 @@ typedef struct pf_plan {
     int64_t next, total;
 } pf_plan;
 
-static pf_plan pf_panel(const yf_gemm *g, int NR, int64_t pc, int64_t kb, int64_t n0, int64_t nn) {
+static pf_plan pf_panel(const yf_gemm *g, const yf_fma_isa *isa, int64_t pc, int64_t kb, int64_t n0, int64_t nn) {
     size_t esz = g->bt == YF_BF16 ? 2 : 4;
+    int NR = isa->nr, kp = isa->kpair;
     pf_plan f = {0};
     if (g->bpf) {
-        f = (pf_plan){(const char *)g->bpf + ((n0 / NR) * g->bpf_ld + pc * NR) * esz, 1, 0,
-                      ceil_div(kb * NR * (int64_t)esz, 64), 0, 0};
+        size_t pesz = bpf_esz(g, isa);
+        f = (pf_plan){(const char *)g->bpf + ((n0 / NR) * g->bpf_ld + pc / kp * NR) * pesz, 1, 0,
+                      ceil_div(ceil_div(kb, kp) * NR * (int64_t)pesz, 64), 0, 0};
     } else if (g->brs == 1) { /* nn columns of kb values */
         f = (pf_plan){(const char *)g->b + (n0 * g->bcs + pc) * esz, nn, g->bcs * (int64_t)esz,
                       ceil_div(kb * (int64_t)esz, 64) + 1, 0, 0};
@@ -150,13 +170,13 @@ static void fma_block(const fma_job *j, int64_t r0, int64_t r1, int64_t c0, int6
     const yf_gemm *g = j->g;
     const yf_gemm_epi *e = j->e;
     const yf_fma_isa *isa = j->isa;
-    const int MR = isa->mr, NR = isa->nr;
+    const int MR = isa->mr, NR = isa->nr, kp = isa->kpair;
     float *buf = yf_scratch(2, (size_t)(g_kc * NR) * sizeof(float));
     int64_t calls = ceil_div(r1 - r0, MR);
     for (int64_t jc = c0; jc < c1; jc += g_nc) {
         int64_t je = min64(c1, jc + g_nc);
         for (int64_t pc = j->k0; pc < j->k1; pc += g_kc) {
-            int64_t kb = min64(g_kc, j->k1 - pc);
+            int64_t kb = min64(g_kc, j->k1 - pc), kw = ceil_div(kb, kp); /* kw: rows of words */
             bool loadc = g->accumulate || pc > 0, last = pc + kb >= g->K;
             for (int64_t jr = jc; jr < je; jr += NR) {
                 int64_t nn = min64(NR, je - jr);
@@ -169,7 +189,7 @@ static void fma_block(const fma_job *j, int64_t r0, int64_t r1, int64_t c0, int6
                     nkb = min64(g_kc, j->k1 - npc);
                 }
                 pf_plan pf = {0};
-                if (njr < c1) pf = pf_panel(g, NR, npc, nkb, njr, min64(NR, c1 - njr));
+                if (njr < c1) pf = pf_panel(g, isa, npc, nkb, njr, min64(NR, c1 - njr));
                 int64_t per = ceil_div(pf.total, calls);
                 for (int64_t ir = r0; ir < r1; ir += MR) {
                     int64_t rows = min64(MR, r1 - ir);
@@ -192,7 +212,8 @@ static void fma_block(const fma_job *j, int64_t r0, int64_t r1, int64_t c0, int6
                                            .base = (uint64_t)(ir * g->ldc + jr), .mld = g->ldc, .d = e->pro_drop};
                         tp = &t;
                     }
-                    isa->kernel(kb, j->ap + (pc - j->k0) * j->mp + (ir - j->i0) * kb, bp, c, g->ldc, loadc, rows, nn, tp);
+                    isa->kernel(kw, j->ap + (pc - j->k0) / kp * j->mp + (ir - j->i0) * kw, bp, c, g->ldc, loadc,
+                                rows, nn, tp);
                 }
             }
         }

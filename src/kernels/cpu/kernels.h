@@ -115,8 +115,8 @@ typedef enum yf_kpath {
     YF_KPATH_REF = 0,
     YF_KPATH_SCALAR, /* plain C loops, OpenMP */
     YF_KPATH_AVX2,   /* AVX2 + FMA, fp32 */
-    YF_KPATH_AVX512, /* AVX-512 FMA, fp32 (a vdpbf16ps kernel measured 100 vs 143
-                        GFLOP/s/core here: AVX512-BF16 is not used) */
+    YF_KPATH_AVX512, /* AVX-512 FMA, fp32; in bf16 mode vdpbf16ps where it pays
+                        (yf_kernels_set_bf16_dot) */
     YF_KPATH_AMX,    /* AMX bf16 tiles */
     YF_KPATH_COUNT
 } yf_kpath;
@@ -132,10 +132,23 @@ typedef enum yf_kpath {
  * BF16: activations (and f32 weights, and both operands of yf_matmul_dw) are
  *   rounded to bf16 (relative error 2^-9 each) before the product, fp32
  *   accumulation, as torch autocast does; ~2.3x the exact mode's speed on AMX.
- *   Paths without AMX compute in fp32 either way. */
+ *   On the AVX-512 path with the bf16 dot kernel on (below), the packed
+ *   products do the same with vdpbf16ps (products of bf16 pairs, fp32
+ *   accumulation); the few-row (decode) and rank-r products stay fp32.
+ *   Otherwise the paths without AMX compute in fp32 either way. */
 typedef enum yf_precision { YF_PREC_EXACT = 0, YF_PREC_BF16 = 1 } yf_precision;
 
 void yf_kernels_set_precision(yf_precision p); /* process-wide */
+
+/* Whether bf16 mode's packed products on the AVX-512 path run on bf16 pairs
+ * (vdpbf16ps, yf_fma_avx512_bf16) rather than in fp32. The default is the
+ * CPU's (cpu.h: bf16_dot_fast, where vdpbf16ps does twice the fp32 FMA's
+ * work a cycle, as on AMD Zen 4), or YF_BF16_DOT=0|1; on only where the CPU
+ * has AVX512-BF16. Process-wide; returns the previous setting. */
+bool yf_kernels_set_bf16_dot(bool on);
+/* Whether the products take the bf16 dot kernel now (path, precision and
+ * setting). */
+bool yf_kernels_bf16_dot(void);
 
 /* Decode steps of a batch of sequences: while on (for products chosen on the
  * calling thread), a product of up to YF_ROWSTABLE_M rows gives each row the

@@ -81,6 +81,33 @@ int64_t yf_gemv_rows(void) { return t_rowstable ? YF_ROWSTABLE_M : YF_GEMV_MAX_M
 void yf_kernels_set_precision(yf_precision p) { g_prec = p; }
 yf_precision yf_kernels_precision(void) { return g_prec; }
 
+/* the bf16 dot kernel: -1 until first asked (the CPU's default or YF_BF16_DOT) */
+static int g_bf16_dot = -1;
+
+static bool bf16_dot_setting(void) {
+    if (g_bf16_dot < 0) {
+        const char *env = getenv("YF_BF16_DOT");
+        bool on = env && *env ? strcmp(env, "0") != 0 : yf_cpu()->bf16_dot_fast;
+        g_bf16_dot = on && yf_cpu()->avx512_bf16 && YF_CC_AVX512;
+    }
+    return g_bf16_dot;
+}
+
+bool yf_kernels_set_bf16_dot(bool on) {
+    bool was = bf16_dot_setting();
+    g_bf16_dot = on && yf_cpu()->avx512_bf16 && YF_CC_AVX512;
+    return was;
+}
+
+bool yf_kernels_bf16_dot(void) {
+    return g_prec == YF_PREC_BF16 && yf_kernels_path() == YF_KPATH_AVX512 && bf16_dot_setting();
+}
+
+const yf_fma_isa *yf_fma_isa_now(yf_kpath path) {
+    if (path == YF_KPATH_AVX2) return &yf_fma_avx2;
+    return g_prec == YF_PREC_BF16 && bf16_dot_setting() ? &yf_fma_avx512_bf16 : &yf_fma_avx512;
+}
+
 /* ---- per-thread scratch ------------------------------------------------- */
 
 /* freed when a thread that ends (serve's scheduler) exits (yf_tbuf) */
@@ -331,7 +358,7 @@ static void run_inner(const yf_gemm *g, const yf_gemm_epi *e) {
     int nt = work < min_work && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
     YF_CHECK(!g->apk || (k == K_AMX && nparts == 1 && g->bpk));
     if (k == K_AVX512 || k == K_AVX2) { /* its own split (gemm_fma.c) */
-        yf_gemm_fma(g, e, k == K_AVX512 ? &yf_fma_avx512 : &yf_fma_avx2, nt);
+        yf_gemm_fma(g, e, yf_fma_isa_now(k == K_AVX512 ? YF_KPATH_AVX512 : YF_KPATH_AVX2), nt);
         return;
     }
     if (nt <= 1 && g->apk) { /* K block by K block, as below */

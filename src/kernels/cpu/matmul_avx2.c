@@ -150,7 +150,7 @@ AVX2_TARGET static void widen(float *dst, const uint16_t *src, int64_t n) {
     for (int64_t i = 0; i < n; i += 8) _mm256_store_ps(dst + i, load8n(src, YF_BF16, i, 8));
 }
 
-const yf_fma_isa yf_fma_avx2 = {MR, NR, kernel, pack_b_cols, pack_b_rows, widen};
+const yf_fma_isa yf_fma_avx2 = {MR, NR, 1, kernel, pack_b_cols, pack_b_rows, widen, NULL};
 
 /* axpy style (see matmul_avx512.c); the n tail of each chunk in scalar. */
 AVX2_TARGET static void gemv_axpy(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -230,7 +230,7 @@ void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t 
 }
 
 #else
-const yf_fma_isa yf_fma_avx2 = {YF_AVX2_MR, YF_AVX2_NR, NULL, NULL, NULL, NULL};
+const yf_fma_isa yf_fma_avx2 = {YF_AVX2_MR, YF_AVX2_NR, 1, NULL, NULL, NULL, NULL, NULL};
 void yf_gemv_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     (void)g, (void)m0, (void)m1, (void)n0, (void)n1;
     YF_CHECK(!"AVX2 path not compiled in");

@@ -101,26 +101,40 @@ typedef struct yf_tile_term {
     int64_t mld;
     yf_drop d;
 } yf_tile_term;
-/* C[rows x cols] (+ C if loadc) = Ap[kc x MR] . Bp[kc x NR], then t's term (t
- * may be NULL); rows <= MR, cols <= NR say how much of the tile is real. */
-typedef void (*yf_ukernel)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
+/* C[rows x cols] (+ C if loadc) = Ap[kw x MR] . Bp[kw x NR], then t's term
+ * (t may be NULL); rows <= MR, cols <= NR say how much of the tile is real.
+ * The panels are kw rows of 32-bit words: floats (kpair 1), or bf16 pairs of
+ * consecutive k (kpair 2: low half k, high half k + 1). */
+typedef void (*yf_ukernel)(int64_t kw, const float *ap, const float *bp, float *c, int64_t ldc, bool loadc,
                            int64_t rows, int64_t cols, const yf_tile_term *t);
 typedef struct yf_fma_isa {
     int mr, nr;
+    int kpair; /* k a word of a panel holds: 1 (fp32 FMA), 2 (bf16 pairs, vdpbf16ps) */
     yf_ukernel kernel;
-    /* a panel of B (columns n0.., nn <= NR valid; rows k0..k0+kb-1) where
-     * column n of B is contiguous along k (brs == 1: x.W^T's W rows) */
+    /* a panel of B (columns n0.., nn <= NR valid; rows k0..k0+kb-1, as
+     * ceil(kb / kpair) rows of words) where column n of B is contiguous
+     * along k (brs == 1: x.W^T's W rows) */
     void (*pack_b_cols)(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, float *bp);
     /* the same where rows of B are contiguous along n (bcs == 1: dy.W's W rows, dW's x rows) */
     void (*pack_b_rows)(const yf_gemm *g, int64_t k0, int64_t kb, int64_t n0, int64_t nn, float *bp);
-    /* dst[i] = src[i] widened from bf16, n a multiple of 16 */
+    /* dst[i] = src[i] widened from bf16, n a multiple of 16 (kpair 1: a
+     * pre-packed bf16 panel; kpair 2 reads its pre-packed panels in place) */
     void (*widen)(float *dst, const uint16_t *src, int64_t n);
+    /* a panel of A (rows m0.., nm <= MR valid; k0..k0+kb-1) as ceil(kb /
+     * kpair) rows of MR words at ap; NULL: the driver's fp32 packing */
+    void (*pack_a)(const yf_gemm *g, int64_t m0, int64_t nm, int64_t k0, int64_t kb, float *ap);
 } yf_fma_isa;
 #define YF_AVX512_MR 12
 #define YF_AVX512_NR 32
 #define YF_AVX2_MR 6
 #define YF_AVX2_NR 16
-extern const yf_fma_isa yf_fma_avx512, yf_fma_avx2;
+/* yf_fma_avx512_bf16: the AVX-512 tile on bf16 pairs (kpair 2), for bf16
+ * mode where vdpbf16ps pays (cpu.h's bf16_dot_fast; yf_kernels_set_bf16_dot):
+ * both operands rounded to bf16 as they are packed, fp32 accumulation. */
+extern const yf_fma_isa yf_fma_avx512, yf_fma_avx2, yf_fma_avx512_bf16;
+/* The FMA-driver ISA that products on the path (AVX-512 or AVX2) take now:
+ * yf_fma_avx512_bf16 in bf16 mode with the bf16 dot kernel on. */
+const yf_fma_isa *yf_fma_isa_now(yf_kpath path);
 /* g (+ e's terms, or NULL) on the FMA path isa, split between nt threads. */
 void yf_gemm_fma(const yf_gemm *g, const yf_gemm_epi *e, const yf_fma_isa *isa, int nt);
 /* nparts: A is split into 1 (bf16 mode), 2 or 3 bf16 parts (exact mode).
@@ -226,8 +240,8 @@ struct yf_wpack {
     yf_dtype wt;
     yf_pack_kind kind;
     uint16_t *tiles; /* AMX tiles, or NULL */
-    void *panels;    /* or the FMA kernels' panels of B, nr wide, in W's dtype (yf_gemm's bpf) */
-    int nr;
+    void *panels;    /* or the FMA kernels' panels of B, nr wide, in W's dtype (yf_gemm's bpf) or, */
+    int nr, kpair;   /* kpair 2, in bf16 pairs (yf_fma_avx512_bf16's) */
     size_t bytes;
     bool borrowed; /* tiles: the caller's (yf_wpack_f32) */
 };

@@ -28,10 +28,20 @@ static int fma_nr(void) {
     return p == YF_KPATH_AVX512 ? YF_AVX512_NR : p == YF_KPATH_AVX2 ? YF_AVX2_NR : 0;
 }
 
+/* k a word of those panels holds: 2 for the bf16-pair kernel (bf16 mode
+ * with the bf16 dot kernel on), else 1 */
+static int fma_kpair(void) { return fma_nr() > 0 ? yf_fma_isa_now(yf_kernels_path())->kpair : 1; }
+
+/* whether pk's panels are the ones the products on this path read */
+static bool panels_fit(const yf_wpack *pk) { return pk->panels && pk->nr == fma_nr() && pk->kpair == fma_kpair(); }
+
 bool yf_wpack_pays(int64_t M, yf_dtype wt) {
     if (M > PACK_MAX_M) return false;
     if (yf_kernels_path() == YF_KPATH_AMX) return wt == YF_BF16 && M >= YF_AMX_MIN_M;
-    /* the few-row products read W itself; a quantized W is never packed */
+    /* the few-row products read W itself; a quantized W is never packed;
+     * the bf16-pair kernel packs only bf16 weights (an f32 one's rows could
+     * not be read back from bf16 pairs) */
+    if (fma_kpair() == 2 && wt != YF_BF16) return false;
     return fma_nr() > 0 && (wt == YF_BF16 || wt == YF_F32) && M > yf_gemv_rows();
 }
 
@@ -79,11 +89,14 @@ static yf_wpack *pack_alloc(const void *w, yf_dtype wt, int64_t N, int64_t K, yf
 /* ---- the FMA kernels' panels ----------------------------------------------
  * Panel p holds columns p nr .. of the product's B for all of its K, row k
  * at k nr, in W's dtype (the kernels widen a bf16 panel as they go): what
- * gemm_fma.c would otherwise pack per call (x.W^T: a transpose of W). */
+ * gemm_fma.c would otherwise pack per call (x.W^T: a transpose of W). For
+ * the bf16-pair kernel (kpair 2, bf16 W): ceil(K / 2) rows of nr words, the
+ * pair k = 2i, 2i + 1 in row i, as that kernel's own packing writes them. */
 
 typedef struct panel_job {
     const yf_gemm *g;
     int nr;
+    const yf_fma_isa *isa; /* the bf16-pair kernel's, or NULL (panels in W's dtype) */
     int64_t per; /* panels a piece */
     char *dst;
     const char *release; /* XWT: W, whose rows a piece releases once packed; or NULL */
@@ -94,6 +107,20 @@ static void panel_piece(void *ctx, int64_t i) {
     const yf_gemm *g = j->g;
     int64_t nr = j->nr, np = (g->N + nr - 1) / nr, p0 = i * j->per, p1 = p0 + j->per < np ? p0 + j->per : np;
     size_t esz = g->bt == YF_BF16 ? 2 : 4;
+    if (j->isa) { /* bf16 pairs: the kernel's packing, all of K at once */
+        int64_t kw = (g->K + 1) / 2;
+        for (int64_t p = p0; p < p1; p++) {
+            int64_t nn = g->N - p * nr < nr ? g->N - p * nr : nr;
+            float *d = (float *)j->dst + p * kw * nr;
+            if (g->bcs == 1)
+                j->isa->pack_b_rows(g, 0, g->K, p * nr, nn, d);
+            else
+                j->isa->pack_b_cols(g, 0, g->K, p * nr, nn, d);
+            if (j->release)
+                yf_release_resident(j->release + (size_t)(p * nr * g->K) * esz, (size_t)(nn * g->K) * esz);
+        }
+        return;
+    }
     for (int64_t p = p0; p < p1; p++) {
         char *d = j->dst + (size_t)(p * g->K * nr) * esz;
         int64_t nn = g->N - p * nr < nr ? g->N - p * nr : nr;
@@ -124,16 +151,23 @@ static void panel_piece(void *ctx, int64_t i) {
 
 static yf_wpack *wpack_panels(const void *w, yf_dtype wt, int64_t N, int64_t K, yf_pack_kind kind, bool release_w) {
     yf_gemm g = weight_gemm(w, wt, N, K, kind);
-    int nr = fma_nr();
+    int nr = fma_nr(), kp = fma_kpair();
+    if (kp == 2 && wt != YF_BF16) {
+        yf_errorf("kernels: the bf16-pair kernel pre-packs only bf16 weights");
+        return NULL;
+    }
     int64_t np = (g.N + nr - 1) / nr;
-    size_t esz = wt == YF_BF16 ? 2 : 4, bytes = (size_t)np * (size_t)g.K * (size_t)nr * esz;
+    size_t esz = wt == YF_BF16 ? 2 : 4;
+    size_t bytes = kp == 2 ? (size_t)np * (size_t)((g.K + 1) / 2) * (size_t)nr * 4
+                           : (size_t)np * (size_t)g.K * (size_t)nr * esz;
     void *panels;
     yf_wpack *p = pack_alloc(w, wt, N, K, kind, bytes, &panels);
     if (!p) return NULL;
-    p->panels = panels, p->nr = nr;
+    p->panels = panels, p->nr = nr, p->kpair = kp;
     bool by_rows = release_w && kind == YF_PACK_XWT;
     int64_t pieces = np < 256 ? np : 256;
-    panel_job j = {&g, nr, (np + pieces - 1) / pieces, panels, by_rows ? w : NULL};
+    panel_job j = {&g, nr, kp == 2 ? yf_fma_isa_now(yf_kernels_path()) : NULL, (np + pieces - 1) / pieces, panels,
+                   by_rows ? w : NULL};
     yf_par_for(pieces, panel_piece, &j);
     if (release_w) yf_release_resident(w, (size_t)(N * K) * esz);
     return p;
@@ -217,7 +251,8 @@ static void rows_piece(void *ctx, int64_t piece) {
     }
 }
 
-/* The same from FMA panels: W[v, d] is in panel d / nr at v nr + d % nr. */
+/* The same from FMA panels: W[v, d] is in panel d / nr at v nr + d % nr;
+ * in bf16 pairs, at bf16 2 ((v / 2) nr + d % nr) + v % 2. */
 static void panel_rows_piece(void *ctx, int64_t piece) {
     const rows_job *j = ctx;
     const yf_wpack *p = j->p;
@@ -226,6 +261,13 @@ static void panel_rows_piece(void *ctx, int64_t piece) {
     for (int64_t i = i0; i < i1; i++) {
         int64_t v = j->ids[i];
         float *o = j->out + i * K;
+        if (p->kpair == 2) {
+            const uint16_t *pan = p->panels;
+            int64_t pstride = 2 * ((p->N + 1) / 2) * nr; /* bf16 a panel */
+            for (int64_t d = 0; d < K; d++)
+                o[d] = yf_bf16_to_f32(pan[(d / nr) * pstride + 2 * ((v / 2) * nr + d % nr) + v % 2]);
+            continue;
+        }
         for (int64_t d0 = 0; d0 < K; d0 += nr) {
             int64_t at = (d0 / nr) * p->N * nr + v * nr, nn = K - d0 < nr ? K - d0 : nr;
             if (p->wt == YF_F32)
@@ -260,19 +302,22 @@ void yf_gemm_use_pack(yf_gemm *g, const yf_wpack *pk, const void *w, int64_t N, 
     if (!pk) return;
     YF_CHECK(pk->w == w && pk->N == N && pk->K == K && pk->kind == kind);
     g->bpk = pk->tiles;
-    if (pk->panels && pk->nr == fma_nr()) /* made for this path (tests switch paths) */
-        g->bpf = pk->panels, g->bpf_ld = g->K * pk->nr;
+    if (panels_fit(pk)) /* made for this path (tests switch paths) */
+        g->bpf = pk->panels, g->bpf_ld = (g->K + pk->kpair - 1) / pk->kpair * pk->nr;
 }
 
 /* a row slice's view of a pack's panels: x.W[n0:n1]^T starts at panel
  * n0 / nr; dy.W[n0:n1] at row n0 of every panel */
 static void use_panels(yf_gemm *g, const yf_wpack *pk, int64_t n0) {
-    if (!pk || !pk->panels || pk->nr != fma_nr()) return;
-    size_t esz = pk->wt == YF_BF16 ? 2 : 4;
+    if (!pk || !panels_fit(pk)) return;
+    int kp = pk->kpair;
+    if (pk->kind == YF_PACK_XW && n0 % kp != 0) return; /* a slice starting inside a pair: packed per call */
+    size_t esz = kp == 2 || pk->wt == YF_F32 ? 4 : 2; /* a word of pairs, or an element */
+    int64_t kw = (pk->K + kp - 1) / kp, nw = (pk->N + kp - 1) / kp;
     if (pk->kind == YF_PACK_XWT)
-        g->bpf = (const char *)pk->panels + (size_t)(n0 / pk->nr * pk->K * pk->nr) * esz, g->bpf_ld = pk->K * pk->nr;
+        g->bpf = (const char *)pk->panels + (size_t)(n0 / pk->nr * kw * pk->nr) * esz, g->bpf_ld = kw * pk->nr;
     else
-        g->bpf = (const char *)pk->panels + (size_t)(n0 * pk->nr) * esz, g->bpf_ld = pk->N * pk->nr;
+        g->bpf = (const char *)pk->panels + (size_t)(n0 / kp * pk->nr) * esz, g->bpf_ld = nw * pk->nr;
 }
 
 /* ---- pre-packed activations and row slices of W ------------------------ */
