@@ -5,6 +5,7 @@
  * gives the same bits; the reference is the product (against double sums);
  * the dispatcher sends decode products to them. */
 #include "harness.h"
+#include "kernels/cpu/cpu.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul_impl.h"
 
@@ -223,4 +224,55 @@ TEST(gemv_tiles_are_what_decode_products_run) {
     yf_kernels_set_rowstable(was);
     yf_kernels_set_path(was_path);
     CHECK(bad == 0, "%d of %d decode products differ from the reference's bits", bad, runs);
+}
+
+/* The bf16 dot form (bf16 W in bf16 mode with the bf16 dot kernel, AVX-512
+ * with AVX512-BF16): each row gets the bits it gets alone, whatever the
+ * number of rows (1..32, row-stable), and each element is the product of x
+ * rounded to bf16 and W (against double sums: fp32 accumulation error
+ * only, relative to the sum of |terms|); decode products in bf16 mode run
+ * it (the bits of the kernel called directly). */
+TEST(gemv_tiles_bf16_dot_rows_stable_and_the_product) {
+    if (!yf_kernels_path_supported(YF_KPATH_AVX512) || !yf_cpu()->avx512_bf16)
+        yt_skip("no AVX512-BF16 here: the bf16 dot form of the tiles is not used");
+    yf_kpath was_path = yf_kernels_path();
+    CHECK(yf_kernels_set_path(YF_KPATH_AVX512) == 0);
+    yf_kernels_set_precision(YF_PREC_BF16);
+    bool was_dot = yf_kernels_set_bf16_dot(true), was = yf_kernels_set_rowstable(true);
+    static const int64_t nk[][2] = {{37, 33}, {29, 100}, {64, 2048}, {21, 17}, {3000, 512}}; /* N > 16: not narrow */
+    int bad_rows = 0, bad_disp = 0;
+    double worst = 0;
+    for (size_t s = 0; s < sizeof nk / sizeof *nk; s++)
+        for (int64_t M = 1; M <= YF_ROWSTABLE_M; M += s == 4 ? 9 : 5) {
+            prob p = make(M, nk[s][0], nk[s][1], YF_BF16);
+            float *all = copy(p.c, M * p.N), *disp = copy(p.c, M * p.N), *one = copy(p.c, M * p.N);
+            yf_gemm ga = gemm(&p, all, true);
+            yf_gemv_tiles_avx512(&ga, 0, M, 0, p.N);
+            for (int64_t m = 0; m < M; m++) { /* row m alone */
+                yf_gemm g1 = gemm(&p, one, true);
+                yf_gemv_tiles_avx512(&g1, m, m + 1, 0, p.N);
+            }
+            bad_rows += memcmp(all, one, (size_t)(M * p.N) * sizeof(float)) != 0;
+            yf_matmul_xwt(disp, p.x, p.w, YF_BF16, M, p.N, p.K, true);
+            bad_disp += memcmp(all, disp, (size_t)(M * p.N) * sizeof(float)) != 0;
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = 0; n < p.N; n++) {
+                    double sum = p.c[m * p.N + n], mag = fabs(sum);
+                    for (int64_t k = 0; k < p.K; k++) {
+                        double t = (double)yf_bf16_to_f32(yf_f32_to_bf16(p.x[m * p.K + k])) *
+                                   yf_bf16_to_f32(p.w[n * p.K + k]);
+                        sum += t, mag += fabs(t);
+                    }
+                    worst = fmax(worst, fabs(all[m * p.N + n] - sum) / mag);
+                }
+            free(all), free(disp), free(one);
+            drop(&p);
+        }
+    yf_kernels_set_rowstable(was);
+    yf_kernels_set_bf16_dot(was_dot);
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    yf_kernels_set_path(was_path);
+    CHECK(bad_rows == 0, "%d products: rows differ from the same rows alone", bad_rows);
+    CHECK(bad_disp == 0, "%d decode products in bf16 mode differ from the dot kernel's bits", bad_disp);
+    CHECK_NEAR("bf16 dot tiles vs double sums of bf16(x)·W, relative to the sum of |terms|", worst, 1e-5);
 }

@@ -13,7 +13,10 @@
  *     L bf16 in k order takes two, one a shuffle on a port the FMAs need.
  * k past K count as zeros; then the lanes are added as _mm512_reduce_add_ps
  * adds them (halves, quarters, then (v0 + v2) + (v1 + v3); AVX2 from the
- * quarters). x is copied once per call into that order (xs).
+ * quarters). x is copied once per call into that order (xs). In bf16 mode
+ * with the bf16 dot kernel (kernels.h) a bf16 W takes the dot form instead:
+ * x rounded to bf16, each lane's pair of products added by vdpbf16ps (no
+ * reference order: it is tested against double sums).
  *
  * Every element is that one sum whatever the number of rows, their grouping
  * into register tiles or the columns a thread takes: a row's result is the
@@ -69,17 +72,28 @@ void yf_gemv_tiles_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int6
 
 /* ---- the driver, for either width --------------------------------------- */
 
+/* How the kernels read x: as floats in k order (f32 W), as floats with
+ * each step's even k first (bf16 W), or rounded to bf16 in k order (the
+ * bf16 dot kernel: bf16 W in bf16 mode). */
+typedef enum { X_F32, X_PAIRS, X_BF16 } x_form;
+
 /* x's rows m0..m0+mm in the order of steps of `step` k (kp, a multiple of
  * it, with zeros past K): k order, or with pairs its step/2 even then step/2
- * odd k; interleaved by steps, row after row (xs + q step mm + m step) */
-static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int step, bool pairs, float *xs) {
+ * odd k; interleaved by steps, row after row (xs + q step mm + m step, in
+ * floats, or in bf16 for X_BF16) */
+static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int step, x_form form, float *xs) {
     int half = step / 2;
     for (int64_t m = 0; m < mm; m++) {
         const float *x = g->a + (m0 + m) * g->ars;
         for (int64_t k = 0; k < kp; k += step) {
             float *d = xs + k * mm + m * step;
             int64_t have = g->K - k < step ? g->K - k : step; /* k < K from here on */
-            if (!pairs) {
+            if (form == X_BF16) {
+                uint16_t *h = (uint16_t *)xs + k * mm + m * step;
+                for (int64_t l = 0; l < step; l++) h[l] = l < have ? yf_f32_to_bf16(x[k + l]) : 0;
+                continue;
+            }
+            if (form == X_F32) {
                 memcpy(d, x + k, (size_t)have * sizeof(float));
                 for (int64_t l = have; l < step; l++) d[l] = 0;
                 continue;
@@ -117,14 +131,14 @@ static int64_t group_rows(int64_t M, int64_t r, int64_t groups, int64_t gi) {
  * that stays in L2 while each group passes over it. step: k a step of the
  * kernels takes (bf16: two vectors' worth). */
 static void tiles_run(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int step, int maxr,
-                      const tiles_rows_fn *rows_fn) {
+                      const tiles_rows_fn *rows_fn, x_form form) {
     if (m1 <= m0 || n1 <= n0) return;
     YF_CHECK(g->brs == 1 && g->acs == 1 && (g->bt == YF_BF16 || g->bt == YF_F32));
     int64_t M = m1 - m0, kp = (g->K + step - 1) / step * step;
     float *xs = yf_scratch(0, (size_t)(M * kp) * sizeof(float));
     int64_t groups = (M + maxr - 1) / maxr;
     for (int64_t gi = 0, r = 0; gi < groups; r += group_rows(M, r, groups, gi), gi++)
-        tiles_x(g, m0 + r, group_rows(M, r, groups, gi), kp, step, g->bt == YF_BF16, xs + r * kp);
+        tiles_x(g, m0 + r, group_rows(M, r, groups, gi), kp, step, form, xs + r * kp);
     int64_t nb = n1 - n0;
     if (groups > 1) {
         nb = ((int64_t)256 << 10) / (g->K * (g->bt == YF_BF16 ? 2 : 4)) / 24 * 24;
@@ -216,24 +230,9 @@ INLINE __m512 reduce16(const __m512 v[16]) {
                          _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* C[m0 .. m0+mm, n .. n+nc] from xs (those rows, tiles_x); bf: bf16 W (a
- * constant in each inlined copy, as mm and nc) */
-INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc, const bool bf) {
-    const int64_t K = g->K, bcs = g->bcs, step = bf ? 32 : 16, kfull = K / step * step;
-    __m512 acc[MAXR][8];
-#pragma GCC unroll 8
-    for (int m = 0; m < mm; m++)
-#pragma GCC unroll 8
-        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
-    if (bf) {
-        const uint16_t *w = (const uint16_t *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 32) pair_step(acc, w, bcs, xs, k, mm, nc, 0xffffffffu);
-        if (kfull < K) pair_step(acc, w, bcs, xs, kfull, mm, nc, mask32(K - kfull));
-    } else {
-        const float *w = (const float *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff);
-        if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull));
-    }
+/* C[m0 .. m0+mm, n .. n+nc] from a tile's accumulators: each the sum of its
+ * lanes (reduce16's order, or _mm512_reduce_add_ps's, the same) */
+INLINE void tile_sums(const yf_gemm *g, __m512 acc[MAXR][8], int64_t m0, const int mm, int64_t n, const int nc) {
     /* the accumulators in row order, 16 at a time (padded with zeros); fewer
      * than 8 left: one at a time */
     const int na = mm * nc;
@@ -256,6 +255,79 @@ INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, in
     }
 }
 
+/* C[m0 .. m0+mm, n .. n+nc] from xs (those rows, tiles_x); bf: bf16 W (a
+ * constant in each inlined copy, as mm and nc) */
+INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc, const bool bf) {
+    const int64_t K = g->K, bcs = g->bcs, step = bf ? 32 : 16, kfull = K / step * step;
+    __m512 acc[MAXR][8];
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
+    if (bf) {
+        const uint16_t *w = (const uint16_t *)g->b + n * bcs;
+        for (int64_t k = 0; k < kfull; k += 32) pair_step(acc, w, bcs, xs, k, mm, nc, 0xffffffffu);
+        if (kfull < K) pair_step(acc, w, bcs, xs, kfull, mm, nc, mask32(K - kfull));
+    } else {
+        const float *w = (const float *)g->b + n * bcs;
+        for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff);
+        if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull));
+    }
+    tile_sums(g, acc, m0, mm, n, nc);
+}
+
+/* ---- the bf16 dot form (bf16 W in bf16 mode, yf_kernels_bf16_dot) ----------
+ * x rounded to bf16 (X_BF16), W's bf16 as they are: lane l of an
+ * accumulator adds x[32q + 2l]·W[..] + x[32q + 2l + 1]·W[..] by vdpbf16ps, a
+ * step of 32 k one instruction a (row, column) where the fp32 form takes two
+ * FMAs and two widenings; the lanes reduced as above. Row-stable as well. */
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+BF16_TARGET static inline __attribute__((always_inline)) void dot_step(__m512 acc[MAXR][8], const uint16_t *w,
+                                                                        int64_t bcs, const uint16_t *xs, int64_t k,
+                                                                        const int mm, const int nc, __mmask32 km) {
+    __m512bh wv[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < nc; j++) {
+        _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(km, w + j * bcs + k);
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++) {
+        __m512bh x = (__m512bh)_mm512_loadu_si512(xs + k * mm + m * 32);
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], x, wv[j]);
+    }
+}
+
+BF16_TARGET static inline __attribute__((always_inline)) void tile_dot(const yf_gemm *g, const float *xs, int64_t m0,
+                                                                        const int mm, int64_t n, const int nc,
+                                                                        const bool bf) {
+    (void)bf;
+    const int64_t K = g->K, bcs = g->bcs, kfull = K / 32 * 32;
+    const uint16_t *x16 = (const uint16_t *)xs, *w = (const uint16_t *)g->b + n * bcs;
+    __m512 acc[MAXR][8];
+#pragma GCC unroll 8
+    for (int m = 0; m < mm; m++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kfull; k += 32) dot_step(acc, w, bcs, x16, k, mm, nc, 0xffffffffu);
+    if (kfull < K) dot_step(acc, w, bcs, x16, kfull, mm, nc, mask32(K - kfull));
+    tile_sums(g, acc, m0, mm, n, nc);
+}
+
+#define TILE_DOT_ROWS(mm, NC) TILES_ROWS_FN(BF16_TARGET, tile_dot, dot_rows_##mm, mm, NC, true)
+TILE_DOT_ROWS(1, 8)
+TILE_DOT_ROWS(2, 6)
+TILE_DOT_ROWS(3, 6)
+TILE_DOT_ROWS(4, 5)
+TILE_DOT_ROWS(5, 4)
+TILE_DOT_ROWS(6, 4)
+TILE_DOT_ROWS(7, 3)
+TILE_DOT_ROWS(8, 3)
+static const tiles_rows_fn g_dot_rows[MAXR + 1] = {NULL,       dot_rows_1, dot_rows_2, dot_rows_3, dot_rows_4,
+                                                   dot_rows_5, dot_rows_6, dot_rows_7, dot_rows_8};
+
 /* bf16 and f32 rows functions of mm rows, tiles of NC columns */
 #define TILE_ROWS(mm, NC)                                                                                             \
     TILES_ROWS_FN(AVX512_TARGET, tile, bf16_rows_##mm, mm, NC, true)                                                  \
@@ -276,7 +348,10 @@ static const tiles_rows_fn g_f32_rows[MAXR + 1] = {NULL,       f32_rows_1, f32_r
 
 void yf_gemv_tiles_avx512(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     bool bf = g->bt == YF_BF16;
-    tiles_run(g, m0, m1, n0, n1, bf ? 32 : 16, MAXR, bf ? g_bf16_rows : g_f32_rows);
+    if (bf && yf_kernels_bf16_dot())
+        tiles_run(g, m0, m1, n0, n1, 32, MAXR, g_dot_rows, X_BF16);
+    else
+        tiles_run(g, m0, m1, n0, n1, bf ? 32 : 16, MAXR, bf ? g_bf16_rows : g_f32_rows, bf ? X_PAIRS : X_F32);
 }
 
 #else
@@ -418,7 +493,7 @@ static const tiles_rows_fn g_f32_rows8[MAXR2 + 1] = {NULL, f32_rows8_1, f32_rows
 
 void yf_gemv_tiles_avx2(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     bool bf = g->bt == YF_BF16;
-    tiles_run(g, m0, m1, n0, n1, bf ? 16 : 8, MAXR2, bf ? g_bf16_rows8 : g_f32_rows8);
+    tiles_run(g, m0, m1, n0, n1, bf ? 16 : 8, MAXR2, bf ? g_bf16_rows8 : g_f32_rows8, bf ? X_PAIRS : X_F32);
 }
 
 #else
