@@ -880,3 +880,30 @@ TEST(constrain_schema_accepts_equals_python_reference) {
     CHECK(accepted >= 20 && accepted < n, "%d of %d accepted: the cases should mix valid and invalid texts", accepted, n);
     yf_constraint_free(c);
 }
+
+/* An answer cut inside a character: the model spelled its first byte as a
+ * byte piece, and the pruned vocabulary had no piece for the rest, so the
+ * constraint's completion supplies it. The answer is the character, as the
+ * input has it, not U+FFFD and stray bytes (the demo's extraction of
+ * "蒋艺，女，硕士。" once wrote "蒋\ufffd\x89\xba"); without a tail the
+ * text is the ordinary decode. */
+TEST(constrain_answer_text_joins_a_split_character) {
+    yf_tokenizer *tok = tokenizer();
+    if (!tok) return;
+    int64_t jiang = yf_tokenizer_piece_id(tok, "蒋"), e8 = yf_tokenizer_piece_id(tok, "<0xE8>");
+    CHECK(jiang >= 0 && e8 >= 0, "pieces: 蒋 %lld, <0xE8> %lld", (long long)jiang, (long long)e8);
+    int64_t ids[] = {jiang, e8};
+    char *t = NULL;
+    size_t len = 0;
+    CHECK(yf_answer_text(tok, ids, 2, "\x89\xba\"]}", &t, &len) == 0, "%s", yf_last_error());
+    CHECK(t && len == strlen("蒋艺\"]}") && memcmp(t, "蒋艺\"]}", len) == 0, "'%s' (%zu bytes)", t ? t : "", len);
+    free(t);
+    CHECK(yf_answer_text(tok, ids, 2, NULL, &t, &len) == 0);
+    CHECK(t && strcmp(t, "蒋\xef\xbf\xbd") == 0, "without a tail: '%s'", t ? t : "");
+    free(t);
+    int64_t eod = yf_tokenizer_piece_id(tok, "<eod>"), ids2[] = {jiang, eod};
+    CHECK(yf_answer_text(tok, ids2, 2, "\"]}", &t, &len) == 0 && t && strcmp(t, "蒋\"]}") == 0,
+          "special tokens dropped with a tail: '%s'", t ? t : "");
+    free(t);
+    yf_tokenizer_free(tok);
+}

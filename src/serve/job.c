@@ -7,6 +7,7 @@
 
 #include "base/jsontext.h"
 #include "task/eval.h"
+#include "task/extract.h"
 #include "task/jsonschema.h"
 
 #define U_FFFD "\xEF\xBF\xBD"
@@ -260,17 +261,19 @@ static bool on_token(void *ctx, int64_t id) {
 static void on_done(void *ctx, yf_finish why, const char *error) {
     yf_job *j = ctx;
     /* an extraction answer a pruned vocabulary could not finish: its
-     * shortest completion, as yuanft extract appends it */
-    char *tail = NULL;
-    size_t tl = 0;
+     * shortest completion after the ids' bytes, as yuanft extract writes it
+     * (yf_answer_text: a character cut between the two is whole again) */
+    char *tail = NULL, *txt = NULL;
+    size_t tl = 0, len = 0;
     bool ended = why == YF_FINISH_STOP || why == YF_FINISH_LENGTH;
     if (j->cst && j->q.kind == YF_API_EXTRACT && ended && !yf_cstate_complete(j->cst))
         tail = yf_cstate_completion(j->cst, &tl);
+    if (tail && tl && yf_answer_text(j->srv->tok, j->ids, (size_t)j->n, tail, &txt, &len)) txt = NULL;
     pthread_mutex_lock(&j->mu);
-    if (tail && tl) {
-        j->text = yf_realloc(j->text, j->len + tl + 1);
-        memcpy(j->text + j->len, tail, tl + 1);
-        j->len += tl;
+    if (txt) {
+        free(j->text);
+        j->text = txt;
+        j->len = len;
     }
     free(tail);
     j->why = why;

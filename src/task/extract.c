@@ -143,16 +143,11 @@ int yf_extract_run(yf_extractor *x, const char *const *inputs, size_t n, char **
     *answers = yf_calloc(n ? n : 1, sizeof **answers);
     for (size_t i = 0; i < n; i++) {
         for (int64_t t = 0; t < out[i].n; t++) out[i].ids[t] = yf_vocab_to_orig(x->vmap, out[i].ids[t]);
-        size_t len = 0;
-        if (yf_tokenizer_decode_n(x->tok, out[i].ids, (size_t)out[i].n, true, &(*answers)[i], &len)) {
+        if (yf_answer_text(x->tok, out[i].ids, (size_t)out[i].n, cons.tail ? cons.tail[i] : NULL, &(*answers)[i],
+                           NULL)) {
             for (size_t k = 0; k < i; k++) free((*answers)[k]);
             free(*answers);
             goto done;
-        }
-        if (cons.tail && cons.tail[i]) {
-            size_t tl = strlen(cons.tail[i]);
-            (*answers)[i] = yf_realloc((*answers)[i], len + tl + 1);
-            memcpy((*answers)[i] + len, cons.tail[i], tl + 1);
         }
     }
     rc = 0;
@@ -165,4 +160,18 @@ done:
     free(prompts);
     free(plen);
     return rc;
+}
+
+int yf_answer_text(const yf_tokenizer *tok, const int64_t *ids, size_t n, const char *tail, char **text, size_t *len) {
+    size_t l = 0;
+    int rc = tail ? yf_tokenizer_decode_bytes(tok, ids, n, text, &l) : yf_tokenizer_decode_n(tok, ids, n, true, text, &l);
+    if (rc) return rc;
+    if (tail) {
+        size_t tl = strlen(tail);
+        *text = yf_realloc(*text, l + tl + 1);
+        memcpy(*text + l, tail, tl + 1);
+        l += tl;
+    }
+    if (len) *len = l;
+    return 0;
 }

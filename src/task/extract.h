@@ -48,4 +48,12 @@ typedef struct yf_extractor {
 /* answers[n] (malloc'd strings; free with yf_strv_free from eval.h). */
 int yf_extract_run(yf_extractor *x, const char *const *inputs, size_t n, char ***answers);
 
+/* The text of an answer's ids (special tokens dropped) followed by tail, the
+ * constraint's completion of an answer the model could not finish (NULL:
+ * none). With a tail the ids' byte pieces are taken as they are: an answer
+ * cut inside a character (its first byte pieces spelled, the rest in the
+ * tail) becomes that character, not U+FFFD and stray bytes. *text is
+ * malloc'd. */
+int yf_answer_text(const yf_tokenizer *tok, const int64_t *ids, size_t n, const char *tail, char **text, size_t *len);
+
 #endif

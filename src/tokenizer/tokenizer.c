@@ -854,9 +854,10 @@ static void buf_put(tk_buf *b, const char *s, size_t n) {
 
 /* SentencePiece's Decode of ids (all < n_pieces): control pieces vanish,
  * <unk> becomes its surface " ⁇ ", runs of byte pieces are reassembled into
- * UTF-8 (malformed bytes -> U+FFFD), U+2581 -> ' ', and the first text
- * piece loses its leading U+2581 (the dummy prefix). */
-static void sp_decode(const yf_tokenizer *t, const int64_t *ids, size_t n, tk_buf *out) {
+ * UTF-8 (malformed bytes -> U+FFFD; with raw, the bytes as they are), U+2581
+ * -> ' ', and the first text piece loses its leading U+2581 (the dummy
+ * prefix). */
+static void sp_decode(const yf_tokenizer *t, const int64_t *ids, size_t n, bool raw, tk_buf *out) {
     bool bos_ws = true;
     for (size_t i = 0; i < n; i++) {
         const tk_piece *p = &t->pieces[ids[i]];
@@ -870,7 +871,7 @@ static void sp_decode(const yf_tokenizer *t, const int64_t *ids, size_t n, tk_bu
                 char c[4];
                 size_t m = 0;
                 for (; m < 4 && i + m < j; m++) c[m] = (char)t->pieces[ids[i + m]].byteval;
-                size_t cl = yf_utf8_len(c, m);
+                size_t cl = raw ? 1 : yf_utf8_len(c, m);
                 if (cl) buf_put(out, c, cl), i += cl;
                 else buf_put(out, "\xEF\xBF\xBD", 3), i++;
             }
@@ -895,8 +896,9 @@ static void sp_decode(const yf_tokenizer *t, const int64_t *ids, size_t n, tk_bu
     }
 }
 
-int yf_tokenizer_decode_n(const yf_tokenizer *t, const int64_t *ids, size_t n, bool skip_special, char **text,
-                          size_t *len) {
+/* yf_tokenizer_decode_n; raw (with skip_special): byte pieces as they are */
+static int decode_ids(const yf_tokenizer *t, const int64_t *ids, size_t n, bool skip_special, bool raw, char **text,
+                      size_t *len) {
     *text = NULL;
     if (len) *len = 0;
     for (size_t i = 0; i < n; i++)
@@ -910,13 +912,13 @@ int yf_tokenizer_decode_n(const yf_tokenizer *t, const int64_t *ids, size_t n, b
         size_t m = 0;
         for (size_t i = 0; i < n; i++)
             if (!t->is_special[ids[i]]) keep[m++] = ids[i];
-        sp_decode(t, keep, m, &out);
+        sp_decode(t, keep, m, raw, &out);
         free(keep);
     } else {
         size_t start = 0;
         for (size_t i = 0; i <= n; i++) {
             if (i < n && !t->is_special[ids[i]]) continue;
-            if (i > start) sp_decode(t, ids + start, i - start, &out); /* ids may be NULL when n = 0 */
+            if (i > start) sp_decode(t, ids + start, i - start, false, &out); /* ids may be NULL when n = 0 */
             if (i < n) {
                 const char *s = yf_tokenizer_id_piece(t, ids[i]);
                 buf_put(&out, s, strlen(s));
@@ -927,6 +929,15 @@ int yf_tokenizer_decode_n(const yf_tokenizer *t, const int64_t *ids, size_t n, b
     *text = out.s;
     if (len) *len = out.n;
     return 0;
+}
+
+int yf_tokenizer_decode_n(const yf_tokenizer *t, const int64_t *ids, size_t n, bool skip_special, char **text,
+                          size_t *len) {
+    return decode_ids(t, ids, n, skip_special, false, text, len);
+}
+
+int yf_tokenizer_decode_bytes(const yf_tokenizer *t, const int64_t *ids, size_t n, char **text, size_t *len) {
+    return decode_ids(t, ids, n, true, true, text, len);
 }
 
 int yf_tokenizer_decode(const yf_tokenizer *t, const int64_t *ids, size_t n, bool skip_special, char **text) {

@@ -32,6 +32,11 @@ int yf_tokenizer_decode(const yf_tokenizer *tok, const int64_t *ids, size_t n, b
  * inverse of yf_tokenizer_encode for valid UTF-8. */
 int yf_tokenizer_decode_n(const yf_tokenizer *tok, const int64_t *ids, size_t n, bool skip_special, char **text,
                           size_t *len);
+/* As yf_tokenizer_decode_n with skip_special, but a run of byte pieces gives
+ * its bytes as they are, valid UTF-8 or not: the text a byte-level
+ * constraint saw (an answer cut inside a character, to which the
+ * constraint's completion then appends the rest of it). */
+int yf_tokenizer_decode_bytes(const yf_tokenizer *tok, const int64_t *ids, size_t n, char **text, size_t *len);
 /* Id of a piece or special token ("<eod>", "<sep>", "▁the"), -1 if none. */
 int64_t yf_tokenizer_piece_id(const yf_tokenizer *tok, const char *piece);
 /* The piece of an id (SentencePiece piece or added token), NULL when out of range. */
