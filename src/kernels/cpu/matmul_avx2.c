@@ -72,6 +72,10 @@ AVX2_TARGET static void kernel(int64_t kc, const float *ap, const float *bp, flo
         return;
     }
     __m256i m0 = mask8(cols), m1 = mask8(cols - 8);
+    /* unrolled as the loop above: an accumulator indexed at run time would
+     * keep the array in memory, and the k loop then stored all 12 to the
+     * stack every step (38-45 GFLOP/s a Zen 4 core: a third of its peak) */
+#pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
         if (r >= rows) break;
         float *cr = c + r * ldc;
