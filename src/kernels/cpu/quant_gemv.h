@@ -49,11 +49,17 @@ QTARGET QINLINE void q_i8_block(const yf_qmat *qm, float *y, int64_t ldy, const 
         }
     }
     const float *sc = (const float *)qm->scale + n;
-    for (int r = 0; r < R && r < nrows; r++)
+    /* unrolled (nrows is known at run time only): an accumulator indexed at
+     * run time would keep a[][] in memory, stored to on every k step */
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        if (r >= nrows) break;
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
             float s = sc[r] * QHSUM(a[r][m]), *d = y + m * ldy + r;
             *d = accumulate ? *d + s : s;
         }
+    }
 }
 
 /* ---- q4: rows n.. of W against M rows of x; groups of G = 2 QL H values,
@@ -114,11 +120,15 @@ QTARGET QINLINE void q_q4_block(const yf_qmat *qm, float *y, int64_t ldy, const 
             }
         }
     }
-    for (int r = 0; r < R && r < nrows; r++)
+#pragma GCC unroll 8 /* as in q_i8_block */
+    for (int r = 0; r < R; r++) {
+        if (r >= nrows) break;
+#pragma GCC unroll 4
         for (int m = 0; m < M; m++) {
             float s = QHSUM(a[r][m][0]) + QHSUM(a[r][m][1]), *d = y + m * ldy + r;
             *d = accumulate ? *d + s : s;
         }
+    }
 }
 
 /* each (M, rows a block, H) instance, its loops unrolled */
