@@ -34,6 +34,9 @@
 #                          (report.py isa-summary). Written to bench/results-ISA.md, not
 #                          results.md. PyTorch 1.13 (whose oneDNN predates some of these caps),
 #                          the tiny model and MPI are left out.
+#   BENCH_TORCH_BF16=0|1   PyTorch's bf16 autocast rows (default 1; 0 with BENCH_ISA=avx2, where
+#                          its LoRA step ran one core for over 13 minutes a round on a Zen 4: the
+#                          rows then say n/a, and PyTorch's faster mode is its fp32)
 #   BENCH_RECIPE=0         leave out the recipe-workload rows (docs/shared-prefix.md)
 #   BENCH_ONLY_RECIPE=1    only the recipe-workload rows (table: bench/.work/results-recipe.md)
 #   BENCH_RECIPE_ROUNDS=N  rounds of the 2-layer recipe rows (default 3)
@@ -76,6 +79,11 @@ if [ -n "$ISA" ]; then
     MKL_ENABLE_INSTRUCTIONS=$T_MKL
   OUT_MD=bench/results-$ISA.md
 fi
+TORCH_BF16=${BENCH_TORCH_BF16:-1}
+[ "$ISA" = avx2 ] && TORCH_BF16=${BENCH_TORCH_BF16:-0}
+TORCH_BF16_NA="left out: BENCH_TORCH_BF16=0 (with BENCH_ISA=avx2 by default: bf16 autocast without AVX512-BF16 ran over 13 minutes a round)"
+# torch_skip DT: whether PyTorch's rows of dtype DT are left out
+torch_skip() { [ "$1" = bf16 ] && [ "$TORCH_BF16" = 0 ]; }
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { echo "bench: $*" >&2; }
@@ -104,6 +112,10 @@ torch_selftest() {
 torch_row() {
   py=$1; name=$2; wl=$3; dt=$4; note=$5; shift 5
   tag=torch-$name-$(slug "$wl-$dt")
+  if torch_skip "$dt"; then
+    rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" --na "$TORCH_BF16_NA"
+    return
+  fi
   if ! torch_py_ok "$py"; then
     rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" --na "$py has no torch"
     return
@@ -135,6 +147,7 @@ torch_suite() {
 # shared 2-core machine: ~160x with PyTorch 1.13, ~75x with 2.15 (its first step 1.7x slower).
 torch_24() {
   py=$1; name=$2; dt=${3:-bf16}; wl="24-layer train B6 T384 ckpt"
+  if torch_skip "$dt"; then rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" --na "$TORCH_BF16_NA"; return; fi
   torch_py_ok "$py" || { rep row "$R" --workload "$wl" --impl "PyTorch ($name)" --dtype "$dt" --na "$py has no torch"; return; }
   rounds="$L/torch-$name-train-round"
   [ -n "$ISA" ] && rounds="$L/torch-$name-$dt-train-round"
@@ -330,6 +343,7 @@ isa_rounds() {
     done
     torch_py_ok "$PYNEW" || continue
     for dt in fp32 bf16; do
+      torch_skip $dt && continue
       say "PyPI: $wl ($dt, $ISA), round $i of $ROUNDS [$(elapsed) s]"
       # shellcheck disable=SC2086
       run "$L/torch-PyPI-$dt-train-round$i" 1500 "$PYNEW" bench/torch_ref.py --dtype $dt $targs
@@ -345,8 +359,12 @@ isa_rounds() {
   else
     # shellcheck disable=SC2086
     rep row "$R" --workload "$wl" --impl PyPI --dtype fp32 --note "$1" $px
-    # shellcheck disable=SC2086
-    rep row "$R" --workload "$wl" --impl PyPI --dtype bf16 --note "$1" $pb
+    if [ -n "$pb" ]; then
+      # shellcheck disable=SC2086
+      rep row "$R" --workload "$wl" --impl PyPI --dtype bf16 --note "$1" $pb
+    else
+      rep row "$R" --workload "$wl" --impl "PyTorch (PyPI)" --dtype bf16 --na "$TORCH_BF16_NA"
+    fi
   fi
 }
 
