@@ -46,31 +46,26 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* ---- packing A ---------------------------------------------------------- */
 
-/* Rows m0.. (nm valid of MR) of A, columns k0..k1 (a whole number of K
- * blocks but perhaps the last): K block pc at ap + (pc - k0) mp, its panel
- * of these rows at + off kb, kb rows of MR floats. */
-static void pack_a_panel(const yf_gemm *g, int64_t m0, int64_t nm, int MR, int64_t k0, int64_t k1, float *ap,
-                         int64_t mp, int64_t off) {
-    for (int64_t pc = k0; pc < k1; pc += g_kc) { /* fp32: kpair 1 */
-        int64_t kb = min64(g_kc, k1 - pc);
-        float *d = ap + (pc - k0) * mp + off * kb;
-        if (g->acs == 1) { /* rows of A contiguous: each row read front to back */
-            for (int64_t r = 0; r < nm; r++) {
-                const float *s = g->a + (m0 + r) * g->ars + pc;
-                for (int64_t k = 0; k < kb; k++) d[k * MR + r] = s[k];
-            }
-            for (int64_t r = nm; r < MR; r++)
-                for (int64_t k = 0; k < kb; k++) d[k * MR + r] = 0;
-        } else if (g->ars == 1) { /* columns of A contiguous: runs of rows */
-            for (int64_t k = 0; k < kb; k++) {
-                memcpy(d + k * MR, g->a + m0 + (pc + k) * g->acs, (size_t)nm * sizeof(float));
-                for (int64_t r = nm; r < MR; r++) d[k * MR + r] = 0;
-            }
-        } else {
-            for (int64_t k = 0; k < kb; k++)
-                for (int64_t r = 0; r < MR; r++)
-                    d[k * MR + r] = r < nm ? g->a[(m0 + r) * g->ars + (pc + k) * g->acs] : 0.0f;
+/* Rows m0.. (nm valid of MR) of A, K block pc.. (kb columns) as kb rows of
+ * MR floats at d: the fp32 kernels' packing of A (an ISA with pack_a packs
+ * its own form). */
+static void pack_a_f32(const yf_gemm *g, int64_t m0, int64_t nm, int MR, int64_t pc, int64_t kb, float *d) {
+    if (g->acs == 1) { /* rows of A contiguous: each row read front to back */
+        for (int64_t r = 0; r < nm; r++) {
+            const float *s = g->a + (m0 + r) * g->ars + pc;
+            for (int64_t k = 0; k < kb; k++) d[k * MR + r] = s[k];
         }
+        for (int64_t r = nm; r < MR; r++)
+            for (int64_t k = 0; k < kb; k++) d[k * MR + r] = 0;
+    } else if (g->ars == 1) { /* columns of A contiguous: runs of rows */
+        for (int64_t k = 0; k < kb; k++) {
+            memcpy(d + k * MR, g->a + m0 + (pc + k) * g->acs, (size_t)nm * sizeof(float));
+            for (int64_t r = nm; r < MR; r++) d[k * MR + r] = 0;
+        }
+    } else {
+        for (int64_t k = 0; k < kb; k++)
+            for (int64_t r = 0; r < MR; r++)
+                d[k * MR + r] = r < nm ? g->a[(m0 + r) * g->ars + (pc + k) * g->acs] : 0.0f;
     }
 }
 
@@ -88,28 +83,25 @@ typedef struct fma_job {
     int64_t kc;             /* the K block: g_kc x kpair k */
 } fma_job;
 
+/* The panel of rows i0 + ip MR.. for all K blocks k0..k1: K block pc at ap
+ * + (pc - k0) / kpair mp words, these rows' panel at + (m0 - i0) kw, kw
+ * rows of MR words. */
 static void pack_a_piece(void *ctx, int64_t ip) {
     const fma_job *j = ctx;
     const yf_fma_isa *isa = j->isa;
     int MR = isa->mr, kp = isa->kpair;
     int64_t m0 = j->i0 + ip * MR, nm = min64(MR, j->i1 - m0);
-    if (!isa->pack_a) {
-        pack_a_panel(j->g, m0, nm, MR, j->k0, j->k1, j->ap, j->mp, m0 - j->i0);
-        return;
-    }
-    for (int64_t pc = j->k0; pc < j->k1; pc += j->kc) { /* as pack_a_panel, in words */
+    for (int64_t pc = j->k0; pc < j->k1; pc += j->kc) {
         int64_t kb = min64(j->kc, j->k1 - pc);
-        isa->pack_a(j->g, m0, nm, pc, kb, j->ap + (pc - j->k0) / kp * j->mp + (m0 - j->i0) * ceil_div(kb, kp));
+        float *d = j->ap + (pc - j->k0) / kp * j->mp + (m0 - j->i0) * ceil_div(kb, kp);
+        if (isa->pack_a)
+            isa->pack_a(j->g, m0, nm, pc, kb, d);
+        else
+            pack_a_f32(j->g, m0, nm, MR, pc, kb, d);
     }
 }
 
 /* ---- B panels ------------------------------------------------------------ */
-
-/* Bytes an element of g's pre-packed panels takes: a word of bf16 pairs, or
- * W's dtype. */
-static size_t bpf_esz(const yf_gemm *g, const yf_fma_isa *isa) {
-    return isa->kpair == 2 || g->bt == YF_F32 ? 4 : 2;
-}
 
 /* Panel of B at columns n0.. (nn valid), K block pc.. (kb rows): a pointer
  * into an fp32 or bf16-pair pre-pack, or buf filled. */
@@ -118,7 +110,7 @@ static const float *b_panel(const yf_gemm *g, const yf_fma_isa *isa, int64_t pc,
     int NR = isa->nr;
     if (g->bpf) {
         int64_t i = (n0 / NR) * g->bpf_ld + pc / isa->kpair * NR;
-        if (bpf_esz(g, isa) == 4) return (const float *)g->bpf + i;
+        if (yf_panel_esz(isa->kpair, g->bt) == 4) return (const float *)g->bpf + i;
         isa->widen(buf, (const uint16_t *)g->bpf + i, kb * NR);
         return buf;
     }
@@ -145,7 +137,7 @@ static pf_plan pf_panel(const yf_gemm *g, const yf_fma_isa *isa, int64_t pc, int
     int NR = isa->nr, kp = isa->kpair;
     pf_plan f = {0};
     if (g->bpf) {
-        size_t pesz = bpf_esz(g, isa);
+        size_t pesz = yf_panel_esz(kp, g->bt);
         f = (pf_plan){(const char *)g->bpf + ((n0 / NR) * g->bpf_ld + pc / kp * NR) * pesz, 1, 0,
                       ceil_div(ceil_div(kb, kp) * NR * (int64_t)pesz, 64), 0, 0};
     } else if (g->brs == 1) { /* nn columns of kb values */

@@ -132,6 +132,9 @@ typedef struct yf_fma_isa {
  * mode where vdpbf16ps pays (cpu.h's bf16_dot_fast; yf_kernels_set_bf16_dot):
  * both operands rounded to bf16 as they are packed, fp32 accumulation. */
 extern const yf_fma_isa yf_fma_avx512, yf_fma_avx2, yf_fma_avx512_bf16;
+/* Bytes an element of the FMA kernels' pre-packed panels takes: a word of
+ * bf16 pairs (kpair 2), or W's dtype. */
+static inline size_t yf_panel_esz(int kpair, yf_dtype wt) { return kpair == 2 || wt == YF_F32 ? 4 : 2; }
 /* The FMA-driver ISA that products on the path (AVX-512 or AVX2) take now:
  * yf_fma_avx512_bf16 in bf16 mode with the bf16 dot kernel on. */
 const yf_fma_isa *yf_fma_isa_now(yf_kpath path);

@@ -107,44 +107,39 @@ static void panel_piece(void *ctx, int64_t i) {
     const yf_gemm *g = j->g;
     int64_t nr = j->nr, np = (g->N + nr - 1) / nr, p0 = i * j->per, p1 = p0 + j->per < np ? p0 + j->per : np;
     size_t esz = g->bt == YF_BF16 ? 2 : 4;
-    if (j->isa) { /* bf16 pairs: the kernel's packing, all of K at once */
-        int64_t kw = (g->K + 1) / 2;
-        for (int64_t p = p0; p < p1; p++) {
-            int64_t nn = g->N - p * nr < nr ? g->N - p * nr : nr;
-            float *d = (float *)j->dst + p * kw * nr;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t nn = g->N - p * nr < nr ? g->N - p * nr : nr;
+        if (j->isa) { /* bf16 pairs: the kernel's own packing, all of K at once */
+            float *d = (float *)j->dst + p * ((g->K + 1) / 2) * nr;
             if (g->bcs == 1)
                 j->isa->pack_b_rows(g, 0, g->K, p * nr, nn, d);
             else
                 j->isa->pack_b_cols(g, 0, g->K, p * nr, nn, d);
-            if (j->release)
-                yf_release_resident(j->release + (size_t)(p * nr * g->K) * esz, (size_t)(nn * g->K) * esz);
-        }
-        return;
-    }
-    for (int64_t p = p0; p < p1; p++) {
-        char *d = j->dst + (size_t)(p * g->K * nr) * esz;
-        int64_t nn = g->N - p * nr < nr ? g->N - p * nr : nr;
-        if (nn < nr) memset(d, 0, (size_t)(g->K * nr) * esz);
-        if (g->bcs == 1) { /* dy.W: rows of W, nn values each */
-            for (int64_t k = 0; k < g->K; k++)
-                memcpy(d + (size_t)(k * nr) * esz, (const char *)g->b + (size_t)(k * g->brs + p * nr) * esz,
-                       (size_t)nn * esz);
-            continue;
-        }
-        /* x.W^T: W's rows are the panel's columns; 64 k at a time, so the
-         * nr rows' runs and the panel's rows they go to stay in L1 */
-        for (int64_t k0 = 0; k0 < g->K; k0 += 64) {
-            int64_t kb = g->K - k0 < 64 ? g->K - k0 : 64;
-            for (int64_t c = 0; c < nn; c++) {
-                const char *s = (const char *)g->b + (size_t)((p * nr + c) * g->bcs + k0) * esz;
-                if (esz == 2)
-                    for (int64_t k = 0; k < kb; k++)
-                        ((uint16_t *)d)[(k0 + k) * nr + c] = ((const uint16_t *)s)[k];
-                else
-                    for (int64_t k = 0; k < kb; k++) ((float *)d)[(k0 + k) * nr + c] = ((const float *)s)[k];
+        } else {
+            char *d = j->dst + (size_t)(p * g->K * nr) * esz;
+            if (nn < nr) memset(d, 0, (size_t)(g->K * nr) * esz);
+            if (g->bcs == 1) { /* dy.W: rows of W, nn values each */
+                for (int64_t k = 0; k < g->K; k++)
+                    memcpy(d + (size_t)(k * nr) * esz, (const char *)g->b + (size_t)(k * g->brs + p * nr) * esz,
+                           (size_t)nn * esz);
+            } else {
+                /* x.W^T: W's rows are the panel's columns; 64 k at a time, so
+                 * the nr rows' runs and the panel's rows they go to stay in L1 */
+                for (int64_t k0 = 0; k0 < g->K; k0 += 64) {
+                    int64_t kb = g->K - k0 < 64 ? g->K - k0 : 64;
+                    for (int64_t c = 0; c < nn; c++) {
+                        const char *s = (const char *)g->b + (size_t)((p * nr + c) * g->bcs + k0) * esz;
+                        if (esz == 2)
+                            for (int64_t k = 0; k < kb; k++)
+                                ((uint16_t *)d)[(k0 + k) * nr + c] = ((const uint16_t *)s)[k];
+                        else
+                            for (int64_t k = 0; k < kb; k++)
+                                ((float *)d)[(k0 + k) * nr + c] = ((const float *)s)[k];
+                    }
+                }
             }
         }
-        if (j->release) /* W's rows of this panel; pages shared with a neighbour stay */
+        if (j->release) /* XWT: W's rows of this panel; pages shared with a neighbour stay */
             yf_release_resident(j->release + (size_t)(p * nr * g->K) * esz, (size_t)(nn * g->K) * esz);
     }
 }
@@ -312,7 +307,7 @@ static void use_panels(yf_gemm *g, const yf_wpack *pk, int64_t n0) {
     if (!pk || !panels_fit(pk)) return;
     int kp = pk->kpair;
     if (pk->kind == YF_PACK_XW && n0 % kp != 0) return; /* a slice starting inside a pair: packed per call */
-    size_t esz = kp == 2 || pk->wt == YF_F32 ? 4 : 2; /* a word of pairs, or an element */
+    size_t esz = yf_panel_esz(kp, pk->wt);
     int64_t kw = (pk->K + kp - 1) / kp, nw = (pk->N + kp - 1) / kp;
     if (pk->kind == YF_PACK_XWT)
         g->bpf = (const char *)pk->panels + (size_t)(n0 / pk->nr * kw * pk->nr) * esz, g->bpf_ld = kw * pk->nr;
