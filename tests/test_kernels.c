@@ -20,8 +20,9 @@ typedef enum { OP_XWT, OP_XW, OP_DW } op_t;
 static const char *op_name[] = {"x.W^T", "dy.W", "dy^T.x"};
 
 /* One product on the current path and on the reference; returns the relative
- * error (see the top). */
-static double check_one(op_t op, int64_t M, int64_t N, int64_t K, yf_dtype wt, bool acc) {
+ * error (see the top). rounded: the reference (and the magnitudes) on the
+ * operands bf16 mode's pair kernel sees, A and an f32 B rounded to bf16. */
+static double check_one(op_t op, int64_t M, int64_t N, int64_t K, yf_dtype wt, bool acc, bool rounded) {
     int64_t na, nb, nc; /* A, weight/second operand, output sizes */
     if (op == OP_XWT) na = M * K, nb = N * K, nc = M * N;
     else if (op == OP_XW) na = M * N, nb = N * K, nc = M * K;
@@ -30,34 +31,42 @@ static double check_one(op_t op, int64_t M, int64_t N, int64_t K, yf_dtype wt, b
     uint16_t *bh = malloc(nb * sizeof(uint16_t));
     float *c0 = malloc(nc * sizeof(float)), *c1 = malloc(nc * sizeof(float)), *cref = malloc(nc * sizeof(float));
     float *aa = malloc(na * sizeof(float)), *ba = malloc(nb * sizeof(float)), *scale = malloc(nc * sizeof(float));
-    for (int64_t i = 0; i < na; i++) aa[i] = fabsf(a[i] = frand());
+    float *ar = malloc(na * sizeof(float)), *br = malloc(nb * sizeof(float)); /* the reference's operands */
+    for (int64_t i = 0; i < na; i++) {
+        a[i] = frand();
+        ar[i] = rounded ? yf_bf16_to_f32(yf_f32_to_bf16(a[i])) : a[i];
+        aa[i] = fabsf(ar[i]);
+    }
     for (int64_t i = 0; i < nb; i++) {
         bh[i] = yf_f32_to_bf16(frand());
         bf[i] = wt == YF_BF16 ? yf_bf16_to_f32(bh[i]) : frand();
-        ba[i] = fabsf(bf[i]);
+        br[i] = rounded ? yf_bf16_to_f32(yf_f32_to_bf16(bf[i])) : bf[i];
+        ba[i] = fabsf(br[i]);
     }
     for (int64_t i = 0; i < nc; i++) c0[i] = frand();
     memcpy(c1, c0, nc * sizeof(float));
     memcpy(cref, c0, nc * sizeof(float));
     const void *w = wt == YF_BF16 ? (const void *)bh : (const void *)bf;
+    const void *wr = rounded ? (const void *)br : w; /* bf16 W: br holds bh's values as floats */
+    yf_dtype wrt = rounded ? YF_F32 : wt;
     if (op == OP_XWT) {
         yf_matmul_xwt(c1, a, w, wt, M, N, K, acc);
-        yf_matmul_xwt_ref(cref, a, w, wt, M, N, K, acc);
+        yf_matmul_xwt_ref(cref, ar, wr, wrt, M, N, K, acc);
         yf_matmul_xwt_ref(scale, aa, ba, YF_F32, M, N, K, false);
     } else if (op == OP_XW) {
         yf_matmul_xw(c1, a, w, wt, M, N, K, acc);
-        yf_matmul_xw_ref(cref, a, w, wt, M, N, K, acc);
+        yf_matmul_xw_ref(cref, ar, wr, wrt, M, N, K, acc);
         yf_matmul_xw_ref(scale, aa, ba, YF_F32, M, N, K, false);
     } else {
         yf_matmul_dw(c1, a, bf, M, N, K);
-        yf_matmul_dw_ref(cref, a, bf, M, N, K);
+        yf_matmul_dw_ref(cref, ar, br, M, N, K);
         memset(scale, 0, nc * sizeof(float));
         yf_matmul_dw_ref(scale, aa, ba, M, N, K);
     }
     double err = yt_max_abs_diff(c1, cref, nc), mag = yt_max_abs(scale, nc);
     for (int64_t i = 0; i < nc; i++)
         if (!isfinite(c1[i])) err = INFINITY; /* NaN would slip through a max */
-    free(a), free(bf), free(bh), free(c0), free(c1), free(cref), free(aa), free(ba), free(scale);
+    free(a), free(bf), free(bh), free(c0), free(c1), free(cref), free(aa), free(ba), free(scale), free(ar), free(br);
     return mag > 0 ? err / mag : err;
 }
 
@@ -83,7 +92,7 @@ static void sweep(yf_kpath path, yf_precision prec) {
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
                 for (int acc = 0; acc < 2; acc++) {
                     if (op == OP_DW && !acc) continue; /* dw always accumulates */
-                    double e = check_one(op, shapes[s][0], shapes[s][1], shapes[s][2], wt, acc);
+                    double e = check_one(op, shapes[s][0], shapes[s][1], shapes[s][2], wt, acc, false);
                     CHECK(e <= tol, "%s %s [%ld,%ld,%ld] acc=%d: rel err %g", op_name[op], yf_dtype_name(wt),
                           (long)shapes[s][0], (long)shapes[s][1], (long)shapes[s][2], acc, e);
                     if (e > worst) worst = e;
@@ -101,46 +110,6 @@ static void sweep(yf_kpath path, yf_precision prec) {
  * with odd K (a pair's zero half), K over several K blocks, rows and columns
  * not multiples of the 12 x 32 tile (sides of 16 or less go to the fp32
  * narrow kernels in either mode: none here). */
-static double check_pairs(op_t op, int64_t M, int64_t N, int64_t K, yf_dtype wt, bool acc) {
-    int64_t na = op == OP_XWT ? M * K : M * N, nb = op == OP_DW ? M * K : N * K;
-    int64_t nc = op == OP_XWT ? M * N : op == OP_XW ? M * K : N * K;
-    float *a = malloc(na * sizeof(float)), *ar = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float));
-    float *br = malloc(nb * sizeof(float)), *aa = malloc(na * sizeof(float)), *ba = malloc(nb * sizeof(float));
-    uint16_t *bh = malloc(nb * sizeof(uint16_t));
-    float *c = malloc(nc * sizeof(float)), *cref = malloc(nc * sizeof(float)), *scale = calloc(nc, sizeof(float));
-    for (int64_t i = 0; i < na; i++) {
-        a[i] = frand();
-        ar[i] = yf_bf16_to_f32(yf_f32_to_bf16(a[i]));
-        aa[i] = fabsf(ar[i]);
-    }
-    for (int64_t i = 0; i < nb; i++) {
-        b[i] = frand();
-        bh[i] = yf_f32_to_bf16(b[i]);
-        br[i] = yf_bf16_to_f32(bh[i]);
-        ba[i] = fabsf(br[i]);
-    }
-    for (int64_t i = 0; i < nc; i++) c[i] = cref[i] = frand();
-    const void *w = wt == YF_BF16 ? (const void *)bh : (const void *)b;
-    if (op == OP_XWT) {
-        yf_matmul_xwt(c, a, w, wt, M, N, K, acc);
-        yf_matmul_xwt_ref(cref, ar, br, YF_F32, M, N, K, acc);
-        yf_matmul_xwt_ref(scale, aa, ba, YF_F32, M, N, K, false);
-    } else if (op == OP_XW) {
-        yf_matmul_xw(c, a, w, wt, M, N, K, acc);
-        yf_matmul_xw_ref(cref, ar, br, YF_F32, M, N, K, acc);
-        yf_matmul_xw_ref(scale, aa, ba, YF_F32, M, N, K, false);
-    } else {
-        yf_matmul_dw(c, a, b, M, N, K);
-        yf_matmul_dw_ref(cref, ar, br, M, N, K);
-        yf_matmul_dw_ref(scale, aa, ba, M, N, K);
-    }
-    double err = yt_max_abs_diff(c, cref, nc), mag = yt_max_abs(scale, nc);
-    for (int64_t i = 0; i < nc; i++)
-        if (!isfinite(c[i])) err = INFINITY;
-    free(a), free(ar), free(b), free(br), free(aa), free(ba), free(bh), free(c), free(cref), free(scale);
-    return mag > 0 ? err / mag : err;
-}
-
 TEST(kernels_avx512_bf16_pairs_match_rounded_ref) {
     if (!yf_kernels_path_supported(YF_KPATH_AVX512) || !yf_cpu()->avx512_bf16)
         yt_skip("this CPU (or build) has no AVX512-BF16: the bf16-pair kernel is not used here");
@@ -159,7 +128,7 @@ TEST(kernels_avx512_bf16_pairs_match_rounded_ref) {
             for (size_t s = 0; s < sizeof pshapes / sizeof *pshapes; s++)
                 for (int acc = 0; acc < 2; acc++) {
                     if (op == OP_DW && !acc) continue;
-                    double e = check_pairs(op, pshapes[s][0], pshapes[s][1], pshapes[s][2], wt, acc);
+                    double e = check_one(op, pshapes[s][0], pshapes[s][1], pshapes[s][2], wt, acc, true);
                     CHECK(e <= tol, "%s %s [%ld,%ld,%ld] acc=%d: rel err %g against the rounded operands",
                           op_name[op], yf_dtype_name(wt), (long)pshapes[s][0], (long)pshapes[s][1],
                           (long)pshapes[s][2], acc, e);
@@ -203,7 +172,7 @@ static void sweep_narrow(yf_kpath path, yf_precision prec) {
                             if (pos == 0 && op != OP_DW) continue; /* a token count: not a narrow side */
                             int64_t dim[3], j = 0; /* sd at pos, the other pair around it */
                             for (int i = 0; i < 3; i++) dim[i] = i == pos ? sd : other[o][j++];
-                            double e = check_one(op, dim[0], dim[1], dim[2], wt, acc);
+                            double e = check_one(op, dim[0], dim[1], dim[2], wt, acc, false);
                             CHECK(e <= tol, "%s %s [%ld,%ld,%ld] acc=%d: rel err %g", op_name[op], yf_dtype_name(wt),
                                   (long)dim[0], (long)dim[1], (long)dim[2], acc, e);
                             if (e > worst) worst = e;
@@ -212,7 +181,7 @@ static void sweep_narrow(yf_kpath path, yf_precision prec) {
     static const int64_t big[][4] = {{OP_XWT, 300, 8, 7000}, {OP_XWT, 300, 7000, 8}, {OP_XW, 300, 8, 7000},
                                      {OP_DW, 300, 8, 7000}, {OP_DW, 300, 7000, 8}};
     for (size_t i = 0; i < sizeof big / sizeof *big; i++) {
-        double e = check_one((op_t)big[i][0], big[i][1], big[i][2], big[i][3], YF_F32, true);
+        double e = check_one((op_t)big[i][0], big[i][1], big[i][2], big[i][3], YF_F32, true, false);
         CHECK(e <= tol, "%s [%ld,%ld,%ld]: rel err %g", op_name[big[i][0]], (long)big[i][1], (long)big[i][2],
               (long)big[i][3], e);
         if (e > worst) worst = e;
