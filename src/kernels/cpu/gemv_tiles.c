@@ -24,7 +24,8 @@
  * columns on AVX-512 (3 by 3-6 on AVX2): each W vector, loaded (and widened)
  * once, serves all rows of the tile; with more rows than a tile, W is taken
  * a block of columns at a time that stays in L2 while each group of rows
- * passes over it, so that it streams from memory once. */
+ * passes over it, so that it streams from memory once. A tile prefetches the
+ * next tile's W while it reads its own (yf_prefetch_ahead). */
 #include "kernels/cpu/matmul_impl.h"
 
 #include <math.h>
@@ -165,12 +166,12 @@ static inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : n <= 
  * under the mask km. The even products first, then the odd: each W vector is
  * widened right before its FMAs, from W's line in L1. */
 INLINE void pair_step(__m512 acc[MAXR][8], const uint16_t *w, int64_t bcs, const float *xs, int64_t k, const int mm,
-                      const int nc, __mmask32 km) {
+                      const int nc, __mmask32 km, bool l1) {
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     __m512 wv[8];
 #pragma GCC unroll 8
     for (int j = 0; j < nc; j++) {
-        _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        yf_prefetch_ahead(w + nc * bcs, k * nc * 2 + j * 64, l1);
         wv[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_maskz_loadu_epi16(km, w + j * bcs + k), 16));
     }
 #pragma GCC unroll 8
@@ -192,11 +193,11 @@ INLINE void pair_step(__m512 acc[MAXR][8], const uint16_t *w, int64_t bcs, const
 
 /* One step of 16 k at k with f32 W, under the mask km */
 INLINE void f32_step(__m512 acc[MAXR][8], const float *w, int64_t bcs, const float *xs, int64_t k, const int mm,
-                     const int nc, __mmask16 km) {
+                     const int nc, __mmask16 km, bool l1) {
     __m512 wv[8];
 #pragma GCC unroll 8
     for (int j = 0; j < nc; j++) {
-        _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        yf_prefetch_ahead(w + nc * bcs, k * nc * 4 + j * 64, l1);
         wv[j] = _mm512_maskz_loadu_ps(km, w + j * bcs + k);
     }
 #pragma GCC unroll 8
@@ -259,6 +260,7 @@ INLINE void tile_sums(const yf_gemm *g, __m512 acc[MAXR][8], int64_t m0, const i
  * constant in each inlined copy, as mm and nc) */
 INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc, const bool bf) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 32 : 16, kfull = K / step * step;
+    const bool l1 = nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the next tile's W goes */
     __m512 acc[MAXR][8];
 #pragma GCC unroll 8
     for (int m = 0; m < mm; m++)
@@ -266,12 +268,12 @@ INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, in
         for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
     if (bf) {
         const uint16_t *w = (const uint16_t *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 32) pair_step(acc, w, bcs, xs, k, mm, nc, 0xffffffffu);
-        if (kfull < K) pair_step(acc, w, bcs, xs, kfull, mm, nc, mask32(K - kfull));
+        for (int64_t k = 0; k < kfull; k += 32) pair_step(acc, w, bcs, xs, k, mm, nc, 0xffffffffu, l1);
+        if (kfull < K) pair_step(acc, w, bcs, xs, kfull, mm, nc, mask32(K - kfull), l1);
     } else {
         const float *w = (const float *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff);
-        if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull));
+        for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff, l1);
+        if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull), l1);
     }
     tile_sums(g, acc, m0, mm, n, nc);
 }
@@ -285,11 +287,12 @@ INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, in
 
 BF16_TARGET static inline __attribute__((always_inline)) void dot_step(__m512 acc[MAXR][8], const uint16_t *w,
                                                                         int64_t bcs, const uint16_t *xs, int64_t k,
-                                                                        const int mm, const int nc, __mmask32 km) {
+                                                                        const int mm, const int nc, __mmask32 km,
+                                                                        bool l1) {
     __m512bh wv[8];
 #pragma GCC unroll 8
     for (int j = 0; j < nc; j++) {
-        _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        yf_prefetch_ahead(w + nc * bcs, k * nc * 2 + j * 64, l1);
         wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(km, w + j * bcs + k);
     }
 #pragma GCC unroll 8
@@ -306,13 +309,14 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile_dot(const yf_
     (void)bf;
     const int64_t K = g->K, bcs = g->bcs, kfull = K / 32 * 32;
     const uint16_t *x16 = (const uint16_t *)xs, *w = (const uint16_t *)g->b + n * bcs;
+    const bool l1 = nc * bcs * 2 <= YF_PREFETCH_L1;
     __m512 acc[MAXR][8];
 #pragma GCC unroll 8
     for (int m = 0; m < mm; m++)
 #pragma GCC unroll 8
         for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kfull; k += 32) dot_step(acc, w, bcs, x16, k, mm, nc, 0xffffffffu);
-    if (kfull < K) dot_step(acc, w, bcs, x16, kfull, mm, nc, mask32(K - kfull));
+    for (int64_t k = 0; k < kfull; k += 32) dot_step(acc, w, bcs, x16, k, mm, nc, 0xffffffffu, l1);
+    if (kfull < K) dot_step(acc, w, bcs, x16, kfull, mm, nc, mask32(K - kfull), l1);
     tile_sums(g, acc, m0, mm, n, nc);
 }
 
@@ -373,12 +377,12 @@ enum { MAXR2 = 3 }; /* rows of a register tile (16 ymm: 9 accumulators) */
 
 /* One step of 16 k at k (pair_step with 8 lanes); W as bf16 rows bcs apart */
 INLINE2 void pair_step8(__m256 acc[MAXR2][6], const uint16_t *w, int64_t bcs, const float *xs, int64_t k,
-                        const int mm, const int nc, const bool pf) {
+                        const int mm, const int nc, const void *next, bool l1) {
     const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
     __m256 wv[6];
 #pragma GCC unroll 6
     for (int j = 0; j < nc; j++) {
-        if (pf && k % 32 == 0) _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        if (next && k % 32 == 0) yf_prefetch_ahead(next, k * nc * 2 + j * 64, l1);
         wv[j] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(w + j * bcs + k)), 16));
     }
 #pragma GCC unroll 3
@@ -400,11 +404,11 @@ INLINE2 void pair_step8(__m256 acc[MAXR2][6], const uint16_t *w, int64_t bcs, co
 
 /* One step of 8 k at k with f32 W */
 INLINE2 void f32_step8(__m256 acc[MAXR2][6], const float *w, int64_t bcs, const float *xs, int64_t k, const int mm,
-                       const int nc, const bool pf) {
+                       const int nc, const void *next, bool l1) {
     __m256 wv[6];
 #pragma GCC unroll 6
     for (int j = 0; j < nc; j++) {
-        if (pf && k % 16 == 0) _mm_prefetch((const char *)(w + j * bcs + k) + 512, _MM_HINT_T0);
+        if (next && k % 16 == 0) yf_prefetch_ahead(next, k * nc * 4 + j * 64, l1);
         wv[j] = _mm256_loadu_ps(w + j * bcs + k);
     }
 #pragma GCC unroll 3
@@ -435,6 +439,7 @@ INLINE2 __m256 reduce8x8(const __m256 v[8]) {
 INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc,
                    const bool bf) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 16 : 8, kfull = K / step * step;
+    const bool l1 = nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the next tile's W goes */
     __m256 acc[MAXR2][6];
 #pragma GCC unroll 3
     for (int m = 0; m < mm; m++)
@@ -443,21 +448,21 @@ INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, 
     /* the last step from a zero-padded copy: nothing read past a row */
     if (bf) {
         const uint16_t *w = (const uint16_t *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 16) pair_step8(acc, w, bcs, xs, k, mm, nc, true);
+        for (int64_t k = 0; k < kfull; k += 16) pair_step8(acc, w, bcs, xs, k, mm, nc, w + nc * bcs, l1);
         if (kfull < K) {
             uint16_t t[6][16];
             memset(t, 0, sizeof t);
             for (int j = 0; j < nc; j++) memcpy(t[j], w + j * bcs + kfull, (size_t)(K - kfull) * sizeof(uint16_t));
-            pair_step8(acc, &t[0][0], 16, xs + kfull * mm, 0, mm, nc, false);
+            pair_step8(acc, &t[0][0], 16, xs + kfull * mm, 0, mm, nc, NULL, l1);
         }
     } else {
         const float *w = (const float *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 8) f32_step8(acc, w, bcs, xs, k, mm, nc, true);
+        for (int64_t k = 0; k < kfull; k += 8) f32_step8(acc, w, bcs, xs, k, mm, nc, w + nc * bcs, l1);
         if (kfull < K) {
             float t[6][8];
             memset(t, 0, sizeof t);
             for (int j = 0; j < nc; j++) memcpy(t[j], w + j * bcs + kfull, (size_t)(K - kfull) * sizeof(float));
-            f32_step8(acc, &t[0][0], 8, xs + kfull * mm, 0, mm, nc, false);
+            f32_step8(acc, &t[0][0], 8, xs + kfull * mm, 0, mm, nc, NULL, l1);
         }
     }
     /* the accumulators in row order, 8 at a time; fewer than 4 left: one at a time */

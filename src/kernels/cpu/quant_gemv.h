@@ -28,6 +28,8 @@ QTARGET QINLINE void q_i8_block(const yf_qmat *qm, float *y, int64_t ldy, const 
     const int8_t *qr[8];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) qr[r] = (const int8_t *)qm->q + (n + (r < nrows ? r : 0)) * K;
+    const int8_t *next = (const int8_t *)qm->q + (n + R) * K; /* the next block, R K bytes */
+    const bool l1 = R * K <= YF_PREFETCH_L1;
     QV a[8][4];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -36,7 +38,7 @@ QTARGET QINLINE void q_i8_block(const yf_qmat *qm, float *y, int64_t ldy, const 
     for (int64_t k = 0; k < K; k += QL) {
         if (k % 64 == 0)
 #pragma GCC unroll 8
-            for (int r = 0; r < R; r++) _mm_prefetch((const char *)qr[r] + k + 256, _MM_HINT_T0);
+            for (int r = 0; r < R; r++) yf_prefetch_ahead(next, k * R + r * 64, l1);
         int64_t kl = K - k < QL ? K - k : QL;
         QV xv[4];
 #pragma GCC unroll 4
@@ -76,6 +78,8 @@ QTARGET QINLINE void q_q4_block(const yf_qmat *qm, float *y, int64_t ldy, const 
         sr[r] = (const uint16_t *)qm->scale + row * ng;
         mr[r] = qm->min ? qm->min + row * ng : NULL;
     }
+    const uint8_t *next = (const uint8_t *)qm->q + (n + R) * (K / 2); /* the next block */
+    const bool l1 = R * (K / 2) <= YF_PREFETCH_L1;
     QV a[4][4][2];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -88,11 +92,8 @@ QTARGET QINLINE void q_q4_block(const yf_qmat *qm, float *y, int64_t ldy, const 
         for (int r = 0; r < R; r++) {
             QF16(sf[r], sr[r] + g0, gc);
             if (mr[r]) QF16(mf[r], mr[r] + g0, gc);
-            /* 16 groups' bytes, 128 groups (2 or 4 KiB) ahead: from memory, two
-             * threads read 17-19 GB/s of q4 so against 13-14 with the next 16
-             * groups (10 weights of 8192 x 2048, AVX-512; bf16's products 26) */
-            for (int64_t l = 0; l < 16 * half; l += 64)
-                _mm_prefetch((const char *)qr[r] + (g0 + 128) * half + l, _MM_HINT_T0);
+            /* the next block's bytes as far in as this step reads of this one */
+            for (int64_t l = 0; l < 16 * half; l += 64) yf_prefetch_ahead(next, (g0 * R + 16 * r) * half + l, l1);
         }
         for (int64_t j = 0; j < gc; j++) {
             const float *xg = x + (g0 + j) * G;

@@ -38,10 +38,6 @@
  *   QIDOT               the entry point's name */
 
 #define IINLINE static inline __attribute__((always_inline))
-/* bytes ahead a row's W is prefetched: one line a chunk (measured on a
- * 2-core Xeon, 10 weights of 8192 x 2048 from memory, 2 threads: 1024:
- * 19-20 GB/s, 2048: 21-23, 4096: 22-23; the bf16 products: 26) */
-#define QIDOT_PF 2048
 
 IINLINE int64_t idot_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -75,6 +71,8 @@ QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, cons
         sr[r] = (const uint16_t *)qm->scale + row * ng;
         mr[r] = with_min ? qm->min + row * ng : NULL;
     }
+    const uint8_t *next = (const uint8_t *)qm->q + (n + R) * rb; /* the next block */
+    const bool l1 = R * rb <= YF_PREFETCH_L1;
     FV a[8][4];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -88,7 +86,7 @@ QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, cons
         for (int r = 0; r < R; r++) {
             sw[r] = ISCALES(sr[r] + g0, gw);
             if (with_min) mw[r] = ISCALES(mr[r] + g0, gw);
-            _mm_prefetch((const char *)(sr[r] + g0) + QIDOT_PF / 8, _MM_HINT_T0);
+            _mm_prefetch((const char *)(sr[r] + g0) + 256, _MM_HINT_T0);
         }
         for (int64_t cc = 0; cc < cpw && cc * gpc < gw; cc++) {
             int64_t c = g0 / gpc + cc, nb = idot_min64(IC, rb - c * IC);
@@ -97,7 +95,7 @@ QTARGET IINLINE void q_idot_block(const yf_qmat *qm, float *y, int64_t ldy, cons
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 IV lo, hi;
-                _mm_prefetch((const char *)qr[r] + c * IC + QIDOT_PF, _MM_HINT_T0);
+                if (r * IC % 64 == 0) yf_prefetch_ahead(next, (c * R + r) * IC, l1); /* a line at a time */
                 INIB(IWQ(qr[r] + c * IC, nb), &lo, &hi);
                 FV sv = ILANES(sw[r], cc * gpc, lpg), mv = with_min ? ILANES(mw[r], cc * gpc, lpg) : FZERO();
 #pragma GCC unroll 4
@@ -120,6 +118,8 @@ QTARGET IINLINE void q_idot8_block(const yf_qmat *qm, float *y, int64_t ldy, con
     const int8_t *qr[8];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) qr[r] = (const int8_t *)qm->q + (n + (r < nrows ? r : 0)) * K;
+    const int8_t *next = (const int8_t *)qm->q + (n + R) * K; /* the next block */
+    const bool l1 = R * K <= YF_PREFETCH_L1;
     FV a[8][4];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -131,7 +131,7 @@ QTARGET IINLINE void q_idot8_block(const yf_qmat *qm, float *y, int64_t ldy, con
         const int8_t *xq = qx->q + c * qx->E;
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            _mm_prefetch((const char *)qr[r] + c * IC + QIDOT_PF, _MM_HINT_T0);
+            if (r * IC % 64 == 0) yf_prefetch_ahead(next, (c * R + r) * IC, l1);
             IV w = IWQ((const uint8_t *)qr[r] + c * IC, nb);
 #pragma GCC unroll 4
             for (int m = 0; m < M; m++) {
