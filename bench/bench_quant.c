@@ -5,6 +5,8 @@
  *           bf16, far beyond the caches), all threads: ms a pass, the weight
  *           bytes read per second, and with --bw GB/S (build/bench-membw's
  *           read bandwidth) that over it;
+ *   head:   the same over the LM head's shape (135,040 x 2048, 553 MB in
+ *           bf16), the product decoding a token ends with;
  *   core:   the same kernels on one thread over a 2048 x 2048 weight that
  *           stays in L2/L3: what one core can do when memory is not the limit;
  *   rows:   x·W^T and dy·W of 384 and 2304 rows (prefill, a training step)
@@ -12,7 +14,7 @@
  * Weights: bf16, int8, q4, and int8 / q4 with int8 activations (i8x8,
  * q4x8: --int8-activations; the few-row products only).
  * The fastest of --reps repetitions (default 7).
- * usage: build/bench-quant [--reps N] [--no-rows] [--bw GB/S] */
+ * usage: build/bench-quant [--reps N] [--no-rows] [--no-head] [--bw GB/S] */
 #include "base/pool.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/quant.h"
@@ -22,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { D = 2048, F = 8192, LAYERS = 4, NPROJ = 7, MAXREPS = 51 };
+enum { D = 2048, F = 8192, V = 135040, LAYERS = 4, NPROJ = 7, MAXREPS = 51 };
 
 static double fastest(const double *v, int n) {
     double b = v[0];
@@ -67,53 +69,79 @@ static void product(weight *w, int kind, float *y, const float *x, int64_t M) {
 enum { KINDS = 5 };
 static const char *kind_name[KINDS] = {"bf16", "int8", "q4", "i8x8", "q4x8"};
 
-int main(int argc, char **argv) {
-    int reps = 7;
-    bool rows = true;
-    double bw = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--no-rows")) rows = false;
-        else if (!strcmp(argv[i], "--bw") && i + 1 < argc) bw = atof(argv[++i]);
-        else {
-            fprintf(stderr, "usage: %s [--reps N] [--no-rows] [--bw GB/S]\n", argv[0]);
-            return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
-        }
-    }
-    if (reps < 1 || reps > MAXREPS) reps = 7;
+/* w: an N x K weight of random values in bf16, int8 and q4 (g32) */
+static int make_weight(weight *w, int64_t N, int64_t K) {
     yf_qspec s8 = {YF_QT_INT8, 0, false}, s4 = {YF_QT_Q4, 32, false};
-    weight ws[LAYERS * NPROJ];
-    for (int i = 0; i < LAYERS * NPROJ; i++) {
-        weight *w = &ws[i];
-        proj_shape(i % NPROJ, &w->N, &w->K);
-        float *f = filled(w->N * w->K, 0.05f);
-        w->bf16 = yf_malloc((size_t)(w->N * w->K) * 2);
-        for (int64_t j = 0; j < w->N * w->K; j++) w->bf16[j] = yf_f32_to_bf16(f[j]);
-        if (yf_qmat_quantize(&w->q8, f, YF_F32, w->N, w->K, &s8, "w") ||
-            yf_qmat_quantize(&w->q4, f, YF_F32, w->N, w->K, &s4, "w")) {
-            fprintf(stderr, "bench-quant: %s\n", yf_last_error());
-            return 1;
-        }
-        free(f);
-    }
-    printf("threads %d, path %s; read bandwidth (--bw) %.2f GB/s\n", yf_par_threads(), yf_kpath_name(yf_kernels_path()),
-           bw);
-    float *x = filled(4 * F, 1.0f), *y = yf_malloc((size_t)2304 * F * sizeof(float));
-    printf("decode: 1 row x %d layers' 7 weights (Yuan2-2B width)\n", LAYERS);
+    w->N = N, w->K = K;
+    float *f = filled(N * K, 0.05f);
+    w->bf16 = yf_malloc((size_t)(N * K) * 2);
+    for (int64_t j = 0; j < N * K; j++) w->bf16[j] = yf_f32_to_bf16(f[j]);
+    int rc = yf_qmat_quantize(&w->q8, f, YF_F32, N, K, &s8, "w") || yf_qmat_quantize(&w->q4, f, YF_F32, N, K, &s4, "w");
+    if (rc) fprintf(stderr, "bench-quant: %s\n", yf_last_error());
+    free(f);
+    return rc;
+}
+
+static void free_weight(weight *w) {
+    free(w->bf16);
+    yf_qmat_free(&w->q8);
+    yf_qmat_free(&w->q4);
+}
+
+/* One row of x through the n weights at ws, every kind, all threads: the
+ * fastest of reps passes */
+static void decode_rows(weight *ws, int n, int reps, double bw, const float *x, float *y) {
     printf("%-5s %10s %9s %9s %11s\n", "dtype", "MB", "ms/pass", "GB/s", "of read bw");
     double base_ms = 0;
     for (int kind = 0; kind < KINDS; kind++) {
         double t[MAXREPS], bytes = 0;
-        for (int i = 0; i < LAYERS * NPROJ; i++) bytes += (double)wbytes(&ws[i], kind);
+        for (int i = 0; i < n; i++) bytes += (double)wbytes(&ws[i], kind);
         for (int r = -1; r < reps; r++) {
             double t0 = yf_time();
-            for (int i = 0; i < LAYERS * NPROJ; i++) product(&ws[i], kind, y, x, 1);
+            for (int i = 0; i < n; i++) product(&ws[i], kind, y, x, 1);
             if (r >= 0) t[r] = yf_time() - t0;
         }
         double ms = fastest(t, reps) * 1e3;
         if (kind == 0) base_ms = ms;
         printf("%-5s %10.1f %9.2f %9.2f %10.0f%%  (%.2fx bf16's speed)\n", kind_name[kind], bytes / 1e6, ms,
                bytes / ms / 1e6, bw > 0 ? 100 * bytes / ms / 1e6 / bw : 0.0, base_ms / ms);
+    }
+}
+
+int main(int argc, char **argv) {
+    int reps = 7;
+    bool rows = true, head = true;
+    double bw = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-rows")) rows = false;
+        else if (!strcmp(argv[i], "--no-head")) head = false;
+        else if (!strcmp(argv[i], "--bw") && i + 1 < argc) bw = atof(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--reps N] [--no-rows] [--no-head] [--bw GB/S]\n", argv[0]);
+            return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
+        }
+    }
+    if (reps < 1 || reps > MAXREPS) reps = 7;
+    weight ws[LAYERS * NPROJ];
+    for (int i = 0; i < LAYERS * NPROJ; i++) {
+        int64_t N, K;
+        proj_shape(i % NPROJ, &N, &K);
+        if (make_weight(&ws[i], N, K)) return 1;
+    }
+    printf("threads %d, path %s; read bandwidth (--bw) %.2f GB/s\n", yf_par_threads(), yf_kpath_name(yf_kernels_path()),
+           bw);
+    float *x = filled(4 * F, 1.0f), *y = yf_malloc((size_t)2304 * F * sizeof(float));
+    printf("decode: 1 row x %d layers' 7 weights (Yuan2-2B width)\n", LAYERS);
+    decode_rows(ws, LAYERS * NPROJ, reps, bw, x, y);
+    if (head) {
+        weight h;
+        if (make_weight(&h, V, D)) return 1;
+        float *yh = yf_malloc((size_t)V * sizeof(float));
+        printf("head: 1 row x the LM head (%d x %d)\n", V, D);
+        decode_rows(&h, 1, reps, bw, x, yh);
+        free(yh);
+        free_weight(&h);
     }
     printf("core: 1 row x one 2048 x 2048 weight, one thread, in cache\n");
     yf_kpath path = yf_kernels_path();
@@ -158,11 +186,7 @@ int main(int argc, char **argv) {
         }
         free(xx);
     }
-    for (int i = 0; i < LAYERS * NPROJ; i++) {
-        free(ws[i].bf16);
-        yf_qmat_free(&ws[i].q8);
-        yf_qmat_free(&ws[i].q4);
-    }
+    for (int i = 0; i < LAYERS * NPROJ; i++) free_weight(&ws[i]);
     free(x), free(y);
     return 0;
 }
