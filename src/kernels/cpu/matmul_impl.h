@@ -179,12 +179,13 @@ void yf_gemv_tiles_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int6
  * reads this one: when it has read `off` bytes of this block, the line `off`
  * bytes into the next (yf_prefetch_ahead), into L1 when the two blocks fit
  * there together (the next at most YF_PREFETCH_L1 bytes), else into L2.
- * Measured on Zen 4 (2 threads, build/bench-quant's decode row, 5 rounds
+ * Measured on Zen 4 (2 threads, build/bench-quant's decode row, 3 rounds
  * taking turns), against prefetching 256-2048 bytes ahead inside each row as
- * before: bf16 27-28 GB/s against 17-20 (and 22-26 with no prefetch at all),
- * int8 21-24 against 13-14, q4 15-18 against 11-14, int8 x int8 28-31 against
- * 17-19, q4 x int8 21-26 against 14-16. A row of W is 1-4 KiB: inside a row
- * the prefetch ran into the hardware's streams; a block ahead it does not. */
+ * before: bf16 29-31 GB/s against 19-25 (22-26 with no prefetch at all; 19-24
+ * with the next tile into L1), int8 28-30 against 14-17, q4 15-20 against
+ * 11-13, int8 x int8 30-31 against 19-21, q4 x int8 25-28 against 16-18 (the
+ * read bandwidth: 33). A row of W is 1-4 KiB: inside a row the prefetches ran
+ * into the hardware's streams; a block ahead they do not. */
 enum { YF_PREFETCH_L1 = 8 << 10 };
 static inline __attribute__((always_inline)) void yf_prefetch_ahead(const void *next, int64_t off, bool l1) {
     if (l1) __builtin_prefetch((const char *)next + off, 0, 3); /* prefetcht0 */
