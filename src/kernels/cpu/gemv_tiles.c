@@ -82,10 +82,54 @@ typedef enum { X_F32, X_PAIRS, X_BF16 } x_form;
  * it, with zeros past K): k order, or with pairs its step/2 even then step/2
  * odd k; interleaved by steps, row after row (xs + q step mm + m step, in
  * floats, or in bf16 for X_BF16) */
+#if YF_CC_AVX512
+#define X512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+
+/* tiles_x's steps of 32 k for one row x (K of them) with AVX-512: X_PAIRS
+ * (each step's 16 even k, then its 16 odd) or X_BF16 (yf_f32_to_bf16's
+ * rounding, lane by lane: the same bits), step q at d + q stride floats. The
+ * scalar loop took 17 % of a 16-row x 2048 x 2048 product in the dot form. */
+X512_TARGET static void x_steps_avx512(const float *x, int64_t K, int64_t kp, x_form form, float *d, int64_t stride) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int64_t k = 0; k < kp; k += 32, d += stride) {
+        int64_t have = K - k; /* > 0: kp is K rounded up to the step */
+        __mmask16 m0 = have >= 16 ? 0xffff : (__mmask16)((1u << have) - 1);
+        __mmask16 m1 = have >= 32 ? 0xffff : have <= 16 ? 0 : (__mmask16)((1u << (have - 16)) - 1);
+        __m512 a = _mm512_maskz_loadu_ps(m0, x + k), b = _mm512_maskz_loadu_ps(m1, x + k + 16);
+        if (form == X_PAIRS) {
+            _mm512_storeu_ps(d, _mm512_permutex2var_ps(a, even, b));
+            _mm512_storeu_ps(d + 16, _mm512_permutex2var_ps(a, odd, b));
+            continue;
+        }
+        __m256i h[2];
+        for (int i = 0; i < 2; i++) { /* round to nearest even; a NaN stays NaN (quieted) */
+            __m512i u = _mm512_castps_si512(i ? b : a);
+            __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                             _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                                              _mm512_set1_epi32(1))));
+            __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                   _mm512_set1_epi32(0x7f800000));
+            r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000)); /* (u >> 16) | 0x40, shifted up */
+            h[i] = _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+        }
+        _mm256_storeu_si256((__m256i *)d, h[0]);
+        _mm256_storeu_si256((__m256i *)d + 1, h[1]);
+    }
+}
+#endif
+
 static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int step, x_form form, float *xs) {
     int half = step / 2;
     for (int64_t m = 0; m < mm; m++) {
         const float *x = g->a + (m0 + m) * g->ars;
+#if YF_CC_AVX512
+        if (step == 32 && form != X_F32) { /* the AVX-512 tiles' steps; in floats, X_BF16's take 16 */
+            int64_t e = form == X_BF16 ? 16 : 32;
+            x_steps_avx512(x, g->K, kp, form, xs + m * e, mm * e);
+            continue;
+        }
+#endif
         for (int64_t k = 0; k < kp; k += step) {
             float *d = xs + k * mm + m * step;
             int64_t have = g->K - k < step ? g->K - k : step; /* k < K from here on */
