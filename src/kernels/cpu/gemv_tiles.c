@@ -160,17 +160,19 @@ static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int st
  * registers anyway, and forced into one there x cost 30 %. */
 #define IN_REG(v) __asm__("" : "+v"(v))
 
-/* rows(g, xs, m0, n0, n1): a group of rows (xs: tiles_x's), columns n0..n1 */
-typedef void (*tiles_rows_fn)(const yf_gemm *, const float *, int64_t, int64_t, int64_t);
+/* rows(g, xs, m0, n0, n1, ahead): a group of rows (xs: tiles_x's), columns
+ * n0..n1; each tile prefetches the W `ahead` columns on (0: the next tile's) */
+typedef void (*tiles_rows_fn)(const yf_gemm *, const float *, int64_t, int64_t, int64_t, int64_t);
 
 /* The rows function `name` of an ISA (its target attribute and its tile
- * function TILE(g, xs, m0, mm, n, nc, bf)): mm rows, columns n0..n1 in whole
- * tiles of NC columns, then one at a time; mm, NC and bf constants. */
+ * function TILE(g, xs, m0, mm, n, nc, bf, ahead)): mm rows, columns n0..n1
+ * in whole tiles of NC columns, then one at a time; mm, NC and bf constants. */
 #define TILES_ROWS_FN(TARGET, TILE, name, mm, NC, bf)                                                              \
-    TARGET static void name(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1) {             \
+    TARGET static void name(const yf_gemm *g, const float *xs, int64_t m0, int64_t n0, int64_t n1,               \
+                            int64_t ahead) {                                                                      \
         int64_t n = n0;                                                                                           \
-        for (; n + (NC) <= n1; n += (NC)) TILE(g, xs, m0, mm, n, NC, bf);                                         \
-        for (; n < n1; n++) TILE(g, xs, m0, mm, n, 1, bf);                                                        \
+        for (; n + (NC) <= n1; n += (NC)) TILE(g, xs, m0, mm, n, NC, bf, ahead ? ahead : (NC));                   \
+        for (; n < n1; n++) TILE(g, xs, m0, mm, n, 1, bf, ahead ? ahead : 1);                                     \
     }
 
 /* the rows of group gi of groups, r rows of M before it: the rest shared as
@@ -182,8 +184,10 @@ static int64_t group_rows(int64_t M, int64_t r, int64_t groups, int64_t gi) {
 /* Rows in groups of at most maxr, as even as can be (16 = 8 + 8, 12 = 6 + 6;
  * rows_fn[r] the kernel of r rows); with one group W streams once anyway;
  * with more, a block of columns at a time (~256 KiB of W, a multiple of 24)
- * that stays in L2 while each group passes over it. step: k a step of the
- * kernels takes (bf16: two vectors' worth). */
+ * that stays in L2 while each group passes over it, and every pass
+ * prefetches the next block into L2 (the first group would otherwise wait
+ * for memory while the others leave it idle). step: k a step of the kernels
+ * takes (bf16: two vectors' worth). */
 static void tiles_run(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int step, int maxr,
                       const tiles_rows_fn *rows_fn, x_form form) {
     if (m1 <= m0 || n1 <= n0) return;
@@ -201,7 +205,7 @@ static void tiles_run(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int6
     for (int64_t n = n0; n < n1; n += nb) {
         int64_t ne = n1 - n < nb ? n1 : n + nb;
         for (int64_t gi = 0, r = 0; gi < groups; r += group_rows(M, r, groups, gi), gi++)
-            rows_fn[group_rows(M, r, groups, gi)](g, xs + r * kp, m0 + r, n, ne);
+            rows_fn[group_rows(M, r, groups, gi)](g, xs + r * kp, m0 + r, n, ne, groups > 1 ? nb : 0);
     }
 }
 
@@ -219,12 +223,12 @@ static inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : n <= 
  * under the mask km. The even products first, then the odd: each W vector is
  * widened right before its FMAs, from W's line in L1. */
 INLINE void pair_step(__m512 acc[MAXR][8], const uint16_t *w, int64_t bcs, const float *xs, int64_t k, const int mm,
-                      const int nc, __mmask32 km, bool l1) {
+                      const int nc, __mmask32 km, const uint16_t *next, bool l1) {
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     __m512 wv[8];
 #pragma GCC unroll 8
     for (int j = 0; j < nc; j++) {
-        yf_prefetch_ahead(w + nc * bcs, k * nc * 2 + j * 64, l1);
+        yf_prefetch_ahead(next, k * nc * 2 + j * 64, l1);
         wv[j] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_maskz_loadu_epi16(km, w + j * bcs + k), 16));
     }
 #pragma GCC unroll 8
@@ -248,11 +252,11 @@ INLINE void pair_step(__m512 acc[MAXR][8], const uint16_t *w, int64_t bcs, const
 
 /* One step of 16 k at k with f32 W, under the mask km */
 INLINE void f32_step(__m512 acc[MAXR][8], const float *w, int64_t bcs, const float *xs, int64_t k, const int mm,
-                     const int nc, __mmask16 km, bool l1) {
+                     const int nc, __mmask16 km, const float *next, bool l1) {
     __m512 wv[8];
 #pragma GCC unroll 8
     for (int j = 0; j < nc; j++) {
-        yf_prefetch_ahead(w + nc * bcs, k * nc * 4 + j * 64, l1);
+        yf_prefetch_ahead(next, k * nc * 4 + j * 64, l1);
         wv[j] = _mm512_maskz_loadu_ps(km, w + j * bcs + k);
     }
 #pragma GCC unroll 8
@@ -313,10 +317,12 @@ INLINE void tile_sums(const yf_gemm *g, __m512 acc[MAXR][8], int64_t m0, const i
 }
 
 /* C[m0 .. m0+mm, n .. n+nc] from xs (those rows, tiles_x); bf: bf16 W (a
- * constant in each inlined copy, as mm and nc) */
-INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc, const bool bf) {
+ * constant in each inlined copy, as mm and nc); the W of the nc columns
+ * `ahead` columns on is prefetched meanwhile */
+INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc, const bool bf,
+                 int64_t ahead) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 32 : 16, kfull = K / step * step;
-    const bool l1 = nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the next tile's W goes */
+    const bool l1 = ahead == nc && nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the prefetched W goes */
     __m512 acc[MAXR][8];
 #pragma GCC unroll 8
     for (int m = 0; m < mm; m++)
@@ -324,12 +330,12 @@ INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, in
         for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
     if (bf) {
         const uint16_t *w = (const uint16_t *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 32) pair_step(acc, w, bcs, xs, k, mm, nc, 0xffffffffu, l1);
-        if (kfull < K) pair_step(acc, w, bcs, xs, kfull, mm, nc, mask32(K - kfull), l1);
+        for (int64_t k = 0; k < kfull; k += 32) pair_step(acc, w, bcs, xs, k, mm, nc, 0xffffffffu, w + ahead * bcs, l1);
+        if (kfull < K) pair_step(acc, w, bcs, xs, kfull, mm, nc, mask32(K - kfull), w + ahead * bcs, l1);
     } else {
         const float *w = (const float *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff, l1);
-        if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull), l1);
+        for (int64_t k = 0; k < kfull; k += 16) f32_step(acc, w, bcs, xs, k, mm, nc, 0xffff, w + ahead * bcs, l1);
+        if (kfull < K) f32_step(acc, w, bcs, xs, kfull, mm, nc, (__mmask16)mask32(K - kfull), w + ahead * bcs, l1);
     }
     tile_sums(g, acc, m0, mm, n, nc);
 }
@@ -344,11 +350,11 @@ INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, in
 BF16_TARGET static inline __attribute__((always_inline)) void dot_step(__m512 acc[MAXR][8], const uint16_t *w,
                                                                         int64_t bcs, const uint16_t *xs, int64_t k,
                                                                         const int mm, const int nc, __mmask32 km,
-                                                                        bool l1) {
+                                                                        const uint16_t *next, bool l1) {
     __m512bh wv[8];
 #pragma GCC unroll 8
     for (int j = 0; j < nc; j++) {
-        yf_prefetch_ahead(w + nc * bcs, k * nc * 2 + j * 64, l1);
+        yf_prefetch_ahead(next, k * nc * 2 + j * 64, l1);
         wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(km, w + j * bcs + k);
     }
 #pragma GCC unroll 8
@@ -362,18 +368,18 @@ BF16_TARGET static inline __attribute__((always_inline)) void dot_step(__m512 ac
 
 BF16_TARGET static inline __attribute__((always_inline)) void tile_dot(const yf_gemm *g, const float *xs, int64_t m0,
                                                                         const int mm, int64_t n, const int nc,
-                                                                        const bool bf) {
+                                                                        const bool bf, int64_t ahead) {
     (void)bf;
     const int64_t K = g->K, bcs = g->bcs, kfull = K / 32 * 32;
-    const uint16_t *x16 = (const uint16_t *)xs, *w = (const uint16_t *)g->b + n * bcs;
-    const bool l1 = nc * bcs * 2 <= YF_PREFETCH_L1;
+    const uint16_t *x16 = (const uint16_t *)xs, *w = (const uint16_t *)g->b + n * bcs, *next = w + ahead * bcs;
+    const bool l1 = ahead == nc && nc * bcs * 2 <= YF_PREFETCH_L1;
     __m512 acc[MAXR][8];
 #pragma GCC unroll 8
     for (int m = 0; m < mm; m++)
 #pragma GCC unroll 8
         for (int j = 0; j < nc; j++) acc[m][j] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kfull; k += 32) dot_step(acc, w, bcs, x16, k, mm, nc, 0xffffffffu, l1);
-    if (kfull < K) dot_step(acc, w, bcs, x16, kfull, mm, nc, mask32(K - kfull), l1);
+    for (int64_t k = 0; k < kfull; k += 32) dot_step(acc, w, bcs, x16, k, mm, nc, 0xffffffffu, next, l1);
+    if (kfull < K) dot_step(acc, w, bcs, x16, kfull, mm, nc, mask32(K - kfull), next, l1);
     tile_sums(g, acc, m0, mm, n, nc);
 }
 
@@ -494,9 +500,9 @@ INLINE2 __m256 reduce8x8(const __m256 v[8]) {
 }
 
 INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc,
-                   const bool bf) {
+                   const bool bf, int64_t ahead) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 16 : 8, kfull = K / step * step;
-    const bool l1 = nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the next tile's W goes */
+    const bool l1 = ahead == nc && nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the prefetched W goes */
     __m256 acc[MAXR2][6];
 #pragma GCC unroll 3
     for (int m = 0; m < mm; m++)
@@ -505,7 +511,7 @@ INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, 
     /* the last step from a zero-padded copy: nothing read past a row */
     if (bf) {
         const uint16_t *w = (const uint16_t *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 16) pair_step8(acc, w, bcs, xs, k, mm, nc, w + nc * bcs, l1);
+        for (int64_t k = 0; k < kfull; k += 16) pair_step8(acc, w, bcs, xs, k, mm, nc, w + ahead * bcs, l1);
         if (kfull < K) {
             uint16_t t[6][16];
             memset(t, 0, sizeof t);
@@ -514,7 +520,7 @@ INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, 
         }
     } else {
         const float *w = (const float *)g->b + n * bcs;
-        for (int64_t k = 0; k < kfull; k += 8) f32_step8(acc, w, bcs, xs, k, mm, nc, w + nc * bcs, l1);
+        for (int64_t k = 0; k < kfull; k += 8) f32_step8(acc, w, bcs, xs, k, mm, nc, w + ahead * bcs, l1);
         if (kfull < K) {
             float t[6][8];
             memset(t, 0, sizeof t);
