@@ -276,3 +276,41 @@ TEST(gemv_tiles_bf16_dot_rows_stable_and_the_product) {
     CHECK(bad_disp == 0, "%d decode products in bf16 mode differ from the dot kernel's bits", bad_disp);
     CHECK_NEAR("bf16 dot tiles vs double sums of bf16(x)·W, relative to the sum of |terms|", worst, 1e-5);
 }
+
+/* The dot form rounds x to bf16 as yf_f32_to_bf16 does, value by value:
+ * ties to even, signs, the K tail zeros. With W the identity, each output is
+ * one product by 1 plus zeros, so it is exactly the rounded x; but for a
+ * subnormal x, which vdpbf16ps reads as zero (it treats subnormal inputs as
+ * zeros, whatever MXCSR says): 0 there. */
+TEST(gemv_tiles_bf16_dot_rounds_x_as_the_scalar_rule) {
+    if (!yf_kernels_path_supported(YF_KPATH_AVX512) || !yf_cpu()->avx512_bf16)
+        yt_skip("no AVX512-BF16 here: the bf16 dot form of the tiles is not used");
+    yf_kpath was_path = yf_kernels_path();
+    CHECK(yf_kernels_set_path(YF_KPATH_AVX512) == 0);
+    yf_kernels_set_precision(YF_PREC_BF16);
+    bool was_dot = yf_kernels_set_bf16_dot(true);
+    enum { K = 45, M = 3 }; /* one whole step of 32 and a tail of 13 */
+    static const float special[] = {1.00390625f,      /* 1 + 2^-8: a tie, rounds down to even */
+                                    1.01171875f,      /* 1 + 3 * 2^-8: a tie, rounds up to even */
+                                    -1.00390625f,     1.0f + 0x1p-8f + 0x1p-20f, /* just above a tie */
+                                    1e-40f,           /* subnormal: vdpbf16ps reads 0 */
+                                    -3e-39f,          0x1p-126f, 65504.0f, -0.0f, 3.14159265f};
+    float x[M * K], c[M * K];
+    uint16_t w[K * K];
+    memset(w, 0, sizeof w);
+    for (int k = 0; k < K; k++) w[k * K + k] = yf_f32_to_bf16(1.0f);
+    for (int i = 0; i < M * K; i++) x[i] = i % 4 == 0 ? special[(i / 4) % 10] : frand() * (i % 3 ? 1e3f : 1e-3f);
+    yf_matmul_xwt(c, x, w, YF_BF16, M, K, K, false);
+    int bad = 0;
+    for (int i = 0; i < M * K; i++) {
+        float want = fabsf(x[i]) < 0x1p-126f ? 0.0f : yf_bf16_to_f32(yf_f32_to_bf16(x[i]));
+        if (memcmp(&c[i], &want, sizeof want) != 0 && !(want == 0 && c[i] == 0)) {
+            if (bad < 5) printf("  x[%d] = %a: got %a, want %a\n", i, x[i], c[i], want);
+            bad++;
+        }
+    }
+    yf_kernels_set_bf16_dot(was_dot);
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    yf_kernels_set_path(was_path);
+    CHECK(bad == 0, "%d of %d values of x rounded otherwise than yf_f32_to_bf16", bad, M * K);
+}
