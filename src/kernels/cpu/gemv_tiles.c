@@ -87,8 +87,9 @@ typedef enum { X_F32, X_PAIRS, X_BF16 } x_form;
 
 /* tiles_x's steps of 32 k for one row x (K of them) with AVX-512: X_PAIRS
  * (each step's 16 even k, then its 16 odd) or X_BF16 (yf_f32_to_bf16's
- * rounding, lane by lane: the same bits), step q at d + q stride floats. The
- * scalar loop took 17 % of a 16-row x 2048 x 2048 product in the dot form. */
+ * rounding, lane by lane: the same bits), step q at d + q stride floats. x is
+ * prepared once per call, but with few columns a thread that is a sizeable
+ * part of the product. */
 X512_TARGET static void x_steps_avx512(const float *x, int64_t K, int64_t kp, x_form form, float *d, int64_t stride) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -152,12 +153,10 @@ static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int st
 }
 
 /* x's vector in a register before its FMAs. Without this GCC folds the load
- * into each of the tile's nc FMAs: nc 64-byte loads where one does, and on
- * Zen 4 (one 64-byte load a cycle) the loads, not the FMAs, set the pace:
- * 16 rows x 1024 x 1024 in cache, 2 threads, 134-149 GFLOP/s against
- * 164-189 in registers (f32 W 140 against 175; the bf16 dot form +4 %).
- * AVX2 tiles keep the folded loads: their accumulators outnumber the 16
- * registers anyway, and forced into one there x cost 30 %. */
+ * into each of the tile's nc FMAs: nc 64-byte loads where one does, and on a
+ * core that takes one such load a cycle (Zen 4) the loads, not the FMAs, set
+ * the pace. The AVX2 tiles keep the folded 32-byte loads, which measured
+ * faster there (docs/performance.md). */
 #define IN_REG(v) __asm__("" : "+v"(v))
 
 /* rows(g, xs, m0, n0, n1, ahead): a group of rows (xs: tiles_x's), columns

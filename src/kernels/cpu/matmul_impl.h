@@ -178,14 +178,11 @@ void yf_gemv_tiles_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int6
  * block's rows, and the kernel prefetches the *next* block at the pace it
  * reads this one: when it has read `off` bytes of this block, the line `off`
  * bytes into the next (yf_prefetch_ahead), into L1 when the two blocks fit
- * there together (the next at most YF_PREFETCH_L1 bytes), else into L2.
- * Measured on Zen 4 (2 threads, build/bench-quant's decode row, 3 rounds
- * taking turns), against prefetching 256-2048 bytes ahead inside each row as
- * before: bf16 29-31 GB/s against 19-25 (22-26 with no prefetch at all; 19-24
- * with the next tile into L1), int8 28-30 against 14-17, q4 15-20 against
- * 11-13, int8 x int8 30-31 against 19-21, q4 x int8 25-28 against 16-18 (the
- * read bandwidth: 33). A row of W is 1-4 KiB: inside a row the prefetches ran
- * into the hardware's streams; a block ahead they do not. */
+ * there together (the next at most YF_PREFETCH_L1 bytes), else into L2 (a
+ * bf16 tile's next 32 KiB into L1 evicts the tile being read). Why not
+ * ahead inside each row: a row of W is 1-4 KiB, and there the prefetches run
+ * into the hardware's own streams (on Zen 4 they cost a third of the read
+ * rate; docs/performance.md, "Decode at the read bound on Zen 4"). */
 enum { YF_PREFETCH_L1 = 8 << 10 };
 static inline __attribute__((always_inline)) void yf_prefetch_ahead(const void *next, int64_t off, bool l1) {
     if (l1) __builtin_prefetch((const char *)next + off, 0, 3); /* prefetcht0 */
