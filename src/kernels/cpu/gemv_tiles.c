@@ -78,10 +78,6 @@ void yf_gemv_tiles_ref(const yf_gemm *g, int lanes, int64_t m0, int64_t m1, int6
  * bf16 dot kernel: bf16 W in bf16 mode). */
 typedef enum { X_F32, X_PAIRS, X_BF16 } x_form;
 
-/* x's rows m0..m0+mm in the order of steps of `step` k (kp, a multiple of
- * it, with zeros past K): k order, or with pairs its step/2 even then step/2
- * odd k; interleaved by steps, row after row (xs + q step mm + m step, in
- * floats, or in bf16 for X_BF16) */
 #if YF_CC_AVX512
 #define X512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
@@ -120,6 +116,10 @@ X512_TARGET static void x_steps_avx512(const float *x, int64_t K, int64_t kp, x_
 }
 #endif
 
+/* x's rows m0..m0+mm in the order of steps of `step` k (kp, a multiple of
+ * it, with zeros past K): k order, or with pairs its step/2 even then step/2
+ * odd k; interleaved by steps, row after row (xs + q step mm + m step, in
+ * floats, or in bf16 for X_BF16) */
 static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int step, x_form form, float *xs) {
     int half = step / 2;
     for (int64_t m = 0; m < mm; m++) {
