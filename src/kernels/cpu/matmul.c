@@ -160,6 +160,11 @@ typedef enum { K_SCALAR, K_AVX2, K_AVX512, K_AMX, K_GEMV_AVX2, K_GEMV_AVX512, K_
  * idle cores and up to a scheduler time slice (milliseconds) when the cores
  * are shared with other processes, which made small products 10-30x slower. */
 #define MT_MIN_WORK ((double)(1 << 24))
+/* The few-row kernels (decode steps) take threads from 2^20 multiply-adds or
+ * 1 MiB of W: a batched decode step of a small model (32 rows through a
+ * 704 x 256 weight) is 10-20 times the cost of a parallel region on idle
+ * cores, and serving and extraction own their cores (docs/performance.md). */
+#define MT_MIN_FEW ((double)(1 << 20))
 /* The narrow kernels (LoRA's rank-r sides) do a multiply-add per element of
  * the big operand they stream, at ~70 GFLOP/s: 2^21 of them are ~0.05 ms as
  * well, so they take threads from there (a 384-row step has ~60 of 6-25M). */
@@ -354,7 +359,7 @@ static void run_inner(const yf_gemm *g, const yf_gemm_epi *e) {
     bool few = k == K_GEMV_AVX2 || k == K_GEMV_AVX512;
     double b_read = (double)g->N * (double)g->K * (g->bt == YF_BF16 ? 2 : 4);
     bool narrow = k == K_NARROW_AVX2 || k == K_NARROW_AVX512;
-    double min_work = narrow ? MT_MIN_NARROW : MT_MIN_WORK;
+    double min_work = narrow ? MT_MIN_NARROW : few ? MT_MIN_FEW : MT_MIN_WORK;
     int nt = work < min_work && !(few && b_read >= (double)(1 << 20)) ? 1 : yf_par_threads();
     YF_CHECK(!g->apk || (k == K_AMX && nparts == 1 && g->bpk));
     if (k == K_AVX512 || k == K_AVX2) { /* its own split (gemm_fma.c) */
