@@ -81,6 +81,8 @@ typedef enum { X_F32, X_PAIRS, X_BF16 } x_form;
 #if YF_CC_AVX512
 #define X512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
+static inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
+
 /* tiles_x's steps of 32 k for one row x (K of them) with AVX-512: X_PAIRS
  * (each step's 16 even k, then its 16 odd) or X_BF16 (yf_f32_to_bf16's
  * rounding, lane by lane: the same bits), step q at d + q stride floats. x is
@@ -90,10 +92,9 @@ X512_TARGET static void x_steps_avx512(const float *x, int64_t K, int64_t kp, x_
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     for (int64_t k = 0; k < kp; k += 32, d += stride) {
-        int64_t have = K - k; /* > 0: kp is K rounded up to the step */
-        __mmask16 m0 = have >= 16 ? 0xffff : (__mmask16)((1u << have) - 1);
-        __mmask16 m1 = have >= 32 ? 0xffff : have <= 16 ? 0 : (__mmask16)((1u << (have - 16)) - 1);
-        __m512 a = _mm512_maskz_loadu_ps(m0, x + k), b = _mm512_maskz_loadu_ps(m1, x + k + 16);
+        __mmask32 km = mask32(K - k); /* k < K: kp is K rounded up to the step */
+        __m512 a = _mm512_maskz_loadu_ps((__mmask16)km, x + k);
+        __m512 b = _mm512_maskz_loadu_ps((__mmask16)(km >> 16), x + k + 16);
         if (form == X_PAIRS) {
             _mm512_storeu_ps(d, _mm512_permutex2var_ps(a, even, b));
             _mm512_storeu_ps(d + 16, _mm512_permutex2var_ps(a, odd, b));
@@ -159,6 +160,13 @@ static void tiles_x(const yf_gemm *g, int64_t m0, int64_t mm, int64_t kp, int st
  * faster there (docs/performance.md). */
 #define IN_REG(v) __asm__("" : "+v"(v))
 
+/* Whether a tile of nc columns (esz bytes an element) prefetches into L1:
+ * only the next tile's W (ahead == nc), and only when that fits beside its
+ * own (yf_prefetch_ahead); a column block ahead goes to L2 */
+static inline bool ahead_in_l1(int64_t ahead, int nc, int64_t bcs, int esz) {
+    return ahead == nc && nc * bcs * esz <= YF_PREFETCH_L1;
+}
+
 /* rows(g, xs, m0, n0, n1, ahead): a group of rows (xs: tiles_x's), columns
  * n0..n1; each tile prefetches the W `ahead` columns on (0: the next tile's) */
 typedef void (*tiles_rows_fn)(const yf_gemm *, const float *, int64_t, int64_t, int64_t, int64_t);
@@ -215,7 +223,6 @@ static void tiles_run(const yf_gemm *g, int64_t m0, int64_t m1, int64_t n0, int6
 
 enum { MAXR = 8 }; /* rows of a register tile */
 
-static inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
 
 /* One step of 32 k at k for a tile of mm rows by nc columns (both constants
  * in each inlined copy, so that the accumulators stay in registers); W read
@@ -321,7 +328,7 @@ INLINE void tile_sums(const yf_gemm *g, __m512 acc[MAXR][8], int64_t m0, const i
 INLINE void tile(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc, const bool bf,
                  int64_t ahead) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 32 : 16, kfull = K / step * step;
-    const bool l1 = ahead == nc && nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the prefetched W goes */
+    const bool l1 = ahead_in_l1(ahead, nc, bcs, bf ? 2 : 4);
     __m512 acc[MAXR][8];
 #pragma GCC unroll 8
     for (int m = 0; m < mm; m++)
@@ -371,7 +378,7 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile_dot(const yf_
     (void)bf;
     const int64_t K = g->K, bcs = g->bcs, kfull = K / 32 * 32;
     const uint16_t *x16 = (const uint16_t *)xs, *w = (const uint16_t *)g->b + n * bcs, *next = w + ahead * bcs;
-    const bool l1 = ahead == nc && nc * bcs * 2 <= YF_PREFETCH_L1;
+    const bool l1 = ahead_in_l1(ahead, nc, bcs, 2);
     __m512 acc[MAXR][8];
 #pragma GCC unroll 8
     for (int m = 0; m < mm; m++)
@@ -501,7 +508,7 @@ INLINE2 __m256 reduce8x8(const __m256 v[8]) {
 INLINE2 void tile8(const yf_gemm *g, const float *xs, int64_t m0, const int mm, int64_t n, const int nc,
                    const bool bf, int64_t ahead) {
     const int64_t K = g->K, bcs = g->bcs, step = bf ? 16 : 8, kfull = K / step * step;
-    const bool l1 = ahead == nc && nc * bcs * (bf ? 2 : 4) <= YF_PREFETCH_L1; /* where the prefetched W goes */
+    const bool l1 = ahead_in_l1(ahead, nc, bcs, bf ? 2 : 4);
     __m256 acc[MAXR2][6];
 #pragma GCC unroll 3
     for (int m = 0; m < mm; m++)
