@@ -226,6 +226,29 @@ TEST(gemv_tiles_are_what_decode_products_run) {
     CHECK(bad == 0, "%d of %d decode products differ from the reference's bits", bad, runs);
 }
 
+/* The settings the bf16 dot form needs (the AVX-512 path, bf16 mode, the
+ * dot kernel, row-stable products), and what they replaced */
+typedef struct dot_mode {
+    yf_kpath path;
+    bool dot, rowstable;
+} dot_mode;
+
+static dot_mode dot_mode_on(void) {
+    dot_mode was = {yf_kernels_path(), false, false};
+    CHECK(yf_kernels_set_path(YF_KPATH_AVX512) == 0);
+    yf_kernels_set_precision(YF_PREC_BF16);
+    was.dot = yf_kernels_set_bf16_dot(true);
+    was.rowstable = yf_kernels_set_rowstable(true);
+    return was;
+}
+
+static void dot_mode_off(dot_mode was) {
+    yf_kernels_set_rowstable(was.rowstable);
+    yf_kernels_set_bf16_dot(was.dot);
+    yf_kernels_set_precision(YF_PREC_EXACT);
+    yf_kernels_set_path(was.path);
+}
+
 /* The bf16 dot form (bf16 W in bf16 mode with the bf16 dot kernel, AVX-512
  * with AVX512-BF16): each row gets the bits it gets alone, whatever the
  * number of rows (1..32, row-stable), and each element is the product of x
@@ -235,10 +258,7 @@ TEST(gemv_tiles_are_what_decode_products_run) {
 TEST(gemv_tiles_bf16_dot_rows_stable_and_the_product) {
     if (!yf_kernels_path_supported(YF_KPATH_AVX512) || !yf_cpu()->avx512_bf16)
         yt_skip("no AVX512-BF16 here: the bf16 dot form of the tiles is not used");
-    yf_kpath was_path = yf_kernels_path();
-    CHECK(yf_kernels_set_path(YF_KPATH_AVX512) == 0);
-    yf_kernels_set_precision(YF_PREC_BF16);
-    bool was_dot = yf_kernels_set_bf16_dot(true), was = yf_kernels_set_rowstable(true);
+    dot_mode was = dot_mode_on();
     static const int64_t nk[][2] = {{37, 33}, {29, 100}, {64, 2048}, {21, 17}, {3000, 512}}; /* N > 16: not narrow */
     int bad_rows = 0, bad_disp = 0;
     double worst = 0;
@@ -268,10 +288,7 @@ TEST(gemv_tiles_bf16_dot_rows_stable_and_the_product) {
             free(all), free(disp), free(one);
             drop(&p);
         }
-    yf_kernels_set_rowstable(was);
-    yf_kernels_set_bf16_dot(was_dot);
-    yf_kernels_set_precision(YF_PREC_EXACT);
-    yf_kernels_set_path(was_path);
+    dot_mode_off(was);
     CHECK(bad_rows == 0, "%d products: rows differ from the same rows alone", bad_rows);
     CHECK(bad_disp == 0, "%d decode products in bf16 mode differ from the dot kernel's bits", bad_disp);
     CHECK_NEAR("bf16 dot tiles vs double sums of bf16(x)·W, relative to the sum of |terms|", worst, 1e-5);
@@ -285,10 +302,7 @@ TEST(gemv_tiles_bf16_dot_rows_stable_and_the_product) {
 TEST(gemv_tiles_bf16_dot_rounds_x_as_the_scalar_rule) {
     if (!yf_kernels_path_supported(YF_KPATH_AVX512) || !yf_cpu()->avx512_bf16)
         yt_skip("no AVX512-BF16 here: the bf16 dot form of the tiles is not used");
-    yf_kpath was_path = yf_kernels_path();
-    CHECK(yf_kernels_set_path(YF_KPATH_AVX512) == 0);
-    yf_kernels_set_precision(YF_PREC_BF16);
-    bool was_dot = yf_kernels_set_bf16_dot(true);
+    dot_mode was = dot_mode_on();
     enum { K = 45, M = 3 }; /* one whole step of 32 and a tail of 13 */
     static const float special[] = {1.00390625f,      /* 1 + 2^-8: a tie, rounds down to even */
                                     1.01171875f,      /* 1 + 3 * 2^-8: a tie, rounds up to even */
@@ -309,8 +323,6 @@ TEST(gemv_tiles_bf16_dot_rounds_x_as_the_scalar_rule) {
             bad++;
         }
     }
-    yf_kernels_set_bf16_dot(was_dot);
-    yf_kernels_set_precision(YF_PREC_EXACT);
-    yf_kernels_set_path(was_path);
+    dot_mode_off(was);
     CHECK(bad == 0, "%d of %d values of x rounded otherwise than yf_f32_to_bf16", bad, M * K);
 }
